@@ -1,0 +1,246 @@
+//! Messages from a client to the hub.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::Role;
+
+/// The correlation id of a request, echoed in its reply: a JSON number or string chosen by the client.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(untagged)]
+pub enum RequestId {
+    /// A non-negative integer id.
+    Number(u64),
+    /// A string id (at most 64 bytes).
+    Text(String),
+}
+
+/// Every client message: a request with its `id`. The request's fields sit beside `type` and `id`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+pub struct ClientMessage {
+    /// Correlation id, echoed in the reply.
+    pub id: RequestId,
+    /// The request itself, tagged by `type`.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// The two fields every client message must have, read first so that a bad message gets a precise error.
+#[derive(Deserialize, Debug, Default)]
+pub struct Envelope {
+    /// The message type, if present and a string.
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    /// The request id, if present and well formed.
+    #[serde(default)]
+    pub id: Option<RequestId>,
+}
+
+/// A client request. `join` must come first; every other request needs a joined connection.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Authenticate with a token and join a room. Must arrive within the auth timeout of connecting.
+    Join(JoinRequest),
+    /// Leave the room now, without a grace period; the hub then closes the socket (code 1000).
+    Leave,
+    /// Application-level keepalive; replies `ok` with no result.
+    Ping,
+    /// Fetch a full snapshot of the room as this participant sees it (for resynchronising).
+    GetState,
+    /// Audience: ask to speak. In open-mic rooms with a free seat this promotes at once.
+    RaiseHand,
+    /// Withdraw a raised hand.
+    LowerHand,
+    /// Moderator: promote a participant whose hand is raised.
+    ApproveHand {
+        /// The identity to promote.
+        participant: String,
+    },
+    /// Moderator: invite an audience member to the stage; they must accept before the invite expires.
+    InviteToStage {
+        /// The identity to invite.
+        participant: String,
+    },
+    /// Moderator: withdraw an invitation to the stage.
+    CancelInvite {
+        /// The invited identity.
+        participant: String,
+    },
+    /// Accept a pending invitation to the stage.
+    AcceptInvite,
+    /// Decline a pending invitation to the stage.
+    DeclineInvite,
+    /// Speaker or moderator: leave the stage for the audience.
+    StepDown,
+    /// Moderator: move a speaker to the audience.
+    MoveToAudience {
+        /// The speaker's identity.
+        participant: String,
+    },
+    /// Stage member: mute or unmute yourself.
+    SetMuted {
+        /// `true` to mute.
+        muted: bool,
+    },
+    /// Moderator: mute a stage member. There is no remote unmute.
+    Mute {
+        /// The stage member's identity.
+        participant: String,
+    },
+    /// Moderator: remove a participant from the room; they may join again.
+    Kick {
+        /// The identity to remove.
+        participant: String,
+    },
+    /// Moderator: remove a participant and refuse that identity from now on.
+    Ban {
+        /// The identity to ban (need not be present).
+        participant: String,
+    },
+    /// Moderator: lift a ban.
+    Unban {
+        /// The banned identity.
+        participant: String,
+    },
+    /// Moderator: make a participant a moderator (their token must allow it).
+    MakeModerator {
+        /// The identity.
+        participant: String,
+    },
+    /// Moderator: make a moderator a speaker again.
+    RevokeModerator {
+        /// The identity.
+        participant: String,
+    },
+    /// Moderator: replace the whole stage in one transition. Everyone on stage and not listed goes to the audience.
+    Handover {
+        /// The new stage, in order.
+        stage: Vec<StageAssignment>,
+    },
+    /// Moderator: change room settings; absent fields stay as they are.
+    UpdateSettings {
+        /// Raised hands promote at once while seats are free.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        open_mic: Option<bool>,
+        /// Only guests (see `invite_to_room`) and moderators may join.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        closed: Option<bool>,
+        /// Seats on stage (moderators plus speakers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stage_capacity: Option<u32>,
+    },
+    /// Moderator: put an identity on the guest list of a closed room.
+    InviteToRoom {
+        /// The identity to admit.
+        identity: String,
+    },
+    /// Moderator: take an identity off the guest list (does not remove them if present).
+    UninviteFromRoom {
+        /// The identity.
+        identity: String,
+    },
+    /// Moderator: page through the audience in join order.
+    ListAudience {
+        /// The cursor from the previous page's `next`; absent for the first page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<u64>,
+        /// Page size (default 100, at most the server's page limit).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Moderator: end the room for everyone.
+    EndRoom,
+}
+
+impl Request {
+    /// The wire name of this request's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Join(_) => "join",
+            Self::Leave => "leave",
+            Self::Ping => "ping",
+            Self::GetState => "get_state",
+            Self::RaiseHand => "raise_hand",
+            Self::LowerHand => "lower_hand",
+            Self::ApproveHand { .. } => "approve_hand",
+            Self::InviteToStage { .. } => "invite_to_stage",
+            Self::CancelInvite { .. } => "cancel_invite",
+            Self::AcceptInvite => "accept_invite",
+            Self::DeclineInvite => "decline_invite",
+            Self::StepDown => "step_down",
+            Self::MoveToAudience { .. } => "move_to_audience",
+            Self::SetMuted { .. } => "set_muted",
+            Self::Mute { .. } => "mute",
+            Self::Kick { .. } => "kick",
+            Self::Ban { .. } => "ban",
+            Self::Unban { .. } => "unban",
+            Self::MakeModerator { .. } => "make_moderator",
+            Self::RevokeModerator { .. } => "revoke_moderator",
+            Self::Handover { .. } => "handover",
+            Self::UpdateSettings { .. } => "update_settings",
+            Self::InviteToRoom { .. } => "invite_to_room",
+            Self::UninviteFromRoom { .. } => "uninvite_from_room",
+            Self::ListAudience { .. } => "list_audience",
+            Self::EndRoom => "end_room",
+        }
+    }
+
+    /// Every request `type` this version understands (for telling "unknown type" from "bad fields").
+    pub const KINDS: &'static [&'static str] = &[
+        "join",
+        "leave",
+        "ping",
+        "get_state",
+        "raise_hand",
+        "lower_hand",
+        "approve_hand",
+        "invite_to_stage",
+        "cancel_invite",
+        "accept_invite",
+        "decline_invite",
+        "step_down",
+        "move_to_audience",
+        "set_muted",
+        "mute",
+        "kick",
+        "ban",
+        "unban",
+        "make_moderator",
+        "revoke_moderator",
+        "handover",
+        "update_settings",
+        "invite_to_room",
+        "uninvite_from_room",
+        "list_audience",
+        "end_room",
+    ];
+}
+
+/// The `join` request: the first message on every connection.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+pub struct JoinRequest {
+    /// A signed access token (JWT, HS256) minted by the application or `podium token`.
+    pub token: String,
+    /// The room to join. Required when the token is valid for any room; otherwise it must match the token's room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// Protocol versions the client speaks; the hub picks the newest it shares. Defaults to `[1]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocols: Option<Vec<u32>>,
+    /// The resume token from an earlier `welcome`, to take back a dropped session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
+    /// Join in this role instead of the default (only `audience`, or a stage role for moderator tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+/// One seat of a `handover`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct StageAssignment {
+    /// The identity to seat.
+    pub participant: String,
+    /// `speaker` or `moderator`.
+    pub role: Role,
+}

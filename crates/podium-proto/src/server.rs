@@ -1,0 +1,388 @@
+//! Messages from the hub to a client: replies and events.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{ErrorCode, RequestId, Role};
+
+/// Every message the hub sends. `ok` and `error` answer requests; every other variant is an event carrying the
+/// room's sequence number `seq` (all events from one room transition share one `seq`; it only grows).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// A request succeeded.
+    Ok {
+        /// The request's id.
+        id: RequestId,
+        /// The request's result, for requests that have one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<Reply>,
+    },
+    /// A request failed, or a message could not be read as a request (then `id` is null).
+    Error {
+        /// The request's id, when it could be read.
+        id: Option<RequestId>,
+        /// The stable error code.
+        code: ErrorCode,
+        /// A human-readable explanation (not stable; do not match on it).
+        message: String,
+    },
+    /// The stage changed: the full roster, and what changed it.
+    Stage {
+        /// Room sequence number.
+        seq: u64,
+        /// Moderators and speakers, in the order they took the stage.
+        stage: Vec<StageMember>,
+        /// What caused this change.
+        cause: StageCause,
+    },
+    /// To stage members only: an audience member joined.
+    ParticipantJoined {
+        /// Room sequence number.
+        seq: u64,
+        /// Who joined.
+        participant: Participant,
+    },
+    /// To stage members only: an audience member left.
+    ParticipantLeft {
+        /// Room sequence number.
+        seq: u64,
+        /// The identity that left.
+        participant: String,
+    },
+    /// Head counts, coalesced: at most about one per second.
+    Counts {
+        /// Room sequence number.
+        seq: u64,
+        /// The counts.
+        counts: Counts,
+    },
+    /// To moderators: the hand queue changed.
+    HandQueue {
+        /// Room sequence number.
+        seq: u64,
+        /// The queue.
+        queue: HandQueue,
+    },
+    /// To one participant: their own state changed (role, mute, hand position, invitation).
+    You {
+        /// Room sequence number.
+        seq: u64,
+        /// The participant's own state.
+        you: YourState,
+    },
+    /// The room's settings changed.
+    Settings {
+        /// Room sequence number.
+        seq: u64,
+        /// The new settings.
+        settings: RoomSettings,
+    },
+    /// To moderators: an invitation to the stage was declined, or expired.
+    InviteAnswered {
+        /// Room sequence number.
+        seq: u64,
+        /// The invited identity.
+        participant: String,
+        /// Whether they accepted (acceptance also shows as a `stage` event).
+        accepted: bool,
+        /// True when nobody answered before the invitation expired.
+        expired: bool,
+    },
+    /// The hub had to drop events for this client (it fell behind); this full snapshot replaces them.
+    Resync {
+        /// Room sequence number of the snapshot.
+        seq: u64,
+        /// The room as this participant sees it.
+        state: RoomSnapshot,
+    },
+}
+
+/// A request's result. Which shape comes back depends on the request (see `proto/PROTOCOL.md`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum Reply {
+    /// Result of `join`.
+    Welcome(Box<Welcome>),
+    /// Result of `get_state`.
+    State(Box<RoomSnapshot>),
+    /// Result of `list_audience`.
+    Audience(AudiencePage),
+    /// Result of `raise_hand`.
+    Hand {
+        /// 1-based place in the hand queue, or null when promoted at once.
+        position: Option<u32>,
+        /// True when an open-mic room put the participant on stage at once.
+        promoted: bool,
+    },
+}
+
+/// The result of `join`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+pub struct Welcome {
+    /// The negotiated protocol version.
+    pub protocol: u32,
+    /// Your identity and display name.
+    pub participant: Participant,
+    /// Present this in the next `join` to take back this session after a dropped connection.
+    pub resume_token: String,
+    /// True when this connection took over an existing session (its role, hand and mute state were kept).
+    pub resumed: bool,
+    /// How long a dropped connection's state is kept, in milliseconds.
+    pub grace_ms: u64,
+    /// How often the hub pings; a client silent for 3 intervals is disconnected.
+    pub heartbeat_interval_ms: u64,
+    /// The limits the hub enforces on this connection.
+    pub limits: Limits,
+    /// The room as you see it.
+    pub state: RoomSnapshot,
+}
+
+/// Per-connection limits, announced in `welcome`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted text frame, in bytes.
+    pub max_message_bytes: u32,
+    /// Sustained requests per second.
+    pub requests_per_second: u32,
+    /// Requests allowed in a burst.
+    pub request_burst: u32,
+}
+
+/// A room as one participant sees it.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+pub struct RoomSnapshot {
+    /// The room's name.
+    pub room: String,
+    /// Room sequence number of this snapshot; ignore events with a `seq` lower than this.
+    pub seq: u64,
+    /// Room settings.
+    pub settings: RoomSettings,
+    /// Moderators and speakers, in the order they took the stage.
+    pub stage: Vec<StageMember>,
+    /// Head counts.
+    pub counts: Counts,
+    /// Your own state.
+    pub you: YourState,
+    /// The hand queue: present for moderators only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hands: Option<HandQueue>,
+}
+
+/// An identity and its display name.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct Participant {
+    /// The identity (the token's subject).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// One seat on the stage.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct StageMember {
+    /// The identity.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `moderator` or `speaker`.
+    pub role: Role,
+    /// Whether they are muted.
+    pub muted: bool,
+    /// False while their connection is down and the grace period runs.
+    pub connected: bool,
+}
+
+/// What changed the stage. `by` names the moderator who did it, when one did.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StageCause {
+    /// A moderator joined the room straight onto the stage.
+    Joined {
+        /// Who.
+        participant: String,
+    },
+    /// A stage member left the room.
+    Left {
+        /// Who.
+        participant: String,
+    },
+    /// Promoted from the audience (hand approved, or open mic when `by` is absent).
+    Promoted {
+        /// Who.
+        participant: String,
+        /// The approving moderator.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// Accepted an invitation to the stage.
+    InviteAccepted {
+        /// Who.
+        participant: String,
+    },
+    /// Left the stage by choice.
+    SteppedDown {
+        /// Who.
+        participant: String,
+    },
+    /// Moved to the audience by a moderator.
+    MovedToAudience {
+        /// Who.
+        participant: String,
+        /// The moderator.
+        by: String,
+    },
+    /// Muted (by themselves when `by` is absent).
+    Muted {
+        /// Who.
+        participant: String,
+        /// The moderator.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// Unmuted themselves.
+    Unmuted {
+        /// Who.
+        participant: String,
+    },
+    /// Made a moderator.
+    ModeratorGranted {
+        /// Who.
+        participant: String,
+        /// The moderator.
+        by: String,
+    },
+    /// No longer a moderator.
+    ModeratorRevoked {
+        /// Who.
+        participant: String,
+        /// The moderator.
+        by: String,
+    },
+    /// Removed (kicked or banned) by a moderator.
+    Removed {
+        /// Who.
+        participant: String,
+        /// The moderator.
+        by: String,
+    },
+    /// A moderator replaced the whole stage.
+    Handover {
+        /// The moderator.
+        by: String,
+    },
+    /// The last moderator left; the longest-serving eligible speaker became moderator.
+    Succession {
+        /// The new moderator.
+        participant: String,
+    },
+    /// A stage member's connection dropped; their seat is kept for the grace period.
+    Disconnected {
+        /// Who.
+        participant: String,
+    },
+    /// A stage member came back within the grace period.
+    Reconnected {
+        /// Who.
+        participant: String,
+    },
+}
+
+/// Head counts.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Moderators plus speakers.
+    pub stage: u32,
+    /// Everyone else.
+    pub audience: u32,
+    /// Raised hands.
+    pub hands: u32,
+    /// Everyone present.
+    pub total: u32,
+}
+
+/// The hand queue, oldest first (only the first entries; `total` counts all).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct HandQueue {
+    /// The first raised hands, oldest first.
+    pub hands: Vec<Participant>,
+    /// How many hands are raised in all.
+    pub total: u32,
+}
+
+/// A participant's own state.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct YourState {
+    /// Current role.
+    pub role: Role,
+    /// The highest role the token allows.
+    pub ceiling: Role,
+    /// Whether you are muted (always true in the audience).
+    pub muted: bool,
+    /// 1-based place in the hand queue, when your hand is raised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hand_position: Option<u32>,
+    /// A pending invitation to the stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<Invite>,
+}
+
+/// A pending invitation to the stage.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct Invite {
+    /// The inviting moderator.
+    pub by: String,
+    /// When it expires, in milliseconds since the Unix epoch (server clock).
+    pub expires_at_ms: u64,
+}
+
+/// Room settings a moderator can change.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoomSettings {
+    /// Raised hands promote at once while seats are free.
+    pub open_mic: bool,
+    /// Only guests and moderators may join.
+    pub closed: bool,
+    /// Seats on stage (moderators plus speakers).
+    pub stage_capacity: u32,
+}
+
+/// One page of the audience list.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct AudiencePage {
+    /// Audience members in join order.
+    pub entries: Vec<AudienceEntry>,
+    /// Cursor for the next page (`after`), absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
+    /// Audience size.
+    pub total: u32,
+}
+
+/// One audience member in a page.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct AudienceEntry {
+    /// The identity.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Whether their hand is raised.
+    pub hand_raised: bool,
+    /// False while their connection is down and the grace period runs.
+    pub connected: bool,
+}
+
+impl ServerMessage {
+    /// An `error` reply.
+    pub fn error(id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error { id, code, message: message.into() }
+    }
+
+    /// Serialises to a JSON text frame.
+    pub fn to_json(&self) -> String {
+        // unwrap: these types hold only strings, numbers, bools, vectors and maps with string keys, which
+        // serde_json always serialises.
+        #[allow(clippy::unwrap_used)]
+        serde_json::to_string(self).unwrap()
+    }
+}

@@ -1,0 +1,54 @@
+use super::*;
+
+#[test]
+fn unit_requests_parse_with_id() {
+    let m: ClientMessage = serde_json::from_str(r#"{"type":"raise_hand","id":7}"#).expect("valid");
+    assert_eq!(m.id, RequestId::Number(7));
+    assert_eq!(m.request, Request::RaiseHand);
+}
+
+#[test]
+fn struct_requests_parse() {
+    let m: ClientMessage =
+        serde_json::from_str(r#"{"type":"approve_hand","id":"a","participant":"bob"}"#).expect("valid");
+    assert_eq!(m.request, Request::ApproveHand { participant: "bob".into() });
+}
+
+#[test]
+fn kinds_cover_every_request() {
+    for kind in Request::KINDS {
+        let needs = match *kind {
+            "join" => r#","token":"t""#,
+            "approve_hand" | "invite_to_stage" | "cancel_invite" | "move_to_audience" | "mute" | "kick" | "ban"
+            | "unban" | "make_moderator" | "revoke_moderator" => r#","participant":"p""#,
+            "set_muted" => r#","muted":true"#,
+            "handover" => r#","stage":[]"#,
+            "invite_to_room" | "uninvite_from_room" => r#","identity":"p""#,
+            _ => "",
+        };
+        let text = format!(r#"{{"type":"{kind}","id":1{needs}}}"#);
+        let m: ClientMessage = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(m.request.kind(), *kind);
+    }
+}
+
+#[test]
+fn negotiation_picks_newest_common() {
+    assert_eq!(negotiate(&[1, 2, 3]), Some(1));
+    assert_eq!(negotiate(&[9]), None);
+}
+
+#[test]
+fn replies_serialise_flat() {
+    let ok = ServerMessage::Ok { id: RequestId::Text("x".into()), result: None };
+    assert_eq!(ok.to_json(), r#"{"type":"ok","id":"x"}"#);
+    let err = ServerMessage::error(None, ErrorCode::BadRequest, "no");
+    assert_eq!(err.to_json(), r#"{"type":"error","id":null,"code":"bad_request","message":"no"}"#);
+}
+
+#[test]
+fn close_codes_round_trip() {
+    for c in CloseCode::ALL {
+        assert_eq!(CloseCode::from_code(c.code()), Some(*c));
+    }
+}

@@ -1,0 +1,1 @@
+//! The pure stage state machine (being written).
