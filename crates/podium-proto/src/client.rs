@@ -115,7 +115,8 @@ pub enum Request {
     },
     /// Moderator: replace the whole stage in one transition. Everyone on stage and not listed goes to the audience.
     Handover {
-        /// The new stage, in order.
+        /// The new stage. Members already on stage keep their place in the stage order; newcomers take the stage
+        /// in list order after them.
         stage: Vec<StageAssignment>,
     },
     /// Moderator: change room settings; absent fields stay as they are.

@@ -78,7 +78,7 @@ pub enum ServerMessage {
         /// The new settings.
         settings: RoomSettings,
     },
-    /// To moderators: an invitation to the stage was declined, or expired.
+    /// To moderators: an invitation to the stage was accepted, declined, or expired.
     InviteAnswered {
         /// Room sequence number.
         seq: u64,
@@ -130,7 +130,8 @@ pub struct Welcome {
     pub resumed: bool,
     /// How long a dropped connection's state is kept, in milliseconds.
     pub grace_ms: u64,
-    /// How often the hub pings; a client silent for 3 intervals is disconnected.
+    /// How often the hub pings, in milliseconds; a client silent for the heartbeat timeout (by default three
+    /// intervals) is disconnected (close code 4008).
     pub heartbeat_interval_ms: u64,
     /// The limits the hub enforces on this connection.
     pub limits: Limits,
@@ -154,7 +155,8 @@ pub struct Limits {
 pub struct RoomSnapshot {
     /// The room's name.
     pub room: String,
-    /// Room sequence number of this snapshot; ignore events with a `seq` lower than this.
+    /// Room sequence number of this snapshot: it already reflects every event with a `seq` up to and including
+    /// this one, so ignore events whose `seq` is not greater.
     pub seq: u64,
     /// Room settings.
     pub settings: RoomSettings,
@@ -197,12 +199,12 @@ pub struct StageMember {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StageCause {
-    /// A moderator joined the room straight onto the stage.
+    /// Joined the room straight onto the stage (only moderator tokens do).
     Joined {
         /// Who.
         participant: String,
     },
-    /// A stage member left the room.
+    /// A stage member left the room (`leave`, or their grace period ran out).
     Left {
         /// Who.
         participant: String,
@@ -281,7 +283,8 @@ pub enum StageCause {
         /// Who.
         participant: String,
     },
-    /// A stage member came back within the grace period.
+    /// A new connection took over a stage member's session (back within the grace period, or a second connection
+    /// whose token changed the name or lowered the role).
     Reconnected {
         /// Who.
         participant: String,
