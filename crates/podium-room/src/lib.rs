@@ -1,1 +1,124 @@
-//! The pure stage state machine (being written).
+//! The pure stage state machine of one Podium room.
+//!
+//! # What it does
+//!
+//! [`Room`] holds everything about one live audio room: who is present (connected, or in the grace period after
+//! a dropped connection), their roles (moderator, speaker, audience) and token ceilings, the hand queue,
+//! invitations to the stage, mutes, bans, the closed-room guest list, settings, succession when the last
+//! moderator goes, coalesced head counts, and the room's sequence number. **Every rule about who may do what
+//! lives here** (the table below) and nowhere else.
+//!
+//! # What it does not do
+//!
+//! No IO, no async, no locks, no clock reads, no randomness, no serialisation. It never sees connections or
+//! tokens: the hub verifies tokens, routes events to connections, converts to wire types, and stores
+//! [`RoomState`] / [`Changes`]. Time is an input (`now`, in [`Millis`], non-decreasing, supplied by the caller).
+//! It never panics on any input; a refused input changes nothing and emits nothing.
+//!
+//! # The run-loop contract
+//!
+//! Modelled on `quinn-proto` (inputs `handle_*`, outputs `poll_*`, time as a parameter):
+//!
+//! 1. Feed an input: [`Room::handle_join`], [`Room::handle_command`], [`Room::handle_disconnect`],
+//!    [`Room::handle_leave`], or [`Room::handle_timeout`].
+//! 2. After **every** `handle_*` call, take [`Room::take_changes`] (commit it to the store) and drain
+//!    [`Room::poll_output`] until `None`: events with their [`Recipients`], [`Output::Disconnect`] (close that
+//!    participant's connection), [`Output::Publish`] (media permission changed), [`Output::Ended`] (close
+//!    everyone, drop the room). Recipients are resolved against the room as it is after the call
+//!    ([`Room::stage`]).
+//! 3. Wait until [`Room::poll_timeout`] (an absolute time; `None`: nothing to wait for) or the next input,
+//!    whichever comes first; at the deadline call [`Room::handle_timeout`] and go to 2.
+//!
+//! # Sequence numbers
+//!
+//! Every accepted input that changes state is one transition: [`Room::seq`] goes up by exactly one and every event
+//! of that transition carries the new value (a transition's follow-ups, such as succession, share it). Refused
+//! inputs and no-ops (raising a raised hand, muting the muted, ...) change nothing, emit nothing, and keep `seq`.
+//! [`Event::Counts`] is coalesced (at most one per `counts_interval`, only when the counts changed since the last
+//! one) and carries the current `seq` without incrementing it. One `handle_timeout` call may run several
+//! transitions (each expired grace period or invitation is its own).
+//!
+//! # Invariants
+//!
+//! - Stage size (moderators + speakers, including those in grace) ≤ `stage_capacity`.
+//! - Every role ≤ its token ceiling.
+//! - The audience is always muted and never publishes; [`Room::may_publish`] is "on stage and not muted".
+//! - The hand queue holds audience members whose ceiling allows the stage, each once, in raise order; surviving
+//!   entries never change relative order. Invitations likewise exist only for such audience members.
+//! - Only a moderator's command changes another participant's role (besides succession, which follows a
+//!   moderator leaving).
+//! - `Room::from_state(room.state(), config).state() == room.state()`.
+//!
+//! # Rules
+//!
+//! Joins ([`Room::handle_join`]) and connection events:
+//!
+//! | input | who may | preconditions | effect | errors |
+//! |---|---|---|---|---|
+//! | join (new identity) | anyone not banned; in a closed room only guests and moderator tokens | role `None`: moderator token and a free seat → Moderator, else Audience. `Some(Audience)` → Audience. `Some(Speaker \| Moderator)`: moderator token, free seat | added, connected; stage members start muted; empty timer stops | `Ended`, `Banned`, `NotInvited`, `Forbidden` (asking for the stage without a moderator token), `StageFull` |
+//! | join (identity present, connected or in grace) | same identity (not banned) | none (also in a closed room: they are already in) | takes over the session: connected, grace cleared, name and ceiling from the new token, role clamped down to the ceiling (audience ceiling: hand and invitation dropped); role, mute, hand place and invitation otherwise kept. `Stage` (`Reconnected`) if on stage. `Joined { resumed: true }`. Nothing changed (duplicate connection, same token) → no-op | `Ended`, `Banned` |
+//! | disconnect | hub | present and connected (else no-op) | connected = false, grace deadline = now + `grace`; `Stage` (`Disconnected`) if on stage | none |
+//! | leave / grace expiry | hub / timer | present (else no-op) | removed from room, queue, invitations; `Stage` (`Left`) if on stage, else `ParticipantLeft` to the stage; queue and positions behind updated; empty room starts the empty timer | none |
+//! | invitation expiry | timer | invitation open | cleared; `You` to them; `InviteAnswered { accepted: false, expired: true }` to moderators | none |
+//! | empty timeout | timer | nobody present for `empty_timeout` | room ends: `Ended { Empty }` | none |
+//!
+//! Commands ([`Room::handle_command`]). The sender must be present (`NotFound` otherwise), and the room not ended
+//! (`Ended`). Checks run in the order listed: the sender's role first, then arguments, then the target.
+//!
+//! | command | who may | preconditions | effect | errors |
+//! |---|---|---|---|---|
+//! | `RaiseHand` | audience with a ceiling ≥ speaker | not raised (else no-op, replies current place) | open mic and a free seat: Speaker at once (`Promoted { by: None }`), `Hand { position: None, promoted: true }`; else appended to the queue, `Hand { position, promoted: false }` | `Forbidden` |
+//! | `LowerHand` | anyone | raised (else no-op) | leaves the queue; those behind move up | — |
+//! | `ApproveHand { target }` | moderator | target present, hand raised, free seat | Speaker, muted, hand and invitation cleared; `Promoted { by }` | `Forbidden`, `NotFound`, `Conflict`, `StageFull` |
+//! | `InviteToStage { target }` | moderator | target present, in the audience, ceiling ≥ speaker | invitation created or refreshed, expiring at now + `invite_ttl`; `You` to target | `Forbidden`, `NotFound`, `Conflict` |
+//! | `CancelInvite { target }` | moderator | target present with an invitation | cleared; `You` to target | `Forbidden`, `NotFound` |
+//! | `AcceptInvite` | invited audience member | invitation open (not past `expires_at`), free seat (else refused, invitation kept) | Speaker, muted, hand cleared; `InviteAccepted`; `InviteAnswered { accepted: true }` to moderators | `NotFound`, `StageFull` |
+//! | `DeclineInvite` | invited audience member | invitation open | cleared; `InviteAnswered { accepted: false, expired: false }` to moderators | `NotFound` |
+//! | `StepDown` | speaker or moderator | on stage | Audience (muted); `SteppedDown`; succession if it was the last moderator | `Conflict` |
+//! | `MoveToAudience { target }` | moderator | target present and a speaker | Audience; `MovedToAudience` | `Forbidden` (also: target is a moderator, "revoke moderator first"), `NotFound`, `Conflict` (target in the audience) |
+//! | `SetMuted { muted }` | speaker or moderator (self) | differs (else no-op) | mute state set; `Muted { by: None }` / `Unmuted` | `Forbidden` (audience) |
+//! | `Mute { target }` | moderator | target present and on stage; not muted (else no-op) | muted; `Muted { by }`. There is no remote unmute | `Forbidden`, `NotFound`, `Conflict` |
+//! | `Kick { target }` | moderator | target ≠ self, present, not a moderator | removed like a leave (`Removed`); `Disconnect { Kicked }`; may rejoin | `Forbidden`, `BadRequest`, `NotFound` |
+//! | `Ban { target }` | moderator | target ≠ self; if present, not a moderator; not already banned (else no-op) | banned (present or not); if present removed (`Removed`), `Disconnect { Banned }` | `Forbidden`, `BadRequest` |
+//! | `Unban { target }` | moderator | banned | ban lifted | `Forbidden`, `NotFound` |
+//! | `MakeModerator { target }` | moderator | target present, ceiling = moderator; already moderator → no-op; audience needs a free seat | Moderator (from the audience: onto the stage, muted); `ModeratorGranted` | `Forbidden`, `NotFound`, `StageFull` |
+//! | `RevokeModerator { target }` | moderator | target present and a moderator, not the only one | Speaker; `ModeratorRevoked` | `Forbidden`, `NotFound`, `Conflict` ("last moderator") |
+//! | `Handover { stage }` | moderator | non-empty; roles speaker/moderator; no duplicates; all present; ceilings allow the roles; len ≤ capacity; same as now → no-op | one transition: unlisted stage members → Audience; listed get their role (newcomers muted, take the stage in list order, hand and invitation cleared; stayers keep mute and stage order); one `Stage` (`Handover`); succession applies after | `Forbidden`, `BadRequest`, `NotFound`, `StageFull` |
+//! | `UpdateSettings { .. }` | moderator | at least one field; capacity in `1..=max_stage_capacity` and ≥ stage size; differs (else no-op) | settings changed; `Settings` to everyone. Turning open mic on does not promote the queue | `Forbidden`, `BadRequest`, `Conflict` |
+//! | `InviteToRoom` / `UninviteFromRoom { identity }` | moderator | — (idempotent) | guest list changed | `Forbidden` |
+//! | `ListAudience { after, limit }` | moderator | limit in `1..=max_page` | read-only: audience in join order after the cursor; `next` is the last entry's join order, `None` on the last page | `Forbidden`, `BadRequest` |
+//! | `GetState` | anyone | — | read-only: [`Snapshot`] (hand queue for moderators only) | — |
+//! | `EndRoom` | moderator | — | room ends: `Publish { allowed: false }` for anyone publishing, `Ended { ByModerator }`; every later input → `Ended` | `Forbidden` |
+//!
+//! After every transition:
+//!
+//! - **Succession**: if the stage had a moderator before and has none after, the longest-serving speaker whose
+//!   ceiling is moderator becomes moderator (same `seq`, `Stage` with `Succession`). Without such a speaker the
+//!   room runs on unmoderated; a moderator token joining later takes the stage as moderator if a seat is free.
+//! - **Hand queue**: if it changed, `HandQueue` (first `hand_queue_event_limit` entries and the total) to the
+//!   moderators, and `You` to everyone whose place moved. A participant who just became moderator while the
+//!   queue did not change gets the queue (`HandQueue` to `One`).
+//! - **You**: one `You` to each participant whose own state (role, ceiling, mute, hand place, invitation)
+//!   changed.
+//! - **Publish**: `Publish` for everyone whose [`Room::may_publish`] changed (including `false` on leaving).
+//! - **Counts**: if the head counts differ from the last ones sent, a flush is scheduled `counts_interval` later.
+
+#![warn(missing_docs)]
+
+mod command;
+mod event;
+mod room;
+mod state;
+mod types;
+
+pub use command::{AudienceEntry, AudiencePage, Command, CommandError, Join, Joined, Reply};
+pub use event::{
+    DisconnectReason, EndReason, Event, InviteView, Output, ParticipantSummary, ParticipantView, Recipients, Snapshot,
+    StageCause, StageMember, YourState,
+};
+pub use room::Room;
+pub use state::{Changes, Invite, ParticipantState, RoomFields, RoomState};
+pub use types::{Counts, Millis, ParticipantId, Role, RoomConfig, Settings};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,219 @@
+//! Inputs from participants: joins, commands, and their replies and errors.
+
+use crate::event::Snapshot;
+use crate::types::{ParticipantId, Role};
+
+/// A request to join the room (the hub has verified the token).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Join {
+    /// The identity from the token.
+    pub id: ParticipantId,
+    /// Display name.
+    pub name: String,
+    /// The highest role the token allows.
+    pub ceiling: Role,
+    /// The role asked for; `None` lets the room choose (moderator tokens go on stage when a seat is free).
+    pub role: Option<Role>,
+}
+
+/// The result of an accepted join.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Joined {
+    /// The identity was already present (connected or in its grace period); its state was kept.
+    pub resumed: bool,
+    /// The participant's role now.
+    pub role: Role,
+}
+
+/// A command from a participant who is in the room. See the rules table in the crate documentation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Audience: ask to speak (promoted at once in an open-mic room with a free seat).
+    RaiseHand,
+    /// Withdraw one's own raised hand.
+    LowerHand,
+    /// Moderator: bring a raised hand onto the stage.
+    ApproveHand {
+        /// Whose hand.
+        target: ParticipantId,
+    },
+    /// Moderator: invite an audience member onto the stage.
+    InviteToStage {
+        /// Who.
+        target: ParticipantId,
+    },
+    /// Moderator: withdraw an invitation to the stage.
+    CancelInvite {
+        /// Who.
+        target: ParticipantId,
+    },
+    /// Take the stage by accepting one's invitation.
+    AcceptInvite,
+    /// Decline one's invitation.
+    DeclineInvite,
+    /// Speaker or moderator: go back to the audience.
+    StepDown,
+    /// Moderator: send a speaker back to the audience.
+    MoveToAudience {
+        /// Who.
+        target: ParticipantId,
+    },
+    /// Stage member: mute or unmute oneself.
+    SetMuted {
+        /// The new state.
+        muted: bool,
+    },
+    /// Moderator: mute a stage member (there is no remote unmute).
+    Mute {
+        /// Who.
+        target: ParticipantId,
+    },
+    /// Moderator: remove a participant (they may rejoin).
+    Kick {
+        /// Who.
+        target: ParticipantId,
+    },
+    /// Moderator: remove an identity and refuse it from now on (present or not).
+    Ban {
+        /// Who.
+        target: ParticipantId,
+    },
+    /// Moderator: lift a ban.
+    Unban {
+        /// Who.
+        target: ParticipantId,
+    },
+    /// Moderator: make a participant (whose token allows it) a moderator.
+    MakeModerator {
+        /// Who.
+        target: ParticipantId,
+    },
+    /// Moderator: make a moderator a speaker.
+    RevokeModerator {
+        /// Who.
+        target: ParticipantId,
+    },
+    /// Moderator: replace the whole stage in one transition.
+    Handover {
+        /// The new stage, each with `Speaker` or `Moderator`.
+        stage: Vec<(ParticipantId, Role)>,
+    },
+    /// Moderator: change settings (`None` leaves a setting as it is).
+    UpdateSettings {
+        /// Open mic.
+        open_mic: Option<bool>,
+        /// Closed room.
+        closed: Option<bool>,
+        /// Seats on the stage.
+        stage_capacity: Option<u32>,
+    },
+    /// Moderator: put an identity on the closed-room guest list.
+    InviteToRoom {
+        /// Who.
+        identity: ParticipantId,
+    },
+    /// Moderator: take an identity off the guest list.
+    UninviteFromRoom {
+        /// Who.
+        identity: ParticipantId,
+    },
+    /// Moderator: one page of the audience, in join order.
+    ListAudience {
+        /// Cursor: the `next` of the previous page (exclusive); `None` for the first page.
+        after: Option<u64>,
+        /// Page size, `1..=max_page`.
+        limit: usize,
+    },
+    /// The room as the sender sees it.
+    GetState,
+    /// Moderator: end the room for everyone.
+    EndRoom,
+}
+
+/// The answer to an accepted command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Accepted; nothing to return.
+    Done,
+    /// Result of `RaiseHand`.
+    Hand {
+        /// 1-based place in the hand queue; `None` when promoted at once.
+        position: Option<u32>,
+        /// True when an open-mic room put the sender on stage at once.
+        promoted: bool,
+    },
+    /// Result of `ListAudience`.
+    Audience(AudiencePage),
+    /// Result of `GetState`.
+    State(Snapshot),
+}
+
+/// One page of the audience.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AudiencePage {
+    /// Audience members in join order.
+    pub entries: Vec<AudienceEntry>,
+    /// Cursor for the next page (pass as `after`): the join order of the last entry. `None` on the last page.
+    pub next: Option<u64>,
+    /// The audience's size.
+    pub total: usize,
+}
+
+/// One audience member in a page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AudienceEntry {
+    /// Identity.
+    pub id: ParticipantId,
+    /// Display name.
+    pub name: String,
+    /// Whether their hand is raised.
+    pub hand_raised: bool,
+    /// False while their grace period runs.
+    pub connected: bool,
+}
+
+/// Why an input was refused. A refused input changes nothing and emits nothing.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The sender's role, or the target's token ceiling, does not allow it.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// The sender or target is not in the room, or there is no such invitation or ban.
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    /// The room's state does not allow it (e.g. the target is not on stage).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// No free seat on the stage.
+    #[error("stage is full")]
+    StageFull,
+    /// Malformed arguments.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// Join refused: the identity is banned.
+    #[error("banned")]
+    Banned,
+    /// Join refused: the room is closed and the identity is not a guest.
+    #[error("not invited")]
+    NotInvited,
+    /// The room has ended; it accepts no more input.
+    #[error("room ended")]
+    Ended,
+}
+
+impl CommandError {
+    /// The stable error code (snake case), as used on the wire.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::StageFull => "stage_full",
+            Self::BadRequest(_) => "bad_request",
+            Self::Banned => "banned",
+            Self::NotInvited => "not_invited",
+            Self::Ended => "room_ended",
+        }
+    }
+}

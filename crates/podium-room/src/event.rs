@@ -1,0 +1,269 @@
+//! Outputs: events with their recipients, disconnects, media permissions, the end; and the views they carry.
+
+use crate::types::{Counts, Millis, ParticipantId, Role, Settings};
+
+/// Something the hub must do. Drain with [`Room::poll_output`](crate::Room::poll_output) after every input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Deliver `event` to `to`. `seq` is the room's sequence number after the transition that produced it.
+    Event {
+        /// Who receives it (resolved by the hub against the room as it is after the call).
+        to: Recipients,
+        /// The room's sequence number.
+        seq: u64,
+        /// The event.
+        event: Event,
+    },
+    /// Close this participant's connection(s): they were removed.
+    Disconnect {
+        /// Who.
+        who: ParticipantId,
+        /// Why.
+        reason: DisconnectReason,
+    },
+    /// Media permission changed: `allowed` is "on stage and not muted" (false once they left or the room ended).
+    /// Emitted only when the value changes.
+    Publish {
+        /// Who.
+        who: ParticipantId,
+        /// May they publish audio now.
+        allowed: bool,
+    },
+    /// The room is over: close every connection and drop the room.
+    Ended {
+        /// Why.
+        reason: EndReason,
+    },
+}
+
+/// Who receives an event.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Recipients {
+    /// Every connected participant.
+    Everyone,
+    /// Moderators and speakers.
+    Stage,
+    /// Moderators.
+    Moderators,
+    /// One participant.
+    One(ParticipantId),
+}
+
+/// Why a participant's connection must be closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DisconnectReason {
+    /// Kicked by a moderator; may rejoin.
+    Kicked,
+    /// Banned by a moderator; refused from now on.
+    Banned,
+}
+
+/// Why the room ended.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    /// A moderator ended it.
+    ByModerator(ParticipantId),
+    /// Nobody was present for `empty_timeout`.
+    Empty,
+}
+
+/// A domain event (the hub converts it to the wire format).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// To everyone: the stage roster or a member's role, mute or connection changed.
+    Stage {
+        /// Moderators and speakers, in the order they took the stage.
+        stage: Vec<StageMember>,
+        /// What changed it.
+        cause: StageCause,
+    },
+    /// To the stage: an audience member joined.
+    ParticipantJoined {
+        /// Who.
+        participant: ParticipantSummary,
+    },
+    /// To the stage: an audience member left.
+    ParticipantLeft {
+        /// Who.
+        id: ParticipantId,
+    },
+    /// To everyone, coalesced: head counts.
+    Counts(Counts),
+    /// To moderators: the hand queue changed (first `hand_queue_event_limit` entries, oldest first).
+    HandQueue {
+        /// The first raised hands.
+        hands: Vec<ParticipantSummary>,
+        /// How many hands are raised in all.
+        total: usize,
+    },
+    /// To one participant: their own state changed (role, ceiling, mute, hand position, invitation).
+    You(YourState),
+    /// To everyone: a moderator changed the settings.
+    Settings(Settings),
+    /// To moderators: an invitation to the stage was accepted, declined, or expired.
+    InviteAnswered {
+        /// The invited participant.
+        id: ParticipantId,
+        /// Whether they accepted (acceptance also shows as a `Stage` event).
+        accepted: bool,
+        /// True when nobody answered before the invitation expired.
+        expired: bool,
+    },
+}
+
+/// One seat on the stage.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StageMember {
+    /// Identity.
+    pub id: ParticipantId,
+    /// Display name.
+    pub name: String,
+    /// `Speaker` or `Moderator`.
+    pub role: Role,
+    /// Muted.
+    pub muted: bool,
+    /// False while their grace period runs.
+    pub connected: bool,
+}
+
+/// A participant's identity and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ParticipantSummary {
+    /// Identity.
+    pub id: ParticipantId,
+    /// Display name.
+    pub name: String,
+}
+
+/// What changed the stage. `by` names the moderator who did it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum StageCause {
+    /// Joined the room straight onto the stage.
+    Joined(ParticipantId),
+    /// A stage member left the room (explicitly, or their grace period ran out).
+    Left(ParticipantId),
+    /// Promoted from the audience: hand approved by `by`, or open mic when `by` is `None`.
+    Promoted {
+        /// Who.
+        id: ParticipantId,
+        /// The approving moderator.
+        by: Option<ParticipantId>,
+    },
+    /// Accepted an invitation.
+    InviteAccepted(ParticipantId),
+    /// Went back to the audience by choice.
+    SteppedDown(ParticipantId),
+    /// Sent back to the audience by a moderator.
+    MovedToAudience {
+        /// Who.
+        id: ParticipantId,
+        /// The moderator.
+        by: ParticipantId,
+    },
+    /// Muted, by a moderator or by themselves (`by` is `None`).
+    Muted {
+        /// Who.
+        id: ParticipantId,
+        /// The moderator.
+        by: Option<ParticipantId>,
+    },
+    /// Unmuted themselves.
+    Unmuted(ParticipantId),
+    /// Made a moderator.
+    ModeratorGranted {
+        /// Who.
+        id: ParticipantId,
+        /// The moderator.
+        by: ParticipantId,
+    },
+    /// No longer a moderator.
+    ModeratorRevoked {
+        /// Who.
+        id: ParticipantId,
+        /// The moderator.
+        by: ParticipantId,
+    },
+    /// Kicked or banned by a moderator.
+    Removed {
+        /// Who.
+        id: ParticipantId,
+        /// The moderator.
+        by: ParticipantId,
+    },
+    /// A moderator replaced the whole stage.
+    Handover {
+        /// The moderator.
+        by: ParticipantId,
+    },
+    /// The last moderator went; the longest-serving eligible speaker became moderator.
+    Succession(ParticipantId),
+    /// A stage member's connection dropped; the seat is kept for the grace period.
+    Disconnected(ParticipantId),
+    /// A stage member's session was taken over by a new connection (back within the grace period, or a duplicate
+    /// connection; their token's name and ceiling now apply).
+    Reconnected(ParticipantId),
+}
+
+/// A participant's own state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct YourState {
+    /// Role now.
+    pub role: Role,
+    /// The highest role their token allows.
+    pub ceiling: Role,
+    /// Muted (always true in the audience).
+    pub muted: bool,
+    /// 1-based place in the hand queue, when raised.
+    pub hand_position: Option<u32>,
+    /// An open invitation to the stage.
+    pub invite: Option<InviteView>,
+}
+
+/// The room as one participant sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Room name.
+    pub room: String,
+    /// Sequence number.
+    pub seq: u64,
+    /// Settings.
+    pub settings: Settings,
+    /// The stage roster.
+    pub stage: Vec<StageMember>,
+    /// Current head counts.
+    pub counts: Counts,
+    /// Their own state.
+    pub you: YourState,
+    /// For moderators only: the first `hand_queue_event_limit` raised hands and the total.
+    pub hands: Option<(Vec<ParticipantSummary>, usize)>,
+}
+
+/// Everything about one participant, for the hub and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParticipantView {
+    /// Identity.
+    pub id: ParticipantId,
+    /// Display name.
+    pub name: String,
+    /// Role now.
+    pub role: Role,
+    /// The highest role their token allows.
+    pub ceiling: Role,
+    /// Muted.
+    pub muted: bool,
+    /// False while their grace period runs.
+    pub connected: bool,
+    /// 1-based place in the hand queue.
+    pub hand_position: Option<u32>,
+    /// Holds an invitation to the stage.
+    pub invited: bool,
+}
+
+/// An invitation to the stage, as its holder sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct InviteView {
+    /// The inviting moderator.
+    pub by: ParticipantId,
+    /// When it lapses.
+    pub expires_at: Millis,
+}

@@ -1,0 +1,168 @@
+//! Persistence: the full plain-data state, rebuilding a room from it, and per-transition change sets.
+
+use std::collections::HashSet;
+
+use super::Room;
+use crate::state::{Changes, ParticipantState, RoomFields, RoomState};
+use crate::types::{Role, RoomConfig, sat_u32, sat_usize};
+
+impl Room {
+    /// A full plain-data copy of the room (participants sorted by join order). O(n log n): for stores and tests,
+    /// not for every transition (use [`Room::take_changes`] there).
+    pub fn state(&self) -> RoomState {
+        let mut participants: Vec<ParticipantState> = self.participants.values().cloned().collect();
+        participants.sort_by_key(|p| p.join_order);
+        RoomState {
+            name: self.name.clone(),
+            seq: self.seq,
+            settings: self.settings,
+            ended: self.ended,
+            empty_since: self.empty_since,
+            next_order: self.next_order,
+            participants,
+            bans: self.bans.iter().cloned().collect(),
+            guests: self.guests.iter().cloned().collect(),
+        }
+    }
+
+    /// Rebuilds a room from [`Room::state`]: `Room::from_state(room.state(), config).state() == room.state()`.
+    ///
+    /// Settings come from `state`; `config` supplies limits and timers. Head counts are sent once at the next
+    /// [`Room::handle_timeout`] (due at once). Publish permissions are not re-announced: ask
+    /// [`Room::may_publish`].
+    ///
+    /// Never panics. A state that breaks the room's invariants (hand-edited, or from another version) is repaired
+    /// deterministically: later duplicates and banned identities are dropped, roles are clamped to ceilings,
+    /// clashing order values are reassigned, hands and invitations that are not allowed are dropped, the
+    /// audience is muted, a missing grace deadline expires at once, and the capacity grows to fit the stage. A
+    /// repaired room's next [`Room::take_changes`] rewrites everything so the store converges.
+    pub fn from_state(state: RoomState, config: RoomConfig) -> Self {
+        let mut room = Self::blank(state.name, config, state.settings);
+        room.seq = state.seq;
+        room.base_seq = state.seq;
+        room.ended = state.ended;
+        room.empty_since = state.empty_since;
+        room.bans = state.bans.into_iter().collect();
+        room.guests = state.guests.into_iter().collect();
+        let max_used =
+            state.participants.iter().flat_map(|p| [Some(p.join_order), p.stage_since, p.hand_raised]).flatten().max();
+        room.next_order = state.next_order.max(max_used.map_or(0, |m| m.saturating_add(1)));
+        let mut repaired = room.next_order != state.next_order;
+
+        let mut join_orders = HashSet::with_capacity(state.participants.len());
+        let mut dropped = Vec::new();
+        for mut p in state.participants {
+            if room.participants.contains_key(&p.id) || room.bans.contains(&p.id) {
+                dropped.push(p.id);
+                repaired = true;
+                continue;
+            }
+            let original = p.clone();
+            p.role = p.role.min(p.ceiling);
+            if !join_orders.insert(p.join_order) {
+                p.join_order = room.take_order();
+                join_orders.insert(p.join_order);
+            }
+            if p.role.on_stage() {
+                p.hand_raised = None;
+                p.invite = None;
+                let since = match p.stage_since {
+                    Some(s) if !room.stage.contains_key(&s) => s,
+                    _ => room.take_order(),
+                };
+                p.stage_since = Some(since);
+                room.stage.insert(since, p.id.clone());
+            } else {
+                p.stage_since = None;
+                p.muted = true;
+                room.audience.insert(p.join_order, p.id.clone());
+                if p.ceiling < Role::Speaker {
+                    p.hand_raised = None;
+                    p.invite = None;
+                }
+                if let Some(key) = p.hand_raised {
+                    let key = if room.hands.contains_key(&key) { room.take_order() } else { key };
+                    p.hand_raised = Some(key);
+                    room.hands.insert(key, p.id.clone());
+                }
+                if let Some(invite) = &p.invite {
+                    room.invites.insert((invite.expires_at, p.id.clone()));
+                }
+            }
+            if p.connected {
+                p.grace_deadline = None;
+            } else {
+                let deadline = p.grace_deadline.unwrap_or(0);
+                p.grace_deadline = Some(deadline);
+                room.graces.insert((deadline, p.id.clone()));
+            }
+            repaired |= p != original;
+            room.participants.insert(p.id.clone(), p);
+        }
+        if room.stage.len() > sat_usize(room.settings.stage_capacity) {
+            room.settings.stage_capacity = sat_u32(room.stage.len());
+            repaired = true;
+        }
+        if !room.ended {
+            if room.participants.is_empty() && room.empty_since.is_none() {
+                room.empty_since = Some(0);
+                repaired = true;
+            } else if !room.participants.is_empty() && room.empty_since.is_some() {
+                room.empty_since = None;
+                repaired = true;
+            }
+            // Head counts were not stored: send them once, at the next timeout.
+            room.counts_flush_at = Some(0);
+        }
+        if repaired {
+            room.fields_dirty = true;
+            room.bans_dirty = true;
+            room.guests_dirty = true;
+            room.dirty = room.participants.keys().cloned().chain(dropped).collect();
+        }
+        room
+    }
+
+    /// What changed since the last call (or since creation / restore): `None` if nothing did. The hub commits
+    /// it to the store after every input; applying it to the stored state at `base_seq` gives [`Room::state`].
+    pub fn take_changes(&mut self) -> Option<Changes> {
+        let nothing = self.seq == self.base_seq
+            && self.dirty.is_empty()
+            && !self.fields_dirty
+            && !self.bans_dirty
+            && !self.guests_dirty;
+        if nothing {
+            return None;
+        }
+        let mut upserted = Vec::new();
+        let mut removed = Vec::new();
+        for id in std::mem::take(&mut self.dirty) {
+            match self.participants.get(&id) {
+                Some(p) => upserted.push(p.clone()),
+                None => removed.push(id),
+            }
+        }
+        upserted.sort_by_key(|p| p.join_order);
+        removed.sort();
+        let changes = Changes {
+            base_seq: self.base_seq,
+            seq: self.seq,
+            room: self.fields_dirty.then(|| RoomFields {
+                name: self.name.clone(),
+                settings: self.settings,
+                ended: self.ended,
+                empty_since: self.empty_since,
+                next_order: self.next_order,
+            }),
+            upserted,
+            removed,
+            bans: self.bans_dirty.then(|| self.bans.iter().cloned().collect()),
+            guests: self.guests_dirty.then(|| self.guests.iter().cloned().collect()),
+        };
+        self.base_seq = self.seq;
+        self.fields_dirty = false;
+        self.bans_dirty = false;
+        self.guests_dirty = false;
+        Some(changes)
+    }
+}

@@ -1,0 +1,152 @@
+//! Plain-data records of a room, for stores: the full state ([`RoomState`]) and one batch of transitions
+//! ([`Changes`]). Stores keep these and know nothing of rules.
+
+use std::collections::HashSet;
+
+use crate::types::{Millis, ParticipantId, Role, Settings};
+
+/// Everything needed to rebuild a room ([`Room::state`](crate::Room::state) /
+/// [`Room::from_state`](crate::Room::from_state)). Participants are sorted by `join_order`; bans and guests by id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomState {
+    /// Room name.
+    pub name: String,
+    /// Sequence number.
+    pub seq: u64,
+    /// Settings.
+    pub settings: Settings,
+    /// The room has ended.
+    pub ended: bool,
+    /// Since when nobody has been present (`None` while someone is).
+    pub empty_since: Option<Millis>,
+    /// The next value of the room's order counter (used for `join_order`, `stage_since` and `hand_raised`).
+    pub next_order: u64,
+    /// Everyone present (connected or in grace), sorted by `join_order`.
+    pub participants: Vec<ParticipantState>,
+    /// Banned identities, sorted.
+    pub bans: Vec<ParticipantId>,
+    /// The closed-room guest list, sorted.
+    pub guests: Vec<ParticipantId>,
+}
+
+/// One participant's stored state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParticipantState {
+    /// Identity.
+    pub id: ParticipantId,
+    /// Display name.
+    pub name: String,
+    /// The highest role their token allows.
+    pub ceiling: Role,
+    /// Role now (never above `ceiling`).
+    pub role: Role,
+    /// Muted (always true in the audience).
+    pub muted: bool,
+    /// False while the grace period runs.
+    pub connected: bool,
+    /// When the grace period ends (`Some` exactly when not connected).
+    pub grace_deadline: Option<Millis>,
+    /// Order counter value at join: audience paging order and cursor.
+    pub join_order: u64,
+    /// Order counter value at taking the stage (`Some` exactly when on stage): smaller is longer serving.
+    pub stage_since: Option<u64>,
+    /// Order counter value at raising the hand (audience only): queue order.
+    pub hand_raised: Option<u64>,
+    /// An open invitation to the stage (audience only).
+    pub invite: Option<Invite>,
+}
+
+/// A stored invitation to the stage.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Invite {
+    /// The inviting moderator.
+    pub by: ParticipantId,
+    /// When it lapses.
+    pub expires_at: Millis,
+}
+
+/// The room-level fields of a [`RoomState`] (everything except `seq`, participants, bans and guests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomFields {
+    /// Room name.
+    pub name: String,
+    /// Settings.
+    pub settings: Settings,
+    /// The room has ended.
+    pub ended: bool,
+    /// Since when nobody has been present.
+    pub empty_since: Option<Millis>,
+    /// The next order counter value.
+    pub next_order: u64,
+}
+
+/// What changed between two versions of a room ([`Room::take_changes`](crate::Room::take_changes)): apply to the
+/// stored state at `base_seq` to get the state at `seq`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Changes {
+    /// The sequence number the changes apply to.
+    pub base_seq: u64,
+    /// The sequence number after applying them.
+    pub seq: u64,
+    /// The room-level fields, when any changed (always present in the first changes of a new room).
+    pub room: Option<RoomFields>,
+    /// Participants added or changed (full records), sorted by `join_order`.
+    pub upserted: Vec<ParticipantState>,
+    /// Participants removed, sorted.
+    pub removed: Vec<ParticipantId>,
+    /// The whole ban list, when it changed.
+    pub bans: Option<Vec<ParticipantId>>,
+    /// The whole guest list, when it changed.
+    pub guests: Option<Vec<ParticipantId>>,
+}
+
+impl RoomState {
+    /// Applies `changes` (the caller has checked `self.seq == changes.base_seq`).
+    pub fn apply(&mut self, changes: &Changes) {
+        self.seq = changes.seq;
+        if let Some(f) = &changes.room {
+            self.name.clone_from(&f.name);
+            self.settings = f.settings;
+            self.ended = f.ended;
+            self.empty_since = f.empty_since;
+            self.next_order = f.next_order;
+        }
+        if let Some(bans) = &changes.bans {
+            self.bans.clone_from(bans);
+        }
+        if let Some(guests) = &changes.guests {
+            self.guests.clone_from(guests);
+        }
+        if !changes.removed.is_empty() || !changes.upserted.is_empty() {
+            let gone: HashSet<&ParticipantId> =
+                changes.removed.iter().chain(changes.upserted.iter().map(|p| &p.id)).collect();
+            self.participants.retain(|p| !gone.contains(&p.id));
+            for p in &changes.upserted {
+                let at = self.participants.partition_point(|q| q.join_order < p.join_order);
+                self.participants.insert(at, p.clone());
+            }
+        }
+    }
+
+    /// The state a store creates from the first changes of a new room: `Some` when `changes.base_seq == 0` and
+    /// they carry the room's fields.
+    pub fn created_by(changes: &Changes) -> Option<Self> {
+        if changes.base_seq != 0 {
+            return None;
+        }
+        let fields = changes.room.as_ref()?;
+        let mut state = Self {
+            name: fields.name.clone(),
+            seq: 0,
+            settings: fields.settings,
+            ended: fields.ended,
+            empty_since: fields.empty_since,
+            next_order: fields.next_order,
+            participants: Vec::new(),
+            bans: Vec::new(),
+            guests: Vec::new(),
+        };
+        state.apply(changes);
+        Some(state)
+    }
+}
