@@ -1,1 +1,22 @@
-//! Hub (being written).
+//! Podium's signaling hub: the only crate that does IO for signaling.
+//!
+//! It accepts websocket connections, verifies access tokens, and runs one task per room that alone owns that room's
+//! [`podium_room::Room`] state machine. Connections talk to their room through its bounded inbox; the room answers
+//! each request through a one-shot reply and pushes events through each connection's bounded queue of ready-made
+//! JSON frames, so one serialisation serves every recipient.
+//!
+//! Key types: [`Hub`] (bind, run, shut down), [`Config`] (file plus environment), [`auth::TokenKeys`] (mint and
+//! verify tokens).
+
+pub mod auth;
+pub mod config;
+mod conn;
+mod convert;
+mod hub;
+mod link;
+mod room_task;
+
+pub use config::Config;
+pub use conn::WS_PATH;
+pub use hub::{Hub, ShutdownHandle};
+pub use podium_proto::Role;

@@ -1,0 +1,296 @@
+//! Hub configuration: a TOML file (every key optional) overlaid with `PODIUM_SECTION__KEY` environment variables.
+//! `deploy/podium.toml` documents every key with its default.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+/// The secret used when none is configured. Tokens signed with it are for development only; `podium serve` warns.
+pub const DEVELOPMENT_SECRET: &str = "podium-development-secret-change-me";
+
+/// The whole configuration.
+#[derive(Deserialize, Clone, Debug, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listening socket and identity of this node.
+    pub server: ServerConfig,
+    /// Token verification.
+    pub auth: AuthConfig,
+    /// Per-connection limits.
+    pub limits: LimitsConfig,
+    /// Defaults for new rooms.
+    pub room: RoomDefaults,
+    /// Where room state is kept.
+    pub store: StoreConfig,
+}
+
+/// `[server]`
+#[derive(Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on for websocket connections.
+    pub listen: SocketAddr,
+    /// Most simultaneous connections; more are refused at accept.
+    pub max_connections: usize,
+    /// How long shutdown waits for connections to close after telling them why.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 7880)), max_connections: 100_000, shutdown_grace_ms: 2_000 }
+    }
+}
+
+/// `[auth]`
+#[derive(Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret shared with whatever mints tokens. Unset means the development secret.
+    pub secret: Option<String>,
+    /// A token must arrive (in `join`) within this long of connecting.
+    pub auth_timeout_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { secret: None, auth_timeout_ms: 5_000 }
+    }
+}
+
+impl AuthConfig {
+    /// The effective secret.
+    pub fn secret(&self) -> &str {
+        self.secret.as_deref().unwrap_or(DEVELOPMENT_SECRET)
+    }
+}
+
+/// `[limits]`
+#[derive(Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest text frame processed; larger ones get `too_large` and the connection stays.
+    pub max_message_bytes: usize,
+    /// Largest frame read at all; larger ones close the connection with 1009.
+    pub max_frame_bytes: usize,
+    /// Sustained requests per second per connection.
+    pub requests_per_second: u32,
+    /// Burst of requests per connection.
+    pub request_burst: u32,
+    /// Interval of websocket pings from the hub.
+    pub heartbeat_interval_ms: u64,
+    /// Silence after which a connection is closed (4008).
+    pub heartbeat_timeout_ms: u64,
+    /// Events queued per connection before the hub stops queueing and later sends `resync`.
+    pub outbound_queue: usize,
+    /// How long a connection may stay behind before it is closed (4010).
+    pub max_lag_ms: u64,
+    /// Requests queued per room.
+    pub room_inbox: usize,
+    /// Websocket read buffer per connection, in bytes.
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 16 * 1024,
+            max_frame_bytes: 64 * 1024,
+            requests_per_second: 20,
+            request_burst: 40,
+            heartbeat_interval_ms: 15_000,
+            heartbeat_timeout_ms: 45_000,
+            outbound_queue: 128,
+            max_lag_ms: 10_000,
+            room_inbox: 4_096,
+            read_buffer_bytes: 4 * 1024,
+        }
+    }
+}
+
+/// `[room]`: defaults for new rooms.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomDefaults {
+    /// Seats on stage (moderators plus speakers).
+    pub stage_capacity: u32,
+    /// Upper bound a moderator may raise the capacity to.
+    pub max_stage_capacity: u32,
+    /// Raised hands promote at once while seats are free.
+    pub open_mic: bool,
+    /// Only guests and moderators may join.
+    pub closed: bool,
+    /// Invitations to the stage expire after this long.
+    pub invite_ttl_ms: u64,
+    /// A dropped connection keeps its role, hand and mute state this long.
+    pub grace_ms: u64,
+    /// A room nobody is in ends after this long.
+    pub empty_timeout_ms: u64,
+    /// Head counts are pushed at most this often.
+    pub counts_interval_ms: u64,
+    /// Most hands listed in a `hand_queue` event.
+    pub hand_queue_event_limit: usize,
+    /// Largest `list_audience` page.
+    pub max_page: usize,
+}
+
+impl Default for RoomDefaults {
+    /// The state machine's own defaults, so the two never disagree.
+    fn default() -> Self {
+        let c = podium_room::RoomConfig::default();
+        Self {
+            stage_capacity: c.stage_capacity,
+            max_stage_capacity: c.max_stage_capacity,
+            open_mic: c.open_mic,
+            closed: c.closed,
+            invite_ttl_ms: c.invite_ttl,
+            grace_ms: c.grace,
+            empty_timeout_ms: c.empty_timeout,
+            counts_interval_ms: c.counts_interval,
+            hand_queue_event_limit: c.hand_queue_event_limit,
+            max_page: c.max_page,
+        }
+    }
+}
+
+impl RoomDefaults {
+    /// The state machine's configuration.
+    pub fn room_config(&self) -> podium_room::RoomConfig {
+        podium_room::RoomConfig {
+            stage_capacity: self.stage_capacity,
+            max_stage_capacity: self.max_stage_capacity,
+            open_mic: self.open_mic,
+            closed: self.closed,
+            invite_ttl: self.invite_ttl_ms,
+            grace: self.grace_ms,
+            empty_timeout: self.empty_timeout_ms,
+            counts_interval: self.counts_interval_ms,
+            hand_queue_event_limit: self.hand_queue_event_limit,
+            max_page: self.max_page,
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `memory` (the embedded default).
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { url: "memory".into() }
+    }
+}
+
+impl Config {
+    /// Reads the file (if given) and overlays the environment (`PODIUM_SERVER__LISTEN=0.0.0.0:7880`, ...).
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str::<toml::Table>(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        overlay_env(&mut table, std::env::vars())?;
+        let config: Self = toml::Value::Table(table).try_into().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let l = &self.limits;
+        anyhow::ensure!(l.max_message_bytes >= 256, "limits.max_message_bytes must be at least 256");
+        anyhow::ensure!(
+            l.max_frame_bytes >= l.max_message_bytes,
+            "limits.max_frame_bytes must be >= max_message_bytes"
+        );
+        anyhow::ensure!(l.requests_per_second > 0 && l.request_burst > 0, "limits: request rates must be positive");
+        anyhow::ensure!(l.outbound_queue >= 4 && l.room_inbox >= 4, "limits: queues must hold at least 4 entries");
+        anyhow::ensure!(l.heartbeat_interval_ms > 0, "limits.heartbeat_interval_ms must be positive");
+        anyhow::ensure!(
+            l.heartbeat_timeout_ms > l.heartbeat_interval_ms,
+            "limits.heartbeat_timeout_ms must exceed the interval"
+        );
+        let r = &self.room;
+        anyhow::ensure!(
+            r.stage_capacity >= 1 && r.stage_capacity <= r.max_stage_capacity,
+            "room.stage_capacity must be between 1 and room.max_stage_capacity"
+        );
+        anyhow::ensure!(
+            r.max_page >= 1 && r.counts_interval_ms > 0,
+            "room: max_page and counts_interval_ms must be positive"
+        );
+        anyhow::ensure!(self.store.url == "memory", "store.url: only `memory` is supported by this build");
+        Ok(())
+    }
+
+    /// Heartbeat interval.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.limits.heartbeat_interval_ms)
+    }
+}
+
+/// Applies `PODIUM_SECTION__KEY=value` variables; values parse as TOML (numbers, booleans) or else as strings.
+fn overlay_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<()> {
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("PODIUM_") else { continue };
+        let Some((section, key)) = rest.split_once("__") else { continue };
+        let section = section.to_ascii_lowercase();
+        let key = key.to_ascii_lowercase();
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value));
+        let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(section_table) = entry else {
+            anyhow::bail!("configuration: `{section}` is not a section");
+        };
+        section_table.insert(key, parsed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overlays_file_values() {
+        let mut t: toml::Table = toml::from_str("[server]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+        let vars = vec![
+            ("PODIUM_SERVER__LISTEN".to_owned(), "0.0.0.0:9000".to_owned()),
+            ("PODIUM_LIMITS__REQUESTS_PER_SECOND".to_owned(), "7".to_owned()),
+            ("PODIUM_ROOM__OPEN_MIC".to_owned(), "true".to_owned()),
+            ("PODIUM_AUTH__SECRET".to_owned(), "s3cret".to_owned()),
+            ("HOME".to_owned(), "/root".to_owned()),
+        ];
+        overlay_env(&mut t, vars.into_iter()).unwrap();
+        let c: Config = toml::Value::Table(t).try_into().unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(c.limits.requests_per_second, 7);
+        assert!(c.room.open_mic);
+        assert_eq!(c.auth.secret(), "s3cret");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let r: Result<Config, _> = toml::from_str("[server]\nlisen = \"x\"\n");
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn sample_config_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/podium.toml");
+        let c = Config::load(Some(Path::new(path))).unwrap();
+        assert_eq!(c.room.stage_capacity, 13);
+    }
+}

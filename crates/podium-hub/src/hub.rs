@@ -1,0 +1,214 @@
+//! The hub: accepts websocket connections and keeps the directory of running room tasks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use podium_room::{Changes, RoomState};
+use podium_store::{MemoryStore, RoomStore as _};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::auth::TokenKeys;
+use crate::config::Config;
+use crate::conn;
+use crate::room_task::{self, RoomHandle, RoomMsg};
+
+/// State shared by every task of one hub.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) keys: TokenKeys,
+    pub(crate) store: Persistence,
+    /// Running room tasks by room name. The lock guards only this map (looked up at join, changed when a room
+    /// starts or ends), never a room's state: each room's state is owned by its task.
+    rooms: Mutex<HashMap<String, RoomHandle>>,
+    next_generation: AtomicU64,
+    shutdown: watch::Sender<bool>,
+    n_connections: AtomicUsize,
+    resume_secret: [u8; 16],
+}
+
+impl Shared {
+    /// The running task for `room`, started if there is none.
+    pub(crate) fn room(self: &Arc<Self>, room: &str) -> RoomHandle {
+        let mut rooms = self.lock_rooms();
+        if let Some(handle) = rooms.get(room)
+            && !handle.inbox.is_closed()
+        {
+            return handle.clone();
+        }
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let handle = room_task::spawn(Arc::clone(self), room.to_owned(), generation);
+        rooms.insert(room.to_owned(), handle.clone());
+        handle
+    }
+
+    /// Removes a room task that ended (unless a newer task already took its place).
+    pub(crate) fn forget_room(&self, room: &str, generation: u64) {
+        let mut rooms = self.lock_rooms();
+        if rooms.get(room).is_some_and(|h| h.generation == generation) {
+            rooms.remove(room);
+        }
+    }
+
+    fn lock_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, RoomHandle>> {
+        // Every critical section on this map is a single insert, get or remove, which cannot leave it half-changed,
+        // so a poisoned lock is still consistent.
+        self.rooms.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn shutdown_rx(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// An opaque token naming this participant's session in this room on this hub.
+    pub(crate) fn resume_token(&self, room: &str, identity: &str) -> String {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        // Not a credential (the access token is): it only tells a client which session it is resuming.
+        let mut h = std::hash::RandomState::new().build_hasher();
+        h.write(&self.resume_secret);
+        h.write(room.as_bytes());
+        h.write(identity.as_bytes());
+        format!("{:016x}{:016x}", h.finish(), rand::random::<u64>())
+    }
+}
+
+/// The hub's handle on its store.
+pub(crate) struct Persistence {
+    memory: MemoryStore,
+}
+
+impl Persistence {
+    pub(crate) async fn load(&self, room: &str) -> Option<RoomState> {
+        match self.memory.load(room).await {
+            Ok(state) => state,
+            Err(e) => {
+                error!(error = %e, "loading the room failed; starting it empty");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn load_now(&self, room: &str) -> Option<RoomState> {
+        self.memory.load_now(room)
+    }
+
+    pub(crate) async fn commit(&self, room: &str, changes: &Changes) {
+        if let Err(e) = self.memory.commit(room, changes).await {
+            error!(error = %e, "committing a room transition failed");
+        }
+    }
+
+    pub(crate) async fn remove(&self, room: &str) {
+        if let Err(e) = self.memory.remove(room).await {
+            warn!(error = %e, "forgetting an ended room failed");
+        }
+    }
+}
+
+/// A bound, not yet running hub.
+pub struct Hub {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+/// Tells a running hub to shut down; dropping it does not.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+}
+
+impl ShutdownHandle {
+    /// Starts a graceful shutdown: no new connections, every client told `server_shutdown`.
+    pub fn shutdown(&self) {
+        let _ = self.shared.shutdown.send(true);
+    }
+}
+
+impl Hub {
+    /// Binds the listening socket.
+    pub async fn bind(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("binding {}", config.server.listen))?;
+        let (shutdown, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            keys: TokenKeys::new(config.auth.secret().as_bytes()),
+            store: Persistence { memory: MemoryStore::new() },
+            rooms: Mutex::new(HashMap::new()),
+            next_generation: AtomicU64::new(1),
+            shutdown,
+            n_connections: AtomicUsize::new(0),
+            resume_secret: rand::random(),
+            config,
+        });
+        Ok(Self { listener, shared })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        // unwrap_or: a bound TcpListener always has a local address; the fallback is never used.
+        self.listener.local_addr().unwrap_or_else(|_| self.shared.config.server.listen)
+    }
+
+    /// A handle to stop the hub later.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle { shared: Arc::clone(&self.shared) }
+    }
+
+    /// Accepts connections until shut down, then closes every connection with `server_shutdown`.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Self { listener, shared } = self;
+        let mut shutdown = shared.shutdown_rx();
+        let mut next_conn: u64 = 1;
+        info!(addr = %listener.local_addr()?, "hub listening");
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(x) => x,
+                        Err(e) => {
+                            // Typically EMFILE: back off instead of spinning.
+                            warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let n = shared.n_connections.fetch_add(1, Ordering::AcqRel);
+                    if n >= shared.config.server.max_connections {
+                        shared.n_connections.fetch_sub(1, Ordering::AcqRel);
+                        warn!(%peer, "connection limit reached; refusing");
+                        drop(stream);
+                        continue;
+                    }
+                    let conn_id = next_conn;
+                    next_conn += 1;
+                    let shared = Arc::clone(&shared);
+                    tokio::spawn(async move {
+                        conn::serve(Arc::clone(&shared), stream, peer, conn_id).await;
+                        shared.n_connections.fetch_sub(1, Ordering::AcqRel);
+                    });
+                }
+            }
+        }
+        drop(listener);
+        let rooms: Vec<RoomHandle> = shared.lock_rooms().values().cloned().collect();
+        info!(rooms = rooms.len(), "shutting down");
+        for room in rooms {
+            let _ = room.inbox.send(RoomMsg::Shutdown).await;
+        }
+        let grace = Duration::from_millis(shared.config.server.shutdown_grace_ms);
+        let deadline = tokio::time::Instant::now() + grace;
+        while shared.n_connections.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        info!(left = shared.n_connections.load(Ordering::Acquire), "hub stopped");
+        Ok(())
+    }
+}

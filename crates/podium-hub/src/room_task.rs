@@ -1,0 +1,414 @@
+//! One task per room. It alone owns the room's [`podium_room::Room`]; connections talk to it through its bounded
+//! inbox, and it talks back through each connection's [`Link`]. Fan-out serialises an event once and hands the same
+//! bytes to every recipient's queue without waiting: a connection that falls behind is marked lagged, skipped, and
+//! later sent one `resync` snapshot instead of the events it missed (or closed if it stays behind too long).
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use podium_proto::{self as proto, CloseCode, ErrorCode};
+use podium_room::{self as room, ParticipantId, Room};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::MissedTickBehavior;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tracing::{Instrument as _, debug, error, info, trace, warn};
+
+use crate::auth::Grant;
+use crate::convert;
+use crate::hub::Shared;
+use crate::link::Link;
+
+/// An error reply: code and human-readable message.
+pub(crate) type Failure = (ErrorCode, String);
+
+/// A message to a room task.
+#[derive(Debug)]
+pub(crate) enum RoomMsg {
+    /// A verified connection asks to join.
+    Join {
+        grant: Grant,
+        role: Option<room::Role>,
+        protocol: u32,
+        link: Link,
+        reply: oneshot::Sender<Result<Box<proto::Welcome>, Failure>>,
+    },
+    /// A joined connection's request.
+    Command {
+        who: ParticipantId,
+        conn_id: u64,
+        command: room::Command,
+        reply: oneshot::Sender<Result<Option<proto::Reply>, Failure>>,
+    },
+    /// A joined connection dropped: start the grace period.
+    Disconnect { who: ParticipantId, conn_id: u64 },
+    /// A joined connection sent `leave`.
+    Leave { who: ParticipantId, conn_id: u64, reply: oneshot::Sender<()> },
+    /// The hub is shutting down: close every connection with `server_shutdown`.
+    Shutdown,
+}
+
+/// The handle the directory keeps for a running room task.
+#[derive(Clone, Debug)]
+pub(crate) struct RoomHandle {
+    /// Distinguishes successive tasks for the same room name.
+    pub(crate) generation: u64,
+    pub(crate) inbox: mpsc::Sender<RoomMsg>,
+}
+
+struct Entry {
+    link: Link,
+    /// Set when the connection's queue was full; events are skipped until a `resync` gets through.
+    lagged_since: Option<Instant>,
+}
+
+pub(crate) struct RoomTask {
+    name: String,
+    generation: u64,
+    shared: Arc<Shared>,
+    room: Room,
+    inbox: mpsc::Receiver<RoomMsg>,
+    conns: HashMap<ParticipantId, Entry>,
+    n_lagged: usize,
+    last_now: u64,
+    shutting_down: bool,
+}
+
+/// Spawns the task for `name` and returns its handle.
+pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomHandle {
+    let (tx, rx) = mpsc::channel(shared.config.limits.room_inbox);
+    let span = tracing::info_span!("room", room = %name);
+    let task = RoomTask {
+        room: Room::new(name.clone(), shared.config.room.room_config(), wall_ms()),
+        name,
+        generation,
+        shared,
+        inbox: rx,
+        conns: HashMap::new(),
+        n_lagged: 0,
+        last_now: 0,
+        shutting_down: false,
+    };
+    tokio::spawn(task.run().instrument(span));
+    RoomHandle { generation, inbox: tx }
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl RoomTask {
+    /// Milliseconds since the epoch, never going backwards within this room.
+    fn now(&mut self) -> u64 {
+        self.last_now = self.last_now.max(wall_ms());
+        self.last_now
+    }
+
+    async fn run(mut self) {
+        info!("room task started");
+        if let Some(state) = self.shared.store.load(&self.name).await {
+            info!(seq = state.seq, "room restored from the store");
+            self.room = Room::from_state(state, self.shared.config.room.room_config());
+        }
+        let mut lag_tick = tokio::time::interval(Duration::from_millis(100));
+        lag_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.room.poll_timeout().map(|at| {
+                let wait = at.saturating_sub(wall_ms());
+                tokio::time::Instant::now() + Duration::from_millis(wait)
+            });
+            tokio::select! {
+                msg = self.inbox.recv() => match msg {
+                    Some(msg) => self.handle(msg).await,
+                    None => break,
+                },
+                () = sleep_until_opt(deadline) => {
+                    let now = self.now();
+                    self.guarded(|room| room.handle_timeout(now));
+                    self.flush().await;
+                }
+                _ = lag_tick.tick(), if self.n_lagged > 0 => self.retry_lagged(),
+            }
+            if self.room.is_ended() || (self.shutting_down && self.inbox.is_empty()) {
+                break;
+            }
+        }
+        self.shared.forget_room(&self.name, self.generation);
+        // Requests that raced with the end get a clear answer rather than a dropped channel.
+        self.inbox.close();
+        while let Ok(msg) = self.inbox.try_recv() {
+            refuse(msg, ErrorCode::RoomEnded, "the room has ended");
+        }
+        info!("room task stopped");
+    }
+
+    async fn handle(&mut self, msg: RoomMsg) {
+        match msg {
+            RoomMsg::Join { grant, role, protocol, link, reply } => {
+                let who = ParticipantId::new(grant.identity.as_str());
+                let now = self.now();
+                let join = room::Join {
+                    id: who.clone(),
+                    name: grant.name.clone(),
+                    ceiling: convert::role_from_proto(grant.ceiling),
+                    role,
+                };
+                let Some(result) = self.guarded(|room| room.handle_join(now, join)) else {
+                    let _ = reply.send(Err((ErrorCode::Internal, "the room failed and was restored".into())));
+                    return;
+                };
+                match result {
+                    Err(e) => {
+                        debug!(identity = %who, error = %e, "join refused");
+                        let _ = reply.send(Err((convert::error_code(&e), e.to_string())));
+                    }
+                    Ok(joined) => {
+                        if let Some(old) = self.conns.insert(who.clone(), Entry { link, lagged_since: None }) {
+                            if old.lagged_since.is_some() {
+                                self.n_lagged -= 1;
+                            }
+                            old.link.control.close(CloseCode::DuplicateIdentity);
+                        }
+                        self.flush().await;
+                        let Some(snapshot) = self.room.snapshot_for(&who) else {
+                            let _ = reply.send(Err((ErrorCode::Internal, "joined participant has no snapshot".into())));
+                            return;
+                        };
+                        let limits = &self.shared.config.limits;
+                        let welcome = proto::Welcome {
+                            protocol,
+                            participant: proto::Participant { id: grant.identity, name: grant.name },
+                            resume_token: self.shared.resume_token(&self.name, who.as_str()),
+                            resumed: joined.resumed,
+                            grace_ms: self.shared.config.room.grace_ms,
+                            heartbeat_interval_ms: limits.heartbeat_interval_ms,
+                            limits: proto::Limits {
+                                max_message_bytes: limits.max_message_bytes as u32,
+                                requests_per_second: limits.requests_per_second,
+                                request_burst: limits.request_burst,
+                            },
+                            state: convert::snapshot(&snapshot),
+                        };
+                        info!(identity = %who, resumed = joined.resumed, role = ?joined.role, "joined");
+                        let _ = reply.send(Ok(Box::new(welcome)));
+                    }
+                }
+            }
+            RoomMsg::Command { who, conn_id, command, reply } => {
+                if !self.is_current(&who, conn_id) {
+                    let _ = reply
+                        .send(Err((ErrorCode::Conflict, "this session was taken over by another connection".into())));
+                    return;
+                }
+                let now = self.now();
+                let result = self.guarded(|room| room.handle_command(now, &who, command));
+                self.flush().await;
+                let answer = match result {
+                    Some(Ok(r)) => Ok(convert::reply(r)),
+                    Some(Err(e)) => {
+                        debug!(identity = %who, error = %e, "command refused");
+                        Err((convert::error_code(&e), e.to_string()))
+                    }
+                    None => Err((
+                        ErrorCode::Internal,
+                        "the room failed and was restored; the request did not take effect".into(),
+                    )),
+                };
+                let _ = reply.send(answer);
+            }
+            RoomMsg::Disconnect { who, conn_id } => {
+                if self.is_current(&who, conn_id) {
+                    self.remove_conn(&who);
+                    let now = self.now();
+                    self.guarded(|room| room.handle_disconnect(now, &who));
+                    self.flush().await;
+                }
+            }
+            RoomMsg::Leave { who, conn_id, reply } => {
+                if self.is_current(&who, conn_id) {
+                    self.remove_conn(&who);
+                    let now = self.now();
+                    self.guarded(|room| room.handle_leave(now, &who));
+                    self.flush().await;
+                }
+                let _ = reply.send(());
+            }
+            RoomMsg::Shutdown => {
+                info!(connections = self.conns.len(), "closing connections for shutdown");
+                for entry in self.conns.values() {
+                    entry.link.control.close(CloseCode::ServerShutdown);
+                }
+                self.conns.clear();
+                self.n_lagged = 0;
+                self.shutting_down = true;
+            }
+        }
+    }
+
+    fn is_current(&self, who: &ParticipantId, conn_id: u64) -> bool {
+        self.conns.get(who).is_some_and(|e| e.link.conn_id == conn_id)
+    }
+
+    fn remove_conn(&mut self, who: &ParticipantId) -> Option<Entry> {
+        let entry = self.conns.remove(who)?;
+        if entry.lagged_since.is_some() {
+            self.n_lagged -= 1;
+        }
+        Some(entry)
+    }
+
+    /// Runs `f` on the room, containing a panic: the room is rebuilt from the last stored state and `None` returned.
+    fn guarded<T>(&mut self, f: impl FnOnce(&mut Room) -> T) -> Option<T> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut self.room))) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                error!("room state machine panicked; restoring the last stored state");
+                let state = self.shared.store.load_now(&self.name);
+                let config = self.shared.config.room.room_config();
+                self.room = match state {
+                    Some(state) => Room::from_state(state, config),
+                    None => Room::new(self.name.clone(), config, wall_ms()),
+                };
+                // Outputs of the failed call are void; drop them.
+                while self.room.poll_output().is_some() {}
+                None
+            }
+        }
+    }
+
+    /// Drains the room's outputs: persists the transition, then delivers events and closes.
+    async fn flush(&mut self) {
+        if let Some(changes) = self.room.take_changes() {
+            self.shared.store.commit(&self.name, &changes).await;
+        }
+        while let Some(output) = self.room.poll_output() {
+            match output {
+                room::Output::Event { to, seq, event } => {
+                    let frame: Utf8Bytes = convert::event(seq, &event).to_json().into();
+                    self.deliver(&to, frame);
+                }
+                room::Output::Disconnect { who, reason } => {
+                    let code = match reason {
+                        room::DisconnectReason::Kicked => CloseCode::Removed,
+                        room::DisconnectReason::Banned => CloseCode::Banned,
+                    };
+                    if let Some(entry) = self.remove_conn(&who) {
+                        info!(identity = %who, ?code, "closing removed participant");
+                        entry.link.control.close(code);
+                    }
+                }
+                room::Output::Publish { who, allowed } => {
+                    trace!(identity = %who, allowed, "publish permission changed");
+                }
+                room::Output::Ended { reason } => {
+                    info!(?reason, "room ended");
+                    for entry in self.conns.values() {
+                        entry.link.control.close(CloseCode::RoomEnded);
+                    }
+                    self.conns.clear();
+                    self.n_lagged = 0;
+                    self.shared.store.remove(&self.name).await;
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, to: &room::Recipients, frame: Utf8Bytes) {
+        match to {
+            room::Recipients::Everyone => {
+                let now = Instant::now();
+                for entry in self.conns.values_mut() {
+                    send_frame(entry, &frame, now, &mut self.n_lagged);
+                }
+            }
+            room::Recipients::Stage | room::Recipients::Moderators => {
+                let only_moderators = matches!(to, room::Recipients::Moderators);
+                let now = Instant::now();
+                for member in self.room.stage() {
+                    if only_moderators && member.role != room::Role::Moderator {
+                        continue;
+                    }
+                    if let Some(entry) = self.conns.get_mut(&member.id) {
+                        send_frame(entry, &frame, now, &mut self.n_lagged);
+                    }
+                }
+            }
+            room::Recipients::One(who) => {
+                if let Some(entry) = self.conns.get_mut(who) {
+                    send_frame(entry, &frame, Instant::now(), &mut self.n_lagged);
+                }
+            }
+        }
+    }
+
+    /// Sends lagged connections a snapshot once their queue has room; closes those behind for too long.
+    fn retry_lagged(&mut self) {
+        let max_lag = Duration::from_millis(self.shared.config.limits.max_lag_ms);
+        let lagged: Vec<ParticipantId> =
+            self.conns.iter().filter(|(_, e)| e.lagged_since.is_some()).map(|(id, _)| id.clone()).collect();
+        for who in lagged {
+            let Some(entry) = self.conns.get(&who) else { continue };
+            let since = entry.lagged_since.unwrap_or_else(Instant::now);
+            if since.elapsed() > max_lag {
+                warn!(identity = %who, "closing a connection that stayed behind");
+                if let Some(entry) = self.remove_conn(&who) {
+                    entry.link.control.close(CloseCode::SlowConsumer);
+                }
+                let now = self.now();
+                self.guarded(|room| room.handle_disconnect(now, &who));
+                continue;
+            }
+            let Some(snapshot) = self.room.snapshot_for(&who) else { continue };
+            let frame: Utf8Bytes =
+                proto::ServerMessage::Resync { seq: snapshot.seq, state: convert::snapshot(&snapshot) }
+                    .to_json()
+                    .into();
+            if let Some(entry) = self.conns.get_mut(&who)
+                && entry.link.frames.try_send(frame).is_ok()
+            {
+                entry.lagged_since = None;
+                self.n_lagged -= 1;
+                debug!(identity = %who, "resync sent");
+            }
+        }
+    }
+}
+
+fn send_frame(entry: &mut Entry, frame: &Utf8Bytes, now: Instant, n_lagged: &mut usize) {
+    if entry.lagged_since.is_some() {
+        return;
+    }
+    match entry.link.frames.try_send(frame.clone()) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            entry.lagged_since = Some(now);
+            *n_lagged += 1;
+        }
+        // The connection task is gone; its Disconnect message is on the way.
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Answers a message that will not be handled.
+pub(crate) fn refuse(msg: RoomMsg, code: ErrorCode, message: &str) {
+    match msg {
+        RoomMsg::Join { reply, .. } => {
+            let _ = reply.send(Err((code, message.into())));
+        }
+        RoomMsg::Command { reply, .. } => {
+            let _ = reply.send(Err((code, message.into())));
+        }
+        RoomMsg::Leave { reply, .. } => {
+            let _ = reply.send(());
+        }
+        RoomMsg::Disconnect { .. } | RoomMsg::Shutdown => {}
+    }
+}
