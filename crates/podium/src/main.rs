@@ -1,1 +1,140 @@
-fn main() {}
+//! The `podium` command: `podium serve` runs the hub; `podium token` mints access tokens.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use podium_hub::auth::{self, TokenKeys};
+use podium_hub::config::DEVELOPMENT_SECRET;
+use podium_hub::{Config, Hub};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "podium", version, about = "Podium: live audio rooms (signaling hub and SFU)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub. With no configuration: in-memory store on 127.0.0.1:7880, development secret.
+    Serve {
+        /// Configuration file (TOML); see deploy/podium.toml. PODIUM_SECTION__KEY variables override it.
+        #[arg(long, short, env = "PODIUM_CONFIG")]
+        config: Option<PathBuf>,
+        /// Listen address (overrides the configuration).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Mint an access token.
+    Token {
+        /// The identity (token subject).
+        #[arg(long)]
+        identity: String,
+        /// Display name (defaults to the identity).
+        #[arg(long)]
+        name: Option<String>,
+        /// Room the token admits to, or `*` for any room.
+        #[arg(long, default_value = "demo")]
+        room: String,
+        /// Highest role the holder may have.
+        #[arg(long, value_enum, default_value_t = RoleArg::Speaker)]
+        role: RoleArg,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 6 * 3600)]
+        ttl: u64,
+        /// Configuration file whose `auth.secret` signs the token.
+        #[arg(long, short, env = "PODIUM_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Audience,
+    Speaker,
+    Moderator,
+}
+
+impl From<RoleArg> for podium_hub::Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Audience => Self::Audience,
+            RoleArg::Speaker => Self::Speaker,
+            RoleArg::Moderator => Self::Moderator,
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, listen } => serve(config, listen),
+        Command::Token { identity, name, room, role, ttl, config } => {
+            let config = Config::load(config.as_deref())?;
+            let keys = TokenKeys::new(config.auth.secret().as_bytes());
+            if room != auth::ANY_ROOM {
+                auth::validate_room_name(&room).map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            let claims = auth::claims_for(&identity, name.as_deref(), &room, role.into(), Duration::from_secs(ttl));
+            println!("{}", keys.mint(&claims).map_err(|e| anyhow::anyhow!("{e}"))?);
+            Ok(())
+        }
+    }
+}
+
+fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let mut config = Config::load(config.as_deref())?;
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let development = config.auth.secret.is_none();
+        let keys = TokenKeys::new(config.auth.secret().as_bytes());
+        let hub = Hub::bind(config).await?;
+        let addr = hub.local_addr();
+        println!("Podium is listening: ws://{addr}{}", podium_hub::WS_PATH);
+        if development {
+            tracing::warn!("no auth.secret configured: using the development secret {DEVELOPMENT_SECRET:?}");
+            let claims = auth::claims_for(
+                "dev-moderator",
+                Some("Dev Moderator"),
+                "demo",
+                podium_hub::Role::Moderator,
+                Duration::from_secs(24 * 3600),
+            );
+            let token = keys.mint(&claims).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("Development token (moderator of room \"demo\", valid 24 h):\n{token}");
+            println!("More tokens: podium token --identity alice --room demo --role speaker");
+        }
+        let stop = hub.shutdown_handle();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            stop.shutdown();
+        });
+        hub.run().await
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            let _ = ctrl_c.await;
+            return;
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
