@@ -1,0 +1,5 @@
+//! End-to-end tests: real websocket clients against a real hub listening on 127.0.0.1:0.
+
+mod bad_input;
+mod scenario;
+mod support;

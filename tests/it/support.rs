@@ -1,0 +1,215 @@
+//! A small websocket client speaking Podium's protocol as a third-party client would: raw JSON.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use podium_hub::auth::{TokenKeys, claims_for};
+use podium_hub::{Config, Hub, Role, ShutdownHandle};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) struct TestHub {
+    pub(crate) addr: SocketAddr,
+    pub(crate) keys: TokenKeys,
+    stop: ShutdownHandle,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestHub {
+    pub(crate) async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub(crate) async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".parse().expect("literal address");
+        config.auth.secret = Some("e2e-secret".into());
+        config.server.shutdown_grace_ms = 500;
+        tweak(&mut config);
+        let keys = TokenKeys::new(config.auth.secret().as_bytes());
+        let hub = Hub::bind(config).await.expect("bind hub");
+        let addr = hub.local_addr();
+        let stop = hub.shutdown_handle();
+        let task = tokio::spawn(hub.run());
+        Self { addr, keys, stop, task }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("ws://{}{}", self.addr, podium_hub::WS_PATH)
+    }
+
+    pub(crate) fn token(&self, identity: &str, room: &str, role: Role) -> String {
+        self.keys
+            .mint(&claims_for(identity, Some(&identity.to_uppercase()), room, role, Duration::from_secs(600)))
+            .expect("mint")
+    }
+
+    pub(crate) async fn connect(&self) -> Client {
+        Client::connect(&self.url()).await
+    }
+
+    /// Connects and joins `room` as `identity`, returning the client and the welcome.
+    pub(crate) async fn join(&self, identity: &str, room: &str, role: Role) -> (Client, Value) {
+        let mut c = self.connect().await;
+        let token = self.token(identity, room, role);
+        let reply = c.request(json!({"type": "join", "token": token})).await;
+        assert_eq!(reply["type"], "ok", "join of {identity} failed: {reply}");
+        let welcome = reply["result"].clone();
+        (c, welcome)
+    }
+
+    pub(crate) async fn stop(self) {
+        self.stop.shutdown();
+        let _ = tokio::time::timeout(TIMEOUT, self.task).await;
+    }
+}
+
+pub(crate) struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+    /// Events received while waiting for something else.
+    pub(crate) events: VecDeque<Value>,
+    pub(crate) closed: Option<(u16, String)>,
+}
+
+impl Client {
+    pub(crate) async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
+        Self { ws, next_id: 1, events: VecDeque::new(), closed: None }
+    }
+
+    pub(crate) async fn send_raw(&mut self, msg: Message) {
+        self.ws.send(msg).await.expect("send");
+    }
+
+    pub(crate) async fn send_text(&mut self, text: &str) {
+        self.send_raw(Message::Text(text.into())).await;
+    }
+
+    /// Reads the next JSON message (or None when the connection closed).
+    async fn read(&mut self) -> Option<Value> {
+        loop {
+            let msg = tokio::time::timeout(TIMEOUT, self.ws.next()).await.expect("timed out waiting for a message");
+            match msg {
+                Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(&t).expect("hub sent invalid JSON")),
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) =
+                        frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
+                    self.closed = Some((code, reason));
+                    return None;
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => {
+                    if self.closed.is_none() {
+                        self.closed = Some((1006, String::new()));
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Sends a request with a fresh id and returns its reply; events that arrive first are kept.
+    pub(crate) async fn request(&mut self, mut body: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        body["id"] = json!(id);
+        self.send_text(&body.to_string()).await;
+        self.reply_to(json!(id)).await
+    }
+
+    /// Waits for the reply with `id`.
+    pub(crate) async fn reply_to(&mut self, id: Value) -> Value {
+        loop {
+            let msg = self.read().await.unwrap_or_else(|| panic!("closed {:?} before the reply to {id}", self.closed));
+            if (msg["type"] == "ok" || msg["type"] == "error") && msg["id"] == id {
+                return msg;
+            }
+            self.events.push_back(msg);
+        }
+    }
+
+    /// Sends a request and asserts it fails with `code`.
+    pub(crate) async fn expect_error(&mut self, body: Value, code: &str) -> Value {
+        let reply = self.request(body.clone()).await;
+        assert_eq!(reply["type"], "error", "expected {code} for {body}, got {reply}");
+        assert_eq!(reply["code"], code, "expected {code} for {body}, got {reply}");
+        reply
+    }
+
+    /// Sends a request and asserts it succeeds.
+    pub(crate) async fn ok(&mut self, body: Value) -> Value {
+        let reply = self.request(body.clone()).await;
+        assert_eq!(reply["type"], "ok", "expected ok for {body}, got {reply}");
+        reply
+    }
+
+    /// Waits for the next message of `kind` matching `pred` (buffered ones first); others are dropped.
+    pub(crate) async fn event(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        while let Some(e) = self.events.pop_front() {
+            if e["type"] == kind && pred(&e) {
+                return e;
+            }
+        }
+        loop {
+            let msg = self.read().await.unwrap_or_else(|| panic!("closed {:?} while waiting for {kind}", self.closed));
+            if msg["type"] == kind && pred(&msg) {
+                return msg;
+            }
+        }
+    }
+
+    /// Waits for the hub to close the connection and returns (code, reason).
+    pub(crate) async fn closed(&mut self) -> (u16, String) {
+        while self.closed.is_none() {
+            if self.read().await.is_none() {
+                break;
+            }
+        }
+        self.closed.clone().expect("closed")
+    }
+
+    /// Drains what arrives within `window` and returns it (plus what was buffered).
+    pub(crate) async fn drain(&mut self, window: Duration) -> Vec<Value> {
+        let mut out: Vec<Value> = self.events.drain(..).collect();
+        let end = tokio::time::Instant::now() + window;
+        loop {
+            match tokio::time::timeout_at(end, self.ws.next()).await {
+                Err(_) => return out,
+                Ok(Some(Ok(Message::Text(t)))) => out.push(serde_json::from_str(&t).expect("json")),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    self.closed = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                    return out;
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(_) => return out,
+            }
+        }
+    }
+}
+
+/// The stage roster of a `stage` event or snapshot as (id, role, muted) triples.
+pub(crate) fn roster(stage: &Value) -> Vec<(String, String, bool)> {
+    stage
+        .as_array()
+        .expect("stage is an array")
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_str().unwrap_or_default().to_owned(),
+                m["role"].as_str().unwrap_or_default().to_owned(),
+                m["muted"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+pub(crate) fn on_stage(stage: &Value, id: &str) -> Option<String> {
+    roster(stage).into_iter().find(|(i, _, _)| i == id).map(|(_, role, _)| role)
+}
