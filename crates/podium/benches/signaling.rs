@@ -179,6 +179,17 @@ async fn run(url: &str, pid: u32, keys: &TokenKeys, n: usize, changes: usize) {
     let rss_after = rss_kib(pid);
     let per_conn = (rss_after.saturating_sub(rss_before)) as f64 * 1024.0 / n as f64;
 
+    // Drain what the moderator was sent while the listeners joined (its own join's stage event among it): the reply
+    // to a ping comes after everything queued before it.
+    moderator.send(Message::Text(r#"{"type":"ping","id":99}"#.into())).await.expect("send ping");
+    loop {
+        match moderator.next().await {
+            Some(Ok(Message::Text(t))) if t.starts_with(r#"{"type":"ok","id":99"#) => break,
+            Some(Ok(_)) => {}
+            other => panic!("moderator connection ended: {other:?}"),
+        }
+    }
+
     // Stage changes: the moderator toggles their own mute; each toggle is one `stage` event to everyone.
     let mut sent_at = Vec::with_capacity(changes);
     let mut seqs = Vec::with_capacity(changes);
