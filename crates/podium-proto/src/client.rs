@@ -152,6 +152,25 @@ pub enum Request {
     },
     /// Moderator: end the room for everyone.
     EndRoom,
+    /// Media: the client's SDP offer (first negotiation, renegotiation, ICE restart). The result is the answer.
+    MediaOffer {
+        /// The offer SDP: at least one audio m-line; Opus is the only codec accepted.
+        sdp: String,
+    },
+    /// Media: the client's answer to the latest server-sent `media_offer` event.
+    MediaAnswer {
+        /// The answer SDP.
+        sdp: String,
+    },
+    /// Media: a trickled ICE candidate. The hub's SFU is ICE-lite and learns the client's address from its
+    /// connectivity checks, so candidates are accepted and need not be sent.
+    MediaCandidate {
+        /// The candidate line (`candidate:…`), or an empty string for end-of-candidates.
+        candidate: String,
+        /// The m-line the candidate belongs to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mid: Option<String>,
+    },
 }
 
 impl Request {
@@ -184,6 +203,9 @@ impl Request {
             Self::UninviteFromRoom { .. } => "uninvite_from_room",
             Self::ListAudience { .. } => "list_audience",
             Self::EndRoom => "end_room",
+            Self::MediaOffer { .. } => "media_offer",
+            Self::MediaAnswer { .. } => "media_answer",
+            Self::MediaCandidate { .. } => "media_candidate",
         }
     }
 
@@ -215,6 +237,9 @@ impl Request {
         "uninvite_from_room",
         "list_audience",
         "end_room",
+        "media_offer",
+        "media_answer",
+        "media_candidate",
     ];
 }
 

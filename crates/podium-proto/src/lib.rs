@@ -23,7 +23,7 @@ pub use close::CloseCode;
 pub use error::ErrorCode;
 pub use server::{
     AudienceEntry, AudiencePage, Counts, HandQueue, Invite, Limits, Participant, Reply, RoomSettings, RoomSnapshot,
-    ServerMessage, StageCause, StageMember, Welcome, YourState,
+    MediaState, MediaTrack, ServerMessage, Speaking, StageCause, StageMember, Welcome, YourState,
 };
 
 use schemars::JsonSchema;

@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ErrorCode, RequestId, Role};
 
-/// Every message the hub sends. `ok` and `error` answer requests; every other variant is an event carrying the
-/// room's sequence number `seq` (all events from one room transition share one `seq`; it only grows).
+/// Every message the hub sends. `ok` and `error` answer requests; every other variant is an event. Room events
+/// carry the room's sequence number `seq` (all events from one room transition share one `seq`; it only grows).
+/// Media events (`media_offer`, `media_state`, `media_tracks`, `active_speakers`) describe this connection's media
+/// session, not the room's state, and carry no `seq`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
@@ -96,6 +98,59 @@ pub enum ServerMessage {
         /// The room as this participant sees it.
         state: RoomSnapshot,
     },
+    /// Media: the SFU renegotiates (it needs another downstream audio slot). Answer with a `media_answer` request.
+    MediaOffer {
+        /// The offer SDP.
+        sdp: String,
+    },
+    /// Media: this connection's WebRTC transport changed state.
+    MediaState {
+        /// The new state.
+        state: MediaState,
+    },
+    /// Media: which downstream slot (m-line) now carries whose audio.
+    MediaTracks {
+        /// Every downstream slot of this connection.
+        tracks: Vec<MediaTrack>,
+    },
+    /// Media: who started or stopped speaking, from the audio level the speakers' clients report (RFC 6464).
+    /// Only changes are sent, at most a few times per second.
+    ActiveSpeakers {
+        /// Stage members now speaking (or whose level changed), loudest first.
+        speaking: Vec<Speaking>,
+        /// Identities that stopped speaking.
+        stopped: Vec<String>,
+    },
+}
+
+/// The state of a connection's WebRTC transport.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaState {
+    /// ICE and DTLS are up; audio flows.
+    Connected,
+    /// Connectivity was lost; it may come back by itself.
+    Disconnected,
+    /// The transport failed: send a new `media_offer` (with an ICE restart). Roles are unaffected.
+    Failed,
+}
+
+/// One downstream audio slot.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct MediaTrack {
+    /// The m-line's `mid`.
+    pub mid: String,
+    /// Whose audio the slot carries now, or null when it is idle.
+    pub participant: Option<String>,
+}
+
+/// A stage member who is speaking.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct Speaking {
+    /// The identity.
+    pub participant: String,
+    /// Loudness, 0 (silence) to 127 (loudest): 127 minus the RFC 6464 level in -dBov.
+    pub level: u8,
 }
 
 /// A request's result. Which shape comes back depends on the request (see `proto/PROTOCOL.md`).
@@ -114,6 +169,11 @@ pub enum Reply {
         position: Option<u32>,
         /// True when an open-mic room put the participant on stage at once.
         promoted: bool,
+    },
+    /// Result of `media_offer`.
+    Answer {
+        /// The SFU's answer SDP.
+        sdp: String,
     },
 }
 

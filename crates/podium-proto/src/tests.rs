@@ -24,6 +24,8 @@ fn kinds_cover_every_request() {
             "set_muted" => r#","muted":true"#,
             "handover" => r#","stage":[]"#,
             "invite_to_room" | "uninvite_from_room" => r#","identity":"p""#,
+            "media_offer" | "media_answer" => r#","sdp":"v=0""#,
+            "media_candidate" => r#","candidate":"""#,
             _ => "",
         };
         let text = format!(r#"{{"type":"{kind}","id":1{needs}}}"#);
