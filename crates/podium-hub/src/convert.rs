@@ -29,7 +29,9 @@ pub(crate) fn command_from_proto(request: proto::Request, default_page: usize) -
     use proto::Request as R;
     use room::Command as C;
     Some(match request {
-        R::Join(_) | R::Leave | R::Ping => return None,
+        R::Join(_) | R::Leave | R::Ping | R::MediaOffer { .. } | R::MediaAnswer { .. } | R::MediaCandidate { .. } => {
+            return None;
+        }
         R::GetState => C::GetState,
         R::RaiseHand => C::RaiseHand,
         R::LowerHand => C::LowerHand,
