@@ -22,8 +22,8 @@ pub use client::{ClientMessage, Envelope, JoinRequest, Request, RequestId, Stage
 pub use close::CloseCode;
 pub use error::ErrorCode;
 pub use server::{
-    AudienceEntry, AudiencePage, Counts, HandQueue, Invite, Limits, Participant, Reply, RoomSettings, RoomSnapshot,
-    MediaState, MediaTrack, ServerMessage, Speaking, StageCause, StageMember, Welcome, YourState,
+    AudienceEntry, AudiencePage, Counts, HandQueue, Invite, Limits, MediaState, MediaTrack, Participant, Reply,
+    RoomSettings, RoomSnapshot, ServerMessage, Speaking, StageCause, StageMember, Welcome, YourState,
 };
 
 use schemars::JsonSchema;

@@ -1,0 +1,591 @@
+//! Podium's media plane: an audio-only SFU on [str0m] (sans-IO WebRTC), sharded over worker threads.
+//!
+//! # Design
+//!
+//! * **Workers.** [`Media::start`] binds one UDP socket per worker thread (worker `i` binds `port + i`, or an
+//!   ephemeral port when `port` is 0) and starts one plain OS thread per worker (one per core by default). Each
+//!   worker owns its peers outright: their str0m [`Rtc`](str0m::Rtc) state machines, its socket, a timer heap and
+//!   its routing maps. No lock is taken on the packet path.
+//! * **ICE-lite, one port per worker.** Every peer of a worker advertises the same host candidate (the worker's
+//!   socket address, with [`MediaConfig::public_ip`] replacing the IP when set). The server never sends checks;
+//!   it answers the client's STUN binding requests.
+//! * **Routing.** A datagram is routed by a hash map keyed by its source address (the 5-tuple; the local half is
+//!   fixed per socket). A source is added to that map only when the peer's `Rtc` itself transmits to it, i.e. after
+//!   a STUN check with the right ufrag *and* password succeeded. For an unknown source the STUN USERNAME is parsed
+//!   without allocating and looked up by the server-side ufrag. Nothing else is accepted: no per-packet scan of
+//!   peers. Garbage, unknown sources and STUN with a wrong ufrag are dropped and counted ([`MediaStats`]); STUN with
+//!   a right ufrag but a wrong password is rejected by str0m's integrity check and never binds the address.
+//! * **Timers.** A binary heap of `(deadline, peer)` keyed by each `Rtc`'s next `Output::Timeout`; stale entries are
+//!   skipped when popped (each peer remembers its current deadline). Only due peers get `Input::Timeout`.
+//! * **Waking.** Each worker blocks in `mio::Poll` with a timeout equal to its next timer deadline (capped at 1 s).
+//!   Commands (from the async API, bounded `std::sync::mpsc::sync_channel`) and forwarded packets from other workers
+//!   (a bounded channel per worker) wake it through a `mio::Waker`. Nothing busy-spins.
+//! * **Publishing.** The media plane knows peers, rooms and tracks, not roles. [`Media::set_publish`] flips an
+//!   `Arc<AtomicBool>` shared with the peer's worker, so it takes effect on the very next packet: RTP from a peer not
+//!   allowed to publish is dropped on arrival, before decryption (RTCP still goes to str0m). The permission lives in
+//!   the directory keyed by (room, identity), so renegotiation and ICE restarts keep it; it is forgotten on
+//!   [`Media::remove_peer`] / [`Media::remove_room`].
+//! * **Fan-out.** Audio received from a publishing peer on worker A is written to every other peer of the room on
+//!   A, and handed (one bounded channel per worker, `try_send`, dropped and counted on overflow, one wake per target
+//!   worker per loop turn) to every other worker that hosts peers of that room; each of those fans out to its own
+//!   peers. A peer never receives its own audio. The payload is str0m's `Arc<[u8]>`, shared, never copied.
+//! * **Downstream slots.** Every audio m-line on which the server may send (the client's `sendrecv`/`recvonly`
+//!   m-lines, and the server's own `sendonly` additions) is a slot carrying one publisher at a time. A publisher
+//!   takes a free slot (never used, or whose publisher stopped: unpublished, removed, or silent for 2 s). When none
+//!   is free the worker makes a server-initiated offer adding a `sendonly` audio m-line
+//!   ([`MediaEvent::Offer`]); [`Media::answer`] completes it. Slot assignment changes are reported by
+//!   [`MediaEvent::Tracks`]. Writes use str0m's frame API (`writer(mid).write(..)`), which keeps one SSRC and a
+//!   continuous sequence per m-line; the RTP timestamp is rewritten by a per-slot offset recomputed on every source
+//!   switch (new time = last sent time + the wall-clock gap, at least one 20 ms frame), so the outgoing stream stays
+//!   continuous when its source changes. After each write the listener's `Rtc` gets `Input::Timeout(now)` and is
+//!   drained again, or the packet would wait for the peer's next timer (str0m pitfall).
+//! * **Sending.** Transmits are moved (not copied) into a batch of up to 64 and sent with one `sendmmsg(2)` per
+//!   batch (the `nix` crate's safe wrapper), flushed at the end of each loop turn.
+//! * **Active speakers.** From the RFC 6464 audio-level header extension of publishing peers, per room and worker:
+//!   a publisher speaks while it sent a packet louder than -50 dBov (or flagged voice activity and louder than
+//!   -70 dBov) within the last `max(2 × interval, 400 ms)`. Every `active_speaker_interval_ms` only the changes are
+//!   emitted ([`MediaEvent::ActiveSpeakers`]). A room whose publishers sit on several workers gets one event per
+//!   worker with changes (each lists only its own publishers).
+//! * **State.** [`MediaEvent::State`]: `Connected` on str0m's `Event::Connected` (ICE + DTLS + SRTP up) and when ICE
+//!   recovers, `Disconnected` when ICE reports disconnected, `Failed` when it stays disconnected for 15 s or the
+//!   `Rtc` dies. A new offer (ICE restart or a fresh one) renegotiates; if the `Rtc` is dead, a new one is built
+//!   for the same peer, keeping its publish permission.
+//!
+//! # Invariants
+//!
+//! * Every queue is bounded: commands (1024 per worker), forwarded packets (4096 per worker), events (8192), the
+//!   send batch (64), datagrams read per loop turn (256). Overflow drops and counts; it never blocks a worker
+//!   (only the synchronous [`Media::set_publish`]/[`Media::remove_peer`] may block briefly on a full command queue).
+//! * All state of a peer lives on exactly one worker; all commands for a peer go to that worker in order.
+//! * No input panics a worker: every parse is fallible and every error path drops and counts.
+//! * Per-packet work on our side allocates nothing (hash lookups, `Arc` clones, preallocated channel slots).
+//!   str0m itself allocates per packet: the depayloaded `Arc<[u8]>` of `MediaData`, and a `Vec<u8>` per
+//!   `Transmit`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{mpsc, oneshot};
+
+mod send;
+mod wire;
+mod worker;
+
+use worker::{Command, Forwarded, WorkerLink};
+
+/// Commands queued per worker.
+const COMMAND_QUEUE: usize = 1024;
+/// Forwarded packets queued per worker.
+const FORWARD_QUEUE: usize = 4096;
+/// Events queued for the hub.
+const EVENT_QUEUE: usize = 8192;
+
+/// Configuration of the media plane.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Address the UDP sockets bind to. Default 127.0.0.1.
+    pub bind: IpAddr,
+    /// First UDP port; worker i binds port+i; 0 = ephemeral ports.
+    pub port: u16,
+    /// Number of worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Advertised in the host candidate instead of `bind` (NAT 1:1). Needed when `bind` is unspecified (0.0.0.0).
+    pub public_ip: Option<IpAddr>,
+    /// Largest accepted SDP, in bytes. Default 16 KiB.
+    pub max_sdp_bytes: usize,
+    /// Minimum interval between two active-speaker events of a room. Default 300 ms.
+    pub active_speaker_interval_ms: u64,
+    /// Most peers at once (over all workers). Default 20 000.
+    pub max_peers: usize,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            workers: 0,
+            public_ip: None,
+            max_sdp_bytes: 16 * 1024,
+            active_speaker_interval_ms: 300,
+            max_peers: 20_000,
+        }
+    }
+}
+
+/// Events from the media plane to the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// A server-initiated offer (another downstream slot is needed); answer with [`Media::answer`].
+    Offer { room: String, identity: String, sdp: String },
+    /// The peer's connection state changed.
+    State { room: String, identity: String, state: PeerState },
+    /// Which downstream slot (mid) carries whose audio, for the peer `identity`.
+    Tracks { room: String, identity: String, tracks: Vec<(String, Option<String>)> },
+    /// Who started (with level 0..=127, 127 loudest) and who stopped speaking.
+    ActiveSpeakers { room: String, speaking: Vec<(String, u8)>, stopped: Vec<String> },
+}
+
+/// Connection state of a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    Connected,
+    Disconnected,
+    Failed,
+}
+
+/// Errors of the media API.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("bad SDP: {0}")]
+    BadSdp(String),
+    #[error("SDP too large")]
+    TooLarge,
+    #[error("a server offer awaits its answer: answer it first, then retry")]
+    Conflict,
+    #[error("no such media peer")]
+    UnknownPeer,
+    #[error("media plane unavailable")]
+    Unavailable,
+    #[error("media I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The receiving end of the media events (a bounded channel; events are dropped and counted when it is full).
+pub struct MediaEvents {
+    rx: mpsc::Receiver<MediaEvent>,
+}
+
+impl MediaEvents {
+    /// The next event, or `None` once the media plane has shut down.
+    pub async fn recv(&mut self) -> Option<MediaEvent> {
+        self.rx.recv().await
+    }
+}
+
+/// Counters of the media plane (all workers together), for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaStats {
+    /// Datagrams read from the sockets.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// `sendmmsg` calls.
+    pub send_calls: u64,
+    /// Datagrams that could not be sent (socket buffer full or a send error).
+    pub send_dropped: u64,
+    /// Datagrams that were not STUN/DTLS/RTP/RTCP, failed str0m's parse, or were refused by the peer's `Rtc`.
+    pub garbage_dropped: u64,
+    /// Datagrams from an unknown source that were not STUN with a known ufrag.
+    pub unknown_dropped: u64,
+    /// RTP from peers not allowed to publish, dropped on arrival.
+    pub unpublished_dropped: u64,
+    /// Audio frames received from publishing peers.
+    pub media_in: u64,
+    /// Audio frames written to listeners.
+    pub forwarded: u64,
+    /// Frames not written because the listener had no free slot (yet).
+    pub no_slot_dropped: u64,
+    /// Frames dropped because another worker's queue was full.
+    pub cross_worker_dropped: u64,
+    /// Events dropped because the event channel was full.
+    pub events_dropped: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub(crate) datagrams_in: AtomicU64,
+    pub(crate) datagrams_out: AtomicU64,
+    pub(crate) send_calls: AtomicU64,
+    pub(crate) send_dropped: AtomicU64,
+    pub(crate) garbage_dropped: AtomicU64,
+    pub(crate) unknown_dropped: AtomicU64,
+    pub(crate) unpublished_dropped: AtomicU64,
+    pub(crate) media_in: AtomicU64,
+    pub(crate) forwarded: AtomicU64,
+    pub(crate) no_slot_dropped: AtomicU64,
+    pub(crate) cross_worker_dropped: AtomicU64,
+    pub(crate) events_dropped: AtomicU64,
+}
+
+impl Stats {
+    fn snapshot(&self) -> MediaStats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MediaStats {
+            datagrams_in: g(&self.datagrams_in),
+            datagrams_out: g(&self.datagrams_out),
+            send_calls: g(&self.send_calls),
+            send_dropped: g(&self.send_dropped),
+            garbage_dropped: g(&self.garbage_dropped),
+            unknown_dropped: g(&self.unknown_dropped),
+            unpublished_dropped: g(&self.unpublished_dropped),
+            media_in: g(&self.media_in),
+            forwarded: g(&self.forwarded),
+            no_slot_dropped: g(&self.no_slot_dropped),
+            cross_worker_dropped: g(&self.cross_worker_dropped),
+            events_dropped: g(&self.events_dropped),
+        }
+    }
+}
+
+/// Handle to the media plane. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct Media {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: MediaConfig,
+    links: Arc<[WorkerLink]>,
+    cmd_txs: Vec<SyncSender<Command>>,
+    addrs: Vec<SocketAddr>,
+    stats: Arc<Stats>,
+    dir: Mutex<Directory>,
+    closed: AtomicBool,
+    peer_count: AtomicUsize,
+}
+
+/// Who is where: the control-plane view (locked only by API calls, never per packet).
+#[derive(Default)]
+struct Directory {
+    rooms: HashMap<String, DirRoom>,
+    next_gen: u64,
+}
+
+#[derive(Default)]
+struct DirRoom {
+    members: HashMap<String, DirMember>,
+    /// Peers of this room per worker.
+    counts: Vec<u32>,
+}
+
+struct DirMember {
+    /// The worker hosting the peer and the peer's generation, once an offer created it.
+    peer: Option<(usize, u64)>,
+    publish: Arc<AtomicBool>,
+}
+
+impl DirRoom {
+    fn workers(&self) -> Vec<usize> {
+        self.counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, _)| i).collect()
+    }
+}
+
+impl Media {
+    /// Binds the sockets and starts the worker threads.
+    pub fn start(config: MediaConfig) -> Result<(Self, MediaEvents), MediaError> {
+        str0m::crypto::from_feature_flags().install_process_default();
+        if config.bind.is_unspecified() && config.public_ip.is_none() {
+            return Err(MediaError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "media bind address is unspecified (0.0.0.0 or ::): set public_ip to the address clients reach",
+            )));
+        }
+        let n = if config.workers == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            config.workers
+        };
+        let stats = Arc::new(Stats::default());
+        let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+
+        let mut sockets = Vec::with_capacity(n);
+        for i in 0..n {
+            let port = if config.port == 0 {
+                0
+            } else {
+                u16::try_from(usize::from(config.port) + i).map_err(|_| {
+                    MediaError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "UDP port range overflows"))
+                })?
+            };
+            let std_sock = std::net::UdpSocket::bind(SocketAddr::new(config.bind, port))?;
+            std_sock.set_nonblocking(true)?;
+            let _ = nix::sys::socket::setsockopt(&std_sock, nix::sys::socket::sockopt::SndBuf, &(4 << 20));
+            let _ = nix::sys::socket::setsockopt(&std_sock, nix::sys::socket::sockopt::RcvBuf, &(4 << 20));
+            sockets.push(mio::net::UdpSocket::from_std(std_sock));
+        }
+        let mut addrs = Vec::with_capacity(n);
+        let mut polls = Vec::with_capacity(n);
+        let mut links = Vec::with_capacity(n);
+        let mut fwd_rxs: Vec<Receiver<Forwarded>> = Vec::with_capacity(n);
+        let mut cmd_rxs = Vec::with_capacity(n);
+        let mut cmd_txs = Vec::with_capacity(n);
+        for s in &mut sockets {
+            addrs.push(s.local_addr()?);
+            let poll = mio::Poll::new()?;
+            poll.registry().register(s, worker::SOCKET, mio::Interest::READABLE)?;
+            let waker = Arc::new(mio::Waker::new(poll.registry(), worker::WAKER)?);
+            let (ftx, frx) = sync_channel(FORWARD_QUEUE);
+            let (ctx, crx) = sync_channel(COMMAND_QUEUE);
+            links.push(WorkerLink { fwd_tx: ftx, waker, load: AtomicUsize::new(0) });
+            fwd_rxs.push(frx);
+            cmd_rxs.push(crx);
+            cmd_txs.push(ctx);
+            polls.push(poll);
+        }
+        let links: Arc<[WorkerLink]> = links.into();
+        for (i, (((socket, poll), frx), crx)) in sockets.into_iter().zip(polls).zip(fwd_rxs).zip(cmd_rxs).enumerate() {
+            let local = addrs[i];
+            let candidate = SocketAddr::new(config.public_ip.unwrap_or(local.ip()), local.port());
+            let init = worker::WorkerInit {
+                idx: i,
+                socket,
+                poll,
+                candidate,
+                cmd_rx: crx,
+                fwd_rx: frx,
+                links: links.clone(),
+                events: ev_tx.clone(),
+                stats: stats.clone(),
+                speaker_interval: std::time::Duration::from_millis(config.active_speaker_interval_ms.max(1)),
+            };
+            std::thread::Builder::new()
+                .name(format!("podium-media-{i}"))
+                .spawn(move || worker::Worker::new(init).run())?;
+        }
+        tracing::info!(workers = n, addrs = ?addrs, "media plane started");
+        let inner = Inner {
+            config,
+            links,
+            cmd_txs,
+            addrs,
+            stats,
+            dir: Mutex::new(Directory::default()),
+            closed: AtomicBool::new(false),
+            peer_count: AtomicUsize::new(0),
+        };
+        Ok((Self { inner: Arc::new(inner) }, MediaEvents { rx: ev_rx }))
+    }
+
+    /// The bound UDP socket addresses, one per worker.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.inner.addrs.clone()
+    }
+
+    /// Counters over all workers.
+    pub fn stats(&self) -> MediaStats {
+        self.inner.stats.snapshot()
+    }
+
+    fn dir(&self) -> MutexGuard<'_, Directory> {
+        self.inner.dir.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a command without blocking; `Unavailable` when the worker is gone or its queue is full.
+    fn try_command(&self, worker: usize, cmd: Command) -> Result<(), MediaError> {
+        match self.inner.cmd_txs[worker].try_send(cmd) {
+            Ok(()) => {
+                let _ = self.inner.links[worker].waker.wake();
+                Ok(())
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(MediaError::Unavailable),
+        }
+    }
+
+    /// Queues a command that must not be lost; may block briefly when the worker's queue is full.
+    fn command(&self, worker: usize, cmd: Command) {
+        if self.inner.cmd_txs[worker].send(cmd).is_ok() {
+            let _ = self.inner.links[worker].waker.wake();
+        }
+    }
+
+    fn broadcast_room_workers(&self, room: &Arc<str>, workers: &[usize]) {
+        for w in 0..self.inner.cmd_txs.len() {
+            self.command(w, Command::RoomWorkers { room: room.clone(), workers: workers.to_vec() });
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// A client's offer; creates the peer on first use (on the least-loaded worker). Returns the answer SDP.
+    pub async fn offer(&self, room: &str, identity: &str, sdp: &str) -> Result<String, MediaError> {
+        if self.is_closed() {
+            return Err(MediaError::Unavailable);
+        }
+        wire::precheck_offer(sdp, self.inner.config.max_sdp_bytes)?;
+        let offer = str0m::change::SdpOffer::from_sdp_string(sdp)
+            .map_err(|e| MediaError::BadSdp(format!("unparsable SDP offer: {e}")))?;
+        let room_arc: Arc<str> = Arc::from(room);
+        let identity_arc: Arc<str> = Arc::from(identity);
+        let n = self.inner.cmd_txs.len();
+        let (worker, generation, created, publish) = {
+            let mut dir = self.dir();
+            let next_gen = dir.next_gen;
+            let r = dir.rooms.entry(room.to_owned()).or_default();
+            if r.counts.len() != n {
+                r.counts.resize(n, 0);
+            }
+            let member = r
+                .members
+                .entry(identity.to_owned())
+                .or_insert_with(|| DirMember { peer: None, publish: Arc::new(AtomicBool::new(false)) });
+            let publish = member.publish.clone();
+            if let Some((w, g)) = member.peer {
+                (w, g, false, publish)
+            } else {
+                if self.inner.peer_count.load(Ordering::Relaxed) >= self.inner.config.max_peers {
+                    return Err(MediaError::Unavailable);
+                }
+                let w = (0..n).min_by_key(|i| self.inner.links[*i].load.load(Ordering::Relaxed)).unwrap_or(0);
+                member.peer = Some((w, next_gen));
+                self.inner.links[w].load.fetch_add(1, Ordering::Relaxed);
+                self.inner.peer_count.fetch_add(1, Ordering::Relaxed);
+                let was_empty = r.counts[w] == 0;
+                r.counts[w] += 1;
+                let workers = r.workers();
+                dir.next_gen += 1;
+                if was_empty {
+                    self.broadcast_room_workers(&room_arc, &workers);
+                }
+                (w, next_gen, true, publish)
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        let cmd = Command::Offer {
+            room: room_arc,
+            identity: identity_arc,
+            offer: Box::new(offer),
+            publish,
+            generation,
+            reply: tx,
+        };
+        let result = match self.try_command(worker, cmd) {
+            Ok(()) => rx.await.unwrap_or(Err(MediaError::Unavailable)),
+            Err(e) => Err(e),
+        };
+        if result.is_err() && created {
+            // The worker did not keep the new peer: forget it here too.
+            self.forget_peer(room, identity, Some(generation));
+        }
+        result
+    }
+
+    /// Forgets the peer of (room, identity) and tells the workers.
+    ///
+    /// `generation: Some(g)` undoes a failed creation: only that generation is forgotten and the publish
+    /// permission is kept. `None` removes the peer whatever its generation, and its permission with it.
+    fn forget_peer(&self, room: &str, identity: &str, generation: Option<u64>) {
+        let mut dir = self.dir();
+        let Some(r) = dir.rooms.get_mut(room) else { return };
+        let Some(member) = r.members.get_mut(identity) else { return };
+        if generation.is_none() {
+            member.publish.store(false, Ordering::Release);
+        }
+        let peer = member.peer;
+        match (peer, generation) {
+            (Some((_, g)), Some(want)) if g != want => return,
+            (None, Some(_)) => return,
+            _ => {}
+        }
+        if generation.is_none() {
+            r.members.remove(identity);
+        } else {
+            member.peer = None;
+        }
+        let room_arc: Arc<str> = Arc::from(room);
+        let identity_arc: Arc<str> = Arc::from(identity);
+        if let Some((w, _)) = peer {
+            self.inner.links[w].load.fetch_sub(1, Ordering::Relaxed);
+            self.inner.peer_count.fetch_sub(1, Ordering::Relaxed);
+            r.counts[w] = r.counts[w].saturating_sub(1);
+            let workers = r.workers();
+            self.command(w, Command::RemovePeer { room: room_arc.clone(), identity: identity_arc.clone() });
+            for &ow in &workers {
+                self.command(ow, Command::SourceGone { room: room_arc.clone(), identity: identity_arc.clone() });
+            }
+            if r.counts[w] == 0 {
+                self.broadcast_room_workers(&room_arc, &workers);
+            }
+        }
+        if r.members.is_empty() {
+            dir.rooms.remove(room);
+        }
+    }
+
+    /// The client's answer to a server-initiated offer.
+    pub async fn answer(&self, room: &str, identity: &str, sdp: &str) -> Result<(), MediaError> {
+        if self.is_closed() {
+            return Err(MediaError::Unavailable);
+        }
+        if sdp.len() > self.inner.config.max_sdp_bytes {
+            return Err(MediaError::TooLarge);
+        }
+        let answer = str0m::change::SdpAnswer::from_sdp_string(sdp)
+            .map_err(|e| MediaError::BadSdp(format!("unparsable SDP answer: {e}")))?;
+        let worker = {
+            let dir = self.dir();
+            dir.rooms.get(room).and_then(|r| r.members.get(identity)).and_then(|m| m.peer).map(|(w, _)| w)
+        };
+        let Some(worker) = worker else { return Err(MediaError::UnknownPeer) };
+        let (tx, rx) = oneshot::channel();
+        let cmd = Command::Answer {
+            room: Arc::from(room),
+            identity: Arc::from(identity),
+            answer: Box::new(answer),
+            reply: tx,
+        };
+        self.try_command(worker, cmd)?;
+        rx.await.unwrap_or(Err(MediaError::Unavailable))
+    }
+
+    /// May be called before the peer exists (remembered). Takes effect at once: `false` stops forwarding.
+    pub fn set_publish(&self, room: &str, identity: &str, allowed: bool) {
+        let mut dir = self.dir();
+        let n = self.inner.cmd_txs.len();
+        let r = dir.rooms.entry(room.to_owned()).or_default();
+        if r.counts.len() != n {
+            r.counts.resize(n, 0);
+        }
+        let member = r
+            .members
+            .entry(identity.to_owned())
+            .or_insert_with(|| DirMember { peer: None, publish: Arc::new(AtomicBool::new(false)) });
+        let was = member.publish.swap(allowed, Ordering::AcqRel);
+        if was && !allowed {
+            let room_arc: Arc<str> = Arc::from(room);
+            let identity_arc: Arc<str> = Arc::from(identity);
+            for w in r.workers() {
+                self.command(w, Command::SourceGone { room: room_arc.clone(), identity: identity_arc.clone() });
+            }
+        }
+    }
+
+    /// Drops the peer (left, kicked, banned, grace expired) and its publish permission. Later offers create a new
+    /// peer.
+    pub fn remove_peer(&self, room: &str, identity: &str) {
+        self.forget_peer(room, identity, None);
+    }
+
+    /// Drops every peer of a room (room ended).
+    pub fn remove_room(&self, room: &str) {
+        let mut dir = self.dir();
+        let Some(r) = dir.rooms.remove(room) else { return };
+        let room_arc: Arc<str> = Arc::from(room);
+        for m in r.members.values() {
+            m.publish.store(false, Ordering::Release);
+            if let Some((w, _)) = m.peer {
+                self.inner.links[w].load.fetch_sub(1, Ordering::Relaxed);
+                self.inner.peer_count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        for w in r.workers() {
+            self.command(w, Command::RemoveRoom { room: room_arc.clone() });
+        }
+        self.broadcast_room_workers(&room_arc, &[]);
+    }
+
+    /// Stops the workers. Later calls return `Unavailable`; the event stream ends.
+    pub fn shutdown(&self) {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for w in 0..self.inner.cmd_txs.len() {
+            self.command(w, Command::Shutdown);
+        }
+    }
+}

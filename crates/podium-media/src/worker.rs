@@ -1,0 +1,908 @@
+//! One worker thread: a UDP socket, the peers it owns, their timers, and the fan-out to them.
+//!
+//! See the crate docs for the design. Per loop turn: wait in `mio::Poll` until the socket is readable, a waker
+//! fires (command or forwarded packet) or the next timer is due; then read up to [`READ_BUDGET`] datagrams, run
+//! the commands, fan out forwarded packets, fire due timers, emit active-speaker changes, flush the send batch and
+//! wake the workers that were handed packets.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token, Waker};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::Extension;
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::send::SendBatch;
+use crate::{MediaError, MediaEvent, PeerState, Stats, wire};
+
+pub(crate) const WAKER: Token = Token(0);
+pub(crate) const SOCKET: Token = Token(1);
+/// Datagrams read per loop turn before the other work gets a turn.
+const READ_BUDGET: usize = 256;
+/// Forwarded packets handled per loop turn.
+const FORWARD_BUDGET: usize = 1024;
+/// Longest sleep when nothing is scheduled.
+const MAX_WAIT: Duration = Duration::from_secs(1);
+/// A slot whose publisher sent nothing for this long may be given to another publisher.
+const SLOT_IDLE: Duration = Duration::from_secs(2);
+/// Disconnected this long = failed.
+const FAILED_AFTER: Duration = Duration::from_secs(15);
+/// Opus RTP clock.
+const OPUS_HZ: u64 = 48_000;
+/// One 20 ms Opus frame in RTP ticks.
+const FRAME_TICKS: u64 = 960;
+
+/// What other threads hold of a worker.
+pub(crate) struct WorkerLink {
+    pub(crate) fwd_tx: SyncSender<Forwarded>,
+    pub(crate) waker: Arc<Waker>,
+    /// Peers on this worker (for placement).
+    pub(crate) load: AtomicUsize,
+}
+
+/// A frame from a publisher on another worker.
+pub(crate) struct Forwarded {
+    room: Arc<str>,
+    source: Arc<str>,
+    frame: Frame,
+}
+
+/// What a listener needs of a received frame.
+#[derive(Clone)]
+struct Frame {
+    /// RTP time in 48 kHz ticks (str0m's extended timestamp).
+    time: u64,
+    network_time: Instant,
+    data: Arc<[u8]>,
+    audio_level: Option<i8>,
+    voice_activity: Option<bool>,
+}
+
+pub(crate) enum Command {
+    Offer {
+        room: Arc<str>,
+        identity: Arc<str>,
+        offer: Box<SdpOffer>,
+        publish: Arc<AtomicBool>,
+        generation: u64,
+        reply: oneshot::Sender<Result<String, MediaError>>,
+    },
+    Answer {
+        room: Arc<str>,
+        identity: Arc<str>,
+        answer: Box<SdpAnswer>,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    RemovePeer {
+        room: Arc<str>,
+        identity: Arc<str>,
+    },
+    RemoveRoom {
+        room: Arc<str>,
+    },
+    /// The workers hosting peers of `room` (a full replacement).
+    RoomWorkers {
+        room: Arc<str>,
+        workers: Vec<usize>,
+    },
+    /// `identity` stopped publishing (or left): free the slots it had.
+    SourceGone {
+        room: Arc<str>,
+        identity: Arc<str>,
+    },
+    Shutdown,
+}
+
+pub(crate) struct WorkerInit {
+    pub(crate) idx: usize,
+    pub(crate) socket: mio::net::UdpSocket,
+    pub(crate) poll: Poll,
+    pub(crate) candidate: SocketAddr,
+    pub(crate) cmd_rx: Receiver<Command>,
+    pub(crate) fwd_rx: Receiver<Forwarded>,
+    pub(crate) links: Arc<[WorkerLink]>,
+    pub(crate) events: mpsc::Sender<MediaEvent>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) speaker_interval: Duration,
+}
+
+/// A downstream slot: one server-sending audio m-line.
+struct Slot {
+    mid: Mid,
+    /// The negotiated Opus payload type (looked up once).
+    pt: Option<Pt>,
+    source: Option<Arc<str>>,
+    /// When the current source last wrote to this slot.
+    last_write: Option<Instant>,
+    /// Last RTP time sent on this slot (48 kHz ticks) and when.
+    last_out: Option<(u64, Instant)>,
+    /// out time = in time + offset (wrapping).
+    offset: u64,
+}
+
+struct Peer {
+    room: Arc<str>,
+    identity: Arc<str>,
+    rtc: Rtc,
+    publish: Arc<AtomicBool>,
+    generation: u64,
+    ufrag: String,
+    addrs: Vec<SocketAddr>,
+    slots: Vec<Slot>,
+    /// The server's own offer awaiting the client's answer, and the mid it adds.
+    pending: Option<(SdpPendingOffer, Mid)>,
+    next_timeout: Option<Instant>,
+    connected: bool,
+    reported: Option<PeerState>,
+    disconnected_since: Option<Instant>,
+}
+
+/// Speaking state of one local publisher.
+struct Level {
+    last_loud: Option<Instant>,
+    /// Loudest level (0..=127, 127 loudest) since the last report.
+    peak: u8,
+    reported: bool,
+}
+
+#[derive(Default)]
+struct Room {
+    /// Local peers by identity.
+    peers: HashMap<Arc<str>, u64>,
+    levels: HashMap<Arc<str>, Level>,
+}
+
+/// Everything except the peers, so a peer and the rest can be borrowed at once.
+struct Ctx {
+    idx: usize,
+    socket: mio::net::UdpSocket,
+    candidate: SocketAddr,
+    links: Arc<[WorkerLink]>,
+    events: mpsc::Sender<MediaEvent>,
+    stats: Arc<Stats>,
+    by_addr: HashMap<SocketAddr, u64>,
+    by_ufrag: HashMap<String, u64>,
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    batch: SendBatch,
+    /// Frames received during a drain, fanned out after it.
+    received: Vec<(u64, Frame)>,
+    /// Peers whose connection state needs a look at tick time.
+    disconnected: HashSet<u64>,
+    /// Workers handed packets this turn (to wake once).
+    to_wake: Vec<bool>,
+}
+
+pub(crate) struct Worker {
+    ctx: Ctx,
+    poll: Poll,
+    cmd_rx: Receiver<Command>,
+    fwd_rx: Receiver<Forwarded>,
+    peers: HashMap<u64, Peer>,
+    rooms: HashMap<Arc<str>, Room>,
+    /// Other workers hosting peers of a room.
+    room_workers: HashMap<Arc<str>, Vec<usize>>,
+    next_id: u64,
+    speaker_interval: Duration,
+    next_tick: Instant,
+}
+
+fn emit(ctx: &Ctx, ev: MediaEvent) {
+    if ctx.events.try_send(ev).is_err() {
+        ctx.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Worker {
+    /// Builds the worker (on its own thread: the `sendmmsg` headers are not `Send`).
+    pub(crate) fn new(init: WorkerInit) -> Self {
+        let socket = init.socket;
+        let n = init.links.len();
+        Self {
+            ctx: Ctx {
+                idx: init.idx,
+                socket,
+                candidate: init.candidate,
+                links: init.links,
+                events: init.events,
+                stats: init.stats,
+                by_addr: HashMap::new(),
+                by_ufrag: HashMap::new(),
+                timers: BinaryHeap::new(),
+                batch: SendBatch::new(),
+                received: Vec::with_capacity(64),
+                disconnected: HashSet::new(),
+                to_wake: vec![false; n],
+            },
+            poll: init.poll,
+            cmd_rx: init.cmd_rx,
+            fwd_rx: init.fwd_rx,
+            peers: HashMap::new(),
+            rooms: HashMap::new(),
+            room_workers: HashMap::new(),
+            next_id: 1,
+            speaker_interval: init.speaker_interval,
+            next_tick: Instant::now() + init.speaker_interval,
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        let span = tracing::info_span!("media_worker", worker = self.ctx.idx, addr = %self.ctx.candidate);
+        let _enter = span.enter();
+        tracing::debug!("worker running");
+        let mut events = Events::with_capacity(16);
+        let mut buf = vec![0u8; 2048];
+        let mut more_socket = false;
+        let mut more_fwd = false;
+        loop {
+            let now = Instant::now();
+            let wait = if more_socket || more_fwd {
+                Duration::ZERO
+            } else {
+                let next = self.ctx.timers.peek().map_or(self.next_tick, |Reverse((t, _))| (*t).min(self.next_tick));
+                next.saturating_duration_since(now).min(MAX_WAIT)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(wait))
+                && e.kind() != ErrorKind::Interrupted
+            {
+                tracing::error!(error = %e, "poll failed; worker stops");
+                return;
+            }
+            for ev in events.iter() {
+                if ev.token() == SOCKET {
+                    more_socket = true;
+                }
+            }
+            if more_socket {
+                more_socket = self.read_socket(&mut buf);
+            }
+            if !self.run_commands() {
+                break;
+            }
+            more_fwd = self.run_forwarded();
+            self.run_timers();
+            let now = Instant::now();
+            if now >= self.next_tick {
+                self.tick(now);
+                self.next_tick = now + self.speaker_interval;
+            }
+            self.ctx.batch.flush(&self.ctx.socket, &self.ctx.stats);
+            for (w, flag) in self.ctx.to_wake.iter_mut().enumerate() {
+                if std::mem::take(flag) {
+                    let _ = self.ctx.links[w].waker.wake();
+                }
+            }
+        }
+        for p in self.peers.values_mut() {
+            p.rtc.disconnect();
+        }
+        tracing::debug!("worker stopped");
+    }
+
+    /// Reads up to the budget; returns whether the socket may hold more.
+    fn read_socket(&mut self, buf: &mut [u8]) -> bool {
+        for _ in 0..READ_BUDGET {
+            match self.ctx.socket.recv_from(buf) {
+                Ok((n, source)) => {
+                    let now = Instant::now();
+                    self.ctx.stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
+                    self.handle_datagram(now, source, &buf[..n]);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // E.g. ICMP port unreachable surfacing as ECONNREFUSED: not fatal.
+                    tracing::trace!(error = %e, "recv_from");
+                }
+            }
+        }
+        true
+    }
+
+    fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        let stats = &self.ctx.stats;
+        let (id, by_ufrag) = if let Some(id) = self.ctx.by_addr.get(&source) {
+            (*id, false)
+        } else if let Some(id) = wire::stun_local_ufrag(data).and_then(|u| self.ctx.by_ufrag.get(u)) {
+            (*id, true)
+        } else {
+            stats.unknown_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&id) else {
+            stats.unknown_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if wire::is_rtp(data) && !peer.publish.load(Ordering::Acquire) {
+            stats.unpublished_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let Ok(recv) = Receive::new(Protocol::Udp, source, self.ctx.candidate, data) else {
+            stats.garbage_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let input = Input::Receive(now, recv);
+        if by_ufrag && !peer.rtc.accepts(&input) {
+            stats.garbage_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Err(e) = peer.rtc.handle_input(input) {
+            tracing::debug!(peer = %peer.identity, error = %e, "rtc refused input");
+            stats.garbage_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        drain(id, peer, &mut self.ctx, now);
+        self.fan_out_received(now);
+    }
+
+    /// Fans out the frames collected by the last drain(s).
+    fn fan_out_received(&mut self, now: Instant) {
+        if self.ctx.received.is_empty() {
+            return;
+        }
+        let mut received = std::mem::take(&mut self.ctx.received);
+        for (src_id, frame) in received.drain(..) {
+            let Some(src) = self.peers.get(&src_id) else { continue };
+            if !src.publish.load(Ordering::Acquire) {
+                self.ctx.stats.unpublished_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            self.ctx.stats.media_in.fetch_add(1, Ordering::Relaxed);
+            let room = src.room.clone();
+            let source = src.identity.clone();
+            if let Some(r) = self.rooms.get_mut(&room) {
+                note_level(r, &source, &frame, now);
+            }
+            if let Some(workers) = self.room_workers.get(&room) {
+                for &w in workers {
+                    if w == self.ctx.idx {
+                        continue;
+                    }
+                    let fwd = Forwarded { room: room.clone(), source: source.clone(), frame: frame.clone() };
+                    match self.ctx.links[w].fwd_tx.try_send(fwd) {
+                        Ok(()) => self.ctx.to_wake[w] = true,
+                        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                            self.ctx.stats.cross_worker_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            self.fan_out_local(&room, &source, &frame, now);
+        }
+        // Keep the allocation.
+        if self.ctx.received.is_empty() {
+            self.ctx.received = received;
+        }
+    }
+
+    /// Writes a frame of `source` to every local peer of `room` except `source` itself.
+    fn fan_out_local(&mut self, room: &Arc<str>, source: &Arc<str>, frame: &Frame, now: Instant) {
+        let Some(r) = self.rooms.get(room) else { return };
+        for (ident, id) in &r.peers {
+            if ident == source {
+                continue;
+            }
+            let Some(peer) = self.peers.get_mut(id) else { continue };
+            if !peer.connected {
+                continue;
+            }
+            write_frame(*id, peer, &mut self.ctx, source, frame, now);
+        }
+    }
+
+    /// Runs queued commands; returns false on shutdown.
+    fn run_commands(&mut self) -> bool {
+        loop {
+            match self.cmd_rx.try_recv() {
+                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return false,
+                Ok(cmd) => self.command(cmd),
+                Err(TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Offer { room, identity, offer, publish, generation, reply } => {
+                let res = self.offer(now, room, identity, *offer, publish, generation);
+                let _ = reply.send(res);
+            }
+            Command::Answer { room, identity, answer, reply } => {
+                let res = self.answer(now, &room, &identity, *answer);
+                let _ = reply.send(res);
+            }
+            Command::RemovePeer { room, identity } => {
+                let id = self.rooms.get(&room).and_then(|r| r.peers.get(&identity)).copied();
+                if let Some(id) = id {
+                    self.remove_peer(id);
+                }
+                self.source_gone(&room, &identity);
+            }
+            Command::RemoveRoom { room } => {
+                let ids: Vec<u64> =
+                    self.rooms.get(&room).map(|r| r.peers.values().copied().collect()).unwrap_or_default();
+                for id in ids {
+                    self.remove_peer(id);
+                }
+                self.rooms.remove(&room);
+            }
+            Command::RoomWorkers { room, workers } => {
+                let others: Vec<usize> = workers.into_iter().filter(|w| *w != self.ctx.idx).collect();
+                if others.is_empty() {
+                    self.room_workers.remove(&room);
+                } else {
+                    self.room_workers.insert(room, others);
+                }
+            }
+            Command::SourceGone { room, identity } => self.source_gone(&room, &identity),
+            Command::Shutdown => {}
+        }
+    }
+
+    fn new_rtc(&self, now: Instant) -> Rtc {
+        let mut rtc = RtcConfig::new()
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .clear_extension_map()
+            .set_extension(1, Extension::AudioLevel)
+            .set_extension(4, Extension::RtpMid)
+            .build(now);
+        if let Ok(c) = Candidate::host(self.ctx.candidate, "udp") {
+            rtc.add_local_candidate(c);
+        }
+        rtc
+    }
+
+    fn offer(
+        &mut self,
+        now: Instant,
+        room: Arc<str>,
+        identity: Arc<str>,
+        offer: SdpOffer,
+        publish: Arc<AtomicBool>,
+        generation: u64,
+    ) -> Result<String, MediaError> {
+        let existing = self.rooms.get(&room).and_then(|r| r.peers.get(&identity)).copied();
+        if let Some(id) = existing {
+            let alive = match self.peers.get(&id) {
+                Some(p) if p.pending.is_some() => return Err(MediaError::Conflict),
+                Some(p) => p.rtc.is_alive(),
+                None => return Err(MediaError::UnknownPeer),
+            };
+            let fresh = (!alive).then(|| self.new_rtc(now));
+            let Some(peer) = self.peers.get_mut(&id) else { return Err(MediaError::UnknownPeer) };
+            if let Some(fresh) = fresh {
+                // A dead Rtc cannot renegotiate: start over with a new one, same peer, same permission.
+                peer.rtc = fresh;
+                peer.slots.clear();
+                peer.connected = false;
+            }
+            let answer = peer
+                .rtc
+                .sdp_api()
+                .accept_offer(offer)
+                .map_err(|e| MediaError::BadSdp(format!("offer rejected: {e}")))?;
+            let ufrag = peer.rtc.direct_api().local_ice_credentials().ufrag;
+            if ufrag != peer.ufrag {
+                self.ctx.by_ufrag.remove(&peer.ufrag);
+                self.ctx.by_ufrag.insert(ufrag.clone(), id);
+                peer.ufrag = ufrag;
+            }
+            peer.publish = publish;
+            drain(id, peer, &mut self.ctx, now);
+            tracing::debug!(room = %room, peer = %identity, "renegotiated");
+            return Ok(answer.to_sdp_string());
+        }
+        let mut rtc = self.new_rtc(now);
+        let answer =
+            rtc.sdp_api().accept_offer(offer).map_err(|e| MediaError::BadSdp(format!("offer rejected: {e}")))?;
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        let id = self.next_id;
+        self.next_id += 1;
+        self.ctx.by_ufrag.insert(ufrag.clone(), id);
+        let mut peer = Peer {
+            room: room.clone(),
+            identity: identity.clone(),
+            rtc,
+            publish,
+            generation,
+            ufrag,
+            addrs: Vec::new(),
+            slots: Vec::new(),
+            pending: None,
+            next_timeout: None,
+            connected: false,
+            reported: None,
+            disconnected_since: None,
+        };
+        drain(id, &mut peer, &mut self.ctx, now);
+        self.peers.insert(id, peer);
+        self.rooms.entry(room.clone()).or_default().peers.insert(identity.clone(), id);
+        tracing::debug!(room = %room, peer = %identity, generation, "peer created");
+        Ok(answer.to_sdp_string())
+    }
+
+    fn answer(&mut self, now: Instant, room: &str, identity: &str, answer: SdpAnswer) -> Result<(), MediaError> {
+        let id = self.rooms.get(room).and_then(|r| r.peers.get(identity)).copied().ok_or(MediaError::UnknownPeer)?;
+        let peer = self.peers.get_mut(&id).ok_or(MediaError::UnknownPeer)?;
+        let Some((pending, mid)) = peer.pending.take() else {
+            return Err(MediaError::BadSdp("no server offer awaits an answer".into()));
+        };
+        peer.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| MediaError::BadSdp(format!("answer rejected: {e}")))?;
+        // str0m emits no MediaAdded for m-lines of its own offer: add the slot here.
+        if let Some(dir) = peer.rtc.media(mid).map(|m| m.direction()) {
+            update_slot(peer, &self.ctx, mid, dir);
+        }
+        drain(id, peer, &mut self.ctx, now);
+        Ok(())
+    }
+
+    fn remove_peer(&mut self, id: u64) {
+        let Some(mut peer) = self.peers.remove(&id) else { return };
+        peer.rtc.disconnect();
+        for a in &peer.addrs {
+            if self.ctx.by_addr.get(a) == Some(&id) {
+                self.ctx.by_addr.remove(a);
+            }
+        }
+        if self.ctx.by_ufrag.get(&peer.ufrag) == Some(&id) {
+            self.ctx.by_ufrag.remove(&peer.ufrag);
+        }
+        self.ctx.disconnected.remove(&id);
+        if let Some(r) = self.rooms.get_mut(&peer.room) {
+            if r.peers.get(&peer.identity) == Some(&id) {
+                r.peers.remove(&peer.identity);
+            }
+            r.levels.remove(&peer.identity);
+            if r.peers.is_empty() {
+                self.rooms.remove(&peer.room);
+            }
+        }
+        tracing::debug!(room = %peer.room, peer = %peer.identity, generation = peer.generation, "peer removed");
+    }
+
+    /// Frees the slots `identity` had on the local peers of `room`.
+    fn source_gone(&mut self, room: &Arc<str>, identity: &Arc<str>) {
+        let Some(r) = self.rooms.get(room) else { return };
+        for id in r.peers.values() {
+            let Some(peer) = self.peers.get_mut(id) else { continue };
+            let mut changed = false;
+            for s in &mut peer.slots {
+                if s.source.as_deref() == Some(&**identity) {
+                    s.source = None;
+                    s.last_write = None;
+                    changed = true;
+                }
+            }
+            if changed {
+                emit_tracks(&self.ctx, peer);
+            }
+        }
+    }
+
+    /// Fans out frames from other workers; returns whether the queue may hold more.
+    fn run_forwarded(&mut self) -> bool {
+        for _ in 0..FORWARD_BUDGET {
+            match self.fwd_rx.try_recv() {
+                Ok(f) => {
+                    let now = Instant::now();
+                    self.fan_out_local(&f.room, &f.source, &f.frame, now);
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    fn run_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((t, id))) = self.ctx.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.ctx.timers.pop();
+            let Some(peer) = self.peers.get_mut(&id) else { continue };
+            if peer.next_timeout != Some(t) {
+                continue; // stale entry
+            }
+            peer.next_timeout = None;
+            if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!(peer = %peer.identity, error = %e, "timeout input failed");
+            }
+            drain(id, peer, &mut self.ctx, now);
+            self.fan_out_received(now);
+        }
+        // Stale entries pile up when deadlines move; rebuild when the heap is much larger than the peer count.
+        if self.ctx.timers.len() > 64 + 4 * self.peers.len() {
+            self.ctx.timers =
+                self.peers.iter().filter_map(|(id, p)| p.next_timeout.map(|t| Reverse((t, *id)))).collect();
+        }
+    }
+
+    /// Periodic work: active-speaker changes, slow failure detection.
+    fn tick(&mut self, now: Instant) {
+        let hold = (self.speaker_interval * 2).max(Duration::from_millis(400));
+        for (room, r) in &mut self.rooms {
+            let mut speaking = Vec::new();
+            let mut stopped = Vec::new();
+            r.levels.retain(|ident, l| {
+                let active = l.last_loud.is_some_and(|t| now.duration_since(t) < hold);
+                if active && !l.reported {
+                    speaking.push((ident.to_string(), l.peak));
+                    l.reported = true;
+                } else if !active && l.reported {
+                    stopped.push(ident.to_string());
+                    l.reported = false;
+                }
+                l.peak = 0;
+                active || l.last_loud.is_some_and(|t| now.duration_since(t) < Duration::from_secs(10))
+            });
+            if !speaking.is_empty() || !stopped.is_empty() {
+                emit(&self.ctx, MediaEvent::ActiveSpeakers { room: room.to_string(), speaking, stopped });
+            }
+        }
+        let mut failed = Vec::new();
+        for id in &self.ctx.disconnected {
+            let Some(peer) = self.peers.get_mut(id) else {
+                failed.push(*id);
+                continue;
+            };
+            let dead = !peer.rtc.is_alive();
+            if dead || peer.disconnected_since.is_some_and(|t| now.duration_since(t) >= FAILED_AFTER) {
+                set_state(&self.ctx, peer, PeerState::Failed);
+                failed.push(*id);
+            } else if peer.disconnected_since.is_none() {
+                failed.push(*id);
+            }
+        }
+        for id in failed {
+            self.ctx.disconnected.remove(&id);
+        }
+    }
+}
+
+/// Updates the speaking state of `source` from a frame's RFC 6464 audio level.
+fn note_level(r: &mut Room, source: &Arc<str>, frame: &Frame, now: Instant) {
+    let Some(level) = frame.audio_level else { return };
+    // str0m gives -dBov as a negative number (0 loudest, -127 silence).
+    let dbov = level.unsigned_abs().min(127);
+    let loud = dbov <= 50 || (frame.voice_activity == Some(true) && dbov <= 70);
+    if !loud && !r.levels.contains_key(source) {
+        return;
+    }
+    let l = match r.levels.get_mut(source) {
+        Some(l) => l,
+        None => r.levels.entry(source.clone()).or_insert(Level { last_loud: None, peak: 0, reported: false }),
+    };
+    if loud {
+        l.last_loud = Some(now);
+        l.peak = l.peak.max(127 - dbov);
+    }
+}
+
+fn set_state(ctx: &Ctx, peer: &mut Peer, state: PeerState) {
+    if peer.reported == Some(state) {
+        return;
+    }
+    peer.reported = Some(state);
+    emit(ctx, MediaEvent::State { room: peer.room.to_string(), identity: peer.identity.to_string(), state });
+}
+
+fn emit_tracks(ctx: &Ctx, peer: &Peer) {
+    let tracks = peer.slots.iter().map(|s| (s.mid.to_string(), s.source.as_ref().map(|x| x.to_string()))).collect();
+    emit(ctx, MediaEvent::Tracks { room: peer.room.to_string(), identity: peer.identity.to_string(), tracks });
+}
+
+/// Drains a peer's `Rtc`: queues transmits, schedules its timer, handles events.
+fn drain(id: u64, peer: &mut Peer, ctx: &mut Ctx, now: Instant) {
+    let mut guard = 0u32;
+    loop {
+        guard += 1;
+        if guard > 10_000 {
+            tracing::warn!(peer = %peer.identity, "rtc output did not settle");
+            break;
+        }
+        let out = match peer.rtc.poll_output() {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::debug!(peer = %peer.identity, error = %e, "poll_output failed");
+                break;
+            }
+        };
+        match out {
+            Output::Timeout(t) => {
+                if !peer.rtc.is_alive() {
+                    peer.next_timeout = None;
+                    if peer.connected || peer.reported.is_some() {
+                        peer.connected = false;
+                        set_state(ctx, peer, PeerState::Failed);
+                    }
+                    break;
+                }
+                if peer.next_timeout != Some(t) {
+                    peer.next_timeout = Some(t);
+                    ctx.timers.push(Reverse((t, id)));
+                }
+                break;
+            }
+            Output::Transmit(t) => {
+                // The Rtc only sends to addresses that passed ICE (ufrag + password): bind them for routing.
+                if ctx.by_addr.get(&t.destination) != Some(&id) {
+                    ctx.by_addr.insert(t.destination, id);
+                    if !peer.addrs.contains(&t.destination) {
+                        peer.addrs.push(t.destination);
+                    }
+                }
+                ctx.batch.push(&ctx.socket, &ctx.stats, t.destination, t.contents.into());
+            }
+            Output::Event(ev) => handle_event(id, peer, ctx, ev, now),
+        }
+    }
+}
+
+fn handle_event(id: u64, peer: &mut Peer, ctx: &mut Ctx, ev: Event, now: Instant) {
+    match ev {
+        Event::Connected => {
+            peer.connected = true;
+            peer.disconnected_since = None;
+            set_state(ctx, peer, PeerState::Connected);
+        }
+        Event::IceConnectionStateChange(s) => match s {
+            IceConnectionState::Disconnected => {
+                peer.disconnected_since = Some(now);
+                ctx.disconnected.insert(id);
+                set_state(ctx, peer, PeerState::Disconnected);
+            }
+            IceConnectionState::Connected | IceConnectionState::Completed => {
+                peer.disconnected_since = None;
+                if peer.connected {
+                    set_state(ctx, peer, PeerState::Connected);
+                }
+            }
+            _ => {}
+        },
+        Event::MediaAdded(m) if m.kind == MediaKind::Audio => update_slot(peer, ctx, m.mid, m.direction),
+        Event::MediaChanged(m) => update_slot(peer, ctx, m.mid, m.direction),
+        Event::MediaData(d) => {
+            let time = d.time.rebase(str0m::media::Frequency::FORTY_EIGHT_KHZ).numer();
+            ctx.received.push((
+                id,
+                Frame {
+                    time,
+                    network_time: d.network_time,
+                    data: d.data,
+                    audio_level: d.ext_vals.audio_level,
+                    voice_activity: d.ext_vals.voice_activity,
+                },
+            ));
+        }
+        _ => {}
+    }
+}
+
+/// Adds, keeps or removes the slot of `mid` depending on whether the server may send on it.
+fn update_slot(peer: &mut Peer, ctx: &Ctx, mid: Mid, dir: Direction) {
+    let pos = peer.slots.iter().position(|s| s.mid == mid);
+    match (dir.is_sending(), pos) {
+        (true, None) => {
+            peer.slots.push(Slot { mid, pt: None, source: None, last_write: None, last_out: None, offset: 0 });
+            emit_tracks(ctx, peer);
+        }
+        (false, Some(i)) => {
+            peer.slots.remove(i);
+            emit_tracks(ctx, peer);
+        }
+        _ => {}
+    }
+}
+
+/// Writes one frame of `source` to a listener: picks (or requests) its slot, rewrites the RTP time, writes,
+/// and drains the listener so the packet goes out now.
+fn write_frame(id: u64, peer: &mut Peer, ctx: &mut Ctx, source: &Arc<str>, frame: &Frame, now: Instant) {
+    let idx = match peer.slots.iter().position(|s| s.source.as_deref() == Some(&**source)) {
+        Some(i) => i,
+        None => {
+            let free = peer.slots.iter().position(|s| {
+                s.source.is_none() || s.last_write.is_none_or(|t| now.saturating_duration_since(t) >= SLOT_IDLE)
+            });
+            match free {
+                Some(i) => {
+                    peer.slots[i].source = Some(source.clone());
+                    peer.slots[i].last_write = None;
+                    emit_tracks(ctx, peer);
+                    i
+                }
+                None => {
+                    ctx.stats.no_slot_dropped.fetch_add(1, Ordering::Relaxed);
+                    request_slot(peer, ctx);
+                    return;
+                }
+            }
+        }
+    };
+    let Some(mut writer) = peer.rtc.writer(peer.slots[idx].mid) else {
+        ctx.stats.no_slot_dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let slot = &mut peer.slots[idx];
+    let pt = match slot.pt {
+        Some(pt) => pt,
+        None => {
+            let Some(pt) = writer.payload_params().find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt()) else {
+                ctx.stats.no_slot_dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            slot.pt = Some(pt);
+            pt
+        }
+    };
+    // Continuity: on a source switch (or the first write), place the new source right after what was last sent.
+    let switched = slot.last_write.is_none();
+    if switched {
+        slot.offset = match slot.last_out {
+            Some((last, at)) => {
+                let gap = now.saturating_duration_since(at).as_micros() as u64 * OPUS_HZ / 1_000_000;
+                last.wrapping_add(gap.max(FRAME_TICKS)).wrapping_sub(frame.time)
+            }
+            None => 0,
+        };
+    }
+    let out = frame.time.wrapping_add(slot.offset);
+    slot.last_out = Some((out, now));
+    slot.last_write = Some(now);
+    if let Some(level) = frame.audio_level {
+        writer = writer.audio_level(level, frame.voice_activity.unwrap_or(false));
+    }
+    if switched {
+        writer = writer.start_of_talkspurt(true);
+    }
+    let media_time = MediaTime::new(out, str0m::media::Frequency::FORTY_EIGHT_KHZ);
+    match writer.write(pt, frame.network_time, media_time, frame.data.clone()) {
+        Ok(()) => {
+            ctx.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            tracing::debug!(peer = %peer.identity, error = %e, "write failed");
+            return;
+        }
+    }
+    // str0m pitfall: the written packet leaves only on the next timeout; feed it now.
+    if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+        tracing::debug!(peer = %peer.identity, error = %e, "timeout input failed");
+    }
+    drain(id, peer, ctx, now);
+}
+
+/// Starts a server-initiated offer adding one `sendonly` audio m-line, unless one is already pending.
+fn request_slot(peer: &mut Peer, ctx: &Ctx) {
+    if peer.pending.is_some() {
+        return;
+    }
+    let mut api = peer.rtc.sdp_api();
+    let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    let Some((offer, pending)) = api.apply() else { return };
+    peer.pending = Some((pending, mid));
+    tracing::debug!(peer = %peer.identity, "server offer for another slot");
+    emit(
+        ctx,
+        MediaEvent::Offer {
+            room: peer.room.to_string(),
+            identity: peer.identity.to_string(),
+            sdp: offer.to_sdp_string(),
+        },
+    );
+}
