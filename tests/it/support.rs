@@ -17,6 +17,8 @@ pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct TestHub {
     pub(crate) addr: SocketAddr,
     pub(crate) keys: TokenKeys,
+    /// The SFU's UDP sockets (empty when media is disabled).
+    pub(crate) media: Vec<SocketAddr>,
     stop: ShutdownHandle,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -35,9 +37,10 @@ impl TestHub {
         let keys = TokenKeys::new(config.auth.secret().as_bytes());
         let hub = Hub::bind(config).await.expect("bind hub");
         let addr = hub.local_addr();
+        let media = hub.media_addrs();
         let stop = hub.shutdown_handle();
         let task = tokio::spawn(hub.run());
-        Self { addr, keys, stop, task }
+        Self { addr, keys, media, stop, task }
     }
 
     pub(crate) fn url(&self) -> String {

@@ -1,7 +1,7 @@
 //! Hub configuration: a TOML file (every key optional) overlaid with `PODIUM_SECTION__KEY` environment variables.
 //! `deploy/podium.toml` documents every key with its default.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,6 +25,8 @@ pub struct Config {
     pub room: RoomDefaults,
     /// Where room state is kept.
     pub store: StoreConfig,
+    /// The SFU (WebRTC audio).
+    pub media: MediaSection,
 }
 
 /// `[server]`
@@ -170,6 +172,60 @@ impl RoomDefaults {
             counts_interval: self.counts_interval_ms,
             hand_queue_event_limit: self.hand_queue_event_limit,
             max_page: self.max_page,
+        }
+    }
+}
+
+/// `[media]`: the SFU's UDP sockets and limits.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaSection {
+    /// Run the SFU. When false, media requests are answered `unavailable`.
+    pub enabled: bool,
+    /// Address the UDP sockets bind to.
+    pub bind: IpAddr,
+    /// First UDP port; worker `i` binds `port + i`. 0 picks free ports.
+    pub port: u16,
+    /// Media worker threads, each with its own socket. 0 means one per core.
+    pub workers: usize,
+    /// The address clients should send media to, when it differs from `bind` (NAT 1:1, cloud hosts).
+    pub public_ip: Option<IpAddr>,
+    /// Largest SDP accepted.
+    pub max_sdp_bytes: usize,
+    /// `active_speakers` events are sent at most this often.
+    pub active_speaker_interval_ms: u64,
+    /// Most WebRTC peers on this node.
+    pub max_peers: usize,
+}
+
+impl Default for MediaSection {
+    /// The media crate's own defaults, plus `enabled`.
+    fn default() -> Self {
+        let m = podium_media::MediaConfig::default();
+        Self {
+            enabled: true,
+            bind: m.bind,
+            port: m.port,
+            workers: m.workers,
+            public_ip: m.public_ip,
+            max_sdp_bytes: m.max_sdp_bytes,
+            active_speaker_interval_ms: m.active_speaker_interval_ms,
+            max_peers: m.max_peers,
+        }
+    }
+}
+
+impl MediaSection {
+    /// The SFU's configuration.
+    pub fn media_config(&self) -> podium_media::MediaConfig {
+        podium_media::MediaConfig {
+            bind: self.bind,
+            port: self.port,
+            workers: self.workers,
+            public_ip: self.public_ip,
+            max_sdp_bytes: self.max_sdp_bytes,
+            active_speaker_interval_ms: self.active_speaker_interval_ms,
+            max_peers: self.max_peers,
         }
     }
 }

@@ -25,7 +25,8 @@ use crate::auth::AuthError;
 use crate::convert;
 use crate::hub::Shared;
 use crate::link::{Control, Link};
-use crate::room_task::{RoomHandle, RoomMsg};
+use crate::media::MediaRequest;
+use crate::room_task::{Failure, RoomHandle, RoomMsg};
 
 /// The websocket path clients connect to.
 pub const WS_PATH: &str = "/v1/ws";
@@ -287,26 +288,50 @@ impl Connection {
                 self.send(&ServerMessage::Ok { id, result: None }).await?;
                 Ok(Step::Close(CloseCode::Normal))
             }
+            Request::MediaOffer { sdp } => self.media_request(id, who, &room, MediaRequest::Offer(sdp)).await,
+            Request::MediaAnswer { sdp } => self.media_request(id, who, &room, MediaRequest::Answer(sdp)).await,
+            Request::MediaCandidate { .. } => self.media_request(id, who, &room, MediaRequest::Candidate).await,
             other => {
                 let page = self.shared.config.room.max_page.min(100);
                 let Some(command) = convert::command_from_proto(other, page) else {
                     self.send_error(Some(id), ErrorCode::Internal, "request has no room command").await?;
                     return Ok(Step::Continue);
                 };
-                let (tx, rx) = oneshot::channel();
-                let msg = RoomMsg::Command { who, conn_id: self.conn_id, command, reply: tx };
-                let reply = if self.ask_room(&room, msg).await {
-                    rx.await.unwrap_or_else(|_| Err((ErrorCode::Unavailable, "the room is not available".into())))
-                } else {
-                    Err((ErrorCode::Unavailable, "the room is not available".into()))
-                };
-                match reply {
-                    Ok(result) => self.send(&ServerMessage::Ok { id, result }).await?,
-                    Err((code, message)) => self.send_error(Some(id), code, message).await?,
-                }
-                Ok(Step::Continue)
+                let conn_id = self.conn_id;
+                self.relay(id, &room, |reply| RoomMsg::Command { who, conn_id, command, reply }).await
             }
         }
+    }
+
+    async fn media_request(
+        &mut self,
+        id: RequestId,
+        who: ParticipantId,
+        room: &RoomHandle,
+        request: MediaRequest,
+    ) -> Result<Step, tungstenite::Error> {
+        let conn_id = self.conn_id;
+        self.relay(id, room, |reply| RoomMsg::Media { who, conn_id, request, reply }).await
+    }
+
+    /// Sends a request to the room task and writes its answer as this request's reply.
+    async fn relay(
+        &mut self,
+        id: RequestId,
+        room: &RoomHandle,
+        msg: impl FnOnce(oneshot::Sender<Result<Option<proto::Reply>, Failure>>) -> RoomMsg,
+    ) -> Result<Step, tungstenite::Error> {
+        let (tx, rx) = oneshot::channel();
+        let reply = if self.ask_room(room, msg(tx)).await {
+            rx.await.unwrap_or_else(|_| Err((ErrorCode::Unavailable, "the room did not answer".into())))
+        } else {
+            Err((ErrorCode::Unavailable, "the room is not available".into()))
+        };
+        match reply {
+            Ok(result) => self.send(&ServerMessage::Ok { id, result }).await?,
+            Err((code, message)) => self.send_error(Some(id), code, message).await?,
+        }
+        Ok(Step::Continue)
     }
 
     /// Sends to the room's inbox, waiting a bounded time when it is full. False when the room is gone or stuck.

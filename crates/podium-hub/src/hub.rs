@@ -23,6 +23,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) keys: TokenKeys,
     pub(crate) store: Persistence,
+    /// The SFU, when `[media] enabled`.
+    pub(crate) media: Option<podium_media::Media>,
     /// Running room tasks by room name. The lock guards only this map (looked up at join, changed when a room
     /// starts or ends), never a room's state: each room's state is owned by its task.
     rooms: Mutex<HashMap<String, RoomHandle>>,
@@ -45,6 +47,11 @@ impl Shared {
         let handle = room_task::spawn(Arc::clone(self), room.to_owned(), generation);
         rooms.insert(room.to_owned(), handle.clone());
         handle
+    }
+
+    /// The running task for `room`, if there is one (never starts one).
+    pub(crate) fn running_room(&self, room: &str) -> Option<RoomHandle> {
+        self.lock_rooms().get(room).filter(|h| !h.inbox.is_closed()).cloned()
     }
 
     /// Removes a room task that ended (unless a newer task already took its place).
@@ -74,6 +81,15 @@ impl Shared {
         h.write(room.as_bytes());
         h.write(identity.as_bytes());
         format!("{:016x}{:016x}", h.finish(), rand::random::<u64>())
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The SFU's worker threads would otherwise outlive a hub that never ran or whose tasks all ended.
+        if let Some(media) = &self.media {
+            media.shutdown();
+        }
     }
 }
 
@@ -114,6 +130,7 @@ impl Persistence {
 pub struct Hub {
     listener: TcpListener,
     shared: Arc<Shared>,
+    media_events: Option<podium_media::MediaEvents>,
 }
 
 /// Tells a running hub to shut down; dropping it does not.
@@ -137,9 +154,18 @@ impl Hub {
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
         let (shutdown, _) = watch::channel(false);
+        let (media, media_events) = if config.media.enabled {
+            let (media, events) =
+                podium_media::Media::start(config.media.media_config()).context("starting the SFU")?;
+            info!(sockets = ?media.local_addrs(), "media plane listening");
+            (Some(media), Some(events))
+        } else {
+            (None, None)
+        };
         let shared = Arc::new(Shared {
             keys: TokenKeys::new(config.auth.secret().as_bytes()),
             store: Persistence { memory: MemoryStore::new() },
+            media,
             rooms: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(1),
             shutdown,
@@ -147,13 +173,18 @@ impl Hub {
             resume_secret: rand::random(),
             config,
         });
-        Ok(Self { listener, shared })
+        Ok(Self { listener, shared, media_events })
     }
 
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         // unwrap_or: a bound TcpListener always has a local address; the fallback is never used.
         self.listener.local_addr().unwrap_or_else(|_| self.shared.config.server.listen)
+    }
+
+    /// The SFU's UDP addresses (empty when media is disabled).
+    pub fn media_addrs(&self) -> Vec<SocketAddr> {
+        self.shared.media.as_ref().map(podium_media::Media::local_addrs).unwrap_or_default()
     }
 
     /// A handle to stop the hub later.
@@ -163,7 +194,10 @@ impl Hub {
 
     /// Accepts connections until shut down, then closes every connection with `server_shutdown`.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Self { listener, shared } = self;
+        let Self { listener, shared, media_events } = self;
+        if let Some(events) = media_events {
+            tokio::spawn(crate::media::dispatch(Arc::clone(&shared), events));
+        }
         let mut shutdown = shared.shutdown_rx();
         let mut next_conn: u64 = 1;
         info!(addr = %listener.local_addr()?, "hub listening");
@@ -207,6 +241,9 @@ impl Hub {
         let deadline = tokio::time::Instant::now() + grace;
         while shared.n_connections.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(media) = &shared.media {
+            media.shutdown();
         }
         info!(left = shared.n_connections.load(Ordering::Acquire), "hub stopped");
         Ok(())

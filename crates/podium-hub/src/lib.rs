@@ -5,6 +5,8 @@
 //! each request through a one-shot reply and pushes events through each connection's bounded queue of ready-made
 //! JSON frames, so one serialisation serves every recipient.
 //!
+//! The SFU ([`podium_media`]) runs beside it on its own threads; room tasks tell it who may publish (see `media`).
+//!
 //! Key types: [`Hub`] (bind, run, shut down), [`Config`] (file plus environment), [`auth::TokenKeys`] (mint and
 //! verify tokens).
 
@@ -14,6 +16,7 @@ mod conn;
 mod convert;
 mod hub;
 mod link;
+mod media;
 mod room_task;
 
 pub use config::Config;

@@ -19,6 +19,7 @@ use crate::auth::Grant;
 use crate::convert;
 use crate::hub::Shared;
 use crate::link::Link;
+use crate::media::{self, MediaRequest};
 
 /// An error reply: code and human-readable message.
 pub(crate) type Failure = (ErrorCode, String);
@@ -45,6 +46,17 @@ pub(crate) enum RoomMsg {
     Disconnect { who: ParticipantId, conn_id: u64 },
     /// A joined connection sent `leave`.
     Leave { who: ParticipantId, conn_id: u64, reply: oneshot::Sender<()> },
+    /// A joined connection's media request (offer, answer, candidate).
+    Media {
+        who: ParticipantId,
+        conn_id: u64,
+        request: MediaRequest,
+        reply: oneshot::Sender<Result<Option<proto::Reply>, Failure>>,
+    },
+    /// A media request finished in the SFU: remove the peer again if its participant left meanwhile.
+    MediaSettled { who: ParticipantId },
+    /// An event from the SFU for this room.
+    MediaEvent(podium_media::MediaEvent),
     /// The hub is shutting down: close every connection with `server_shutdown`.
     Shutdown,
 }
@@ -234,6 +246,22 @@ impl RoomTask {
                 }
                 let _ = reply.send(());
             }
+            RoomMsg::Media { who, conn_id, request, reply } => self.on_media_request(who, conn_id, request, reply),
+            RoomMsg::MediaSettled { who } => {
+                if self.room.role(&who).is_none()
+                    && let Some(media) = &self.shared.media
+                {
+                    media.remove_peer(&self.name, who.as_str());
+                }
+            }
+            RoomMsg::MediaEvent(event) => {
+                let (to, msg) = media::event_message(event);
+                let frame: Utf8Bytes = msg.to_json().into();
+                match to {
+                    Some(who) => self.deliver(&room::Recipients::One(ParticipantId::new(who.as_str())), frame),
+                    None => self.deliver(&room::Recipients::Everyone, frame),
+                }
+            }
             RoomMsg::Shutdown => {
                 info!(connections = self.conns.len(), "closing connections for shutdown");
                 for entry in self.conns.values() {
@@ -244,6 +272,54 @@ impl RoomTask {
                 self.shutting_down = true;
             }
         }
+    }
+
+    /// Checks the sender is this room's current connection for `who`, then runs the request in the SFU on its own
+    /// task (SDP work must not hold up the room), answering the connection directly.
+    fn on_media_request(
+        &mut self,
+        who: ParticipantId,
+        conn_id: u64,
+        request: MediaRequest,
+        reply: oneshot::Sender<Result<Option<proto::Reply>, Failure>>,
+    ) {
+        if !self.is_current(&who, conn_id) || self.room.role(&who).is_none() {
+            let _ = reply.send(Err((ErrorCode::Unauthorized, "not in this room (left, removed or taken over)".into())));
+            return;
+        }
+        let Some(media) = self.shared.media.clone() else {
+            let _ = reply.send(Err((ErrorCode::Unavailable, "media is not enabled on this hub".into())));
+            return;
+        };
+        if matches!(request, MediaRequest::Candidate) {
+            let _ = reply.send(Ok(None));
+            return;
+        }
+        // The state machine's permission, in case its `Publish` output came before the peer existed.
+        media.set_publish(&self.name, who.as_str(), self.room.may_publish(&who));
+        let room = self.name.clone();
+        let Some(inbox) = self.shared.running_room(&room).map(|h| h.inbox) else {
+            let _ = reply.send(Err((ErrorCode::Unavailable, "the room is not available".into())));
+            return;
+        };
+        tokio::spawn(async move {
+            let result = match request {
+                MediaRequest::Offer(sdp) => media
+                    .offer(&room, who.as_str(), &sdp)
+                    .await
+                    .map(|sdp| Some(proto::Reply::Answer { sdp }))
+                    .map_err(|e| media::failure(&e)),
+                MediaRequest::Answer(sdp) => {
+                    media.answer(&room, who.as_str(), &sdp).await.map(|()| None).map_err(|e| media::failure(&e))
+                }
+                MediaRequest::Candidate => Ok(None),
+            };
+            if let Err((code, message)) = &result {
+                debug!(identity = %who, ?code, %message, "media request refused");
+            }
+            let _ = reply.send(result);
+            let _ = inbox.send(RoomMsg::MediaSettled { who }).await;
+        });
     }
 
     fn is_current(&self, who: &ParticipantId, conn_id: u64) -> bool {
@@ -281,6 +357,13 @@ impl RoomTask {
     async fn flush(&mut self) {
         if let Some(changes) = self.room.take_changes() {
             self.shared.store.commit(&self.name, &changes).await;
+            // Whoever left the room leaves the SFU too (a no-op for those who never negotiated media), which also
+            // forgets their publish permission.
+            if let Some(media) = &self.shared.media {
+                for who in &changes.removed {
+                    media.remove_peer(&self.name, who.as_str());
+                }
+            }
         }
         while let Some(output) = self.room.poll_output() {
             match output {
@@ -300,6 +383,9 @@ impl RoomTask {
                 }
                 room::Output::Publish { who, allowed } => {
                     trace!(identity = %who, allowed, "publish permission changed");
+                    if let Some(media) = &self.shared.media {
+                        media.set_publish(&self.name, who.as_str(), allowed);
+                    }
                 }
                 room::Output::Ended { reason } => {
                     info!(?reason, "room ended");
@@ -308,6 +394,9 @@ impl RoomTask {
                     }
                     self.conns.clear();
                     self.n_lagged = 0;
+                    if let Some(media) = &self.shared.media {
+                        media.remove_room(&self.name);
+                    }
                     self.shared.store.remove(&self.name).await;
                 }
             }
@@ -409,6 +498,9 @@ pub(crate) fn refuse(msg: RoomMsg, code: ErrorCode, message: &str) {
         RoomMsg::Leave { reply, .. } => {
             let _ = reply.send(());
         }
-        RoomMsg::Disconnect { .. } | RoomMsg::Shutdown => {}
+        RoomMsg::Media { reply, .. } => {
+            let _ = reply.send(Err((code, message.into())));
+        }
+        RoomMsg::Disconnect { .. } | RoomMsg::MediaSettled { .. } | RoomMsg::MediaEvent(_) | RoomMsg::Shutdown => {}
     }
 }

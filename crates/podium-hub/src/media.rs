@@ -1,0 +1,89 @@
+//! The hub's side of the SFU: starting it, turning its events into protocol messages for the right room task, and
+//! mapping its errors to protocol error codes.
+//!
+//! The SFU ([`podium_media`]) knows peers, rooms and tracks, not roles. The room task is the only caller that
+//! changes what the SFU believes about a participant: it forwards the state machine's `Publish` outputs
+//! (`set_publish`), removes peers whose participant left the room, and removes a room's peers when it ends. Media
+//! requests from a connection go through the room task too, so an offer from someone who was just removed is
+//! refused there, in order with the removal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use podium_media::{MediaError, MediaEvent, MediaEvents, PeerState};
+use podium_proto::{self as proto, ErrorCode};
+use tracing::{debug, warn};
+
+use crate::hub::Shared;
+use crate::room_task::{Failure, RoomMsg};
+
+/// A media request from a joined connection.
+#[derive(Debug)]
+pub(crate) enum MediaRequest {
+    /// The client's offer; the reply carries the answer.
+    Offer(String),
+    /// The client's answer to the SFU's offer.
+    Answer(String),
+    /// A trickled candidate (the SFU is ICE-lite and does not need it).
+    Candidate,
+}
+
+/// Maps an SFU error to the documented protocol error.
+pub(crate) fn failure(e: &MediaError) -> Failure {
+    let code = match e {
+        MediaError::BadSdp(_) => ErrorCode::BadRequest,
+        MediaError::TooLarge => ErrorCode::TooLarge,
+        MediaError::Conflict => ErrorCode::Conflict,
+        MediaError::UnknownPeer => ErrorCode::NotFound,
+        MediaError::Unavailable | MediaError::Io(_) => ErrorCode::Unavailable,
+    };
+    (code, e.to_string())
+}
+
+/// The protocol message for an SFU event, and its recipient (`None`: everyone in the room).
+pub(crate) fn event_message(event: MediaEvent) -> (Option<String>, proto::ServerMessage) {
+    match event {
+        MediaEvent::Offer { identity, sdp, .. } => (Some(identity), proto::ServerMessage::MediaOffer { sdp }),
+        MediaEvent::State { identity, state, .. } => {
+            let state = match state {
+                PeerState::Connected => proto::MediaState::Connected,
+                PeerState::Disconnected => proto::MediaState::Disconnected,
+                PeerState::Failed => proto::MediaState::Failed,
+            };
+            (Some(identity), proto::ServerMessage::MediaState { state })
+        }
+        MediaEvent::Tracks { identity, tracks, .. } => {
+            let tracks = tracks.into_iter().map(|(mid, participant)| proto::MediaTrack { mid, participant }).collect();
+            (Some(identity), proto::ServerMessage::MediaTracks { tracks })
+        }
+        MediaEvent::ActiveSpeakers { speaking, stopped, .. } => {
+            let speaking =
+                speaking.into_iter().map(|(participant, level)| proto::Speaking { participant, level }).collect();
+            (None, proto::ServerMessage::ActiveSpeakers { speaking, stopped })
+        }
+    }
+}
+
+fn event_room(event: &MediaEvent) -> &str {
+    match event {
+        MediaEvent::Offer { room, .. }
+        | MediaEvent::State { room, .. }
+        | MediaEvent::Tracks { room, .. }
+        | MediaEvent::ActiveSpeakers { room, .. } => room,
+    }
+}
+
+/// Hands each SFU event to its room's task. A room that is not running here has no one to tell.
+pub(crate) async fn dispatch(shared: Arc<Shared>, mut events: MediaEvents) {
+    while let Some(event) = events.recv().await {
+        let Some(room) = shared.running_room(event_room(&event)) else {
+            debug!(room = event_room(&event), "media event for a room not running here");
+            continue;
+        };
+        // Bounded wait: one stuck room must not hold up every other room's media events.
+        let sent = tokio::time::timeout(Duration::from_millis(200), room.inbox.send(RoomMsg::MediaEvent(event))).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            warn!("a room's inbox stayed full; a media event was dropped");
+        }
+    }
+}
