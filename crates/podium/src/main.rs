@@ -86,8 +86,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    // Logs go to stderr; stdout carries only what a newcomer needs (where to connect, a development token).
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
         .init();
     let mut config = Config::load(config.as_deref())?;
     if let Some(listen) = listen {
@@ -100,6 +102,12 @@ fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> anyho
         let hub = Hub::bind(config).await?;
         let addr = hub.local_addr();
         println!("Podium is listening: ws://{addr}{}", podium_hub::WS_PATH);
+        let media: Vec<String> = hub.media_addrs().iter().map(ToString::to_string).collect();
+        if media.is_empty() {
+            println!("Media: disabled ([media] enabled = false)");
+        } else {
+            println!("Media (WebRTC audio, UDP): {}", media.join(", "));
+        }
         if development {
             tracing::warn!("no auth.secret configured: using the development secret {DEVELOPMENT_SECRET:?}");
             let claims = auth::claims_for(

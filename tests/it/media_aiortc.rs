@@ -1,0 +1,462 @@
+//! Audio end to end with a third-party WebRTC stack: `tests/media/peer.py` (aiortc) processes join a hub started in
+//! this test, negotiate with `media_offer`, publish sine tones and decode what the SFU forwards to them. Each peer
+//! reports, every 0.5 s and per received track, the dominant frequency (FFT) and RMS of what it decoded, so these
+//! tests check what was actually heard: which tone, when it stopped, and who was never heard at all.
+//!
+//! Needs Python with aiortc, numpy and websockets: `.ci/run` makes `.venv-media` and sets `PODIUM_PYTHON`; by hand,
+//! `python3 -m venv .venv-media && .venv-media/bin/pip install -r tests/media/requirements.txt` and
+//! `PODIUM_PYTHON=$PWD/.venv-media/bin/python cargo test -p podium-e2e --test it media_aiortc`.
+
+use std::collections::VecDeque;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use podium_hub::Role;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::support::{Client, TestHub};
+
+/// From spawn to `ready` (joined, negotiated, ICE and DTLS connected): Python start-up, aiortc import, handshake.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// From the moment a tone should be audible to the listeners finding it.
+const HEAR_TIMEOUT: Duration = Duration::from_secs(20);
+/// A report counts as "heard" above this RMS (int16 scale); the tones are sent at amplitude 8000 (RMS ≈ 4000 decoded).
+const LOUD_RMS: f64 = 1000.0;
+/// Frequency tolerance of the acceptance criteria.
+const TOLERANCE_HZ: f64 = 5.0;
+/// This many consecutive reports (0.5 s each) on one track make a tone "heard steadily".
+const STEADY_REPORTS: usize = 3;
+/// The acceptance limit for silencing a speaker moved to the audience.
+const STOP_WITHIN: f64 = 1.0;
+
+fn now_unix() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs_f64()
+}
+
+fn python() -> String {
+    std::env::var("PODIUM_PYTHON").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "python3".to_owned())
+}
+
+fn peer_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("media").join("peer.py")
+}
+
+/// Fails (does not skip) when the Python side is missing, saying how to get it.
+fn require_aiortc() {
+    static CHECK: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = CHECK.get_or_init(|| {
+        let py = python();
+        let out = Command::new(&py)
+            .args(["-c", "import aiortc, av, numpy, websockets; print(aiortc.__version__)"])
+            .output()
+            .map_err(|e| format!("cannot run `{py}`: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("`{py}` cannot import aiortc/numpy/websockets:\n{}", String::from_utf8_lossy(&out.stderr)))
+        }
+    });
+    if let Err(why) = result {
+        panic!(
+            "the aiortc end-to-end tests need Python with aiortc, numpy and websockets. {why}\n\
+             Run `.ci/run` (it creates .venv-media and sets PODIUM_PYTHON), or by hand:\n  \
+             python3 -m venv .venv-media && .venv-media/bin/pip install -r tests/media/requirements.txt\n  \
+             export PODIUM_PYTHON=$PWD/.venv-media/bin/python"
+        );
+    }
+}
+
+/// A hub whose SFU binds ephemeral UDP ports on loopback.
+async fn media_hub() -> TestHub {
+    TestHub::start_with(|c| {
+        c.media.enabled = true;
+        c.media.bind = [127, 0, 0, 1].into();
+        c.media.port = 0;
+        c.media.workers = 1;
+    })
+    .await
+}
+
+/// One `peer.py` process: its stdout lines (JSON) arrive on a channel; stdin takes commands. Killed on drop.
+struct Peer {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::UnboundedReceiver<Value>,
+    /// Every line taken from `lines` so far, in order.
+    seen: Vec<Value>,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+    next_tag: u64,
+}
+
+impl Peer {
+    fn spawn(hub: &TestHub, name: &str, identity: &str, room: &str, role: Role, args: &[&str]) -> Self {
+        require_aiortc();
+        let token = hub.token(identity, room, role);
+        let mut child = Command::new(python())
+            .arg("-u")
+            .arg(peer_script())
+            .args(["--url", &hub.url(), "--token", &token])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {} {}: {e}", python(), peer_script().display()));
+
+        let (tx, lines) = mpsc::unbounded_channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let value = serde_json::from_str(&line).unwrap_or_else(|_| json!({"event": "raw", "line": line}));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        let tail = Arc::clone(&stderr);
+        let err = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                let mut tail = tail.lock().expect("stderr lock");
+                if tail.len() == 60 {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+        });
+        let stdin = child.stdin.take();
+        Self { name: name.to_owned(), child, stdin, lines, seen: Vec::new(), stderr, next_tag: 1 }
+    }
+
+    fn diagnostics(&self) -> String {
+        let stderr: Vec<String> = self.stderr.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
+        let last: Vec<String> = self.seen.iter().rev().take(25).rev().map(Value::to_string).collect();
+        format!(
+            "--- {} last stdout lines:\n{}\n--- {} stderr (tail):\n{}",
+            self.name,
+            last.join("\n"),
+            self.name,
+            stderr.join("\n")
+        )
+    }
+
+    /// The next line, or None at `deadline` or when the process has exited.
+    async fn next_until(&mut self, deadline: Instant) -> Option<Value> {
+        match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+            Ok(Some(v)) => {
+                self.seen.push(v.clone());
+                Some(v)
+            }
+            Ok(None) | Err(_) => None,
+        }
+    }
+
+    /// Reads lines until one matches `pred`; panics with diagnostics on timeout or exit.
+    async fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.next_until(deadline).await {
+                Some(v) if pred(&v) => return v,
+                Some(v) if v["event"] == "error" => eprintln!("{}: {v}", self.name),
+                Some(_) => {}
+                None => {
+                    let exited = self.child.try_wait().ok().flatten();
+                    panic!(
+                        "{}: no {what} within {timeout:?} (process exit: {exited:?})\n{}",
+                        self.name,
+                        self.diagnostics()
+                    )
+                }
+            }
+        }
+    }
+
+    async fn ready(&mut self) {
+        self.wait_for("`ready`", READY_TIMEOUT, |v| v["event"] == "ready").await;
+    }
+
+    /// Reads everything that arrives for `window`; returns it.
+    async fn collect(&mut self, window: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + window;
+        let mut out = Vec::new();
+        while let Some(v) = self.next_until(deadline).await {
+            out.push(v);
+        }
+        out
+    }
+
+    fn command(&mut self, cmd: &Value) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{cmd}").and_then(|()| stdin.flush()).expect("write to peer stdin");
+    }
+
+    /// Sends a protocol request through the peer's own websocket; returns the hub's reply.
+    async fn request(&mut self, body: Value) -> Value {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.command(&json!({"send": body, "tag": tag}));
+        let what = format!("reply to {body}");
+        let reply = self.wait_for(&what, Duration::from_secs(10), |v| v["event"] == "reply" && v["tag"] == tag).await;
+        reply["msg"].clone()
+    }
+
+    async fn ok(&mut self, body: Value) -> Value {
+        let reply = self.request(body.clone()).await;
+        assert_eq!(reply["type"], "ok", "{}: expected ok for {body}, got {reply}", self.name);
+        reply
+    }
+
+    /// Waits until `STEADY_REPORTS` consecutive reports of one track carry `hz` (± `TOLERANCE_HZ`) loudly.
+    /// Returns that track's mid and the matching reports.
+    async fn until_heard(&mut self, hz: f64, timeout: Duration) -> (String, Vec<Value>) {
+        let deadline = Instant::now() + timeout;
+        let mut runs: std::collections::HashMap<String, Vec<Value>> = std::collections::HashMap::new();
+        loop {
+            let Some(v) = self.next_until(deadline).await else {
+                panic!(
+                    "{}: did not hear {hz} Hz ± {TOLERANCE_HZ} steadily within {timeout:?}\n{}",
+                    self.name,
+                    self.diagnostics()
+                );
+            };
+            if v["event"] != "audio" {
+                continue;
+            }
+            let mid = v["mid"].as_str().unwrap_or_default().to_owned();
+            let run = runs.entry(mid.clone()).or_default();
+            if is_tone(&v, hz, TOLERANCE_HZ) {
+                run.push(v);
+                if run.len() >= STEADY_REPORTS {
+                    return (mid, std::mem::take(run));
+                }
+            } else {
+                run.clear();
+            }
+        }
+    }
+
+    /// Every line seen so far with `event` == `kind`.
+    fn seen_events<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.seen.iter().filter(move |v| v["event"] == kind)
+    }
+
+    /// Every hub event of `type` seen so far.
+    fn hub_events<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.seen_events("ws").map(|v| &v["msg"]).filter(move |m| m["type"] == kind)
+    }
+
+    /// Closes stdin (the peer leaves and exits) and waits for the exit.
+    async fn finish(mut self) -> ExitStatus {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within 10 s of stdin EOF\n{}",
+                self.name,
+                self.diagnostics()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.diagnostics());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loud report whose dominant frequency is `hz` ± `tol`.
+fn is_tone(report: &Value, hz: f64, tol: f64) -> bool {
+    report["event"] == "audio"
+        && report["rms"].as_f64().unwrap_or(0.0) > LOUD_RMS
+        && report["frames"].as_u64().unwrap_or(0) >= 10
+        && report["freq"].as_f64().is_some_and(|f| (f - hz).abs() <= tol)
+}
+
+fn freqs(reports: &[Value]) -> Vec<f64> {
+    reports.iter().filter_map(|r| r["freq"].as_f64()).collect()
+}
+
+/// The participant a listener's latest `media_tracks` event puts on `mid`.
+fn track_owner(peer: &Peer, mid: &str) -> Option<String> {
+    let last = peer.hub_events("media_tracks").last()?;
+    last["tracks"]
+        .as_array()?
+        .iter()
+        .find(|t| t["mid"] == mid)
+        .and_then(|t| t["participant"].as_str().map(str::to_owned))
+}
+
+/// Whether any `active_speakers` event seen by `peer` lists `who` as speaking.
+fn ever_speaking(peer: &Peer, who: &str) -> Option<u64> {
+    peer.hub_events("active_speakers")
+        .flat_map(|e| e["speaking"].as_array().cloned().unwrap_or_default())
+        .filter(|s| s["participant"] == who)
+        .filter_map(|s| s["level"].as_u64())
+        .max()
+}
+
+/// A hub with media, a moderator on the websocket, a stage speaker sending 440 Hz (a moderator-ceiling token that
+/// joins straight onto the stage as speaker and unmutes) and two receive-only listeners, all spawned.
+async fn stage_with_two_listeners(room: &str) -> (TestHub, Client, Peer, Peer, Peer) {
+    require_aiortc();
+    let hub = media_hub().await;
+    let (m, _) = hub.join("mod", room, Role::Moderator).await;
+    let spk = Peer::spawn(
+        &hub,
+        "spk",
+        "spk",
+        room,
+        Role::Moderator,
+        &["--join-role", "speaker", "--unmute", "--tone", "440"],
+    );
+    let l1 = Peer::spawn(&hub, "l1", "l1", room, Role::Audience, &["--recv"]);
+    let l2 = Peer::spawn(&hub, "l2", "l2", room, Role::Audience, &["--recv"]);
+    (hub, m, spk, l1, l2)
+}
+
+#[tokio::test]
+async fn aiortc_speaker_heard_by_listeners_until_moved_to_audience() {
+    let room = "aiortc-stage";
+    let (hub, mut m, mut spk, mut l1, mut l2) = stage_with_two_listeners(room).await;
+    spk.ready().await;
+    let unmuted = spk.seen_events("reply").find(|r| r["tag"] == "unmute").cloned().expect("unmute reply");
+    assert_eq!(unmuted["msg"]["type"], "ok", "speaker could not unmute: {unmuted}");
+    l1.ready().await;
+    l2.ready().await;
+
+    // Both listeners decode the 440 Hz tone.
+    let (mid1, heard1) = l1.until_heard(440.0, HEAR_TIMEOUT).await;
+    let (mid2, heard2) = l2.until_heard(440.0, HEAR_TIMEOUT).await;
+    eprintln!("l1 hears 440 Hz on mid {mid1}: {:?} Hz", freqs(&heard1));
+    eprintln!("l2 hears 440 Hz on mid {mid2}: {:?} Hz", freqs(&heard2));
+    assert_eq!(track_owner(&l1, &mid1).as_deref(), Some("spk"), "l1's media_tracks should put spk on mid {mid1}");
+    assert_eq!(track_owner(&l2, &mid2).as_deref(), Some("spk"), "l2's media_tracks should put spk on mid {mid2}");
+    // The speaker never receives its own audio.
+    assert!(
+        !spk.seen_events("audio").any(|r| r["rms"].as_f64().unwrap_or(0.0) > LOUD_RMS),
+        "spk heard something while alone on stage"
+    );
+
+    // The moderator moves the speaker to the audience: the SFU stops forwarding within a second.
+    let moved_at = now_unix();
+    m.ok(json!({"type": "move_to_audience", "participant": "spk"})).await;
+    l1.collect(Duration::from_millis(2500)).await;
+    l2.collect(Duration::from_millis(500)).await;
+    for p in [&l1, &l2] {
+        // The last loud 20 ms frame decoded, over the whole run: the tone flowed right up to the move, then stopped.
+        let last_loud = p.seen_events("audio").filter_map(|r| r["last_loud_t"].as_f64()).fold(f64::NAN, f64::max);
+        let stopped_after = last_loud - moved_at;
+        eprintln!("{}: last loud frame decoded {stopped_after:+.3} s after move_to_audience was sent", p.name);
+        assert!(
+            (-0.6..=STOP_WITHIN).contains(&stopped_after),
+            "{} heard spk until {stopped_after:+.3} s after move_to_audience (limit {STOP_WITHIN} s; before -0.6 s \
+             means the tone was not flowing at the move)",
+            p.name
+        );
+        let reports_after = p.seen_events("audio").filter(|r| r["t"].as_f64().unwrap_or(0.0) >= moved_at + 1.5).count();
+        assert!(reports_after >= 2, "{} stopped reporting (the check above needs reports after the limit)", p.name);
+    }
+    // And it stays silent.
+    let later = l2.collect(Duration::from_millis(1500)).await;
+    assert!(!later.iter().any(|r| is_tone(r, 440.0, 50.0)), "l2 heard spk again: {later:?}");
+
+    // Active speakers: spk was announced loud while on stage, then as stopped.
+    let level = ever_speaking(&l1, "spk").expect("l1 never got spk in active_speakers");
+    eprintln!("spk's active-speaker level (0..=127): {level}");
+    assert!(level >= 90, "a -15 dBov tone should have a level near 112, got {level}");
+    assert!(
+        l1.hub_events("active_speakers").any(|e| e["stopped"].as_array().is_some_and(|s| s.contains(&json!("spk")))),
+        "l1 never saw spk in active_speakers.stopped"
+    );
+
+    // A listener that is done exits cleanly on stdin EOF.
+    let status = l2.finish().await;
+    assert!(status.success(), "l2 exited with {status}");
+    drop((spk, l1));
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn aiortc_audience_audio_is_dropped_until_promoted() {
+    let room = "aiortc-audience";
+    let (hub, mut m, mut spk, mut l1, mut l2) = stage_with_two_listeners(room).await;
+    // An audience member (allowed on stage by its token, but not there) that sends a 660 Hz tone anyway.
+    let mut aud = Peer::spawn(&hub, "aud", "aud", room, Role::Speaker, &["--tone", "660"]);
+    for p in [&mut spk, &mut l1, &mut l2, &mut aud] {
+        p.ready().await;
+    }
+    let aud_connected_at = now_unix();
+
+    // The stage speaker is heard, which shows the path works...
+    let (spk_mid1, _) = l1.until_heard(440.0, HEAR_TIMEOUT).await;
+    l2.until_heard(440.0, HEAR_TIMEOUT).await;
+    // ... while the audience member's audio reaches nobody, for three seconds more.
+    for p in [&mut l1, &mut l2, &mut spk] {
+        p.collect(Duration::from_millis(1000)).await;
+    }
+    for p in [&l1, &l2, &spk] {
+        let heard_660: Vec<&Value> = p.seen_events("audio").filter(|r| is_tone(r, 660.0, 20.0)).collect();
+        assert!(heard_660.is_empty(), "{} heard the audience member's 660 Hz: {heard_660:?}", p.name);
+        let reports = p.seen_events("audio").filter(|r| r["t"].as_f64().unwrap_or(0.0) > aud_connected_at).count();
+        assert!(reports >= 4, "{} reported only {reports} times while aud was connected", p.name);
+    }
+    assert_eq!(ever_speaking(&l1, "aud"), None, "aud was announced as an active speaker while in the audience");
+
+    // The moderator approves aud's raised hand; aud unmutes; on the same peer connection it is now heard.
+    let r = aud.ok(json!({"type": "raise_hand"})).await;
+    assert_eq!(r["result"]["promoted"], false);
+    m.event("hand_queue", |e| e["queue"]["hands"][0]["id"] == "aud").await;
+    m.ok(json!({"type": "approve_hand", "participant": "aud"})).await;
+    aud.wait_for("promotion", Duration::from_secs(5), |v| {
+        v["event"] == "ws" && v["msg"]["type"] == "you" && v["msg"]["you"]["role"] == "speaker"
+    })
+    .await;
+    let promoted_at = now_unix();
+    aud.ok(json!({"type": "set_muted", "muted": false})).await;
+
+    let (mid1, heard1) = l1.until_heard(660.0, HEAR_TIMEOUT).await;
+    let (mid2, heard2) = l2.until_heard(660.0, HEAR_TIMEOUT).await;
+    let first = heard1.first().and_then(|r| r["t"].as_f64()).unwrap_or(f64::NAN);
+    eprintln!("l1 hears 660 Hz on mid {mid1}: {:?} Hz, {:.2} s after promotion", freqs(&heard1), first - promoted_at);
+    eprintln!("l2 hears 660 Hz on mid {mid2}: {:?} Hz", freqs(&heard2));
+    assert_ne!(mid1, spk_mid1, "aud's audio must arrive in its own slot, not replace spk's");
+    assert_eq!(track_owner(&l1, &mid1).as_deref(), Some("aud"), "l1's media_tracks should put aud on mid {mid1}");
+    // The stage speaker is still heard alongside.
+    let (mid440, _) = l1.until_heard(440.0, Duration::from_secs(5)).await;
+    assert_eq!(mid440, spk_mid1, "spk moved to another slot");
+    // And spk, on stage, hears aud too.
+    spk.until_heard(660.0, HEAR_TIMEOUT).await;
+
+    // No new connection: aud negotiated once, from its own first offer, and got `ready` once.
+    let offers = aud.seen_events("negotiated").filter(|v| v["by"] == "client").count();
+    assert_eq!(offers, 1, "aud renegotiated: {:?}", aud.seen_events("negotiated").collect::<Vec<_>>());
+    assert_eq!(aud.seen_events("ready").count(), 1);
+    // Now it counts as speaking (active_speakers arrive a few times per second at most).
+    if ever_speaking(&l1, "aud").is_none() {
+        l1.collect(Duration::from_millis(1500)).await;
+    }
+    let level = ever_speaking(&l1, "aud").expect("aud never appeared in active_speakers after promotion");
+    assert!(level >= 90, "a -15 dBov tone should have a level near 112, got {level}");
+
+    drop((spk, l1, l2, aud));
+    hub.stop().await;
+}

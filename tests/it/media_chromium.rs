@@ -1,0 +1,375 @@
+//! Browser end to end: Debian's headless Chromium publishes its fake microphone as a speaker on stage, a second
+//! Chromium page listens, and the listener's WebRTC stats (getStats() inbound-rtp audio) prove that the audio went
+//! through the hub's SFU: packets received, none lost, and non-zero decoded audio energy.
+//!
+//! The page is `tests/media/web/peer.html`, served by a tiny HTTP responder in this test. Chromium is driven over the
+//! Chrome DevTools Protocol (flattened sessions on the browser websocket).
+//! This test needs Chromium: `/usr/bin/chromium` or `PODIUM_CHROMIUM`; `.ci/run` installs it when missing.
+
+use std::collections::VecDeque;
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use podium_hub::Role;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::support::TestHub;
+
+const PEER_HTML: &str = include_str!("../media/web/peer.html");
+const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
+/// How long the listener has to reach the goal once both pages are open.
+const AUDIO_TIMEOUT: Duration = Duration::from_secs(40);
+/// Opus frames are 20 ms: 100 packets are two seconds of audio.
+const MIN_PACKETS: u64 = 100;
+
+#[tokio::test]
+async fn chromium_speaker_is_heard_by_chromium_listener() {
+    let hub = TestHub::start_with(|c| {
+        c.media.enabled = true;
+        c.media.bind = [127, 0, 0, 1].into();
+        c.media.port = 0;
+        c.media.workers = 1;
+    })
+    .await;
+    let page = PageServer::start().await;
+    let browser = Chromium::launch().await;
+    let mut cdp = Cdp::connect(&browser.devtools_url).await;
+
+    let room = "chromium-audio";
+    // A moderator token joins on stage; the page unmutes itself, so the SFU lets it publish.
+    let speaker_url = page.peer_url(&hub.url(), &hub.token("alice", room, Role::Moderator), "speak");
+    let listener_url = page.peer_url(&hub.url(), &hub.token("bob", room, Role::Audience), "listen");
+
+    let speaker = cdp.open(&speaker_url).await;
+    let listener = cdp.open(&listener_url).await;
+
+    let deadline = tokio::time::Instant::now() + AUDIO_TIMEOUT;
+    let (last_speaker, last_listener) = loop {
+        let last_speaker = cdp.stats(&speaker).await.unwrap_or_else(|e| json!({ "unavailable": e.to_string() }));
+        let last_listener = cdp.stats(&listener).await.unwrap_or_else(|e| json!({ "unavailable": e.to_string() }));
+        if heard(&last_listener) {
+            break (last_speaker, last_listener);
+        }
+        let failed = [&last_speaker, &last_listener].iter().any(|s| s["state"] == "failed" || s["state"] == "closed");
+        if failed || tokio::time::Instant::now() >= deadline {
+            let why = if failed { "a page failed" } else { "timed out" };
+            panic!(
+                "{why}: the listener did not receive > {MIN_PACKETS} audio packets with no loss and audio energy > 0 \
+                 within {AUDIO_TIMEOUT:?}.\nlast listener stats: {last_listener}\nlast speaker stats: {last_speaker}\n\
+                 listener log:\n{}\nspeaker log:\n{}\nchromium stderr (tail):\n{}",
+                cdp.page_log(&listener).await,
+                cdp.page_log(&speaker).await,
+                browser.stderr_tail(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+
+    eprintln!("listener stats: {last_listener}");
+    eprintln!("speaker stats: {last_speaker}");
+    assert!(
+        last_speaker["packetsSent"].as_u64().unwrap_or(0) > 0,
+        "the speaker sent no audio yet the listener heard some: {last_speaker}"
+    );
+    assert_eq!(last_listener["connection"], "connected", "listener: {last_listener}");
+
+    drop(cdp);
+    drop(browser);
+    hub.stop().await;
+}
+
+/// The acceptance criterion on the listener's inbound audio.
+fn heard(stats: &Value) -> bool {
+    stats["packetsReceived"].as_u64().is_some_and(|n| n > MIN_PACKETS)
+        && stats["packetsLost"].as_i64() == Some(0)
+        && stats["totalAudioEnergy"].as_f64().is_some_and(|e| e > 0.0)
+}
+
+/// Serves `peer.html` on 127.0.0.1:0 (any other path is 404) until dropped.
+struct PageServer {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PageServer {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the page server");
+        let addr = listener.local_addr().expect("page server address");
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve_one(stream));
+            }
+        });
+        Self { addr, task }
+    }
+
+    fn peer_url(&self, ws: &str, token: &str, mode: &str) -> String {
+        format!("http://{}/peer.html?ws={}&token={}&mode={mode}", self.addr, encode(ws), encode(token))
+    }
+}
+
+impl Drop for PageServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_one(mut stream: TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 2048];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let path = head.split_whitespace().nth(1).unwrap_or("/");
+    let (status, body) = if path == "/peer.html" || path.starts_with("/peer.html?") {
+        ("200 OK", PEER_HTML)
+    } else {
+        ("404 Not Found", "not found\n")
+    };
+    let kind = if status.starts_with("200") { "text/html; charset=utf-8" } else { "text/plain" };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A headless Chromium with a fake microphone and a temporary profile; killed (with its process group) on drop.
+struct Chromium {
+    child: Child,
+    profile: PathBuf,
+    devtools_url: String,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Chromium {
+    async fn launch() -> Self {
+        let bin = std::env::var("PODIUM_CHROMIUM").unwrap_or_else(|_| DEFAULT_CHROMIUM.to_owned());
+        assert!(
+            Path::new(&bin).exists(),
+            "Chromium not found at {bin}. This end-to-end audio test needs Debian's headless Chromium: `.ci/run` \
+             installs it when missing (apt-get install -y --no-install-recommends chromium), or set PODIUM_CHROMIUM \
+             to another Chromium binary."
+        );
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let profile = std::env::temp_dir().join(format!("podium-chromium-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&profile).expect("create the Chromium profile directory");
+
+        let mut child = Command::new(&bin)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                // A fake microphone (a beeping tone) and an auto-accepted permission prompt.
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                "--autoplay-policy=no-user-gesture-required",
+                "--allow-loopback-in-peer-connection",
+                // Real host addresses instead of mDNS names in ICE candidates, so 127.0.0.1 can be kept.
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+                "--disable-background-networking",
+                "--disable-background-timer-throttling",
+                "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-dev-shm-usage",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            // Its own process group, so that drop can kill the renderers and helpers too.
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("failed to start Chromium ({bin}): {e}"));
+
+        // Chromium prints "DevTools listening on ws://…" on stderr; keep reading (a tail for failure messages).
+        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        let (url_tx, url_rx) = tokio::sync::oneshot::channel();
+        let pipe = child.stderr.take().expect("piped stderr");
+        let tail = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut url_tx = Some(url_tx);
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("DevTools listening on ")
+                    && let Some(tx) = url_tx.take()
+                {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+                let mut tail = tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if tail.len() >= 200 {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+        });
+
+        let mut browser = Self { child, profile, devtools_url: String::new(), stderr };
+        match tokio::time::timeout(Duration::from_secs(30), url_rx).await {
+            Ok(Ok(url)) => browser.devtools_url = url,
+            Ok(Err(_)) => panic!(
+                "Chromium ({bin}) exited before announcing its DevTools endpoint (status {:?}); stderr:\n{}",
+                browser.child.try_wait(),
+                browser.stderr_tail()
+            ),
+            Err(_) => panic!("Chromium did not announce its DevTools endpoint within 30 s; stderr:\n{}", {
+                browser.stderr_tail()
+            }),
+        }
+        browser
+    }
+
+    fn stderr_tail(&self) -> String {
+        let tail = self.stderr.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Without a system bus Chromium logs dbus errors all the time; they are noise here.
+        tail.iter().filter(|l| !l.contains(":ERROR:dbus/")).map(String::as_str).collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        // The process group is the browser's pid (process_group(0)); kill it with every helper process in it.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Helpers may still be writing into the profile for a moment.
+        for _ in 0..10 {
+            if std::fs::remove_dir_all(&self.profile).is_ok() || !self.profile.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A page opened over CDP: its target and flattened session.
+struct Page {
+    session: String,
+}
+
+/// A Chrome DevTools Protocol client on the browser endpoint (flattened sessions).
+struct Cdp {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+}
+
+impl Cdp {
+    async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .unwrap_or_else(|e| panic!("connect to Chromium's DevTools at {url}: {e}"));
+        Self { ws, next_id: 1 }
+    }
+
+    /// Sends one command and returns its `result`; events and other replies are skipped.
+    async fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> anyhow::Result<Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut msg = json!({ "id": id, "method": method, "params": params });
+        if let Some(s) = session {
+            msg["sessionId"] = json!(s);
+        }
+        self.ws.send(Message::Text(msg.to_string().into())).await?;
+        let reply = tokio::time::timeout(Duration::from_secs(15), async {
+            while let Some(frame) = self.ws.next().await {
+                if let Message::Text(text) = frame? {
+                    let v: Value = serde_json::from_str(&text)?;
+                    if v["id"] == id {
+                        return Ok(v);
+                    }
+                }
+            }
+            anyhow::bail!("the DevTools connection closed")
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("no reply to {method} within 15 s"))??;
+        if let Some(err) = reply.get("error") {
+            anyhow::bail!("{method} failed: {err}");
+        }
+        Ok(reply["result"].clone())
+    }
+
+    /// Opens `url` in a new tab and attaches to it.
+    async fn open(&mut self, url: &str) -> Page {
+        let target = self.call(None, "Target.createTarget", json!({ "url": url })).await.expect("Target.createTarget");
+        let target_id = target["targetId"].as_str().expect("targetId").to_owned();
+        let attached = self
+            .call(None, "Target.attachToTarget", json!({ "targetId": target_id, "flatten": true }))
+            .await
+            .expect("Target.attachToTarget");
+        Page { session: attached["sessionId"].as_str().expect("sessionId").to_owned() }
+    }
+
+    /// Evaluates `expression` (which yields a JSON string or a promise of one) in the page and parses it.
+    async fn eval_json(&mut self, page: &Page, expression: &str) -> anyhow::Result<Value> {
+        let result = self
+            .call(
+                Some(&page.session),
+                "Runtime.evaluate",
+                json!({ "expression": expression, "awaitPromise": true, "returnByValue": true }),
+            )
+            .await?;
+        if let Some(ex) = result.get("exceptionDetails") {
+            anyhow::bail!("page threw: {}", ex["exception"]["description"].as_str().unwrap_or(&ex.to_string()));
+        }
+        match &result["result"]["value"] {
+            Value::String(s) => Ok(serde_json::from_str(s)?),
+            other => anyhow::bail!("not a JSON string: {other}"),
+        }
+    }
+
+    /// `window.podium.stats()` of the page (not ready while the page is still loading).
+    async fn stats(&mut self, page: &Page) -> anyhow::Result<Value> {
+        self.eval_json(
+            page,
+            "(async () => window.podium ? JSON.stringify(await window.podium.stats()) : '{\"state\":\"loading\"}')()",
+        )
+        .await
+    }
+
+    /// The page's own log, for failure messages.
+    async fn page_log(&mut self, page: &Page) -> String {
+        match self.eval_json(page, "JSON.stringify(window.podium ? window.podium.log : ['(no window.podium)'])").await {
+            Ok(Value::Array(lines)) => {
+                lines.iter().map(|l| format!("  {}", l.as_str().unwrap_or_default())).collect::<Vec<_>>().join("\n")
+            }
+            Ok(other) => format!("  {other}"),
+            Err(e) => format!("  (unavailable: {e})"),
+        }
+    }
+}

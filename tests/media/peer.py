@@ -1,0 +1,446 @@
+#!/usr/bin/env python3
+"""A scripted Podium participant with real WebRTC audio (aiortc), for the end-to-end tests.
+
+It joins a room over the hub's websocket, negotiates one RTCPeerConnection with `media_offer`, optionally publishes a
+sine tone, decodes every audio track it receives and reports what it hears. Run as a subprocess; it talks JSON lines:
+
+stdout, one JSON object per line:
+  {"event": "joined", "welcome": {...}}                   the `join` result
+  {"event": "ws", "msg": {...}}                           every event the hub pushes (stage, you, media_tracks, ...)
+  {"event": "reply", "tag": ..., "request": {...}, "msg": {...}}   the reply to a request sent for a stdin command
+  {"event": "pc", "state": "connected"}                   RTCPeerConnection connection state changes
+  {"event": "negotiated", "by": "client"|"server", "mids": [...]}  after each completed offer/answer exchange
+  {"event": "track", "mid": "0"}                          a remote audio track appeared
+  {"event": "ready"}                                      joined, negotiated and connected (once)
+  {"event": "audio", "mid": "0", "freq": 440.1, "rms": 5650.2, "frames": 25, "t": 1767225600.5,
+   "last_loud_t": 1767225600.49}                          per received track, every --window seconds
+  {"event": "error", "message": "..."}                    something went wrong; the process goes on if it can
+  {"event": "closed", "code": 1000, "reason": "leave"}    the hub closed the websocket; the process then exits
+  {"event": "bye"}                                        last line on a clean exit
+
+  `t` is the Unix time (seconds) at the end of the report's window; `freq` is the dominant frequency of the window's
+  samples (null when nothing arrived), `rms` their RMS on the int16 scale, `frames` how many decoded 20 ms frames
+  arrived, `last_loud_t` the Unix time of the window's last frame whose RMS was above --loud (null if none).
+
+stdin, one JSON object per line:
+  {"send": {<request>}, "tag": any}    send a protocol request (an `id` is added if missing) and print its reply
+  {"offer": true, "tag": any}          renegotiate: send a fresh `media_offer` and apply the answer
+  {"leave": true}                      send `leave` and exit
+End of input: leave, close the peer connection and the websocket, and exit 0.
+
+Loopback only: host candidates are gathered on 127.0.0.1 alone, and no STUN server is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fractions
+import json
+import sys
+import time
+from typing import Any, Optional
+
+import aioice.ice
+import numpy as np
+
+# aioice skips 127.0.0.1 and gathers on every interface; the tests run on loopback only.
+aioice.ice.get_host_addresses = lambda *args, **kwargs: ["127.0.0.1"]
+
+from aiortc import (  # noqa: E402  (after the monkeypatch, on purpose)
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError  # noqa: E402
+from av import AudioFrame  # noqa: E402
+from websockets.asyncio.client import connect  # noqa: E402
+from websockets.exceptions import ConnectionClosed  # noqa: E402
+
+SAMPLE_RATE = 48_000
+FRAME_SAMPLES = 960  # 20 ms
+
+
+def emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def log(msg: str) -> None:
+    sys.stderr.write(f"[peer {time.strftime('%H:%M:%S')}] {msg}\n")
+    sys.stderr.flush()
+
+
+class ToneTrack(MediaStreamTrack):
+    """A microphone that plays a continuous sine: 48 kHz mono s16, 20 ms frames, paced in real time."""
+
+    kind = "audio"
+
+    def __init__(self, freq: float, amplitude: float) -> None:
+        super().__init__()
+        self.freq = freq
+        self.amplitude = amplitude
+        self._pts = 0
+        self._start: Optional[float] = None
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        else:
+            wait = self._start + self._pts / SAMPLE_RATE - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+        n = np.arange(self._pts, self._pts + FRAME_SAMPLES, dtype=np.float64)
+        samples = (self.amplitude * np.sin(2.0 * np.pi * self.freq * n / SAMPLE_RATE)).astype(np.int16)
+        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
+        self._pts += FRAME_SAMPLES
+        return frame
+
+
+def dominant_frequency(samples: np.ndarray, rate: int) -> Optional[float]:
+    """The strongest frequency above 20 Hz, refined by parabolic interpolation over the log magnitude."""
+    if samples.size < 256:
+        return None
+    x = samples.astype(np.float64)
+    x -= x.mean()
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    bin_hz = rate / x.size
+    lo = int(20 / bin_hz) + 1
+    if lo >= spectrum.size - 1:
+        return None
+    k = lo + int(np.argmax(spectrum[lo:]))
+    offset = 0.0
+    if 0 < k < spectrum.size - 1:
+        a, b, c = np.log(spectrum[k - 1 : k + 2] + 1e-12)
+        denom = a - 2 * b + c
+        if denom != 0:
+            offset = 0.5 * (a - c) / denom
+    return float((k + offset) * bin_hz)
+
+
+class TrackStats:
+    """What one received track delivered since the last report."""
+
+    def __init__(self, mid: str, loud: float) -> None:
+        self.mid = mid
+        self.loud = loud
+        self.chunks: list[np.ndarray] = []
+        self.frames = 0
+        self.rate = SAMPLE_RATE
+        self.last_loud_t: Optional[float] = None
+        self.ended = False
+
+    def add(self, frame: AudioFrame) -> None:
+        pcm = frame.to_ndarray()
+        channels = len(frame.layout.channels)
+        if frame.format.is_planar:
+            mono = pcm[0]
+        else:
+            mono = pcm.reshape(-1, channels)[:, 0] if channels > 1 else pcm.reshape(-1)
+        mono = mono.astype(np.float64)
+        if frame.format.name in ("flt", "fltp", "dbl", "dblp"):
+            mono = mono * 32767.0
+        self.rate = frame.sample_rate or SAMPLE_RATE
+        self.chunks.append(mono)
+        self.frames += 1
+        if mono.size and float(np.sqrt(np.mean(mono * mono))) > self.loud:
+            self.last_loud_t = time.time()
+
+    def report(self) -> dict[str, Any]:
+        samples = np.concatenate(self.chunks) if self.chunks else np.zeros(0)
+        rms = float(np.sqrt(np.mean(samples * samples))) if samples.size else 0.0
+        freq = dominant_frequency(samples, self.rate)
+        out = {
+            "event": "audio",
+            "mid": self.mid,
+            "freq": None if freq is None else round(freq, 2),
+            "rms": round(rms, 1),
+            "frames": self.frames,
+            "t": round(time.time(), 3),
+            "last_loud_t": None if self.last_loud_t is None else round(self.last_loud_t, 3),
+        }
+        self.chunks = []
+        self.frames = 0
+        self.last_loud_t = None
+        return out
+
+
+class Peer:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.ws: Any = None
+        self.next_id = 1
+        self.pending: dict[Any, asyncio.Future] = {}
+        self.pc: Optional[RTCPeerConnection] = None
+        self.negotiation = asyncio.Lock()
+        self.stats: dict[str, TrackStats] = {}
+        self.tasks: set[asyncio.Task] = set()
+        self.closed = asyncio.Event()
+        self.ready = False
+
+    # ---- websocket ----
+
+    def spawn(self, coro: Any) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def request(self, body: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        body = dict(body)
+        if "id" not in body:
+            body["id"] = f"p{self.next_id}"
+            self.next_id += 1
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.pending[body["id"]] = fut
+        try:
+            await self.ws.send(json.dumps(body))
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self.pending.pop(body["id"], None)
+
+    async def read_ws(self) -> None:
+        code, reason = 1006, ""
+        try:
+            async for raw in self.ws:
+                if not isinstance(raw, str):
+                    continue
+                msg = json.loads(raw)
+                kind = msg.get("type")
+                if kind in ("ok", "error") and msg.get("id") in self.pending:
+                    fut = self.pending[msg["id"]]
+                    if not fut.done():
+                        fut.set_result(msg)
+                    continue
+                emit({"event": "ws", "msg": msg})
+                if kind == "media_offer":
+                    self.spawn(self.on_server_offer(msg["sdp"]))
+            if self.ws.close_code is not None:
+                code, reason = self.ws.close_code, self.ws.close_reason or ""
+        except ConnectionClosed as e:
+            if e.rcvd is not None:
+                code, reason = e.rcvd.code, e.rcvd.reason
+        emit({"event": "closed", "code": code, "reason": reason})
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("websocket closed"))
+        self.closed.set()
+
+    # ---- media ----
+
+    def new_pc(self) -> RTCPeerConnection:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            emit({"event": "pc", "state": pc.connectionState})
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind != "audio":
+                return
+            mid = next((t.mid for t in pc.getTransceivers() if t.receiver.track is track), None)
+            mid = str(mid) if mid is not None else f"track-{len(self.stats)}"
+            emit({"event": "track", "mid": mid})
+            self.spawn(self.consume(mid, track))
+
+        opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
+        if self.args.tone is not None:
+            transceiver = pc.addTransceiver(ToneTrack(self.args.tone, self.args.amplitude), direction="sendrecv")
+        else:
+            transceiver = pc.addTransceiver("audio", direction="recvonly")
+        transceiver.setCodecPreferences(opus)
+        return pc
+
+    async def consume(self, mid: str, track: MediaStreamTrack) -> None:
+        stats = TrackStats(mid, self.args.loud)
+        self.stats[mid] = stats
+        try:
+            while True:
+                stats.add(await track.recv())
+        except MediaStreamError:
+            stats.ended = True
+            emit({"event": "track_ended", "mid": mid})
+
+    async def report_loop(self) -> None:
+        window = self.args.window
+        next_at = time.monotonic() + window
+        while True:
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += window
+            for stats in list(self.stats.values()):
+                if stats.ended and not stats.frames:
+                    continue
+                emit(stats.report())
+
+    def mids(self) -> list[Optional[str]]:
+        assert self.pc is not None
+        return [t.mid for t in self.pc.getTransceivers()]
+
+    async def client_offer(self) -> dict[str, Any]:
+        """Sends our offer, applies the answer; returns the hub's reply."""
+        assert self.pc is not None
+        async with self.negotiation:
+            offer = await self.pc.createOffer()
+            await self.pc.setLocalDescription(offer)  # aiortc gathers every candidate here: no trickling needed
+            reply = await self.request({"type": "media_offer", "sdp": self.pc.localDescription.sdp})
+            if reply.get("type") != "ok":
+                emit({"event": "error", "message": f"media_offer refused: {json.dumps(reply)}"})
+                return reply
+            answer = reply["result"]["sdp"]
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            emit({"event": "negotiated", "by": "client", "mids": self.mids()})
+            return reply
+
+    async def on_server_offer(self, sdp: str) -> None:
+        assert self.pc is not None
+        try:
+            async with self.negotiation:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                answer = await self.pc.createAnswer()
+                await self.pc.setLocalDescription(answer)
+                reply = await self.request({"type": "media_answer", "sdp": self.pc.localDescription.sdp})
+                if reply.get("type") != "ok":
+                    emit({"event": "error", "message": f"media_answer refused: {json.dumps(reply)}"})
+                    return
+                emit({"event": "negotiated", "by": "server", "mids": self.mids()})
+        except Exception as e:  # report and go on: the test decides whether this matters
+            emit({"event": "error", "message": f"server offer: {type(e).__name__}: {e}"})
+
+    # ---- commands ----
+
+    async def command(self, line: str) -> bool:
+        """Handles one stdin line; false means exit."""
+        try:
+            cmd = json.loads(line)
+        except json.JSONDecodeError as e:
+            emit({"event": "error", "message": f"bad command {line!r}: {e}"})
+            return True
+        tag = cmd.get("tag")
+        if "send" in cmd:
+            try:
+                reply = await self.request(cmd["send"])
+            except Exception as e:
+                reply = {"type": "error", "code": "client", "message": f"{type(e).__name__}: {e}"}
+            emit({"event": "reply", "tag": tag, "request": cmd["send"], "msg": reply})
+        elif cmd.get("offer"):
+            reply = await self.client_offer()
+            emit({"event": "reply", "tag": tag, "request": {"type": "media_offer"}, "msg": reply})
+        elif cmd.get("leave"):
+            return False
+        else:
+            emit({"event": "error", "message": f"unknown command {line!r}"})
+        return True
+
+    async def stdin_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while True:
+            line = await reader.readline()
+            if not line:
+                return  # EOF
+            text = line.decode().strip()
+            if text and not await self.command(text):
+                return
+
+    # ---- main ----
+
+    async def run(self) -> int:
+        a = self.args
+        async with connect(a.url, max_size=2**20) as ws:
+            self.ws = ws
+            self.spawn(self.read_ws())
+            join: dict[str, Any] = {"type": "join", "token": a.token}
+            if a.room:
+                join["room"] = a.room
+            if a.join_role:
+                join["role"] = a.join_role
+            reply = await self.request(join)
+            if reply.get("type") != "ok":
+                emit({"event": "error", "message": f"join refused: {json.dumps(reply)}"})
+                return 2
+            emit({"event": "joined", "welcome": reply["result"]})
+            if a.unmute:
+                reply = await self.request({"type": "set_muted", "muted": False})
+                emit({"event": "reply", "tag": "unmute", "request": {"type": "set_muted", "muted": False}, "msg": reply})
+
+            if not a.no_media:
+                self.pc = self.new_pc()
+                self.spawn(self.report_loop())
+                reply = await self.client_offer()
+                if reply.get("type") != "ok":
+                    return 3
+                deadline = time.monotonic() + a.connect_timeout
+                while self.pc.connectionState != "connected":
+                    if self.pc.connectionState in ("failed", "closed") or time.monotonic() > deadline:
+                        emit({"event": "error", "message": f"peer connection {self.pc.connectionState}"})
+                        return 4
+                    await asyncio.sleep(0.02)
+            self.ready = True
+            emit({"event": "ready"})
+
+            stdin = self.spawn(self.stdin_loop())
+            closed = self.spawn(self.closed.wait())
+            await asyncio.wait({stdin, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if not self.closed.is_set():
+                try:
+                    await self.request({"type": "leave"}, timeout=2.0)
+                except Exception:
+                    pass
+        return 0
+
+    async def shutdown(self) -> None:
+        if self.pc is not None:
+            await self.pc.close()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def amain(args: argparse.Namespace) -> int:
+    peer = Peer(args)
+    try:
+        return await peer.run()
+    finally:
+        await peer.shutdown()
+        emit({"event": "bye"})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--url", required=True, help="the hub's websocket URL, ws://127.0.0.1:PORT/v1/ws")
+    p.add_argument("--token", required=True, help="access token for `join`")
+    p.add_argument("--room", help="`room` of `join` (needed for `*` tokens)")
+    p.add_argument("--join-role", choices=["audience", "speaker", "moderator"], help="`role` of `join`")
+    p.add_argument("--unmute", action="store_true", help="send set_muted false right after joining")
+    p.add_argument("--tone", type=float, help="publish a sine at this frequency (Hz): a sendrecv transceiver")
+    p.add_argument("--recv", action="store_true", help="receive only (the default without --tone)")
+    p.add_argument("--amplitude", type=float, default=8000.0, help="tone amplitude on the int16 scale")
+    p.add_argument("--window", type=float, default=0.5, help="seconds per audio report")
+    p.add_argument("--loud", type=float, default=300.0, help="frame RMS above which a frame counts as loud")
+    p.add_argument("--no-media", action="store_true", help="signaling only: no peer connection")
+    p.add_argument("--connect-timeout", type=float, default=15.0, help="seconds to wait for `connected`")
+    args = p.parse_args()
+    if args.recv and args.tone is not None:
+        p.error("--recv and --tone exclude each other")
+    try:
+        code = asyncio.run(amain(args))
+    except KeyboardInterrupt:
+        code = 130
+    except (OSError, ConnectionClosed) as e:
+        emit({"event": "error", "message": f"{type(e).__name__}: {e}"})
+        code = 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
