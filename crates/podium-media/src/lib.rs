@@ -34,13 +34,23 @@
 //!   takes a free slot (never used, or whose publisher stopped: unpublished, removed, or silent for 2 s). When none
 //!   is free the worker makes a server-initiated offer adding a `sendonly` audio m-line
 //!   ([`MediaEvent::Offer`]); [`Media::answer`] completes it. Slot assignment changes are reported by
-//!   [`MediaEvent::Tracks`]. Writes use str0m's frame API (`writer(mid).write(..)`), which keeps one SSRC and a
-//!   continuous sequence per m-line; the RTP timestamp is rewritten by a per-slot offset recomputed on every source
-//!   switch (new time = last sent time + the wall-clock gap, at least one 20 ms frame), so the outgoing stream stays
-//!   continuous when its source changes. After each write the listener's `Rtc` gets `Input::Timeout(now)` and is
-//!   drained again, or the packet would wait for the peer's next timer (str0m pitfall).
+//!   [`MediaEvent::Tracks`].
+//! * **RTP mode.** Every `Rtc` runs in str0m's RTP mode (`set_rtp_mode(true)`): a received Opus packet arrives as
+//!   `Event::RtpPacket` (no depacketizer) and is written to each listener as one RTP packet with
+//!   `direct_api().stream_tx_by_mid(mid).write_rtp(..)` (no packetizer, no frame queue): ~6 % less CPU per
+//!   forwarded packet than the frame API (`docs/BENCHMARKS.md`). Each slot keeps the m-line's SSRC (str0m's) and
+//!   its own sequence number (random start, +1 per packet, whatever the source). The RTP timestamp is rewritten by
+//!   a per-slot offset recomputed on every source switch (new time = last sent time + the wall-clock gap, at least
+//!   one 20 ms frame), so the outgoing stream stays continuous when its source changes; the first packet after a
+//!   switch carries the marker bit (start of talkspurt). The audio level (RFC 6464) is passed on. After each write
+//!   the listener's `Rtc` gets `Input::Timeout(now)` and is drained again, or the packet would wait for the peer's
+//!   next timer (str0m pitfall: its pacer's queue state is refreshed only on timeouts).
 //! * **Sending.** Transmits are moved (not copied) into a batch of up to 64 and sent with one `sendmmsg(2)` per
-//!   batch (the `nix` crate's safe wrapper), flushed at the end of each loop turn.
+//!   batch (the `nix` crate's safe wrapper), flushed at the end of each fan-out and of each loop turn.
+//! * **Fan-out time.** [`MediaStats::fanout`] is a histogram of, per received packet and worker, the time from its
+//!   receipt to the return of the `sendmmsg` that carried that worker's last copy (one `Instant::now()` per flush).
+//! * **Shared certificate.** A worker generates one DTLS certificate and gives it to all its peers (a key pair per
+//!   peer cost ~60 µs of the ~1.1 ms of worker CPU a join takes); each answer carries its fingerprint as before.
 //! * **Active speakers.** From the RFC 6464 audio-level header extension of publishing peers, per room and worker:
 //!   a publisher speaks while it sent a packet louder than -50 dBov (or flagged voice activity and louder than
 //!   -70 dBov) within the last `max(2 × interval, 400 ms)`. Every `active_speaker_interval_ms` only the changes are
@@ -59,8 +69,9 @@
 //! * All state of a peer lives on exactly one worker; all commands for a peer go to that worker in order.
 //! * No input panics a worker: every parse is fallible and every error path drops and counts.
 //! * Per-packet work on our side allocates nothing (hash lookups, `Arc` clones, preallocated channel slots).
-//!   str0m itself allocates per packet: the depayloaded `Arc<[u8]>` of `MediaData`, and a `Vec<u8>` per
-//!   `Transmit`.
+//!   str0m itself allocates per packet: the received payload's `Arc<[u8]>`, and a `Vec<u8>` per `Transmit`.
+//! * Memory: about 55 KiB of heap per connected listener, nearly all str0m's (`docs/BENCHMARKS.md` has the
+//!   breakdown); peers are boxed so the peer map's spare capacity costs pointers, not whole `Rtc`s.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -166,6 +177,82 @@ impl MediaEvents {
     }
 }
 
+/// Sub-buckets per power of two in [`FanoutHistogram`] (relative bucket width ≤ 1/16).
+const HIST_SUB_BITS: u32 = 4;
+const HIST_SUB: usize = 1 << HIST_SUB_BITS;
+/// Buckets of [`FanoutHistogram`]: microseconds up to 2^32 (71 minutes), larger values land in the last one.
+pub const FANOUT_BUCKETS: usize = HIST_SUB * (32 - HIST_SUB_BITS as usize + 1);
+
+/// Bucket of a value in microseconds (log-linear: exact below 16 µs, then 16 buckets per power of two).
+fn hist_bucket(us: u64) -> usize {
+    let us = us.min((1 << 32) - 1);
+    if us < HIST_SUB as u64 {
+        return us as usize;
+    }
+    let e = 63 - us.leading_zeros();
+    let sub = ((us >> (e - HIST_SUB_BITS)) as usize) & (HIST_SUB - 1);
+    HIST_SUB * (e - HIST_SUB_BITS + 1) as usize + sub
+}
+
+/// Largest value (µs) of a bucket.
+fn hist_upper(idx: usize) -> u64 {
+    if idx < HIST_SUB {
+        return idx as u64;
+    }
+    let e = (idx / HIST_SUB) as u32 + HIST_SUB_BITS - 1;
+    let sub = (idx % HIST_SUB) as u64;
+    ((HIST_SUB as u64 + sub + 1) << (e - HIST_SUB_BITS)) - 1
+}
+
+/// Histogram of the fan-out time of received audio packets, per worker that fanned it out: from the packet's
+/// receipt (its `Input::Receive` time) to the return of the `sendmmsg` that carried the worker's last copy of it.
+/// Packets with no local listener are not recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FanoutHistogram {
+    /// Counts per log-linear bucket of microseconds.
+    pub buckets: [u64; FANOUT_BUCKETS],
+}
+
+impl Default for FanoutHistogram {
+    fn default() -> Self {
+        Self { buckets: [0; FANOUT_BUCKETS] }
+    }
+}
+
+impl FanoutHistogram {
+    /// Number of recorded fan-outs.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// The counts recorded since `earlier` (a snapshot taken before this one).
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        let mut out = *self;
+        for (o, e) in out.buckets.iter_mut().zip(earlier.buckets.iter()) {
+            *o = o.saturating_sub(*e);
+        }
+        out
+    }
+
+    /// The `q` quantile (0..=1) as the upper bound of its bucket (≤ 1/16 above the true value); `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<std::time::Duration> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0u64;
+        for (i, c) in self.buckets.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(std::time::Duration::from_micros(hist_upper(i)));
+            }
+        }
+        None
+    }
+}
+
 /// Counters of the media plane (all workers together), for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MediaStats {
@@ -193,9 +280,10 @@ pub struct MediaStats {
     pub cross_worker_dropped: u64,
     /// Events dropped because the event channel was full.
     pub events_dropped: u64,
+    /// Fan-out time of received packets (all workers together).
+    pub fanout: FanoutHistogram,
 }
 
-#[derive(Default)]
 pub(crate) struct Stats {
     pub(crate) datagrams_in: AtomicU64,
     pub(crate) datagrams_out: AtomicU64,
@@ -209,9 +297,36 @@ pub(crate) struct Stats {
     pub(crate) no_slot_dropped: AtomicU64,
     pub(crate) cross_worker_dropped: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
+    pub(crate) fanout: Box<[AtomicU64]>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            datagrams_in: AtomicU64::default(),
+            datagrams_out: AtomicU64::default(),
+            send_calls: AtomicU64::default(),
+            send_dropped: AtomicU64::default(),
+            garbage_dropped: AtomicU64::default(),
+            unknown_dropped: AtomicU64::default(),
+            unpublished_dropped: AtomicU64::default(),
+            media_in: AtomicU64::default(),
+            forwarded: AtomicU64::default(),
+            no_slot_dropped: AtomicU64::default(),
+            cross_worker_dropped: AtomicU64::default(),
+            events_dropped: AtomicU64::default(),
+            fanout: (0..FANOUT_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
 }
 
 impl Stats {
+    /// Records one fan-out time.
+    pub(crate) fn record_fanout(&self, elapsed: std::time::Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.fanout[hist_bucket(us)].fetch_add(1, Ordering::Relaxed);
+    }
+
     fn snapshot(&self) -> MediaStats {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         MediaStats {
@@ -227,6 +342,7 @@ impl Stats {
             no_slot_dropped: g(&self.no_slot_dropped),
             cross_worker_dropped: g(&self.cross_worker_dropped),
             events_dropped: g(&self.events_dropped),
+            fanout: FanoutHistogram { buckets: std::array::from_fn(|i| g(&self.fanout[i])) },
         }
     }
 }
@@ -587,5 +703,31 @@ impl Media {
         for w in 0..self.inner.cmd_txs.len() {
             self.command(w, Command::Shutdown);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets() {
+        let mut prev = 0;
+        for us in [0u64, 1, 15, 16, 17, 31, 32, 100, 1_000, 20_000, 1 << 31, (1 << 32) - 1, u64::MAX] {
+            let b = hist_bucket(us);
+            assert!(b < FANOUT_BUCKETS && b >= prev, "{us}");
+            let lo = if b == 0 { 0 } else { hist_upper(b - 1) + 1 };
+            assert!(us.min((1 << 32) - 1) >= lo && us.min((1 << 32) - 1) <= hist_upper(b), "{us} in bucket {b}");
+            prev = b;
+        }
+        let stats = Stats::default();
+        for ms in 1..=100u64 {
+            stats.record_fanout(std::time::Duration::from_millis(ms));
+        }
+        let h = stats.snapshot().fanout;
+        assert_eq!(h.count(), 100);
+        let p50 = h.quantile(0.5).unwrap().as_micros();
+        assert!((50_000..=53_200).contains(&p50), "{p50}");
+        assert_eq!(h.since(&h).count(), 0);
     }
 }

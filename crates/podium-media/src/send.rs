@@ -4,6 +4,7 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use mio::net::UdpSocket;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
@@ -18,6 +19,8 @@ pub(crate) struct SendBatch {
     addrs: Vec<SocketAddr>,
     bufs: Vec<Vec<u8>>,
     headers: MultiHeaders<SockaddrStorage>,
+    /// Receipt times of packets whose last local copy is queued: their fan-out ends with the next flush.
+    fanouts: Vec<Instant>,
 }
 
 impl SendBatch {
@@ -26,6 +29,7 @@ impl SendBatch {
             addrs: Vec::with_capacity(BATCH),
             bufs: Vec::with_capacity(BATCH),
             headers: MultiHeaders::preallocate(BATCH, None),
+            fanouts: Vec::with_capacity(16),
         }
     }
 
@@ -36,6 +40,11 @@ impl SendBatch {
         }
         self.addrs.push(to);
         self.bufs.push(buf);
+    }
+
+    /// Marks the end of one packet's fan-out: everything of it is queued; the next flush records its time.
+    pub(crate) fn fanout_done(&mut self, received: Instant) {
+        self.fanouts.push(received);
     }
 
     /// Sends everything queued. A full socket buffer (`EAGAIN`) drops the rest of the batch, counted.
@@ -81,5 +90,11 @@ impl SendBatch {
         }
         self.addrs.clear();
         self.bufs.clear();
+        if !self.fanouts.is_empty() {
+            let now = Instant::now();
+            for t in self.fanouts.drain(..) {
+                stats.record_fanout(now.saturating_duration_since(t));
+            }
+        }
     }
 }

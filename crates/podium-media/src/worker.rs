@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token, Waker};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::config::DtlsCert;
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, MediaTime, Mid, Pt};
+use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::Extension;
+use str0m::rtp::{Extension, ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tokio::sync::{mpsc, oneshot};
 
@@ -129,6 +130,8 @@ struct Slot {
     last_out: Option<(u64, Instant)>,
     /// out time = in time + offset (wrapping).
     offset: u64,
+    /// Next RTP sequence number (extended) on this slot.
+    seq: u64,
 }
 
 struct Peer {
@@ -146,6 +149,9 @@ struct Peer {
     connected: bool,
     reported: Option<PeerState>,
     disconnected_since: Option<Instant>,
+    /// The client's DTLS certificate fingerprint (the `a=fingerprint` of its last offer): a new one means a new
+    /// client peer connection, which needs a new `Rtc` (str0m keeps the first DTLS session of an `Rtc`).
+    fingerprint: String,
 }
 
 /// Speaking state of one local publisher.
@@ -188,13 +194,16 @@ pub(crate) struct Worker {
     poll: Poll,
     cmd_rx: Receiver<Command>,
     fwd_rx: Receiver<Forwarded>,
-    peers: HashMap<u64, Peer>,
+    /// Boxed: a `Peer` is ~10 KiB inline (its `Rtc`), and the map keeps up to half its slots empty.
+    peers: HashMap<u64, Box<Peer>>,
     rooms: HashMap<Arc<str>, Room>,
     /// Other workers hosting peers of a room.
     room_workers: HashMap<Arc<str>, Vec<usize>>,
     next_id: u64,
     speaker_interval: Duration,
     next_tick: Instant,
+    /// The worker's DTLS certificate, shared by its peers (saves generating a key pair per join).
+    cert: Option<DtlsCert>,
 }
 
 fn emit(ctx: &Ctx, ev: MediaEvent) {
@@ -233,6 +242,7 @@ impl Worker {
             next_id: 1,
             speaker_interval: init.speaker_interval,
             next_tick: Instant::now() + init.speaker_interval,
+            cert: str0m::crypto::from_feature_flags().dtls_provider.generate_certificate(),
         }
     }
 
@@ -387,6 +397,7 @@ impl Worker {
     /// Writes a frame of `source` to every local peer of `room` except `source` itself.
     fn fan_out_local(&mut self, room: &Arc<str>, source: &Arc<str>, frame: &Frame, now: Instant) {
         let Some(r) = self.rooms.get(room) else { return };
+        let mut wrote = false;
         for (ident, id) in &r.peers {
             if ident == source {
                 continue;
@@ -396,6 +407,12 @@ impl Worker {
                 continue;
             }
             write_frame(*id, peer, &mut self.ctx, source, frame, now);
+            wrote = true;
+        }
+        if wrote {
+            // Send the last copies now rather than after the rest of the loop turn.
+            self.ctx.batch.fanout_done(frame.network_time);
+            self.ctx.batch.flush(&self.ctx.socket, &self.ctx.stats);
         }
     }
 
@@ -450,8 +467,13 @@ impl Worker {
     }
 
     fn new_rtc(&self, now: Instant) -> Rtc {
-        let mut rtc = RtcConfig::new()
+        let mut config = RtcConfig::new();
+        if let Some(cert) = &self.cert {
+            config = config.set_dtls_cert(cert.clone());
+        }
+        let mut rtc = config
             .set_ice_lite(true)
+            .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
             .clear_extension_map()
@@ -473,20 +495,32 @@ impl Worker {
         publish: Arc<AtomicBool>,
         generation: u64,
     ) -> Result<String, MediaError> {
+        let fingerprint = offer_fingerprint(&offer);
         let existing = self.rooms.get(&room).and_then(|r| r.peers.get(&identity)).copied();
         if let Some(id) = existing {
-            let alive = match self.peers.get(&id) {
+            let rebuild = match self.peers.get(&id) {
                 Some(p) if p.pending.is_some() => return Err(MediaError::Conflict),
-                Some(p) => p.rtc.is_alive(),
+                Some(p) => !p.rtc.is_alive() || p.fingerprint != fingerprint,
                 None => return Err(MediaError::UnknownPeer),
             };
-            let fresh = (!alive).then(|| self.new_rtc(now));
+            let fresh = rebuild.then(|| self.new_rtc(now));
             let Some(peer) = self.peers.get_mut(&id) else { return Err(MediaError::UnknownPeer) };
             if let Some(fresh) = fresh {
-                // A dead Rtc cannot renegotiate: start over with a new one, same peer, same permission.
+                // A dead Rtc, or a new client peer connection (new DTLS certificate), cannot renegotiate: start over
+                // with a new Rtc, same peer, same permission. The old addresses and states go with the old Rtc.
+                peer.rtc.disconnect();
                 peer.rtc = fresh;
                 peer.slots.clear();
                 peer.connected = false;
+                peer.reported = None;
+                peer.disconnected_since = None;
+                peer.fingerprint = fingerprint;
+                self.ctx.disconnected.remove(&id);
+                for a in peer.addrs.drain(..) {
+                    if self.ctx.by_addr.get(&a) == Some(&id) {
+                        self.ctx.by_addr.remove(&a);
+                    }
+                }
             }
             let answer = peer
                 .rtc
@@ -525,9 +559,10 @@ impl Worker {
             connected: false,
             reported: None,
             disconnected_since: None,
+            fingerprint,
         };
         drain(id, &mut peer, &mut self.ctx, now);
-        self.peers.insert(id, peer);
+        self.peers.insert(id, Box::new(peer));
         self.rooms.entry(room.clone()).or_default().peers.insert(identity.clone(), id);
         tracing::debug!(room = %room, peer = %identity, generation, "peer created");
         Ok(answer.to_sdp_string())
@@ -754,6 +789,12 @@ fn drain(id: u64, peer: &mut Peer, ctx: &mut Ctx, now: Instant) {
     }
 }
 
+/// The first `a=fingerprint` value of an offer (session or media level), or empty when it has none.
+fn offer_fingerprint(offer: &SdpOffer) -> String {
+    let sdp = offer.to_sdp_string();
+    sdp.lines().find_map(|l| l.trim_end().strip_prefix("a=fingerprint:")).unwrap_or_default().to_owned()
+}
+
 fn handle_event(id: u64, peer: &mut Peer, ctx: &mut Ctx, ev: Event, now: Instant) {
     match ev {
         Event::Connected => {
@@ -777,16 +818,17 @@ fn handle_event(id: u64, peer: &mut Peer, ctx: &mut Ctx, ev: Event, now: Instant
         },
         Event::MediaAdded(m) if m.kind == MediaKind::Audio => update_slot(peer, ctx, m.mid, m.direction),
         Event::MediaChanged(m) => update_slot(peer, ctx, m.mid, m.direction),
-        Event::MediaData(d) => {
-            let time = d.time.rebase(str0m::media::Frequency::FORTY_EIGHT_KHZ).numer();
+        // RTP mode: every received RTP packet (Opus: one frame each; empty ones are BWE padding).
+        Event::RtpPacket(p) if !p.payload.is_empty() => {
+            let time = p.time.rebase(str0m::media::Frequency::FORTY_EIGHT_KHZ).numer();
             ctx.received.push((
                 id,
                 Frame {
                     time,
-                    network_time: d.network_time,
-                    data: d.data,
-                    audio_level: d.ext_vals.audio_level,
-                    voice_activity: d.ext_vals.voice_activity,
+                    network_time: p.timestamp,
+                    data: p.payload,
+                    audio_level: p.header.ext_vals.audio_level,
+                    voice_activity: p.header.ext_vals.voice_activity,
                 },
             ));
         }
@@ -799,7 +841,9 @@ fn update_slot(peer: &mut Peer, ctx: &Ctx, mid: Mid, dir: Direction) {
     let pos = peer.slots.iter().position(|s| s.mid == mid);
     match (dir.is_sending(), pos) {
         (true, None) => {
-            peer.slots.push(Slot { mid, pt: None, source: None, last_write: None, last_out: None, offset: 0 });
+            // RFC 3550: a random first sequence number (ROC 0, so below 2^15 leaves room before the wrap).
+            let seq = u64::from(rand_u16(&mid) & 0x7fff);
+            peer.slots.push(Slot { mid, pt: None, source: None, last_write: None, last_out: None, offset: 0, seq });
             emit_tracks(ctx, peer);
         }
         (false, Some(i)) => {
@@ -834,22 +878,27 @@ fn write_frame(id: u64, peer: &mut Peer, ctx: &mut Ctx, source: &Arc<str>, frame
             }
         }
     };
-    let Some(mut writer) = peer.rtc.writer(peer.slots[idx].mid) else {
-        ctx.stats.no_slot_dropped.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
-    let slot = &mut peer.slots[idx];
-    let pt = match slot.pt {
+    let mid = peer.slots[idx].mid;
+    let pt = match peer.slots[idx].pt {
         Some(pt) => pt,
         None => {
-            let Some(pt) = writer.payload_params().find(|p| p.spec().codec == Codec::Opus).map(|p| p.pt()) else {
+            let remote = peer.rtc.media(mid).map(|m| m.remote_pts().to_vec()).unwrap_or_default();
+            let found = peer
+                .rtc
+                .codec_config()
+                .params()
+                .iter()
+                .find(|p| p.spec().codec == Codec::Opus && remote.contains(&p.pt()))
+                .map(|p| p.pt());
+            let Some(pt) = found else {
                 ctx.stats.no_slot_dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             };
-            slot.pt = Some(pt);
+            peer.slots[idx].pt = Some(pt);
             pt
         }
     };
+    let slot = &mut peer.slots[idx];
     // Continuity: on a source switch (or the first write), place the new source right after what was last sent.
     let switched = slot.last_write.is_none();
     if switched {
@@ -864,22 +913,25 @@ fn write_frame(id: u64, peer: &mut Peer, ctx: &mut Ctx, source: &Arc<str>, frame
     let out = frame.time.wrapping_add(slot.offset);
     slot.last_out = Some((out, now));
     slot.last_write = Some(now);
-    if let Some(level) = frame.audio_level {
-        writer = writer.audio_level(level, frame.voice_activity.unwrap_or(false));
-    }
-    if switched {
-        writer = writer.start_of_talkspurt(true);
-    }
-    let media_time = MediaTime::new(out, str0m::media::Frequency::FORTY_EIGHT_KHZ);
-    match writer.write(pt, frame.network_time, media_time, frame.data.clone()) {
-        Ok(()) => {
-            ctx.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(e) => {
-            tracing::debug!(peer = %peer.identity, error = %e, "write failed");
-            return;
-        }
-    }
+    let seq = slot.seq;
+    let ext = ExtensionValues {
+        audio_level: frame.audio_level,
+        voice_activity: frame.voice_activity,
+        ..ExtensionValues::default()
+    };
+    // RTP mode: the packet is written as is (one Opus frame), no packetizer; RTP time is 32 bits on the wire.
+    let write = RtpWrite::new(pt, seq.into(), out as u32, frame.network_time, frame.data.clone())
+        .marker(switched)
+        .ext_vals(ext)
+        .nackable(false);
+    let mut api = peer.rtc.direct_api();
+    let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+        ctx.stats.no_slot_dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    tx.write_rtp(write);
+    peer.slots[idx].seq = seq.wrapping_add(1);
+    ctx.stats.forwarded.fetch_add(1, Ordering::Relaxed);
     // str0m pitfall: the written packet leaves only on the next timeout; feed it now.
     if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
         tracing::debug!(peer = %peer.identity, error = %e, "timeout input failed");
@@ -905,4 +957,14 @@ fn request_slot(peer: &mut Peer, ctx: &Ctx) {
             sdp: offer.to_sdp_string(),
         },
     );
+}
+
+/// A pseudo-random 16-bit value (first sequence numbers need not be secret, only unpredictable enough to not
+/// collide with a previous stream's).
+fn rand_u16(salt: &Mid) -> u16 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    salt.hash(&mut h);
+    Instant::now().hash(&mut h);
+    h.finish() as u16
 }
