@@ -5,8 +5,9 @@
 //! number before and after, and carries only the participants and room fields that changed. A store applies it
 //! atomically and only if the stored sequence number is still `base_seq` (optimistic concurrency), so two writers
 //! can never both apply a transition on the same version: the loser gets [`StoreError::Conflict`] and must reload.
-//! This is the shape a Redis implementation needs (one Lua script per commit, per-participant hash fields, and a
-//! `{room}` hash tag), and in-memory and Redis stores pass the same conformance tests.
+//! [`MemoryStore`] keeps rooms in this process; [`RedisStore`] keeps them in Redis (one Lua script per commit,
+//! per-participant hash fields, and a `{room}` hash tag: see the `redis` module). Both pass the same conformance
+//! tests.
 //!
 //! This crate does not know about connections, JSON, or rules: it stores `podium-room`'s plain state records.
 
@@ -17,6 +18,11 @@ use std::future::Future;
 use std::sync::Mutex;
 
 pub use podium_room::{Changes, RoomState};
+
+pub use self::redis::{RedisOptions, RedisStore};
+
+mod codec;
+pub mod redis;
 
 /// Why a store operation failed.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
@@ -30,9 +36,13 @@ pub enum StoreError {
         /// What the store holds (`None`: no such room).
         found: Option<u64>,
     },
-    /// The store cannot be reached; nothing was written.
+    /// The store cannot be reached. Nothing was written, except when the connection dropped after a commit was
+    /// sent: then it may have been applied, which the next commit's conflict (or a load) tells.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store holds something this build cannot read.
+    #[error("stored room unreadable: {0}")]
+    Corrupt(String),
 }
 
 /// A place to keep rooms. Every method is atomic with respect to the others for the same room.
@@ -107,5 +117,7 @@ impl RoomStore for MemoryStore {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod redis_server;
 #[cfg(test)]
 mod tests;

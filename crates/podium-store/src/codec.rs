@@ -1,0 +1,230 @@
+//! How the Redis store encodes `podium-room`'s records: small JSON objects through serde mirror types, so
+//! `podium-room` stays free of serde and a stored record reads plainly in `redis-cli`.
+//!
+//! A participant's identity is not in its record: it is the hash field the record is stored under. Optional values
+//! are omitted when `None`. Unknown fields are ignored when decoding, so a newer hub may add fields that an older one
+//! skips; removing or renaming a field needs a migration.
+
+use podium_room::{Invite, ParticipantId, ParticipantState, Role, RoomFields, Settings};
+use serde::{Deserialize, Serialize};
+
+/// The room-level fields (the `fields` entry of `podium:{room}:meta`).
+#[derive(Serialize, Deserialize)]
+struct FieldsRecord {
+    name: String,
+    open_mic: bool,
+    closed: bool,
+    stage_capacity: u32,
+    ended: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    empty_since: Option<u64>,
+    next_order: u64,
+}
+
+/// One participant (a value of the `podium:{room}:participants` hash).
+#[derive(Serialize, Deserialize)]
+struct ParticipantRecord {
+    name: String,
+    ceiling: RoleRecord,
+    role: RoleRecord,
+    muted: bool,
+    connected: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    grace_deadline: Option<u64>,
+    join_order: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stage_since: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hand_raised: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    invite: Option<InviteRecord>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum RoleRecord {
+    Audience,
+    Speaker,
+    Moderator,
+}
+
+#[derive(Serialize, Deserialize)]
+struct InviteRecord {
+    by: String,
+    expires_at: u64,
+}
+
+impl From<Role> for RoleRecord {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Audience => Self::Audience,
+            Role::Speaker => Self::Speaker,
+            Role::Moderator => Self::Moderator,
+        }
+    }
+}
+
+impl From<RoleRecord> for Role {
+    fn from(r: RoleRecord) -> Self {
+        match r {
+            RoleRecord::Audience => Self::Audience,
+            RoleRecord::Speaker => Self::Speaker,
+            RoleRecord::Moderator => Self::Moderator,
+        }
+    }
+}
+
+fn to_json(value: &impl Serialize) -> String {
+    // Serialising these plain structs (strings, integers, booleans; no maps with non-string keys) cannot fail.
+    serde_json::to_string(value).unwrap_or_else(|e| unreachable!("plain records always serialise: {e}"))
+}
+
+/// Encodes a room's fields.
+pub(crate) fn encode_fields(f: &RoomFields) -> String {
+    to_json(&FieldsRecord {
+        name: f.name.clone(),
+        open_mic: f.settings.open_mic,
+        closed: f.settings.closed,
+        stage_capacity: f.settings.stage_capacity,
+        ended: f.ended,
+        empty_since: f.empty_since,
+        next_order: f.next_order,
+    })
+}
+
+/// Decodes a room's fields.
+pub(crate) fn decode_fields(text: &str) -> Result<RoomFields, String> {
+    let r: FieldsRecord = serde_json::from_str(text).map_err(|e| format!("room fields: {e}"))?;
+    Ok(RoomFields {
+        name: r.name,
+        settings: Settings { open_mic: r.open_mic, closed: r.closed, stage_capacity: r.stage_capacity },
+        ended: r.ended,
+        empty_since: r.empty_since,
+        next_order: r.next_order,
+    })
+}
+
+/// Encodes a participant (without its identity, which is the hash field).
+pub(crate) fn encode_participant(p: &ParticipantState) -> String {
+    to_json(&ParticipantRecord {
+        name: p.name.clone(),
+        ceiling: p.ceiling.into(),
+        role: p.role.into(),
+        muted: p.muted,
+        connected: p.connected,
+        grace_deadline: p.grace_deadline,
+        join_order: p.join_order,
+        stage_since: p.stage_since,
+        hand_raised: p.hand_raised,
+        invite: p.invite.as_ref().map(|i| InviteRecord { by: i.by.as_str().to_owned(), expires_at: i.expires_at }),
+    })
+}
+
+/// Decodes the participant stored under `id`.
+pub(crate) fn decode_participant(id: &str, text: &str) -> Result<ParticipantState, String> {
+    let r: ParticipantRecord = serde_json::from_str(text).map_err(|e| format!("participant {id:?}: {e}"))?;
+    Ok(ParticipantState {
+        id: ParticipantId::new(id),
+        name: r.name,
+        ceiling: r.ceiling.into(),
+        role: r.role.into(),
+        muted: r.muted,
+        connected: r.connected,
+        grace_deadline: r.grace_deadline,
+        join_order: r.join_order,
+        stage_since: r.stage_since,
+        hand_raised: r.hand_raised,
+        invite: r.invite.map(|i| Invite { by: ParticipantId::new(i.by), expires_at: i.expires_at }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn role() -> impl Strategy<Value = Role> {
+        prop_oneof![Just(Role::Audience), Just(Role::Speaker), Just(Role::Moderator)]
+    }
+
+    prop_compose! {
+        fn participant()(
+            id in "\\PC{0,12}",
+            name in "\\PC{0,20}",
+            ceiling in role(),
+            role in role(),
+            muted: bool,
+            connected: bool,
+            grace_deadline: Option<u64>,
+            join_order: u64,
+            stage_since: Option<u64>,
+            hand_raised: Option<u64>,
+            invite in proptest::option::of(("\\PC{0,12}", any::<u64>())),
+        ) -> ParticipantState {
+            ParticipantState {
+                id: ParticipantId::new(id),
+                name,
+                ceiling,
+                role,
+                muted,
+                connected,
+                grace_deadline,
+                join_order,
+                stage_since,
+                hand_raised,
+                invite: invite.map(|(by, expires_at)| Invite { by: ParticipantId::new(by), expires_at }),
+            }
+        }
+    }
+
+    prop_compose! {
+        fn fields()(
+            name in "\\PC{0,20}",
+            open_mic: bool,
+            closed: bool,
+            stage_capacity: u32,
+            ended: bool,
+            empty_since: Option<u64>,
+            next_order: u64,
+        ) -> RoomFields {
+            RoomFields { name, settings: Settings { open_mic, closed, stage_capacity }, ended, empty_since, next_order }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn participants_round_trip(p in participant()) {
+            let text = encode_participant(&p);
+            prop_assert_eq!(decode_participant(p.id.as_str(), &text), Ok(p));
+        }
+
+        #[test]
+        fn fields_round_trip(f in fields()) {
+            prop_assert_eq!(decode_fields(&encode_fields(&f)), Ok(f));
+        }
+    }
+
+    #[test]
+    fn records_are_plain_json() {
+        let p = ParticipantState {
+            id: ParticipantId::new("ada"),
+            name: "Ada".into(),
+            ceiling: Role::Moderator,
+            role: Role::Audience,
+            muted: true,
+            connected: true,
+            grace_deadline: None,
+            join_order: 3,
+            stage_since: None,
+            hand_raised: Some(7),
+            invite: None,
+        };
+        assert_eq!(
+            encode_participant(&p),
+            r#"{"name":"Ada","ceiling":"moderator","role":"audience","muted":true,"connected":true,"join_order":3,"hand_raised":7}"#
+        );
+        assert!(decode_participant("x", "{").is_err());
+        assert!(decode_fields(r#"{"name":"r"}"#).is_err());
+    }
+}

@@ -1,0 +1,339 @@
+//! The Redis store: rooms live in Redis (or Redis Cluster), so they survive hub restarts and can be shared by hubs.
+//!
+//! # Keys
+//!
+//! Every key of room `R` carries the hash tag `{R}`, so one room's keys live on one Cluster slot and a Lua script
+//! may touch them all:
+//!
+//! | key                          | type | contents                                                             |
+//! |------------------------------|------|----------------------------------------------------------------------|
+//! | `podium:{R}:meta`            | hash | `seq`: the room's sequence number (decimal); `fields`: room fields   |
+//! | `podium:{R}:participants`    | hash | identity → participant record                                        |
+//! | `podium:{R}:bans`            | set  | banned identities                                                    |
+//! | `podium:{R}:guests`          | set  | the closed room's guest list                                         |
+//!
+//! Records are JSON (see `codec.rs`). A room exists exactly when its `meta` hash has a `seq`.
+//!
+//! # Round trips
+//!
+//! `commit` is one `EVALSHA` of [`COMMIT_LUA`]: it compares the stored `seq` with the commit's base, and only then
+//! writes every change and the new `seq`, atomically (a script runs alone; with `appendfsync always` its effects
+//! reach the AOF before the reply). After Redis restarted (script cache empty) the first commit on a connection costs
+//! two more round trips (`NOSCRIPT`, `SCRIPT LOAD`, `EVALSHA` again). `load` is one `EVALSHA` of [`LOAD_LUA`] (a
+//! consistent snapshot); `remove` is one `DEL` of the four keys.
+//!
+//! # Failures
+//!
+//! Every Redis error is [`StoreError::Unavailable`]: nothing panics, and the connection reconnects by itself
+//! (`ConnectionManager`, or the cluster client's own reconnection). A commit whose connection dropped after sending
+//! may or may not have been applied; the writer learns which from its next commit (a [`StoreError::Conflict`] whose
+//! `found` is the new sequence number) or by loading.
+
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
+use podium_room::{Changes, ParticipantId, RoomState};
+
+use crate::codec;
+use crate::{RoomStore, StoreError};
+
+/// The commit script. KEYS: meta, participants, bans, guests. ARGV: base seq, new seq, encoded room fields (empty:
+/// unchanged), number of removed ids, number of upserted participants, number of bans (-1: unchanged), number of
+/// guests (-1: unchanged), then the removed ids, the upserted (id, record) pairs, the bans, the guests.
+/// Returns `{"ok"}`, or `{"conflict"}` (no such room) / `{"conflict", found_seq}`.
+pub const COMMIT_LUA: &str = r"
+local found = redis.call('HGET', KEYS[1], 'seq')
+if not found then
+  if ARGV[1] ~= '0' or ARGV[3] == '' then return {'conflict'} end
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+elseif found ~= ARGV[1] then
+  return {'conflict', found}
+end
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], 'seq', ARGV[2], 'fields', ARGV[3])
+else
+  redis.call('HSET', KEYS[1], 'seq', ARGV[2])
+end
+local n_removed, n_upserted = tonumber(ARGV[4]), tonumber(ARGV[5])
+local n_bans, n_guests = tonumber(ARGV[6]), tonumber(ARGV[7])
+local i = 8
+for _ = 1, n_removed do
+  redis.call('HDEL', KEYS[2], ARGV[i]); i = i + 1
+end
+for _ = 1, n_upserted do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2
+end
+if n_bans >= 0 then
+  redis.call('DEL', KEYS[3])
+  for _ = 1, n_bans do redis.call('SADD', KEYS[3], ARGV[i]); i = i + 1 end
+end
+if n_guests >= 0 then
+  redis.call('DEL', KEYS[4])
+  for _ = 1, n_guests do redis.call('SADD', KEYS[4], ARGV[i]); i = i + 1 end
+end
+return {'ok'}
+";
+
+/// The load script. KEYS as for [`COMMIT_LUA`]. Returns nil (no such room) or
+/// `{seq, fields, {id, record, ...}, bans, guests}`.
+pub const LOAD_LUA: &str = r"
+local seq = redis.call('HGET', KEYS[1], 'seq')
+if not seq then return false end
+local fields = redis.call('HGET', KEYS[1], 'fields') or ''
+return {seq, fields, redis.call('HGETALL', KEYS[2]), redis.call('SMEMBERS', KEYS[3]), redis.call('SMEMBERS', KEYS[4])}
+";
+
+/// The four keys of `room`, in the order the scripts take them: meta, participants, bans, guests.
+pub fn room_keys(room: &str) -> [String; 4] {
+    // The keys' suffixes contain no `}:`, so distinct rooms never share a key; the hash tag is the text between the
+    // first `{` and the next `}`, the same for all four keys of a room whatever its name.
+    ["meta", "participants", "bans", "guests"].map(|k| format!("podium:{{{room}}}:{k}"))
+}
+
+/// Timeouts and reconnection of a [`RedisStore`].
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    /// How long to wait for a TCP connection to Redis.
+    pub connect_timeout: Duration,
+    /// How long to wait for a reply before the command fails as unavailable.
+    pub response_timeout: Duration,
+    /// How often a dropped single-node connection is retried before a command fails (it is retried again on the
+    /// next command).
+    pub reconnect_retries: usize,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self { connect_timeout: Duration::from_secs(1), response_timeout: Duration::from_secs(2), reconnect_retries: 2 }
+    }
+}
+
+/// A connection that reconnects by itself: to one server, or to a cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Rooms kept in Redis. Cheap to clone (clones share the connection).
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Conn,
+    commit_script: Script,
+    load_script: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.conn {
+            Conn::Single(_) => "single",
+            Conn::Cluster(_) => "cluster",
+        };
+        f.debug_struct("RedisStore").field("kind", &kind).finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: &RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// The nodes of a `redis+cluster://host:port,host:port/` URL, as single-node URLs.
+fn cluster_nodes(url: &str) -> Option<Vec<String>> {
+    let rest = url.strip_prefix("redis+cluster://")?;
+    let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (auth, hosts) = match hosts.rsplit_once('@') {
+        Some((auth, hosts)) => (format!("{auth}@"), hosts),
+        None => (String::new(), hosts),
+    };
+    let nodes: Vec<String> =
+        hosts.split(',').filter(|h| !h.is_empty()).map(|h| format!("redis://{auth}{h}/{path}")).collect();
+    Some(nodes)
+}
+
+impl RedisStore {
+    /// Connects to `url`: `redis://[user:password@]host:port[/db]` (one server), or
+    /// `redis+cluster://[user:password@]host:port,host:port,...` (a Redis Cluster, discovered from these seed nodes).
+    /// Fails when Redis cannot be reached now; afterwards, dropped connections are re-established by themselves.
+    pub async fn connect(url: &str, options: &RedisOptions) -> Result<Self, StoreError> {
+        let bad_url = |e: RedisError| StoreError::Unavailable(format!("store url {url:?}: {e}"));
+        let conn = if let Some(nodes) = cluster_nodes(url) {
+            if nodes.is_empty() {
+                return Err(StoreError::Unavailable(format!("store url {url:?}: no cluster nodes")));
+            }
+            let client = ::redis::cluster::ClusterClientBuilder::new(nodes)
+                .connection_timeout(options.connect_timeout)
+                .response_timeout(options.response_timeout)
+                .build()
+                .map_err(bad_url)?;
+            Conn::Cluster(client.get_async_connection().await.map_err(|e| unavailable(&e))?)
+        } else {
+            let client = ::redis::Client::open(url).map_err(bad_url)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(options.connect_timeout))
+                .set_response_timeout(Some(options.response_timeout))
+                .set_number_of_retries(options.reconnect_retries)
+                .set_max_delay(Duration::from_millis(500));
+            Conn::Single(ConnectionManager::new_with_config(client, config).await.map_err(|e| unavailable(&e))?)
+        };
+        Ok(Self { conn, commit_script: Script::new(COMMIT_LUA), load_script: Script::new(LOAD_LUA) })
+    }
+
+    /// Sends `PING` (a health check).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        ::redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop).map_err(|e| unavailable(&e))
+    }
+}
+
+/// The arguments of [`COMMIT_LUA`] for `changes`.
+fn commit_args(changes: &Changes) -> Vec<String> {
+    let list_len =
+        |l: &Option<Vec<ParticipantId>>| l.as_ref().map_or(-1, |l| i64::try_from(l.len()).unwrap_or(i64::MAX));
+    let mut args = Vec::with_capacity(
+        7 + changes.removed.len()
+            + 2 * changes.upserted.len()
+            + changes.bans.as_ref().map_or(0, Vec::len)
+            + changes.guests.as_ref().map_or(0, Vec::len),
+    );
+    args.push(changes.base_seq.to_string());
+    args.push(changes.seq.to_string());
+    args.push(changes.room.as_ref().map(codec::encode_fields).unwrap_or_default());
+    args.push(changes.removed.len().to_string());
+    args.push(changes.upserted.len().to_string());
+    args.push(list_len(&changes.bans).to_string());
+    args.push(list_len(&changes.guests).to_string());
+    args.extend(changes.removed.iter().map(|id| id.as_str().to_owned()));
+    for p in &changes.upserted {
+        args.push(p.id.as_str().to_owned());
+        args.push(codec::encode_participant(p));
+    }
+    for list in [&changes.bans, &changes.guests].into_iter().flatten() {
+        args.extend(list.iter().map(|id| id.as_str().to_owned()));
+    }
+    args
+}
+
+type Loaded = (String, String, Vec<String>, Vec<String>, Vec<String>);
+
+fn decode_state(loaded: Loaded) -> Result<RoomState, String> {
+    let (seq, fields, participants, bans, guests) = loaded;
+    let seq: u64 = seq.parse().map_err(|e| format!("seq {seq:?}: {e}"))?;
+    let fields = codec::decode_fields(&fields)?;
+    if participants.len() % 2 != 0 {
+        return Err("participants: odd HGETALL reply".into());
+    }
+    let mut list = participants
+        .chunks_exact(2)
+        .map(|pair| codec::decode_participant(&pair[0], &pair[1]))
+        .collect::<Result<Vec<_>, _>>()?;
+    list.sort_by_key(|p| p.join_order);
+    let sorted = |ids: Vec<String>| {
+        let mut ids: Vec<ParticipantId> = ids.into_iter().map(ParticipantId::new).collect();
+        ids.sort();
+        ids
+    };
+    Ok(RoomState {
+        name: fields.name,
+        seq,
+        settings: fields.settings,
+        ended: fields.ended,
+        empty_since: fields.empty_since,
+        next_order: fields.next_order,
+        participants: list,
+        bans: sorted(bans),
+        guests: sorted(guests),
+    })
+}
+
+impl RoomStore for RedisStore {
+    async fn load(&self, room: &str) -> Result<Option<RoomState>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.load_script.prepare_invoke();
+        for key in room_keys(room) {
+            invocation.key(key);
+        }
+        let loaded: Option<Loaded> = invocation.invoke_async(&mut conn).await.map_err(|e| unavailable(&e))?;
+        loaded.map(decode_state).transpose().map_err(|e| StoreError::Corrupt(format!("room {room:?}: {e}")))
+    }
+
+    async fn commit(&self, room: &str, changes: &Changes) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.commit_script.prepare_invoke();
+        for key in room_keys(room) {
+            invocation.key(key);
+        }
+        for arg in commit_args(changes) {
+            invocation.arg(arg);
+        }
+        let reply: Vec<String> = invocation.invoke_async(&mut conn).await.map_err(|e| unavailable(&e))?;
+        match reply.as_slice() {
+            [ok] if ok == "ok" => Ok(()),
+            [c] if c == "conflict" => Err(StoreError::Conflict { expected: changes.base_seq, found: None }),
+            [c, found] if c == "conflict" => {
+                let found = found.parse().map_err(|e| StoreError::Corrupt(format!("room {room:?}: seq: {e}")))?;
+                Err(StoreError::Conflict { expected: changes.base_seq, found: Some(found) })
+            }
+            other => Err(StoreError::Corrupt(format!("room {room:?}: unexpected commit reply {other:?}"))),
+        }
+    }
+
+    async fn remove(&self, room: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        ::redis::cmd("DEL")
+            .arg(&room_keys(room))
+            .query_async::<i64>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| unavailable(&e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_room_hash_tag() {
+        assert_eq!(
+            room_keys("demo"),
+            ["podium:{demo}:meta", "podium:{demo}:participants", "podium:{demo}:bans", "podium:{demo}:guests"]
+        );
+    }
+
+    #[test]
+    fn cluster_urls_name_their_seed_nodes() {
+        assert_eq!(cluster_nodes("redis://h:1/"), None);
+        assert_eq!(cluster_nodes("redis+cluster://a:7000,b:7001").unwrap(), ["redis://a:7000/", "redis://b:7001/"]);
+        assert_eq!(cluster_nodes("redis+cluster://u:p@a:7000/").unwrap(), ["redis://u:p@a:7000/"]);
+    }
+}

@@ -1,0 +1,138 @@
+//! A throwaway `redis-server` for tests: a free port, a temporary directory, AOF with `appendfsync always`, and no
+//! RDB snapshots, so what Redis acknowledged is on disk. Tests can `kill -9` it and start it again on the same port
+//! and directory (it then loads the AOF). Built for this crate's tests and, with the `test-support` feature, for
+//! other crates' tests.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const MISSING: &str = "redis-server is not installed (or not on PATH); the Redis store tests need it. \
+    `bash .ci/run` (through `tests/run`) installs it; by hand: `apt-get install redis-server`";
+
+/// A running (or killed) `redis-server`; killed and its directory removed on drop.
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+    cluster: bool,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port in a new temporary directory and waits until it answers `PING`.
+    pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts a one-node Redis Cluster (the node serves every slot); connect with [`RedisServer::cluster_url`].
+    pub fn start_cluster() -> Self {
+        let server = Self::start_with(true);
+        let reply = server.inline("CLUSTER ADDSLOTSRANGE 0 16383");
+        assert!(reply.starts_with("+OK"), "CLUSTER ADDSLOTSRANGE: {reply}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !server.inline("CLUSTER INFO").contains("cluster_state:ok") {
+            assert!(Instant::now() < deadline, "the one-node cluster did not become ready within 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn start_with(cluster: bool) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "podium-redis-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating the redis-server directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+        let mut server = Self { port, dir, child: None, cluster };
+        server.restart();
+        server
+    }
+
+    /// `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// `redis+cluster://127.0.0.1:PORT` (for [`RedisServer::start_cluster`]).
+    pub fn cluster_url(&self) -> String {
+        format!("redis+cluster://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends SIGKILL and waits for the process to be gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port and directory, and waits until it answers `PING` (after loading
+    /// its AOF).
+    pub fn restart(&mut self) {
+        self.kill9();
+        let spawned = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--dir"])
+            .arg(&self.dir)
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no"])
+            .args(["--logfile", "redis.log"])
+            .args(if self.cluster {
+                &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"][..]
+            } else {
+                &[]
+            })
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{MISSING}"),
+            Err(e) => panic!("starting redis-server: {e}"),
+        };
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.answers_ping() {
+            if let Some(child) = &mut self.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+                panic!("redis-server exited ({status}) on port {}:\n{log}", self.port);
+            }
+            assert!(Instant::now() < deadline, "redis-server on port {} did not answer PING within 10 s", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn answers_ping(&self) -> bool {
+        // While loading the AOF, Redis answers `-LOADING ...`; ready means `+PONG`.
+        self.inline("PING").starts_with("+PONG")
+    }
+
+    /// Sends one inline command and returns the start of the reply (empty on any error).
+    fn inline(&self, command: &str) -> String {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else { return String::new() };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        if s.write_all(format!("{command}\r\n").as_bytes()).is_err() {
+            return String::new();
+        }
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(_) => String::new(),
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
