@@ -234,8 +234,19 @@ impl MediaSection {
 #[derive(Deserialize, Clone, Debug)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `memory` (the embedded default).
+    /// `memory` (the embedded default), `redis://[user:password@]host:port[/db]` (one Redis server; also
+    /// `redis+unix:///path/to/socket`), or `redis+cluster://host:port,host:port` (a Redis Cluster's seed nodes).
     pub url: String,
+}
+
+impl StoreConfig {
+    /// The URL schemes `url` may have besides `memory`.
+    pub const REDIS_SCHEMES: [&str; 4] = ["redis://", "redis+unix://", "unix://", "redis+cluster://"];
+
+    /// True when `url` selects the embedded store.
+    pub fn is_memory(&self) -> bool {
+        self.url == "memory"
+    }
 }
 
 impl Default for StoreConfig {
@@ -284,7 +295,11 @@ impl Config {
             r.max_page >= 1 && r.counts_interval_ms > 0,
             "room: max_page and counts_interval_ms must be positive"
         );
-        anyhow::ensure!(self.store.url == "memory", "store.url: only `memory` is supported by this build");
+        anyhow::ensure!(
+            self.store.is_memory() || StoreConfig::REDIS_SCHEMES.iter().any(|s| self.store.url.starts_with(s)),
+            "store.url: `memory`, or a URL starting with one of {:?}",
+            StoreConfig::REDIS_SCHEMES
+        );
         Ok(())
     }
 
@@ -335,6 +350,19 @@ mod tests {
         assert!(c.room.open_mic);
         assert_eq!(c.auth.secret(), "s3cret");
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn store_urls() {
+        let mut c = Config::default();
+        for url in ["memory", "redis://127.0.0.1:6379/", "redis+cluster://a:7000,b:7001", "redis+unix:///run/r.sock"] {
+            c.store.url = url.into();
+            c.validate().unwrap();
+        }
+        for url in ["", "postgres://x", "redis"] {
+            c.store.url = url.into();
+            assert!(c.validate().is_err(), "{url}");
+        }
     }
 
     #[test]

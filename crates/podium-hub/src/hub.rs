@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use podium_room::{Changes, RoomState};
-use podium_store::{MemoryStore, RoomStore as _};
+use podium_store::{MemoryStore, RedisOptions, RedisStore, RoomStore as _, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::auth::TokenKeys;
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 use crate::conn;
 use crate::room_task::{self, RoomHandle, RoomMsg};
 
@@ -93,34 +93,48 @@ impl Drop for Shared {
     }
 }
 
-/// The hub's handle on its store.
-pub(crate) struct Persistence {
-    memory: MemoryStore,
+/// The hub's handle on its store (`[store] url`).
+pub(crate) enum Persistence {
+    /// Rooms in this process only.
+    Memory(MemoryStore),
+    /// Rooms in Redis.
+    Redis(RedisStore),
 }
 
 impl Persistence {
-    pub(crate) async fn load(&self, room: &str) -> Option<RoomState> {
-        match self.memory.load(room).await {
-            Ok(state) => state,
-            Err(e) => {
-                error!(error = %e, "loading the room failed; starting it empty");
-                None
-            }
+    /// Opens the store `config` names (connecting to Redis now, so a wrong URL fails at startup).
+    async fn open(config: &StoreConfig) -> anyhow::Result<Self> {
+        if config.is_memory() {
+            return Ok(Self::Memory(MemoryStore::new()));
+        }
+        let store = RedisStore::connect(&config.url, &RedisOptions::default())
+            .await
+            .with_context(|| format!("connecting to the store {}", config.url))?;
+        info!(url = %config.url, "room store: redis");
+        Ok(Self::Redis(store))
+    }
+
+    pub(crate) async fn load(&self, room: &str) -> Result<Option<RoomState>, StoreError> {
+        match self {
+            Self::Memory(s) => s.load(room).await,
+            Self::Redis(s) => s.load(room).await,
         }
     }
 
-    pub(crate) fn load_now(&self, room: &str) -> Option<RoomState> {
-        self.memory.load_now(room)
-    }
-
-    pub(crate) async fn commit(&self, room: &str, changes: &Changes) {
-        if let Err(e) = self.memory.commit(room, changes).await {
-            error!(error = %e, "committing a room transition failed");
+    /// Stores one transition; an error means it was not acknowledged (see [`StoreError`]).
+    pub(crate) async fn commit(&self, room: &str, changes: &Changes) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(s) => s.commit(room, changes).await,
+            Self::Redis(s) => s.commit(room, changes).await,
         }
     }
 
     pub(crate) async fn remove(&self, room: &str) {
-        if let Err(e) = self.memory.remove(room).await {
+        let result = match self {
+            Self::Memory(s) => s.remove(room).await,
+            Self::Redis(s) => s.remove(room).await,
+        };
+        if let Err(e) = result {
             warn!(error = %e, "forgetting an ended room failed");
         }
     }
@@ -154,6 +168,7 @@ impl Hub {
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
         let (shutdown, _) = watch::channel(false);
+        let store = Persistence::open(&config.store).await?;
         let (media, media_events) = if config.media.enabled {
             let (media, events) =
                 podium_media::Media::start(config.media.media_config()).context("starting the SFU")?;
@@ -164,7 +179,7 @@ impl Hub {
         };
         let shared = Arc::new(Shared {
             keys: TokenKeys::new(config.auth.secret().as_bytes()),
-            store: Persistence { memory: MemoryStore::new() },
+            store,
             media,
             rooms: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(1),

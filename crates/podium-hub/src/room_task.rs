@@ -2,6 +2,13 @@
 //! inbox, and it talks back through each connection's [`Link`]. Fan-out serialises an event once and hands the same
 //! bytes to every recipient's queue without waiting: a connection that falls behind is marked lagged, skipped, and
 //! later sent one `resync` snapshot instead of the events it missed (or closed if it stays behind too long).
+//!
+//! Every transition is committed to the store before its outputs take effect. When a commit fails, the transition is
+//! void: the room goes back to the last committed state (kept here as `committed`), its outputs are dropped, the
+//! request gets `unavailable`, and the task retries what a rolled-back transition would have done to the room's
+//! connections (grace periods for dropped connections) and its timers after a short backoff. A conflict (the store
+//! holds a newer version than this task: another writer, or a commit whose reply was lost) reloads the room from the
+//! store and sends every connection a `resync`.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -9,7 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use podium_proto::{self as proto, CloseCode, ErrorCode};
-use podium_room::{self as room, ParticipantId, Room};
+use podium_room::{self as room, ParticipantId, Room, RoomState};
+use podium_store::StoreError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -85,7 +93,17 @@ pub(crate) struct RoomTask {
     n_lagged: usize,
     last_now: u64,
     shutting_down: bool,
+    /// Who the SFU last said is speaking, and how loud: `active_speakers` events carry only changes, so a
+    /// participant whose media connects later is sent this whole list once.
+    speaking: Vec<(String, u8)>,
+    /// The room as last committed to the store (`None`: never committed): what a failed transition rolls back to.
+    committed: Option<RoomState>,
+    /// After a failed commit: when to retry the room's timers and pending disconnects (until then they wait).
+    store_retry_at: Option<tokio::time::Instant>,
 }
+
+/// How long a room waits after a failed commit before its timers run again.
+const STORE_RETRY: Duration = Duration::from_millis(500);
 
 /// Spawns the task for `name` and returns its handle.
 pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomHandle {
@@ -101,6 +119,9 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomH
         n_lagged: 0,
         last_now: 0,
         shutting_down: false,
+        speaking: Vec::new(),
+        committed: None,
+        store_retry_at: None,
     };
     tokio::spawn(task.run().instrument(span));
     RoomHandle { generation, inbox: tx }
@@ -119,26 +140,43 @@ impl RoomTask {
 
     async fn run(mut self) {
         info!("room task started");
-        if let Some(state) = self.shared.store.load(&self.name).await {
-            info!(seq = state.seq, "room restored from the store");
-            self.room = Room::from_state(state, self.shared.config.room.room_config());
+        match self.shared.store.load(&self.name).await {
+            Ok(Some(state)) => {
+                info!(seq = state.seq, "room restored from the store");
+                self.room = Room::from_state(state.clone(), self.shared.config.room.room_config());
+                self.committed = Some(state);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // Starting empty would fork the room's history; the next join starts a new task that tries again.
+                error!(error = %e, "loading the room failed; refusing its requests");
+                self.stop(ErrorCode::Unavailable, "the room's store is unreachable; retry later");
+                return;
+            }
         }
         let mut lag_tick = tokio::time::interval(Duration::from_millis(100));
         lag_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            let deadline = self.room.poll_timeout().map(|at| {
-                let wait = at.saturating_sub(wall_ms());
-                tokio::time::Instant::now() + Duration::from_millis(wait)
-            });
+            // After a failed commit, the room's timers wait for the retry (else an overdue timer would spin).
+            let deadline = match self.store_retry_at {
+                Some(at) => Some(at),
+                None => self.room.poll_timeout().map(|at| {
+                    let wait = at.saturating_sub(wall_ms());
+                    tokio::time::Instant::now() + Duration::from_millis(wait)
+                }),
+            };
             tokio::select! {
                 msg = self.inbox.recv() => match msg {
                     Some(msg) => self.handle(msg).await,
                     None => break,
                 },
                 () = sleep_until_opt(deadline) => {
+                    if self.store_retry_at.take().is_some() {
+                        self.disconnect_orphans();
+                    }
                     let now = self.now();
                     self.guarded(|room| room.handle_timeout(now));
-                    self.flush().await;
+                    let _ = self.flush().await;
                 }
                 _ = lag_tick.tick(), if self.n_lagged > 0 => self.retry_lagged(),
             }
@@ -146,11 +184,16 @@ impl RoomTask {
                 break;
             }
         }
+        self.stop(ErrorCode::RoomEnded, "the room has ended");
+    }
+
+    /// Leaves the directory and answers every queued request with `code`.
+    fn stop(&mut self, code: ErrorCode, message: &str) {
         self.shared.forget_room(&self.name, self.generation);
         // Requests that raced with the end get a clear answer rather than a dropped channel.
         self.inbox.close();
         while let Ok(msg) = self.inbox.try_recv() {
-            refuse(msg, ErrorCode::RoomEnded, "the room has ended");
+            refuse(msg, code, message);
         }
         info!("room task stopped");
     }
@@ -176,13 +219,22 @@ impl RoomTask {
                         let _ = reply.send(Err((convert::error_code(&e), e.to_string())));
                     }
                     Ok(joined) => {
-                        if let Some(old) = self.conns.insert(who.clone(), Entry { link, lagged_since: None }) {
-                            if old.lagged_since.is_some() {
-                                self.n_lagged -= 1;
+                        let old = self.remove_conn(&who);
+                        self.conns.insert(who.clone(), Entry { link, lagged_since: None });
+                        if let Err(e) = self.flush().await {
+                            // The join did not happen: whoever was connected before stays.
+                            self.remove_conn(&who);
+                            if let Some(mut old) = old {
+                                // A conflict reloaded the room while it was out of the map: it needs a resync too.
+                                old.lagged_since.get_or_insert_with(Instant::now);
+                                self.insert_conn(who, old);
                             }
+                            let _ = reply.send(Err(store_failure(&e)));
+                            return;
+                        }
+                        if let Some(old) = old {
                             old.link.control.close(CloseCode::DuplicateIdentity);
                         }
-                        self.flush().await;
                         let Some(snapshot) = self.room.snapshot_for(&who) else {
                             let _ = reply.send(Err((ErrorCode::Internal, "joined participant has no snapshot".into())));
                             return;
@@ -215,14 +267,15 @@ impl RoomTask {
                 }
                 let now = self.now();
                 let result = self.guarded(|room| room.handle_command(now, &who, command));
-                self.flush().await;
-                let answer = match result {
-                    Some(Ok(r)) => Ok(convert::reply(r)),
-                    Some(Err(e)) => {
+                let flushed = self.flush().await;
+                let answer = match (flushed, result) {
+                    (Err(e), _) => Err(store_failure(&e)),
+                    (Ok(()), Some(Ok(r))) => Ok(convert::reply(r)),
+                    (Ok(()), Some(Err(e))) => {
                         debug!(identity = %who, error = %e, "command refused");
                         Err((convert::error_code(&e), e.to_string()))
                     }
-                    None => Err((
+                    (Ok(()), None) => Err((
                         ErrorCode::Internal,
                         "the room failed and was restored; the request did not take effect".into(),
                     )),
@@ -234,7 +287,8 @@ impl RoomTask {
                     self.remove_conn(&who);
                     let now = self.now();
                     self.guarded(|room| room.handle_disconnect(now, &who));
-                    self.flush().await;
+                    // On failure, the retry after the backoff starts the grace period again (`disconnect_orphans`).
+                    let _ = self.flush().await;
                 }
             }
             RoomMsg::Leave { who, conn_id, reply } => {
@@ -242,7 +296,8 @@ impl RoomTask {
                     self.remove_conn(&who);
                     let now = self.now();
                     self.guarded(|room| room.handle_leave(now, &who));
-                    self.flush().await;
+                    // On failure the leave becomes a dropped connection (grace period) at the retry.
+                    let _ = self.flush().await;
                 }
                 let _ = reply.send(());
             }
@@ -254,14 +309,7 @@ impl RoomTask {
                     media.remove_peer(&self.name, who.as_str());
                 }
             }
-            RoomMsg::MediaEvent(event) => {
-                let (to, msg) = media::event_message(event);
-                let frame: Utf8Bytes = msg.to_json().into();
-                match to {
-                    Some(who) => self.deliver(&room::Recipients::One(ParticipantId::new(who.as_str())), frame),
-                    None => self.deliver(&room::Recipients::Everyone, frame),
-                }
-            }
+            RoomMsg::MediaEvent(event) => self.on_media_event(event),
             RoomMsg::Shutdown => {
                 info!(connections = self.conns.len(), "closing connections for shutdown");
                 for entry in self.conns.values() {
@@ -322,8 +370,48 @@ impl RoomTask {
         });
     }
 
+    fn on_media_event(&mut self, event: podium_media::MediaEvent) {
+        use podium_media::{MediaEvent, PeerState};
+        let connected = match &event {
+            MediaEvent::ActiveSpeakers { speaking, stopped, .. } => {
+                self.speaking.retain(|(id, _)| !stopped.contains(id) && !speaking.iter().any(|(s, _)| s == id));
+                self.speaking.extend(speaking.iter().cloned());
+                self.speaking.sort_by_key(|s| std::cmp::Reverse(s.1));
+                None
+            }
+            MediaEvent::State { identity, state: PeerState::Connected, .. } => Some(identity.clone()),
+            _ => None,
+        };
+        let (to, msg) = media::event_message(event);
+        let frame: Utf8Bytes = msg.to_json().into();
+        match to {
+            Some(who) => self.deliver(&room::Recipients::One(ParticipantId::new(who.as_str())), frame),
+            None => self.deliver(&room::Recipients::Everyone, frame),
+        }
+        // A newly connected participant missed the changes so far: give it the current speakers.
+        if let Some(who) = connected
+            && !self.speaking.is_empty()
+        {
+            let speaking =
+                self.speaking.iter().map(|(p, level)| proto::Speaking { participant: p.clone(), level: *level });
+            let msg = proto::ServerMessage::ActiveSpeakers { speaking: speaking.collect(), stopped: Vec::new() };
+            self.deliver(&room::Recipients::One(ParticipantId::new(who.as_str())), msg.to_json().into());
+        }
+    }
+
     fn is_current(&self, who: &ParticipantId, conn_id: u64) -> bool {
         self.conns.get(who).is_some_and(|e| e.link.conn_id == conn_id)
+    }
+
+    fn insert_conn(&mut self, who: ParticipantId, entry: Entry) {
+        if entry.lagged_since.is_some() {
+            self.n_lagged += 1;
+        }
+        if let Some(replaced) = self.conns.insert(who, entry)
+            && replaced.lagged_since.is_some()
+        {
+            self.n_lagged -= 1;
+        }
     }
 
     fn remove_conn(&mut self, who: &ParticipantId) -> Option<Entry> {
@@ -340,23 +428,96 @@ impl RoomTask {
             Ok(v) => Some(v),
             Err(_) => {
                 error!("room state machine panicked; restoring the last stored state");
-                let state = self.shared.store.load_now(&self.name);
-                let config = self.shared.config.room.room_config();
-                self.room = match state {
-                    Some(state) => Room::from_state(state, config),
-                    None => Room::new(self.name.clone(), config, wall_ms()),
-                };
-                // Outputs of the failed call are void; drop them.
-                while self.room.poll_output().is_some() {}
+                self.restore_committed();
                 None
             }
         }
     }
 
-    /// Drains the room's outputs: persists the transition, then delivers events and closes.
-    async fn flush(&mut self) {
+    /// Puts the room back to its last committed state, dropping the outputs of what came after.
+    fn restore_committed(&mut self) {
+        let config = self.shared.config.room.room_config();
+        self.room = match &self.committed {
+            Some(state) => Room::from_state(state.clone(), config),
+            None => Room::new(self.name.clone(), config, wall_ms()),
+        };
+        // Outputs of the void transitions; drop them. (Pending changes are none after `from_state`, and after
+        // `new` the room's fields, which the first commit must carry.)
+        while self.room.poll_output().is_some() {}
+    }
+
+    /// A commit failed: the transition is void. Roll back (or, on a conflict, reload the newer stored version) and
+    /// hold the room's timers until the retry.
+    async fn commit_failed(&mut self, error: &StoreError) {
+        error!(%error, "committing a room transition failed; rolling it back");
+        self.store_retry_at = Some(tokio::time::Instant::now() + STORE_RETRY);
+        if matches!(error, StoreError::Conflict { .. }) {
+            match self.shared.store.load(&self.name).await {
+                Ok(state) => {
+                    info!(seq = state.as_ref().map(|s| s.seq), "room reloaded from the store after a conflict");
+                    self.committed = state;
+                    self.restore_committed();
+                    self.resync_all();
+                    return;
+                }
+                Err(e) => warn!(error = %e, "reloading the room after a conflict failed"),
+            }
+        }
+        self.restore_committed();
+    }
+
+    /// After a reload: every connection gets a `resync` (through the lagged path), connections whose participant is
+    /// gone are closed, and publish permissions follow the reloaded room.
+    fn resync_all(&mut self) {
+        let now = Instant::now();
+        let gone: Vec<ParticipantId> = self.conns.keys().filter(|who| self.room.role(who).is_none()).cloned().collect();
+        for who in gone {
+            if let Some(entry) = self.remove_conn(&who) {
+                entry.link.control.close(CloseCode::Removed);
+            }
+        }
+        for entry in self.conns.values_mut() {
+            if entry.lagged_since.is_none() {
+                entry.lagged_since = Some(now);
+                self.n_lagged += 1;
+            }
+        }
+        if let Some(media) = &self.shared.media {
+            for who in self.conns.keys() {
+                media.set_publish(&self.name, who.as_str(), self.room.may_publish(who));
+            }
+        }
+    }
+
+    /// Starts the grace period of participants the room thinks connected but who have no connection here (their
+    /// disconnect or leave was rolled back). Runs only after a failed commit, so the full state copy is rare.
+    fn disconnect_orphans(&mut self) {
+        let orphans: Vec<ParticipantId> = self
+            .room
+            .state()
+            .participants
+            .into_iter()
+            .filter(|p| p.connected && !self.conns.contains_key(&p.id))
+            .map(|p| p.id)
+            .collect();
+        let now = self.now();
+        for who in orphans {
+            self.guarded(|room| room.handle_disconnect(now, &who));
+        }
+    }
+
+    /// Drains the room's outputs: persists the transition, then delivers events and closes. When the commit fails,
+    /// nothing is delivered and the room is back at its last committed state.
+    async fn flush(&mut self) -> Result<(), StoreError> {
         if let Some(changes) = self.room.take_changes() {
-            self.shared.store.commit(&self.name, &changes).await;
+            if let Err(e) = self.shared.store.commit(&self.name, &changes).await {
+                self.commit_failed(&e).await;
+                return Err(e);
+            }
+            match &mut self.committed {
+                Some(state) => state.apply(&changes),
+                None => self.committed = RoomState::created_by(&changes),
+            }
             // Whoever left the room leaves the SFU too (a no-op for those who never negotiated media), which also
             // forgets their publish permission.
             if let Some(media) = &self.shared.media {
@@ -401,6 +562,7 @@ impl RoomTask {
                 }
             }
         }
+        Ok(())
     }
 
     fn deliver(&mut self, to: &room::Recipients, frame: Utf8Bytes) {
@@ -484,6 +646,15 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// The reply to a request whose transition the store did not take.
+fn store_failure(error: &StoreError) -> Failure {
+    let message = match error {
+        StoreError::Conflict { .. } => "the room changed meanwhile and was reloaded; the request did not take effect",
+        _ => "the room's store is unreachable; the request did not take effect, retry later",
+    };
+    (ErrorCode::Unavailable, message.into())
 }
 
 /// Answers a message that will not be handled.

@@ -27,6 +27,10 @@ enum Command {
         /// Listen address (overrides the configuration).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Where room state lives (overrides `[store] url`): `memory`, `redis://host:port/`, or
+        /// `redis+cluster://host:port,host:port`.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Mint an access token.
     Token {
@@ -71,7 +75,7 @@ impl From<RoleArg> for podium_hub::Role {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, listen } => serve(config, listen),
+        Command::Serve { config, listen, store } => serve(config, listen, store),
         Command::Token { identity, name, room, role, ttl, config } => {
             let config = Config::load(config.as_deref())?;
             let keys = TokenKeys::new(config.auth.secret().as_bytes());
@@ -85,7 +89,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>, store: Option<String>) -> anyhow::Result<()> {
     // Logs go to stderr; stdout carries only what a newcomer needs (where to connect, a development token).
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
@@ -94,6 +98,10 @@ fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> anyho
     let mut config = Config::load(config.as_deref())?;
     if let Some(listen) = listen {
         config.server.listen = listen;
+    }
+    if let Some(store) = store {
+        config.store.url = store;
+        config.validate()?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
