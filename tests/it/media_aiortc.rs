@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::support::{Client, TestHub};
+use crate::support::{Client, TestHub, on_stage, roster};
 
 /// From spawn to `ready` (joined, negotiated, ICE and DTLS connected): Python start-up, aiortc import, handshake.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,6 +90,8 @@ struct Peer {
     lines: mpsc::UnboundedReceiver<Value>,
     /// Every line taken from `lines` so far, in order.
     seen: Vec<Value>,
+    /// When each line of `seen` was taken (Unix seconds; the test reads lines as they come while it waits).
+    seen_at: Vec<f64>,
     stderr: Arc<Mutex<VecDeque<String>>>,
     next_tag: u64,
 }
@@ -134,12 +136,20 @@ impl Peer {
             }
         });
         let stdin = child.stdin.take();
-        Self { name: name.to_owned(), child, stdin, lines, seen: Vec::new(), stderr, next_tag: 1 }
+        Self { name: name.to_owned(), child, stdin, lines, seen: Vec::new(), seen_at: Vec::new(), stderr, next_tag: 1 }
     }
 
     fn diagnostics(&self) -> String {
         let stderr: Vec<String> = self.stderr.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
-        let last: Vec<String> = self.seen.iter().rev().take(25).rev().map(Value::to_string).collect();
+        // The last lines other than audio reports (which come every 0.5 s and would crowd out the rest), then the last
+        // few audio reports.
+        let tail = |audio: bool, n: usize| -> Vec<String> {
+            let lines: Vec<String> =
+                self.seen.iter().filter(|v| (v["event"] == "audio") == audio).map(Value::to_string).collect();
+            lines[lines.len().saturating_sub(n)..].to_vec()
+        };
+        let mut last = tail(false, 25);
+        last.extend(tail(true, 4));
         format!(
             "--- {} last stdout lines:\n{}\n--- {} stderr (tail):\n{}",
             self.name,
@@ -154,6 +164,7 @@ impl Peer {
         match tokio::time::timeout_at(deadline, self.lines.recv()).await {
             Ok(Some(v)) => {
                 self.seen.push(v.clone());
+                self.seen_at.push(now_unix());
                 Some(v)
             }
             Ok(None) | Err(_) => None,
@@ -206,6 +217,17 @@ impl Peer {
         self.command(&json!({"send": body, "tag": tag}));
         let what = format!("reply to {body}");
         let reply = self.wait_for(&what, Duration::from_secs(10), |v| v["event"] == "reply" && v["tag"] == tag).await;
+        reply["msg"].clone()
+    }
+
+    /// Sends a `peer.py` stdin command (`drop_ws`, `rejoin`, `media_cut`, `new_pc`, `stats`, ...); returns its reply.
+    async fn control(&mut self, mut cmd: Value, timeout: Duration) -> Value {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        cmd["tag"] = json!(tag);
+        self.command(&cmd);
+        let what = format!("reply to command {cmd}");
+        let reply = self.wait_for(&what, timeout, |v| v["event"] == "reply" && v["tag"] == tag).await;
         reply["msg"].clone()
     }
 
@@ -317,17 +339,17 @@ fn ever_speaking(peer: &Peer, who: &str) -> Option<u64> {
 /// A hub with media, a moderator on the websocket, a stage speaker sending 440 Hz (a moderator-ceiling token that
 /// joins straight onto the stage as speaker and unmutes) and two receive-only listeners, all spawned.
 async fn stage_with_two_listeners(room: &str) -> (TestHub, Client, Peer, Peer, Peer) {
+    stage_with_two_listeners_and(room, &[]).await
+}
+
+/// [`stage_with_two_listeners`], with extra `peer.py` arguments for the speaker.
+async fn stage_with_two_listeners_and(room: &str, spk_args: &[&str]) -> (TestHub, Client, Peer, Peer, Peer) {
     require_aiortc();
     let hub = media_hub().await;
     let (m, _) = hub.join("mod", room, Role::Moderator).await;
-    let spk = Peer::spawn(
-        &hub,
-        "spk",
-        "spk",
-        room,
-        Role::Moderator,
-        &["--join-role", "speaker", "--unmute", "--tone", "440"],
-    );
+    let mut args = vec!["--join-role", "speaker", "--unmute", "--tone", "440"];
+    args.extend_from_slice(spk_args);
+    let spk = Peer::spawn(&hub, "spk", "spk", room, Role::Moderator, &args);
     let l1 = Peer::spawn(&hub, "l1", "l1", room, Role::Audience, &["--recv"]);
     let l2 = Peer::spawn(&hub, "l2", "l2", room, Role::Audience, &["--recv"]);
     (hub, m, spk, l1, l2)
@@ -458,5 +480,386 @@ async fn aiortc_audience_audio_is_dropped_until_promoted() {
     assert!(level >= 90, "a -15 dBov tone should have a level near 112, got {level}");
 
     drop((spk, l1, l2, aud));
+    hub.stop().await;
+}
+
+/// The Unix time of the last loud 20 ms frame `p` decoded on `mid`, over the whole run (NaN if none).
+fn last_loud_on(p: &Peer, mid: &str) -> f64 {
+    p.seen_events("audio")
+        .filter(|r| r["mid"] == mid)
+        .filter_map(|r| r["last_loud_t"].as_f64())
+        .fold(f64::NAN, f64::max)
+}
+
+/// `p`'s reports on `mid` whose window ended within `from..=to` (Unix seconds).
+fn reports_on<'a>(p: &'a Peer, mid: &str, from: f64, to: f64) -> Vec<&'a Value> {
+    p.seen_events("audio")
+        .filter(|r| r["mid"] == mid && r["t"].as_f64().is_some_and(|t| (from..=to).contains(&t)))
+        .collect()
+}
+
+/// Asserts `p` heard the tone on `mid` until `since` and stopped within `STOP_WITHIN` s of it; returns the delay.
+fn assert_stopped(p: &Peer, mid: &str, since: f64, what: &str) -> f64 {
+    let stopped_after = last_loud_on(p, mid) - since;
+    eprintln!("{}: last loud frame on mid {mid} decoded {stopped_after:+.3} s after {what}", p.name);
+    assert!(
+        (-0.6..=STOP_WITHIN).contains(&stopped_after),
+        "{} heard mid {mid} until {stopped_after:+.3} s after {what} (limit {STOP_WITHIN} s; before -0.6 s means the \
+         tone was not flowing then)",
+        p.name
+    );
+    let later = reports_on(p, mid, since + STOP_WITHIN + 0.5, f64::INFINITY).len();
+    assert!(later >= 2, "{} stopped reporting mid {mid} (the check above needs reports after the limit)", p.name);
+    stopped_after
+}
+
+/// The latest `media_tracks` event of `p` maps `mid` to nobody (the slot is idle).
+fn slot_idle(p: &Peer, mid: &str) -> bool {
+    p.hub_events("media_tracks")
+        .last()
+        .and_then(|e| e["tracks"].as_array().cloned())
+        .is_some_and(|tracks| tracks.iter().any(|t| t["mid"] == mid && t["participant"].is_null()))
+}
+
+#[tokio::test]
+async fn aiortc_kicked_speaker_is_cut_off_while_the_room_goes_on() {
+    let room = "aiortc-kick";
+    // With --keep-media the kicked speaker ignores the close: its peer connection goes on sending 440 Hz, so the
+    // silence below is the SFU's doing (the hub removed the peer), not the client's.
+    let (hub, mut m, mut spk, mut l1, mut l2) = stage_with_two_listeners_and(room, &["--keep-media"]).await;
+    let mut spk2 = Peer::spawn(
+        &hub,
+        "spk2",
+        "spk2",
+        room,
+        Role::Moderator,
+        &["--join-role", "speaker", "--unmute", "--tone", "550"],
+    );
+    for p in [&mut spk, &mut spk2, &mut l1, &mut l2] {
+        p.ready().await;
+    }
+
+    // Both speakers reach both listeners, each in its own slot; spk2, on stage, hears spk.
+    let mut slots = Vec::new();
+    for p in [&mut l1, &mut l2] {
+        let (mid440, _) = p.until_heard(440.0, HEAR_TIMEOUT).await;
+        let (mid550, _) = p.until_heard(550.0, HEAR_TIMEOUT).await;
+        assert_ne!(mid440, mid550, "{}: spk and spk2 share a slot", p.name);
+        assert_eq!(track_owner(p, &mid440).as_deref(), Some("spk"), "{}: media_tracks for mid {mid440}", p.name);
+        assert_eq!(track_owner(p, &mid550).as_deref(), Some("spk2"), "{}: media_tracks for mid {mid550}", p.name);
+        slots.push((mid440, mid550));
+    }
+    let (spk2_mid, _) = spk2.until_heard(440.0, HEAR_TIMEOUT).await;
+    let sent_before = spk.control(json!({"stats": true}), Duration::from_secs(5)).await;
+
+    // The moderator kicks spk: its websocket is closed with 4004 and everyone sees it leave the stage.
+    let kicked_at = now_unix();
+    m.ok(json!({"type": "kick", "participant": "spk"})).await;
+    let closed = spk.wait_for("the close after the kick", Duration::from_secs(5), |v| v["event"] == "closed").await;
+    eprintln!("spk's websocket closed {:.3} s after the kick: {closed}", now_unix() - kicked_at);
+    assert_eq!((closed["code"].as_u64(), closed["reason"].as_str()), (Some(4004), Some("removed")), "{closed}");
+    let ev = m.event("stage", |e| e["cause"]["kind"] == "removed").await;
+    assert_eq!(ev["cause"], json!({"kind": "removed", "participant": "spk", "by": "mod"}));
+    assert_eq!(on_stage(&ev["stage"], "spk"), None, "spk still on stage: {ev}");
+    assert_eq!(on_stage(&ev["stage"], "spk2").as_deref(), Some("speaker"), "{ev}");
+
+    // Four seconds of listening, everyone at once (the moderator's socket is read too, for its heartbeat).
+    let window = Duration::from_secs(4);
+    tokio::join!(l1.collect(window), l2.collect(window), spk2.collect(window), m.drain(window));
+    let end = now_unix();
+
+    // spk kept sending all along, its peer connection still up on its side...
+    let sent_after = spk.control(json!({"stats": true}), Duration::from_secs(5)).await;
+    let sent = sent_after["packets_sent"].as_u64().unwrap_or(0) - sent_before["packets_sent"].as_u64().unwrap_or(0);
+    eprintln!("spk sent {sent} RTP packets after the kick (state {})", sent_after["state"]);
+    assert_eq!(sent_after["state"], "connected", "spk's peer connection went down on its side: {sent_after}");
+    assert!(sent >= 150, "spk sent only {sent} RTP packets in the ~4 s after the kick: {sent_before} {sent_after}");
+    // ... yet the tone stopped within a second for every receiver, and nobody hears it any more.
+    let mut stops = Vec::new();
+    for (p, mid) in [(&l1, &slots[0].0), (&l2, &slots[1].0), (&spk2, &spk2_mid)] {
+        stops.push(assert_stopped(p, mid, kicked_at, "the kick"));
+        let heard: Vec<&Value> = p
+            .seen_events("audio")
+            .filter(|r| r["t"].as_f64().unwrap_or(0.0) > kicked_at + STOP_WITHIN + 0.5 && is_tone(r, 440.0, 50.0))
+            .collect();
+        assert!(heard.is_empty(), "{} still hears the kicked speaker: {heard:?}", p.name);
+        assert!(slot_idle(p, mid), "{}: mid {mid} is not idle in the last media_tracks after the kick", p.name);
+    }
+    // spk2 went on undisturbed: every report on its slot after the kick carries 550 Hz.
+    for (p, (_, mid550)) in [(&l1, &slots[0]), (&l2, &slots[1])] {
+        let reports = reports_on(p, mid550, kicked_at + 0.5, end);
+        assert!(reports.len() >= 6, "{}: only {} reports on spk2's mid {mid550} after the kick", p.name, reports.len());
+        let off: Vec<&&Value> = reports.iter().filter(|r| !is_tone(r, 550.0, TOLERANCE_HZ)).collect();
+        assert!(off.is_empty(), "{}: spk2's 550 Hz faltered after the kick: {off:?}", p.name);
+    }
+
+    // The moderator's requests go on working, and the SFU still follows the room: muting spk2 silences it.
+    let state = m.ok(json!({"type": "get_state"})).await;
+    let ids: Vec<String> = roster(&state["result"]["stage"]).into_iter().map(|(id, _, _)| id).collect();
+    assert_eq!(ids, ["mod", "spk2"], "stage after the kick: {state}");
+    assert_eq!(state["result"]["counts"]["total"], 4, "counts after the kick: {state}");
+    let muted_at = now_unix();
+    m.ok(json!({"type": "mute", "participant": "spk2"})).await;
+    tokio::join!(l1.collect(Duration::from_millis(2500)), m.drain(Duration::from_millis(2500)));
+    assert_stopped(&l1, &slots[0].1, muted_at, "the moderator muted spk2");
+    eprintln!("kick: websocket closed and tone stopped {stops:.3?} s after the kick");
+
+    drop((spk, spk2, l1, l2));
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn aiortc_media_survives_a_websocket_drop_and_resume_keeps_the_role() {
+    let room = "aiortc-resume";
+    let (hub, mut m, mut spk, mut l1, mut l2) = stage_with_two_listeners(room).await;
+    for p in [&mut spk, &mut l1, &mut l2] {
+        p.ready().await;
+    }
+    let (mid1, _) = l1.until_heard(440.0, HEAR_TIMEOUT).await;
+    let (mid2, _) = l2.until_heard(440.0, HEAR_TIMEOUT).await;
+    let first = spk.seen_events("joined").next().cloned().expect("spk's first welcome");
+    let resume_token = first["welcome"]["resume_token"].as_str().expect("resume_token").to_owned();
+    let grace_ms = first["welcome"]["grace_ms"].as_u64().expect("grace_ms");
+
+    // spk's websocket drops (TCP closed, no close frame, no `leave`); its peer connection stays.
+    let dropped = spk.control(json!({"drop_ws": true}), Duration::from_secs(5)).await;
+    assert_eq!(dropped["type"], "ok");
+    let dropped_at = now_unix();
+    let closed = spk.seen_events("closed").last().cloned().expect("a `closed` line before the drop_ws reply");
+    assert_eq!((closed["code"].as_u64(), closed["dropped"].as_bool()), (Some(1006), Some(true)), "{closed}");
+    let ev = m.event("stage", |e| e["cause"]["kind"] == "disconnected").await;
+    assert_eq!(ev["cause"]["participant"], "spk", "{ev}");
+    let member = ev["stage"].as_array().and_then(|s| s.iter().find(|x| x["id"] == "spk")).cloned();
+    let member = member.unwrap_or_else(|| panic!("spk left the stage on a drop: {ev}"));
+    assert_eq!(
+        (&member["role"], &member["muted"], &member["connected"]),
+        (&json!("speaker"), &json!(false), &json!(false))
+    );
+
+    // Signaling is gone, audio is not: for four seconds of the grace period every report carries the tone.
+    let window = Duration::from_secs(4);
+    tokio::join!(l1.collect(window), l2.collect(window), m.drain(window));
+    let rejoin_at = now_unix();
+    assert!(rejoin_at - dropped_at < grace_ms as f64 / 1000.0, "the grace period ran out during the test");
+    for (p, mid) in [(&l1, &mid1), (&l2, &mid2)] {
+        let reports = reports_on(p, mid, dropped_at, rejoin_at);
+        let off: Vec<&&Value> = reports.iter().filter(|r| !is_tone(r, 440.0, TOLERANCE_HZ)).collect();
+        eprintln!(
+            "{}: {} reports on mid {mid} while spk's websocket was down, {} without the tone",
+            p.name,
+            reports.len(),
+            off.len()
+        );
+        assert!(reports.len() >= 7, "{}: only {} reports while spk's websocket was down", p.name, reports.len());
+        assert!(off.is_empty(), "{}: the tone faltered while spk's websocket was down: {off:?}", p.name);
+    }
+
+    // spk reconnects: a new websocket, `join` with the same token and the last resume_token (and no `role`).
+    let reply = spk.control(json!({"rejoin": true}), Duration::from_secs(10)).await;
+    assert_eq!(reply["type"], "ok", "rejoin refused: {reply}");
+    let welcome = &reply["result"];
+    eprintln!("spk resumed {:.3} s after the drop; welcome state: {}", now_unix() - dropped_at, welcome["state"]);
+    assert_eq!(welcome["resumed"], true, "{welcome}");
+    assert_eq!(welcome["state"]["you"], json!({"role": "speaker", "ceiling": "moderator", "muted": false}));
+    let member = welcome["state"]["stage"].as_array().and_then(|s| s.iter().find(|x| x["id"] == "spk")).cloned();
+    assert_eq!(
+        member,
+        Some(json!({"id": "spk", "name": "SPK", "role": "speaker", "muted": false, "connected": true})),
+        "{welcome}"
+    );
+    let ev = m.event("stage", |e| e["cause"]["kind"] == "reconnected").await;
+    assert_eq!(ev["cause"]["participant"], "spk", "{ev}");
+    assert_ne!(welcome["resume_token"], json!(null));
+    eprintln!("resume tokens: first {resume_token}, after resuming {}", welcome["resume_token"]);
+
+    // Audio went on through the rejoin, on the same peer connection: one offer, one `connected`, nothing else.
+    let window = Duration::from_secs(2);
+    tokio::join!(l1.collect(window), l2.collect(window), spk.collect(window), m.drain(window));
+    let now = now_unix();
+    for (p, mid) in [(&l1, &mid1), (&l2, &mid2)] {
+        let reports = reports_on(p, mid, dropped_at, now);
+        let off: Vec<&&Value> = reports.iter().filter(|r| !is_tone(r, 440.0, TOLERANCE_HZ)).collect();
+        assert!(reports.len() >= 10, "{}: only {} reports since the drop", p.name, reports.len());
+        assert!(off.is_empty(), "{}: the tone faltered around the resume: {off:?}", p.name);
+    }
+    let offers: Vec<&Value> = spk.seen_events("negotiated").collect();
+    assert_eq!(offers.len(), 1, "spk renegotiated: {offers:?}");
+    let pc: Vec<&Value> = spk.seen_events("pc").collect();
+    assert!(pc.iter().all(|v| v["gen"] == 1) && pc.last().is_some_and(|v| v["state"] == "connected"), "{pc:?}");
+    assert!(!pc.iter().any(|v| v["state"] == "disconnected" || v["state"] == "failed"), "{pc:?}");
+
+    // The resumed session still drives the same media peer: muting over the new websocket silences it, and
+    // unmuting brings the tone back, without any new offer.
+    let muted_at = now_unix();
+    spk.ok(json!({"type": "set_muted", "muted": true})).await;
+    tokio::join!(l1.collect(Duration::from_millis(2500)), m.drain(Duration::from_millis(2500)));
+    assert_stopped(&l1, &mid1, muted_at, "spk muted itself after resuming");
+    spk.ok(json!({"type": "set_muted", "muted": false})).await;
+    let (mid, _) = l1.until_heard(440.0, HEAR_TIMEOUT).await;
+    assert_eq!(mid, mid1, "spk came back in another slot");
+    assert_eq!(spk.seen_events("negotiated").count(), 1, "spk renegotiated");
+    assert_eq!(spk.seen_events("joined").count(), 2);
+
+    drop((spk, l1, l2));
+    hub.stop().await;
+}
+
+/// Waits until the hub has pushed `media_state` `state` to `p` (looking from its `from`th line on, so a push that
+/// came while the test waited for something else counts), reading the moderator's socket meanwhile (for its
+/// heartbeat; what it receives is appended to `m_events`). Returns the Unix time the line was read.
+async fn media_state(
+    p: &mut Peer,
+    from: usize,
+    m: &mut Client,
+    m_events: &mut Vec<Value>,
+    state: &str,
+    timeout: Duration,
+) -> f64 {
+    let is_it = |v: &Value| v["event"] == "ws" && v["msg"]["type"] == "media_state" && v["msg"]["state"] == state;
+    if let Some(i) = (from..p.seen.len()).find(|&i| is_it(&p.seen[i])) {
+        return p.seen_at[i];
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        let step = (Instant::now() + Duration::from_millis(500)).min(deadline);
+        while let Some(v) = p.next_until(step).await {
+            if is_it(&v) {
+                return now_unix();
+            }
+        }
+        m_events.extend(m.drain(Duration::from_millis(1)).await);
+        assert!(
+            Instant::now() < deadline,
+            "{}: no media_state `{state}` within {timeout:?}; media_state events so far: {:?}\n{}",
+            p.name,
+            p.hub_events("media_state").collect::<Vec<_>>(),
+            p.diagnostics()
+        );
+    }
+}
+
+#[tokio::test]
+async fn aiortc_media_failure_is_reported_and_a_fresh_peer_connection_restores_audio() {
+    let room = "aiortc-restart";
+    let (hub, mut m, mut spk, mut l1, mut l2) = stage_with_two_listeners(room).await;
+    for p in [&mut spk, &mut l1, &mut l2] {
+        p.ready().await;
+    }
+    let (mid1, _) = l1.until_heard(440.0, HEAR_TIMEOUT).await;
+    let (mid2, _) = l2.until_heard(440.0, HEAR_TIMEOUT).await;
+    let states: Vec<&Value> = spk.hub_events("media_state").collect();
+    assert_eq!(states, [&json!({"type": "media_state", "state": "connected"})], "spk's media_state so far");
+
+    // What the moderator saw before the cut (spk joining and unmuting) is not what is checked below.
+    m.drain(Duration::from_millis(100)).await;
+    // spk's network dies for media only: its ICE sockets drop everything, its websocket stays up.
+    let mark = spk.seen.len();
+    let cut = spk.control(json!({"media_cut": true}), Duration::from_secs(5)).await;
+    let cut_at = now_unix();
+    assert!(cut["sockets"].as_u64().unwrap_or(0) >= 1, "nothing to cut: {cut}");
+    let mut m_events = Vec::new();
+    let disconnected_at =
+        media_state(&mut spk, mark, &mut m, &mut m_events, "disconnected", Duration::from_secs(25)).await;
+    eprintln!("media_state disconnected arrived {:.1} s after the cut", disconnected_at - cut_at);
+    let failed_at = media_state(&mut spk, mark, &mut m, &mut m_events, "failed", Duration::from_secs(25)).await;
+    eprintln!(
+        "media_state failed arrived {:.1} s after the cut ({:.1} s after disconnected)",
+        failed_at - cut_at,
+        failed_at - disconnected_at
+    );
+    for p in [&mut l1, &mut l2] {
+        p.collect(Duration::from_millis(1)).await;
+    }
+    assert_stopped(&l1, &mid1, cut_at, "the media cut");
+    assert_stopped(&l2, &mid2, cut_at, "the media cut");
+
+    // A fresh peer connection (new ICE credentials, new DTLS certificate) and a new offer on the same websocket.
+    let restart_at = now_unix();
+    let mark = spk.seen.len();
+    let reply = spk.control(json!({"new_pc": true}), Duration::from_secs(10)).await;
+    assert_eq!(reply["type"], "ok", "the new media_offer was refused: {reply}");
+    // The SFU answered; now the new peer connection must come up (ICE, then DTLS with its new certificate).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !spk.seen[mark..].iter().any(|v| v["event"] == "pc" && v["gen"] == 2 && v["state"] == "connected") {
+        if spk.next_until(deadline.min(Instant::now() + Duration::from_millis(500))).await.is_none() {
+            m_events.extend(m.drain(Duration::from_millis(1)).await);
+        }
+        if Instant::now() >= deadline {
+            let pc: Vec<Value> = spk.seen[mark..].iter().filter(|v| v["event"] == "pc").cloned().collect();
+            let pushed: Vec<Value> = spk.seen[mark..]
+                .iter()
+                .filter(|v| v["event"] == "ws" && v["msg"]["type"] == "media_state")
+                .map(|v| v["msg"].clone())
+                .collect();
+            let stats = spk.control(json!({"stats": true}), Duration::from_secs(5)).await;
+            panic!(
+                "the fresh peer connection did not connect within 15 s of its offer, which the SFU answered; its \
+                 states: {pc:?}; its transports now: {stats}; media_state pushed to spk since the offer: {pushed:?}\n{}",
+                spk.diagnostics()
+            );
+        }
+    }
+    let connected_at = media_state(&mut spk, mark, &mut m, &mut m_events, "connected", Duration::from_secs(5)).await;
+    eprintln!("media_state connected {:.2} s after the new offer", connected_at - restart_at);
+    let (mid, heard) = l1.until_heard(440.0, HEAR_TIMEOUT).await;
+    let back = heard.first().and_then(|r| r["t"].as_f64()).unwrap_or(f64::NAN) - restart_at;
+    eprintln!("l1 hears 440 Hz again on mid {mid} {back:.2} s after the new offer");
+    l2.until_heard(440.0, HEAR_TIMEOUT).await;
+
+    // No new join; the role, seat and mute state were never touched.
+    assert_eq!(spk.seen_events("joined").count(), 1, "spk joined again");
+    let state = spk.ok(json!({"type": "get_state"})).await;
+    assert_eq!(state["result"]["you"], json!({"role": "speaker", "ceiling": "moderator", "muted": false}), "{state}");
+    m_events.extend(m.drain(Duration::from_millis(1)).await);
+    let spk_changes: Vec<&Value> =
+        m_events.iter().filter(|e| e["type"] == "stage" && e["cause"]["participant"] == "spk").collect();
+    assert!(spk_changes.is_empty(), "the media failure changed spk on stage: {spk_changes:?}");
+
+    drop((spk, l1, l2));
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn aiortc_closed_peer_connection_is_failed_and_a_fresh_one_restores_audio() {
+    let room = "aiortc-reopen";
+    let (hub, mut m, mut spk, mut l1, mut l2) = stage_with_two_listeners(room).await;
+    for p in [&mut spk, &mut l1, &mut l2] {
+        p.ready().await;
+    }
+    let (mid1, _) = l1.until_heard(440.0, HEAR_TIMEOUT).await;
+    l2.until_heard(440.0, HEAR_TIMEOUT).await;
+
+    // spk closes its peer connection (DTLS close_notify reaches the SFU); its websocket stays up.
+    let closed_at = now_unix();
+    let mark = spk.seen.len();
+    let reply = spk.control(json!({"close_pc": true}), Duration::from_secs(5)).await;
+    assert_eq!(reply["type"], "ok");
+    let mut m_events = Vec::new();
+    let failed_at = media_state(&mut spk, mark, &mut m, &mut m_events, "failed", Duration::from_secs(5)).await;
+    eprintln!("media_state failed arrived {:.2} s after close_pc", failed_at - closed_at);
+    let early: Vec<&Value> = spk.hub_events("media_state").collect();
+    eprintln!("spk's media_state events: {early:?}");
+    tokio::join!(l1.collect(Duration::from_millis(2500)), m.drain(Duration::from_millis(2500)));
+    assert_stopped(&l1, &mid1, closed_at, "close_pc");
+
+    let restart_at = now_unix();
+    let mark = spk.seen.len();
+    let reply = spk.control(json!({"new_pc": true}), Duration::from_secs(10)).await;
+    assert_eq!(reply["type"], "ok", "the new media_offer was refused: {reply}");
+    spk.wait_for("the new peer connection to connect", Duration::from_secs(15), |v| {
+        v["event"] == "pc" && v["gen"] == 2 && v["state"] == "connected"
+    })
+    .await;
+    let connected_at = media_state(&mut spk, mark, &mut m, &mut m_events, "connected", Duration::from_secs(5)).await;
+    eprintln!("media_state connected {:.2} s after the new offer", connected_at - restart_at);
+    let (mid, heard) = l1.until_heard(440.0, HEAR_TIMEOUT).await;
+    let back = heard.first().and_then(|r| r["t"].as_f64()).unwrap_or(f64::NAN) - restart_at;
+    eprintln!("l1 hears 440 Hz again on mid {mid} {back:.2} s after the new offer");
+    l2.until_heard(440.0, HEAR_TIMEOUT).await;
+    assert_eq!(spk.seen_events("joined").count(), 1, "spk joined again");
+    let state = spk.ok(json!({"type": "get_state"})).await;
+    assert_eq!(state["result"]["you"], json!({"role": "speaker", "ceiling": "moderator", "muted": false}), "{state}");
+
+    drop((spk, l1, l2));
     hub.stop().await;
 }

@@ -5,17 +5,21 @@ It joins a room over the hub's websocket, negotiates one RTCPeerConnection with 
 sine tone, decodes every audio track it receives and reports what it hears. Run as a subprocess; it talks JSON lines:
 
 stdout, one JSON object per line:
-  {"event": "joined", "welcome": {...}}                   the `join` result
+  {"event": "joined", "welcome": {...}}                   the `join` result (again after each `rejoin`)
   {"event": "ws", "msg": {...}}                           every event the hub pushes (stage, you, media_tracks, ...)
   {"event": "reply", "tag": ..., "request": {...}, "msg": {...}}   the reply to a request sent for a stdin command
-  {"event": "pc", "state": "connected"}                   RTCPeerConnection connection state changes
+  {"event": "pc", "gen": 1, "state": "connected"}         RTCPeerConnection connection state changes; `gen` counts
+                                                          the peer connections this process made (1, then 2 after
+                                                          `new_pc`, ...)
   {"event": "negotiated", "by": "client"|"server", "mids": [...]}  after each completed offer/answer exchange
   {"event": "track", "mid": "0"}                          a remote audio track appeared
   {"event": "ready"}                                      joined, negotiated and connected (once)
   {"event": "audio", "mid": "0", "freq": 440.1, "rms": 5650.2, "frames": 25, "t": 1767225600.5,
    "last_loud_t": 1767225600.49}                          per received track, every --window seconds
   {"event": "error", "message": "..."}                    something went wrong; the process goes on if it can
-  {"event": "closed", "code": 1000, "reason": "leave"}    the hub closed the websocket; the process then exits
+  {"event": "closed", "code": 1000, "reason": "leave", "dropped": false}
+                                                          the websocket closed; the process then exits, unless
+                                                          `dropped` (we dropped it: `drop_ws`) or --keep-media
   {"event": "bye"}                                        last line on a clean exit
 
   `t` is the Unix time (seconds) at the end of the report's window; `freq` is the dominant frequency of the window's
@@ -26,7 +30,26 @@ stdin, one JSON object per line:
   {"send": {<request>}, "tag": any}    send a protocol request (an `id` is added if missing) and print its reply
   {"offer": true, "tag": any}          renegotiate: send a fresh `media_offer` and apply the answer
   {"leave": true}                      send `leave` and exit
-End of input: leave, close the peer connection and the websocket, and exit 0.
+  {"drop_ws": true, "tag": any}        drop the websocket abruptly (TCP closed, no close frame, no `leave`), keeping
+                                       the peer connection and its tone; replies {"type": "ok"} once it is gone
+  {"rejoin": true, "tag": any, "resume": true, "role": null}
+                                       open a new websocket and `join` with the same token (and --room); `resume`
+                                       (default true) sends the last welcome's `resume_token`, `role` the `role` of
+                                       `join` (default: none, whatever --join-role was); replies with the join reply
+                                       and prints `joined` on success. The peer connection is left alone.
+  {"media_cut": true, "tag": any}      black-hole the current peer connection's network: its ICE sockets silently
+                                       drop everything sent and received (no DTLS close, no ICE change visible to the
+                                       SFU: as if the network died); the websocket stays; replies {"sockets": n}
+  {"close_pc": true, "tag": any}       close the current peer connection (DTLS close_notify, if the network lets it
+                                       through); the websocket stays
+  {"new_pc": true, "tag": any}         close the current peer connection (if not already) and start a fresh one
+                                       (new ICE credentials, new DTLS certificate, new tone track) with a new
+                                       `media_offer`; replies with the hub's reply to the offer (watch `pc` events of
+                                       the new `gen` for `connected`)
+  {"stats": true, "tag": any}          the current peer connection's outbound RTP counters: replies
+                                       {"type": "ok", "gen": n, "state": "...", "ice_state": "...", "dtls_state": "...",
+                                        "packets_sent": n, "bytes_sent": n}
+End of input: leave (if the websocket is up), close the peer connection and the websocket, and exit 0.
 
 Loopback only: host candidates are gathered on 127.0.0.1 alone, and no STUN server is used.
 """
@@ -103,6 +126,19 @@ class ToneTrack(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
         self._pts += FRAME_SAMPLES
         return frame
+
+
+class BlackHole:
+    """Stands in for a datagram transport: sends go nowhere; everything else goes to the real one."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 def dominant_frequency(samples: np.ndarray, rate: int) -> Optional[float]:
@@ -185,6 +221,13 @@ class Peer:
         self.tasks: set[asyncio.Task] = set()
         self.closed = asyncio.Event()
         self.ready = False
+        self.pc_gen = 0
+        self.resume_token: Optional[str] = None
+        # Every websocket opened, kept so that their ids stay unique; those dropped on purpose (`drop_ws`), whose
+        # end does not end the process; and an event per websocket, set once its reader saw it end.
+        self.all_ws: list[Any] = []
+        self.dropped: set[int] = set()
+        self.ws_gone: dict[int, asyncio.Event] = {}
 
     # ---- websocket ----
 
@@ -207,10 +250,11 @@ class Peer:
         finally:
             self.pending.pop(body["id"], None)
 
-    async def read_ws(self) -> None:
+    async def read_ws(self, ws: Any) -> None:
         code, reason = 1006, ""
+        gone = self.ws_gone.setdefault(id(ws), asyncio.Event())
         try:
-            async for raw in self.ws:
+            async for raw in ws:
                 if not isinstance(raw, str):
                     continue
                 msg = json.loads(raw)
@@ -223,25 +267,51 @@ class Peer:
                 emit({"event": "ws", "msg": msg})
                 if kind == "media_offer":
                     self.spawn(self.on_server_offer(msg["sdp"]))
-            if self.ws.close_code is not None:
-                code, reason = self.ws.close_code, self.ws.close_reason or ""
+            if ws.close_code is not None:
+                code, reason = ws.close_code, ws.close_reason or ""
         except ConnectionClosed as e:
             if e.rcvd is not None:
                 code, reason = e.rcvd.code, e.rcvd.reason
-        emit({"event": "closed", "code": code, "reason": reason})
-        for fut in self.pending.values():
-            if not fut.done():
-                fut.set_exception(ConnectionError("websocket closed"))
-        self.closed.set()
+        dropped = id(ws) in self.dropped
+        emit({"event": "closed", "code": code, "reason": reason, "dropped": dropped})
+        if ws is self.ws:
+            for fut in self.pending.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError("websocket closed"))
+        gone.set()
+        if not dropped and not self.args.keep_media:
+            self.closed.set()
+
+    async def open_ws(self) -> None:
+        self.ws = await connect(self.args.url, max_size=2**20)
+        self.all_ws.append(self.ws)
+        self.spawn(self.read_ws(self.ws))
+
+    async def join(self, resume: Optional[str], role: Optional[str]) -> dict[str, Any]:
+        """Sends `join` on the current websocket; prints `joined` on success; returns the reply."""
+        join: dict[str, Any] = {"type": "join", "token": self.args.token}
+        if self.args.room:
+            join["room"] = self.args.room
+        if role:
+            join["role"] = role
+        if resume:
+            join["resume"] = resume
+        reply = await self.request(join)
+        if reply.get("type") == "ok":
+            self.resume_token = reply["result"].get("resume_token")
+            emit({"event": "joined", "welcome": reply["result"]})
+        return reply
 
     # ---- media ----
 
     def new_pc(self) -> RTCPeerConnection:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc_gen += 1
+        gen = self.pc_gen
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
-            emit({"event": "pc", "state": pc.connectionState})
+            emit({"event": "pc", "gen": gen, "state": pc.connectionState})
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -259,6 +329,38 @@ class Peer:
             transceiver = pc.addTransceiver("audio", direction="recvonly")
         transceiver.setCodecPreferences(opus)
         return pc
+
+    def media_cut(self) -> int:
+        """Black-holes the current peer connection's ICE sockets; returns how many."""
+        assert self.pc is not None
+        connections = {}
+        for t in self.pc.getTransceivers():
+            dtls = t.sender.transport or t.receiver.transport
+            if dtls is not None:
+                conn = dtls.transport._connection
+                connections[id(conn)] = conn
+        n = 0
+        for conn in connections.values():
+            for protocol in conn._protocols:
+                protocol.transport = BlackHole(protocol.transport)
+                protocol.datagram_received = lambda data, addr: None
+                n += 1
+        return n
+
+    async def outbound_stats(self) -> dict[str, Any]:
+        assert self.pc is not None
+        report = await self.pc.getStats()
+        outbound = [s for s in report.values() if s.type == "outbound-rtp"]
+        dtls = next((t.sender.transport for t in self.pc.getTransceivers() if t.sender.transport), None)
+        return {
+            "type": "ok",
+            "gen": self.pc_gen,
+            "state": self.pc.connectionState,
+            "ice_state": self.pc.iceConnectionState,
+            "dtls_state": None if dtls is None else dtls.state,
+            "packets_sent": sum(s.packetsSent for s in outbound),
+            "bytes_sent": sum(s.bytesSent for s in outbound),
+        }
 
     async def consume(self, mid: str, track: MediaStreamTrack) -> None:
         stats = TrackStats(mid, self.args.loud)
@@ -336,6 +438,38 @@ class Peer:
             emit({"event": "reply", "tag": tag, "request": {"type": "media_offer"}, "msg": reply})
         elif cmd.get("leave"):
             return False
+        elif cmd.get("drop_ws"):
+            ws = self.ws
+            self.dropped.add(id(ws))
+            gone = self.ws_gone.setdefault(id(ws), asyncio.Event())
+            ws.transport.abort()
+            await gone.wait()
+            emit({"event": "reply", "tag": tag, "request": cmd, "msg": {"type": "ok"}})
+        elif cmd.get("rejoin"):
+            try:
+                await self.open_ws()
+                reply = await self.join(self.resume_token if cmd.get("resume", True) else None, cmd.get("role"))
+            except Exception as e:
+                reply = {"type": "error", "code": "client", "message": f"{type(e).__name__}: {e}"}
+            emit({"event": "reply", "tag": tag, "request": cmd, "msg": reply})
+        elif cmd.get("media_cut"):
+            n = self.media_cut()
+            emit({"event": "reply", "tag": tag, "request": cmd, "msg": {"type": "ok", "sockets": n}})
+        elif cmd.get("close_pc"):
+            assert self.pc is not None
+            await self.pc.close()
+            emit({"event": "reply", "tag": tag, "request": cmd, "msg": {"type": "ok"}})
+        elif cmd.get("new_pc"):
+            if self.pc is not None:
+                await self.pc.close()
+            self.pc = self.new_pc()
+            try:
+                reply = await self.client_offer()
+            except Exception as e:
+                reply = {"type": "error", "code": "client", "message": f"{type(e).__name__}: {e}"}
+            emit({"event": "reply", "tag": tag, "request": {"type": "media_offer"}, "msg": reply})
+        elif cmd.get("stats"):
+            emit({"event": "reply", "tag": tag, "request": cmd, "msg": await self.outbound_stats()})
         else:
             emit({"event": "error", "message": f"unknown command {line!r}"})
         return True
@@ -356,19 +490,12 @@ class Peer:
 
     async def run(self) -> int:
         a = self.args
-        async with connect(a.url, max_size=2**20) as ws:
-            self.ws = ws
-            self.spawn(self.read_ws())
-            join: dict[str, Any] = {"type": "join", "token": a.token}
-            if a.room:
-                join["room"] = a.room
-            if a.join_role:
-                join["role"] = a.join_role
-            reply = await self.request(join)
+        await self.open_ws()
+        try:
+            reply = await self.join(None, a.join_role)
             if reply.get("type") != "ok":
                 emit({"event": "error", "message": f"join refused: {json.dumps(reply)}"})
                 return 2
-            emit({"event": "joined", "welcome": reply["result"]})
             if a.unmute:
                 reply = await self.request({"type": "set_muted", "muted": False})
                 emit({"event": "reply", "tag": "unmute", "request": {"type": "set_muted", "muted": False}, "msg": reply})
@@ -391,11 +518,13 @@ class Peer:
             stdin = self.spawn(self.stdin_loop())
             closed = self.spawn(self.closed.wait())
             await asyncio.wait({stdin, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if not self.closed.is_set():
+            if not self.closed.is_set() and self.ws.close_code is None:
                 try:
                     await self.request({"type": "leave"}, timeout=2.0)
                 except Exception:
                     pass
+        finally:
+            await self.ws.close()
         return 0
 
     async def shutdown(self) -> None:
@@ -428,6 +557,11 @@ def main() -> None:
     p.add_argument("--window", type=float, default=0.5, help="seconds per audio report")
     p.add_argument("--loud", type=float, default=300.0, help="frame RMS above which a frame counts as loud")
     p.add_argument("--no-media", action="store_true", help="signaling only: no peer connection")
+    p.add_argument(
+        "--keep-media",
+        action="store_true",
+        help="when the hub closes the websocket, keep the peer connection (and the tone) going until stdin ends",
+    )
     p.add_argument("--connect-timeout", type=float, default=15.0, help="seconds to wait for `connected`")
     args = p.parse_args()
     if args.recv and args.tone is not None:
