@@ -32,6 +32,9 @@ pub(crate) struct Shared {
     shutdown: watch::Sender<bool>,
     n_connections: AtomicUsize,
     resume_secret: [u8; 16],
+    /// This hub's name among the hubs sharing a Redis store (random per process): announcements carry it, and it
+    /// holds room timer leases.
+    pub(crate) node_id: String,
 }
 
 impl Shared {
@@ -52,6 +55,11 @@ impl Shared {
     /// The running task for `room`, if there is one (never starts one).
     pub(crate) fn running_room(&self, room: &str) -> Option<RoomHandle> {
         self.lock_rooms().get(room).filter(|h| !h.inbox.is_closed()).cloned()
+    }
+
+    /// Every running room task.
+    pub(crate) fn running_rooms(&self) -> Vec<RoomHandle> {
+        self.lock_rooms().values().cloned().collect()
     }
 
     /// Removes a room task that ended (unless a newer task already took its place).
@@ -121,11 +129,47 @@ impl Persistence {
         }
     }
 
-    /// Stores one transition; an error means it was not acknowledged (see [`StoreError`]).
-    pub(crate) async fn commit(&self, room: &str, changes: &Changes) -> Result<(), StoreError> {
+    /// True when other hubs may share the rooms (Redis): transitions are announced, and timers need the lease.
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(self, Self::Redis(_))
+    }
+
+    /// Stores one transition (an error means it was not acknowledged, see [`StoreError`]) and, on Redis, publishes
+    /// `announcement` with it (see [`RedisStore::commit_announced`]).
+    pub(crate) async fn commit_announced(
+        &self,
+        room: &str,
+        changes: &Changes,
+        announcement: Option<&str>,
+    ) -> Result<(), StoreError> {
         match self {
             Self::Memory(s) => s.commit(room, changes).await,
-            Self::Redis(s) => s.commit(room, changes).await,
+            Self::Redis(s) => s.commit_announced(room, changes, announcement).await,
+        }
+    }
+
+    /// Publishes an announcement without a transition (nothing to do in memory).
+    pub(crate) async fn publish(&self, room: &str, announcement: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            Self::Redis(s) => s.publish(room, announcement).await,
+        }
+    }
+
+    /// Claims or renews the room's timer lease; in memory this hub always runs the timers.
+    pub(crate) async fn claim_owner(&self, room: &str, node: &str, lease: Duration) -> Result<bool, StoreError> {
+        match self {
+            Self::Memory(_) => Ok(true),
+            Self::Redis(s) => s.claim_owner(room, node, lease).await,
+        }
+    }
+
+    /// Gives up the room's timer lease (if held).
+    pub(crate) async fn release_owner(&self, room: &str, node: &str) {
+        if let Self::Redis(s) = self
+            && let Err(e) = s.release_owner(room, node).await
+        {
+            warn!(error = %e, "releasing a room's timer lease failed (it expires by itself)");
         }
     }
 
@@ -145,6 +189,8 @@ pub struct Hub {
     listener: TcpListener,
     shared: Arc<Shared>,
     media_events: Option<podium_media::MediaEvents>,
+    /// Other hubs' announcements (Redis only), subscribed before the first client can join a room.
+    subscription: Option<podium_store::Subscription>,
 }
 
 /// Tells a running hub to shut down; dropping it does not.
@@ -169,6 +215,15 @@ impl Hub {
             .with_context(|| format!("binding {}", config.server.listen))?;
         let (shutdown, _) = watch::channel(false);
         let store = Persistence::open(&config.store).await?;
+        let subscription = match &store {
+            Persistence::Redis(redis) => Some(
+                redis
+                    .subscribe_all()
+                    .await
+                    .with_context(|| format!("subscribing to room announcements on {}", config.store.url))?,
+            ),
+            Persistence::Memory(_) => None,
+        };
         let (media, media_events) = if config.media.enabled {
             let (media, events) =
                 podium_media::Media::start(config.media.media_config()).context("starting the SFU")?;
@@ -186,9 +241,10 @@ impl Hub {
             shutdown,
             n_connections: AtomicUsize::new(0),
             resume_secret: rand::random(),
+            node_id: format!("{:016x}", rand::random::<u64>()),
             config,
         });
-        Ok(Self { listener, shared, media_events })
+        Ok(Self { listener, shared, media_events, subscription })
     }
 
     /// The bound address (useful with port 0).
@@ -209,9 +265,12 @@ impl Hub {
 
     /// Accepts connections until shut down, then closes every connection with `server_shutdown`.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Self { listener, shared, media_events } = self;
+        let Self { listener, shared, media_events, subscription } = self;
         if let Some(events) = media_events {
             tokio::spawn(crate::media::dispatch(Arc::clone(&shared), events));
+        }
+        if let Persistence::Redis(store) = &shared.store {
+            tokio::spawn(crate::bus::follow(Arc::clone(&shared), store.clone(), subscription));
         }
         let mut shutdown = shared.shutdown_rx();
         let mut next_conn: u64 = 1;
@@ -247,7 +306,7 @@ impl Hub {
             }
         }
         drop(listener);
-        let rooms: Vec<RoomHandle> = shared.lock_rooms().values().cloned().collect();
+        let rooms = shared.running_rooms();
         info!(rooms = rooms.len(), "shutting down");
         for room in rooms {
             let _ = room.inbox.send(RoomMsg::Shutdown).await;

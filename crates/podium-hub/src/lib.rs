@@ -11,6 +11,7 @@
 //! verify tokens).
 
 pub mod auth;
+mod bus;
 pub mod config;
 mod conn;
 mod convert;

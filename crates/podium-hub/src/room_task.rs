@@ -8,16 +8,24 @@
 //! request gets `unavailable`, and the task retries what a rolled-back transition would have done to the room's
 //! connections (grace periods for dropped connections) and its timers after a short backoff. A conflict (the store
 //! holds a newer version than this task: another writer, or a commit whose reply was lost) reloads the room from the
-//! store and sends every connection a `resync`.
+//! store and sends every connection a `resync`; a request whose transition lost such a race runs again on the
+//! reloaded room (a few times), so it is answered as the newer room decides (`stage_full`, say).
+//!
+//! With a shared store (Redis), several hubs may run a task for the same room. Each commit is announced to the
+//! others with its changes and its outputs as ready-made frames (see `bus` and `podium_store::bus`); they apply the
+//! changes with [`Room::apply_changes`] and deliver the frames to their own connections, without re-running the
+//! transition. A gap in sequence numbers reloads the room from the store and resyncs this hub's connections. A hub
+//! only feeds the room inputs from its own connections (it never disconnects a participant connected elsewhere),
+//! and only the hub holding the room's timer lease (`podium:{room}:owner`) runs its timers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use podium_proto::{self as proto, CloseCode, ErrorCode};
 use podium_room::{self as room, ParticipantId, Room, RoomState};
-use podium_store::StoreError;
+use podium_store::{Announced, Announcement, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -65,6 +73,10 @@ pub(crate) enum RoomMsg {
     MediaSettled { who: ParticipantId },
     /// An event from the SFU for this room.
     MediaEvent(podium_media::MediaEvent),
+    /// Another hub committed a transition of this room (or announced outputs without one).
+    Remote(Box<Announcement>),
+    /// Announcements may have been missed (the subscription was re-established): compare with the store.
+    Recheck,
     /// The hub is shutting down: close every connection with `server_shutdown`.
     Shutdown,
 }
@@ -100,10 +112,28 @@ pub(crate) struct RoomTask {
     committed: Option<RoomState>,
     /// After a failed commit: when to retry the room's timers and pending disconnects (until then they wait).
     store_retry_at: Option<tokio::time::Instant>,
+    /// Participants whose connection to this hub ended but whose disconnect or leave is not stored yet (its commit
+    /// failed). Only these are disconnected at the retry: a participant connected to another hub is not ours to
+    /// disconnect.
+    dropped: HashSet<ParticipantId>,
+    /// Until when this hub holds the room's timer lease (shared store only; `None`: not held).
+    owner_until: Option<tokio::time::Instant>,
+    /// The room fell behind the store (a gap in announcements) and reloading failed: reload at the retry.
+    reload_pending: bool,
+    /// The participant whose join is being committed: its new connection is in `conns` (to get the join's events)
+    /// but not welcomed yet, so a reload during the commit neither closes it nor resyncs it.
+    joining: Option<ParticipantId>,
 }
 
 /// How long a room waits after a failed commit before its timers run again.
 const STORE_RETRY: Duration = Duration::from_millis(500);
+
+/// How long a room's timer lease lasts, and how often its holder renews it (others try to take it as often).
+const LEASE: Duration = Duration::from_millis(3000);
+const LEASE_RENEW: Duration = Duration::from_millis(1000);
+
+/// How often a request whose transition lost a race with another writer runs again on the reloaded room.
+const CONFLICT_RETRIES: usize = 3;
 
 /// Spawns the task for `name` and returns its handle.
 pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomHandle {
@@ -122,6 +152,10 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomH
         speaking: Vec::new(),
         committed: None,
         store_retry_at: None,
+        dropped: HashSet::new(),
+        owner_until: None,
+        reload_pending: false,
+        joining: None,
     };
     tokio::spawn(task.run().instrument(span));
     RoomHandle { generation, inbox: tx }
@@ -156,14 +190,19 @@ impl RoomTask {
         }
         let mut lag_tick = tokio::time::interval(Duration::from_millis(100));
         lag_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let shared_store = self.shared.store.is_shared();
+        let mut lease_tick = tokio::time::interval(LEASE_RENEW);
+        lease_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            // After a failed commit, the room's timers wait for the retry (else an overdue timer would spin).
+            // After a failed commit, the room's timers wait for the retry (else an overdue timer would spin). Only
+            // the hub holding the timer lease runs them.
             let deadline = match self.store_retry_at {
                 Some(at) => Some(at),
-                None => self.room.poll_timeout().map(|at| {
+                None if self.runs_timers() => self.room.poll_timeout().map(|at| {
                     let wait = at.saturating_sub(wall_ms());
                     tokio::time::Instant::now() + Duration::from_millis(wait)
                 }),
+                None => None,
             };
             tokio::select! {
                 msg = self.inbox.recv() => match msg {
@@ -172,19 +211,55 @@ impl RoomTask {
                 },
                 () = sleep_until_opt(deadline) => {
                     if self.store_retry_at.take().is_some() {
+                        if self.reload_pending {
+                            self.reload().await;
+                        }
                         self.disconnect_orphans();
                     }
-                    let now = self.now();
-                    self.guarded(|room| room.handle_timeout(now));
-                    let _ = self.flush().await;
+                    if self.runs_timers() {
+                        let now = self.now();
+                        self.guarded(|room| room.handle_timeout(now));
+                    }
+                    let _ = self.flush(None).await;
                 }
-                _ = lag_tick.tick(), if self.n_lagged > 0 => self.retry_lagged(),
+                _ = lag_tick.tick(), if self.n_lagged > 0 => self.retry_lagged().await,
+                _ = lease_tick.tick(), if shared_store => self.renew_lease().await,
             }
             if self.room.is_ended() || (self.shutting_down && self.inbox.is_empty()) {
                 break;
             }
         }
         self.stop(ErrorCode::RoomEnded, "the room has ended");
+        if self.owner_until.take().is_some() {
+            self.shared.store.release_owner(&self.name, &self.shared.node_id).await;
+        }
+    }
+
+    /// True when this hub runs the room's timers: always with the in-memory store; with a shared store, while it
+    /// holds the room's timer lease.
+    fn runs_timers(&self) -> bool {
+        !self.shared.store.is_shared() || self.owner_until.is_some_and(|until| tokio::time::Instant::now() < until)
+    }
+
+    /// Claims or renews the room's timer lease. A lease is trusted until a little before it would expire, counted
+    /// from before the request, so two hubs never both believe they hold it (clocks permitting).
+    async fn renew_lease(&mut self) {
+        let asked_at = tokio::time::Instant::now();
+        match self.shared.store.claim_owner(&self.name, &self.shared.node_id, LEASE).await {
+            Ok(true) => {
+                if self.owner_until.is_none() {
+                    info!("this hub now runs the room's timers");
+                }
+                self.owner_until = Some(asked_at + LEASE - LEASE_RENEW / 2);
+            }
+            Ok(false) => {
+                if self.owner_until.take().is_some() {
+                    info!("another hub runs the room's timers now");
+                }
+            }
+            // Keep what we had: it lapses by itself at `owner_until`.
+            Err(e) => debug!(error = %e, "renewing the room's timer lease failed"),
+        }
     }
 
     /// Leaves the directory and answers every queued request with `code`.
@@ -209,32 +284,52 @@ impl RoomTask {
                     ceiling: convert::role_from_proto(grant.ceiling),
                     role,
                 };
-                let Some(result) = self.guarded(|room| room.handle_join(now, join)) else {
-                    let _ = reply.send(Err((ErrorCode::Internal, "the room failed and was restored".into())));
-                    return;
-                };
-                match result {
-                    Err(e) => {
-                        debug!(identity = %who, error = %e, "join refused");
-                        let _ = reply.send(Err((convert::error_code(&e), e.to_string())));
-                    }
-                    Ok(joined) => {
-                        let old = self.remove_conn(&who);
-                        self.conns.insert(who.clone(), Entry { link, lagged_since: None });
-                        if let Err(e) = self.flush().await {
+                let mut attempt = 0;
+                let joined = loop {
+                    let Some(result) = self.guarded(|room| room.handle_join(now, join.clone())) else {
+                        let _ = reply.send(Err((ErrorCode::Internal, "the room failed and was restored".into())));
+                        return;
+                    };
+                    let joined = match result {
+                        Err(e) => {
+                            debug!(identity = %who, error = %e, "join refused");
+                            let _ = reply.send(Err((convert::error_code(&e), e.to_string())));
+                            return;
+                        }
+                        Ok(joined) => joined,
+                    };
+                    let old = self.remove_conn(&who);
+                    self.conns.insert(who.clone(), Entry { link: link.clone(), lagged_since: None });
+                    self.joining = Some(who.clone());
+                    let flushed = self.flush(Some(who.clone())).await;
+                    self.joining = None;
+                    match flushed {
+                        Ok(()) => {
+                            if let Some(old) = old {
+                                old.link.control.close(CloseCode::DuplicateIdentity);
+                            }
+                            break joined;
+                        }
+                        Err(e) => {
                             // The join did not happen: whoever was connected before stays.
                             self.remove_conn(&who);
                             if let Some(mut old) = old {
                                 // A conflict reloaded the room while it was out of the map: it needs a resync too.
                                 old.lagged_since.get_or_insert_with(Instant::now);
-                                self.insert_conn(who, old);
+                                self.insert_conn(who.clone(), old);
+                            }
+                            if matches!(e, StoreError::Conflict { .. }) && attempt < CONFLICT_RETRIES {
+                                attempt += 1;
+                                debug!(identity = %who, attempt, "join lost a race; trying again on the reloaded room");
+                                continue;
                             }
                             let _ = reply.send(Err(store_failure(&e)));
                             return;
                         }
-                        if let Some(old) = old {
-                            old.link.control.close(CloseCode::DuplicateIdentity);
-                        }
+                    }
+                };
+                {
+                    {
                         let Some(snapshot) = self.room.snapshot_for(&who) else {
                             let _ = reply.send(Err((ErrorCode::Internal, "joined participant has no snapshot".into())));
                             return;
@@ -265,9 +360,21 @@ impl RoomTask {
                         .send(Err((ErrorCode::Conflict, "this session was taken over by another connection".into())));
                     return;
                 }
-                let now = self.now();
-                let result = self.guarded(|room| room.handle_command(now, &who, command));
-                let flushed = self.flush().await;
+                let mut attempt = 0;
+                let (flushed, result) = loop {
+                    let now = self.now();
+                    let result = self.guarded(|room| room.handle_command(now, &who, command.clone()));
+                    let flushed = self.flush(None).await;
+                    if matches!(flushed, Err(StoreError::Conflict { .. }))
+                        && attempt < CONFLICT_RETRIES
+                        && self.is_current(&who, conn_id)
+                    {
+                        attempt += 1;
+                        debug!(identity = %who, attempt, "command lost a race; running it again on the reloaded room");
+                        continue;
+                    }
+                    break (flushed, result);
+                };
                 let answer = match (flushed, result) {
                     (Err(e), _) => Err(store_failure(&e)),
                     (Ok(()), Some(Ok(r))) => Ok(convert::reply(r)),
@@ -285,19 +392,21 @@ impl RoomTask {
             RoomMsg::Disconnect { who, conn_id } => {
                 if self.is_current(&who, conn_id) {
                     self.remove_conn(&who);
+                    self.dropped.insert(who.clone());
                     let now = self.now();
                     self.guarded(|room| room.handle_disconnect(now, &who));
                     // On failure, the retry after the backoff starts the grace period again (`disconnect_orphans`).
-                    let _ = self.flush().await;
+                    let _ = self.flush(None).await;
                 }
             }
             RoomMsg::Leave { who, conn_id, reply } => {
                 if self.is_current(&who, conn_id) {
                     self.remove_conn(&who);
+                    self.dropped.insert(who.clone());
                     let now = self.now();
                     self.guarded(|room| room.handle_leave(now, &who));
                     // On failure the leave becomes a dropped connection (grace period) at the retry.
-                    let _ = self.flush().await;
+                    let _ = self.flush(None).await;
                 }
                 let _ = reply.send(());
             }
@@ -310,6 +419,22 @@ impl RoomTask {
                 }
             }
             RoomMsg::MediaEvent(event) => self.on_media_event(event),
+            RoomMsg::Remote(announcement) => self.on_remote(*announcement).await,
+            RoomMsg::Recheck => {
+                let current = self.committed.as_ref().map(|s| s.seq);
+                match self.shared.store.load(&self.name).await {
+                    Ok(state) if state.as_ref().map(|s| s.seq) != current => {
+                        info!(seq = state.as_ref().map(|s| s.seq), "the store is ahead of this room; resyncing");
+                        self.install(state);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(error = %e, "checking the room against the store failed; retrying");
+                        self.reload_pending = true;
+                        self.store_retry_at = Some(tokio::time::Instant::now() + STORE_RETRY);
+                    }
+                }
+            }
             RoomMsg::Shutdown => {
                 info!(connections = self.conns.len(), "closing connections for shutdown");
                 for entry in self.conns.values() {
@@ -449,35 +574,154 @@ impl RoomTask {
     /// A commit failed: the transition is void. Roll back (or, on a conflict, reload the newer stored version) and
     /// hold the room's timers until the retry.
     async fn commit_failed(&mut self, error: &StoreError) {
-        error!(%error, "committing a room transition failed; rolling it back");
-        self.store_retry_at = Some(tokio::time::Instant::now() + STORE_RETRY);
         if matches!(error, StoreError::Conflict { .. }) {
-            match self.shared.store.load(&self.name).await {
-                Ok(state) => {
-                    info!(seq = state.as_ref().map(|s| s.seq), "room reloaded from the store after a conflict");
-                    self.committed = state;
-                    self.restore_committed();
-                    self.resync_all();
-                    return;
-                }
-                Err(e) => warn!(error = %e, "reloading the room after a conflict failed"),
-            }
+            // Another hub wrote first (or a commit's reply was lost): expected with shared rooms.
+            info!(%error, "a room transition lost a race; reloading the room");
+        } else {
+            error!(%error, "committing a room transition failed; rolling it back");
+        }
+        self.store_retry_at = Some(tokio::time::Instant::now() + STORE_RETRY);
+        if matches!(error, StoreError::Conflict { .. }) && self.reload().await {
+            return;
         }
         self.restore_committed();
+    }
+
+    /// Reloads the room from the store and resyncs this hub's connections; false (and a retry scheduled) when the
+    /// store cannot be read.
+    async fn reload(&mut self) -> bool {
+        match self.shared.store.load(&self.name).await {
+            Ok(state) => {
+                info!(seq = state.as_ref().map(|s| s.seq), "room reloaded from the store");
+                self.install(state);
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "reloading the room failed; retrying");
+                self.reload_pending = true;
+                self.store_retry_at = Some(tokio::time::Instant::now() + STORE_RETRY);
+                false
+            }
+        }
+    }
+
+    /// Makes `state` (just loaded) the room, and resyncs this hub's connections.
+    fn install(&mut self, state: Option<RoomState>) {
+        self.reload_pending = false;
+        self.committed = state;
+        self.restore_committed();
+        self.resync_all();
+    }
+
+    /// Another hub's announcement: follow its changes (a gap reloads from the store), then deliver its outputs to
+    /// this hub's connections. Nothing here is fed to the room as an input, so nothing is emitted twice.
+    async fn on_remote(&mut self, a: Announcement) {
+        if let Some(who) = &a.joined
+            && let Some(entry) = self.remove_conn(who)
+        {
+            info!(identity = %who, node = %a.node, "session taken over on another hub");
+            entry.link.control.close(CloseCode::DuplicateIdentity);
+        }
+        let current = self.committed.as_ref().map_or(0, |s| s.seq);
+        match &a.changes {
+            Some(changes) => {
+                if changes.seq <= current && self.committed.is_some() {
+                    trace!(seq = changes.seq, "stale announcement skipped");
+                    return;
+                }
+                let follows = match &mut self.committed {
+                    Some(state) if state.seq == changes.base_seq => {
+                        state.apply(changes);
+                        true
+                    }
+                    Some(_) => false,
+                    None => match RoomState::created_by(changes) {
+                        Some(state) => {
+                            self.committed = Some(state);
+                            true
+                        }
+                        None => false,
+                    },
+                };
+                if !follows {
+                    info!(have = current, base = changes.base_seq, "missed announcements; reloading the room");
+                    self.reload().await;
+                    return;
+                }
+                let now = self.now();
+                if !self.guarded(|room| room.apply_changes(changes, now)).unwrap_or(false) {
+                    self.restore_committed();
+                }
+                if let Some(media) = &self.shared.media {
+                    for who in &changes.removed {
+                        media.remove_peer(&self.name, who.as_str());
+                    }
+                }
+            }
+            None if a.seq == current => {}
+            None if a.seq < current => return,
+            None => {
+                info!(have = current, announced = a.seq, "missed announcements; reloading the room");
+                self.reload().await;
+                return;
+            }
+        }
+        for output in a.outputs {
+            match output {
+                Announced::Event { to, frame } => self.deliver(&to, frame.into()),
+                Announced::Disconnect { who, reason } => {
+                    if let Some(entry) = self.remove_conn(&who) {
+                        info!(identity = %who, ?reason, "closing participant removed on another hub");
+                        entry.link.control.close(close_code(reason));
+                    }
+                }
+                Announced::Publish { who, allowed } => {
+                    if let Some(media) = &self.shared.media {
+                        media.set_publish(&self.name, who.as_str(), allowed);
+                    }
+                }
+                Announced::Ended => {
+                    info!("room ended on another hub");
+                    self.close_all(CloseCode::RoomEnded);
+                    if let Some(media) = &self.shared.media {
+                        media.remove_room(&self.name);
+                    }
+                }
+            }
+        }
+        // Anyone removed without a `Disconnect` (a leave or grace expiry of a duplicate session) is gone too.
+        if let Some(changes) = &a.changes {
+            for who in &changes.removed {
+                if let Some(entry) = self.remove_conn(who) {
+                    entry.link.control.close(CloseCode::Removed);
+                }
+            }
+        }
+    }
+
+    fn close_all(&mut self, code: CloseCode) {
+        for entry in self.conns.values() {
+            entry.link.control.close(code);
+        }
+        self.conns.clear();
+        self.n_lagged = 0;
     }
 
     /// After a reload: every connection gets a `resync` (through the lagged path), connections whose participant is
     /// gone are closed, and publish permissions follow the reloaded room.
     fn resync_all(&mut self) {
         let now = Instant::now();
-        let gone: Vec<ParticipantId> = self.conns.keys().filter(|who| self.room.role(who).is_none()).cloned().collect();
+        let joining = self.joining.clone();
+        let joining = joining.as_ref();
+        let gone: Vec<ParticipantId> =
+            self.conns.keys().filter(|who| Some(*who) != joining && self.room.role(who).is_none()).cloned().collect();
         for who in gone {
             if let Some(entry) = self.remove_conn(&who) {
                 entry.link.control.close(CloseCode::Removed);
             }
         }
-        for entry in self.conns.values_mut() {
-            if entry.lagged_since.is_none() {
+        for (who, entry) in &mut self.conns {
+            if Some(who) != joining && entry.lagged_since.is_none() {
                 entry.lagged_since = Some(now);
                 self.n_lagged += 1;
             }
@@ -490,15 +734,13 @@ impl RoomTask {
     }
 
     /// Starts the grace period of participants the room thinks connected but who have no connection here (their
-    /// disconnect or leave was rolled back). Runs only after a failed commit, so the full state copy is rare.
+    /// disconnect or leave was rolled back). Only connections this hub held count (`dropped`).
     fn disconnect_orphans(&mut self) {
         let orphans: Vec<ParticipantId> = self
-            .room
-            .state()
-            .participants
-            .into_iter()
-            .filter(|p| p.connected && !self.conns.contains_key(&p.id))
-            .map(|p| p.id)
+            .dropped
+            .iter()
+            .filter(|id| !self.conns.contains_key(*id) && self.room.participant(id).is_some_and(|p| p.connected))
+            .cloned()
             .collect();
         let now = self.now();
         for who in orphans {
@@ -508,9 +750,20 @@ impl RoomTask {
 
     /// Drains the room's outputs: persists the transition, then delivers events and closes. When the commit fails,
     /// nothing is delivered and the room is back at its last committed state.
-    async fn flush(&mut self) -> Result<(), StoreError> {
-        if let Some(changes) = self.room.take_changes() {
-            if let Err(e) = self.shared.store.commit(&self.name, &changes).await {
+    ///
+    /// With a shared store the transition is announced to the other hubs in the same round trip as the commit
+    /// (`joined`: the participant whose session this transition's join took over, so other hubs close theirs).
+    async fn flush(&mut self, joined: Option<ParticipantId>) -> Result<(), StoreError> {
+        let changes = self.room.take_changes();
+        let outputs: Vec<room::Output> = std::iter::from_fn(|| self.room.poll_output()).collect();
+        let announcement =
+            if self.shared.store.is_shared() && (changes.is_some() || !outputs.is_empty() || joined.is_some()) {
+                Some(self.announcement(changes.clone(), &outputs, joined))
+            } else {
+                None
+            };
+        if let Some(changes) = changes {
+            if let Err(e) = self.shared.store.commit_announced(&self.name, &changes, announcement.as_deref()).await {
                 self.commit_failed(&e).await;
                 return Err(e);
             }
@@ -525,18 +778,24 @@ impl RoomTask {
                     media.remove_peer(&self.name, who.as_str());
                 }
             }
+            if !self.dropped.is_empty() {
+                let (room, conns) = (&self.room, &self.conns);
+                self.dropped.retain(|id| !conns.contains_key(id) && room.participant(id).is_some_and(|p| p.connected));
+            }
+        } else if let Some(text) = &announcement
+            && let Err(e) = self.shared.store.publish(&self.name, text).await
+        {
+            // Only outputs without a transition (head counts): the other hubs get the next ones.
+            debug!(error = %e, "announcing outputs failed");
         }
-        while let Some(output) = self.room.poll_output() {
+        for output in outputs {
             match output {
                 room::Output::Event { to, seq, event } => {
                     let frame: Utf8Bytes = convert::event(seq, &event).to_json().into();
                     self.deliver(&to, frame);
                 }
                 room::Output::Disconnect { who, reason } => {
-                    let code = match reason {
-                        room::DisconnectReason::Kicked => CloseCode::Removed,
-                        room::DisconnectReason::Banned => CloseCode::Banned,
-                    };
+                    let code = close_code(reason);
                     if let Some(entry) = self.remove_conn(&who) {
                         info!(identity = %who, ?code, "closing removed participant");
                         entry.link.control.close(code);
@@ -550,11 +809,7 @@ impl RoomTask {
                 }
                 room::Output::Ended { reason } => {
                     info!(?reason, "room ended");
-                    for entry in self.conns.values() {
-                        entry.link.control.close(CloseCode::RoomEnded);
-                    }
-                    self.conns.clear();
-                    self.n_lagged = 0;
+                    self.close_all(CloseCode::RoomEnded);
                     if let Some(media) = &self.shared.media {
                         media.remove_room(&self.name);
                     }
@@ -563,6 +818,28 @@ impl RoomTask {
             }
         }
         Ok(())
+    }
+
+    /// The announcement of a transition for the other hubs: its changes and outputs, events as wire frames.
+    fn announcement(
+        &self,
+        changes: Option<podium_room::Changes>,
+        outputs: &[room::Output],
+        joined: Option<ParticipantId>,
+    ) -> String {
+        let announced = outputs
+            .iter()
+            .map(|output| match output {
+                room::Output::Event { to, seq, event } => {
+                    Announced::Event { to: to.clone(), frame: convert::event(*seq, event).to_json() }
+                }
+                room::Output::Disconnect { who, reason } => Announced::Disconnect { who: who.clone(), reason: *reason },
+                room::Output::Publish { who, allowed } => Announced::Publish { who: who.clone(), allowed: *allowed },
+                room::Output::Ended { .. } => Announced::Ended,
+            })
+            .collect();
+        Announcement { node: self.shared.node_id.clone(), seq: self.room.seq(), changes, outputs: announced, joined }
+            .encode()
     }
 
     fn deliver(&mut self, to: &room::Recipients, frame: Utf8Bytes) {
@@ -594,7 +871,7 @@ impl RoomTask {
     }
 
     /// Sends lagged connections a snapshot once their queue has room; closes those behind for too long.
-    fn retry_lagged(&mut self) {
+    async fn retry_lagged(&mut self) {
         let max_lag = Duration::from_millis(self.shared.config.limits.max_lag_ms);
         let lagged: Vec<ParticipantId> =
             self.conns.iter().filter(|(_, e)| e.lagged_since.is_some()).map(|(id, _)| id.clone()).collect();
@@ -606,8 +883,10 @@ impl RoomTask {
                 if let Some(entry) = self.remove_conn(&who) {
                     entry.link.control.close(CloseCode::SlowConsumer);
                 }
+                self.dropped.insert(who.clone());
                 let now = self.now();
                 self.guarded(|room| room.handle_disconnect(now, &who));
+                let _ = self.flush(None).await;
                 continue;
             }
             let Some(snapshot) = self.room.snapshot_for(&who) else { continue };
@@ -648,6 +927,13 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+fn close_code(reason: room::DisconnectReason) -> CloseCode {
+    match reason {
+        room::DisconnectReason::Kicked => CloseCode::Removed,
+        room::DisconnectReason::Banned => CloseCode::Banned,
+    }
+}
+
 /// The reply to a request whose transition the store did not take.
 fn store_failure(error: &StoreError) -> Failure {
     let message = match error {
@@ -672,6 +958,11 @@ pub(crate) fn refuse(msg: RoomMsg, code: ErrorCode, message: &str) {
         RoomMsg::Media { reply, .. } => {
             let _ = reply.send(Err((code, message.into())));
         }
-        RoomMsg::Disconnect { .. } | RoomMsg::MediaSettled { .. } | RoomMsg::MediaEvent(_) | RoomMsg::Shutdown => {}
+        RoomMsg::Disconnect { .. }
+        | RoomMsg::MediaSettled { .. }
+        | RoomMsg::MediaEvent(_)
+        | RoomMsg::Remote(_)
+        | RoomMsg::Recheck
+        | RoomMsg::Shutdown => {}
     }
 }

@@ -29,6 +29,10 @@
 //! 3. Wait until [`Room::poll_timeout`] (an absolute time; `None`: nothing to wait for) or the next input,
 //!    whichever comes first; at the deadline call [`Room::handle_timeout`] and go to 2.
 //!
+//! A copy of the room that another writer drives (another hub sharing the room through a store) follows it with
+//! [`Room::apply_changes`]: the other writer's [`Changes`], applied without re-running the transition and without
+//! emitting anything (the writer delivered its events).
+//!
 //! # Sequence numbers
 //!
 //! Every accepted input that changes state is one transition: [`Room::seq`] goes up by exactly one and every event

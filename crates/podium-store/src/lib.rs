@@ -19,8 +19,10 @@ use std::sync::Mutex;
 
 pub use podium_room::{Changes, RoomState};
 
-pub use self::redis::{RedisOptions, RedisStore};
+pub use self::bus::{Announced, Announcement};
+pub use self::redis::{RedisOptions, RedisStore, Subscription};
 
+pub mod bus;
 mod codec;
 pub mod redis;
 

@@ -41,8 +41,9 @@ use crate::{RoomStore, StoreError};
 
 /// The commit script. KEYS: meta, participants, bans, guests. ARGV: base seq, new seq, encoded room fields (empty:
 /// unchanged), number of removed ids, number of upserted participants, number of bans (-1: unchanged), number of
-/// guests (-1: unchanged), then the removed ids, the upserted (id, record) pairs, the bans, the guests.
-/// Returns `{"ok"}`, or `{"conflict"}` (no such room) / `{"conflict", found_seq}`.
+/// guests (-1: unchanged), then the removed ids, the upserted (id, record) pairs, the bans, the guests, and
+/// optionally a channel and a message, published after the writes (so announcements leave in commit order, and only
+/// for commits that took place). Returns `{"ok"}`, or `{"conflict"}` (no such room) / `{"conflict", found_seq}`.
 pub const COMMIT_LUA: &str = r"
 local found = redis.call('HGET', KEYS[1], 'seq')
 if not found then
@@ -73,6 +74,7 @@ if n_guests >= 0 then
   redis.call('DEL', KEYS[4])
   for _ = 1, n_guests do redis.call('SADD', KEYS[4], ARGV[i]); i = i + 1 end
 end
+if ARGV[i] then redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
 return {'ok'}
 ";
 
@@ -84,6 +86,29 @@ if not seq then return false end
 local fields = redis.call('HGET', KEYS[1], 'fields') or ''
 return {seq, fields, redis.call('HGETALL', KEYS[2]), redis.call('SMEMBERS', KEYS[3]), redis.call('SMEMBERS', KEYS[4])}
 ";
+
+/// Claims or renews the room's timer lease. KEYS: the owner key. ARGV: node id, lease in ms. Returns 1 when the
+/// node holds the lease (now renewed), 0 when another node does.
+pub const CLAIM_LUA: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2]); return 1
+elseif not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]); return 1
+end
+return 0
+";
+
+/// Releases the room's timer lease if this node holds it. KEYS: the owner key. ARGV: node id.
+pub const RELEASE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+/// The key naming the node that runs `room`'s timers (a lease: it expires unless renewed).
+pub fn owner_key(room: &str) -> String {
+    format!("podium:{{{room}}}:owner")
+}
 
 /// The four keys of `room`, in the order the scripts take them: meta, participants, bans, guests.
 pub fn room_keys(room: &str) -> [String; 4] {
@@ -149,8 +174,12 @@ impl ConnectionLike for Conn {
 #[derive(Clone)]
 pub struct RedisStore {
     conn: Conn,
+    /// A single-node URL for subscriptions (for a cluster, its first seed node: `PUBLISH` reaches every node).
+    pubsub_url: String,
     commit_script: Script,
     load_script: Script,
+    claim_script: Script,
+    release_script: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -186,10 +215,12 @@ impl RedisStore {
     /// Fails when Redis cannot be reached now; afterwards, dropped connections are re-established by themselves.
     pub async fn connect(url: &str, options: &RedisOptions) -> Result<Self, StoreError> {
         let bad_url = |e: RedisError| StoreError::Unavailable(format!("store url {url:?}: {e}"));
+        let mut pubsub_url = url.to_owned();
         let conn = if let Some(nodes) = cluster_nodes(url) {
             if nodes.is_empty() {
                 return Err(StoreError::Unavailable(format!("store url {url:?}: no cluster nodes")));
             }
+            pubsub_url.clone_from(&nodes[0]);
             let client = ::redis::cluster::ClusterClientBuilder::new(nodes)
                 .connection_timeout(options.connect_timeout)
                 .response_timeout(options.response_timeout)
@@ -205,13 +236,118 @@ impl RedisStore {
                 .set_max_delay(Duration::from_millis(500));
             Conn::Single(ConnectionManager::new_with_config(client, config).await.map_err(|e| unavailable(&e))?)
         };
-        Ok(Self { conn, commit_script: Script::new(COMMIT_LUA), load_script: Script::new(LOAD_LUA) })
+        Ok(Self {
+            conn,
+            pubsub_url,
+            commit_script: Script::new(COMMIT_LUA),
+            load_script: Script::new(LOAD_LUA),
+            claim_script: Script::new(CLAIM_LUA),
+            release_script: Script::new(RELEASE_LUA),
+        })
+    }
+
+    /// Like [`RoomStore::commit`], and when the commit takes place, publishes `announcement` on the room's channel
+    /// in the same script (one round trip; announcements leave in commit order).
+    pub async fn commit_announced(
+        &self,
+        room: &str,
+        changes: &Changes,
+        announcement: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.commit_script.prepare_invoke();
+        for key in room_keys(room) {
+            invocation.key(key);
+        }
+        for arg in commit_args(changes) {
+            invocation.arg(arg);
+        }
+        if let Some(text) = announcement {
+            invocation.arg(crate::bus::events_channel(room)).arg(text);
+        }
+        let reply: Vec<String> = invocation.invoke_async(&mut conn).await.map_err(|e| unavailable(&e))?;
+        match reply.as_slice() {
+            [ok] if ok == "ok" => Ok(()),
+            [c] if c == "conflict" => Err(StoreError::Conflict { expected: changes.base_seq, found: None }),
+            [c, found] if c == "conflict" => {
+                let found = found.parse().map_err(|e| StoreError::Corrupt(format!("room {room:?}: seq: {e}")))?;
+                Err(StoreError::Conflict { expected: changes.base_seq, found: Some(found) })
+            }
+            other => Err(StoreError::Corrupt(format!("room {room:?}: unexpected commit reply {other:?}"))),
+        }
+    }
+
+    /// Publishes an announcement without a transition (such as head counts) on the room's channel.
+    pub async fn publish(&self, room: &str, announcement: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        ::redis::cmd("PUBLISH")
+            .arg(crate::bus::events_channel(room))
+            .arg(announcement)
+            .query_async::<i64>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| unavailable(&e))
+    }
+
+    /// Claims `room`'s timer lease for `node`, or renews it; true when `node` holds it for `lease` from now.
+    pub async fn claim_owner(&self, room: &str, node: &str, lease: Duration) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
+        let held: i64 = self
+            .claim_script
+            .key(owner_key(room))
+            .arg(node)
+            .arg(ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(held == 1)
+    }
+
+    /// Gives up `room`'s timer lease if `node` holds it.
+    pub async fn release_owner(&self, room: &str, node: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .release_script
+            .key(owner_key(room))
+            .arg(node)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(())
     }
 
     /// Sends `PING` (a health check).
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         ::redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop).map_err(|e| unavailable(&e))
+    }
+
+    /// Subscribes to every room's announcements on a connection of its own; each item is `(room, message)`. The
+    /// stream ends when the connection drops (messages sent meanwhile are lost: resubscribe and reload).
+    pub async fn subscribe_all(&self) -> Result<Subscription, StoreError> {
+        let client = ::redis::Client::open(self.pubsub_url.as_str()).map_err(|e| unavailable(&e))?;
+        let mut pubsub = client.get_async_pubsub().await.map_err(|e| unavailable(&e))?;
+        pubsub.psubscribe(crate::bus::EVENTS_PATTERN).await.map_err(|e| unavailable(&e))?;
+        Ok(Subscription { stream: pubsub.into_on_message() })
+    }
+}
+
+/// Every room's announcements ([`RedisStore::subscribe_all`]).
+pub struct Subscription {
+    stream: ::redis::aio::PubSubStream,
+}
+
+impl Subscription {
+    /// The next `(room, message)`; `None` when the connection dropped.
+    pub async fn next(&mut self) -> Option<(String, String)> {
+        use futures_util::StreamExt as _;
+        loop {
+            let msg = self.stream.next().await?;
+            let Some(room) = crate::bus::channel_room(msg.get_channel_name()) else { continue };
+            let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) else { continue };
+            return Some((room.to_owned(), text.to_owned()));
+        }
     }
 }
 
@@ -287,24 +423,7 @@ impl RoomStore for RedisStore {
     }
 
     async fn commit(&self, room: &str, changes: &Changes) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let mut invocation = self.commit_script.prepare_invoke();
-        for key in room_keys(room) {
-            invocation.key(key);
-        }
-        for arg in commit_args(changes) {
-            invocation.arg(arg);
-        }
-        let reply: Vec<String> = invocation.invoke_async(&mut conn).await.map_err(|e| unavailable(&e))?;
-        match reply.as_slice() {
-            [ok] if ok == "ok" => Ok(()),
-            [c] if c == "conflict" => Err(StoreError::Conflict { expected: changes.base_seq, found: None }),
-            [c, found] if c == "conflict" => {
-                let found = found.parse().map_err(|e| StoreError::Corrupt(format!("room {room:?}: seq: {e}")))?;
-                Err(StoreError::Conflict { expected: changes.base_seq, found: Some(found) })
-            }
-            other => Err(StoreError::Corrupt(format!("room {room:?}: unexpected commit reply {other:?}"))),
-        }
+        self.commit_announced(room, changes, None).await
     }
 
     async fn remove(&self, room: &str) -> Result<(), StoreError> {

@@ -115,6 +115,15 @@ impl RedisServer {
         self.inline("PING").starts_with("+PONG")
     }
 
+    /// Sends one command (its arguments as given, any bytes) and returns the start of the reply (empty on any error).
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        self.inline(request.trim_end_matches("\r\n"))
+    }
+
     /// Sends one inline command and returns the start of the reply (empty on any error).
     fn inline(&self, command: &str) -> String {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else { return String::new() };

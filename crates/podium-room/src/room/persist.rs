@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use super::Room;
 use crate::state::{Changes, ParticipantState, RoomFields, RoomState};
-use crate::types::{Role, RoomConfig, sat_u32, sat_usize};
+use crate::types::{Millis, ParticipantId, Role, RoomConfig, sat_u32, sat_usize};
 
 impl Room {
     /// A full plain-data copy of the room (participants sorted by join order). O(n log n): for stores and tests,
@@ -121,6 +121,98 @@ impl Room {
             room.dirty = room.participants.keys().cloned().chain(dropped).collect();
         }
         room
+    }
+
+    /// Applies a transition another writer committed (the store's [`Changes`] from `self.seq` to `changes.seq`),
+    /// as if this room had run it, but emits nothing: whoever ran it delivered its events. Use it to follow a room
+    /// that several hubs share. The head counts last sent are kept; if the counts changed, a counts flush is
+    /// scheduled `counts_interval` after `now` (as after a local transition).
+    ///
+    /// Returns false and changes nothing unless `changes.base_seq == self.seq` and this room has no changes not yet
+    /// taken ([`Room::take_changes`]); then rebuild the room from the stored state instead. O(changes · log n).
+    pub fn apply_changes(&mut self, changes: &Changes, now: Millis) -> bool {
+        let pending = self.seq != self.base_seq
+            || !self.dirty.is_empty()
+            || self.fields_dirty
+            || self.bans_dirty
+            || self.guests_dirty;
+        if pending || changes.base_seq != self.seq || changes.seq < changes.base_seq {
+            return false;
+        }
+        self.seq = changes.seq;
+        self.base_seq = changes.seq;
+        if let Some(f) = &changes.room {
+            self.name.clone_from(&f.name);
+            self.settings = f.settings;
+            self.ended = f.ended;
+            self.empty_since = f.empty_since;
+            self.next_order = f.next_order;
+        }
+        if let Some(bans) = &changes.bans {
+            self.bans = bans.iter().cloned().collect();
+        }
+        if let Some(guests) = &changes.guests {
+            self.guests = guests.iter().cloned().collect();
+        }
+        for id in changes.removed.iter().chain(changes.upserted.iter().map(|p| &p.id)) {
+            self.unindex(id);
+        }
+        for p in &changes.upserted {
+            self.index(p.clone());
+        }
+        if self.ended {
+            self.counts_flush_at = None;
+        } else if self.counts_flush_at.is_none() && self.counts_sent != Some(self.counts()) {
+            self.counts_flush_at = Some(now.saturating_add(self.config.counts_interval));
+        }
+        true
+    }
+
+    /// Removes a participant and its index entries (nothing if absent).
+    fn unindex(&mut self, id: &ParticipantId) {
+        let Some(p) = self.participants.remove(id) else { return };
+        if self.audience.get(&p.join_order) == Some(id) {
+            self.audience.remove(&p.join_order);
+        }
+        if let Some(since) = p.stage_since
+            && self.stage.get(&since) == Some(id)
+        {
+            self.stage.remove(&since);
+        }
+        if let Some(key) = p.hand_raised
+            && self.hands.get(&key) == Some(id)
+        {
+            self.hands.remove(&key);
+        }
+        if let Some(deadline) = p.grace_deadline {
+            self.graces.remove(&(deadline, id.clone()));
+        }
+        if let Some(invite) = &p.invite {
+            self.invites.remove(&(invite.expires_at, id.clone()));
+        }
+    }
+
+    /// Adds a participant record as stored (consistent: written by a room) to the participants and indexes.
+    fn index(&mut self, p: ParticipantState) {
+        let id = p.id.clone();
+        match p.stage_since {
+            Some(since) if p.role.on_stage() => {
+                self.stage.insert(since, id.clone());
+            }
+            _ => {
+                self.audience.insert(p.join_order, id.clone());
+            }
+        }
+        if let Some(key) = p.hand_raised {
+            self.hands.insert(key, id.clone());
+        }
+        if let Some(deadline) = p.grace_deadline {
+            self.graces.insert((deadline, id.clone()));
+        }
+        if let Some(invite) = &p.invite {
+            self.invites.insert((invite.expires_at, id.clone()));
+        }
+        self.participants.insert(id, p);
     }
 
     /// What changed since the last call (or since creation / restore): `None` if nothing did. The hub commits

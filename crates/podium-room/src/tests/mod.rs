@@ -40,12 +40,14 @@ pub(crate) struct Harness {
     pub(crate) now: Millis,
     /// What a store would hold, built only from `take_changes`.
     pub(crate) store: Option<RoomState>,
+    /// Another hub's copy of the room, following it only through `apply_changes`.
+    pub(crate) replica: Option<Room>,
 }
 
 impl Harness {
     pub(crate) fn new(config: RoomConfig) -> Self {
         let room = Room::new("room", config.clone(), 0);
-        let mut h = Self { room, config, now: 0, store: None };
+        let mut h = Self { room, config, now: 0, store: None, replica: None };
         h.check();
         h
     }
@@ -63,6 +65,16 @@ impl Harness {
         let restored = Room::from_state(state.clone(), self.config.clone());
         assert_eq!(restored.state(), state, "from_state(state()) must round-trip");
         if let Some(changes) = self.room.take_changes() {
+            match &mut self.replica {
+                Some(replica) => {
+                    assert!(replica.apply_changes(&changes, self.now), "the replica follows every transition");
+                    assert!(replica.poll_output().is_none(), "applying changes emits nothing");
+                }
+                None => {
+                    let created = RoomState::created_by(&changes).expect("the first changes create the room");
+                    self.replica = Some(Room::from_state(created, self.config.clone()));
+                }
+            }
             match &mut self.store {
                 Some(stored) => {
                     assert_eq!(stored.seq, changes.base_seq, "changes must apply to the stored version");
@@ -73,6 +85,12 @@ impl Harness {
         }
         if let Some(stored) = &self.store {
             assert_eq!(stored, &state, "the store mirror must equal the room");
+        }
+        if let Some(replica) = &self.replica {
+            if let Err(e) = replica.check_invariants() {
+                panic!("replica invariant broken: {e}\n{:#?}", replica.state());
+            }
+            assert_eq!(replica.state(), state, "the replica must equal the room");
         }
     }
 

@@ -1,0 +1,80 @@
+//! Following the rooms other hubs share (Redis only): one subscription per hub to every room's announcement
+//! channel, routed to this hub's running room task for that room (rooms without a task here are skipped: a task
+//! that starts later loads the room from the store). The subscription's connection can drop, losing what was
+//! published meanwhile; after every (re)subscription each running room checks the store and resyncs if behind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use podium_store::{Announcement, RedisStore, Subscription};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::hub::Shared;
+use crate::room_task::{RoomHandle, RoomMsg};
+
+/// How long to wait before subscribing again after the subscription failed or dropped.
+const RESUBSCRIBE: Duration = Duration::from_millis(500);
+
+/// Runs until the hub shuts down. `first` is the subscription made when the hub started (before any room).
+pub(crate) async fn follow(shared: Arc<Shared>, store: RedisStore, mut first: Option<Subscription>) {
+    let mut shutdown = shared.shutdown_rx();
+    loop {
+        let subscribed = match first.take() {
+            Some(subscription) => Ok(subscription),
+            None => store.subscribe_all().await,
+        };
+        match subscribed {
+            Ok(mut subscription) => {
+                info!("following other hubs' announcements");
+                // Whatever was announced while not subscribed is lost: every room compares itself with the store.
+                for handle in shared.running_rooms() {
+                    send(&handle, RoomMsg::Recheck);
+                }
+                loop {
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        message = subscription.next() => match message {
+                            Some((room, text)) => route(&shared, &room, &text),
+                            None => break,
+                        },
+                    }
+                }
+                warn!("the announcement subscription dropped; subscribing again");
+            }
+            Err(e) => warn!(error = %e, "subscribing to announcements failed; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = tokio::time::sleep(RESUBSCRIBE) => {}
+        }
+    }
+}
+
+fn route(shared: &Shared, room: &str, text: &str) {
+    let Some(handle) = shared.running_room(room) else { return };
+    let announcement = match Announcement::decode(text) {
+        Ok(a) => a,
+        Err(e) => {
+            warn!(room, error = %e, "skipping an unreadable announcement");
+            return;
+        }
+    };
+    if announcement.node == shared.node_id {
+        return;
+    }
+    debug!(room, seq = announcement.seq, node = %announcement.node, "announcement");
+    send(&handle, RoomMsg::Remote(Box::new(announcement)));
+}
+
+/// Hands `msg` to the room without holding up the other rooms: when its inbox is full the message waits on a task
+/// of its own. That may reorder it after later announcements, which the room's sequence check absorbs (an early
+/// later one looks like a gap and reloads; the late one is then stale and skipped).
+fn send(handle: &RoomHandle, msg: RoomMsg) {
+    if let Err(mpsc::error::TrySendError::Full(msg)) = handle.inbox.try_send(msg) {
+        let inbox = handle.inbox.clone();
+        tokio::spawn(async move {
+            let _ = inbox.send(msg).await;
+        });
+    }
+}

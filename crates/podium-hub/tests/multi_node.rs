@@ -1,0 +1,270 @@
+//! Two hubs on one Redis (a `redis-server` this test starts), each with its own websocket clients in one room: a
+//! transition made on one hub reaches the other hub's clients with the same sequence number, races for the last
+//! stage seat have one winner, head counts include both hubs' participants, and a kick closes the target's
+//! connection on the other hub.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use podium_hub::auth::{TokenKeys, claims_for};
+use podium_hub::{Config, Hub, Role};
+use podium_store::redis_server::RedisServer;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+    /// Server messages read while waiting for something else.
+    seen: Vec<Value>,
+}
+
+impl Client {
+    async fn request(&mut self, mut body: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        body["id"] = json!(id);
+        self.ws.send(Message::Text(body.to_string().into())).await.unwrap();
+        loop {
+            let v = self.read().await;
+            if (v["type"] == "ok" || v["type"] == "error") && v["id"] == json!(id) {
+                return v;
+            }
+            self.seen.push(v);
+        }
+    }
+
+    async fn read(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(TIMEOUT, self.ws.next()).await.expect("a message in time");
+            let Some(Ok(msg)) = msg else { panic!("connection closed while waiting for a message") };
+            if let Message::Text(text) = msg {
+                return serde_json::from_str(&text).unwrap();
+            }
+        }
+    }
+
+    /// The first message (seen before or arriving now) for which `pred` holds.
+    async fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.seen.iter().position(&pred) {
+            return self.seen.remove(i);
+        }
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            assert!(tokio::time::Instant::now() < deadline, "no {what} in time; saw {:?}", self.seen);
+            let v = self.read().await;
+            if pred(&v) {
+                return v;
+            }
+            self.seen.push(v);
+        }
+    }
+}
+
+struct Node {
+    url: String,
+    keys: TokenKeys,
+    stop: podium_hub::ShutdownHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Node {
+    async fn start(store: &str, stage_capacity: u32) -> Self {
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.server.shutdown_grace_ms = 300;
+        config.auth.secret = Some("multi-node-test".into());
+        config.media.enabled = false;
+        config.store.url = store.into();
+        config.room.stage_capacity = stage_capacity;
+        config.room.counts_interval_ms = 100;
+        let keys = TokenKeys::new(config.auth.secret().as_bytes());
+        let hub = Hub::bind(config).await.expect("hub binds and reaches Redis");
+        let url = format!("ws://{}{}", hub.local_addr(), podium_hub::WS_PATH);
+        let stop = hub.shutdown_handle();
+        let task = tokio::spawn(async move {
+            hub.run().await.unwrap();
+        });
+        Self { url, keys, stop, task }
+    }
+
+    async fn join(&self, identity: &str, role: Role) -> (Client, Value) {
+        let (ws, _) = tokio_tungstenite::connect_async(&self.url).await.unwrap();
+        let mut c = Client { ws, next_id: 1, seen: Vec::new() };
+        let token = self.keys.mint(&claims_for(identity, None, "summit", role, Duration::from_secs(600))).unwrap();
+        let reply = c.request(json!({"type": "join", "token": token})).await;
+        assert_eq!(reply["type"], "ok", "join of {identity}: {reply}");
+        let welcome = reply["result"].clone();
+        (c, welcome)
+    }
+
+    async fn stop(self) {
+        self.stop.shutdown();
+        tokio::time::timeout(TIMEOUT, self.task).await.unwrap().unwrap();
+    }
+}
+
+async fn two_nodes(stage_capacity: u32) -> (RedisServer, Node, Node) {
+    let redis = RedisServer::start();
+    let a = Node::start(&redis.url(), stage_capacity).await;
+    let b = Node::start(&redis.url(), stage_capacity).await;
+    (redis, a, b)
+}
+
+fn stage_ids(stage: &Value) -> Vec<String> {
+    stage.as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_on_one_hub_sees_a_promotion_made_on_the_other() {
+    let (_redis, a, b) = two_nodes(13).await;
+    let (mut alice, _) = b.join("alice", Role::Moderator).await;
+    let (mut bob, welcome) = a.join("bob", Role::Speaker).await;
+    assert_eq!(stage_ids(&welcome["state"]["stage"]), ["alice"], "node A loaded the room node B created");
+
+    assert_eq!(bob.request(json!({"type": "raise_hand"})).await["type"], "ok");
+    let queue = alice.wait_for("hand queue on node B", |v| v["type"] == "hand_queue").await;
+    assert_eq!(queue["queue"]["hands"][0]["id"], "bob", "{queue}");
+
+    assert_eq!(alice.request(json!({"type": "approve_hand", "participant": "bob"})).await["type"], "ok");
+    let promoted = |v: &Value| v["type"] == "stage" && v["cause"]["kind"] == "promoted";
+    let on_b = alice.wait_for("stage event on node B", promoted).await;
+    let on_a = bob.wait_for("stage event on node A", promoted).await;
+    assert_eq!(on_a, on_b, "the same event, seq included, on both hubs");
+    assert_eq!(stage_ids(&on_a["stage"]), ["alice", "bob"]);
+    let you = bob.wait_for("you event on node A", |v| v["type"] == "you" && v["you"]["role"] == "speaker").await;
+    assert_eq!(you["seq"], on_a["seq"], "{you}");
+    assert!(
+        !bob.seen.iter().chain(&alice.seen).any(|v| v["type"] == "resync"),
+        "followed by announcements, not by resyncs"
+    );
+
+    // Both hubs agree on the room.
+    let state_a = bob.request(json!({"type": "get_state"})).await;
+    let state_b = alice.request(json!({"type": "get_state"})).await;
+    assert_eq!(state_a["result"]["seq"], state_b["result"]["seq"]);
+    assert_eq!(state_a["result"]["stage"], state_b["result"]["stage"]);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moderators_on_two_hubs_racing_for_the_last_seat_one_wins() {
+    for round in 0..3 {
+        // Two moderators take two of three seats; bob and carol race for the last one.
+        let (_redis, a, b) = two_nodes(3).await;
+        let (mut alice, _) = a.join("alice", Role::Moderator).await;
+        let (mut dave, _) = b.join("dave", Role::Moderator).await;
+        let (mut bob, _) = a.join("bob", Role::Speaker).await;
+        let (mut carol, _) = b.join("carol", Role::Speaker).await;
+        assert_eq!(bob.request(json!({"type": "raise_hand"})).await["type"], "ok");
+        assert_eq!(carol.request(json!({"type": "raise_hand"})).await["type"], "ok");
+        // Both hubs know both hands before the race: an event, or a resync if the raises raced each other.
+        for m in [&mut alice, &mut dave] {
+            m.wait_for("both hands", |v| {
+                (v["type"] == "hand_queue" && v["queue"]["total"] == 2)
+                    || (v["type"] == "resync" && v["state"]["hands"]["total"] == 2)
+            })
+            .await;
+        }
+
+        let (ra, rd) = tokio::join!(
+            alice.request(json!({"type": "approve_hand", "participant": "bob"})),
+            dave.request(json!({"type": "approve_hand", "participant": "carol"})),
+        );
+        let oks = [&ra, &rd].iter().filter(|r| r["type"] == "ok").count();
+        assert_eq!(oks, 1, "round {round}: exactly one approval wins: {ra} / {rd}");
+        let loser = if ra["type"] == "ok" { &rd } else { &ra };
+        assert_eq!(loser["code"], "stage_full", "round {round}: the loser is told the stage is full: {loser}");
+
+        // Both hubs converge on the same three-seat stage.
+        let mut last = (Value::Null, Value::Null);
+        for _ in 0..50 {
+            let sa = alice.request(json!({"type": "get_state"})).await["result"].clone();
+            let sb = dave.request(json!({"type": "get_state"})).await["result"].clone();
+            if sa["seq"] == sb["seq"] && sa["stage"] == sb["stage"] {
+                assert_eq!(sa["stage"].as_array().unwrap().len(), 3, "{sa}");
+                last = (Value::Null, Value::Null);
+                break;
+            }
+            last = (sa, sb);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(last, (Value::Null, Value::Null), "round {round}: the hubs did not converge");
+        a.stop().await;
+        b.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_include_participants_on_both_hubs() {
+    let (_redis, a, b) = two_nodes(13).await;
+    let (mut alice, _) = a.join("alice", Role::Moderator).await;
+    let (mut bob, _) = b.join("bob", Role::Audience).await;
+    let (_carol, _) = b.join("carol", Role::Audience).await;
+    let (_erin, _) = a.join("erin", Role::Audience).await;
+    let full = |v: &Value| v["type"] == "counts" && v["counts"]["total"] == 4;
+    let on_a = alice.wait_for("counts of 4 on node A", full).await;
+    let on_b = bob.wait_for("counts of 4 on node B", full).await;
+    assert_eq!(on_a["counts"], json!({"stage": 1, "audience": 3, "hands": 0, "total": 4}), "{on_a}");
+    assert_eq!(on_a, on_b);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_on_one_hub_closes_the_target_on_the_other_with_4004() {
+    let (_redis, a, b) = two_nodes(13).await;
+    let (mut alice, _) = b.join("alice", Role::Moderator).await;
+    let (mut eve, _) = a.join("eve", Role::Audience).await;
+    // Node B learns of eve's join from node A's announcement; a kick before that would be `not_found` there.
+    alice.wait_for("eve's arrival on node B", |v| v["type"] == "participant_joined").await;
+    assert_eq!(alice.request(json!({"type": "kick", "participant": "eve"})).await["type"], "ok");
+    let close = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            match eve.ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                other => panic!("connection ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("eve's connection closed in time");
+    assert_eq!(close.map(|f| f.code), Some(CloseCode::Library(4004)));
+    let state = alice.request(json!({"type": "get_state"})).await;
+    assert_eq!(state["result"]["counts"]["total"], 1, "{state}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_in_announcements_reloads_the_room_and_resyncs_its_connections() {
+    let (redis, a, b) = two_nodes(13).await;
+    let (mut alice, _) = a.join("alice", Role::Moderator).await;
+    let (mut bob, _) = b.join("bob", Role::Speaker).await;
+    // Bob joined last, on B: B is at the stored seq.
+    let seq = bob.request(json!({"type": "get_state"})).await["result"]["seq"].as_u64().unwrap();
+    // An announcement from a third hub that is ahead of everyone: both hubs missed something and must reload.
+    let ahead = json!({"node": "elsewhere", "seq": seq + 5}).to_string();
+    let published = redis.command(&["PUBLISH", "podium:{summit}:events", &ahead]);
+    assert!(published.starts_with(":2"), "both hubs subscribed: {published}");
+    for c in [&mut alice, &mut bob] {
+        let resync = c.wait_for("resync", |v| v["type"] == "resync").await;
+        // The store is the truth: the reloaded room is at the stored seq, not the bogus one.
+        assert_eq!(resync["seq"], json!(seq), "{resync}");
+    }
+    // And the room works on as before.
+    assert_eq!(bob.request(json!({"type": "raise_hand"})).await["type"], "ok");
+    alice.wait_for("bob's hand", |v| v["type"] == "hand_queue" && v["queue"]["total"] == 1).await;
+    a.stop().await;
+    b.stop().await;
+}
