@@ -6,3 +6,5 @@ mod media_chromium;
 mod media_signaling;
 mod scenario;
 mod support;
+mod web;
+mod web_browser;

@@ -23,6 +23,7 @@ use tracing::{Instrument as _, debug, info, warn};
 
 use crate::auth::AuthError;
 use crate::convert;
+use crate::http;
 use crate::hub::Shared;
 use crate::link::{Control, Link};
 use crate::media::MediaRequest;
@@ -56,9 +57,26 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
                 Err(err)
             }
         };
+        // Plain HTTP requests (the demo app, the SDK, development tokens) are answered here; only the websocket
+        // path goes on to the handshake. Both must complete within the auth timeout.
+        let deadline = Instant::now() + Duration::from_millis(shared.config.auth.auth_timeout_ms);
+        let mut stream = stream;
+        match tokio::time::timeout_at(deadline, http::peek_route(&stream)).await {
+            Ok(Some(http::Route::WebSocket)) => {}
+            Ok(Some(http::Route::Http)) => {
+                let served = http::serve(&shared.config, &shared.keys, &mut stream);
+                if tokio::time::timeout_at(deadline, served).await.is_err() {
+                    debug!("http request timed out");
+                }
+                return;
+            }
+            Ok(None) | Err(_) => {
+                debug!("no request line before the timeout");
+                return;
+            }
+        }
         let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(ws_config));
-        let ws = match tokio::time::timeout(Duration::from_millis(shared.config.auth.auth_timeout_ms), handshake).await
-        {
+        let ws = match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(ws)) => ws,
             Ok(Err(e)) => {
                 debug!(error = %e, "websocket handshake failed");

@@ -15,6 +15,7 @@ mod bus;
 pub mod config;
 mod conn;
 mod convert;
+mod http;
 mod hub;
 mod link;
 mod media;
@@ -22,5 +23,6 @@ mod room_task;
 
 pub use config::Config;
 pub use conn::WS_PATH;
+pub use http::{DEMO_HTML, DEV_TOKEN_PATH, SDK_JS};
 pub use hub::{Hub, ShutdownHandle};
 pub use podium_proto::Role;

@@ -110,6 +110,7 @@ fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>, store: O
         let hub = Hub::bind(config).await?;
         let addr = hub.local_addr();
         println!("Podium is listening: ws://{addr}{}", podium_hub::WS_PATH);
+        println!("Demo app: http://{addr}/ (the browser SDK: http://{addr}/sdk/podium.js)");
         let media: Vec<String> = hub.media_addrs().iter().map(ToString::to_string).collect();
         if media.is_empty() {
             println!("Media: disabled ([media] enabled = false)");
@@ -128,6 +129,10 @@ fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>, store: O
             let token = keys.mint(&claims).map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("Development token (moderator of room \"demo\", valid 24 h):\n{token}");
             println!("More tokens: podium token --identity alice --room demo --role speaker");
+            println!(
+                "Development tokens over HTTP: http://{addr}{}?identity=alice&room=demo&role=speaker",
+                podium_hub::DEV_TOKEN_PATH
+            );
         }
         let stop = hub.shutdown_handle();
         tokio::spawn(async move {

@@ -1,0 +1,901 @@
+// sdk/src/emitter.ts
+var Emitter = class {
+  constructor() {
+    this.listeners = /* @__PURE__ */ new Map();
+  }
+  /** Calls `fn` on every `event`; returns a function that unsubscribes. */
+  on(event, fn) {
+    let set = this.listeners.get(event);
+    if (!set) {
+      set = /* @__PURE__ */ new Set();
+      this.listeners.set(event, set);
+    }
+    set.add(fn);
+    return () => this.off(event, fn);
+  }
+  off(event, fn) {
+    this.listeners.get(event)?.delete(fn);
+  }
+  /** Resolves with the next `event`. */
+  once(event) {
+    return new Promise((resolve) => {
+      const off = this.on(event, (v) => {
+        off();
+        resolve(v);
+      });
+    });
+  }
+  emit(event, value) {
+    const set = this.listeners.get(event);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try {
+        fn(value);
+      } catch (e) {
+        console.error(`podium: a "${String(event)}" listener threw`, e);
+      }
+    }
+  }
+};
+
+// sdk/src/media.ts
+function errorText(e) {
+  if (e && typeof e === "object" && "message" in e) return String(e.message);
+  return String(e);
+}
+var MediaSession = class {
+  constructor(request, options, changed) {
+    this.request = request;
+    this.options = options;
+    this.changed = changed;
+    this.pc = null;
+    this.transceiver = null;
+    this.mic = null;
+    this.chain = Promise.resolve();
+    this.container = null;
+    this.players = /* @__PURE__ */ new Map();
+    this.wantPublish = false;
+    /** A negotiation failed because the websocket dropped. */
+    this.interrupted = false;
+    this.closed = false;
+    this.info = { state: "new", tracks: [], publishing: false };
+  }
+  /** Creates the peer connection and negotiates; `you` decides the transceiver's direction. */
+  start(you) {
+    this.enqueue(async () => {
+      this.createPeer(you);
+      await this.negotiate();
+    });
+    this.update(you);
+  }
+  /** A new session after `resumed: false`: the SFU dropped the old peer; start over. */
+  restart(you) {
+    this.teardown();
+    this.closed = false;
+    this.info.state = "new";
+    this.info.tracks = [];
+    this.start(you);
+  }
+  /** Follows the participant's own state: publish on stage, stop in the audience; mute the track when muted. */
+  update(you) {
+    const onStage = you.role !== "audience";
+    if (this.mic) this.mic.enabled = !you.muted;
+    if (onStage !== this.wantPublish) {
+      this.wantPublish = onStage;
+      this.enqueue(() => onStage ? this.publish(you) : this.unpublish());
+    }
+  }
+  onServerOffer(sdp) {
+    this.enqueue(async () => {
+      const pc = this.pc;
+      if (!pc) return;
+      await pc.setRemoteDescription({ type: "offer", sdp });
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      await this.gathered();
+      await this.request("media_answer", { sdp: this.filter(pc.localDescription?.sdp ?? "") });
+      this.attachAll();
+    });
+  }
+  onState(state) {
+    this.info.state = state;
+    this.changed(this.info);
+    if (state === "failed") {
+      this.enqueue(async () => {
+        this.pc?.restartIce();
+        await this.negotiate();
+      });
+    }
+  }
+  onTracks(tracks) {
+    this.info.tracks = tracks;
+    for (const t of tracks) {
+      const el = this.players.get(t.mid);
+      if (el) el.dataset.participant = t.participant ?? "";
+    }
+    this.changed(this.info);
+  }
+  close() {
+    this.closed = true;
+    this.teardown();
+    this.info.state = "closed";
+    this.info.publishing = false;
+    this.changed(this.info);
+  }
+  async stats() {
+    const out = {
+      connection: this.pc ? this.pc.connectionState : null,
+      inbound: 0,
+      packetsReceived: 0,
+      packetsLost: 0,
+      totalAudioEnergy: 0,
+      audioLevel: 0,
+      packetsSent: 0,
+      bytesSent: 0
+    };
+    if (!this.pc) return out;
+    const report = await this.pc.getStats();
+    report.forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "audio") {
+        out.inbound += 1;
+        out.packetsReceived += s.packetsReceived || 0;
+        out.packetsLost += s.packetsLost || 0;
+        out.totalAudioEnergy += s.totalAudioEnergy || 0;
+        out.audioLevel = Math.max(out.audioLevel, s.audioLevel || 0);
+      } else if (s.type === "outbound-rtp" && s.kind === "audio") {
+        out.packetsSent += s.packetsSent || 0;
+        out.bytesSent += s.bytesSent || 0;
+      }
+    });
+    return out;
+  }
+  /**
+   * After the websocket resumed the session: the peer connection is kept, but a negotiation cut off by the drop is
+   * done again.
+   */
+  resumed(you) {
+    this.update(you);
+    if (!this.interrupted) return;
+    this.interrupted = false;
+    this.enqueue(async () => {
+      const pc = this.pc;
+      if (!pc) return;
+      if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
+      await this.negotiate();
+    });
+  }
+  enqueue(step) {
+    this.chain = this.chain.then(() => this.closed ? void 0 : step()).catch((e) => {
+      if (this.closed) return;
+      const code = e.code;
+      if (code === "disconnected" || code === "timeout") {
+        this.interrupted = true;
+        return;
+      }
+      this.info.error = errorText(e);
+      console.warn("podium media:", e);
+      this.changed(this.info);
+    });
+  }
+  createPeer(you) {
+    const pc = new RTCPeerConnection({ iceServers: this.options.iceServers ?? [] });
+    this.pc = pc;
+    const direction = you.ceiling === "audience" ? "recvonly" : "sendrecv";
+    this.transceiver = pc.addTransceiver("audio", { direction });
+    pc.ontrack = (e) => this.attach(e.transceiver);
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === "closed" || pc.connectionState === "failed") this.changed(this.info);
+    };
+  }
+  teardown() {
+    this.mic?.stop();
+    this.mic = null;
+    this.wantPublish = false;
+    this.info.publishing = false;
+    this.pc?.close();
+    this.pc = null;
+    this.transceiver = null;
+    for (const el of this.players.values()) {
+      el.srcObject = null;
+      el.remove();
+    }
+    this.players.clear();
+  }
+  /** Sends a client offer and applies the SFU's answer, retrying after a `conflict` (an SFU offer pending). */
+  async negotiate() {
+    const pc = this.pc;
+    if (!pc) return;
+    this.info.state = this.info.state === "new" ? "negotiating" : this.info.state;
+    for (let attempt = 0; ; attempt++) {
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      await this.gathered();
+      try {
+        const reply = await this.request("media_offer", { sdp: this.filter(pc.localDescription?.sdp ?? "") });
+        await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+        this.attachAll();
+        this.changed(this.info);
+        return;
+      } catch (e) {
+        if (e.code !== "conflict" || attempt >= 5) throw e;
+        await pc.setLocalDescription({ type: "rollback" });
+        const retry = new Promise((resolve) => setTimeout(resolve, 100 * (attempt + 1)));
+        this.enqueue(async () => {
+          await retry;
+          await this.negotiate();
+        });
+        return;
+      }
+    }
+  }
+  async publish(you) {
+    if (!this.pc || !this.transceiver || !this.wantPublish) return;
+    if (!this.mic) {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: this.options.audio ?? true });
+      const track = stream.getAudioTracks()[0];
+      if (!track) throw new Error("getUserMedia returned no audio track");
+      if (!this.wantPublish) {
+        track.stop();
+        return;
+      }
+      this.mic = track;
+    }
+    this.mic.enabled = !you.muted;
+    await this.transceiver.sender.replaceTrack(this.mic);
+    if (this.transceiver.direction !== "sendrecv") {
+      this.transceiver.direction = "sendrecv";
+      await this.negotiate();
+    }
+    this.info.publishing = true;
+    this.changed(this.info);
+  }
+  async unpublish() {
+    if (this.transceiver) await this.transceiver.sender.replaceTrack(null);
+    this.mic?.stop();
+    this.mic = null;
+    this.info.publishing = false;
+    this.changed(this.info);
+  }
+  attachAll() {
+    for (const tr of this.pc?.getTransceivers() ?? []) {
+      if (tr.currentDirection && tr.currentDirection.includes("recv")) this.attach(tr);
+    }
+  }
+  attach(tr) {
+    const mid = tr.mid;
+    if (mid === null || typeof document === "undefined") return;
+    const existing = this.players.get(mid);
+    if (existing) {
+      const cur = existing.srcObject;
+      if (cur && cur.getTracks()[0] === tr.receiver.track) return;
+    }
+    const el = existing ?? document.createElement("audio");
+    el.autoplay = true;
+    el.dataset.mid = mid;
+    el.dataset.participant = this.info.tracks.find((t) => t.mid === mid)?.participant ?? "";
+    el.srcObject = new MediaStream([tr.receiver.track]);
+    if (!existing) {
+      this.audioContainer().appendChild(el);
+      this.players.set(mid, el);
+    }
+    el.play().catch(() => {
+    });
+  }
+  /** Plays the room's audio elements again (call from a click handler when the browser blocked autoplay). */
+  resumeAudio() {
+    for (const el of this.players.values()) el.play().catch(() => void 0);
+  }
+  audioContainer() {
+    if (this.options.audioContainer) return this.options.audioContainer;
+    if (!this.container) {
+      this.container = document.createElement("div");
+      this.container.hidden = true;
+      this.container.className = "podium-audio";
+      document.body.appendChild(this.container);
+    }
+    return this.container;
+  }
+  /** Waits until ICE gathering completes (at most 3 s), so the SDP carries the candidates (no trickling). */
+  gathered() {
+    const pc = this.pc;
+    if (!pc || pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, 3e3);
+      pc.addEventListener("icegatheringstatechange", () => {
+        if (pc.iceGatheringState === "complete") {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+    });
+  }
+  filter(sdp) {
+    if (!this.options.loopbackOnly) return sdp;
+    return sdp.split("\r\n").filter((l) => !l.startsWith("a=candidate:") || l.includes(" 127.0.0.1 ")).join("\r\n");
+  }
+};
+
+// sdk/src/protocol.ts
+var FINAL_CLOSE_CODES = /* @__PURE__ */ new Set([1e3, 4e3, 4002, 4003, 4004, 4005, 4006, 4009]);
+var FINAL_JOIN_ERRORS = /* @__PURE__ */ new Set([
+  "unsupported_protocol",
+  "unauthorized",
+  "bad_request",
+  "banned",
+  "not_invited",
+  "room_ended",
+  "forbidden",
+  "stage_full"
+]);
+var CLOSE_REASONS = {
+  1e3: "leave",
+  1009: "too_large",
+  4e3: "bad_auth",
+  4001: "auth_timeout",
+  4002: "unsupported_protocol",
+  4003: "duplicate_identity",
+  4004: "removed",
+  4005: "banned",
+  4006: "room_ended",
+  4007: "server_shutdown",
+  4008: "heartbeat_timeout",
+  4009: "not_invited",
+  4010: "slow_consumer",
+  4011: "unavailable"
+};
+
+// sdk/src/state.ts
+var NOTHING = { changes: [], notices: [] };
+function clone(v) {
+  return JSON.parse(JSON.stringify(v));
+}
+var StateStore = class {
+  constructor() {
+    this.current = null;
+    /** Events whose seq is not greater than this are already reflected in the snapshot. */
+    this.snapshotSeq = -1;
+  }
+  get state() {
+    return this.current;
+  }
+  /** Replaces all state with a snapshot (the welcome's, a `resync`'s). */
+  replace(snapshot) {
+    const s = clone(snapshot);
+    this.current = {
+      room: s.room,
+      seq: s.seq,
+      settings: s.settings,
+      stage: s.stage,
+      counts: s.counts,
+      you: s.you,
+      hands: s.hands ?? (s.you.role === "moderator" ? { hands: [], total: 0 } : void 0)
+    };
+    this.snapshotSeq = s.seq;
+    return { changes: ["state", "stage", "hands", "counts", "you", "settings"], notices: [] };
+  }
+  /**
+   * A snapshot the client asked for (`get_state`). Its reply may arrive after newer events; a snapshot older than
+   * what is already applied is ignored.
+   */
+  refresh(snapshot) {
+    if (this.current && snapshot.seq < this.current.seq) return NOTHING;
+    return this.replace(snapshot);
+  }
+  /** Applies one event; returns what changed (nothing for stale, duplicate or unknown events). */
+  apply(msg) {
+    if (msg.type === "resync") {
+      return this.replace(msg.state);
+    }
+    const s = this.current;
+    if (!s || typeof msg.seq !== "number") return NOTHING;
+    if (msg.seq <= this.snapshotSeq || msg.seq < s.seq) return NOTHING;
+    const changes = [];
+    const notices = [];
+    switch (msg.type) {
+      case "stage":
+        s.stage = clone(msg.stage);
+        s.lastStageCause = msg.cause;
+        changes.push("stage");
+        break;
+      case "counts":
+        s.counts = clone(msg.counts);
+        changes.push("counts");
+        break;
+      case "you": {
+        const you = clone(msg.you);
+        const wasModerator = s.you.role === "moderator";
+        s.you = you;
+        changes.push("you");
+        if (you.role === "moderator" && !wasModerator && !s.hands) {
+          s.hands = { hands: [], total: 0 };
+          changes.push("hands");
+        } else if (you.role !== "moderator" && s.hands) {
+          s.hands = void 0;
+          changes.push("hands");
+        }
+        break;
+      }
+      case "hand_queue":
+        s.hands = clone(msg.queue);
+        changes.push("hands");
+        break;
+      case "settings":
+        s.settings = clone(msg.settings);
+        changes.push("settings");
+        break;
+      case "participant_joined":
+        notices.push({ type: "participant_joined", participant: msg.participant });
+        break;
+      case "participant_left":
+        notices.push({ type: "participant_left", participant: msg.participant });
+        break;
+      case "invite_answered":
+        notices.push({
+          type: "invite_answered",
+          participant: msg.participant,
+          accepted: msg.accepted,
+          expired: msg.expired
+        });
+        break;
+      default:
+        return NOTHING;
+    }
+    s.seq = Math.max(s.seq, msg.seq);
+    return { changes, notices };
+  }
+};
+
+// sdk/src/room.ts
+var PodiumError = class extends Error {
+  constructor(code, message, request) {
+    super(message);
+    this.code = code;
+    this.request = request;
+    this.name = "PodiumError";
+  }
+};
+var OPEN = 1;
+function defaultSocket(url) {
+  return new WebSocket(url);
+}
+function hasWebRtc() {
+  return typeof RTCPeerConnection !== "undefined" && typeof navigator !== "undefined";
+}
+var Room = class extends Emitter {
+  constructor(options) {
+    super();
+    this.options = options;
+    this.store = new StateStore();
+    this.ws = null;
+    this.nextId = 1;
+    this.pending = /* @__PURE__ */ new Map();
+    this.welcomeMsg = null;
+    this.connState = "connecting";
+    this.attempts = 0;
+    this.reconnectTimer = null;
+    this.heartbeat = null;
+    this.speaking = /* @__PURE__ */ new Map();
+    this.mediaSession = null;
+    this.mediaInfo = { state: "new", tracks: [], publishing: false };
+  }
+  // ---- state ----
+  /** The current room state (null before the first welcome). */
+  get state() {
+    return this.store.state;
+  }
+  get you() {
+    return this.store.state?.you;
+  }
+  get stage() {
+    return this.store.state?.stage ?? [];
+  }
+  get counts() {
+    return this.store.state?.counts;
+  }
+  get hands() {
+    return this.store.state?.hands;
+  }
+  get settings() {
+    return this.store.state?.settings;
+  }
+  /** Who you are: identity and display name. */
+  get participant() {
+    return this.welcomeMsg?.participant;
+  }
+  /** The last welcome (negotiated protocol, resume token, limits). */
+  get welcome() {
+    return this.welcomeMsg;
+  }
+  get connection() {
+    return this.connState;
+  }
+  get speakers() {
+    return [...this.speaking.entries()].map(([participant, level]) => ({ participant, level })).sort((a, b) => b.level - a.level);
+  }
+  get media() {
+    return this.mediaInfo;
+  }
+  /** Totals of the peer connection's audio stats (zeros without media). */
+  stats() {
+    return this.mediaSession ? this.mediaSession.stats() : Promise.resolve(null);
+  }
+  /** Plays the room's audio again; call from a click handler if the browser blocked autoplay. */
+  resumeAudio() {
+    this.mediaSession?.resumeAudio();
+  }
+  // ---- actions (one per protocol request) ----
+  raiseHand() {
+    return this.request("raise_hand");
+  }
+  lowerHand() {
+    return this.request("lower_hand");
+  }
+  approveHand(participant) {
+    return this.request("approve_hand", { participant });
+  }
+  inviteToStage(participant) {
+    return this.request("invite_to_stage", { participant });
+  }
+  cancelInvite(participant) {
+    return this.request("cancel_invite", { participant });
+  }
+  acceptInvite() {
+    return this.request("accept_invite");
+  }
+  declineInvite() {
+    return this.request("decline_invite");
+  }
+  stepDown() {
+    return this.request("step_down");
+  }
+  moveToAudience(participant) {
+    return this.request("move_to_audience", { participant });
+  }
+  /** Mutes or unmutes yourself (taking the stage leaves you muted). */
+  setMuted(muted) {
+    return this.request("set_muted", { muted });
+  }
+  /** Mutes a stage member (moderators; there is no remote unmute). */
+  mute(participant) {
+    return this.request("mute", { participant });
+  }
+  kick(participant) {
+    return this.request("kick", { participant });
+  }
+  ban(participant) {
+    return this.request("ban", { participant });
+  }
+  unban(participant) {
+    return this.request("unban", { participant });
+  }
+  makeModerator(participant) {
+    return this.request("make_moderator", { participant });
+  }
+  revokeModerator(participant) {
+    return this.request("revoke_moderator", { participant });
+  }
+  handover(stage) {
+    return this.request("handover", { stage });
+  }
+  updateSettings(settings) {
+    return this.request("update_settings", { ...settings });
+  }
+  inviteToRoom(identity) {
+    return this.request("invite_to_room", { identity });
+  }
+  uninviteFromRoom(identity) {
+    return this.request("uninvite_from_room", { identity });
+  }
+  listAudience(options = {}) {
+    return this.request("list_audience", { ...options });
+  }
+  endRoom() {
+    return this.request("end_room");
+  }
+  ping() {
+    return this.request("ping");
+  }
+  /** Fetches a fresh snapshot and applies it. */
+  async getState() {
+    const snapshot = await this.request("get_state");
+    this.applied(this.store.refresh(snapshot));
+    return this.store.state;
+  }
+  /** Leaves the room now (no grace period) and closes the connection. */
+  async leave() {
+    try {
+      if (this.connState === "connected") await this.request("leave");
+    } finally {
+      this.shutdown({ code: 1e3, reason: "leave" });
+    }
+  }
+  /**
+   * Sends any request and resolves with its `ok` result; rejects with a PodiumError carrying the protocol code.
+   * Requests made while the connection is down are rejected with `disconnected`.
+   */
+  request(type, fields = {}) {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== OPEN || this.connState !== "connected" && type !== "join") {
+      return Promise.reject(new PodiumError("disconnected", `not connected (${this.connState})`, type));
+    }
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.pending.delete(id)) reject(new PodiumError("timeout", `no reply to ${type}`, type));
+      }, this.options.requestTimeoutMs ?? 15e3);
+      this.pending.set(id, { type, resolve, reject, timer });
+      ws.send(JSON.stringify({ ...fields, type, id }));
+    });
+  }
+  // ---- connection ----
+  /** Connects and joins; resolves with the welcome or rejects (no automatic retry for the first join). */
+  async open() {
+    this.setConnection("connecting");
+    try {
+      return await this.connectOnce(false);
+    } catch (e) {
+      this.shutdown({ code: 0, reason: "join failed", error: e instanceof PodiumError ? e : void 0 });
+      throw e;
+    }
+  }
+  async connectOnce(resume) {
+    const factory = this.options.socket ?? defaultSocket;
+    const ws = factory(this.options.url);
+    this.ws = ws;
+    await new Promise((resolve, reject) => {
+      ws.onopen = () => resolve();
+      ws.onerror = () => reject(new PodiumError("disconnected", "websocket error"));
+      ws.onclose = (ev) => reject(new PodiumError("disconnected", `websocket closed ${ev.code} ${ev.reason}`));
+    });
+    ws.onmessage = (ev) => this.onMessage(ws, ev.data);
+    ws.onclose = (ev) => this.onSocketClosed(ws, ev.code, ev.reason);
+    ws.onerror = null;
+    const token = typeof this.options.token === "function" ? await this.options.token() : this.options.token;
+    const join = { token, protocols: [1] };
+    if (this.options.room) join.room = this.options.room;
+    if (this.options.role && (!resume || this.options.role === "audience")) join.role = this.options.role;
+    if (resume && this.welcomeMsg) join.resume = this.welcomeMsg.resume_token;
+    const welcome = await this.request("join", join);
+    const previous = this.welcomeMsg;
+    this.welcomeMsg = welcome;
+    this.attempts = 0;
+    this.speaking.clear();
+    this.applied(this.store.replace(welcome.state));
+    this.emit("speakers", []);
+    this.setConnection("connected");
+    this.startHeartbeat(welcome.heartbeat_interval_ms);
+    this.startOrKeepMedia(welcome, previous !== null);
+    return welcome;
+  }
+  startOrKeepMedia(welcome, rejoin) {
+    if (this.options.media === false || !hasWebRtc()) return;
+    const you = welcome.state.you;
+    if (!this.mediaSession) {
+      this.mediaSession = new MediaSession(
+        (type, fields) => this.request(type, fields),
+        this.options.media ?? {},
+        (info) => {
+          this.mediaInfo = { ...info, tracks: [...info.tracks] };
+          this.emit("media", this.mediaInfo);
+        }
+      );
+      this.mediaSession.start(you);
+    } else if (rejoin && !welcome.resumed) {
+      this.mediaSession.restart(you);
+    } else {
+      this.mediaSession.resumed(you);
+    }
+  }
+  onMessage(ws, data) {
+    if (ws !== this.ws || typeof data !== "string") return;
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if ((msg.type === "ok" || msg.type === "error") && typeof msg.id === "number") {
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      clearTimeout(p.timer);
+      if (msg.type === "ok") p.resolve(msg.result);
+      else p.reject(new PodiumError(String(msg.code), String(msg.message ?? msg.code), p.type));
+      return;
+    }
+    switch (msg.type) {
+      case "media_offer":
+        this.mediaSession?.onServerOffer(msg.sdp);
+        return;
+      case "media_state":
+        this.mediaSession?.onState(msg.state);
+        return;
+      case "media_tracks":
+        if (this.mediaSession) this.mediaSession.onTracks(msg.tracks);
+        else {
+          this.mediaInfo = { ...this.mediaInfo, tracks: msg.tracks };
+          this.emit("media", this.mediaInfo);
+        }
+        return;
+      case "active_speakers":
+        for (const s of msg.speaking ?? []) this.speaking.set(s.participant, s.level);
+        for (const p of msg.stopped ?? []) this.speaking.delete(p);
+        this.emit("speakers", this.speakers);
+        return;
+      default:
+        this.applied(this.store.apply(msg));
+    }
+  }
+  /** Emits the events for what a snapshot or event changed, and lets the media follow `you`. */
+  applied(result) {
+    const s = this.store.state;
+    if (!s) return;
+    for (const change of result.changes) {
+      switch (change) {
+        case "state":
+          this.emit("state", s);
+          break;
+        case "stage": {
+          const onStage = new Set(s.stage.map((m) => m.id));
+          let dropped = false;
+          for (const id of this.speaking.keys()) {
+            if (!onStage.has(id)) {
+              this.speaking.delete(id);
+              dropped = true;
+            }
+          }
+          this.emit("stage", s.stage);
+          if (dropped) this.emit("speakers", this.speakers);
+          break;
+        }
+        case "hands":
+          this.emit("hands", s.hands);
+          break;
+        case "counts":
+          this.emit("counts", s.counts);
+          break;
+        case "you":
+          this.emit("you", s.you);
+          this.mediaSession?.update(s.you);
+          break;
+        case "settings":
+          this.emit("settings", s.settings);
+          break;
+      }
+    }
+    for (const n of result.notices) {
+      if (n.type === "participant_joined") this.emit("participant_joined", n.participant);
+      else if (n.type === "participant_left") this.emit("participant_left", n.participant);
+      else this.emit("invite_answered", { participant: n.participant, accepted: n.accepted, expired: n.expired });
+    }
+  }
+  onSocketClosed(ws, code, reason) {
+    if (ws !== this.ws) return;
+    this.ws = null;
+    this.stopHeartbeat();
+    this.rejectPending(new PodiumError("disconnected", `websocket closed ${code} ${reason}`));
+    if (this.connState === "closed") return;
+    if (FINAL_CLOSE_CODES.has(code) || this.options.reconnect === false) {
+      this.shutdown({ code, reason: reason || CLOSE_REASONS[code] || "" });
+      return;
+    }
+    this.scheduleReconnect();
+  }
+  scheduleReconnect() {
+    if (this.connState === "closed" || this.reconnectTimer) return;
+    this.setConnection("reconnecting");
+    const opts = this.options.reconnect || {};
+    const max = opts.maxAttempts ?? Infinity;
+    if (this.attempts >= max) {
+      this.shutdown({ code: 0, reason: "gave up reconnecting" });
+      return;
+    }
+    const initial = opts.initialDelayMs ?? 500;
+    const cap = opts.maxDelayMs ?? 1e4;
+    const base = Math.min(cap, initial * 2 ** this.attempts);
+    const delay = base / 2 + Math.random() * base / 2;
+    this.attempts += 1;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.connectOnce(true).then(
+        (welcome) => this.emit("reconnected", { resumed: welcome.resumed }),
+        (e) => {
+          if (e instanceof PodiumError && e.request === "join" && FINAL_JOIN_ERRORS.has(e.code)) {
+            this.shutdown({ code: 0, reason: `join refused: ${e.code}`, error: e });
+            return;
+          }
+          this.dropSocket();
+          this.scheduleReconnect();
+        }
+      );
+    }, delay);
+  }
+  /** Closes the current socket without `leave` (the hub keeps the session for the grace period). */
+  dropSocket() {
+    const ws = this.ws;
+    this.ws = null;
+    this.stopHeartbeat();
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try {
+        ws.close();
+      } catch {
+      }
+    }
+    this.rejectPending(new PodiumError("disconnected", "connection dropped"));
+  }
+  /** Simulates a dropped connection (for tests and "reconnect now" buttons): reconnects and resumes. */
+  reconnectNow() {
+    if (this.connState === "closed") return;
+    this.dropSocket();
+    if (this.reconnectTimer) {
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = null;
+    }
+    this.attempts = 0;
+    this.scheduleReconnect();
+  }
+  startHeartbeat(intervalMs) {
+    this.stopHeartbeat();
+    const every = Math.max(1e3, intervalMs || 15e3);
+    this.heartbeat = setInterval(() => {
+      const ws = this.ws;
+      this.request("ping").catch((e) => {
+        if (e.code === "timeout" && ws === this.ws) this.reconnectNow();
+      });
+    }, every);
+  }
+  stopHeartbeat() {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+  }
+  rejectPending(err) {
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new PodiumError(err.code, err.message, p.type));
+    }
+    this.pending.clear();
+  }
+  setConnection(state) {
+    if (this.connState === state) return;
+    this.connState = state;
+    this.emit("connection", state);
+  }
+  shutdown(info) {
+    if (this.connState === "closed") return;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.dropSocket();
+    this.mediaSession?.close();
+    this.setConnection("closed");
+    this.emit("closed", info);
+  }
+  /** Closes the connection without `leave` (the session stays in its grace period). */
+  disconnect() {
+    this.shutdown({ code: 0, reason: "disconnected by the client" });
+  }
+};
+async function connect(options) {
+  const room = new Room(options);
+  await room.open();
+  return room;
+}
+
+// sdk/src/index.ts
+var PROTOCOL_VERSION = 1;
+var Podium = { connect, Room, PodiumError, PROTOCOL_VERSION };
+var index_default = Podium;
+export {
+  CLOSE_REASONS,
+  Emitter,
+  FINAL_CLOSE_CODES,
+  FINAL_JOIN_ERRORS,
+  MediaSession,
+  PROTOCOL_VERSION,
+  Podium,
+  PodiumError,
+  Room,
+  StateStore,
+  connect,
+  index_default as default
+};

@@ -1,0 +1,99 @@
+export type Role = "moderator" | "speaker" | "audience";
+export interface Participant {
+    id: string;
+    name: string;
+}
+export interface StageMember {
+    id: string;
+    name: string;
+    role: "moderator" | "speaker";
+    muted: boolean;
+    connected: boolean;
+}
+export interface Counts {
+    stage: number;
+    audience: number;
+    hands: number;
+    total: number;
+}
+export interface Invite {
+    by: string;
+    expires_at_ms: number;
+}
+export interface YourState {
+    role: Role;
+    ceiling: Role;
+    muted: boolean;
+    hand_position?: number;
+    invite?: Invite;
+}
+export interface HandQueue {
+    hands: Participant[];
+    total: number;
+}
+export interface RoomSettings {
+    open_mic: boolean;
+    closed: boolean;
+    stage_capacity: number;
+}
+export interface RoomSnapshot {
+    room: string;
+    seq: number;
+    settings: RoomSettings;
+    stage: StageMember[];
+    counts: Counts;
+    you: YourState;
+    hands?: HandQueue;
+}
+export interface Limits {
+    max_message_bytes: number;
+    requests_per_second: number;
+    request_burst: number;
+}
+export interface Welcome {
+    protocol: number;
+    participant: Participant;
+    resume_token: string;
+    resumed: boolean;
+    grace_ms: number;
+    heartbeat_interval_ms: number;
+    limits: Limits;
+    state: RoomSnapshot;
+}
+export interface StageCause {
+    kind: string;
+    participant?: string;
+    by?: string;
+}
+export interface AudienceEntry {
+    id: string;
+    name: string;
+    hand_raised: boolean;
+    connected: boolean;
+}
+export interface AudiencePage {
+    entries: AudienceEntry[];
+    next?: number;
+    total: number;
+}
+export interface MediaTrack {
+    mid: string;
+    participant: string | null;
+}
+export interface Speaking {
+    participant: string;
+    level: number;
+}
+export type MediaTransportState = "connected" | "disconnected" | "failed";
+/** Any message from the hub: a reply (`ok`, `error`) or an event. */
+export interface ServerMessage {
+    type: string;
+    id?: string | number | null;
+    seq?: number;
+    [field: string]: unknown;
+}
+/** Close codes after which reconnecting is pointless (see "Close codes" in PROTOCOL.md). */
+export declare const FINAL_CLOSE_CODES: ReadonlySet<number>;
+/** `join` errors after which the hub closes the connection for good. */
+export declare const FINAL_JOIN_ERRORS: ReadonlySet<string>;
+export declare const CLOSE_REASONS: Readonly<Record<number, string>>;

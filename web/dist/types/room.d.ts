@@ -1,0 +1,190 @@
+import { Emitter } from "./emitter.js";
+import { type MediaInfo, type MediaOptions, type MediaStats } from "./media.js";
+import { type AudiencePage, type Counts, type HandQueue, type Participant, type Role, type RoomSettings, type Speaking, type StageMember, type Welcome, type YourState } from "./protocol.js";
+import { type RoomState } from "./state.js";
+/** The part of the browser's WebSocket the client uses (tests pass a fake). */
+export interface SocketLike {
+    readyState: number;
+    onopen: ((ev: unknown) => void) | null;
+    onmessage: ((ev: {
+        data: unknown;
+    }) => void) | null;
+    onclose: ((ev: {
+        code: number;
+        reason: string;
+    }) => void) | null;
+    onerror: ((ev: unknown) => void) | null;
+    send(data: string): void;
+    close(code?: number, reason?: string): void;
+}
+export type SocketFactory = (url: string) => SocketLike;
+export interface ReconnectOptions {
+    /** First delay before reconnecting, in ms (default 500). */
+    initialDelayMs?: number;
+    /** Longest delay between attempts, in ms (default 10000). */
+    maxDelayMs?: number;
+    /** Give up after this many failed attempts in a row (default: never). */
+    maxAttempts?: number;
+}
+export interface ConnectOptions {
+    /** The hub's websocket URL, e.g. `ws://127.0.0.1:7880/v1/ws`. */
+    url: string;
+    /** The access token, or a function returning a fresh one (called on every (re)connect). */
+    token: string | (() => string | Promise<string>);
+    /** The room; required when the token is valid for any room (`*`). */
+    room?: string;
+    /** `join`'s role: `audience` to join the audience with a moderator token, or a stage role (moderator tokens). */
+    role?: Role;
+    /** WebRTC settings, or `false` for signaling only. */
+    media?: MediaOptions | false;
+    reconnect?: ReconnectOptions | false;
+    /** How long a request may wait for its reply (default 15000 ms). */
+    requestTimeoutMs?: number;
+    /** Creates the websocket (default: the browser's WebSocket). */
+    socket?: SocketFactory;
+}
+/** A refused request (`error` reply), or a request that could not complete (`disconnected`, `timeout`). */
+export declare class PodiumError extends Error {
+    /** The protocol's error code (`forbidden`, `not_found`, ...), or `disconnected` / `timeout` / `closed`. */
+    readonly code: string;
+    /** The request type that failed. */
+    readonly request?: string | undefined;
+    constructor(
+    /** The protocol's error code (`forbidden`, `not_found`, ...), or `disconnected` / `timeout` / `closed`. */
+    code: string, message: string, 
+    /** The request type that failed. */
+    request?: string | undefined);
+}
+export type ConnectionState = "connecting" | "connected" | "reconnecting" | "closed";
+export interface ClosedInfo {
+    /** The websocket close code (see "Close codes"), or 0 when the client gave up reconnecting. */
+    code: number;
+    reason: string;
+    /** The join error that ended it, if one did. */
+    error?: PodiumError;
+}
+export interface RoomEvents {
+    /** The whole state after a snapshot (welcome, resync, resume). */
+    state: RoomState;
+    stage: StageMember[];
+    /** The hand queue (moderators only; undefined for others). */
+    hands: HandQueue | undefined;
+    counts: Counts;
+    you: YourState;
+    settings: RoomSettings;
+    /** Stage members speaking now, loudest first. */
+    speakers: Speaking[];
+    media: MediaInfo;
+    connection: ConnectionState;
+    /** After an automatic reconnect: `resumed` false means the session was lost and state was replaced. */
+    reconnected: {
+        resumed: boolean;
+    };
+    closed: ClosedInfo;
+    participant_joined: Participant;
+    participant_left: string;
+    invite_answered: {
+        participant: string;
+        accepted: boolean;
+        expired: boolean;
+    };
+}
+export declare class Room extends Emitter<RoomEvents> {
+    private readonly options;
+    private readonly store;
+    private ws;
+    private nextId;
+    private pending;
+    private welcomeMsg;
+    private connState;
+    private attempts;
+    private reconnectTimer;
+    private heartbeat;
+    private speaking;
+    private mediaSession;
+    private mediaInfo;
+    constructor(options: ConnectOptions);
+    /** The current room state (null before the first welcome). */
+    get state(): RoomState | null;
+    get you(): YourState | undefined;
+    get stage(): StageMember[];
+    get counts(): Counts | undefined;
+    get hands(): HandQueue | undefined;
+    get settings(): RoomSettings | undefined;
+    /** Who you are: identity and display name. */
+    get participant(): Participant | undefined;
+    /** The last welcome (negotiated protocol, resume token, limits). */
+    get welcome(): Welcome | null;
+    get connection(): ConnectionState;
+    get speakers(): Speaking[];
+    get media(): MediaInfo;
+    /** Totals of the peer connection's audio stats (zeros without media). */
+    stats(): Promise<MediaStats | null>;
+    /** Plays the room's audio again; call from a click handler if the browser blocked autoplay. */
+    resumeAudio(): void;
+    raiseHand(): Promise<{
+        position: number | null;
+        promoted: boolean;
+    }>;
+    lowerHand(): Promise<void>;
+    approveHand(participant: string): Promise<void>;
+    inviteToStage(participant: string): Promise<void>;
+    cancelInvite(participant: string): Promise<void>;
+    acceptInvite(): Promise<void>;
+    declineInvite(): Promise<void>;
+    stepDown(): Promise<void>;
+    moveToAudience(participant: string): Promise<void>;
+    /** Mutes or unmutes yourself (taking the stage leaves you muted). */
+    setMuted(muted: boolean): Promise<void>;
+    /** Mutes a stage member (moderators; there is no remote unmute). */
+    mute(participant: string): Promise<void>;
+    kick(participant: string): Promise<void>;
+    ban(participant: string): Promise<void>;
+    unban(participant: string): Promise<void>;
+    makeModerator(participant: string): Promise<void>;
+    revokeModerator(participant: string): Promise<void>;
+    handover(stage: {
+        participant: string;
+        role: "speaker" | "moderator";
+    }[]): Promise<void>;
+    updateSettings(settings: Partial<RoomSettings>): Promise<void>;
+    inviteToRoom(identity: string): Promise<void>;
+    uninviteFromRoom(identity: string): Promise<void>;
+    listAudience(options?: {
+        after?: number;
+        limit?: number;
+    }): Promise<AudiencePage>;
+    endRoom(): Promise<void>;
+    ping(): Promise<void>;
+    /** Fetches a fresh snapshot and applies it. */
+    getState(): Promise<RoomState | null>;
+    /** Leaves the room now (no grace period) and closes the connection. */
+    leave(): Promise<void>;
+    /**
+     * Sends any request and resolves with its `ok` result; rejects with a PodiumError carrying the protocol code.
+     * Requests made while the connection is down are rejected with `disconnected`.
+     */
+    request(type: string, fields?: Record<string, unknown>): Promise<unknown>;
+    /** Connects and joins; resolves with the welcome or rejects (no automatic retry for the first join). */
+    open(): Promise<Welcome>;
+    private connectOnce;
+    private startOrKeepMedia;
+    private onMessage;
+    /** Emits the events for what a snapshot or event changed, and lets the media follow `you`. */
+    private applied;
+    private onSocketClosed;
+    private scheduleReconnect;
+    /** Closes the current socket without `leave` (the hub keeps the session for the grace period). */
+    private dropSocket;
+    /** Simulates a dropped connection (for tests and "reconnect now" buttons): reconnects and resumes. */
+    reconnectNow(): void;
+    private startHeartbeat;
+    private stopHeartbeat;
+    private rejectPending;
+    private setConnection;
+    private shutdown;
+    /** Closes the connection without `leave` (the session stays in its grace period). */
+    disconnect(): void;
+}
+/** Connects to a hub and joins a room; resolves once joined (with the welcome's state applied). */
+export declare function connect(options: ConnectOptions): Promise<Room>;

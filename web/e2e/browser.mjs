@@ -1,0 +1,210 @@
+// Browser end to end, driven by Playwright (playwright-core) in Debian's Chromium, against a running hub that serves
+// the demo app (development mode: no auth.secret, media enabled on 127.0.0.1):
+//   a moderator page, a listener page that raises its hand, the moderator approves by clicking, the new speaker
+//   unmutes and its fake microphone is heard by a third page (getStats(): audio packets and energy), the moderator
+//   moves the speaker back to the audience by clicking, and the third page stops receiving; then invite, accept,
+//   mute, remove and end room, all by clicking.
+// Screenshots of the moderator's view go to $PODIUM_SCREENSHOTS (default target/web-e2e).
+//
+// Usage: PODIUM_HTTP=http://127.0.0.1:7880 node web/e2e/browser.mjs   (run by tests/it/web_browser.rs)
+
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const base = process.env.PODIUM_HTTP;
+if (!base) throw new Error("set PODIUM_HTTP to the hub's http://host:port");
+const executablePath = process.env.PODIUM_CHROMIUM || "/usr/bin/chromium";
+const shots = process.env.PODIUM_SCREENSHOTS || "target/web-e2e";
+mkdirSync(shots, { recursive: true });
+
+const room = `web-e2e-${Date.now().toString(36)}`;
+const MIN_PACKETS = 100;
+const log = (msg) => console.log(`${new Date().toISOString().slice(11, 23)} ${msg}`);
+
+async function until(what, fn, timeoutMs = 30_000, everyMs = 250) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last && last.ok !== false) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--disable-background-networking",
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+  ],
+});
+
+const pages = [];
+async function open(name, identity, role, viewport) {
+  const context = await browser.newContext({ viewport, permissions: ["microphone"] });
+  const page = await context.newPage();
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") log(`[${name} console.${m.type()}] ${m.text()}`);
+  });
+  page.on("pageerror", (e) => log(`[${name} pageerror] ${e.message}`));
+  page.on("dialog", (d) => d.accept());
+  const q = new URLSearchParams({ room, name, identity, role });
+  await page.goto(`${base}/?${q}`);
+  await page.click("#join-button");
+  await page.waitForSelector("#room-view:not([hidden])", { timeout: 15_000 });
+  await page.waitForSelector("#conn-state.connected", { timeout: 15_000 });
+  pages.push({ name, page });
+  log(`${name} joined ${room} as ${role}`);
+  return page;
+}
+
+const stats = (page) => page.evaluate(async () => (await window.demo.room.stats()) ?? {});
+
+let failed = false;
+try {
+  // A phone-sized moderator screen; the others need no particular size.
+  const mod = await open("Moderator", "mod", "moderator", { width: 390, height: 844 });
+  const lis = await open("Lisa", "lisa", "speaker", { width: 390, height: 844 });
+  const ear = await open("Earl", "earl", "audience", { width: 800, height: 600 });
+
+  await mod.waitForSelector('#stage .member[data-participant="mod"]');
+  await mod.screenshot({ path: join(shots, "1-moderator-joined.png"), fullPage: true });
+
+  // The listener raises a hand; the moderator sees it and approves by clicking.
+  await lis.click("#raise-hand");
+  await lis.waitForSelector("#lower-hand:not([hidden])");
+  const approve = '#hands li[data-participant="lisa"] button[data-action="approve"]';
+  await mod.waitForSelector(approve, { timeout: 10_000 });
+  await mod.screenshot({ path: join(shots, "2-moderator-hand-raised.png"), fullPage: true });
+  await mod.click(approve);
+  log("moderator approved lisa's hand");
+
+  // Lisa is on stage (muted); her page publishes the microphone and she unmutes herself.
+  await lis.waitForSelector("#mute-toggle:not([hidden])", { timeout: 10_000 });
+  await until("lisa's microphone to be published", () => lis.evaluate(() => window.demo.room.media.publishing));
+  await lis.click("#mute-toggle");
+  await mod.waitForSelector('#stage .member[data-participant="lisa"][data-muted="false"]', { timeout: 10_000 });
+  log("lisa is on stage and unmuted");
+
+  // The third page hears her: inbound audio packets and energy.
+  const heard = await until(
+    `earl to receive > ${MIN_PACKETS} packets with energy`,
+    async () => {
+      const s = await stats(ear);
+      return { ok: s.packetsReceived > MIN_PACKETS && s.totalAudioEnergy > 0, ...s };
+    },
+    40_000,
+    500,
+  );
+  log(`earl hears lisa: ${JSON.stringify(heard)}`);
+  const sent = await stats(lis);
+  if (!(sent.packetsSent > 0)) throw new Error(`lisa sent nothing: ${JSON.stringify(sent)}`);
+
+  // Earl's websocket drops: the SDK reconnects and resumes, and the audio keeps flowing on the same peer connection.
+  const resumed = ear.evaluate(
+    () =>
+      new Promise((resolve) => {
+        const room = window.demo.room;
+        room.once("reconnected").then(resolve);
+        room.reconnectNow();
+      }),
+  );
+  const { resumed: wasResumed } = await resumed;
+  if (!wasResumed) throw new Error("earl's session was not resumed");
+  const before = (await stats(ear)).packetsReceived;
+  await until("earl to keep receiving after the resume", async () => {
+    const s = await stats(ear);
+    return { ok: s.packetsReceived > before + 25, ...s };
+  });
+  log("earl's websocket dropped and resumed; audio kept flowing");
+
+  // The moderator's view shows her speaking (active speakers from the SFU); not fatal if the tone is too quiet.
+  const speaking = await mod
+    .waitForSelector('#stage .member.speaking[data-participant="lisa"]', { timeout: 10_000 })
+    .then(() => true)
+    .catch(() => false);
+  log(`speaking indicator on the moderator's view: ${speaking}`);
+  await mod.screenshot({ path: join(shots, "3-moderator-speaker-live.png"), fullPage: true });
+
+  // The moderator moves her back to the audience by clicking; the third page stops receiving.
+  await mod.click('#stage .member[data-participant="lisa"] button[data-action="move-to-audience"]');
+  await mod.waitForSelector('#stage .member[data-participant="lisa"]', { state: "detached", timeout: 10_000 });
+  log("moderator moved lisa to the audience");
+  await lis.waitForSelector("#raise-hand:not([hidden])", { timeout: 10_000 });
+  await until("lisa's page to stop publishing", async () => !(await lis.evaluate(() => window.demo.room.media.publishing)));
+  let previous = (await stats(ear)).packetsReceived;
+  let stableSince = Date.now();
+  const stopped = await until(
+    "earl to stop receiving audio (no new packets for 2 s)",
+    async () => {
+      const s = await stats(ear);
+      if (s.packetsReceived !== previous) {
+        previous = s.packetsReceived;
+        stableSince = Date.now();
+      }
+      return { ok: Date.now() - stableSince >= 2000, ...s };
+    },
+    15_000,
+    250,
+  );
+  log(`earl stopped receiving at ${stopped.packetsReceived} packets`);
+  await mod.screenshot({ path: join(shots, "4-moderator-after-move.png"), fullPage: true });
+
+  // The other moderator controls: invite from the listener list (accepted on lisa's page), mute, remove, end room.
+  const invite = '#audience li[data-participant="lisa"] button[data-action="invite"]';
+  await mod.waitForSelector(invite, { timeout: 10_000 });
+  await mod.click(invite);
+  await lis.waitForSelector("#invite:not([hidden])", { timeout: 10_000 });
+  await lis.click("#accept-invite");
+  await mod.waitForSelector('#stage .member[data-participant="lisa"][data-muted="true"]', { timeout: 10_000 });
+  await lis.click("#mute-toggle");
+  const muteLisa = '#stage .member[data-participant="lisa"] button[data-action="mute"]';
+  await mod.waitForSelector(muteLisa, { timeout: 10_000 });
+  await mod.click(muteLisa);
+  await lis.waitForSelector("#mute-toggle.primary", { timeout: 10_000 }); // "Unmute" again
+  log("invite accepted; the moderator muted lisa");
+  await mod.click('#stage .member[data-participant="lisa"] button[data-action="remove"]');
+  await until("lisa's page to be closed (removed)", () => lis.evaluate(() => window.demo.room.connection === "closed"));
+  await mod.waitForSelector('#stage .member[data-participant="lisa"]', { state: "detached", timeout: 10_000 });
+  log("lisa removed");
+  await mod.click("#end-room");
+  await until("earl's page to be closed (room ended)", () => ear.evaluate(() => window.demo.room.connection === "closed"));
+  await until("the moderator's page to be closed", () => mod.evaluate(() => window.demo.room.connection === "closed"));
+  log("room ended");
+  log("PASS");
+} catch (e) {
+  failed = true;
+  console.error(`FAIL: ${e && e.stack ? e.stack : e}`);
+  for (const { name, page } of pages) {
+    try {
+      await page.screenshot({ path: join(shots, `failure-${name}.png`), fullPage: true });
+      const info = await page.evaluate(async () => {
+        const r = window.demo && window.demo.room;
+        return r ? { connection: r.connection, you: r.you, media: r.media, stats: await r.stats() } : null;
+      });
+      console.error(`${name}: ${JSON.stringify(info)}`);
+    } catch (err) {
+      console.error(`${name}: (unavailable: ${err.message})`);
+    }
+  }
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);

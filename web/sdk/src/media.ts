@@ -1,0 +1,356 @@
+// WebRTC with the hub's SFU (PROTOCOL.md, "Media"): one RTCPeerConnection for the whole time in the room, the client
+// offers with `media_offer`, answers the SFU's `media_offer` events with `media_answer`, publishes the microphone
+// while the participant is on stage, and plays every downstream slot in an <audio> element.
+
+import type { MediaTrack, MediaTransportState, YourState } from "./protocol.js";
+
+export interface MediaOptions {
+  /** Set false for signaling only (no RTCPeerConnection). Default: true where WebRTC exists. */
+  enabled?: boolean;
+  /** ICE servers; the SFU is ICE-lite with host candidates, so none are needed on a LAN. */
+  iceServers?: RTCIceServer[];
+  /** Offer only 127.0.0.1 candidates (for a hub on loopback, as in tests). Default false. */
+  loopbackOnly?: boolean;
+  /** Where the <audio> elements playing the room go. Default: a hidden element appended to document.body. */
+  audioContainer?: HTMLElement;
+  /** Microphone constraints for getUserMedia. Default `true`. */
+  audio?: MediaTrackConstraints | boolean;
+}
+
+/** The media side as the application sees it. */
+export interface MediaInfo {
+  /** `new` until negotiated; then the SFU's `media_state` (`connected`, `disconnected`, `failed`), or `closed`. */
+  state: "new" | "negotiating" | MediaTransportState | "closed";
+  /** Downstream slots: whose audio each m-line carries. */
+  tracks: MediaTrack[];
+  /** True while the microphone is being sent (on stage). */
+  publishing: boolean;
+  /** The last media error, if any (a refused microphone, a failed negotiation). */
+  error?: string;
+}
+
+/** Inbound/outbound audio totals from getStats(), for diagnostics and tests. */
+export interface MediaStats {
+  connection: string | null;
+  inbound: number;
+  packetsReceived: number;
+  packetsLost: number;
+  totalAudioEnergy: number;
+  audioLevel: number;
+  packetsSent: number;
+  bytesSent: number;
+}
+
+type Request = (type: string, fields?: Record<string, unknown>) => Promise<unknown>;
+
+function errorText(e: unknown): string {
+  if (e && typeof e === "object" && "message" in e) return String((e as { message: unknown }).message);
+  return String(e);
+}
+
+export class MediaSession {
+  private pc: RTCPeerConnection | null = null;
+  private transceiver: RTCRtpTransceiver | null = null;
+  private mic: MediaStreamTrack | null = null;
+  private chain: Promise<void> = Promise.resolve();
+  private container: HTMLElement | null = null;
+  private players = new Map<string, HTMLAudioElement>();
+  private wantPublish = false;
+  /** A negotiation failed because the websocket dropped. */
+  private interrupted = false;
+  private closed = false;
+  readonly info: MediaInfo = { state: "new", tracks: [], publishing: false };
+
+  constructor(
+    private readonly request: Request,
+    private readonly options: MediaOptions,
+    private readonly changed: (info: MediaInfo) => void,
+  ) {}
+
+  /** Creates the peer connection and negotiates; `you` decides the transceiver's direction. */
+  start(you: YourState): void {
+    this.enqueue(async () => {
+      this.createPeer(you);
+      await this.negotiate();
+    });
+    this.update(you);
+  }
+
+  /** A new session after `resumed: false`: the SFU dropped the old peer; start over. */
+  restart(you: YourState): void {
+    this.teardown();
+    this.closed = false;
+    this.info.state = "new";
+    this.info.tracks = [];
+    this.start(you);
+  }
+
+  /** Follows the participant's own state: publish on stage, stop in the audience; mute the track when muted. */
+  update(you: YourState): void {
+    const onStage = you.role !== "audience";
+    if (this.mic) this.mic.enabled = !you.muted;
+    if (onStage !== this.wantPublish) {
+      this.wantPublish = onStage;
+      this.enqueue(() => (onStage ? this.publish(you) : this.unpublish()));
+    }
+  }
+
+  onServerOffer(sdp: string): void {
+    this.enqueue(async () => {
+      const pc = this.pc;
+      if (!pc) return;
+      await pc.setRemoteDescription({ type: "offer", sdp });
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      await this.gathered();
+      await this.request("media_answer", { sdp: this.filter(pc.localDescription?.sdp ?? "") });
+      this.attachAll();
+    });
+  }
+
+  onState(state: MediaTransportState): void {
+    this.info.state = state;
+    this.changed(this.info);
+    if (state === "failed") {
+      this.enqueue(async () => {
+        this.pc?.restartIce();
+        await this.negotiate();
+      });
+    }
+  }
+
+  onTracks(tracks: MediaTrack[]): void {
+    this.info.tracks = tracks;
+    for (const t of tracks) {
+      const el = this.players.get(t.mid);
+      if (el) el.dataset.participant = t.participant ?? "";
+    }
+    this.changed(this.info);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.teardown();
+    this.info.state = "closed";
+    this.info.publishing = false;
+    this.changed(this.info);
+  }
+
+  async stats(): Promise<MediaStats> {
+    const out: MediaStats = {
+      connection: this.pc ? this.pc.connectionState : null,
+      inbound: 0,
+      packetsReceived: 0,
+      packetsLost: 0,
+      totalAudioEnergy: 0,
+      audioLevel: 0,
+      packetsSent: 0,
+      bytesSent: 0,
+    };
+    if (!this.pc) return out;
+    const report = await this.pc.getStats();
+    report.forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "audio") {
+        out.inbound += 1;
+        out.packetsReceived += s.packetsReceived || 0;
+        out.packetsLost += s.packetsLost || 0;
+        out.totalAudioEnergy += s.totalAudioEnergy || 0;
+        out.audioLevel = Math.max(out.audioLevel, s.audioLevel || 0);
+      } else if (s.type === "outbound-rtp" && s.kind === "audio") {
+        out.packetsSent += s.packetsSent || 0;
+        out.bytesSent += s.bytesSent || 0;
+      }
+    });
+    return out;
+  }
+
+  /**
+   * After the websocket resumed the session: the peer connection is kept, but a negotiation cut off by the drop is
+   * done again.
+   */
+  resumed(you: YourState): void {
+    this.update(you);
+    if (!this.interrupted) return;
+    this.interrupted = false;
+    this.enqueue(async () => {
+      const pc = this.pc;
+      if (!pc) return;
+      if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
+      await this.negotiate();
+    });
+  }
+
+  private enqueue(step: () => Promise<void>): void {
+    this.chain = this.chain
+      .then(() => (this.closed ? undefined : step()))
+      .catch((e) => {
+        if (this.closed) return;
+        const code = (e as { code?: string }).code;
+        if (code === "disconnected" || code === "timeout") {
+          // The websocket dropped mid-negotiation: redo it once the session is resumed.
+          this.interrupted = true;
+          return;
+        }
+        this.info.error = errorText(e);
+        console.warn("podium media:", e);
+        this.changed(this.info);
+      });
+  }
+
+  private createPeer(you: YourState): void {
+    const pc = new RTCPeerConnection({ iceServers: this.options.iceServers ?? [] });
+    this.pc = pc;
+    // Anyone who may ever speak offers sendrecv (silent until on stage), so promotion needs no renegotiation.
+    const direction: RTCRtpTransceiverDirection = you.ceiling === "audience" ? "recvonly" : "sendrecv";
+    this.transceiver = pc.addTransceiver("audio", { direction });
+    pc.ontrack = (e) => this.attach(e.transceiver);
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === "closed" || pc.connectionState === "failed") this.changed(this.info);
+    };
+  }
+
+  private teardown(): void {
+    this.mic?.stop();
+    this.mic = null;
+    this.wantPublish = false;
+    this.info.publishing = false;
+    this.pc?.close();
+    this.pc = null;
+    this.transceiver = null;
+    for (const el of this.players.values()) {
+      el.srcObject = null;
+      el.remove();
+    }
+    this.players.clear();
+  }
+
+  /** Sends a client offer and applies the SFU's answer, retrying after a `conflict` (an SFU offer pending). */
+  private async negotiate(): Promise<void> {
+    const pc = this.pc;
+    if (!pc) return;
+    this.info.state = this.info.state === "new" ? "negotiating" : this.info.state;
+    for (let attempt = 0; ; attempt++) {
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      await this.gathered();
+      try {
+        const reply = (await this.request("media_offer", { sdp: this.filter(pc.localDescription?.sdp ?? "") })) as {
+          sdp: string;
+        };
+        await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+        this.attachAll();
+        this.changed(this.info);
+        return;
+      } catch (e) {
+        if ((e as { code?: string }).code !== "conflict" || attempt >= 5) throw e;
+        // The SFU's own offer awaits our answer: roll back, let its event be handled, then offer again.
+        await pc.setLocalDescription({ type: "rollback" });
+        const retry = new Promise<void>((resolve) => setTimeout(resolve, 100 * (attempt + 1)));
+        this.enqueue(async () => {
+          await retry;
+          await this.negotiate();
+        });
+        return;
+      }
+    }
+  }
+
+  private async publish(you: YourState): Promise<void> {
+    if (!this.pc || !this.transceiver || !this.wantPublish) return;
+    if (!this.mic) {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: this.options.audio ?? true });
+      const track = stream.getAudioTracks()[0];
+      if (!track) throw new Error("getUserMedia returned no audio track");
+      if (!this.wantPublish) {
+        track.stop();
+        return;
+      }
+      this.mic = track;
+    }
+    this.mic.enabled = !you.muted;
+    await this.transceiver.sender.replaceTrack(this.mic);
+    if (this.transceiver.direction !== "sendrecv") {
+      // A listener's recvonly m-line: add the microphone with a new offer.
+      this.transceiver.direction = "sendrecv";
+      await this.negotiate();
+    }
+    this.info.publishing = true;
+    this.changed(this.info);
+  }
+
+  private async unpublish(): Promise<void> {
+    if (this.transceiver) await this.transceiver.sender.replaceTrack(null);
+    this.mic?.stop();
+    this.mic = null;
+    this.info.publishing = false;
+    this.changed(this.info);
+  }
+
+  private attachAll(): void {
+    for (const tr of this.pc?.getTransceivers() ?? []) {
+      if (tr.currentDirection && tr.currentDirection.includes("recv")) this.attach(tr);
+    }
+  }
+
+  private attach(tr: RTCRtpTransceiver): void {
+    const mid = tr.mid;
+    if (mid === null || typeof document === "undefined") return;
+    const existing = this.players.get(mid);
+    if (existing) {
+      const cur = existing.srcObject as MediaStream | null;
+      if (cur && cur.getTracks()[0] === tr.receiver.track) return;
+    }
+    // Chrome decodes received audio only when something consumes it.
+    const el = existing ?? document.createElement("audio");
+    el.autoplay = true;
+    el.dataset.mid = mid;
+    el.dataset.participant = this.info.tracks.find((t) => t.mid === mid)?.participant ?? "";
+    el.srcObject = new MediaStream([tr.receiver.track]);
+    if (!existing) {
+      this.audioContainer().appendChild(el);
+      this.players.set(mid, el);
+    }
+    el.play().catch(() => {
+      // Autoplay refused until a user gesture; the application may call room.media.resumeAudio() on a click.
+    });
+  }
+
+  /** Plays the room's audio elements again (call from a click handler when the browser blocked autoplay). */
+  resumeAudio(): void {
+    for (const el of this.players.values()) el.play().catch(() => undefined);
+  }
+
+  private audioContainer(): HTMLElement {
+    if (this.options.audioContainer) return this.options.audioContainer;
+    if (!this.container) {
+      this.container = document.createElement("div");
+      this.container.hidden = true;
+      this.container.className = "podium-audio";
+      document.body.appendChild(this.container);
+    }
+    return this.container;
+  }
+
+  /** Waits until ICE gathering completes (at most 3 s), so the SDP carries the candidates (no trickling). */
+  private gathered(): Promise<void> {
+    const pc = this.pc;
+    if (!pc || pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, 3000);
+      pc.addEventListener("icegatheringstatechange", () => {
+        if (pc.iceGatheringState === "complete") {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+    });
+  }
+
+  private filter(sdp: string): string {
+    if (!this.options.loopbackOnly) return sdp;
+    return sdp
+      .split("\r\n")
+      .filter((l) => !l.startsWith("a=candidate:") || l.includes(" 127.0.0.1 "))
+      .join("\r\n");
+  }
+}

@@ -1,0 +1,145 @@
+// The wire types of Podium's protocol, version 1 (see proto/PROTOCOL.md).
+
+export type Role = "moderator" | "speaker" | "audience";
+
+export interface Participant {
+  id: string;
+  name: string;
+}
+
+export interface StageMember {
+  id: string;
+  name: string;
+  role: "moderator" | "speaker";
+  muted: boolean;
+  connected: boolean;
+}
+
+export interface Counts {
+  stage: number;
+  audience: number;
+  hands: number;
+  total: number;
+}
+
+export interface Invite {
+  by: string;
+  expires_at_ms: number;
+}
+
+export interface YourState {
+  role: Role;
+  ceiling: Role;
+  muted: boolean;
+  hand_position?: number;
+  invite?: Invite;
+}
+
+export interface HandQueue {
+  hands: Participant[];
+  total: number;
+}
+
+export interface RoomSettings {
+  open_mic: boolean;
+  closed: boolean;
+  stage_capacity: number;
+}
+
+export interface RoomSnapshot {
+  room: string;
+  seq: number;
+  settings: RoomSettings;
+  stage: StageMember[];
+  counts: Counts;
+  you: YourState;
+  hands?: HandQueue;
+}
+
+export interface Limits {
+  max_message_bytes: number;
+  requests_per_second: number;
+  request_burst: number;
+}
+
+export interface Welcome {
+  protocol: number;
+  participant: Participant;
+  resume_token: string;
+  resumed: boolean;
+  grace_ms: number;
+  heartbeat_interval_ms: number;
+  limits: Limits;
+  state: RoomSnapshot;
+}
+
+export interface StageCause {
+  kind: string;
+  participant?: string;
+  by?: string;
+}
+
+export interface AudienceEntry {
+  id: string;
+  name: string;
+  hand_raised: boolean;
+  connected: boolean;
+}
+
+export interface AudiencePage {
+  entries: AudienceEntry[];
+  next?: number;
+  total: number;
+}
+
+export interface MediaTrack {
+  mid: string;
+  participant: string | null;
+}
+
+export interface Speaking {
+  participant: string;
+  level: number;
+}
+
+export type MediaTransportState = "connected" | "disconnected" | "failed";
+
+/** Any message from the hub: a reply (`ok`, `error`) or an event. */
+export interface ServerMessage {
+  type: string;
+  id?: string | number | null;
+  seq?: number;
+  [field: string]: unknown;
+}
+
+/** Close codes after which reconnecting is pointless (see "Close codes" in PROTOCOL.md). */
+export const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([1000, 4000, 4002, 4003, 4004, 4005, 4006, 4009]);
+
+/** `join` errors after which the hub closes the connection for good. */
+export const FINAL_JOIN_ERRORS: ReadonlySet<string> = new Set([
+  "unsupported_protocol",
+  "unauthorized",
+  "bad_request",
+  "banned",
+  "not_invited",
+  "room_ended",
+  "forbidden",
+  "stage_full",
+]);
+
+export const CLOSE_REASONS: Readonly<Record<number, string>> = {
+  1000: "leave",
+  1009: "too_large",
+  4000: "bad_auth",
+  4001: "auth_timeout",
+  4002: "unsupported_protocol",
+  4003: "duplicate_identity",
+  4004: "removed",
+  4005: "banned",
+  4006: "room_ended",
+  4007: "server_shutdown",
+  4008: "heartbeat_timeout",
+  4009: "not_invited",
+  4010: "slow_consumer",
+  4011: "unavailable",
+};

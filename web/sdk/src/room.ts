@@ -1,0 +1,581 @@
+// A connection to one Podium room: join, requests and replies, room state as events, automatic reconnect and
+// resume, and the media session.
+
+import { Emitter } from "./emitter.js";
+import { MediaSession, type MediaInfo, type MediaOptions, type MediaStats } from "./media.js";
+import {
+  CLOSE_REASONS,
+  FINAL_CLOSE_CODES,
+  FINAL_JOIN_ERRORS,
+  type AudiencePage,
+  type Counts,
+  type HandQueue,
+  type MediaTrack,
+  type MediaTransportState,
+  type Participant,
+  type Role,
+  type RoomSettings,
+  type RoomSnapshot,
+  type ServerMessage,
+  type Speaking,
+  type StageMember,
+  type Welcome,
+  type YourState,
+} from "./protocol.js";
+import { type ApplyResult, type RoomState, StateStore } from "./state.js";
+
+/** The part of the browser's WebSocket the client uses (tests pass a fake). */
+export interface SocketLike {
+  readyState: number;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+export type SocketFactory = (url: string) => SocketLike;
+
+export interface ReconnectOptions {
+  /** First delay before reconnecting, in ms (default 500). */
+  initialDelayMs?: number;
+  /** Longest delay between attempts, in ms (default 10000). */
+  maxDelayMs?: number;
+  /** Give up after this many failed attempts in a row (default: never). */
+  maxAttempts?: number;
+}
+
+export interface ConnectOptions {
+  /** The hub's websocket URL, e.g. `ws://127.0.0.1:7880/v1/ws`. */
+  url: string;
+  /** The access token, or a function returning a fresh one (called on every (re)connect). */
+  token: string | (() => string | Promise<string>);
+  /** The room; required when the token is valid for any room (`*`). */
+  room?: string;
+  /** `join`'s role: `audience` to join the audience with a moderator token, or a stage role (moderator tokens). */
+  role?: Role;
+  /** WebRTC settings, or `false` for signaling only. */
+  media?: MediaOptions | false;
+  reconnect?: ReconnectOptions | false;
+  /** How long a request may wait for its reply (default 15000 ms). */
+  requestTimeoutMs?: number;
+  /** Creates the websocket (default: the browser's WebSocket). */
+  socket?: SocketFactory;
+}
+
+/** A refused request (`error` reply), or a request that could not complete (`disconnected`, `timeout`). */
+export class PodiumError extends Error {
+  constructor(
+    /** The protocol's error code (`forbidden`, `not_found`, ...), or `disconnected` / `timeout` / `closed`. */
+    readonly code: string,
+    message: string,
+    /** The request type that failed. */
+    readonly request?: string,
+  ) {
+    super(message);
+    this.name = "PodiumError";
+  }
+}
+
+export type ConnectionState = "connecting" | "connected" | "reconnecting" | "closed";
+
+export interface ClosedInfo {
+  /** The websocket close code (see "Close codes"), or 0 when the client gave up reconnecting. */
+  code: number;
+  reason: string;
+  /** The join error that ended it, if one did. */
+  error?: PodiumError;
+}
+
+export interface RoomEvents {
+  /** The whole state after a snapshot (welcome, resync, resume). */
+  state: RoomState;
+  stage: StageMember[];
+  /** The hand queue (moderators only; undefined for others). */
+  hands: HandQueue | undefined;
+  counts: Counts;
+  you: YourState;
+  settings: RoomSettings;
+  /** Stage members speaking now, loudest first. */
+  speakers: Speaking[];
+  media: MediaInfo;
+  connection: ConnectionState;
+  /** After an automatic reconnect: `resumed` false means the session was lost and state was replaced. */
+  reconnected: { resumed: boolean };
+  closed: ClosedInfo;
+  participant_joined: Participant;
+  participant_left: string;
+  invite_answered: { participant: string; accepted: boolean; expired: boolean };
+}
+
+interface Pending {
+  type: string;
+  resolve: (v: unknown) => void;
+  reject: (e: PodiumError) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+const OPEN = 1;
+
+function defaultSocket(url: string): SocketLike {
+  return new WebSocket(url) as unknown as SocketLike;
+}
+
+function hasWebRtc(): boolean {
+  return typeof RTCPeerConnection !== "undefined" && typeof navigator !== "undefined";
+}
+
+export class Room extends Emitter<RoomEvents> {
+  private readonly store = new StateStore();
+  private ws: SocketLike | null = null;
+  private nextId = 1;
+  private pending = new Map<number, Pending>();
+  private welcomeMsg: Welcome | null = null;
+  private connState: ConnectionState = "connecting";
+  private attempts = 0;
+  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
+  private heartbeat: ReturnType<typeof setInterval> | null = null;
+  private speaking = new Map<string, number>();
+  private mediaSession: MediaSession | null = null;
+  private mediaInfo: MediaInfo = { state: "new", tracks: [], publishing: false };
+
+  constructor(private readonly options: ConnectOptions) {
+    super();
+  }
+
+  // ---- state ----
+
+  /** The current room state (null before the first welcome). */
+  get state(): RoomState | null {
+    return this.store.state;
+  }
+  get you(): YourState | undefined {
+    return this.store.state?.you;
+  }
+  get stage(): StageMember[] {
+    return this.store.state?.stage ?? [];
+  }
+  get counts(): Counts | undefined {
+    return this.store.state?.counts;
+  }
+  get hands(): HandQueue | undefined {
+    return this.store.state?.hands;
+  }
+  get settings(): RoomSettings | undefined {
+    return this.store.state?.settings;
+  }
+  /** Who you are: identity and display name. */
+  get participant(): Participant | undefined {
+    return this.welcomeMsg?.participant;
+  }
+  /** The last welcome (negotiated protocol, resume token, limits). */
+  get welcome(): Welcome | null {
+    return this.welcomeMsg;
+  }
+  get connection(): ConnectionState {
+    return this.connState;
+  }
+  get speakers(): Speaking[] {
+    return [...this.speaking.entries()]
+      .map(([participant, level]) => ({ participant, level }))
+      .sort((a, b) => b.level - a.level);
+  }
+  get media(): MediaInfo {
+    return this.mediaInfo;
+  }
+
+  /** Totals of the peer connection's audio stats (zeros without media). */
+  stats(): Promise<MediaStats | null> {
+    return this.mediaSession ? this.mediaSession.stats() : Promise.resolve(null);
+  }
+
+  /** Plays the room's audio again; call from a click handler if the browser blocked autoplay. */
+  resumeAudio(): void {
+    this.mediaSession?.resumeAudio();
+  }
+
+  // ---- actions (one per protocol request) ----
+
+  raiseHand(): Promise<{ position: number | null; promoted: boolean }> {
+    return this.request("raise_hand") as Promise<{ position: number | null; promoted: boolean }>;
+  }
+  lowerHand(): Promise<void> {
+    return this.request("lower_hand") as Promise<void>;
+  }
+  approveHand(participant: string): Promise<void> {
+    return this.request("approve_hand", { participant }) as Promise<void>;
+  }
+  inviteToStage(participant: string): Promise<void> {
+    return this.request("invite_to_stage", { participant }) as Promise<void>;
+  }
+  cancelInvite(participant: string): Promise<void> {
+    return this.request("cancel_invite", { participant }) as Promise<void>;
+  }
+  acceptInvite(): Promise<void> {
+    return this.request("accept_invite") as Promise<void>;
+  }
+  declineInvite(): Promise<void> {
+    return this.request("decline_invite") as Promise<void>;
+  }
+  stepDown(): Promise<void> {
+    return this.request("step_down") as Promise<void>;
+  }
+  moveToAudience(participant: string): Promise<void> {
+    return this.request("move_to_audience", { participant }) as Promise<void>;
+  }
+  /** Mutes or unmutes yourself (taking the stage leaves you muted). */
+  setMuted(muted: boolean): Promise<void> {
+    return this.request("set_muted", { muted }) as Promise<void>;
+  }
+  /** Mutes a stage member (moderators; there is no remote unmute). */
+  mute(participant: string): Promise<void> {
+    return this.request("mute", { participant }) as Promise<void>;
+  }
+  kick(participant: string): Promise<void> {
+    return this.request("kick", { participant }) as Promise<void>;
+  }
+  ban(participant: string): Promise<void> {
+    return this.request("ban", { participant }) as Promise<void>;
+  }
+  unban(participant: string): Promise<void> {
+    return this.request("unban", { participant }) as Promise<void>;
+  }
+  makeModerator(participant: string): Promise<void> {
+    return this.request("make_moderator", { participant }) as Promise<void>;
+  }
+  revokeModerator(participant: string): Promise<void> {
+    return this.request("revoke_moderator", { participant }) as Promise<void>;
+  }
+  handover(stage: { participant: string; role: "speaker" | "moderator" }[]): Promise<void> {
+    return this.request("handover", { stage }) as Promise<void>;
+  }
+  updateSettings(settings: Partial<RoomSettings>): Promise<void> {
+    return this.request("update_settings", { ...settings }) as Promise<void>;
+  }
+  inviteToRoom(identity: string): Promise<void> {
+    return this.request("invite_to_room", { identity }) as Promise<void>;
+  }
+  uninviteFromRoom(identity: string): Promise<void> {
+    return this.request("uninvite_from_room", { identity }) as Promise<void>;
+  }
+  listAudience(options: { after?: number; limit?: number } = {}): Promise<AudiencePage> {
+    return this.request("list_audience", { ...options }) as Promise<AudiencePage>;
+  }
+  endRoom(): Promise<void> {
+    return this.request("end_room") as Promise<void>;
+  }
+  ping(): Promise<void> {
+    return this.request("ping") as Promise<void>;
+  }
+  /** Fetches a fresh snapshot and applies it. */
+  async getState(): Promise<RoomState | null> {
+    const snapshot = (await this.request("get_state")) as RoomSnapshot;
+    this.applied(this.store.refresh(snapshot));
+    return this.store.state;
+  }
+  /** Leaves the room now (no grace period) and closes the connection. */
+  async leave(): Promise<void> {
+    try {
+      if (this.connState === "connected") await this.request("leave");
+    } finally {
+      this.shutdown({ code: 1000, reason: "leave" });
+    }
+  }
+
+  /**
+   * Sends any request and resolves with its `ok` result; rejects with a PodiumError carrying the protocol code.
+   * Requests made while the connection is down are rejected with `disconnected`.
+   */
+  request(type: string, fields: Record<string, unknown> = {}): Promise<unknown> {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== OPEN || (this.connState !== "connected" && type !== "join")) {
+      return Promise.reject(new PodiumError("disconnected", `not connected (${this.connState})`, type));
+    }
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.pending.delete(id)) reject(new PodiumError("timeout", `no reply to ${type}`, type));
+      }, this.options.requestTimeoutMs ?? 15000);
+      this.pending.set(id, { type, resolve, reject, timer });
+      ws.send(JSON.stringify({ ...fields, type, id }));
+    });
+  }
+
+  // ---- connection ----
+
+  /** Connects and joins; resolves with the welcome or rejects (no automatic retry for the first join). */
+  async open(): Promise<Welcome> {
+    this.setConnection("connecting");
+    try {
+      return await this.connectOnce(false);
+    } catch (e) {
+      this.shutdown({ code: 0, reason: "join failed", error: e instanceof PodiumError ? e : undefined });
+      throw e;
+    }
+  }
+
+  private async connectOnce(resume: boolean): Promise<Welcome> {
+    const factory = this.options.socket ?? defaultSocket;
+    const ws = factory(this.options.url);
+    this.ws = ws;
+    await new Promise<void>((resolve, reject) => {
+      ws.onopen = () => resolve();
+      ws.onerror = () => reject(new PodiumError("disconnected", "websocket error"));
+      ws.onclose = (ev) => reject(new PodiumError("disconnected", `websocket closed ${ev.code} ${ev.reason}`));
+    });
+    ws.onmessage = (ev) => this.onMessage(ws, ev.data);
+    ws.onclose = (ev) => this.onSocketClosed(ws, ev.code, ev.reason);
+    ws.onerror = null;
+    const token = typeof this.options.token === "function" ? await this.options.token() : this.options.token;
+    const join: Record<string, unknown> = { token, protocols: [1] };
+    if (this.options.room) join.room = this.options.room;
+    // A stage role is asked for on the first join only: a resumed session keeps its role, and a fresh one after the
+    // grace period joins as the token allows (asking for the stage again could fail with `stage_full`).
+    if (this.options.role && (!resume || this.options.role === "audience")) join.role = this.options.role;
+    if (resume && this.welcomeMsg) join.resume = this.welcomeMsg.resume_token;
+    const welcome = (await this.request("join", join)) as Welcome;
+    const previous = this.welcomeMsg;
+    this.welcomeMsg = welcome;
+    this.attempts = 0;
+    this.speaking.clear();
+    this.applied(this.store.replace(welcome.state));
+    this.emit("speakers", []);
+    this.setConnection("connected");
+    this.startHeartbeat(welcome.heartbeat_interval_ms);
+    this.startOrKeepMedia(welcome, previous !== null);
+    return welcome;
+  }
+
+  private startOrKeepMedia(welcome: Welcome, rejoin: boolean): void {
+    if (this.options.media === false || !hasWebRtc()) return;
+    const you = welcome.state.you;
+    if (!this.mediaSession) {
+      this.mediaSession = new MediaSession(
+        (type, fields) => this.request(type, fields),
+        this.options.media ?? {},
+        (info) => {
+          this.mediaInfo = { ...info, tracks: [...info.tracks] };
+          this.emit("media", this.mediaInfo);
+        },
+      );
+      this.mediaSession.start(you);
+    } else if (rejoin && !welcome.resumed) {
+      // A fresh session: the SFU dropped the old peer connection.
+      this.mediaSession.restart(you);
+    } else {
+      // Resumed: media kept flowing; follow the (possibly changed) role, finish a negotiation the drop cut off.
+      this.mediaSession.resumed(you);
+    }
+  }
+
+  private onMessage(ws: SocketLike, data: unknown): void {
+    if (ws !== this.ws || typeof data !== "string") return;
+    let msg: ServerMessage;
+    try {
+      msg = JSON.parse(data) as ServerMessage;
+    } catch {
+      return;
+    }
+    if ((msg.type === "ok" || msg.type === "error") && typeof msg.id === "number") {
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      clearTimeout(p.timer);
+      if (msg.type === "ok") p.resolve(msg.result);
+      else p.reject(new PodiumError(String(msg.code), String(msg.message ?? msg.code), p.type));
+      return;
+    }
+    switch (msg.type) {
+      case "media_offer":
+        this.mediaSession?.onServerOffer(msg.sdp as string);
+        return;
+      case "media_state":
+        this.mediaSession?.onState(msg.state as MediaTransportState);
+        return;
+      case "media_tracks":
+        if (this.mediaSession) this.mediaSession.onTracks(msg.tracks as MediaTrack[]);
+        else {
+          this.mediaInfo = { ...this.mediaInfo, tracks: msg.tracks as MediaTrack[] };
+          this.emit("media", this.mediaInfo);
+        }
+        return;
+      case "active_speakers":
+        for (const s of (msg.speaking as Speaking[]) ?? []) this.speaking.set(s.participant, s.level);
+        for (const p of (msg.stopped as string[]) ?? []) this.speaking.delete(p);
+        this.emit("speakers", this.speakers);
+        return;
+      default:
+        this.applied(this.store.apply(msg));
+    }
+  }
+
+  /** Emits the events for what a snapshot or event changed, and lets the media follow `you`. */
+  private applied(result: ApplyResult): void {
+    const s = this.store.state;
+    if (!s) return;
+    for (const change of result.changes) {
+      switch (change) {
+        case "state":
+          this.emit("state", s);
+          break;
+        case "stage": {
+          const onStage = new Set(s.stage.map((m) => m.id));
+          let dropped = false;
+          for (const id of this.speaking.keys()) {
+            if (!onStage.has(id)) {
+              this.speaking.delete(id);
+              dropped = true;
+            }
+          }
+          this.emit("stage", s.stage);
+          if (dropped) this.emit("speakers", this.speakers);
+          break;
+        }
+        case "hands":
+          this.emit("hands", s.hands);
+          break;
+        case "counts":
+          this.emit("counts", s.counts);
+          break;
+        case "you":
+          this.emit("you", s.you);
+          this.mediaSession?.update(s.you);
+          break;
+        case "settings":
+          this.emit("settings", s.settings);
+          break;
+      }
+    }
+    for (const n of result.notices) {
+      if (n.type === "participant_joined") this.emit("participant_joined", n.participant);
+      else if (n.type === "participant_left") this.emit("participant_left", n.participant);
+      else this.emit("invite_answered", { participant: n.participant, accepted: n.accepted, expired: n.expired });
+    }
+  }
+
+  private onSocketClosed(ws: SocketLike, code: number, reason: string): void {
+    if (ws !== this.ws) return;
+    this.ws = null;
+    this.stopHeartbeat();
+    this.rejectPending(new PodiumError("disconnected", `websocket closed ${code} ${reason}`));
+    if (this.connState === "closed") return;
+    if (FINAL_CLOSE_CODES.has(code) || this.options.reconnect === false) {
+      this.shutdown({ code, reason: reason || CLOSE_REASONS[code] || "" });
+      return;
+    }
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.connState === "closed" || this.reconnectTimer) return;
+    this.setConnection("reconnecting");
+    const opts = this.options.reconnect || {};
+    const max = opts.maxAttempts ?? Infinity;
+    if (this.attempts >= max) {
+      this.shutdown({ code: 0, reason: "gave up reconnecting" });
+      return;
+    }
+    const initial = opts.initialDelayMs ?? 500;
+    const cap = opts.maxDelayMs ?? 10000;
+    const base = Math.min(cap, initial * 2 ** this.attempts);
+    const delay = base / 2 + (Math.random() * base) / 2;
+    this.attempts += 1;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.connectOnce(true).then(
+        (welcome) => this.emit("reconnected", { resumed: welcome.resumed }),
+        (e: unknown) => {
+          if (e instanceof PodiumError && e.request === "join" && FINAL_JOIN_ERRORS.has(e.code)) {
+            this.shutdown({ code: 0, reason: `join refused: ${e.code}`, error: e });
+            return;
+          }
+          // The socket may still be open (e.g. `unavailable`): drop it and try again later.
+          this.dropSocket();
+          this.scheduleReconnect();
+        },
+      );
+    }, delay);
+  }
+
+  /** Closes the current socket without `leave` (the hub keeps the session for the grace period). */
+  private dropSocket(): void {
+    const ws = this.ws;
+    this.ws = null;
+    this.stopHeartbeat();
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try {
+        ws.close();
+      } catch {
+        // already closed
+      }
+    }
+    this.rejectPending(new PodiumError("disconnected", "connection dropped"));
+  }
+
+  /** Simulates a dropped connection (for tests and "reconnect now" buttons): reconnects and resumes. */
+  reconnectNow(): void {
+    if (this.connState === "closed") return;
+    this.dropSocket();
+    if (this.reconnectTimer) {
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = null;
+    }
+    this.attempts = 0;
+    this.scheduleReconnect();
+  }
+
+  private startHeartbeat(intervalMs: number): void {
+    this.stopHeartbeat();
+    // Browsers answer the hub's pings themselves; this `ping` detects a dead connection on our side.
+    const every = Math.max(1000, intervalMs || 15000);
+    this.heartbeat = setInterval(() => {
+      const ws = this.ws;
+      this.request("ping").catch((e: PodiumError) => {
+        if (e.code === "timeout" && ws === this.ws) this.reconnectNow();
+      });
+    }, every);
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+  }
+
+  private rejectPending(err: PodiumError): void {
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new PodiumError(err.code, err.message, p.type));
+    }
+    this.pending.clear();
+  }
+
+  private setConnection(state: ConnectionState): void {
+    if (this.connState === state) return;
+    this.connState = state;
+    this.emit("connection", state);
+  }
+
+  private shutdown(info: ClosedInfo): void {
+    if (this.connState === "closed") return;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.dropSocket();
+    this.mediaSession?.close();
+    this.setConnection("closed");
+    this.emit("closed", info);
+  }
+
+  /** Closes the connection without `leave` (the session stays in its grace period). */
+  disconnect(): void {
+    this.shutdown({ code: 0, reason: "disconnected by the client" });
+  }
+}
+
+/** Connects to a hub and joins a room; resolves once joined (with the welcome's state applied). */
+export async function connect(options: ConnectOptions): Promise<Room> {
+  const room = new Room(options);
+  await room.open();
+  return room;
+}

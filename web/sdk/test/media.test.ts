@@ -1,0 +1,299 @@
+// The media session's negotiation and publishing logic, against a fake RTCPeerConnection and getUserMedia.
+
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+
+import { Room } from "../src/room.js";
+import { sockets, welcome } from "./fake.js";
+
+const URL = "ws://hub.test/v1/ws";
+const settle = async () => {
+  for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 0));
+};
+
+class FakeTrack {
+  enabled = true;
+  stopped = false;
+  stop() {
+    this.stopped = true;
+  }
+}
+
+class FakeTransceiver {
+  mid: string | null = null;
+  currentDirection: string | null = null;
+  receiver = { track: { id: "remote" } };
+  sender = {
+    track: null as FakeTrack | null,
+    replaceTrack: async (t: FakeTrack | null) => {
+      this.sender.track = t;
+    },
+  };
+  constructor(public direction: string) {}
+}
+
+let offers = 0;
+class FakePeer {
+  static all: FakePeer[] = [];
+  transceivers: FakeTransceiver[] = [];
+  localDescription: { type: string; sdp: string } | null = null;
+  remoteDescription: { type: string; sdp: string } | null = null;
+  iceGatheringState = "complete";
+  connectionState = "new";
+  signalingState = "stable";
+  closed = false;
+  restarts = 0;
+  log: string[] = [];
+  ontrack: unknown = null;
+  onconnectionstatechange: unknown = null;
+  constructor() {
+    FakePeer.all.push(this);
+  }
+  addTransceiver(_kind: string, init: { direction: string }) {
+    const t = new FakeTransceiver(init.direction);
+    this.transceivers.push(t);
+    return t;
+  }
+  getTransceivers() {
+    return this.transceivers;
+  }
+  async createOffer() {
+    offers += 1;
+    const dirs = this.transceivers.map((t) => t.direction).join(",");
+    return {
+      type: "offer",
+      sdp: `offer${offers} ${dirs}\r\na=candidate:1 1 udp 1 127.0.0.1 5000 typ host\r\na=candidate:2 1 udp 1 10.1.2.3 5000 typ host\r\n`,
+    };
+  }
+  async createAnswer() {
+    return { type: "answer", sdp: "client-answer\r\n" };
+  }
+  async setLocalDescription(d: { type: string; sdp?: string }) {
+    this.log.push(`local ${d.type}`);
+    if (d.type === "rollback") {
+      this.localDescription = null;
+      this.signalingState = "stable";
+      return;
+    }
+    this.localDescription = { type: d.type, sdp: d.sdp ?? "" };
+    this.signalingState = d.type === "offer" ? "have-local-offer" : "stable";
+  }
+  async setRemoteDescription(d: { type: string; sdp: string }) {
+    this.log.push(`remote ${d.type}`);
+    this.remoteDescription = d;
+    this.transceivers.forEach((t, i) => {
+      t.mid = String(i);
+      t.currentDirection = t.direction;
+    });
+  }
+  restartIce() {
+    this.restarts += 1;
+  }
+  addEventListener() {}
+  close() {
+    this.closed = true;
+  }
+  async getStats() {
+    return new Map();
+  }
+}
+
+async function joinedWithMedia(w = welcome()) {
+  const s = sockets();
+  const room = new Room({ url: URL, token: "tok", room: "summit", media: { loopbackOnly: true }, socket: s.factory });
+  const opened = room.open();
+  s.latest().open();
+  await settle();
+  s.latest().ok("join", w);
+  await opened;
+  await settle();
+  return { room, s, ws: s.latest() };
+}
+
+function mediaOffers(ws: { sent: Record<string, unknown>[] }) {
+  return ws.sent.filter((m) => m.type === "media_offer");
+}
+
+describe("MediaSession", () => {
+  const mics: FakeTrack[] = [];
+  beforeEach(() => {
+    FakePeer.all = [];
+    mics.length = 0;
+    vi.stubGlobal("RTCPeerConnection", FakePeer);
+    vi.stubGlobal("navigator", {
+      mediaDevices: {
+        getUserMedia: vi.fn(async () => {
+          const t = new FakeTrack();
+          mics.push(t);
+          return { getAudioTracks: () => [t] };
+        }),
+      },
+    });
+  });
+  afterEach(() => {
+    vi.unstubAllGlobals();
+  });
+
+  it("offers sendrecv when the ceiling allows the stage, keeping only loopback candidates", async () => {
+    const { room, ws } = await joinedWithMedia();
+    const pc = FakePeer.all[0]!;
+    expect(pc.transceivers.map((t) => t.direction)).toEqual(["sendrecv"]);
+    const offer = ws.last("media_offer");
+    expect(offer.sdp).toContain("127.0.0.1");
+    expect(offer.sdp).not.toContain("10.1.2.3");
+    ws.ok("media_offer", { sdp: "answer-sdp" });
+    await settle();
+    expect(pc.remoteDescription).toEqual({ type: "answer", sdp: "answer-sdp" });
+    expect(room.media.publishing).toBe(false);
+    room.disconnect();
+    expect(pc.closed).toBe(true);
+  });
+
+  it("offers recvonly for a listener-only token", async () => {
+    const { room } = await joinedWithMedia(
+      welcome({}, { you: { role: "audience", ceiling: "audience", muted: true } }),
+    );
+    expect(FakePeer.all[0]!.transceivers.map((t) => t.direction)).toEqual(["recvonly"]);
+    room.disconnect();
+  });
+
+  it("publishes the microphone on promotion, follows mute, and stops on return to the audience", async () => {
+    const { room, ws } = await joinedWithMedia();
+    ws.ok("media_offer", { sdp: "answer-sdp" });
+    await settle();
+    const tr = FakePeer.all[0]!.transceivers[0]!;
+
+    ws.push({ type: "you", seq: 43, you: { role: "speaker", ceiling: "speaker", muted: true } });
+    await settle();
+    expect(mics).toHaveLength(1);
+    expect(tr.sender.track).toBe(mics[0]);
+    expect(mics[0]!.enabled).toBe(false);
+    expect(room.media.publishing).toBe(true);
+    // No renegotiation: the m-line was sendrecv from the start.
+    expect(mediaOffers(ws)).toHaveLength(1);
+
+    ws.push({ type: "you", seq: 44, you: { role: "speaker", ceiling: "speaker", muted: false } });
+    expect(mics[0]!.enabled).toBe(true);
+
+    ws.push({ type: "you", seq: 45, you: { role: "audience", ceiling: "speaker", muted: true } });
+    await settle();
+    expect(tr.sender.track).toBeNull();
+    expect(mics[0]!.stopped).toBe(true);
+    expect(room.media.publishing).toBe(false);
+    room.disconnect();
+  });
+
+  it("adds the microphone with a new offer when the m-line was recvonly", async () => {
+    const { room, ws } = await joinedWithMedia(
+      welcome({}, { you: { role: "audience", ceiling: "audience", muted: true } }),
+    );
+    ws.ok("media_offer", { sdp: "a1" });
+    await settle();
+    // A later token with a higher ceiling, on a resumed session, now on stage.
+    ws.push({ type: "you", seq: 50, you: { role: "speaker", ceiling: "speaker", muted: true } });
+    await settle();
+    const offers2 = mediaOffers(ws);
+    expect(offers2).toHaveLength(2);
+    expect(offers2[1]!.sdp).toContain("sendrecv");
+    ws.ok("media_offer", { sdp: "a2" });
+    await settle();
+    expect(room.media.publishing).toBe(true);
+    room.disconnect();
+  });
+
+  it("answers the SFU's offers with media_answer", async () => {
+    const { room, ws } = await joinedWithMedia();
+    ws.ok("media_offer", { sdp: "a1" });
+    await settle();
+    ws.push({ type: "media_offer", sdp: "server-offer" });
+    await settle();
+    const pc = FakePeer.all[0]!;
+    expect(pc.log.slice(-2)).toEqual(["remote offer", "local answer"]);
+    expect(ws.last("media_answer").sdp).toBe("client-answer\r\n");
+    ws.ok("media_answer");
+    await settle();
+    ws.push({ type: "media_tracks", tracks: [{ mid: "0", participant: "alice" }] });
+    expect(room.media.tracks).toEqual([{ mid: "0", participant: "alice" }]);
+    room.disconnect();
+  });
+
+  it("rolls back and offers again after a conflict", async () => {
+    const { room, ws } = await joinedWithMedia();
+    ws.error("media_offer", "conflict", "an SFU offer is pending");
+    await settle();
+    const pc = FakePeer.all[0]!;
+    expect(pc.log).toContain("local rollback");
+    await new Promise((r) => setTimeout(r, 150));
+    await settle();
+    expect(mediaOffers(ws)).toHaveLength(2);
+    ws.ok("media_offer", { sdp: "a2" });
+    await settle();
+    expect(pc.remoteDescription?.sdp).toBe("a2");
+    room.disconnect();
+  });
+
+  it("restarts ICE when the SFU reports failure", async () => {
+    const { room, ws } = await joinedWithMedia();
+    ws.ok("media_offer", { sdp: "a1" });
+    await settle();
+    ws.push({ type: "media_state", state: "failed" });
+    await settle();
+    expect(room.media.state).toBe("failed");
+    expect(FakePeer.all[0]!.restarts).toBe(1);
+    expect(mediaOffers(ws)).toHaveLength(2);
+    ws.ok("media_offer", { sdp: "a2" });
+    ws.push({ type: "media_state", state: "connected" });
+    expect(room.media.state).toBe("connected");
+    room.disconnect();
+  });
+
+  it("keeps the peer connection on a resumed session and starts a new one otherwise", async () => {
+    const { room, s, ws } = await joinedWithMedia();
+    ws.ok("media_offer", { sdp: "a1" });
+    await settle();
+    vi.useFakeTimers();
+    try {
+      ws.drop(1006);
+      await vi.advanceTimersByTimeAsync(600);
+      s.latest().open();
+      await vi.advanceTimersByTimeAsync(0);
+      s.latest().ok("join", welcome({ resumed: true }));
+      await vi.advanceTimersByTimeAsync(0);
+      expect(FakePeer.all).toHaveLength(1);
+      expect(mediaOffers(s.latest())).toHaveLength(0);
+
+      s.latest().drop(1006);
+      await vi.advanceTimersByTimeAsync(600);
+      s.latest().open();
+      await vi.advanceTimersByTimeAsync(0);
+      s.latest().ok("join", welcome({ resumed: false }, { seq: 2 }));
+      await vi.advanceTimersByTimeAsync(0);
+      expect(FakePeer.all).toHaveLength(2);
+      expect(FakePeer.all[0]!.closed).toBe(true);
+      expect(mediaOffers(s.latest())).toHaveLength(1);
+      room.disconnect();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("redoes a negotiation cut off by a websocket drop once the session resumes", async () => {
+    const { room, s, ws } = await joinedWithMedia();
+    expect(mediaOffers(ws)).toHaveLength(1);
+    vi.useFakeTimers();
+    try {
+      ws.drop(1006); // the media_offer's reply never comes
+      await vi.advanceTimersByTimeAsync(600);
+      s.latest().open();
+      await vi.advanceTimersByTimeAsync(0);
+      s.latest().ok("join", welcome({ resumed: true }));
+      await vi.advanceTimersByTimeAsync(0);
+      expect(FakePeer.all).toHaveLength(1);
+      expect(FakePeer.all[0]!.log).toContain("local rollback");
+      expect(mediaOffers(s.latest())).toHaveLength(1);
+      expect(room.media.error).toBeUndefined();
+      room.disconnect();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
