@@ -19,6 +19,8 @@ const RESUBSCRIBE: Duration = Duration::from_millis(500);
 /// Runs until the hub shuts down. `first` is the subscription made when the hub started (before any room).
 pub(crate) async fn follow(shared: Arc<Shared>, store: RedisStore, mut first: Option<Subscription>) {
     let mut shutdown = shared.shutdown_rx();
+    // Failed attempts in a row: only the first is worth a warning while Redis stays down.
+    let mut failures = 0u32;
     loop {
         let subscribed = match first.take() {
             Some(subscription) => Ok(subscription),
@@ -26,6 +28,7 @@ pub(crate) async fn follow(shared: Arc<Shared>, store: RedisStore, mut first: Op
         };
         match subscribed {
             Ok(mut subscription) => {
+                failures = 0;
                 info!("following other hubs' announcements");
                 // Whatever was announced while not subscribed is lost: every room compares itself with the store.
                 for handle in shared.running_rooms() {
@@ -42,7 +45,14 @@ pub(crate) async fn follow(shared: Arc<Shared>, store: RedisStore, mut first: Op
                 }
                 warn!("the announcement subscription dropped; subscribing again");
             }
-            Err(e) => warn!(error = %e, "subscribing to announcements failed; retrying"),
+            Err(e) => {
+                if failures == 0 {
+                    warn!(error = %e, "subscribing to announcements failed; retrying");
+                } else {
+                    debug!(error = %e, failures, "subscribing to announcements failed again");
+                }
+                failures = failures.saturating_add(1);
+            }
         }
         tokio::select! {
             _ = shutdown.changed() => return,

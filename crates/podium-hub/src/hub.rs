@@ -110,15 +110,20 @@ pub(crate) enum Persistence {
 }
 
 impl Persistence {
-    /// Opens the store `config` names (connecting to Redis now, so a wrong URL fails at startup).
+    /// Opens the store `config` names. A malformed URL fails at startup; an unreachable Redis does not: the hub
+    /// starts degraded (rooms answer `unavailable`) and connects when Redis is up.
     async fn open(config: &StoreConfig) -> anyhow::Result<Self> {
         if config.is_memory() {
             return Ok(Self::Memory(MemoryStore::new()));
         }
-        let store = RedisStore::connect(&config.url, &RedisOptions::default())
+        let store = RedisStore::open(&config.url, &RedisOptions::default())
             .await
-            .with_context(|| format!("connecting to the store {}", config.url))?;
-        info!(url = %config.url, "room store: redis");
+            .with_context(|| format!("opening the store {}", config.url))?;
+        if store.is_degraded() {
+            warn!(url = %config.url, "room store: redis, unreachable for now; rooms answer `unavailable` until it is up");
+        } else {
+            info!(url = %config.url, "room store: redis");
+        }
         Ok(Self::Redis(store))
     }
 
@@ -215,14 +220,17 @@ impl Hub {
             .with_context(|| format!("binding {}", config.server.listen))?;
         let (shutdown, _) = watch::channel(false);
         let store = Persistence::open(&config.store).await?;
+        // Subscribed before the first client can join a room, when Redis is up; otherwise `bus::follow` keeps
+        // trying (rooms cannot load meanwhile, and every running room rechecks the store once it has subscribed).
         let subscription = match &store {
-            Persistence::Redis(redis) => Some(
-                redis
-                    .subscribe_all()
-                    .await
-                    .with_context(|| format!("subscribing to room announcements on {}", config.store.url))?,
-            ),
-            Persistence::Memory(_) => None,
+            Persistence::Redis(redis) if !redis.is_degraded() => match redis.subscribe_all().await {
+                Ok(subscription) => Some(subscription),
+                Err(e) => {
+                    warn!(error = %e, "subscribing to room announcements failed; retrying in the background");
+                    None
+                }
+            },
+            Persistence::Redis(_) | Persistence::Memory(_) => None,
         };
         let (media, media_events) = if config.media.enabled {
             let (media, events) =

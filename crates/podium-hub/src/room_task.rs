@@ -120,6 +120,9 @@ pub(crate) struct RoomTask {
     owner_until: Option<tokio::time::Instant>,
     /// The room fell behind the store (a gap in announcements) and reloading failed: reload at the retry.
     reload_pending: bool,
+    /// A commit failed without an answer (Redis unreachable or too slow): it may still have been applied, so the
+    /// retry compares the room with the store (and resyncs if it moved).
+    recheck_pending: bool,
     /// The participant whose join is being committed: its new connection is in `conns` (to get the join's events)
     /// but not welcomed yet, so a reload during the commit neither closes it nor resyncs it.
     joining: Option<ParticipantId>,
@@ -155,6 +158,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomH
         dropped: HashSet::new(),
         owner_until: None,
         reload_pending: false,
+        recheck_pending: false,
         joining: None,
     };
     tokio::spawn(task.run().instrument(span));
@@ -213,6 +217,8 @@ impl RoomTask {
                     if self.store_retry_at.take().is_some() {
                         if self.reload_pending {
                             self.reload().await;
+                        } else if self.recheck_pending {
+                            self.recheck().await;
                         }
                         self.disconnect_orphans();
                     }
@@ -276,6 +282,8 @@ impl RoomTask {
     async fn handle(&mut self, msg: RoomMsg) {
         match msg {
             RoomMsg::Join { grant, role, protocol, link, reply } => {
+                // The join's handling time in this task (its commit included), logged with `joined`.
+                let started = Instant::now();
                 let who = ParticipantId::new(grant.identity.as_str());
                 let now = self.now();
                 let join = room::Join {
@@ -349,7 +357,8 @@ impl RoomTask {
                             },
                             state: convert::snapshot(&snapshot),
                         };
-                        info!(identity = %who, resumed = joined.resumed, role = ?joined.role, "joined");
+                        let handled_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        info!(identity = %who, resumed = joined.resumed, role = ?joined.role, handled_us, "joined");
                         let _ = reply.send(Ok(Box::new(welcome)));
                     }
                 }
@@ -420,21 +429,7 @@ impl RoomTask {
             }
             RoomMsg::MediaEvent(event) => self.on_media_event(event),
             RoomMsg::Remote(announcement) => self.on_remote(*announcement).await,
-            RoomMsg::Recheck => {
-                let current = self.committed.as_ref().map(|s| s.seq);
-                match self.shared.store.load(&self.name).await {
-                    Ok(state) if state.as_ref().map(|s| s.seq) != current => {
-                        info!(seq = state.as_ref().map(|s| s.seq), "the store is ahead of this room; resyncing");
-                        self.install(state);
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        warn!(error = %e, "checking the room against the store failed; retrying");
-                        self.reload_pending = true;
-                        self.store_retry_at = Some(tokio::time::Instant::now() + STORE_RETRY);
-                    }
-                }
-            }
+            RoomMsg::Recheck => self.recheck().await,
             RoomMsg::Shutdown => {
                 info!(connections = self.conns.len(), "closing connections for shutdown");
                 for entry in self.conns.values() {
@@ -578,11 +573,14 @@ impl RoomTask {
             // Another hub wrote first (or a commit's reply was lost): expected with shared rooms.
             info!(%error, "a room transition lost a race; reloading the room");
         } else {
-            error!(%error, "committing a room transition failed; rolling it back");
+            warn!(%error, "committing a room transition failed; rolling it back");
         }
         self.store_retry_at = Some(tokio::time::Instant::now() + STORE_RETRY);
         if matches!(error, StoreError::Conflict { .. }) && self.reload().await {
             return;
+        }
+        if matches!(error, StoreError::Unavailable(_)) {
+            self.recheck_pending = true;
         }
         self.restore_committed();
     }
@@ -605,9 +603,28 @@ impl RoomTask {
         }
     }
 
+    /// Compares the room with the store and resyncs if the store moved; when the store cannot be read, reloads at
+    /// the retry.
+    async fn recheck(&mut self) {
+        let current = self.committed.as_ref().map(|s| s.seq);
+        match self.shared.store.load(&self.name).await {
+            Ok(state) if state.as_ref().map(|s| s.seq) != current => {
+                info!(seq = state.as_ref().map(|s| s.seq), "the store is ahead of this room; resyncing");
+                self.install(state);
+            }
+            Ok(_) => self.recheck_pending = false,
+            Err(e) => {
+                debug!(error = %e, "checking the room against the store failed; retrying");
+                self.reload_pending = true;
+                self.store_retry_at = Some(tokio::time::Instant::now() + STORE_RETRY);
+            }
+        }
+    }
+
     /// Makes `state` (just loaded) the room, and resyncs this hub's connections.
     fn install(&mut self, state: Option<RoomState>) {
         self.reload_pending = false;
+        self.recheck_pending = false;
         self.committed = state;
         self.restore_committed();
         self.resync_all();
@@ -938,7 +955,10 @@ fn close_code(reason: room::DisconnectReason) -> CloseCode {
 fn store_failure(error: &StoreError) -> Failure {
     let message = match error {
         StoreError::Conflict { .. } => "the room changed meanwhile and was reloaded; the request did not take effect",
-        _ => "the room's store is unreachable; the request did not take effect, retry later",
+        _ => {
+            "the room's store is unreachable; the request was not acknowledged, retry later (should it have taken \
+             effect after all, the room resyncs)"
+        }
     };
     (ErrorCode::Unavailable, message.into())
 }

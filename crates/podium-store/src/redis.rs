@@ -25,11 +25,23 @@
 //! # Failures
 //!
 //! Every Redis error is [`StoreError::Unavailable`]: nothing panics, and the connection reconnects by itself
-//! (`ConnectionManager`, or the cluster client's own reconnection). A commit whose connection dropped after sending
-//! may or may not have been applied; the writer learns which from its next commit (a [`StoreError::Conflict`] whose
-//! `found` is the new sequence number) or by loading.
+//! (`ConnectionManager`, or the cluster client's own reconnection). A commit whose connection dropped after sending,
+//! or whose reply did not come in time, may or may not have been applied (a stalled Redis runs it when it wakes);
+//! the writer learns which from its next commit (a [`StoreError::Conflict`] whose `found` is the new sequence
+//! number) or by loading.
+//!
+//! Redis being down must not hold up the callers (a room task waits for its commits): every operation is bounded
+//! by [`RedisOptions::response_timeout`], and a circuit breaker fails operations at once (without sending them)
+//! while Redis is known to be unreachable. An outage (a connection error, a timeout, `LOADING`) opens the breaker
+//! for [`RedisOptions::breaker_open`]; a background probe (`PING` every [`RedisOptions::probe_interval`]) keeps it
+//! open while Redis stays unreachable and closes it as soon as Redis answers. Should the probe not run (no
+//! multi-threaded runtime to drive it), the breaker lets a trial operation through once the period has passed.
+//! [`RedisStore::open`] does not need Redis to be up: the first connection is made by the probe (or a trial).
 
-use std::time::Duration;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster_async::ClusterConnection;
@@ -127,12 +139,178 @@ pub struct RedisOptions {
     /// How often a dropped single-node connection is retried before a command fails (it is retried again on the
     /// next command).
     pub reconnect_retries: usize,
+    /// After an outage, how long operations fail at once without being sent (extended while the probe fails).
+    pub breaker_open: Duration,
+    /// How often the background probe checks whether Redis answers again.
+    pub probe_interval: Duration,
 }
 
 impl Default for RedisOptions {
     fn default() -> Self {
-        Self { connect_timeout: Duration::from_secs(1), response_timeout: Duration::from_secs(2), reconnect_retries: 2 }
+        Self {
+            connect_timeout: Duration::from_millis(500),
+            response_timeout: Duration::from_millis(500),
+            reconnect_retries: 1,
+            breaker_open: Duration::from_secs(1),
+            probe_interval: Duration::from_millis(250),
+        }
     }
+}
+
+/// How to (re)connect.
+enum Target {
+    Single(::redis::Client),
+    Cluster(Box<::redis::cluster::ClusterClient>),
+}
+
+/// The connection (made lazily) and the circuit breaker, shared by a store's clones and its probe.
+struct Link {
+    target: Target,
+    options: RedisOptions,
+    /// `None` until the first connection succeeds; afterwards the connection reconnects by itself.
+    conn: Mutex<Option<Conn>>,
+    /// While set and in the future, operations fail at once.
+    open_until: Mutex<Option<Instant>>,
+    /// A probe task is running.
+    probing: AtomicBool,
+}
+
+impl Link {
+    fn lock_conn(&self) -> std::sync::MutexGuard<'_, Option<Conn>> {
+        // Only a clone or an assignment happens under this lock: a poisoned lock still holds a whole value.
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_open(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        // As above: a plain assignment or read.
+        self.open_until.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// True while the breaker fails operations at once.
+    fn is_open(&self) -> bool {
+        self.lock_open().is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Makes a new connection, bounded by the connect and response timeouts.
+    async fn establish(&self) -> Result<Conn, StoreError> {
+        let bound = self.options.connect_timeout + self.options.response_timeout;
+        let made = tokio::time::timeout(bound, async {
+            match &self.target {
+                Target::Single(client) => {
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(self.options.connect_timeout))
+                        .set_response_timeout(Some(self.options.response_timeout))
+                        .set_number_of_retries(self.options.reconnect_retries)
+                        .set_max_delay(Duration::from_millis(200));
+                    ConnectionManager::new_with_config(client.clone(), config).await.map(Conn::Single)
+                }
+                Target::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
+            }
+        })
+        .await;
+        match made {
+            Ok(Ok(conn)) => {
+                *self.lock_conn() = Some(conn.clone());
+                Ok(conn)
+            }
+            Ok(Err(e)) => Err(unavailable(&e)),
+            Err(_) => Err(StoreError::Unavailable(format!("no connection to redis within {bound:?}"))),
+        }
+    }
+
+    /// The connection to send an operation on, or a fast failure while the breaker is open.
+    async fn conn(self: &Arc<Self>) -> Result<Conn, StoreError> {
+        if self.is_open() {
+            return Err(StoreError::Unavailable(
+                "redis is unreachable (failing fast; reconnecting in the background)".into(),
+            ));
+        }
+        let existing = self.lock_conn().clone();
+        match existing {
+            Some(conn) => Ok(conn),
+            None => self.establish().await.inspect_err(|_| self.trip()),
+        }
+    }
+
+    /// Runs one operation on the connection, bounded by the response timeout; an outage opens the breaker.
+    async fn run<T, F>(self: &Arc<Self>, op: impl FnOnce(Conn) -> F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, RedisError>>,
+    {
+        let conn = self.conn().await?;
+        match tokio::time::timeout(self.options.response_timeout, op(conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                if is_outage(&e) {
+                    self.trip();
+                }
+                Err(unavailable(&e))
+            }
+            Err(_) => {
+                self.trip();
+                Err(StoreError::Unavailable(format!("no reply from redis within {:?}", self.options.response_timeout)))
+            }
+        }
+    }
+
+    /// Opens the breaker (or extends it) and starts the probe if none runs.
+    fn trip(self: &Arc<Self>) {
+        *self.lock_open() = Some(Instant::now() + self.options.breaker_open);
+        if !self.probing.swap(true, Ordering::AcqRel) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(probe(Arc::downgrade(self)));
+                }
+                // No runtime to probe from: trial operations after the open period take its place.
+                Err(_) => self.probing.store(false, Ordering::Release),
+            }
+        }
+    }
+}
+
+/// Checks Redis every `probe_interval` until it answers (connecting first if there is no connection yet), keeping
+/// the breaker open meanwhile; then closes it. Ends when the store is dropped.
+async fn probe(link: Weak<Link>) {
+    loop {
+        let Some(interval) = link.upgrade().map(|l| l.options.probe_interval) else { return };
+        tokio::time::sleep(interval).await;
+        let Some(link) = link.upgrade() else { return };
+        let existing = link.lock_conn().clone();
+        let conn = match existing {
+            Some(conn) => Ok(conn),
+            None => link.establish().await,
+        };
+        let answered = match conn {
+            Ok(mut conn) => matches!(
+                tokio::time::timeout(
+                    link.options.response_timeout,
+                    ::redis::cmd("PING").query_async::<String>(&mut conn)
+                )
+                .await,
+                Ok(Ok(_))
+            ),
+            Err(_) => false,
+        };
+        if answered {
+            link.probing.store(false, Ordering::Release);
+            *link.lock_open() = None;
+            return;
+        }
+        *link.lock_open() = Some(Instant::now() + link.options.breaker_open);
+    }
+}
+
+/// True when `e` means Redis is unreachable or not serving (as opposed to a refused or malformed command).
+fn is_outage(e: &RedisError) -> bool {
+    use ::redis::RetryMethod;
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.retry_method(),
+            RetryMethod::Reconnect | RetryMethod::WaitAndRetry | RetryMethod::ReconnectFromInitialConnections
+        )
 }
 
 /// A connection that reconnects by itself: to one server, or to a cluster.
@@ -173,7 +351,7 @@ impl ConnectionLike for Conn {
 /// Rooms kept in Redis. Cheap to clone (clones share the connection).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: Conn,
+    link: Arc<Link>,
     /// A single-node URL for subscriptions (for a cluster, its first seed node: `PUBLISH` reaches every node).
     pubsub_url: String,
     commit_script: Script,
@@ -184,11 +362,11 @@ pub struct RedisStore {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self.conn {
-            Conn::Single(_) => "single",
-            Conn::Cluster(_) => "cluster",
+        let kind = match self.link.target {
+            Target::Single(_) => "single",
+            Target::Cluster(_) => "cluster",
         };
-        f.debug_struct("RedisStore").field("kind", &kind).finish_non_exhaustive()
+        f.debug_struct("RedisStore").field("kind", &kind).field("open", &self.link.is_open()).finish_non_exhaustive()
     }
 }
 
@@ -212,11 +390,34 @@ fn cluster_nodes(url: &str) -> Option<Vec<String>> {
 impl RedisStore {
     /// Connects to `url`: `redis://[user:password@]host:port[/db]` (one server), or
     /// `redis+cluster://[user:password@]host:port,host:port,...` (a Redis Cluster, discovered from these seed nodes).
-    /// Fails when Redis cannot be reached now; afterwards, dropped connections are re-established by themselves.
+    /// Fails when the URL is malformed or Redis cannot be reached now; afterwards, dropped connections are
+    /// re-established by themselves.
     pub async fn connect(url: &str, options: &RedisOptions) -> Result<Self, StoreError> {
+        let store = Self::new(url, options)?;
+        store.link.establish().await?;
+        Ok(store)
+    }
+
+    /// Like [`RedisStore::connect`], but does not wait for Redis: when it cannot be reached now, operations fail
+    /// as unavailable (at once, see the breaker) until the background probe has connected. Must be called within a
+    /// Tokio runtime. Fails only when the URL is malformed.
+    pub async fn open(url: &str, options: &RedisOptions) -> Result<Self, StoreError> {
+        let store = Self::new(url, options)?;
+        if store.link.establish().await.is_err() {
+            store.link.trip();
+        }
+        Ok(store)
+    }
+
+    /// True while Redis is known to be unreachable (operations fail at once).
+    pub fn is_degraded(&self) -> bool {
+        self.link.is_open()
+    }
+
+    fn new(url: &str, options: &RedisOptions) -> Result<Self, StoreError> {
         let bad_url = |e: RedisError| StoreError::Unavailable(format!("store url {url:?}: {e}"));
         let mut pubsub_url = url.to_owned();
-        let conn = if let Some(nodes) = cluster_nodes(url) {
+        let target = if let Some(nodes) = cluster_nodes(url) {
             if nodes.is_empty() {
                 return Err(StoreError::Unavailable(format!("store url {url:?}: no cluster nodes")));
             }
@@ -226,18 +427,18 @@ impl RedisStore {
                 .response_timeout(options.response_timeout)
                 .build()
                 .map_err(bad_url)?;
-            Conn::Cluster(client.get_async_connection().await.map_err(|e| unavailable(&e))?)
+            Target::Cluster(Box::new(client))
         } else {
-            let client = ::redis::Client::open(url).map_err(bad_url)?;
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(options.connect_timeout))
-                .set_response_timeout(Some(options.response_timeout))
-                .set_number_of_retries(options.reconnect_retries)
-                .set_max_delay(Duration::from_millis(500));
-            Conn::Single(ConnectionManager::new_with_config(client, config).await.map_err(|e| unavailable(&e))?)
+            Target::Single(::redis::Client::open(url).map_err(bad_url)?)
         };
         Ok(Self {
-            conn,
+            link: Arc::new(Link {
+                target,
+                options: options.clone(),
+                conn: Mutex::new(None),
+                open_until: Mutex::new(None),
+                probing: AtomicBool::new(false),
+            }),
             pubsub_url,
             commit_script: Script::new(COMMIT_LUA),
             load_script: Script::new(LOAD_LUA),
@@ -254,7 +455,6 @@ impl RedisStore {
         changes: &Changes,
         announcement: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
         let mut invocation = self.commit_script.prepare_invoke();
         for key in room_keys(room) {
             invocation.key(key);
@@ -265,7 +465,8 @@ impl RedisStore {
         if let Some(text) = announcement {
             invocation.arg(crate::bus::events_channel(room)).arg(text);
         }
-        let reply: Vec<String> = invocation.invoke_async(&mut conn).await.map_err(|e| unavailable(&e))?;
+        let reply: Vec<String> =
+            self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
         match reply.as_slice() {
             [ok] if ok == "ok" => Ok(()),
             [c] if c == "conflict" => Err(StoreError::Conflict { expected: changes.base_seq, found: None }),
@@ -279,57 +480,53 @@ impl RedisStore {
 
     /// Publishes an announcement without a transition (such as head counts) on the room's channel.
     pub async fn publish(&self, room: &str, announcement: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        ::redis::cmd("PUBLISH")
-            .arg(crate::bus::events_channel(room))
-            .arg(announcement)
-            .query_async::<i64>(&mut conn)
-            .await
-            .map(drop)
-            .map_err(|e| unavailable(&e))
+        let mut cmd = ::redis::cmd("PUBLISH");
+        cmd.arg(crate::bus::events_channel(room)).arg(announcement);
+        self.link.run(|mut conn| async move { cmd.query_async::<i64>(&mut conn).await }).await.map(drop)
     }
 
     /// Claims `room`'s timer lease for `node`, or renews it; true when `node` holds it for `lease` from now.
     pub async fn claim_owner(&self, room: &str, node: &str, lease: Duration) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
         let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
-        let held: i64 = self
-            .claim_script
-            .key(owner_key(room))
-            .arg(node)
-            .arg(ms)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| unavailable(&e))?;
+        let mut invocation = self.claim_script.prepare_invoke();
+        invocation.key(owner_key(room)).arg(node).arg(ms);
+        let held: i64 = self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
         Ok(held == 1)
     }
 
     /// Gives up `room`'s timer lease if `node` holds it.
     pub async fn release_owner(&self, room: &str, node: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let _: i64 = self
-            .release_script
-            .key(owner_key(room))
-            .arg(node)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| unavailable(&e))?;
+        let mut invocation = self.release_script.prepare_invoke();
+        invocation.key(owner_key(room)).arg(node);
+        let _: i64 = self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
         Ok(())
     }
 
     /// Sends `PING` (a health check).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        ::redis::cmd("PING").query_async::<String>(&mut conn).await.map(drop).map_err(|e| unavailable(&e))
+        self.link
+            .run(|mut conn| async move { ::redis::cmd("PING").query_async::<String>(&mut conn).await })
+            .await
+            .map(drop)
     }
 
     /// Subscribes to every room's announcements on a connection of its own; each item is `(room, message)`. The
-    /// stream ends when the connection drops (messages sent meanwhile are lost: resubscribe and reload).
+    /// stream ends when the connection drops (messages sent meanwhile are lost: resubscribe and reload). Fails
+    /// within the connect and response timeouts when Redis does not answer.
     pub async fn subscribe_all(&self) -> Result<Subscription, StoreError> {
         let client = ::redis::Client::open(self.pubsub_url.as_str()).map_err(|e| unavailable(&e))?;
-        let mut pubsub = client.get_async_pubsub().await.map_err(|e| unavailable(&e))?;
-        pubsub.psubscribe(crate::bus::EVENTS_PATTERN).await.map_err(|e| unavailable(&e))?;
-        Ok(Subscription { stream: pubsub.into_on_message() })
+        let bound = self.link.options.connect_timeout + self.link.options.response_timeout;
+        let subscribed = tokio::time::timeout(bound, async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.psubscribe(crate::bus::EVENTS_PATTERN).await?;
+            Ok::<_, RedisError>(pubsub)
+        })
+        .await;
+        match subscribed {
+            Ok(Ok(pubsub)) => Ok(Subscription { stream: pubsub.into_on_message() }),
+            Ok(Err(e)) => Err(unavailable(&e)),
+            Err(_) => Err(StoreError::Unavailable(format!("no subscription to redis within {bound:?}"))),
+        }
     }
 }
 
@@ -413,12 +610,12 @@ fn decode_state(loaded: Loaded) -> Result<RoomState, String> {
 
 impl RoomStore for RedisStore {
     async fn load(&self, room: &str) -> Result<Option<RoomState>, StoreError> {
-        let mut conn = self.conn.clone();
         let mut invocation = self.load_script.prepare_invoke();
         for key in room_keys(room) {
             invocation.key(key);
         }
-        let loaded: Option<Loaded> = invocation.invoke_async(&mut conn).await.map_err(|e| unavailable(&e))?;
+        let loaded: Option<Loaded> =
+            self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
         loaded.map(decode_state).transpose().map_err(|e| StoreError::Corrupt(format!("room {room:?}: {e}")))
     }
 
@@ -427,13 +624,9 @@ impl RoomStore for RedisStore {
     }
 
     async fn remove(&self, room: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        ::redis::cmd("DEL")
-            .arg(&room_keys(room))
-            .query_async::<i64>(&mut conn)
-            .await
-            .map(drop)
-            .map_err(|e| unavailable(&e))
+        let mut cmd = ::redis::cmd("DEL");
+        cmd.arg(&room_keys(room));
+        self.link.run(|mut conn| async move { cmd.query_async::<i64>(&mut conn).await }).await.map(drop)
     }
 }
 

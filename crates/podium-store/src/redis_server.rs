@@ -68,9 +68,57 @@ impl RedisServer {
     /// Sends SIGKILL and waits for the process to be gone.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A paused server dies too (SIGKILL needs no SIGCONT).
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Sends SIGSTOP: the server keeps its connections open but answers nothing (a blackholed Redis).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Sends SIGCONT after [`RedisServer::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let Some(child) = &self.child else { panic!("redis-server is not running") };
+        let status = Command::new("kill").arg(which).arg(child.id().to_string()).status().expect("running kill");
+        assert!(status.success(), "kill {which} {}: {status}", child.id());
+    }
+
+    /// The server's `INFO` section `section` (empty on any error).
+    pub fn info(&self, section: &str) -> String {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else { return String::new() };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        if s.write_all(format!("INFO {section}\r\n").as_bytes()).is_err() {
+            return String::new();
+        }
+        // A bulk string: `$LEN\r\n` then LEN bytes.
+        let mut text = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.extend_from_slice(&buf[..n]);
+            let t = String::from_utf8_lossy(&text);
+            if let Some((head, body)) = t.split_once("\r\n")
+                && let Ok(len) = head.trim_start_matches('$').parse::<usize>()
+                && body.len() >= len
+            {
+                return body[..len].to_owned();
+            }
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Starts the server (again) on the same port and directory, and waits until it answers `PING` (after loading
