@@ -9,136 +9,40 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt as _, StreamExt as _};
-use podium_hub::auth::{TokenKeys, claims_for};
-use podium_hub::{Config, Hub, Role};
+use podium_hub::Role;
 use podium_store::redis_server::RedisServer;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+mod common;
+
+use common::{Client, Node, TIMEOUT};
+
 /// The most a reply may take while Redis is away.
 const FAST: Duration = Duration::from_millis(1500);
 /// How long each outage lasts.
 const OUTAGE: Duration = Duration::from_secs(4);
 
-struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    next_id: u64,
-    seen: Vec<Value>,
+/// A hub on `store`, which must bind quickly even with Redis down.
+async fn start_node(store: &str) -> Node {
+    let started = Instant::now();
+    let node = Node::start(store, |_| {}).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "binding took {:?}", started.elapsed());
+    node
 }
 
-impl Client {
-    async fn request(&mut self, mut body: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        body["id"] = json!(id);
-        self.ws.send(Message::Text(body.to_string().into())).await.unwrap();
-        loop {
-            let v = self.read().await;
-            if (v["type"] == "ok" || v["type"] == "error") && v["id"] == json!(id) {
-                return v;
-            }
-            self.seen.push(v);
-        }
-    }
-
-    /// A request whose reply must come within [`FAST`].
-    async fn quick(&mut self, body: Value) -> Value {
+/// Joins, retrying while the hub is not connected to Redis yet; each attempt answers within [`FAST`].
+async fn join_when_up(node: &Node, identity: &str, role: Role) -> Client {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
         let started = Instant::now();
-        let what = body.to_string();
-        let reply = self.request(body).await;
-        assert!(started.elapsed() < FAST, "{what} took {:?} (reply {reply})", started.elapsed());
-        reply
-    }
-
-    async fn read(&mut self) -> Value {
-        loop {
-            let msg = tokio::time::timeout(TIMEOUT, self.ws.next()).await.expect("a message in time");
-            let Some(Ok(msg)) = msg else { panic!("connection closed while waiting for a message") };
-            if let Message::Text(text) = msg {
-                return serde_json::from_str(&text).unwrap();
-            }
+        let (c, reply) = node.try_join(identity, role).await;
+        assert!(started.elapsed() < FAST, "join took {:?} (reply {reply})", started.elapsed());
+        if reply["type"] == "ok" {
+            return c;
         }
-    }
-
-    async fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        if let Some(i) = self.seen.iter().position(&pred) {
-            return self.seen.remove(i);
-        }
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
-        loop {
-            assert!(tokio::time::Instant::now() < deadline, "no {what} in time; saw {:?}", self.seen);
-            let v = self.read().await;
-            if pred(&v) {
-                return v;
-            }
-            self.seen.push(v);
-        }
-    }
-}
-
-struct Node {
-    url: String,
-    keys: TokenKeys,
-    stop: podium_hub::ShutdownHandle,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Node {
-    async fn start(store: &str) -> Self {
-        let mut config = Config::default();
-        config.server.listen = "127.0.0.1:0".parse().unwrap();
-        config.server.shutdown_grace_ms = 300;
-        config.auth.secret = Some("degraded-test".into());
-        config.media.enabled = false;
-        config.store.url = store.into();
-        let keys = TokenKeys::new(config.auth.secret().as_bytes());
-        let started = Instant::now();
-        let hub = Hub::bind(config).await.expect("the hub starts even with Redis down");
-        assert!(started.elapsed() < Duration::from_secs(3), "binding took {:?}", started.elapsed());
-        let url = format!("ws://{}{}", hub.local_addr(), podium_hub::WS_PATH);
-        let stop = hub.shutdown_handle();
-        let task = tokio::spawn(async move {
-            hub.run().await.unwrap();
-        });
-        Self { url, keys, stop, task }
-    }
-
-    /// Connects and sends `join`; returns the client and the reply (`ok` or `error`).
-    async fn try_join(&self, identity: &str, role: Role) -> (Client, Value) {
-        let (ws, _) = tokio_tungstenite::connect_async(&self.url).await.unwrap();
-        let mut c = Client { ws, next_id: 1, seen: Vec::new() };
-        let token = self.keys.mint(&claims_for(identity, None, "summit", role, Duration::from_secs(600))).unwrap();
-        let reply = c.quick(json!({"type": "join", "token": token})).await;
-        (c, reply)
-    }
-
-    async fn join(&self, identity: &str, role: Role) -> (Client, Value) {
-        let (c, reply) = self.try_join(identity, role).await;
-        assert_eq!(reply["type"], "ok", "join of {identity}: {reply}");
-        (c, reply["result"].clone())
-    }
-
-    /// Joins, retrying while the hub is not connected to Redis yet.
-    async fn join_when_up(&self, identity: &str, role: Role) -> Client {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let (c, reply) = self.try_join(identity, role).await;
-            if reply["type"] == "ok" {
-                return c;
-            }
-            assert_eq!(reply["code"], "unavailable", "{reply}");
-            assert!(Instant::now() < deadline, "the hub did not connect to Redis by itself");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn stop(self) {
-        self.stop.shutdown();
-        tokio::time::timeout(TIMEOUT, self.task).await.unwrap().unwrap();
+        assert_eq!(reply["code"], "unavailable", "{reply}");
+        assert!(Instant::now() < deadline, "the hub did not connect to Redis by itself");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -151,13 +55,13 @@ async fn during_outage(moderator: &mut Client, listener: &mut Client, who: &str)
     let until = Instant::now() + OUTAGE;
     let mut refused = 0;
     while Instant::now() < until {
-        let reply = moderator.quick(json!({"type": "approve_hand", "participant": who})).await;
+        let reply = moderator.within(FAST, json!({"type": "approve_hand", "participant": who})).await;
         assert_eq!(reply["code"], "unavailable", "{reply}");
         refused += 1;
-        assert_eq!(listener.quick(json!({"type": "ping"})).await["type"], "ok");
-        let state = listener.quick(json!({"type": "get_state"})).await;
+        assert_eq!(listener.within(FAST, json!({"type": "ping"})).await["type"], "ok");
+        let state = listener.within(FAST, json!({"type": "get_state"})).await;
         assert_eq!(state["type"], "ok", "reads are served from memory: {state}");
-        assert_eq!(moderator.quick(json!({"type": "ping"})).await["type"], "ok");
+        assert_eq!(moderator.within(FAST, json!({"type": "ping"})).await["type"], "ok");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(refused >= 3, "only {refused} requests in {OUTAGE:?}");
@@ -187,14 +91,14 @@ async fn redis_outages_answer_unavailable_quickly_and_the_hubs_recover_by_themse
     // Redis is down when the hubs start: they start anyway, and joins are refused until it is up.
     let mut redis = RedisServer::start();
     redis.kill9();
-    let a = Node::start(&redis.url()).await;
-    let b = Node::start(&redis.url()).await;
+    let a = start_node(&redis.url()).await;
+    let b = start_node(&redis.url()).await;
     let (_, refused) = a.try_join("alice", Role::Moderator).await;
     assert_eq!(refused["code"], "unavailable", "{refused}");
     redis.restart();
-    let mut alice = a.join_when_up("alice", Role::Moderator).await;
+    let mut alice = join_when_up(&a, "alice", Role::Moderator).await;
     let (mut bob, _) = a.join("bob", Role::Speaker).await;
-    let mut carol = b.join_when_up("carol", Role::Speaker).await;
+    let mut carol = join_when_up(&b, "carol", Role::Speaker).await;
     let (mut lisa, _) = a.join("lisa", Role::Audience).await;
     let (mut luke, _) = b.join("luke", Role::Audience).await;
     assert_eq!(bob.request(json!({"type": "raise_hand"})).await["type"], "ok");

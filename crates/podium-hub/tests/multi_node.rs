@@ -8,114 +8,25 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt as _, StreamExt as _};
-use podium_hub::auth::{TokenKeys, claims_for};
-use podium_hub::{Config, Hub, Role};
+use podium_hub::Role;
 use podium_store::redis_server::RedisServer;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+mod common;
 
-struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    next_id: u64,
-    /// Server messages read while waiting for something else.
-    seen: Vec<Value>,
-}
-
-impl Client {
-    async fn request(&mut self, mut body: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        body["id"] = json!(id);
-        self.ws.send(Message::Text(body.to_string().into())).await.unwrap();
-        loop {
-            let v = self.read().await;
-            if (v["type"] == "ok" || v["type"] == "error") && v["id"] == json!(id) {
-                return v;
-            }
-            self.seen.push(v);
-        }
-    }
-
-    async fn read(&mut self) -> Value {
-        loop {
-            let msg = tokio::time::timeout(TIMEOUT, self.ws.next()).await.expect("a message in time");
-            let Some(Ok(msg)) = msg else { panic!("connection closed while waiting for a message") };
-            if let Message::Text(text) = msg {
-                return serde_json::from_str(&text).unwrap();
-            }
-        }
-    }
-
-    /// The first message (seen before or arriving now) for which `pred` holds.
-    async fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        if let Some(i) = self.seen.iter().position(&pred) {
-            return self.seen.remove(i);
-        }
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
-        loop {
-            assert!(tokio::time::Instant::now() < deadline, "no {what} in time; saw {:?}", self.seen);
-            let v = self.read().await;
-            if pred(&v) {
-                return v;
-            }
-            self.seen.push(v);
-        }
-    }
-}
-
-struct Node {
-    url: String,
-    keys: TokenKeys,
-    stop: podium_hub::ShutdownHandle,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Node {
-    async fn start(store: &str, stage_capacity: u32) -> Self {
-        let mut config = Config::default();
-        config.server.listen = "127.0.0.1:0".parse().unwrap();
-        config.server.shutdown_grace_ms = 300;
-        config.auth.secret = Some("multi-node-test".into());
-        config.media.enabled = false;
-        config.store.url = store.into();
-        config.room.stage_capacity = stage_capacity;
-        config.room.counts_interval_ms = 100;
-        let keys = TokenKeys::new(config.auth.secret().as_bytes());
-        let hub = Hub::bind(config).await.expect("hub binds and reaches Redis");
-        let url = format!("ws://{}{}", hub.local_addr(), podium_hub::WS_PATH);
-        let stop = hub.shutdown_handle();
-        let task = tokio::spawn(async move {
-            hub.run().await.unwrap();
-        });
-        Self { url, keys, stop, task }
-    }
-
-    async fn join(&self, identity: &str, role: Role) -> (Client, Value) {
-        let (ws, _) = tokio_tungstenite::connect_async(&self.url).await.unwrap();
-        let mut c = Client { ws, next_id: 1, seen: Vec::new() };
-        let token = self.keys.mint(&claims_for(identity, None, "summit", role, Duration::from_secs(600))).unwrap();
-        let reply = c.request(json!({"type": "join", "token": token})).await;
-        assert_eq!(reply["type"], "ok", "join of {identity}: {reply}");
-        let welcome = reply["result"].clone();
-        (c, welcome)
-    }
-
-    async fn stop(self) {
-        self.stop.shutdown();
-        tokio::time::timeout(TIMEOUT, self.task).await.unwrap().unwrap();
-    }
-}
+use common::{Node, TIMEOUT};
+use futures_util::StreamExt as _;
+use tokio_tungstenite::tungstenite::Message;
 
 async fn two_nodes(stage_capacity: u32) -> (RedisServer, Node, Node) {
     let redis = RedisServer::start();
-    let a = Node::start(&redis.url(), stage_capacity).await;
-    let b = Node::start(&redis.url(), stage_capacity).await;
+    let tweak = |c: &mut podium_hub::Config| {
+        c.room.stage_capacity = stage_capacity;
+        c.room.counts_interval_ms = 100;
+    };
+    let a = Node::start(&redis.url(), tweak).await;
+    let b = Node::start(&redis.url(), tweak).await;
     (redis, a, b)
 }
 

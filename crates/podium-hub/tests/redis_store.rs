@@ -6,66 +6,13 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt as _, StreamExt as _};
-use podium_hub::auth::{TokenKeys, claims_for};
-use podium_hub::{Config, Hub, Role};
+use podium_hub::Role;
 use podium_store::redis_server::RedisServer;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+mod common;
 
-struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    next_id: u64,
-}
-
-impl Client {
-    async fn request(&mut self, mut body: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        body["id"] = json!(id);
-        self.ws.send(Message::Text(body.to_string().into())).await.unwrap();
-        loop {
-            let msg = tokio::time::timeout(TIMEOUT, self.ws.next()).await.expect("reply in time");
-            let Some(Ok(msg)) = msg else { panic!("connection closed before the reply to {body}") };
-            let Message::Text(text) = msg else { continue };
-            let v: Value = serde_json::from_str(&text).unwrap();
-            if (v["type"] == "ok" || v["type"] == "error") && v["id"] == json!(id) {
-                return v;
-            }
-        }
-    }
-}
-
-async fn start_hub(store: &str) -> (String, TokenKeys, podium_hub::ShutdownHandle, tokio::task::JoinHandle<()>) {
-    let mut config = Config::default();
-    config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.server.shutdown_grace_ms = 300;
-    config.auth.secret = Some("redis-test".into());
-    config.media.enabled = false;
-    config.store.url = store.into();
-    let keys = TokenKeys::new(config.auth.secret().as_bytes());
-    let hub = Hub::bind(config).await.expect("hub binds and reaches Redis");
-    let url = format!("ws://{}{}", hub.local_addr(), podium_hub::WS_PATH);
-    let stop = hub.shutdown_handle();
-    let task = tokio::spawn(async move {
-        hub.run().await.unwrap();
-    });
-    (url, keys, stop, task)
-}
-
-async fn join(url: &str, keys: &TokenKeys, identity: &str, role: Role) -> (Client, Value) {
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let mut c = Client { ws, next_id: 1 };
-    let token = keys.mint(&claims_for(identity, None, "summit", role, Duration::from_secs(600))).unwrap();
-    let reply = c.request(json!({"type": "join", "token": token})).await;
-    assert_eq!(reply["type"], "ok", "join of {identity}: {reply}");
-    let welcome = reply["result"].clone();
-    (c, welcome)
-}
+use common::{Client, Node};
 
 /// Retries `approve_hand` (answered `unavailable` meanwhile) until the hub reaches Redis again.
 async fn approve_when_redis_is_back(moderator: &mut Client, who: &str) {
@@ -93,10 +40,10 @@ fn stage_roles(welcome: &Value) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_state_outlives_the_hub_and_redis_outages_answer_unavailable() {
     let mut redis = RedisServer::start();
-    let (url, keys, stop, task) = start_hub(&redis.url()).await;
-    let (mut moderator, _) = join(&url, &keys, "alice", Role::Moderator).await;
-    let (mut bob, _) = join(&url, &keys, "bob", Role::Speaker).await;
-    let (mut carol, _) = join(&url, &keys, "carol", Role::Speaker).await;
+    let node = Node::start(&redis.url(), |_| {}).await;
+    let (mut moderator, _) = node.join("alice", Role::Moderator).await;
+    let (mut bob, _) = node.join("bob", Role::Speaker).await;
+    let (mut carol, _) = node.join("carol", Role::Speaker).await;
     assert_eq!(bob.request(json!({"type": "raise_hand"})).await["type"], "ok");
     assert_eq!(carol.request(json!({"type": "raise_hand"})).await["type"], "ok");
 
@@ -132,11 +79,10 @@ async fn room_state_outlives_the_hub_and_redis_outages_answer_unavailable() {
     assert_eq!(bob_connected, false, "bob's dropped connection was applied after the outage");
 
     // A new hub on the same Redis (the first one stopped) finds the room as it was.
-    stop.shutdown();
-    tokio::time::timeout(TIMEOUT, task).await.unwrap().unwrap();
+    node.stop().await;
     drop((moderator, carol));
-    let (url, keys, stop, task) = start_hub(&redis.url()).await;
-    let (_moderator, welcome) = join(&url, &keys, "alice", Role::Moderator).await;
+    let node = Node::start(&redis.url(), |_| {}).await;
+    let (_moderator, welcome) = node.join("alice", Role::Moderator).await;
     assert_eq!(welcome["resumed"], true, "{welcome}");
     assert_eq!(
         stage_roles(&welcome),
@@ -147,6 +93,5 @@ async fn room_state_outlives_the_hub_and_redis_outages_answer_unavailable() {
         ]
     );
     assert_eq!(welcome["state"]["hands"]["total"], 0, "{welcome}");
-    stop.shutdown();
-    tokio::time::timeout(TIMEOUT, task).await.unwrap().unwrap();
+    node.stop().await;
 }
