@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,48 +31,28 @@ use podium_hub::auth::{TokenKeys, claims_for};
 use podium_store::redis_server::RedisServer;
 use tokio_tungstenite::tungstenite::Message;
 
-const SECRET: &str = "bench-secret";
+mod common;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+use common::{Serve, env_or, percentile, serve};
+
+const SECRET: &str = "bench-secret";
 
 /// One `podium serve` process; its `handled_us` values are collected from its log.
 struct Hub {
-    child: Child,
-    url: String,
+    serve: Serve,
     handled_us: Arc<Mutex<Vec<u64>>>,
 }
 
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_hub(store: &str) -> Hub {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_podium"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--store", store])
-        .env("PODIUM_AUTH__SECRET", SECRET)
-        .env("PODIUM_MEDIA__ENABLED", "false")
-        .env("RUST_LOG", "warn,podium_hub::room_task=info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start podium serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines.next().expect("podium serve exited early").expect("read stdout");
-        if let Some(url) = line.strip_prefix("Podium is listening: ") {
-            break url.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let envs = [
+        ("PODIUM_AUTH__SECRET", SECRET),
+        ("PODIUM_MEDIA__ENABLED", "false"),
+        ("RUST_LOG", "warn,podium_hub::room_task=info"),
+        ("NO_COLOR", "1"),
+    ];
+    let mut serve = serve(&["serve", "--listen", "127.0.0.1:0", "--store", store], &envs, Stdio::piped());
     let handled_us = Arc::new(Mutex::new(Vec::new()));
-    let stderr = child.stderr.take().expect("piped stderr");
+    let stderr = serve.child.stderr.take().expect("piped stderr");
     let sink = Arc::clone(&handled_us);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -86,7 +66,7 @@ fn start_hub(store: &str) -> Hub {
             }
         }
     });
-    Hub { child, url, handled_us }
+    Hub { serve, handled_us }
 }
 
 type Counts = Arc<Mutex<BTreeMap<String, u64>>>;
@@ -123,14 +103,6 @@ fn monitor(port: u16, counts: Counts, stop: Arc<AtomicBool>) -> std::thread::Joi
     })
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
 fn summary(name: &str, mut v: Vec<u64>) {
     v.sort_unstable();
     println!(
@@ -144,9 +116,9 @@ fn summary(name: &str, mut v: Vec<u64>) {
 }
 
 fn main() {
-    let rate = env_u64("PODIUM_BENCH_RATE", 100).max(1);
-    let secs = env_u64("PODIUM_BENCH_SECS", 30).max(1);
-    let rooms = env_u64("PODIUM_BENCH_ROOMS", 4).max(1);
+    let rate = env_or("PODIUM_BENCH_RATE", 100).max(1);
+    let secs = env_or("PODIUM_BENCH_SECS", 30).max(1);
+    let rooms = env_or("PODIUM_BENCH_ROOMS", 4).max(1);
     let redis = RedisServer::start();
     let port: u16 = redis.url().trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
     let hubs = [start_hub(&redis.url()), start_hub(&redis.url())];
@@ -158,7 +130,7 @@ fn main() {
     let take = || std::mem::take(&mut *counts.lock().expect("not poisoned"));
 
     // A moderator per room on each hub (so both hubs run every room), then an idle window for the background rate.
-    let urls: Vec<String> = hubs.iter().map(|h| h.url.clone()).collect();
+    let urls: Vec<String> = hubs.iter().map(|h| h.serve.url.clone()).collect();
     let mut keep = Vec::new();
     rt.block_on(async {
         for r in 0..rooms {

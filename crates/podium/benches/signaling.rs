@@ -9,8 +9,7 @@
 //! Environment: `PODIUM_BENCH_LISTENERS`, `PODIUM_BENCH_CHANGES`. The hub and the clients share this machine's
 //! cores, so the latency includes the clients' own work; memory is the hub process's alone.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -21,46 +20,16 @@ use podium_hub::auth::{TokenKeys, claims_for};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+mod common;
+
+use common::{Serve, env_or, percentile, serve};
+
 const SECRET: &str = "bench-secret";
 const ROOM: &str = "bench";
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server() -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_podium"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("PODIUM_AUTH__SECRET", SECRET)
-        .env("PODIUM_SERVER__MAX_CONNECTIONS", "50000")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start podium serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines.next().expect("podium serve exited early").expect("read stdout");
-        if let Some(url) = line.strip_prefix("Podium is listening: ") {
-            break url.trim().to_owned();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, url }
+fn start_server() -> Serve {
+    let envs = [("PODIUM_AUTH__SECRET", SECRET), ("PODIUM_SERVER__MAX_CONNECTIONS", "50000"), ("RUST_LOG", "warn")];
+    serve(&["serve", "--listen", "127.0.0.1:0"], &envs, Stdio::inherit())
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -70,14 +39,6 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
 }
 
 /// Extracts `"seq":N` from a stage event without a full parse (clients must stay cheap).
@@ -91,8 +52,8 @@ fn stage_seq(text: &str) -> Option<u64> {
 }
 
 fn main() {
-    let n = env_usize("PODIUM_BENCH_LISTENERS", 10_000);
-    let changes = env_usize("PODIUM_BENCH_CHANGES", 20);
+    let n = env_or("PODIUM_BENCH_LISTENERS", 10_000);
+    let changes = env_or("PODIUM_BENCH_CHANGES", 20);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let server = start_server();
     let pid = server.child.id();

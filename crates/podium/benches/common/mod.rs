@@ -1,0 +1,57 @@
+//! Shared by the benchmarks: a `podium serve` child process, environment knobs, percentiles.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+
+/// A running `podium serve`, killed on drop.
+pub(crate) struct Serve {
+    pub(crate) child: Child,
+    /// The websocket URL it printed.
+    pub(crate) url: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `podium` with `args` and `envs`, waits for the websocket URL on its stdout and keeps draining stdout so it
+/// never blocks on a full pipe. Its stderr goes to `stderr` (take it from `child` when piped).
+pub(crate) fn serve(args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> Serve {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podium"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("start podium serve");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines.next().expect("podium serve exited early").expect("read stdout");
+        if let Some(url) = line.strip_prefix("Podium is listening: ") {
+            break url.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Serve { child, url }
+}
+
+/// An environment knob, or `default` when unset or unparsable.
+pub(crate) fn env_or<T: FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The `p` quantile (0..=1) of sorted values (nearest rank), or 0 when empty.
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
