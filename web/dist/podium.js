@@ -55,34 +55,58 @@ var MediaSession = class {
     this.container = null;
     this.players = /* @__PURE__ */ new Map();
     this.wantPublish = false;
+    /** The participant's last known `you.muted` (the microphone track is disabled while muted). */
+    this.muted = true;
     /** A negotiation failed because the websocket dropped. */
     this.interrupted = false;
     this.closed = false;
-    this.info = { state: "new", tracks: [], publishing: false };
+    /**
+     * Bumped whenever the peer connection is replaced: queued or running steps of an older generation are dropped
+     * (they belong to a dead peer connection), and the new one does not wait for them.
+     */
+    this.generation = 0;
+    this.info = { state: "new", tracks: [], publishing: false, epoch: 0 };
   }
-  /** Creates the peer connection and negotiates; `you` decides the transceiver's direction. */
-  start(you) {
+  /** The media epoch the current peer connection belongs to. */
+  get epoch() {
+    return this.info.epoch;
+  }
+  /**
+   * Creates the peer connection and negotiates, in media epoch `epoch`; `you` decides the transceiver's direction.
+   */
+  start(you, epoch = 0) {
+    this.info.epoch = epoch;
     this.enqueue(async () => {
       this.createPeer(you);
       await this.negotiate();
     });
     this.update(you);
   }
-  /** A new session after `resumed: false`: the SFU dropped the old peer; start over. */
-  restart(you) {
-    this.teardown();
-    this.closed = false;
-    this.info.state = "new";
-    this.info.tracks = [];
-    this.start(you);
+  /** A new session after `resumed: false`: the SFU dropped the old peer; start over (the microphone too). */
+  restart(you, epoch = this.info.epoch) {
+    this.replacePeer(false, epoch);
+    this.start(you, epoch);
+  }
+  /**
+   * The room's media is now in epoch `epoch` (a `media_moved` event, or a snapshot's `media_epoch`). If the peer
+   * connection belongs to another epoch it is dead: close it and negotiate a new one, keeping the microphone track
+   * when still on stage (role, hand and mute are server state and do not change). Returns whether it did; a second
+   * notice of the same epoch (the event, then a snapshot) does nothing.
+   */
+  moved(you, epoch) {
+    if (this.closed || epoch === this.info.epoch) return false;
+    this.replacePeer(you.role !== "audience", epoch);
+    this.start(you, epoch);
+    return true;
   }
   /** Follows the participant's own state: publish on stage, stop in the audience; mute the track when muted. */
   update(you) {
     const onStage = you.role !== "audience";
+    this.muted = you.muted;
     if (this.mic) this.mic.enabled = !you.muted;
     if (onStage !== this.wantPublish) {
       this.wantPublish = onStage;
-      this.enqueue(() => onStage ? this.publish(you) : this.unpublish());
+      this.enqueue(() => onStage ? this.publish() : this.unpublish());
     }
   }
   onServerOffer(sdp) {
@@ -117,6 +141,7 @@ var MediaSession = class {
   }
   close() {
     this.closed = true;
+    this.generation += 1;
     this.teardown();
     this.info.state = "closed";
     this.info.publishing = false;
@@ -164,9 +189,11 @@ var MediaSession = class {
       await this.negotiate();
     });
   }
+  /** Runs `step` after the steps queued before it (one negotiation at a time), unless its peer connection is gone. */
   enqueue(step) {
-    this.chain = this.chain.then(() => this.closed ? void 0 : step()).catch((e) => {
-      if (this.closed) return;
+    const gen = this.generation;
+    this.chain = this.chain.then(() => this.closed || gen !== this.generation ? void 0 : step()).catch((e) => {
+      if (this.closed || gen !== this.generation) return;
       const code = e.code;
       if (code === "disconnected" || code === "timeout") {
         this.interrupted = true;
@@ -186,6 +213,24 @@ var MediaSession = class {
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === "closed" || pc.connectionState === "failed") this.changed(this.info);
     };
+  }
+  /**
+   * Drops the peer connection (and with `keepMic` false the microphone) and whatever is queued for it; `start` then
+   * makes a new one. The new queue does not wait for a step of the old connection still awaiting the hub.
+   */
+  replacePeer(keepMic, epoch) {
+    const mic = keepMic ? this.mic : null;
+    this.mic = null;
+    this.teardown();
+    this.mic = mic;
+    this.generation += 1;
+    this.chain = Promise.resolve();
+    this.interrupted = false;
+    this.info.state = "new";
+    this.info.tracks = [];
+    this.info.error = void 0;
+    this.info.epoch = epoch;
+    this.changed(this.info);
   }
   teardown() {
     this.mic?.stop();
@@ -218,6 +263,7 @@ var MediaSession = class {
         return;
       } catch (e) {
         if (e.code !== "conflict" || attempt >= 5) throw e;
+        if (pc !== this.pc) return;
         await pc.setLocalDescription({ type: "rollback" });
         const retry = new Promise((resolve) => setTimeout(resolve, 100 * (attempt + 1)));
         this.enqueue(async () => {
@@ -228,20 +274,22 @@ var MediaSession = class {
       }
     }
   }
-  async publish(you) {
+  async publish() {
     if (!this.pc || !this.transceiver || !this.wantPublish) return;
+    const gen = this.generation;
     if (!this.mic) {
       const stream = await navigator.mediaDevices.getUserMedia({ audio: this.options.audio ?? true });
       const track = stream.getAudioTracks()[0];
       if (!track) throw new Error("getUserMedia returned no audio track");
-      if (!this.wantPublish) {
+      if (!this.wantPublish || gen !== this.generation || this.mic) {
         track.stop();
         return;
       }
       this.mic = track;
     }
-    this.mic.enabled = !you.muted;
+    this.mic.enabled = !this.muted;
     await this.transceiver.sender.replaceTrack(this.mic);
+    if (gen !== this.generation) return;
     if (this.transceiver.direction !== "sendrecv") {
       this.transceiver.direction = "sendrecv";
       await this.negotiate();
@@ -316,6 +364,7 @@ var MediaSession = class {
 };
 
 // sdk/src/protocol.ts
+var CLOSE_SERVER_SHUTDOWN = 4007;
 var FINAL_CLOSE_CODES = /* @__PURE__ */ new Set([1e3, 4e3, 4002, 4003, 4004, 4005, 4006, 4009]);
 var FINAL_JOIN_ERRORS = /* @__PURE__ */ new Set([
   "unsupported_protocol",
@@ -368,7 +417,8 @@ var StateStore = class {
       stage: s.stage,
       counts: s.counts,
       you: s.you,
-      hands: s.hands ?? (s.you.role === "moderator" ? { hands: [], total: 0 } : void 0)
+      hands: s.hands ?? (s.you.role === "moderator" ? { hands: [], total: 0 } : void 0),
+      media_epoch: s.media_epoch ?? 0
     };
     this.snapshotSeq = s.seq;
     return { changes: ["state", "stage", "hands", "counts", "you", "settings"], notices: [] };
@@ -380,6 +430,12 @@ var StateStore = class {
   refresh(snapshot) {
     if (this.current && snapshot.seq < this.current.seq) return NOTHING;
     return this.replace(snapshot);
+  }
+  /** A `media_moved` event (no seq): records the room's new media epoch. Returns whether it changed. */
+  mediaMoved(epoch) {
+    if (!this.current || this.current.media_epoch === epoch) return false;
+    this.current.media_epoch = epoch;
+    return true;
   }
   /** Applies one event; returns what changed (nothing for stale, duplicate or unknown events). */
   apply(msg) {
@@ -446,6 +502,12 @@ var StateStore = class {
 };
 
 // sdk/src/room.ts
+function hubUrls(options) {
+  const all = [...options.url ? [options.url] : [], ...options.urls ?? []];
+  const urls = all.filter((u, i) => all.indexOf(u) === i);
+  if (urls.length === 0) throw new TypeError("Podium: give the hub's websocket URL (`url` or `urls`)");
+  return urls;
+}
 var PodiumError = class extends Error {
   constructor(code, message, request) {
     super(message);
@@ -471,12 +533,24 @@ var Room = class extends Emitter {
     this.pending = /* @__PURE__ */ new Map();
     this.welcomeMsg = null;
     this.connState = "connecting";
+    /** Index in `urls` of the hub of the current (or last) connection. */
+    this.urlIndex = 0;
+    /** Reconnect attempts since the last successful join (for `maxAttempts`). */
     this.attempts = 0;
+    /** The exponent of the next backoff delay. */
+    this.backoff = 0;
+    /** The next reconnect goes at once: the hub said it is draining (4007). */
+    this.reconnectAtOnce = false;
     this.reconnectTimer = null;
     this.heartbeat = null;
     this.speaking = /* @__PURE__ */ new Map();
     this.mediaSession = null;
-    this.mediaInfo = { state: "new", tracks: [], publishing: false };
+    this.mediaInfo = { state: "new", tracks: [], publishing: false, epoch: 0 };
+    this.urls = hubUrls(options);
+  }
+  /** The websocket URL of the hub this room is connected (or connecting) to. */
+  get url() {
+    return this.urls[this.urlIndex];
   }
   // ---- state ----
   /** The current room state (null before the first welcome). */
@@ -598,7 +672,9 @@ var Room = class extends Emitter {
   /** Fetches a fresh snapshot and applies it. */
   async getState() {
     const snapshot = await this.request("get_state");
-    this.applied(this.store.refresh(snapshot));
+    const result = this.store.refresh(snapshot);
+    this.applied(result);
+    if (result.changes.length > 0) this.followMediaEpoch();
     return this.store.state;
   }
   /** Leaves the room now (no grace period) and closes the connection. */
@@ -628,24 +704,47 @@ var Room = class extends Emitter {
     });
   }
   // ---- connection ----
-  /** Connects and joins; resolves with the welcome or rejects (no automatic retry for the first join). */
+  /**
+   * Connects and joins; resolves with the welcome or rejects. With several URLs, a hub that cannot be reached (the
+   * websocket does not open, or drops or times out before the welcome) is skipped for the next; a refused join is
+   * not retried.
+   */
   async open() {
     this.setConnection("connecting");
-    try {
-      return await this.connectOnce(false);
-    } catch (e) {
-      this.shutdown({ code: 0, reason: "join failed", error: e instanceof PodiumError ? e : void 0 });
-      throw e;
+    for (let i = 0; ; i++) {
+      this.urlIndex = i;
+      try {
+        return await this.connectOnce(false);
+      } catch (e) {
+        const unreachable = e instanceof PodiumError && (e.code === "disconnected" || e.code === "timeout");
+        if (unreachable && i + 1 < this.urls.length && this.connState === "connecting") {
+          this.dropSocket();
+          continue;
+        }
+        this.shutdown({ code: 0, reason: "join failed", error: e instanceof PodiumError ? e : void 0 });
+        throw e;
+      }
     }
   }
   async connectOnce(resume) {
     const factory = this.options.socket ?? defaultSocket;
-    const ws = factory(this.options.url);
+    const ws = factory(this.url);
     this.ws = ws;
     await new Promise((resolve, reject) => {
-      ws.onopen = () => resolve();
-      ws.onerror = () => reject(new PodiumError("disconnected", "websocket error"));
-      ws.onclose = (ev) => reject(new PodiumError("disconnected", `websocket closed ${ev.code} ${ev.reason}`));
+      const timer = setTimeout(
+        () => reject(new PodiumError("timeout", "the websocket did not open")),
+        this.options.requestTimeoutMs ?? 15e3
+      );
+      const fail = (e) => {
+        clearTimeout(timer);
+        reject(e);
+      };
+      ws.onopen = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      ws.onerror = () => fail(new PodiumError("disconnected", "websocket error"));
+      ws.onclose = (ev) => fail(new PodiumError("disconnected", `websocket closed ${ev.code} ${ev.reason}`));
     });
     ws.onmessage = (ev) => this.onMessage(ws, ev.data);
     ws.onclose = (ev) => this.onSocketClosed(ws, ev.code, ev.reason);
@@ -659,6 +758,7 @@ var Room = class extends Emitter {
     const previous = this.welcomeMsg;
     this.welcomeMsg = welcome;
     this.attempts = 0;
+    this.backoff = 0;
     this.speaking.clear();
     this.applied(this.store.replace(welcome.state));
     this.emit("speakers", []);
@@ -670,6 +770,7 @@ var Room = class extends Emitter {
   startOrKeepMedia(welcome, rejoin) {
     if (this.options.media === false || !hasWebRtc()) return;
     const you = welcome.state.you;
+    const epoch = welcome.state.media_epoch ?? 0;
     if (!this.mediaSession) {
       this.mediaSession = new MediaSession(
         (type, fields) => this.request(type, fields),
@@ -679,9 +780,10 @@ var Room = class extends Emitter {
           this.emit("media", this.mediaInfo);
         }
       );
-      this.mediaSession.start(you);
+      this.mediaSession.start(you, epoch);
     } else if (rejoin && !welcome.resumed) {
-      this.mediaSession.restart(you);
+      this.mediaSession.restart(you, epoch);
+    } else if (this.mediaSession.moved(you, epoch)) {
     } else {
       this.mediaSession.resumed(you);
     }
@@ -722,8 +824,28 @@ var Room = class extends Emitter {
         for (const p of msg.stopped ?? []) this.speaking.delete(p);
         this.emit("speakers", this.speakers);
         return;
+      case "media_moved":
+        if (typeof msg.media_epoch !== "number") return;
+        this.store.mediaMoved(msg.media_epoch);
+        this.followMediaEpoch();
+        return;
       default:
         this.applied(this.store.apply(msg));
+        if (msg.type === "resync") this.followMediaEpoch();
+    }
+  }
+  /**
+   * PROTOCOL.md "Media" step 5: a peer connection negotiated in another media epoch than the room's is dead; replace
+   * it. Both a `media_moved` and a later snapshot may announce the same epoch: only the first replaces it.
+   */
+  followMediaEpoch() {
+    const s = this.store.state;
+    if (!s || !this.mediaSession) return;
+    if (this.mediaSession.moved(s.you, s.media_epoch)) {
+      if (this.speaking.size > 0) {
+        this.speaking.clear();
+        this.emit("speakers", []);
+      }
     }
   }
   /** Emits the events for what a snapshot or event changed, and lets the media follow `you`. */
@@ -773,12 +895,15 @@ var Room = class extends Emitter {
     if (ws !== this.ws) return;
     this.ws = null;
     this.stopHeartbeat();
+    const wasConnected = this.connState === "connected";
     this.rejectPending(new PodiumError("disconnected", `websocket closed ${code} ${reason}`));
     if (this.connState === "closed") return;
     if (FINAL_CLOSE_CODES.has(code) || this.options.reconnect === false) {
       this.shutdown({ code, reason: reason || CLOSE_REASONS[code] || "" });
       return;
     }
+    if (this.connState === "connecting") return;
+    if (code === CLOSE_SERVER_SHUTDOWN && wasConnected) this.reconnectAtOnce = true;
     this.scheduleReconnect();
   }
   scheduleReconnect() {
@@ -790,13 +915,20 @@ var Room = class extends Emitter {
       this.shutdown({ code: 0, reason: "gave up reconnecting" });
       return;
     }
-    const initial = opts.initialDelayMs ?? 500;
-    const cap = opts.maxDelayMs ?? 1e4;
-    const base = Math.min(cap, initial * 2 ** this.attempts);
-    const delay = base / 2 + Math.random() * base / 2;
+    let delay = 0;
+    if (this.reconnectAtOnce) {
+      this.reconnectAtOnce = false;
+    } else {
+      const initial = opts.initialDelayMs ?? 500;
+      const cap = opts.maxDelayMs ?? 1e4;
+      const base = Math.min(cap, initial * 2 ** this.backoff);
+      delay = base / 2 + Math.random() * base / 2;
+      this.backoff += 1;
+    }
     this.attempts += 1;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
+      this.urlIndex = (this.urlIndex + 1) % this.urls.length;
       this.connectOnce(true).then(
         (welcome) => this.emit("reconnected", { resumed: welcome.resumed }),
         (e) => {
@@ -833,6 +965,7 @@ var Room = class extends Emitter {
       this.reconnectTimer = null;
     }
     this.attempts = 0;
+    this.backoff = 0;
     this.scheduleReconnect();
   }
   startHeartbeat(intervalMs) {
@@ -887,6 +1020,7 @@ var Podium = { connect, Room, PodiumError, PROTOCOL_VERSION };
 var index_default = Podium;
 export {
   CLOSE_REASONS,
+  CLOSE_SERVER_SHUTDOWN,
   Emitter,
   FINAL_CLOSE_CODES,
   FINAL_JOIN_ERRORS,

@@ -1,16 +1,20 @@
 //! Following the rooms other hubs share (Redis only): one subscription per hub to every room's announcement
 //! channel, routed to this hub's running room task for that room (rooms without a task here are skipped: a task
-//! that starts later loads the room from the store). The subscription's connection can drop, losing what was
-//! published meanwhile; after every (re)subscription each running room checks the store and resyncs if behind.
+//! that starts later loads the room from the store), and to this hub's own channel for messages addressed to it
+//! (`relay`). Both arrive on one connection, so a participant's join announced on a room channel is seen before a
+//! media request for that participant relayed afterwards. The subscription's connection can drop, losing what was
+//! published meanwhile; after every (re)subscription each running room checks the store and resyncs if behind
+//! (relayed requests lost meanwhile time out on the sending hub).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use podium_store::{Announcement, RedisStore, Subscription};
+use podium_store::{Announcement, BusMessage, RedisStore, Subscription};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::hub::Shared;
+use crate::relay::NodeMessage;
 use crate::room_task::{RoomHandle, RoomMsg};
 
 /// How long to wait before subscribing again after the subscription failed or dropped.
@@ -24,7 +28,7 @@ pub(crate) async fn follow(shared: Arc<Shared>, store: RedisStore, mut first: Op
     loop {
         let subscribed = match first.take() {
             Some(subscription) => Ok(subscription),
-            None => store.subscribe_all().await,
+            None => store.subscribe(&shared.node_id).await,
         };
         match subscribed {
             Ok(mut subscription) => {
@@ -37,8 +41,9 @@ pub(crate) async fn follow(shared: Arc<Shared>, store: RedisStore, mut first: Op
                 loop {
                     tokio::select! {
                         _ = shutdown.changed() => return,
-                        message = subscription.next() => match message {
-                            Some((room, text)) => route(&shared, &room, &text),
+                        message = subscription.next_message() => match message {
+                            Some(BusMessage::Room { room, text }) => route(&shared, &room, &text),
+                            Some(BusMessage::Node { text }) => to_node(&shared, &text),
                             None => break,
                         },
                     }
@@ -75,6 +80,43 @@ fn route(shared: &Shared, room: &str, text: &str) {
     }
     debug!(room, seq = announcement.seq, node = %announcement.node, "announcement");
     send(&handle, RoomMsg::Remote(Box::new(announcement)));
+}
+
+/// A message addressed to this hub.
+fn to_node(shared: &Arc<Shared>, text: &str) {
+    let message = match NodeMessage::decode(text) {
+        Ok(m) => m,
+        Err(e) => {
+            warn!(error = %e, "skipping an unreadable hub-to-hub message");
+            return;
+        }
+    };
+    match message {
+        NodeMessage::MediaRequest { from, req, room, who, request } => {
+            let msg = RoomMsg::Relayed { from: from.clone(), req, who: podium_room::ParticipantId::new(who), request };
+            match shared.running_room(&room) {
+                Some(handle) => send(&handle, msg),
+                None => {
+                    // Only a hub running the room can hold its media: the sender learns it moved.
+                    let shared = Arc::clone(shared);
+                    tokio::spawn(async move {
+                        let reply = crate::room_task::media_moved_reply(req);
+                        let _ = shared.store.send_to_node(&from, &reply.encode()).await;
+                    });
+                }
+            }
+        }
+        NodeMessage::MediaReply { req, sdp, error } => {
+            shared.relayed.complete(req, error.map_or(Ok(sdp), Err));
+        }
+        NodeMessage::Adopt { room } => {
+            if shared.is_draining() {
+                return;
+            }
+            info!(room, "adopting a room from a draining hub");
+            send(&shared.room(&room), RoomMsg::ClaimLease);
+        }
+    }
 }
 
 /// Hands `msg` to the room without holding up the other rooms: when its inbox is full the message waits on a task

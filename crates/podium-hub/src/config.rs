@@ -39,11 +39,23 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long shutdown waits for connections to close after telling them why.
     pub shutdown_grace_ms: u64,
+    /// With a shared store: how long a draining hub (SIGTERM) waits for other hubs to take its rooms' media over
+    /// before it closes its connections (each client then reconnects to another hub and resumes).
+    pub drain_timeout_ms: u64,
+    /// The websocket URL clients can reach this hub at directly (e.g. `wss://hub-3.example.com/ws`). Recorded in the
+    /// node registry for operators; optional.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 7880)), max_connections: 100_000, shutdown_grace_ms: 2_000 }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7880)),
+            max_connections: 100_000,
+            shutdown_grace_ms: 2_000,
+            drain_timeout_ms: 5_000,
+            public_url: None,
+        }
     }
 }
 

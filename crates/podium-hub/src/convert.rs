@@ -126,6 +126,8 @@ pub(crate) fn snapshot(s: &room::Snapshot) -> proto::RoomSnapshot {
         counts: counts(&s.counts),
         you: you(&s.you),
         hands: s.hands.as_ref().map(|(h, total)| hand_queue(h, *total)),
+        // Set by the room task, which knows where the room's media lives.
+        media_epoch: 0,
     }
 }
 

@@ -2,16 +2,16 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use podium_room::{Changes, RoomState};
-use podium_store::{MemoryStore, RedisOptions, RedisStore, RoomStore as _, StoreError};
+use podium_store::{Lease, MemoryStore, NodeInfo, NodeStatus, RedisOptions, RedisStore, RoomStore as _, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::auth::TokenKeys;
 use crate::config::{Config, StoreConfig};
@@ -35,6 +35,34 @@ pub(crate) struct Shared {
     /// This hub's name among the hubs sharing a Redis store (random per process): announcements carry it, and it
     /// holds room timer leases.
     pub(crate) node_id: String,
+    /// The room media epoch this hub uses with the in-memory store (no lease): random per process, so clients of a
+    /// restarted hub know their peer connections are dead.
+    pub(crate) local_media_epoch: u64,
+    /// Media requests relayed to other hubs, waiting for their answers.
+    pub(crate) relayed: crate::relay::Pending,
+    /// Set when the hub drains (SIGTERM with a shared store): rooms stop claiming leases.
+    pub(crate) draining: AtomicBool,
+    /// The shutdown asked for is a drain (hand rooms to other hubs first).
+    drain_requested: AtomicBool,
+    /// What the node registry said last (shared store only).
+    pub(crate) registry: Mutex<Registry>,
+}
+
+/// The last reading of the node registry.
+#[derive(Default)]
+pub(crate) struct Registry {
+    /// When it was read (`None`: never yet).
+    pub(crate) read_at: Option<tokio::time::Instant>,
+    /// Every registered hub, with whether it heartbeats.
+    pub(crate) nodes: Vec<NodeStatus>,
+}
+
+impl Registry {
+    /// Hubs that heartbeat, by id; `None` unless the registry was read within `fresh`.
+    pub(crate) fn alive(&self, fresh: Duration) -> Option<std::collections::HashSet<String>> {
+        let read_at = self.read_at?;
+        (read_at.elapsed() <= fresh).then(|| self.nodes.iter().filter(|n| n.alive).map(|n| n.info.id.clone()).collect())
+    }
 }
 
 impl Shared {
@@ -62,12 +90,31 @@ impl Shared {
         self.lock_rooms().values().cloned().collect()
     }
 
+    /// Every running room task, with its room's name.
+    pub(crate) fn running_room_names(&self) -> Vec<(String, RoomHandle)> {
+        self.lock_rooms().iter().map(|(name, handle)| (name.clone(), handle.clone())).collect()
+    }
+
     /// Removes a room task that ended (unless a newer task already took its place).
     pub(crate) fn forget_room(&self, room: &str, generation: u64) {
         let mut rooms = self.lock_rooms();
         if rooms.get(room).is_some_and(|h| h.generation == generation) {
             rooms.remove(room);
         }
+    }
+
+    pub(crate) fn lock_registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        // Only whole-value assignments and reads happen under this lock.
+        self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// This hub's entry in the node registry.
+    pub(crate) fn node_info(&self) -> NodeInfo {
+        NodeInfo { id: self.node_id.clone(), url: self.config.server.public_url.clone(), draining: self.is_draining() }
     }
 
     fn lock_rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, RoomHandle>> {
@@ -102,6 +149,7 @@ impl Drop for Shared {
 }
 
 /// The hub's handle on its store (`[store] url`).
+#[allow(clippy::large_enum_variant)] // One per hub, inside `Shared`: boxing would only add an indirection.
 pub(crate) enum Persistence {
     /// Rooms in this process only.
     Memory(MemoryStore),
@@ -139,20 +187,6 @@ impl Persistence {
         matches!(self, Self::Redis(_))
     }
 
-    /// Stores one transition (an error means it was not acknowledged, see [`StoreError`]) and, on Redis, publishes
-    /// `announcement` with it (see [`RedisStore::commit_announced`]).
-    pub(crate) async fn commit_announced(
-        &self,
-        room: &str,
-        changes: &Changes,
-        announcement: Option<&str>,
-    ) -> Result<(), StoreError> {
-        match self {
-            Self::Memory(s) => s.commit(room, changes).await,
-            Self::Redis(s) => s.commit_announced(room, changes, announcement).await,
-        }
-    }
-
     /// Publishes an announcement without a transition (nothing to do in memory).
     pub(crate) async fn publish(&self, room: &str, announcement: &str) -> Result<(), StoreError> {
         match self {
@@ -161,11 +195,50 @@ impl Persistence {
         }
     }
 
-    /// Claims or renews the room's timer lease; in memory this hub always runs the timers.
-    pub(crate) async fn claim_owner(&self, room: &str, node: &str, lease: Duration) -> Result<bool, StoreError> {
+    /// Stores one transition (an error means it was not acknowledged, see [`StoreError`]) and, on Redis, publishes
+    /// `announcement` with it (see [`RedisStore::commit_present`]), also recording (when `present` is set) which hub that participant is connected to.
+    pub(crate) async fn commit_present(
+        &self,
+        room: &str,
+        changes: &Changes,
+        announcement: Option<&str>,
+        present: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
         match self {
-            Self::Memory(_) => Ok(true),
-            Self::Redis(s) => s.claim_owner(room, node, lease).await,
+            Self::Memory(s) => s.commit(room, changes).await,
+            Self::Redis(s) => s.commit_present(room, changes, announcement, present).await,
+        }
+    }
+
+    /// Claims or renews the room's lease (timers and media); in memory this hub always holds it.
+    pub(crate) async fn claim_media(&self, room: &str, node: &str, lease: Duration) -> Result<Lease, StoreError> {
+        match self {
+            Self::Memory(_) => Ok(Lease { held: true, holder: Some(node.to_owned()), epoch: 0 }),
+            Self::Redis(s) => s.claim_media(room, node, lease).await,
+        }
+    }
+
+    /// Who holds the room's lease, without claiming it.
+    pub(crate) async fn media_holder(&self, room: &str, node: &str) -> Result<Lease, StoreError> {
+        match self {
+            Self::Memory(_) => Ok(Lease { held: true, holder: Some(node.to_owned()), epoch: 0 }),
+            Self::Redis(s) => s.media_holder(room, node).await,
+        }
+    }
+
+    /// Which hub each participant of the room is connected to (Redis only; empty in memory).
+    pub(crate) async fn presence(&self, room: &str) -> Result<HashMap<String, String>, StoreError> {
+        match self {
+            Self::Memory(_) => Ok(HashMap::new()),
+            Self::Redis(s) => s.presence(room).await,
+        }
+    }
+
+    /// Sends a hub-to-hub message (Redis only); the number of hubs that received it.
+    pub(crate) async fn send_to_node(&self, node: &str, text: &str) -> Result<u64, StoreError> {
+        match self {
+            Self::Memory(_) => Ok(0),
+            Self::Redis(s) => s.send_to_node(node, text).await,
         }
     }
 
@@ -209,6 +282,14 @@ impl ShutdownHandle {
     pub fn shutdown(&self) {
         let _ = self.shared.shutdown.send(true);
     }
+
+    /// Starts a drain (what SIGTERM does): with a shared store and another live hub, this hub stops taking
+    /// connections, hands each room (and its media) to the other hub, then closes its connections with
+    /// `server_shutdown` so clients reconnect there and resume. Otherwise the same as [`Self::shutdown`].
+    pub fn drain(&self) {
+        self.shared.drain_requested.store(true, Ordering::Release);
+        let _ = self.shared.shutdown.send(true);
+    }
 }
 
 impl Hub {
@@ -222,8 +303,9 @@ impl Hub {
         let store = Persistence::open(&config.store).await?;
         // Subscribed before the first client can join a room, when Redis is up; otherwise `bus::follow` keeps
         // trying (rooms cannot load meanwhile, and every running room rechecks the store once it has subscribed).
+        let node_id = format!("{:016x}", rand::random::<u64>());
         let subscription = match &store {
-            Persistence::Redis(redis) if !redis.is_degraded() => match redis.subscribe_all().await {
+            Persistence::Redis(redis) if !redis.is_degraded() => match redis.subscribe(&node_id).await {
                 Ok(subscription) => Some(subscription),
                 Err(e) => {
                     warn!(error = %e, "subscribing to room announcements failed; retrying in the background");
@@ -249,7 +331,13 @@ impl Hub {
             shutdown,
             n_connections: AtomicUsize::new(0),
             resume_secret: rand::random(),
-            node_id: format!("{:016x}", rand::random::<u64>()),
+            node_id,
+            // Below 2^53, so JavaScript clients read it exactly.
+            local_media_epoch: u64::from(rand::random::<u32>()) + 1,
+            relayed: crate::relay::Pending::default(),
+            draining: AtomicBool::new(false),
+            drain_requested: AtomicBool::new(false),
+            registry: Mutex::new(Registry::default()),
             config,
         });
         Ok(Self { listener, shared, media_events, subscription })
@@ -279,6 +367,7 @@ impl Hub {
         }
         if let Persistence::Redis(store) = &shared.store {
             tokio::spawn(crate::bus::follow(Arc::clone(&shared), store.clone(), subscription));
+            tokio::spawn(crate::nodes::heartbeat(Arc::clone(&shared), store.clone()));
         }
         let mut shutdown = shared.shutdown_rx();
         let mut next_conn: u64 = 1;
@@ -314,6 +403,12 @@ impl Hub {
             }
         }
         drop(listener);
+        if shared.drain_requested.load(Ordering::Acquire)
+            && let Persistence::Redis(store) = &shared.store
+        {
+            let timeout = Duration::from_millis(shared.config.server.drain_timeout_ms);
+            crate::nodes::drain(&shared, store, timeout).await;
+        }
         let rooms = shared.running_rooms();
         info!(rooms = rooms.len(), "shutting down");
         for room in rooms {
@@ -326,6 +421,11 @@ impl Hub {
         }
         if let Some(media) = &shared.media {
             media.shutdown();
+        }
+        if let Persistence::Redis(store) = &shared.store
+            && let Err(e) = store.forget_node(&shared.node_id).await
+        {
+            debug!(error = %e, "leaving the node registry failed (the entry ages out)");
         }
         info!(left = shared.n_connections.load(Ordering::Acquire), "hub stopped");
         Ok(())

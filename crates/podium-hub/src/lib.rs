@@ -19,6 +19,8 @@ mod http;
 mod hub;
 mod link;
 mod media;
+mod nodes;
+mod relay;
 mod room_task;
 
 pub use config::Config;

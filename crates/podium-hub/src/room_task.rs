@@ -36,6 +36,7 @@ use crate::convert;
 use crate::hub::Shared;
 use crate::link::Link;
 use crate::media::{self, MediaRequest};
+use crate::relay::{self, NodeMessage, RelayedRequest};
 
 /// An error reply: code and human-readable message.
 pub(crate) type Failure = (ErrorCode, String);
@@ -79,6 +80,14 @@ pub(crate) enum RoomMsg {
     Recheck,
     /// The hub is shutting down: close every connection with `server_shutdown`.
     Shutdown,
+    /// A media request relayed by another hub (this hub should be the room's media hub).
+    Relayed { from: String, req: u64, who: ParticipantId, request: RelayedRequest },
+    /// Claim the room's lease now (a draining hub handed the room over).
+    ClaimLease,
+    /// These hubs stopped heartbeating: their participants' connections are gone.
+    NodesGone(Arc<HashSet<String>>),
+    /// The hub drains: stop claiming the lease, give it up, and ask `target` to take the room over.
+    Drain { target: String },
 }
 
 /// The handle the directory keeps for a running room task.
@@ -126,14 +135,29 @@ pub(crate) struct RoomTask {
     /// The participant whose join is being committed: its new connection is in `conns` (to get the join's events)
     /// but not welcomed yet, so a reload during the commit neither closes it nor resyncs it.
     joining: Option<ParticipantId>,
+    /// The hub running the room's media (the lease holder, as last seen; with the in-memory store, this hub).
+    media_holder: Option<String>,
+    /// The room's media epoch as last seen (0: not known yet, or no media): it changes whenever the media hub does.
+    media_epoch: u64,
 }
 
 /// How long a room waits after a failed commit before its timers run again.
 const STORE_RETRY: Duration = Duration::from_millis(500);
 
-/// How long a room's timer lease lasts, and how often its holder renews it (others try to take it as often).
-const LEASE: Duration = Duration::from_millis(3000);
-const LEASE_RENEW: Duration = Duration::from_millis(1000);
+/// How long a room's lease (timers and media) lasts, and how often its holder renews it (others try to take it as
+/// often). When its hub dies, another takes the room over within `LEASE + LEASE_RENEW`.
+const LEASE: Duration = Duration::from_millis(1500);
+const LEASE_RENEW: Duration = Duration::from_millis(500);
+
+/// How a `media_moved` frame starts (as `ServerMessage::to_json` writes it).
+const MEDIA_MOVED_PREFIX: &str = r#"{"type":"media_moved""#;
+
+/// Every this many lease renewals (30 s), the lease holder also compares the room's presence with the whole node
+/// registry (the registry watcher only reports hubs it saw alive and then gone).
+const PRESENCE_SWEEP_RENEWALS: u64 = 60;
+
+/// A reading of the node registry older than this is not trusted to say a hub is gone.
+const REGISTRY_FRESH: Duration = Duration::from_secs(5);
 
 /// How often a request whose transition lost a race with another writer runs again on the reloaded room.
 const CONFLICT_RETRIES: usize = 3;
@@ -142,6 +166,9 @@ const CONFLICT_RETRIES: usize = 3;
 pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomHandle {
     let (tx, rx) = mpsc::channel(shared.config.limits.room_inbox);
     let span = tracing::info_span!("room", room = %name);
+    // With the in-memory store no other hub exists: the media is here, in this process's epoch.
+    let media_holder = (!shared.store.is_shared()).then(|| shared.node_id.clone());
+    let media_epoch = if shared.store.is_shared() || shared.media.is_none() { 0 } else { shared.local_media_epoch };
     let task = RoomTask {
         room: Room::new(name.clone(), shared.config.room.room_config(), wall_ms()),
         name,
@@ -160,6 +187,8 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomH
         reload_pending: false,
         recheck_pending: false,
         joining: None,
+        media_holder,
+        media_epoch,
     };
     tokio::spawn(task.run().instrument(span));
     RoomHandle { generation, inbox: tx }
@@ -192,10 +221,15 @@ impl RoomTask {
                 return;
             }
         }
+        if self.shared.store.is_shared() {
+            // Before the first join is welcomed, so its welcome names the room's media epoch.
+            self.renew_lease().await;
+        }
         let mut lag_tick = tokio::time::interval(Duration::from_millis(100));
         lag_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let shared_store = self.shared.store.is_shared();
-        let mut lease_tick = tokio::time::interval(LEASE_RENEW);
+        let mut renewals: u64 = 0;
+        let mut lease_tick = tokio::time::interval_at(tokio::time::Instant::now() + LEASE_RENEW, LEASE_RENEW);
         lease_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             // After a failed commit, the room's timers wait for the retry (else an overdue timer would spin). Only
@@ -229,7 +263,14 @@ impl RoomTask {
                     let _ = self.flush(None).await;
                 }
                 _ = lag_tick.tick(), if self.n_lagged > 0 => self.retry_lagged().await,
-                _ = lease_tick.tick(), if shared_store => self.renew_lease().await,
+                _ = lease_tick.tick(), if shared_store => {
+                    self.renew_lease().await;
+                    renewals += 1;
+                    if renewals % PRESENCE_SWEEP_RENEWALS == 0 {
+                        // Catches hubs that died before this one ever saw them alive.
+                        self.expire_dead_presence(None).await;
+                    }
+                }
             }
             if self.room.is_ended() || (self.shutting_down && self.inbox.is_empty()) {
                 break;
@@ -247,25 +288,147 @@ impl RoomTask {
         !self.shared.store.is_shared() || self.owner_until.is_some_and(|until| tokio::time::Instant::now() < until)
     }
 
-    /// Claims or renews the room's timer lease. A lease is trusted until a little before it would expire, counted
-    /// from before the request, so two hubs never both believe they hold it (clocks permitting).
+    /// Claims or renews the room's lease (timers and media), and follows where the room's media is. A lease is
+    /// trusted until a little before it would expire, counted from before the request, so two hubs never both
+    /// believe they hold it (clocks permitting). A draining hub only looks.
     async fn renew_lease(&mut self) {
         let asked_at = tokio::time::Instant::now();
-        match self.shared.store.claim_owner(&self.name, &self.shared.node_id, LEASE).await {
-            Ok(true) => {
-                if self.owner_until.is_none() {
-                    info!("this hub now runs the room's timers");
+        let node = &self.shared.node_id;
+        let draining = self.shared.is_draining();
+        let lease = if draining {
+            self.shared.store.media_holder(&self.name, node).await
+        } else {
+            self.shared.store.claim_media(&self.name, node, LEASE).await
+        };
+        match lease {
+            Ok(lease) => {
+                if lease.held && !draining {
+                    if self.owner_until.is_none() {
+                        info!(epoch = lease.epoch, "this hub now holds the room's lease");
+                    }
+                    self.owner_until = Some(asked_at + LEASE - LEASE_RENEW / 2);
+                } else if self.owner_until.take().is_some() {
+                    info!(holder = ?lease.holder, "another hub holds the room's lease now");
                 }
-                self.owner_until = Some(asked_at + LEASE - LEASE_RENEW / 2);
+                self.follow_media(lease.holder, lease.epoch).await;
             }
-            Ok(false) => {
-                if self.owner_until.take().is_some() {
-                    info!("another hub runs the room's timers now");
-                }
-            }
-            // Keep what we had: it lapses by itself at `owner_until`.
-            Err(e) => debug!(error = %e, "renewing the room's timer lease failed"),
+            // Keep what we had: the timers lapse by themselves at `owner_until`; media stays until another hub
+            // takes the lease (nobody can while the store is unreachable).
+            Err(e) => debug!(error = %e, "renewing the room's lease failed"),
         }
+    }
+
+    /// True when this hub runs the room's media.
+    fn runs_media(&self) -> bool {
+        self.shared.media.is_some() && self.media_holder.as_deref() == Some(self.shared.node_id.as_str())
+    }
+
+    /// The room's media epoch as clients see it (0 without media).
+    fn client_media_epoch(&self) -> u64 {
+        if self.shared.media.is_some() { self.media_epoch } else { 0 }
+    }
+
+    /// The room's media is at `holder` in `epoch` now. Becoming the media hub sets every stage member's publish
+    /// permission in this SFU, tells every client of the room (`media_moved`) and starts the grace period of
+    /// participants whose hub is gone; losing it drops this SFU's peers of the room.
+    async fn follow_media(&mut self, holder: Option<String>, epoch: u64) {
+        let Some(media) = self.shared.media.clone() else {
+            self.media_holder = holder;
+            return;
+        };
+        let was = self.runs_media();
+        if holder.is_some() {
+            self.media_holder = holder;
+        }
+        let now = self.runs_media();
+        if was && !now {
+            info!(holder = ?self.media_holder, epoch, "the room's media moved to another hub");
+            if !self.shared.is_draining() {
+                // A draining hub keeps forwarding until its clients' new peer connections are up.
+                media.remove_room(&self.name);
+            }
+        }
+        if epoch != self.media_epoch && epoch != 0 {
+            let first = self.media_epoch == 0;
+            self.media_epoch = epoch;
+            let frame = proto::ServerMessage::MediaMoved { media_epoch: epoch }.to_json();
+            if !first || !self.conns.is_empty() {
+                self.deliver(&room::Recipients::Everyone, frame.clone().into());
+            }
+            if now && !was {
+                // The other hubs' clients hear it at once (their hubs also notice at their next lease renewal).
+                self.announce_frames(vec![(room::Recipients::Everyone, frame)]).await;
+            }
+        }
+        if now && !was {
+            info!(epoch, "this hub now runs the room's media");
+            for member in self.room.stage() {
+                media.set_publish(&self.name, member.id.as_str(), self.room.may_publish(&member.id));
+            }
+            self.expire_dead_presence(None).await;
+        }
+    }
+
+    /// Announces frames to the other hubs' connections of the room (no transition).
+    async fn announce_frames(&self, frames: Vec<(room::Recipients, String)>) {
+        if !self.shared.store.is_shared() || frames.is_empty() {
+            return;
+        }
+        let outputs = frames.into_iter().map(|(to, frame)| Announced::Event { to, frame }).collect();
+        let text = Announcement {
+            node: self.shared.node_id.clone(),
+            seq: self.room.seq(),
+            changes: None,
+            outputs,
+            joined: None,
+        }
+        .encode();
+        if let Err(e) = self.shared.store.publish(&self.name, &text).await {
+            debug!(error = %e, "announcing media frames failed");
+        }
+    }
+
+    /// Starts the grace period of participants the room thinks connected to a hub that is gone: one of `gone`, or
+    /// (`None`) any hub the node registry does not list as alive. Only the lease holder does this.
+    async fn expire_dead_presence(&mut self, gone: Option<&HashSet<String>>) {
+        if !self.shared.store.is_shared() || !self.runs_timers() {
+            return;
+        }
+        let alive = self.shared.lock_registry().alive(REGISTRY_FRESH);
+        if gone.is_none() && alive.is_none() {
+            // Without a fresh reading nobody can be called gone.
+            return;
+        }
+        let presence = match self.shared.store.presence(&self.name).await {
+            Ok(p) => p,
+            Err(e) => {
+                debug!(error = %e, "reading the room's presence failed");
+                return;
+            }
+        };
+        let me = self.shared.node_id.as_str();
+        let is_dead = |node: &str| {
+            node != me
+                && match gone {
+                    Some(gone) => gone.contains(node),
+                    None => alive.as_ref().is_some_and(|alive| !alive.contains(node)),
+                }
+        };
+        let orphans: Vec<ParticipantId> = presence
+            .iter()
+            .filter(|(_, node)| is_dead(node))
+            .map(|(who, _)| ParticipantId::new(who.as_str()))
+            .filter(|who| !self.conns.contains_key(who) && self.room.participant(who).is_some_and(|p| p.connected))
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        info!(count = orphans.len(), "starting the grace period of participants whose hub is gone");
+        let now = self.now();
+        for who in &orphans {
+            self.guarded(|room| room.handle_disconnect(now, who));
+        }
+        let _ = self.flush(None).await;
     }
 
     /// Leaves the directory and answers every queued request with `code`.
@@ -355,7 +518,10 @@ impl RoomTask {
                                 requests_per_second: limits.requests_per_second,
                                 request_burst: limits.request_burst,
                             },
-                            state: convert::snapshot(&snapshot),
+                            state: proto::RoomSnapshot {
+                                media_epoch: self.client_media_epoch(),
+                                ..convert::snapshot(&snapshot)
+                            },
                         };
                         let handled_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                         info!(identity = %who, resumed = joined.resumed, role = ?joined.role, handled_us, "joined");
@@ -386,7 +552,13 @@ impl RoomTask {
                 };
                 let answer = match (flushed, result) {
                     (Err(e), _) => Err(store_failure(&e)),
-                    (Ok(()), Some(Ok(r))) => Ok(convert::reply(r)),
+                    (Ok(()), Some(Ok(r))) => Ok(convert::reply(r).map(|reply| match reply {
+                        proto::Reply::State(mut state) => {
+                            state.media_epoch = self.client_media_epoch();
+                            proto::Reply::State(state)
+                        }
+                        other => other,
+                    })),
                     (Ok(()), Some(Err(e))) => {
                         debug!(identity = %who, error = %e, "command refused");
                         Err((convert::error_code(&e), e.to_string()))
@@ -419,7 +591,22 @@ impl RoomTask {
                 }
                 let _ = reply.send(());
             }
-            RoomMsg::Media { who, conn_id, request, reply } => self.on_media_request(who, conn_id, request, reply),
+            RoomMsg::Media { who, conn_id, request, reply } => {
+                self.on_media_request(who, conn_id, request, reply).await;
+            }
+            RoomMsg::Relayed { from, req, who, request } => self.on_relayed(from, req, who, request),
+            RoomMsg::ClaimLease => self.renew_lease().await,
+            RoomMsg::NodesGone(gone) => self.expire_dead_presence(Some(&gone)).await,
+            RoomMsg::Drain { target } => {
+                if self.owner_until.take().is_some() || self.runs_media() {
+                    self.shared.store.release_owner(&self.name, &self.shared.node_id).await;
+                }
+                info!(%target, "draining: handing the room over");
+                let adopt = NodeMessage::Adopt { room: self.name.clone() }.encode();
+                if let Err(e) = self.shared.store.send_to_node(&target, &adopt).await {
+                    warn!(error = %e, "asking another hub to take the room over failed");
+                }
+            }
             RoomMsg::MediaSettled { who } => {
                 if self.room.role(&who).is_none()
                     && let Some(media) = &self.shared.media
@@ -427,7 +614,7 @@ impl RoomTask {
                     media.remove_peer(&self.name, who.as_str());
                 }
             }
-            RoomMsg::MediaEvent(event) => self.on_media_event(event),
+            RoomMsg::MediaEvent(event) => self.on_media_event(event).await,
             RoomMsg::Remote(announcement) => self.on_remote(*announcement).await,
             RoomMsg::Recheck => self.recheck().await,
             RoomMsg::Shutdown => {
@@ -443,8 +630,9 @@ impl RoomTask {
     }
 
     /// Checks the sender is this room's current connection for `who`, then runs the request in the SFU on its own
-    /// task (SDP work must not hold up the room), answering the connection directly.
-    fn on_media_request(
+    /// task (SDP work must not hold up the room), answering the connection directly. When the room's media is on
+    /// another hub, the request is relayed there (see `relay`).
+    async fn on_media_request(
         &mut self,
         who: ParticipantId,
         conn_id: u64,
@@ -459,38 +647,122 @@ impl RoomTask {
             let _ = reply.send(Err((ErrorCode::Unavailable, "media is not enabled on this hub".into())));
             return;
         };
-        if matches!(request, MediaRequest::Candidate) {
-            let _ = reply.send(Ok(None));
+        let request = match request {
+            MediaRequest::Candidate => {
+                let _ = reply.send(Ok(None));
+                return;
+            }
+            MediaRequest::Offer(sdp) => RelayedRequest::Offer(sdp),
+            MediaRequest::Answer(sdp) => RelayedRequest::Answer(sdp),
+        };
+        if self.media_holder.is_none() {
+            // Nobody held the lease when last seen: try to take it.
+            self.renew_lease().await;
+        }
+        if self.runs_media() {
+            self.run_media_request(media, who, request, Answer::Local(reply));
             return;
         }
-        // The state machine's permission, in case its `Publish` output came before the peer existed.
-        media.set_publish(&self.name, who.as_str(), self.room.may_publish(&who));
-        let room = self.name.clone();
-        let Some(inbox) = self.shared.running_room(&room).map(|h| h.inbox) else {
-            let _ = reply.send(Err((ErrorCode::Unavailable, "the room is not available".into())));
+        let Some(holder) = self.media_holder.clone() else {
+            let _ =
+                reply.send(Err((ErrorCode::Unavailable, "the room's media is moving to another hub; retry".into())));
             return;
         };
+        let Some((req, answer)) = self.shared.relayed.register() else {
+            let _ = reply.send(Err((ErrorCode::Unavailable, "too many media requests in flight; retry".into())));
+            return;
+        };
+        let text = NodeMessage::MediaRequest {
+            from: self.shared.node_id.clone(),
+            req,
+            room: self.name.clone(),
+            who: who.to_string(),
+            request,
+        }
+        .encode();
+        let shared = Arc::clone(&self.shared);
         tokio::spawn(async move {
-            let result = match request {
-                MediaRequest::Offer(sdp) => media
-                    .offer(&room, who.as_str(), &sdp)
-                    .await
-                    .map(|sdp| Some(proto::Reply::Answer { sdp }))
-                    .map_err(|e| media::failure(&e)),
-                MediaRequest::Answer(sdp) => {
-                    media.answer(&room, who.as_str(), &sdp).await.map(|()| None).map_err(|e| media::failure(&e))
-                }
-                MediaRequest::Candidate => Ok(None),
+            let unavailable = |message: &str| Err((ErrorCode::Unavailable, message.to_owned()));
+            let result = match shared.store.send_to_node(&holder, &text).await {
+                Err(e) => unavailable(&format!("relaying to the room's media hub failed: {e}")),
+                Ok(_) => match tokio::time::timeout(relay::RELAY_TIMEOUT, answer).await {
+                    Ok(Ok(result)) => result.map(|sdp| sdp.map(|sdp| proto::Reply::Answer { sdp })),
+                    _ => unavailable("the room's media hub did not answer; retry"),
+                },
             };
+            shared.relayed.forget(req);
             if let Err((code, message)) = &result {
-                debug!(identity = %who, ?code, %message, "media request refused");
+                debug!(identity = %who, ?code, %message, "relayed media request refused");
             }
             let _ = reply.send(result);
-            let _ = inbox.send(RoomMsg::MediaSettled { who }).await;
         });
     }
 
-    fn on_media_event(&mut self, event: podium_media::MediaEvent) {
+    /// Another hub relayed its client's media request: run it if this hub runs the room's media.
+    fn on_relayed(&mut self, from: String, req: u64, who: ParticipantId, request: RelayedRequest) {
+        let refuse = |code: ErrorCode, message: &str| {
+            let text = NodeMessage::MediaReply { req, sdp: None, error: Some((code, message.to_owned())) }.encode();
+            let shared = Arc::clone(&self.shared);
+            let from = from.clone();
+            tokio::spawn(async move {
+                let _ = shared.store.send_to_node(&from, &text).await;
+            });
+        };
+        let media = match self.shared.media.clone() {
+            Some(media) if self.runs_media() => media,
+            _ => {
+                let NodeMessage::MediaReply { error: Some((code, message)), .. } = media_moved_reply(req) else {
+                    return;
+                };
+                refuse(code, &message);
+                return;
+            }
+        };
+        if self.room.role(&who).is_none() {
+            refuse(ErrorCode::Unauthorized, "not in this room (left, removed or taken over)");
+            return;
+        }
+        self.run_media_request(media, who, request, Answer::Relayed { to: from, req });
+    }
+
+    /// Runs a media request in this hub's SFU on a task of its own and sends the answer where it belongs.
+    fn run_media_request(&self, media: podium_media::Media, who: ParticipantId, request: RelayedRequest, to: Answer) {
+        // The state machine's permission, in case its `Publish` output came before the peer existed.
+        media.set_publish(&self.name, who.as_str(), self.room.may_publish(&who));
+        let room = self.name.clone();
+        let inbox = self.shared.running_room(&room).map(|h| h.inbox);
+        let shared = Arc::clone(&self.shared);
+        tokio::spawn(async move {
+            let result = match request {
+                RelayedRequest::Offer(sdp) => media.offer(&room, who.as_str(), &sdp).await.map(Some),
+                RelayedRequest::Answer(sdp) => media.answer(&room, who.as_str(), &sdp).await.map(|()| None),
+            }
+            .map_err(|e| media::failure(&e));
+            if let Err((code, message)) = &result {
+                debug!(identity = %who, ?code, %message, "media request refused");
+            }
+            match to {
+                Answer::Local(reply) => {
+                    let _ = reply.send(result.map(|sdp| sdp.map(|sdp| proto::Reply::Answer { sdp })));
+                }
+                Answer::Relayed { to, req } => {
+                    let (sdp, error) = match result {
+                        Ok(sdp) => (sdp, None),
+                        Err(e) => (None, Some(e)),
+                    };
+                    let text = NodeMessage::MediaReply { req, sdp, error }.encode();
+                    if let Err(e) = shared.store.send_to_node(&to, &text).await {
+                        debug!(error = %e, "answering a relayed media request failed");
+                    }
+                }
+            }
+            if let Some(inbox) = inbox {
+                let _ = inbox.send(RoomMsg::MediaSettled { who }).await;
+            }
+        });
+    }
+
+    async fn on_media_event(&mut self, event: podium_media::MediaEvent) {
         use podium_media::{MediaEvent, PeerState};
         let connected = match &event {
             MediaEvent::ActiveSpeakers { speaking, stopped, .. } => {
@@ -502,11 +774,21 @@ impl RoomTask {
             MediaEvent::State { identity, state: PeerState::Connected, .. } => Some(identity.clone()),
             _ => None,
         };
+        if !self.runs_media() {
+            // A late event from peers this hub no longer serves.
+            return;
+        }
         let (to, msg) = media::event_message(event);
-        let frame: Utf8Bytes = msg.to_json().into();
-        match to {
-            Some(who) => self.deliver(&room::Recipients::One(ParticipantId::new(who.as_str())), frame),
-            None => self.deliver(&room::Recipients::Everyone, frame),
+        let to = match to {
+            Some(who) => room::Recipients::One(ParticipantId::new(who.as_str())),
+            None => room::Recipients::Everyone,
+        };
+        // Participants connected to other hubs get it through the room's channel.
+        let mut remote = Vec::new();
+        let text = msg.to_json();
+        self.deliver(&to, text.clone().into());
+        if !matches!(&to, room::Recipients::One(who) if self.conns.contains_key(who)) {
+            remote.push((to, text));
         }
         // A newly connected participant missed the changes so far: give it the current speakers.
         if let Some(who) = connected
@@ -515,8 +797,15 @@ impl RoomTask {
             let speaking =
                 self.speaking.iter().map(|(p, level)| proto::Speaking { participant: p.clone(), level: *level });
             let msg = proto::ServerMessage::ActiveSpeakers { speaking: speaking.collect(), stopped: Vec::new() };
-            self.deliver(&room::Recipients::One(ParticipantId::new(who.as_str())), msg.to_json().into());
+            let who = ParticipantId::new(who.as_str());
+            let text = msg.to_json();
+            if self.conns.contains_key(&who) {
+                self.deliver(&room::Recipients::One(who), text.into());
+            } else {
+                remote.push((room::Recipients::One(who), text));
+            }
         }
+        self.announce_frames(remote).await;
     }
 
     fn is_current(&self, who: &ParticipantId, conn_id: u64) -> bool {
@@ -640,52 +929,49 @@ impl RoomTask {
             entry.link.control.close(CloseCode::DuplicateIdentity);
         }
         let current = self.committed.as_ref().map_or(0, |s| s.seq);
-        match &a.changes {
-            Some(changes) => {
-                if changes.seq <= current && self.committed.is_some() {
-                    trace!(seq = changes.seq, "stale announcement skipped");
-                    return;
+        // Outputs without a transition (head counts, media events) are delivered whatever the sequence number:
+        // clients ignore stale head counts by their `seq`, and media events have none.
+        if let Some(changes) = &a.changes {
+            if changes.seq <= current && self.committed.is_some() {
+                trace!(seq = changes.seq, "stale announcement skipped");
+                return;
+            }
+            let follows = match &mut self.committed {
+                Some(state) if state.seq == changes.base_seq => {
+                    state.apply(changes);
+                    true
                 }
-                let follows = match &mut self.committed {
-                    Some(state) if state.seq == changes.base_seq => {
-                        state.apply(changes);
+                Some(_) => false,
+                None => match RoomState::created_by(changes) {
+                    Some(state) => {
+                        self.committed = Some(state);
                         true
                     }
-                    Some(_) => false,
-                    None => match RoomState::created_by(changes) {
-                        Some(state) => {
-                            self.committed = Some(state);
-                            true
-                        }
-                        None => false,
-                    },
-                };
-                if !follows {
-                    info!(have = current, base = changes.base_seq, "missed announcements; reloading the room");
-                    self.reload().await;
-                    return;
-                }
-                let now = self.now();
-                if !self.guarded(|room| room.apply_changes(changes, now)).unwrap_or(false) {
-                    self.restore_committed();
-                }
-                if let Some(media) = &self.shared.media {
-                    for who in &changes.removed {
-                        media.remove_peer(&self.name, who.as_str());
-                    }
-                }
-            }
-            None if a.seq == current => {}
-            None if a.seq < current => return,
-            None => {
-                info!(have = current, announced = a.seq, "missed announcements; reloading the room");
+                    None => false,
+                },
+            };
+            if !follows {
+                info!(have = current, base = changes.base_seq, "missed announcements; reloading the room");
                 self.reload().await;
                 return;
             }
+            let now = self.now();
+            if !self.guarded(|room| room.apply_changes(changes, now)).unwrap_or(false) {
+                self.restore_committed();
+            }
+            if let Some(media) = &self.shared.media {
+                for who in &changes.removed {
+                    media.remove_peer(&self.name, who.as_str());
+                }
+            }
         }
+        let mut media_moved = false;
         for output in a.outputs {
             match output {
-                Announced::Event { to, frame } => self.deliver(&to, frame.into()),
+                Announced::Event { to, frame } => {
+                    media_moved |= frame.starts_with(MEDIA_MOVED_PREFIX);
+                    self.deliver(&to, frame.into());
+                }
                 Announced::Disconnect { who, reason } => {
                     if let Some(entry) = self.remove_conn(&who) {
                         info!(identity = %who, ?reason, "closing participant removed on another hub");
@@ -713,6 +999,14 @@ impl RoomTask {
                     entry.link.control.close(CloseCode::Removed);
                 }
             }
+        }
+        if a.changes.is_none() && a.seq > current {
+            info!(have = current, announced = a.seq, "missed announcements; reloading the room");
+            self.reload().await;
+        }
+        if media_moved {
+            // Learn the new media hub now (the lease says which), before this hub's clients offer again.
+            self.renew_lease().await;
         }
     }
 
@@ -775,12 +1069,15 @@ impl RoomTask {
         let outputs: Vec<room::Output> = std::iter::from_fn(|| self.room.poll_output()).collect();
         let announcement =
             if self.shared.store.is_shared() && (changes.is_some() || !outputs.is_empty() || joined.is_some()) {
-                Some(self.announcement(changes.clone(), &outputs, joined))
+                Some(self.announcement(changes.clone(), &outputs, joined.clone()))
             } else {
                 None
             };
         if let Some(changes) = changes {
-            if let Err(e) = self.shared.store.commit_announced(&self.name, &changes, announcement.as_deref()).await {
+            let present = joined.as_ref().map(|who| (who.as_str(), self.shared.node_id.as_str()));
+            if let Err(e) =
+                self.shared.store.commit_present(&self.name, &changes, announcement.as_deref(), present).await
+            {
                 self.commit_failed(&e).await;
                 return Err(e);
             }
@@ -907,10 +1204,12 @@ impl RoomTask {
                 continue;
             }
             let Some(snapshot) = self.room.snapshot_for(&who) else { continue };
-            let frame: Utf8Bytes =
-                proto::ServerMessage::Resync { seq: snapshot.seq, state: convert::snapshot(&snapshot) }
-                    .to_json()
-                    .into();
+            let frame: Utf8Bytes = proto::ServerMessage::Resync {
+                seq: snapshot.seq,
+                state: proto::RoomSnapshot { media_epoch: self.client_media_epoch(), ..convert::snapshot(&snapshot) },
+            }
+            .to_json()
+            .into();
             if let Some(entry) = self.conns.get_mut(&who)
                 && entry.link.frames.try_send(frame).is_ok()
             {
@@ -979,10 +1278,47 @@ pub(crate) fn refuse(msg: RoomMsg, code: ErrorCode, message: &str) {
             let _ = reply.send(Err((code, message.into())));
         }
         RoomMsg::Disconnect { .. }
+        | RoomMsg::Relayed { .. }
+        | RoomMsg::ClaimLease
+        | RoomMsg::NodesGone(_)
+        | RoomMsg::Drain { .. }
         | RoomMsg::MediaSettled { .. }
         | RoomMsg::MediaEvent(_)
         | RoomMsg::Remote(_)
         | RoomMsg::Recheck
         | RoomMsg::Shutdown => {}
+    }
+}
+
+/// Where a media request's answer goes.
+enum Answer {
+    /// To a connection of this hub.
+    Local(oneshot::Sender<Result<Option<proto::Reply>, Failure>>),
+    /// Back to the hub that relayed it.
+    Relayed { to: String, req: u64 },
+}
+
+/// The answer to a relayed media request when this hub does not run the room's media.
+pub(crate) fn media_moved_reply(req: u64) -> NodeMessage {
+    NodeMessage::MediaReply {
+        req,
+        sdp: None,
+        error: Some((
+            ErrorCode::Unavailable,
+            "the room's media moved to another hub; wait for `media_moved` and offer again".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_moved_frames_are_recognised() {
+        let frame = proto::ServerMessage::MediaMoved { media_epoch: 3 }.to_json();
+        assert!(frame.starts_with(MEDIA_MOVED_PREFIX), "{frame}");
+        let other = proto::ServerMessage::MediaState { state: proto::MediaState::Connected }.to_json();
+        assert!(!other.starts_with(MEDIA_MOVED_PREFIX));
     }
 }

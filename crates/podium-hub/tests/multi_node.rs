@@ -179,3 +179,43 @@ async fn a_gap_in_announcements_reloads_the_room_and_resyncs_its_connections() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_participants_of_a_hub_that_is_gone_get_their_grace_period_and_leave() {
+    let redis = RedisServer::start();
+    let tweak = |c: &mut podium_hub::Config| {
+        c.room.grace_ms = 1_500;
+        c.room.counts_interval_ms = 100;
+    };
+    let a = Node::start(&redis.url(), tweak).await;
+    let b = Node::start(&redis.url(), tweak).await;
+    // Alice's hub creates the room, so it holds the room's lease and runs its timers.
+    let (mut alice, _) = a.join("alice", Role::Moderator).await;
+    let (_bob, welcome) = b.join("bob", Role::Moderator).await;
+    assert_eq!(stage_ids(&welcome["state"]["stage"]), ["alice", "bob"]);
+    let store = podium_store::RedisStore::connect(&redis.url(), &podium_store::RedisOptions::default()).await.unwrap();
+    let presence = store.presence(common::ROOM).await.unwrap();
+    assert_eq!(presence.len(), 2, "both participants' hubs are recorded: {presence:?}");
+    assert_ne!(presence["alice"], presence["bob"]);
+
+    // Hub B goes away without recording bob's disconnect (as if it crashed) and leaves the node registry, after
+    // hub A's registry readings have seen it alive.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let stopped = std::time::Instant::now();
+    b.stop().await;
+    let bob_down = |v: &Value| {
+        v["type"] == "stage"
+            && v["stage"].as_array().unwrap().iter().any(|m| m["id"] == "bob" && m["connected"] == false)
+    };
+    let down = alice.wait_for("bob shown disconnected once his hub is gone", bob_down).await;
+    let noticed = stopped.elapsed();
+    alice.seen.retain(|v| v["seq"].as_u64() > down["seq"].as_u64());
+    let bob_gone = |v: &Value| v["type"] == "stage" && stage_ids(&v["stage"]) == ["alice"];
+    alice.wait_for("bob gone after the grace period", bob_gone).await;
+    let left = stopped.elapsed();
+    eprintln!("hub gone → bob disconnected after {noticed:?}, left after {left:?}");
+    assert!(noticed < Duration::from_secs(5), "noticed within a few seconds: {noticed:?}");
+    assert!(left >= Duration::from_millis(1_500), "not before the grace period: {left:?}");
+    a.stop().await;
+}
+

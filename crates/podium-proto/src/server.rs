@@ -121,6 +121,12 @@ pub enum ServerMessage {
         /// Identities that stopped speaking.
         stopped: Vec<String>,
     },
+    /// Media: the room's audio moved to another hub (its media hub died or is draining). Every peer connection made
+    /// in an earlier media epoch is dead: close it and negotiate a new one with `media_offer`. Roles are unaffected.
+    MediaMoved {
+        /// The room's new media epoch (as in [`RoomSnapshot::media_epoch`]).
+        media_epoch: u64,
+    },
 }
 
 /// The state of a connection's WebRTC transport.
@@ -229,6 +235,11 @@ pub struct RoomSnapshot {
     /// The hand queue: present for moderators only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hands: Option<HandQueue>,
+    /// Which incarnation of the room's media this snapshot belongs to: it changes whenever the room's audio moves
+    /// to another hub. A peer connection negotiated under another epoch is dead: make a new one. 0 when the hub
+    /// runs no media (then the field is omitted).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub media_epoch: u64,
 }
 
 /// An identity and its display name.
@@ -448,4 +459,9 @@ impl ServerMessage {
         #[allow(clippy::unwrap_used)]
         serde_json::to_string(self).unwrap()
     }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -3,6 +3,9 @@
 //! follow the stored state without loading it) and the transition's outputs, with events already encoded as wire
 //! frames (so the others deliver them to their own connections without re-running the transition).
 //!
+//! Messages for one hub (such as media signaling relayed to the room's media node) go on that hub's own channel
+//! `podium:node:<id>` (see [`node_channel`]); a subscription reads both kinds as [`BusMessage`]s.
+//!
 //! The encoding is JSON; changes reuse the store's participant and field records (`codec.rs`). Unknown fields are
 //! ignored, so a newer hub may add some.
 
@@ -58,6 +61,28 @@ pub enum Announced {
 /// The pub/sub channel of `room`'s announcements (with the room's hash tag, like its keys).
 pub fn events_channel(room: &str) -> String {
     format!("podium:{{{room}}}:events")
+}
+
+/// The pub/sub channel of messages for hub `node` (`podium:node:<id>`; see [`crate::RedisStore::send_to_node`]).
+pub fn node_channel(node: &str) -> String {
+    format!("podium:node:{node}")
+}
+
+/// One message from a [`crate::Subscription`] ([`crate::Subscription::next_message`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BusMessage {
+    /// An announcement on a room's channel (normally an encoded [`Announcement`]).
+    Room {
+        /// The room.
+        room: String,
+        /// The message.
+        text: String,
+    },
+    /// A message for the subscribed hub ([`crate::RedisStore::send_to_node`]).
+    Node {
+        /// The message.
+        text: String,
+    },
 }
 
 /// The pattern matching every room's channel.

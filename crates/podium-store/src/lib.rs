@@ -19,8 +19,8 @@ use std::sync::Mutex;
 
 pub use podium_room::{Changes, RoomState};
 
-pub use self::bus::{Announced, Announcement};
-pub use self::redis::{RedisOptions, RedisStore, Subscription};
+pub use self::bus::{Announced, Announcement, BusMessage};
+pub use self::redis::{Lease, NodeInfo, NodeStatus, RedisOptions, RedisStore, Subscription};
 
 pub mod bus;
 mod codec;

@@ -3,16 +3,27 @@
 //! # Keys
 //!
 //! Every key of room `R` carries the hash tag `{R}`, so one room's keys live on one Cluster slot and a Lua script
-//! may touch them all:
+//! may touch them all; the node registry is one key of its own:
 //!
-//! | key                          | type | contents                                                             |
-//! |------------------------------|------|----------------------------------------------------------------------|
-//! | `podium:{R}:meta`            | hash | `seq`: the room's sequence number (decimal); `fields`: room fields   |
-//! | `podium:{R}:participants`    | hash | identity → participant record                                        |
-//! | `podium:{R}:bans`            | set  | banned identities                                                    |
-//! | `podium:{R}:guests`          | set  | the closed room's guest list                                         |
+//! | key                       | type   | contents                                                                 |
+//! |---------------------------|--------|--------------------------------------------------------------------------|
+//! | `podium:{R}:meta`         | hash   | `seq`: the room's sequence number (decimal); `fields`: room fields       |
+//! | `podium:{R}:participants` | hash   | identity → participant record                                            |
+//! | `podium:{R}:bans`         | set    | banned identities                                                        |
+//! | `podium:{R}:guests`       | set    | the closed room's guest list                                             |
+//! | `podium:{R}:owner`        | string | node id of the hub running the room's timers and media: a lease (`PX`)   |
+//! | `podium:{R}:media`        | string | `<epoch> <node>` (decimal epoch, a space, node id): no expiry            |
+//! | `podium:{R}:presence`     | hash   | identity → node id of the hub holding that participant's connection      |
+//! | `podium:nodes`            | hash   | node id → `{"url": string or null, "draining": bool, "seen_ms": ms}`     |
 //!
-//! Records are JSON (see `codec.rs`). A room exists exactly when its `meta` hash has a `seq`.
+//! Records are JSON (see `codec.rs`). A room exists exactly when its `meta` hash has a `seq`. The media epoch
+//! grows by one whenever the room's lease goes to a node other than the one the media key names
+//! ([`RedisStore::claim_media`]). Presence is written by commits ([`RedisStore::commit_present`]). The node
+//! registry is one key (no hash tag needed), stamped with Redis's clock by [`RedisStore::heartbeat`] and pruned by
+//! [`RedisStore::nodes`].
+//!
+//! Pub/sub channels: `podium:{R}:events` (room `R`'s announcements, see [`crate::bus`]) and `podium:node:<id>`
+//! (messages for hub `<id>`, [`RedisStore::send_to_node`]).
 //!
 //! # Round trips
 //!
@@ -20,15 +31,17 @@
 //! writes every change and the new `seq`, atomically (a script runs alone; with `appendfsync always` its effects
 //! reach the AOF before the reply). After Redis restarted (script cache empty) the first commit on a connection costs
 //! two more round trips (`NOSCRIPT`, `SCRIPT LOAD`, `EVALSHA` again). `load` is one `EVALSHA` of [`LOAD_LUA`] (a
-//! consistent snapshot); `remove` is one `DEL` of the four keys.
+//! consistent snapshot); `remove` is one `DEL` of the room's seven keys (with its lease, media epoch and presence).
 //!
 //! # Failures
 //!
 //! Every Redis error is [`StoreError::Unavailable`]: nothing panics, and the connection reconnects by itself
-//! (`ConnectionManager`, or the cluster client's own reconnection). A commit whose connection dropped after sending,
-//! or whose reply did not come in time, may or may not have been applied (a stalled Redis runs it when it wakes);
-//! the writer learns which from its next commit (a [`StoreError::Conflict`] whose `found` is the new sequence
-//! number) or by loading.
+//! (`ConnectionManager`, or the cluster client's own reconnection). With Sentinel (`redis+sentinel://` URLs) an
+//! outage or a `READONLY` reply (the master was demoted) also drops the connection, and the next one goes to the
+//! master the sentinels name then; until a failover has happened that fails and the breaker stays open. A commit
+//! whose connection dropped after sending, or whose reply did not come in time, may or may not have been applied
+//! (a stalled Redis runs it when it wakes); the writer learns which from its next commit (a
+//! [`StoreError::Conflict`] whose `found` is the new sequence number) or by loading.
 //!
 //! Redis being down must not hold up the callers (a room task waits for its commits): every operation is bounded
 //! by [`RedisOptions::response_timeout`], and a circuit breaker fails operations at once (without sending them)
@@ -38,6 +51,7 @@
 //! multi-threaded runtime to drive it), the breaker lets a trial operation through once the period has passed.
 //! [`RedisStore::open`] does not need Redis to be up: the first connection is made by the probe (or a trial).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -45,22 +59,42 @@ use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster_async::ClusterConnection;
+use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use ::redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use podium_room::{Changes, ParticipantId, RoomState};
 
+use crate::bus::BusMessage;
 use crate::codec;
 use crate::{RoomStore, StoreError};
 
-/// The commit script. KEYS: meta, participants, bans, guests. ARGV: base seq, new seq, encoded room fields (empty:
-/// unchanged), number of removed ids, number of upserted participants, number of bans (-1: unchanged), number of
-/// guests (-1: unchanged), then the removed ids, the upserted (id, record) pairs, the bans, the guests, and
-/// optionally a channel and a message, published after the writes (so announcements leave in commit order, and only
-/// for commits that took place). Returns `{"ok"}`, or `{"conflict"}` (no such room) / `{"conflict", found_seq}`.
+/// The commit script. KEYS: meta, participants, bans, guests, presence. ARGV (a fixed header of nine, then
+/// variable-length lists in header order):
+///
+/// | ARGV | contents |
+/// |------|----------|
+/// | 1 | base seq |
+/// | 2 | new seq |
+/// | 3 | encoded room fields (empty: unchanged) |
+/// | 4 | number of removed ids |
+/// | 5 | number of upserted participants |
+/// | 6 | number of bans (-1: unchanged) |
+/// | 7 | number of guests (-1: unchanged) |
+/// | 8 | number of announcements (0 or 1) |
+/// | 9 | number of presence entries (0 or 1) |
+///
+/// From ARGV 10 on: the removed ids, the upserted (id, record) pairs, the bans, the guests, the announcement
+/// (channel, message) pairs, the presence (identity, node) pairs.
+///
+/// After the checks and writes it sets each presence entry (`HSET presence identity node`), then removes every
+/// removed id from the presence hash (so a removed participant never stays present), then publishes the
+/// announcement (so announcements leave in commit order, and only for commits that took place). Creating a room
+/// (no stored `seq`) first deletes whatever its other keys held. Returns `{"ok"}`, or `{"conflict"}` (no such room)
+/// / `{"conflict", found_seq}`.
 pub const COMMIT_LUA: &str = r"
 local found = redis.call('HGET', KEYS[1], 'seq')
 if not found then
   if ARGV[1] ~= '0' or ARGV[3] == '' then return {'conflict'} end
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 elseif found ~= ARGV[1] then
   return {'conflict', found}
 end
@@ -71,7 +105,9 @@ else
 end
 local n_removed, n_upserted = tonumber(ARGV[4]), tonumber(ARGV[5])
 local n_bans, n_guests = tonumber(ARGV[6]), tonumber(ARGV[7])
-local i = 8
+local n_announced, n_present = tonumber(ARGV[8]), tonumber(ARGV[9])
+local i = 10
+local removed_at = i
 for _ = 1, n_removed do
   redis.call('HDEL', KEYS[2], ARGV[i]); i = i + 1
 end
@@ -86,12 +122,22 @@ if n_guests >= 0 then
   redis.call('DEL', KEYS[4])
   for _ = 1, n_guests do redis.call('SADD', KEYS[4], ARGV[i]); i = i + 1 end
 end
-if ARGV[i] then redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
+local announced_at = i
+i = i + 2 * n_announced
+for _ = 1, n_present do
+  redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]); i = i + 2
+end
+for j = removed_at, removed_at + n_removed - 1 do
+  redis.call('HDEL', KEYS[5], ARGV[j])
+end
+for j = announced_at, announced_at + 2 * n_announced - 1, 2 do
+  redis.call('PUBLISH', ARGV[j], ARGV[j + 1])
+end
 return {'ok'}
 ";
 
-/// The load script. KEYS as for [`COMMIT_LUA`]. Returns nil (no such room) or
-/// `{seq, fields, {id, record, ...}, bans, guests}`.
+/// The load script. KEYS: meta, participants, bans, guests (the first four of [`COMMIT_LUA`]'s). Returns nil (no
+/// such room) or `{seq, fields, {id, record, ...}, bans, guests}`.
 pub const LOAD_LUA: &str = r"
 local seq = redis.call('HGET', KEYS[1], 'seq')
 if not seq then return false end
@@ -117,9 +163,79 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
-/// The key naming the node that runs `room`'s timers (a lease: it expires unless renewed).
+/// Claims or renews the room's lease and tells its media epoch ([`RedisStore::claim_media`]). KEYS: the owner key,
+/// the media key. ARGV: node id, lease in ms. Returns `{1, node, epoch}` when the node holds the lease (now
+/// renewed; the media key names it, with a new epoch if it named another node or none), `{0, holder, epoch}` when
+/// another node holds it (the media key unchanged; epoch 0 when there is none). An unreadable media value counts
+/// as none.
+pub const CLAIM_MEDIA_LUA: &str = r"
+local holder = redis.call('GET', KEYS[1])
+local epoch, media_node = 0, false
+local media = redis.call('GET', KEYS[2])
+if media then
+  local space = string.find(media, ' ', 1, true)
+  if space then
+    epoch = tonumber(string.sub(media, 1, space - 1)) or 0
+    media_node = string.sub(media, space + 1)
+  end
+end
+if holder and holder ~= ARGV[1] then return {0, holder, epoch} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if media_node ~= ARGV[1] then
+  epoch = epoch + 1
+  redis.call('SET', KEYS[2], string.format('%d', epoch) .. ' ' .. ARGV[1])
+end
+return {1, ARGV[1], epoch}
+";
+
+/// Records a node's heartbeat. KEYS: the node registry ([`NODES_KEY`]). ARGV: node id, the node's JSON record
+/// without its closing brace and ending in `"seen_ms":`. Appends Redis's own `TIME` in milliseconds and the brace.
+pub const HEARTBEAT_LUA: &str = r"
+local t = redis.call('TIME')
+local ms = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ms .. '}')
+return 1
+";
+
+/// Lists the node registry. KEYS: the node registry ([`NODES_KEY`]). ARGV: the age in ms beyond which an entry is
+/// deleted. Returns `{now_ms, {id, record, ...}}` (Redis's `TIME`; the entries kept). Entries whose `seen_ms`
+/// cannot be read are returned as they are (never deleted).
+pub const NODES_LUA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local all = redis.call('HGETALL', KEYS[1])
+local kept = {}
+for i = 1, #all, 2 do
+  local ok, record = pcall(cjson.decode, all[i + 1])
+  if ok and type(record) == 'table' and type(record.seen_ms) == 'number' and now - record.seen_ms > limit then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    kept[#kept + 1] = all[i]
+    kept[#kept + 1] = all[i + 1]
+  end
+end
+return {now, kept}
+";
+
+/// The node registry: a hash, node id → JSON `{"url": string or null, "draining": bool, "seen_ms": Redis TIME in
+/// ms}` ([`RedisStore::heartbeat`]). One key, so it works unchanged on a Redis Cluster.
+pub const NODES_KEY: &str = "podium:nodes";
+
+/// The key naming the node that runs `room`'s timers and media (a lease: it expires unless renewed).
 pub fn owner_key(room: &str) -> String {
     format!("podium:{{{room}}}:owner")
+}
+
+/// The key holding `room`'s media epoch and node, `"<epoch> <node>"` (no expiry; see [`RedisStore::claim_media`]).
+pub fn media_key(room: &str) -> String {
+    format!("podium:{{{room}}}:media")
+}
+
+/// The hash of `room`'s connected participants: identity → node id of the hub holding the connection (see
+/// [`RedisStore::commit_present`]).
+pub fn presence_key(room: &str) -> String {
+    format!("podium:{{{room}}}:presence")
 }
 
 /// The four keys of `room`, in the order the scripts take them: meta, participants, bans, guests.
@@ -161,6 +277,20 @@ impl Default for RedisOptions {
 enum Target {
     Single(::redis::Client),
     Cluster(Box<::redis::cluster::ClusterClient>),
+    /// The master of a Sentinel-monitored group, looked up through the sentinels on every (re)connection. The
+    /// client keeps its connections to the sentinels; the lock serialises lookups.
+    Sentinel(Box<tokio::sync::Mutex<SentinelClient>>),
+}
+
+impl Target {
+    /// A client for a pub/sub connection: the server itself, a cluster's first seed node (`PUBLISH` reaches every
+    /// node), or the Sentinel group's current master.
+    async fn pubsub_client(&self, pubsub_url: &str) -> Result<::redis::Client, RedisError> {
+        match self {
+            Self::Single(_) | Self::Cluster(_) => ::redis::Client::open(pubsub_url),
+            Self::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await,
+        }
+    }
 }
 
 /// The connection (made lazily) and the circuit breaker, shared by a store's clones and its probe.
@@ -191,20 +321,36 @@ impl Link {
         self.lock_open().is_some_and(|until| Instant::now() < until)
     }
 
-    /// Makes a new connection, bounded by the connect and response timeouts.
+    /// How a single-node connection (to a server, or to a Sentinel group's master) reconnects.
+    fn manager_config(&self) -> ConnectionManagerConfig {
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.options.connect_timeout))
+            .set_response_timeout(Some(self.options.response_timeout))
+            .set_number_of_retries(self.options.reconnect_retries)
+            .set_max_delay(Duration::from_millis(200))
+    }
+
+    /// The longest a new connection may take: a connection and a reply, twice with Sentinel (a sentinel, then the
+    /// master).
+    fn establish_bound(&self) -> Duration {
+        let once = self.options.connect_timeout + self.options.response_timeout;
+        if matches!(self.target, Target::Sentinel(_)) { once * 2 } else { once }
+    }
+
+    /// Makes a new connection, bounded by [`Link::establish_bound`].
     async fn establish(&self) -> Result<Conn, StoreError> {
-        let bound = self.options.connect_timeout + self.options.response_timeout;
+        let bound = self.establish_bound();
         let made = tokio::time::timeout(bound, async {
             match &self.target {
                 Target::Single(client) => {
-                    let config = ConnectionManagerConfig::new()
-                        .set_connection_timeout(Some(self.options.connect_timeout))
-                        .set_response_timeout(Some(self.options.response_timeout))
-                        .set_number_of_retries(self.options.reconnect_retries)
-                        .set_max_delay(Duration::from_millis(200));
-                    ConnectionManager::new_with_config(client.clone(), config).await.map(Conn::Single)
+                    ConnectionManager::new_with_config(client.clone(), self.manager_config()).await.map(Conn::Single)
                 }
                 Target::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
+                Target::Sentinel(sentinel) => {
+                    // Asks the sentinels for the master (and checks that it says it is one), then connects to it.
+                    let client = sentinel.lock().await.async_get_client().await?;
+                    ConnectionManager::new_with_config(client, self.manager_config()).await.map(Conn::Single)
+                }
             }
         })
         .await;
@@ -241,7 +387,10 @@ impl Link {
         match tokio::time::timeout(self.options.response_timeout, op(conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
-                if is_outage(&e) {
+                // With Sentinel, a read-only reply means the master we know was demoted: find the new one.
+                let demoted = matches!(self.target, Target::Sentinel(_))
+                    && e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::ReadOnly);
+                if is_outage(&e) || demoted {
                     self.trip();
                 }
                 Err(unavailable(&e))
@@ -253,9 +402,14 @@ impl Link {
         }
     }
 
-    /// Opens the breaker (or extends it) and starts the probe if none runs.
+    /// Opens the breaker (or extends it) and starts the probe if none runs. With Sentinel, also drops the
+    /// connection, so the next one goes to whichever server the sentinels name master by then (the connection
+    /// would otherwise reconnect to the old master's address).
     fn trip(self: &Arc<Self>) {
         *self.lock_open() = Some(Instant::now() + self.options.breaker_open);
+        if matches!(self.target, Target::Sentinel(_)) {
+            *self.lock_conn() = None;
+        }
         if !self.probing.swap(true, Ordering::AcqRel) {
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) => {
@@ -352,12 +506,16 @@ impl ConnectionLike for Conn {
 #[derive(Clone)]
 pub struct RedisStore {
     link: Arc<Link>,
-    /// A single-node URL for subscriptions (for a cluster, its first seed node: `PUBLISH` reaches every node).
+    /// A single-node URL for subscriptions (for a cluster, its first seed node: `PUBLISH` reaches every node; unused
+    /// with Sentinel, whose subscriptions go to the current master).
     pubsub_url: String,
     commit_script: Script,
     load_script: Script,
     claim_script: Script,
+    claim_media_script: Script,
     release_script: Script,
+    heartbeat_script: Script,
+    nodes_script: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -365,6 +523,7 @@ impl std::fmt::Debug for RedisStore {
         let kind = match self.link.target {
             Target::Single(_) => "single",
             Target::Cluster(_) => "cluster",
+            Target::Sentinel(_) => "sentinel",
         };
         f.debug_struct("RedisStore").field("kind", &kind).field("open", &self.link.is_open()).finish_non_exhaustive()
     }
@@ -387,11 +546,73 @@ fn cluster_nodes(url: &str) -> Option<Vec<String>> {
     Some(nodes)
 }
 
+/// A parsed `redis+sentinel://` URL ([`sentinel_group`]).
+struct SentinelGroup {
+    /// The sentinels, as single-node URLs.
+    sentinels: Vec<String>,
+    /// The monitored group's master name.
+    name: String,
+    /// Credentials and database for the master.
+    master: ::redis::RedisConnectionInfo,
+}
+
+/// The default port of a sentinel.
+const SENTINEL_PORT: u16 = 26379;
+
+/// Reads `redis+sentinel://[user:password@]host[:port],host[:port],.../<master name>[/db]` (sentinel port 26379
+/// by default; the credentials and database are the master's, the sentinels are asked without credentials).
+/// `None` for another scheme.
+fn sentinel_group(url: &str) -> Option<Result<SentinelGroup, String>> {
+    let rest = url.strip_prefix("redis+sentinel://")?;
+    Some((|| {
+        let (hosts, path) = rest.split_once('/').ok_or("no master name (redis+sentinel://HOSTS/MASTER[/DB])")?;
+        let (auth, hosts) = match hosts.rsplit_once('@') {
+            Some((auth, hosts)) => (format!("{auth}@"), hosts),
+            None => (String::new(), hosts),
+        };
+        let sentinels: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                // A port follows the last `:`, unless that is inside an IPv6 address's brackets.
+                let has_port = h.rsplit_once(':').is_some_and(|(_, port)| !port.contains(']'));
+                if has_port { format!("redis://{h}/") } else { format!("redis://{h}:{SENTINEL_PORT}/") }
+            })
+            .collect();
+        let first = sentinels.first().ok_or("no sentinels")?;
+        let mut path = path.trim_end_matches('/').split('/');
+        let name = path.next().filter(|n| !n.is_empty()).ok_or("no master name")?.to_owned();
+        let db = path.next().unwrap_or("0");
+        if path.next().is_some() {
+            return Err("a path other than /MASTER[/DB]".to_owned());
+        }
+        // The URL parser decodes the credentials and checks the database; the host is a sentinel's.
+        let host = first.trim_start_matches("redis://");
+        let master = ::redis::IntoConnectionInfo::into_connection_info(format!("redis://{auth}{host}{db}"))
+            .map_err(|e| e.to_string())?
+            .redis_settings()
+            .clone();
+        Ok(SentinelGroup { sentinels, name, master })
+    })())
+}
+
+/// [`sentinel_group`]'s parts, for the tests: sentinels, master name, the master's connection settings.
+#[cfg(test)]
+pub(crate) fn sentinel_group_for_tests(
+    url: &str,
+) -> Result<(Vec<String>, String, ::redis::RedisConnectionInfo), String> {
+    let group = sentinel_group(url).ok_or("not a sentinel url")??;
+    Ok((group.sentinels, group.name, group.master))
+}
+
 impl RedisStore {
-    /// Connects to `url`: `redis://[user:password@]host:port[/db]` (one server), or
-    /// `redis+cluster://[user:password@]host:port,host:port,...` (a Redis Cluster, discovered from these seed nodes).
-    /// Fails when the URL is malformed or Redis cannot be reached now; afterwards, dropped connections are
-    /// re-established by themselves.
+    /// Connects to `url`: `redis://[user:password@]host:port[/db]` (one server),
+    /// `redis+cluster://[user:password@]host:port,host:port,...` (a Redis Cluster, discovered from these seed nodes),
+    /// or `redis+sentinel://[user:password@]host[:port],host[:port],.../<master name>[/db]` (the master of a
+    /// Sentinel-monitored group, found through these sentinels, port 26379 by default; the credentials and database
+    /// are the master's, the sentinels are asked without credentials). Fails when the URL is malformed or Redis
+    /// cannot be reached now; afterwards, dropped connections are re-established by themselves, with Sentinel to
+    /// whichever server the sentinels name master then (after an outage or a `READONLY` reply).
     pub async fn connect(url: &str, options: &RedisOptions) -> Result<Self, StoreError> {
         let store = Self::new(url, options)?;
         store.link.establish().await?;
@@ -428,6 +649,13 @@ impl RedisStore {
                 .build()
                 .map_err(bad_url)?;
             Target::Cluster(Box::new(client))
+        } else if let Some(sentinel) = sentinel_group(url) {
+            let sentinel = sentinel.map_err(|e| StoreError::Unavailable(format!("store url {url:?}: {e}")))?;
+            let master = SentinelNodeConnectionInfo::default().set_redis_connection_info(sentinel.master);
+            let client =
+                SentinelClient::build(sentinel.sentinels, sentinel.name, Some(master), SentinelServerType::Master)
+                    .map_err(bad_url)?;
+            Target::Sentinel(Box::new(tokio::sync::Mutex::new(client)))
         } else {
             Target::Single(::redis::Client::open(url).map_err(bad_url)?)
         };
@@ -443,7 +671,10 @@ impl RedisStore {
             commit_script: Script::new(COMMIT_LUA),
             load_script: Script::new(LOAD_LUA),
             claim_script: Script::new(CLAIM_LUA),
+            claim_media_script: Script::new(CLAIM_MEDIA_LUA),
             release_script: Script::new(RELEASE_LUA),
+            heartbeat_script: Script::new(HEARTBEAT_LUA),
+            nodes_script: Script::new(NODES_LUA),
         })
     }
 
@@ -455,15 +686,31 @@ impl RedisStore {
         changes: &Changes,
         announcement: Option<&str>,
     ) -> Result<(), StoreError> {
+        self.commit_present(room, changes, announcement, None).await
+    }
+
+    /// Like [`RedisStore::commit_announced`] (the same single script and round trip), and when the commit takes
+    /// place, also records presence in the room's presence hash ([`presence_key`]): `present = Some((identity,
+    /// node))` sets `identity → node` (the hub `node` now holds that participant's connection), and every
+    /// participant in `changes.removed` is deleted from it (even one named by `present`). [`MemoryStore`] needs no
+    /// presence: it serves one hub.
+    ///
+    /// [`MemoryStore`]: crate::MemoryStore
+    pub async fn commit_present(
+        &self,
+        room: &str,
+        changes: &Changes,
+        announcement: Option<&str>,
+        present: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
         let mut invocation = self.commit_script.prepare_invoke();
         for key in room_keys(room) {
             invocation.key(key);
         }
-        for arg in commit_args(changes) {
+        invocation.key(presence_key(room));
+        let channel = crate::bus::events_channel(room);
+        for arg in commit_args(changes, announcement.map(|text| (channel.as_str(), text)), present) {
             invocation.arg(arg);
-        }
-        if let Some(text) = announcement {
-            invocation.arg(crate::bus::events_channel(room)).arg(text);
         }
         let reply: Vec<String> =
             self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
@@ -476,6 +723,14 @@ impl RedisStore {
             }
             other => Err(StoreError::Corrupt(format!("room {room:?}: unexpected commit reply {other:?}"))),
         }
+    }
+
+    /// `room`'s presence hash: identity → node id of the hub holding that participant's connection (see
+    /// [`RedisStore::commit_present`]). One `HGETALL`.
+    pub async fn presence(&self, room: &str) -> Result<HashMap<String, String>, StoreError> {
+        let mut cmd = ::redis::cmd("HGETALL");
+        cmd.arg(presence_key(room));
+        self.link.run(|mut conn| async move { cmd.query_async(&mut conn).await }).await
     }
 
     /// Publishes an announcement without a transition (such as head counts) on the room's channel.
@@ -502,6 +757,95 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Claims `room`'s lease for `node`, or renews it, and tells the room's media epoch: one script
+    /// ([`CLAIM_MEDIA_LUA`]) on the owner key ([`owner_key`], the same lease as [`RedisStore::claim_owner`]) and the
+    /// media key ([`media_key`], `"<epoch> <node>"`, no expiry).
+    ///
+    /// When another node holds the lease: `held` is false, `holder` names that node, and `epoch` is the stored one
+    /// (0 if none). Otherwise `node` holds the lease for `lease` from now; the epoch stays when the media key
+    /// already names `node` (a hub renewing its lease, or re-claiming it after Redis lost the lease, keeps its
+    /// media), and is the stored one plus 1 (1 if none) when it names another node or none. So every change of the
+    /// room's media node bumps the epoch. [`RedisStore::release_owner`] releases the lease and keeps the media key,
+    /// so the next claimer bumps the epoch; [`RoomStore::remove`] deletes both (a room made again under the same
+    /// name starts at epoch 1). [`MemoryStore`] needs no lease: one hub runs every room.
+    ///
+    /// [`MemoryStore`]: crate::MemoryStore
+    pub async fn claim_media(&self, room: &str, node: &str, lease: Duration) -> Result<Lease, StoreError> {
+        let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut invocation = self.claim_media_script.prepare_invoke();
+        invocation.key(owner_key(room)).key(media_key(room)).arg(node).arg(ms);
+        let (held, holder, epoch): (i64, String, u64) =
+            self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
+        Ok(Lease { held: held == 1, holder: Some(holder), epoch })
+    }
+
+    /// Who holds `room`'s lease and the room's media epoch, without claiming anything (a draining hub watches its
+    /// rooms move). `held` is true when `node` is the holder; `holder` is `None` when nobody holds the lease.
+    pub async fn media_holder(&self, room: &str, node: &str) -> Result<Lease, StoreError> {
+        let mut cmd = ::redis::cmd("MGET");
+        cmd.arg(owner_key(room)).arg(media_key(room));
+        let (holder, media): (Option<String>, Option<String>) =
+            self.link.run(|mut conn| async move { cmd.query_async(&mut conn).await }).await?;
+        let epoch = media.as_deref().and_then(|m| m.split_once(' ')).and_then(|(e, _)| e.parse().ok()).unwrap_or(0);
+        Ok(Lease { held: holder.as_deref() == Some(node), holder, epoch })
+    }
+
+    /// Records that hub `info.id` is alive now, with its URL and whether it drains, in the node registry
+    /// ([`NODES_KEY`]), stamped with Redis's clock (the hubs' clocks do not matter). One script
+    /// ([`HEARTBEAT_LUA`]).
+    pub async fn heartbeat(&self, info: &NodeInfo) -> Result<(), StoreError> {
+        let record = serde_json::to_string(&NodeRecordOut { url: info.url.as_deref(), draining: info.draining })
+            // A string, an optional string and a boolean: serialising cannot fail.
+            .unwrap_or_else(|e| unreachable!("plain records always serialise: {e}"));
+        // The record is a JSON object, so it ends with its closing brace; the script appends the time and the brace.
+        let head = format!("{},\"seen_ms\":", record.strip_suffix('}').unwrap_or(&record));
+        let mut invocation = self.heartbeat_script.prepare_invoke();
+        invocation.key(NODES_KEY).arg(&info.id).arg(head);
+        let _: i64 = self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
+        Ok(())
+    }
+
+    /// Every hub in the node registry, sorted by id, with the age of its last heartbeat by Redis's clock; `alive`
+    /// when that age is at most `ttl`. The same script ([`NODES_LUA`]) deletes the entries older than `10 * ttl`
+    /// or 60 s, whichever is longer. Entries this build cannot read are left out.
+    pub async fn nodes(&self, ttl: Duration) -> Result<Vec<NodeStatus>, StoreError> {
+        let limit = ttl.saturating_mul(10).max(Duration::from_secs(60));
+        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        let mut invocation = self.nodes_script.prepare_invoke();
+        invocation.key(NODES_KEY).arg(limit_ms);
+        let (now_ms, entries): (u64, Vec<String>) =
+            self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
+        let mut nodes: Vec<NodeStatus> = entries
+            .chunks_exact(2)
+            .filter_map(|pair| {
+                let record: NodeRecordIn = serde_json::from_str(&pair[1]).ok()?;
+                let age = Duration::from_millis(now_ms.saturating_sub(record.seen_ms));
+                let info = NodeInfo { id: pair[0].clone(), url: record.url, draining: record.draining };
+                Some(NodeStatus { info, alive: age <= ttl, age })
+            })
+            .collect();
+        nodes.sort_by(|a, b| a.info.id.cmp(&b.info.id));
+        Ok(nodes)
+    }
+
+    /// Deletes hub `id` from the node registry (a hub leaving for good). One `HDEL`.
+    pub async fn forget_node(&self, id: &str) -> Result<(), StoreError> {
+        let mut cmd = ::redis::cmd("HDEL");
+        cmd.arg(NODES_KEY).arg(id);
+        self.link.run(|mut conn| async move { cmd.query_async::<i64>(&mut conn).await }).await.map(drop)
+    }
+
+    /// Publishes `text` on hub `node`'s own channel ([`node_channel`]); a [`RedisStore::subscribe`] of that node
+    /// receives it as [`BusMessage::Node`]. Returns how many subscribers received it (0 is not an error: the hub
+    /// may be gone). On a Redis Cluster the count covers only the subscribers of the node that took the `PUBLISH`.
+    ///
+    /// [`node_channel`]: crate::bus::node_channel
+    pub async fn send_to_node(&self, node: &str, text: &str) -> Result<u64, StoreError> {
+        let mut cmd = ::redis::cmd("PUBLISH");
+        cmd.arg(crate::bus::node_channel(node)).arg(text);
+        self.link.run(|mut conn| async move { cmd.query_async::<u64>(&mut conn).await }).await
+    }
+
     /// Sends `PING` (a health check).
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.link
@@ -514,49 +858,136 @@ impl RedisStore {
     /// stream ends when the connection drops (messages sent meanwhile are lost: resubscribe and reload). Fails
     /// within the connect and response timeouts when Redis does not answer.
     pub async fn subscribe_all(&self) -> Result<Subscription, StoreError> {
-        let client = ::redis::Client::open(self.pubsub_url.as_str()).map_err(|e| unavailable(&e))?;
-        let bound = self.link.options.connect_timeout + self.link.options.response_timeout;
+        self.subscribe_to(None).await
+    }
+
+    /// Subscribes, on one connection of its own, to every room's announcements and to the messages for hub `node`
+    /// ([`RedisStore::send_to_node`]); read them with [`Subscription::next_message`]. Both arrive on the same
+    /// connection, so messages published in some order on one Redis server (the room channel and the node channel
+    /// alike) arrive in that order. The stream ends when the connection drops (messages sent meanwhile are lost:
+    /// resubscribe and reload). Fails within the connect and response timeouts when Redis does not answer.
+    pub async fn subscribe(&self, node: &str) -> Result<Subscription, StoreError> {
+        self.subscribe_to(Some(crate::bus::node_channel(node))).await
+    }
+
+    async fn subscribe_to(&self, node_channel: Option<String>) -> Result<Subscription, StoreError> {
+        let bound = self.link.establish_bound();
         let subscribed = tokio::time::timeout(bound, async {
+            let client = self.link.target.pubsub_client(&self.pubsub_url).await?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.psubscribe(crate::bus::EVENTS_PATTERN).await?;
+            if let Some(channel) = &node_channel {
+                pubsub.subscribe(channel).await?;
+            }
             Ok::<_, RedisError>(pubsub)
         })
         .await;
         match subscribed {
-            Ok(Ok(pubsub)) => Ok(Subscription { stream: pubsub.into_on_message() }),
+            Ok(Ok(pubsub)) => Ok(Subscription { stream: pubsub.into_on_message(), node_channel }),
             Ok(Err(e)) => Err(unavailable(&e)),
             Err(_) => Err(StoreError::Unavailable(format!("no subscription to redis within {bound:?}"))),
         }
     }
 }
 
-/// Every room's announcements ([`RedisStore::subscribe_all`]).
+/// Every room's announcements and, from [`RedisStore::subscribe`], one hub's own messages.
 pub struct Subscription {
     stream: ::redis::aio::PubSubStream,
+    /// The hub's own channel ([`RedisStore::subscribe`]); `None` from [`RedisStore::subscribe_all`].
+    node_channel: Option<String>,
 }
 
 impl Subscription {
-    /// The next `(room, message)`; `None` when the connection dropped.
+    /// The next `(room, message)`; `None` when the connection dropped. Skips the hub's own messages: read a
+    /// [`RedisStore::subscribe`] subscription with [`Subscription::next_message`] instead.
     pub async fn next(&mut self) -> Option<(String, String)> {
+        loop {
+            if let BusMessage::Room { room, text } = self.next_message().await? {
+                return Some((room, text));
+            }
+        }
+    }
+
+    /// The next room announcement or message for this hub, in the order Redis sent them; `None` when the connection
+    /// dropped. Messages that are not UTF-8 are skipped.
+    pub async fn next_message(&mut self) -> Option<BusMessage> {
         use futures_util::StreamExt as _;
         loop {
             let msg = self.stream.next().await?;
-            let Some(room) = crate::bus::channel_room(msg.get_channel_name()) else { continue };
             let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) else { continue };
-            return Some((room.to_owned(), text.to_owned()));
+            let channel = msg.get_channel_name();
+            if self.node_channel.as_deref() == Some(channel) {
+                return Some(BusMessage::Node { text: text.to_owned() });
+            }
+            let Some(room) = crate::bus::channel_room(channel) else { continue };
+            return Some(BusMessage::Room { room: room.to_owned(), text: text.to_owned() });
         }
     }
 }
 
-/// The arguments of [`COMMIT_LUA`] for `changes`.
-fn commit_args(changes: &Changes) -> Vec<String> {
+/// A hub's claim on a room's lease ([`RedisStore::claim_media`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The claiming node holds the lease (it runs the room's timers and media).
+    pub held: bool,
+    /// The node holding the lease (the claimer when `held`). Always set by [`RedisStore::claim_media`].
+    pub holder: Option<String>,
+    /// The room's media epoch: it grows by one each time the room's media moves to another node (0: no node has
+    /// held it yet).
+    pub epoch: u64,
+}
+
+/// What a hub tells about itself in the node registry ([`RedisStore::heartbeat`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The node id.
+    pub id: String,
+    /// Where clients or other hubs reach this hub, if it says.
+    pub url: Option<String>,
+    /// The hub is draining: it takes no new rooms or connections.
+    pub draining: bool,
+}
+
+/// A node registry entry as [`RedisStore::nodes`] finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// What the hub said in its last heartbeat.
+    pub info: NodeInfo,
+    /// The last heartbeat is at most the given TTL old.
+    pub alive: bool,
+    /// How long ago the last heartbeat was, by Redis's clock (zero if Redis's clock went back).
+    pub age: Duration,
+}
+
+/// A node registry record as written ([`HEARTBEAT_LUA`] appends `seen_ms`).
+#[derive(serde::Serialize)]
+struct NodeRecordOut<'a> {
+    url: Option<&'a str>,
+    draining: bool,
+}
+
+/// A node registry record as read.
+#[derive(serde::Deserialize)]
+struct NodeRecordIn {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    draining: bool,
+    seen_ms: u64,
+}
+
+/// The arguments of [`COMMIT_LUA`] for `changes`, an announcement `(channel, message)` and a presence entry
+/// `(identity, node)`.
+fn commit_args(changes: &Changes, announcement: Option<(&str, &str)>, present: Option<(&str, &str)>) -> Vec<String> {
     let list_len =
         |l: &Option<Vec<ParticipantId>>| l.as_ref().map_or(-1, |l| i64::try_from(l.len()).unwrap_or(i64::MAX));
     let mut args = Vec::with_capacity(
-        7 + changes.removed.len()
+        9 + changes.removed.len()
             + 2 * changes.upserted.len()
             + changes.bans.as_ref().map_or(0, Vec::len)
-            + changes.guests.as_ref().map_or(0, Vec::len),
+            + changes.guests.as_ref().map_or(0, Vec::len)
+            + 2 * usize::from(announcement.is_some())
+            + 2 * usize::from(present.is_some()),
     );
     args.push(changes.base_seq.to_string());
     args.push(changes.seq.to_string());
@@ -565,6 +996,8 @@ fn commit_args(changes: &Changes) -> Vec<String> {
     args.push(changes.upserted.len().to_string());
     args.push(list_len(&changes.bans).to_string());
     args.push(list_len(&changes.guests).to_string());
+    args.push(usize::from(announcement.is_some()).to_string());
+    args.push(usize::from(present.is_some()).to_string());
     args.extend(changes.removed.iter().map(|id| id.as_str().to_owned()));
     for p in &changes.upserted {
         args.push(p.id.as_str().to_owned());
@@ -572,6 +1005,10 @@ fn commit_args(changes: &Changes) -> Vec<String> {
     }
     for list in [&changes.bans, &changes.guests].into_iter().flatten() {
         args.extend(list.iter().map(|id| id.as_str().to_owned()));
+    }
+    for (a, b) in announcement.into_iter().chain(present) {
+        args.push(a.to_owned());
+        args.push(b.to_owned());
     }
     args
 }
@@ -623,9 +1060,10 @@ impl RoomStore for RedisStore {
         self.commit_announced(room, changes, None).await
     }
 
+    /// Deletes the room's keys, its lease, media epoch and presence with them: one `DEL`.
     async fn remove(&self, room: &str) -> Result<(), StoreError> {
         let mut cmd = ::redis::cmd("DEL");
-        cmd.arg(&room_keys(room));
+        cmd.arg(&room_keys(room)).arg(owner_key(room)).arg(media_key(room)).arg(presence_key(room));
         self.link.run(|mut conn| async move { cmd.query_async::<i64>(&mut conn).await }).await.map(drop)
     }
 }

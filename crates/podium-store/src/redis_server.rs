@@ -1,7 +1,7 @@
 //! A throwaway `redis-server` for tests: a free port, a temporary directory, AOF with `appendfsync always`, and no
 //! RDB snapshots, so what Redis acknowledged is on disk. Tests can `kill -9` it and start it again on the same port
-//! and directory (it then loads the AOF). Built for this crate's tests and, with the `test-support` feature, for
-//! other crates' tests.
+//! and directory (it then loads the AOF). Also a one-node Redis Cluster, a replica, and a sentinel. Built for this
+//! crate's tests and, with the `test-support` feature, for other crates' tests.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -18,18 +18,45 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
-    cluster: bool,
+    kind: Kind,
+}
+
+/// What a [`RedisServer`] runs as.
+#[derive(Clone)]
+enum Kind {
+    Plain,
+    Cluster,
+    /// A replica of the server on this port.
+    Replica(u16),
+    /// A sentinel monitoring the master on this port under this name (quorum 1, down after 500 ms).
+    Sentinel {
+        master: u16,
+        name: String,
+    },
 }
 
 impl RedisServer {
     /// Starts a server on a free port in a new temporary directory and waits until it answers `PING`.
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(Kind::Plain)
+    }
+
+    /// Starts a replica of `master` (AOF as for [`RedisServer::start`]); it answers once started, maybe before its
+    /// first sync.
+    pub fn start_replica_of(master: &Self) -> Self {
+        Self::start_with(Kind::Replica(master.port))
+    }
+
+    /// Starts a sentinel (`redis-server --sentinel`) monitoring `master` as `name`, with a quorum of 1 and a master
+    /// considered down after 500 ms without answers, so one sentinel fails over by itself; connect with
+    /// [`RedisServer::sentinel_url`].
+    pub fn start_sentinel(master: &Self, name: &str) -> Self {
+        Self::start_with(Kind::Sentinel { master: master.port, name: name.to_owned() })
     }
 
     /// Starts a one-node Redis Cluster (the node serves every slot); connect with [`RedisServer::cluster_url`].
     pub fn start_cluster() -> Self {
-        let server = Self::start_with(true);
+        let server = Self::start_with(Kind::Cluster);
         let reply = server.inline("CLUSTER ADDSLOTSRANGE 0 16383");
         assert!(reply.starts_with("+OK"), "CLUSTER ADDSLOTSRANGE: {reply}");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -40,7 +67,7 @@ impl RedisServer {
         server
     }
 
-    fn start_with(cluster: bool) -> Self {
+    fn start_with(kind: Kind) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "podium-redis-{}-{}",
@@ -50,7 +77,7 @@ impl RedisServer {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("creating the redis-server directory");
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
-        let mut server = Self { port, dir, child: None, cluster };
+        let mut server = Self { port, dir, child: None, kind };
         server.restart();
         server
     }
@@ -63,6 +90,20 @@ impl RedisServer {
     /// `redis+cluster://127.0.0.1:PORT` (for [`RedisServer::start_cluster`]).
     pub fn cluster_url(&self) -> String {
         format!("redis+cluster://127.0.0.1:{}", self.port)
+    }
+
+    /// `redis+sentinel://127.0.0.1:PORT/NAME` (for [`RedisServer::start_sentinel`]).
+    pub fn sentinel_url(&self) -> String {
+        let name = match &self.kind {
+            Kind::Sentinel { name, .. } => name.as_str(),
+            _ => panic!("not a sentinel"),
+        };
+        format!("redis+sentinel://127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Sends SIGKILL and waits for the process to be gone.
@@ -125,20 +166,35 @@ impl RedisServer {
     /// its AOF).
     pub fn restart(&mut self) {
         self.kill9();
-        let spawned = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--dir"])
-            .arg(&self.dir)
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no"])
-            .args(["--logfile", "redis.log"])
-            .args(if self.cluster {
-                &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"][..]
-            } else {
-                &[]
-            })
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+        let mut command = Command::new("redis-server");
+        if let Kind::Sentinel { master, name } = &self.kind {
+            // A sentinel rewrites its configuration file: it must be a file of its own.
+            let config = self.dir.join("sentinel.conf");
+            if !config.exists() {
+                let text = format!(
+                    "sentinel monitor {name} 127.0.0.1 {master} 1\n\
+                     sentinel down-after-milliseconds {name} 500\n\
+                     sentinel failover-timeout {name} 5000\n"
+                );
+                std::fs::write(&config, text).expect("writing sentinel.conf");
+            }
+            command.arg(&config).arg("--sentinel");
+        }
+        command.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--dir"]).arg(&self.dir);
+        if !matches!(self.kind, Kind::Sentinel { .. }) {
+            command.args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""]);
+        }
+        command.args(["--daemonize", "no", "--logfile", "redis.log"]);
+        match &self.kind {
+            Kind::Plain | Kind::Sentinel { .. } => {}
+            Kind::Cluster => {
+                command.args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]);
+            }
+            Kind::Replica(master) => {
+                command.args(["--replicaof", "127.0.0.1", &master.to_string()]);
+            }
+        }
+        let spawned = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
         let child = match spawned {
             Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!("{MISSING}"),

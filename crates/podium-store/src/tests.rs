@@ -258,3 +258,379 @@ fn racing_writers_on_one_base_exactly_one_wins() {
         }
     });
 }
+
+/// A plain connection for looking at (and tampering with) what the store wrote.
+async fn raw(server: &RedisServer) -> ::redis::aio::MultiplexedConnection {
+    let client = ::redis::Client::open(server.url()).expect("url");
+    client.get_multiplexed_async_connection().await.expect("raw connection")
+}
+
+async fn get(conn: &mut ::redis::aio::MultiplexedConnection, key: &str) -> Option<String> {
+    ::redis::cmd("GET").arg(key).query_async(conn).await.expect("GET")
+}
+
+async fn media_lease_epochs(store: &RedisStore, server: &RedisServer) {
+    use std::time::Duration;
+    let mut raw = raw(server).await;
+    let lease = Duration::from_secs(3);
+    let lease_of = |held, holder: &str, epoch| Lease { held, holder: Some(holder.to_owned()), epoch };
+    let media = redis::media_key("m");
+
+    // The first claim starts the epoch at 1; renewing keeps it; another node is refused and told the holder.
+    assert_eq!(store.claim_media("m", "a", lease).await, Ok(lease_of(true, "a", 1)));
+    assert_eq!(get(&mut raw, &media).await.as_deref(), Some("1 a"));
+    assert_eq!(store.claim_media("m", "a", lease).await, Ok(lease_of(true, "a", 1)));
+    assert_eq!(store.claim_media("m", "b", lease).await, Ok(lease_of(false, "a", 1)));
+    // The old timer-only claim shares the lease.
+    assert_eq!(store.claim_owner("m", "b", lease).await, Ok(false));
+    assert_eq!(store.claim_owner("m", "a", lease).await, Ok(true));
+
+    // A released lease goes to the next claimer, and the media moves: a new epoch.
+    store.release_owner("m", "a").await.expect("release");
+    assert_eq!(get(&mut raw, &media).await.as_deref(), Some("1 a"), "releasing keeps the media key");
+    assert_eq!(store.claim_media("m", "b", lease).await, Ok(lease_of(true, "b", 2)));
+    assert_eq!(store.claim_media("m", "a", lease).await, Ok(lease_of(false, "b", 2)));
+    assert_eq!(get(&mut raw, &media).await.as_deref(), Some("2 b"));
+
+    // b loses its lease without a media move (Redis forgot it): re-claiming keeps the epoch.
+    let _: i64 = ::redis::cmd("DEL").arg(redis::owner_key("m")).query_async(&mut raw).await.expect("DEL");
+    assert_eq!(store.claim_media("m", "b", lease).await, Ok(lease_of(true, "b", 2)));
+
+    // The lease expires; whoever claims next and is not b moves the media.
+    assert_eq!(store.claim_media("m", "b", Duration::from_millis(30)).await, Ok(lease_of(true, "b", 2)));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(store.claim_media("m", "a", lease).await, Ok(lease_of(true, "a", 3)));
+    assert_eq!(get(&mut raw, &media).await.as_deref(), Some("3 a"));
+
+    // A media value this build cannot read counts as none.
+    let _: () = ::redis::cmd("SET").arg(&media).arg("junk").query_async(&mut raw).await.expect("SET");
+    assert_eq!(store.claim_media("m", "a", lease).await, Ok(lease_of(true, "a", 1)));
+    assert_eq!(get(&mut raw, &media).await.as_deref(), Some("1 a"));
+}
+
+#[test]
+fn media_lease_epoch_changes_exactly_when_the_media_node_does() {
+    let server = RedisServer::start();
+    runtime().block_on(async {
+        let store = RedisStore::connect(&server.url(), &RedisOptions::default()).await.expect("connect");
+        media_lease_epochs(&store, &server).await;
+    });
+}
+
+#[test]
+fn media_lease_epoch_on_a_cluster() {
+    let server = RedisServer::start_cluster();
+    runtime().block_on(async {
+        let store = RedisStore::connect(&server.cluster_url(), &RedisOptions::default()).await.expect("connect");
+        media_lease_epochs(&store, &server).await;
+    });
+}
+
+#[test]
+fn media_epoch_survives_a_redis_restart() {
+    let mut server = RedisServer::start();
+    let rt = runtime();
+    let store = rt.block_on(RedisStore::connect(&server.url(), &RedisOptions::default())).expect("connect");
+    let lease = std::time::Duration::from_secs(3);
+    let first = rt.block_on(store.claim_media("m", "a", lease)).expect("claim");
+    assert_eq!(first, Lease { held: true, holder: Some("a".into()), epoch: 1 });
+    server.kill9();
+    assert!(matches!(rt.block_on(store.claim_media("m", "a", lease)), Err(StoreError::Unavailable(_))));
+    server.restart();
+    // The lease may or may not have outlived the restart; either way a re-claims its own media: same epoch.
+    let _: i64 = rt
+        .block_on(async { ::redis::cmd("DEL").arg(redis::owner_key("m")).query_async(&mut raw(&server).await).await })
+        .expect("DEL");
+    let mut again = rt.block_on(store.claim_media("m", "a", lease));
+    for _ in 0..50 {
+        if again.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        again = rt.block_on(store.claim_media("m", "a", lease));
+    }
+    assert_eq!(again, Ok(first));
+}
+
+/// Commits `room`'s pending changes with presence; returns them.
+async fn commit_present(store: &RedisStore, room: &mut Room, present: Option<(&str, &str)>) -> Changes {
+    while room.poll_output().is_some() {}
+    let changes = room.take_changes().expect("changed");
+    store.commit_present("p", &changes, Some("announced"), present).await.expect("commit");
+    changes
+}
+
+async fn presence_follows_commits(store: &RedisStore, server: &RedisServer) {
+    use std::collections::HashMap;
+    let mut raw = raw(server).await;
+    let map = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    };
+    // Left over from an earlier room of that name: creating the room clears it.
+    let _: i64 = ::redis::cmd("HSET")
+        .arg(redis::presence_key("p"))
+        .arg("ghost")
+        .arg("n9")
+        .query_async(&mut raw)
+        .await
+        .expect("HSET");
+
+    let mut room = Room::new("p", RoomConfig::default(), 1_000);
+    join(&mut room, 1_000, "mod", Role::Moderator);
+    commit_present(store, &mut room, Some(("mod", "n1"))).await;
+    assert_eq!(store.presence("p").await, Ok(map(&[("mod", "n1")])));
+    join(&mut room, 1_001, "a", Role::Speaker);
+    commit_present(store, &mut room, Some(("a", "n2"))).await;
+    join(&mut room, 1_002, "b", Role::Speaker);
+    commit_present(store, &mut room, Some(("b", "n1"))).await;
+    assert_eq!(store.presence("p").await, Ok(map(&[("mod", "n1"), ("a", "n2"), ("b", "n1")])));
+
+    // A refused commit records nothing.
+    let stale = Changes {
+        base_seq: 1,
+        seq: 2,
+        room: None,
+        upserted: Vec::new(),
+        removed: Vec::new(),
+        bans: None,
+        guests: None,
+    };
+    let refused = store.commit_present("p", &stale, None, Some(("c", "n3"))).await;
+    assert!(matches!(refused, Err(StoreError::Conflict { .. })), "{refused:?}");
+    assert_eq!(store.presence("p").await.expect("presence").len(), 3);
+
+    // Leaving (and being kicked) removes presence; a reconnect elsewhere moves it; plain commits leave it be.
+    room.handle_leave(1_003, &ParticipantId::new("a"));
+    let changes = commit_present(store, &mut room, None).await;
+    assert_eq!(changes.removed, [ParticipantId::new("a")]);
+    command(&mut room, 1_004, "b", Command::RaiseHand);
+    commit_present(store, &mut room, Some(("b", "n3"))).await;
+    assert_eq!(store.presence("p").await, Ok(map(&[("mod", "n1"), ("b", "n3")])));
+    command(&mut room, 1_005, "mod", Command::Kick { target: ParticipantId::new("b") });
+    while room.poll_output().is_some() {}
+    let changes = room.take_changes().expect("kicked");
+    store.commit_announced("p", &changes, None).await.expect("commit");
+    assert_eq!(store.presence("p").await, Ok(map(&[("mod", "n1")])));
+    assert_eq!(store.load("p").await.expect("load"), Some(room.state()));
+
+    // Removing the room removes its lease, media epoch and presence too.
+    store.claim_media("p", "n1", std::time::Duration::from_secs(3)).await.expect("claim");
+    store.remove("p").await.expect("remove");
+    let keys = [redis::owner_key("p"), redis::media_key("p"), redis::presence_key("p")];
+    let left: i64 =
+        ::redis::cmd("EXISTS").arg(&keys).arg(&redis::room_keys("p")).query_async(&mut raw).await.expect("EXISTS");
+    assert_eq!(left, 0);
+    assert_eq!(store.presence("p").await, Ok(HashMap::new()));
+}
+
+#[test]
+fn presence_follows_commits_in_the_commit_script() {
+    let server = RedisServer::start();
+    runtime().block_on(async {
+        let store = RedisStore::connect(&server.url(), &RedisOptions::default()).await.expect("connect");
+        let mut events = store.subscribe_all().await.expect("subscribe");
+        presence_follows_commits(&store, &server).await;
+        // Only commits that took place were announced (three joins, the leave, the raised hand).
+        for _ in 0..5 {
+            assert_eq!(events.next().await, Some(("p".into(), "announced".into())));
+        }
+    });
+}
+
+#[test]
+fn presence_on_a_cluster() {
+    let server = RedisServer::start_cluster();
+    runtime().block_on(async {
+        let store = RedisStore::connect(&server.cluster_url(), &RedisOptions::default()).await.expect("connect");
+        presence_follows_commits(&store, &server).await;
+    });
+}
+
+async fn node_registry(store: &RedisStore, server: &RedisServer) {
+    use std::time::Duration;
+    let mut raw = raw(server).await;
+    let ttl = Duration::from_secs(1);
+    let one = NodeInfo { id: "n1".into(), url: Some("ws://10.0.0.1:7880".into()), draining: false };
+    let two = NodeInfo { id: "n2".into(), url: None, draining: true };
+    store.heartbeat(&two).await.expect("heartbeat");
+    store.heartbeat(&one).await.expect("heartbeat");
+    let nodes = store.nodes(ttl).await.expect("nodes");
+    assert_eq!(nodes.iter().map(|n| &n.info).collect::<Vec<_>>(), [&one, &two]);
+    assert!(nodes.iter().all(|n| n.alive && n.age <= ttl), "{nodes:?}");
+
+    // The record is plain JSON stamped with Redis's clock.
+    let record: String =
+        ::redis::cmd("HGET").arg(redis::NODES_KEY).arg("n1").query_async(&mut raw).await.expect("HGET");
+    let seen: u64 = record
+        .strip_prefix(r#"{"url":"ws://10.0.0.1:7880","draining":false,"seen_ms":"#)
+        .and_then(|r| r.strip_suffix('}'))
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected record {record}"));
+    let (secs, _): (u64, u64) = ::redis::cmd("TIME").query_async(&mut raw).await.expect("TIME");
+    assert!(seen.abs_diff(secs * 1_000) < 5_000, "seen_ms {seen} is Redis's time in ms ({secs} s)");
+
+    // A silent node is dead, then forgotten; unreadable entries are left out.
+    let write = |id: &str, record: String| {
+        let mut cmd = ::redis::cmd("HSET");
+        cmd.arg(redis::NODES_KEY).arg(id).arg(record);
+        cmd
+    };
+    let stale = format!(r#"{{"url":null,"draining":false,"seen_ms":{}}}"#, seen - 5_000);
+    let ancient = format!(r#"{{"url":null,"draining":false,"seen_ms":{}}}"#, seen - 61_000);
+    for (id, record) in [("stale", stale), ("ancient", ancient), ("bad", "{".to_owned()), ("odd", "[1]".to_owned())] {
+        let _: i64 = write(id, record).query_async(&mut raw).await.expect("HSET");
+    }
+    let nodes = store.nodes(ttl).await.expect("nodes");
+    let ids: Vec<&str> = nodes.iter().map(|n| n.info.id.as_str()).collect();
+    assert_eq!(ids, ["n1", "n2", "stale"]);
+    assert!(!nodes[2].alive && nodes[2].age >= Duration::from_secs(5), "{:?}", nodes[2]);
+    let left: Vec<String> = ::redis::cmd("HKEYS").arg(redis::NODES_KEY).query_async(&mut raw).await.expect("HKEYS");
+    assert!(!left.contains(&"ancient".to_owned()) && left.contains(&"bad".to_owned()), "{left:?}");
+    // With a longer TTL the stale one is alive again (the pruning age grows with the TTL too).
+    let nodes = store.nodes(Duration::from_secs(10)).await.expect("nodes");
+    assert!(nodes.iter().all(|n| n.alive), "{nodes:?}");
+
+    // A draining heartbeat replaces the entry; a forgotten node is gone.
+    let draining = NodeInfo { draining: true, ..one.clone() };
+    store.heartbeat(&draining).await.expect("heartbeat");
+    store.forget_node("n2").await.expect("forget");
+    store.forget_node("nobody").await.expect("forgetting an unknown node is fine");
+    let infos: Vec<NodeInfo> = store.nodes(ttl).await.expect("nodes").into_iter().map(|n| n.info).collect();
+    assert_eq!(infos.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["n1", "stale"]);
+    assert_eq!(infos[0], draining);
+}
+
+#[test]
+fn node_registry_heartbeats_age_and_prune() {
+    let server = RedisServer::start();
+    runtime().block_on(async {
+        let store = RedisStore::connect(&server.url(), &RedisOptions::default()).await.expect("connect");
+        node_registry(&store, &server).await;
+    });
+}
+
+#[test]
+fn node_registry_on_a_cluster() {
+    let server = RedisServer::start_cluster();
+    runtime().block_on(async {
+        let store = RedisStore::connect(&server.cluster_url(), &RedisOptions::default()).await.expect("connect");
+        node_registry(&store, &server).await;
+    });
+}
+
+async fn next_message(sub: &mut Subscription) -> Option<BusMessage> {
+    tokio::time::timeout(std::time::Duration::from_secs(5), sub.next_message()).await.expect("a message within 5 s")
+}
+
+#[test]
+fn node_messages_keep_their_order_with_room_announcements() {
+    let server = RedisServer::start();
+    runtime().block_on(async {
+        let store = RedisStore::connect(&server.url(), &RedisOptions::default()).await.expect("connect");
+        let mut n1 = store.subscribe("n1").await.expect("subscribe");
+        let mut all = store.subscribe_all().await.expect("subscribe");
+
+        let mut room = Room::new("r", RoomConfig::default(), 1_000);
+        join(&mut room, 1_000, "mod", Role::Moderator);
+        while room.poll_output().is_some() {}
+        let changes = room.take_changes().expect("joined");
+
+        store.publish("r", "first").await.expect("publish");
+        assert_eq!(store.send_to_node("n1", "second").await, Ok(1));
+        assert_eq!(store.send_to_node("n2", "not for n1").await, Ok(0));
+        store.commit_announced("r", &changes, Some("third")).await.expect("commit");
+        assert_eq!(store.send_to_node("n1", "fourth").await, Ok(1));
+        store.publish("r", "last").await.expect("publish");
+
+        let room_msg = |text: &str| Some(BusMessage::Room { room: "r".into(), text: text.into() });
+        let node_msg = |text: &str| Some(BusMessage::Node { text: text.into() });
+        assert_eq!(next_message(&mut n1).await, room_msg("first"));
+        assert_eq!(next_message(&mut n1).await, node_msg("second"));
+        assert_eq!(next_message(&mut n1).await, room_msg("third"));
+        assert_eq!(next_message(&mut n1).await, node_msg("fourth"));
+        assert_eq!(next_message(&mut n1).await, room_msg("last"));
+        // A subscription to rooms only (the old API) sees no node messages.
+        for text in ["first", "third", "last"] {
+            assert_eq!(all.next().await, Some(("r".into(), text.into())));
+        }
+        // "not for n1" was sent between "second" and "third": n1 never saw it.
+        let quiet = tokio::time::timeout(std::time::Duration::from_millis(200), n1.next_message()).await;
+        assert!(quiet.is_err(), "nothing more for n1: {quiet:?}");
+    });
+}
+
+/// Waits until `check` holds, or fails after `secs` seconds naming `what`.
+fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "{what} within {secs} s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sentinel_urls_name_sentinels_master_and_db() {
+    let group = redis::sentinel_group_for_tests("redis+sentinel://u:p%40ss@a:1,b/main/3").expect("sentinel url");
+    assert_eq!(group.0, ["redis://a:1/", "redis://b:26379/"]);
+    assert_eq!(group.1, "main");
+    assert_eq!((group.2.username(), group.2.password(), group.2.db()), (Some("u"), Some("p@ss"), 3));
+    let plain = redis::sentinel_group_for_tests("redis+sentinel://[::1]:5000,[::1]/m/").expect("sentinel url");
+    assert_eq!(plain.0, ["redis://[::1]:5000/", "redis://[::1]:26379/"]);
+    assert_eq!((plain.1.as_str(), plain.2.password(), plain.2.db()), ("m", None, 0));
+    for bad in [
+        "redis+sentinel://a:1",
+        "redis+sentinel://a:1/",
+        "redis+sentinel:///m",
+        "redis+sentinel://a/m/x",
+        "redis+sentinel://a/m/1/2",
+    ] {
+        assert!(redis::sentinel_group_for_tests(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn sentinel_store_commits_and_follows_a_failover() {
+    let mut master = RedisServer::start();
+    let replica = RedisServer::start_replica_of(&master);
+    wait_for(10, "the replica syncs", || replica.info("replication").contains("master_link_status:up"));
+    let sentinel = RedisServer::start_sentinel(&master, "podium");
+    let replica_port = replica.port().to_string();
+    wait_for(15, "the sentinel finds the replica", || {
+        sentinel.command(&["SENTINEL", "replicas", "podium"]).contains(&replica_port)
+    });
+    let rt = runtime();
+    let store = rt.block_on(RedisStore::connect(&sentinel.sentinel_url(), &RedisOptions::default())).expect("connect");
+    assert!(format!("{store:?}").contains("sentinel"));
+    rt.block_on(conformance(&store));
+
+    let mut room = Room::new("f", RoomConfig::default(), 1_000);
+    join(&mut room, 1_000, "mod", Role::Moderator);
+    while room.poll_output().is_some() {}
+    rt.block_on(store.commit("f", &room.take_changes().expect("joined"))).expect("commit through the sentinel");
+    assert!(master.command(&["WAIT", "1", "5000"]).starts_with(":1"), "the replica has the commit");
+
+    // The master dies; the sentinel promotes the replica, and the same store commits there.
+    master.kill9();
+    join(&mut room, 1_001, "a", Role::Speaker);
+    while room.poll_output().is_some() {}
+    let changes = room.take_changes().expect("joined");
+    let mut attempts = 0;
+    wait_for(30, "a commit on the new master", || {
+        attempts += 1;
+        match rt.block_on(store.commit("f", &changes)) {
+            Ok(()) => true,
+            Err(StoreError::Unavailable(_)) => false,
+            Err(e) => panic!("after {attempts} attempts: {e}"),
+        }
+    });
+    assert!(sentinel.command(&["SENTINEL", "get-master-addr-by-name", "podium"]).contains(&replica_port));
+    assert!(replica.info("replication").contains("role:master"));
+    assert_eq!(rt.block_on(store.load("f")), Ok(Some(room.state())));
+
+    // Subscriptions go to the new master too.
+    rt.block_on(async {
+        let mut sub = store.subscribe("n1").await.expect("subscribe");
+        assert_eq!(store.send_to_node("n1", "hello").await, Ok(1));
+        assert_eq!(next_message(&mut sub).await, Some(BusMessage::Node { text: "hello".into() }));
+    });
+}

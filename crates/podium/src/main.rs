@@ -136,8 +136,9 @@ fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>, store: O
         }
         let stop = hub.shutdown_handle();
         tokio::spawn(async move {
+            // SIGTERM and ctrl-c drain: with Redis and another live hub, rooms move there before this hub exits.
             shutdown_signal().await;
-            stop.shutdown();
+            stop.drain();
         });
         hub.run().await
     })

@@ -21,6 +21,8 @@ export interface MediaInfo {
     publishing: boolean;
     /** The last media error, if any (a refused microphone, a failed negotiation). */
     error?: string;
+    /** The room's media epoch the current peer connection was negotiated in (PROTOCOL.md, "Media" step 5). */
+    epoch: number;
 }
 /** Inbound/outbound audio totals from getStats(), for diagnostics and tests. */
 export interface MediaStats {
@@ -45,15 +47,33 @@ export declare class MediaSession {
     private container;
     private players;
     private wantPublish;
+    /** The participant's last known `you.muted` (the microphone track is disabled while muted). */
+    private muted;
     /** A negotiation failed because the websocket dropped. */
     private interrupted;
     private closed;
+    /**
+     * Bumped whenever the peer connection is replaced: queued or running steps of an older generation are dropped
+     * (they belong to a dead peer connection), and the new one does not wait for them.
+     */
+    private generation;
     readonly info: MediaInfo;
     constructor(request: Request, options: MediaOptions, changed: (info: MediaInfo) => void);
-    /** Creates the peer connection and negotiates; `you` decides the transceiver's direction. */
-    start(you: YourState): void;
-    /** A new session after `resumed: false`: the SFU dropped the old peer; start over. */
-    restart(you: YourState): void;
+    /** The media epoch the current peer connection belongs to. */
+    get epoch(): number;
+    /**
+     * Creates the peer connection and negotiates, in media epoch `epoch`; `you` decides the transceiver's direction.
+     */
+    start(you: YourState, epoch?: number): void;
+    /** A new session after `resumed: false`: the SFU dropped the old peer; start over (the microphone too). */
+    restart(you: YourState, epoch?: number): void;
+    /**
+     * The room's media is now in epoch `epoch` (a `media_moved` event, or a snapshot's `media_epoch`). If the peer
+     * connection belongs to another epoch it is dead: close it and negotiate a new one, keeping the microphone track
+     * when still on stage (role, hand and mute are server state and do not change). Returns whether it did; a second
+     * notice of the same epoch (the event, then a snapshot) does nothing.
+     */
+    moved(you: YourState, epoch: number): boolean;
     /** Follows the participant's own state: publish on stage, stop in the audience; mute the track when muted. */
     update(you: YourState): void;
     onServerOffer(sdp: string): void;
@@ -66,8 +86,14 @@ export declare class MediaSession {
      * done again.
      */
     resumed(you: YourState): void;
+    /** Runs `step` after the steps queued before it (one negotiation at a time), unless its peer connection is gone. */
     private enqueue;
     private createPeer;
+    /**
+     * Drops the peer connection (and with `keepMic` false the microphone) and whatever is queued for it; `start` then
+     * makes a new one. The new queue does not wait for a step of the old connection still awaiting the hub.
+     */
+    private replacePeer;
     private teardown;
     /** Sends a client offer and applies the SFU's answer, retrying after a `conflict` (an SFU offer pending). */
     private negotiate;

@@ -44,6 +44,11 @@ export interface RoomSnapshot {
     counts: Counts;
     you: YourState;
     hands?: HandQueue;
+    /**
+     * Which incarnation of the room's media this snapshot belongs to (omitted = 0 when the hub runs no media). It
+     * changes whenever the room's audio moves to another hub: a peer connection negotiated under another epoch is dead.
+     */
+    media_epoch?: number;
 }
 export interface Limits {
     max_message_bytes: number;
@@ -85,6 +90,11 @@ export interface Speaking {
     level: number;
 }
 export type MediaTransportState = "connected" | "disconnected" | "failed";
+/** The room's audio moved to another hub: every peer connection of an earlier media epoch is dead (no `seq`). */
+export interface MediaMoved {
+    type: "media_moved";
+    media_epoch: number;
+}
 /** Any message from the hub: a reply (`ok`, `error`) or an event. */
 export interface ServerMessage {
     type: string;
@@ -92,6 +102,8 @@ export interface ServerMessage {
     seq?: number;
     [field: string]: unknown;
 }
+/** The hub is draining (deploy, shutdown): reconnect at once, to another hub if there is one. */
+export declare const CLOSE_SERVER_SHUTDOWN = 4007;
 /** Close codes after which reconnecting is pointless (see "Close codes" in PROTOCOL.md). */
 export declare const FINAL_CLOSE_CODES: ReadonlySet<number>;
 /** `join` errors after which the hub closes the connection for good. */

@@ -27,8 +27,14 @@ export interface ReconnectOptions {
     maxAttempts?: number;
 }
 export interface ConnectOptions {
-    /** The hub's websocket URL, e.g. `ws://127.0.0.1:7880/v1/ws`. */
-    url: string;
+    /** The hub's websocket URL, e.g. `ws://127.0.0.1:7880/v1/ws`. Give `url`, `urls`, or both (`url` is tried first). */
+    url?: string;
+    /**
+     * Several hubs' websocket URLs, tried in turn: the first join goes to the first URL that opens (the next is tried
+     * when a websocket cannot be opened), and every reconnect attempt moves on to the next URL, so that a draining
+     * (close 4007) or dead hub is skipped.
+     */
+    urls?: string[];
     /** The access token, or a function returning a fresh one (called on every (re)connect). */
     token: string | (() => string | Promise<string>);
     /** The room; required when the token is valid for any room (`*`). */
@@ -97,13 +103,23 @@ export declare class Room extends Emitter<RoomEvents> {
     private pending;
     private welcomeMsg;
     private connState;
+    private readonly urls;
+    /** Index in `urls` of the hub of the current (or last) connection. */
+    private urlIndex;
+    /** Reconnect attempts since the last successful join (for `maxAttempts`). */
     private attempts;
+    /** The exponent of the next backoff delay. */
+    private backoff;
+    /** The next reconnect goes at once: the hub said it is draining (4007). */
+    private reconnectAtOnce;
     private reconnectTimer;
     private heartbeat;
     private speaking;
     private mediaSession;
     private mediaInfo;
     constructor(options: ConnectOptions);
+    /** The websocket URL of the hub this room is connected (or connecting) to. */
+    get url(): string;
     /** The current room state (null before the first welcome). */
     get state(): RoomState | null;
     get you(): YourState | undefined;
@@ -165,11 +181,20 @@ export declare class Room extends Emitter<RoomEvents> {
      * Requests made while the connection is down are rejected with `disconnected`.
      */
     request(type: string, fields?: Record<string, unknown>): Promise<unknown>;
-    /** Connects and joins; resolves with the welcome or rejects (no automatic retry for the first join). */
+    /**
+     * Connects and joins; resolves with the welcome or rejects. With several URLs, a hub that cannot be reached (the
+     * websocket does not open, or drops or times out before the welcome) is skipped for the next; a refused join is
+     * not retried.
+     */
     open(): Promise<Welcome>;
     private connectOnce;
     private startOrKeepMedia;
     private onMessage;
+    /**
+     * PROTOCOL.md "Media" step 5: a peer connection negotiated in another media epoch than the room's is dead; replace
+     * it. Both a `media_moved` and a later snapshot may announce the same epoch: only the first replaces it.
+     */
+    private followMediaEpoch;
     /** Emits the events for what a snapshot or event changed, and lets the media follow `you`. */
     private applied;
     private onSocketClosed;

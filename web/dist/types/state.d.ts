@@ -12,6 +12,11 @@ export interface RoomState {
     you: YourState;
     /** The hand queue; only moderators receive it (undefined otherwise). */
     hands?: HandQueue;
+    /**
+     * The room's media epoch (0 when the hub runs no media): from the last snapshot, or a later `media_moved`. A peer
+     * connection negotiated under another epoch is dead.
+     */
+    media_epoch: number;
     /** The cause of the last stage change, if an event told it. */
     lastStageCause?: StageCause;
 }
@@ -44,6 +49,8 @@ export declare class StateStore {
      * what is already applied is ignored.
      */
     refresh(snapshot: RoomSnapshot): ApplyResult;
+    /** A `media_moved` event (no seq): records the room's new media epoch. Returns whether it changed. */
+    mediaMoved(epoch: number): boolean;
     /** Applies one event; returns what changed (nothing for stale, duplicate or unknown events). */
     apply(msg: ServerMessage): ApplyResult;
 }

@@ -1,6 +1,7 @@
-// WebRTC with the hub's SFU (PROTOCOL.md, "Media"): one RTCPeerConnection for the whole time in the room, the client
-// offers with `media_offer`, answers the SFU's `media_offer` events with `media_answer`, publishes the microphone
-// while the participant is on stage, and plays every downstream slot in an <audio> element.
+// WebRTC with the hub's SFU (PROTOCOL.md, "Media"): one RTCPeerConnection per media epoch (normally the whole time in
+// the room), the client offers with `media_offer`, answers the SFU's `media_offer` events with `media_answer`,
+// publishes the microphone while the participant is on stage, and plays every downstream slot in an <audio> element.
+// When the room's media moves to another hub (a new media epoch), the peer connection is replaced by a new one.
 
 import type { MediaTrack, MediaTransportState, YourState } from "./protocol.js";
 
@@ -27,6 +28,8 @@ export interface MediaInfo {
   publishing: boolean;
   /** The last media error, if any (a refused microphone, a failed negotiation). */
   error?: string;
+  /** The room's media epoch the current peer connection was negotiated in (PROTOCOL.md, "Media" step 5). */
+  epoch: number;
 }
 
 /** Inbound/outbound audio totals from getStats(), for diagnostics and tests. */
@@ -56,10 +59,17 @@ export class MediaSession {
   private container: HTMLElement | null = null;
   private players = new Map<string, HTMLAudioElement>();
   private wantPublish = false;
+  /** The participant's last known `you.muted` (the microphone track is disabled while muted). */
+  private muted = true;
   /** A negotiation failed because the websocket dropped. */
   private interrupted = false;
   private closed = false;
-  readonly info: MediaInfo = { state: "new", tracks: [], publishing: false };
+  /**
+   * Bumped whenever the peer connection is replaced: queued or running steps of an older generation are dropped
+   * (they belong to a dead peer connection), and the new one does not wait for them.
+   */
+  private generation = 0;
+  readonly info: MediaInfo = { state: "new", tracks: [], publishing: false, epoch: 0 };
 
   constructor(
     private readonly request: Request,
@@ -67,8 +77,16 @@ export class MediaSession {
     private readonly changed: (info: MediaInfo) => void,
   ) {}
 
-  /** Creates the peer connection and negotiates; `you` decides the transceiver's direction. */
-  start(you: YourState): void {
+  /** The media epoch the current peer connection belongs to. */
+  get epoch(): number {
+    return this.info.epoch;
+  }
+
+  /**
+   * Creates the peer connection and negotiates, in media epoch `epoch`; `you` decides the transceiver's direction.
+   */
+  start(you: YourState, epoch = 0): void {
+    this.info.epoch = epoch;
     this.enqueue(async () => {
       this.createPeer(you);
       await this.negotiate();
@@ -76,22 +94,33 @@ export class MediaSession {
     this.update(you);
   }
 
-  /** A new session after `resumed: false`: the SFU dropped the old peer; start over. */
-  restart(you: YourState): void {
-    this.teardown();
-    this.closed = false;
-    this.info.state = "new";
-    this.info.tracks = [];
-    this.start(you);
+  /** A new session after `resumed: false`: the SFU dropped the old peer; start over (the microphone too). */
+  restart(you: YourState, epoch = this.info.epoch): void {
+    this.replacePeer(false, epoch);
+    this.start(you, epoch);
+  }
+
+  /**
+   * The room's media is now in epoch `epoch` (a `media_moved` event, or a snapshot's `media_epoch`). If the peer
+   * connection belongs to another epoch it is dead: close it and negotiate a new one, keeping the microphone track
+   * when still on stage (role, hand and mute are server state and do not change). Returns whether it did; a second
+   * notice of the same epoch (the event, then a snapshot) does nothing.
+   */
+  moved(you: YourState, epoch: number): boolean {
+    if (this.closed || epoch === this.info.epoch) return false;
+    this.replacePeer(you.role !== "audience", epoch);
+    this.start(you, epoch);
+    return true;
   }
 
   /** Follows the participant's own state: publish on stage, stop in the audience; mute the track when muted. */
   update(you: YourState): void {
     const onStage = you.role !== "audience";
+    this.muted = you.muted;
     if (this.mic) this.mic.enabled = !you.muted;
     if (onStage !== this.wantPublish) {
       this.wantPublish = onStage;
-      this.enqueue(() => (onStage ? this.publish(you) : this.unpublish()));
+      this.enqueue(() => (onStage ? this.publish() : this.unpublish()));
     }
   }
 
@@ -130,6 +159,7 @@ export class MediaSession {
 
   close(): void {
     this.closed = true;
+    this.generation += 1;
     this.teardown();
     this.info.state = "closed";
     this.info.publishing = false;
@@ -180,11 +210,14 @@ export class MediaSession {
     });
   }
 
+  /** Runs `step` after the steps queued before it (one negotiation at a time), unless its peer connection is gone. */
   private enqueue(step: () => Promise<void>): void {
+    const gen = this.generation;
     this.chain = this.chain
-      .then(() => (this.closed ? undefined : step()))
+      .then(() => (this.closed || gen !== this.generation ? undefined : step()))
       .catch((e) => {
-        if (this.closed) return;
+        // A step of a replaced peer connection may fail on the closed connection: that is expected.
+        if (this.closed || gen !== this.generation) return;
         const code = (e as { code?: string }).code;
         if (code === "disconnected" || code === "timeout") {
           // The websocket dropped mid-negotiation: redo it once the session is resumed.
@@ -207,6 +240,25 @@ export class MediaSession {
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === "closed" || pc.connectionState === "failed") this.changed(this.info);
     };
+  }
+
+  /**
+   * Drops the peer connection (and with `keepMic` false the microphone) and whatever is queued for it; `start` then
+   * makes a new one. The new queue does not wait for a step of the old connection still awaiting the hub.
+   */
+  private replacePeer(keepMic: boolean, epoch: number): void {
+    const mic = keepMic ? this.mic : null;
+    this.mic = null;
+    this.teardown();
+    this.mic = mic;
+    this.generation += 1;
+    this.chain = Promise.resolve();
+    this.interrupted = false;
+    this.info.state = "new";
+    this.info.tracks = [];
+    this.info.error = undefined;
+    this.info.epoch = epoch;
+    this.changed(this.info);
   }
 
   private teardown(): void {
@@ -243,6 +295,7 @@ export class MediaSession {
         return;
       } catch (e) {
         if ((e as { code?: string }).code !== "conflict" || attempt >= 5) throw e;
+        if (pc !== this.pc) return;
         // The SFU's own offer awaits our answer: roll back, let its event be handled, then offer again.
         await pc.setLocalDescription({ type: "rollback" });
         const retry = new Promise<void>((resolve) => setTimeout(resolve, 100 * (attempt + 1)));
@@ -255,20 +308,22 @@ export class MediaSession {
     }
   }
 
-  private async publish(you: YourState): Promise<void> {
+  private async publish(): Promise<void> {
     if (!this.pc || !this.transceiver || !this.wantPublish) return;
+    const gen = this.generation;
     if (!this.mic) {
       const stream = await navigator.mediaDevices.getUserMedia({ audio: this.options.audio ?? true });
       const track = stream.getAudioTracks()[0];
       if (!track) throw new Error("getUserMedia returned no audio track");
-      if (!this.wantPublish) {
+      if (!this.wantPublish || gen !== this.generation || this.mic) {
         track.stop();
         return;
       }
       this.mic = track;
     }
-    this.mic.enabled = !you.muted;
+    this.mic.enabled = !this.muted;
     await this.transceiver.sender.replaceTrack(this.mic);
+    if (gen !== this.generation) return;
     if (this.transceiver.direction !== "sendrecv") {
       // A listener's recvonly m-line: add the microphone with a new offer.
       this.transceiver.direction = "sendrecv";

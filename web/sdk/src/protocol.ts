@@ -54,6 +54,11 @@ export interface RoomSnapshot {
   counts: Counts;
   you: YourState;
   hands?: HandQueue;
+  /**
+   * Which incarnation of the room's media this snapshot belongs to (omitted = 0 when the hub runs no media). It
+   * changes whenever the room's audio moves to another hub: a peer connection negotiated under another epoch is dead.
+   */
+  media_epoch?: number;
 }
 
 export interface Limits {
@@ -104,6 +109,12 @@ export interface Speaking {
 
 export type MediaTransportState = "connected" | "disconnected" | "failed";
 
+/** The room's audio moved to another hub: every peer connection of an earlier media epoch is dead (no `seq`). */
+export interface MediaMoved {
+  type: "media_moved";
+  media_epoch: number;
+}
+
 /** Any message from the hub: a reply (`ok`, `error`) or an event. */
 export interface ServerMessage {
   type: string;
@@ -111,6 +122,9 @@ export interface ServerMessage {
   seq?: number;
   [field: string]: unknown;
 }
+
+/** The hub is draining (deploy, shutdown): reconnect at once, to another hub if there is one. */
+export const CLOSE_SERVER_SHUTDOWN = 4007;
 
 /** Close codes after which reconnecting is pointless (see "Close codes" in PROTOCOL.md). */
 export const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([1000, 4000, 4002, 4003, 4004, 4005, 4006, 4009]);

@@ -5,6 +5,7 @@ import { Emitter } from "./emitter.js";
 import { MediaSession, type MediaInfo, type MediaOptions, type MediaStats } from "./media.js";
 import {
   CLOSE_REASONS,
+  CLOSE_SERVER_SHUTDOWN,
   FINAL_CLOSE_CODES,
   FINAL_JOIN_ERRORS,
   type AudiencePage,
@@ -46,9 +47,23 @@ export interface ReconnectOptions {
   maxAttempts?: number;
 }
 
+/** `url` and `urls` as one list, `url` first, without repeats. */
+function hubUrls(options: ConnectOptions): string[] {
+  const all = [...(options.url ? [options.url] : []), ...(options.urls ?? [])];
+  const urls = all.filter((u, i) => all.indexOf(u) === i);
+  if (urls.length === 0) throw new TypeError("Podium: give the hub's websocket URL (`url` or `urls`)");
+  return urls;
+}
+
 export interface ConnectOptions {
-  /** The hub's websocket URL, e.g. `ws://127.0.0.1:7880/v1/ws`. */
-  url: string;
+  /** The hub's websocket URL, e.g. `ws://127.0.0.1:7880/v1/ws`. Give `url`, `urls`, or both (`url` is tried first). */
+  url?: string;
+  /**
+   * Several hubs' websocket URLs, tried in turn: the first join goes to the first URL that opens (the next is tried
+   * when a websocket cannot be opened), and every reconnect attempt moves on to the next URL, so that a draining
+   * (close 4007) or dead hub is skipped.
+   */
+  urls?: string[];
   /** The access token, or a function returning a fresh one (called on every (re)connect). */
   token: string | (() => string | Promise<string>);
   /** The room; required when the token is valid for any room (`*`). */
@@ -133,15 +148,29 @@ export class Room extends Emitter<RoomEvents> {
   private pending = new Map<number, Pending>();
   private welcomeMsg: Welcome | null = null;
   private connState: ConnectionState = "connecting";
+  private readonly urls: string[];
+  /** Index in `urls` of the hub of the current (or last) connection. */
+  private urlIndex = 0;
+  /** Reconnect attempts since the last successful join (for `maxAttempts`). */
   private attempts = 0;
+  /** The exponent of the next backoff delay. */
+  private backoff = 0;
+  /** The next reconnect goes at once: the hub said it is draining (4007). */
+  private reconnectAtOnce = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private heartbeat: ReturnType<typeof setInterval> | null = null;
   private speaking = new Map<string, number>();
   private mediaSession: MediaSession | null = null;
-  private mediaInfo: MediaInfo = { state: "new", tracks: [], publishing: false };
+  private mediaInfo: MediaInfo = { state: "new", tracks: [], publishing: false, epoch: 0 };
 
   constructor(private readonly options: ConnectOptions) {
     super();
+    this.urls = hubUrls(options);
+  }
+
+  /** The websocket URL of the hub this room is connected (or connecting) to. */
+  get url(): string {
+    return this.urls[this.urlIndex]!;
   }
 
   // ---- state ----
@@ -271,7 +300,9 @@ export class Room extends Emitter<RoomEvents> {
   /** Fetches a fresh snapshot and applies it. */
   async getState(): Promise<RoomState | null> {
     const snapshot = (await this.request("get_state")) as RoomSnapshot;
-    this.applied(this.store.refresh(snapshot));
+    const result = this.store.refresh(snapshot);
+    this.applied(result);
+    if (result.changes.length > 0) this.followMediaEpoch();
     return this.store.state;
   }
   /** Leaves the room now (no grace period) and closes the connection. */
@@ -304,25 +335,49 @@ export class Room extends Emitter<RoomEvents> {
 
   // ---- connection ----
 
-  /** Connects and joins; resolves with the welcome or rejects (no automatic retry for the first join). */
+  /**
+   * Connects and joins; resolves with the welcome or rejects. With several URLs, a hub that cannot be reached (the
+   * websocket does not open, or drops or times out before the welcome) is skipped for the next; a refused join is
+   * not retried.
+   */
   async open(): Promise<Welcome> {
     this.setConnection("connecting");
-    try {
-      return await this.connectOnce(false);
-    } catch (e) {
-      this.shutdown({ code: 0, reason: "join failed", error: e instanceof PodiumError ? e : undefined });
-      throw e;
+    for (let i = 0; ; i++) {
+      this.urlIndex = i;
+      try {
+        return await this.connectOnce(false);
+      } catch (e) {
+        const unreachable = e instanceof PodiumError && (e.code === "disconnected" || e.code === "timeout");
+        if (unreachable && i + 1 < this.urls.length && this.connState === "connecting") {
+          this.dropSocket();
+          continue;
+        }
+        this.shutdown({ code: 0, reason: "join failed", error: e instanceof PodiumError ? e : undefined });
+        throw e;
+      }
     }
   }
 
   private async connectOnce(resume: boolean): Promise<Welcome> {
     const factory = this.options.socket ?? defaultSocket;
-    const ws = factory(this.options.url);
+    const ws = factory(this.url);
     this.ws = ws;
     await new Promise<void>((resolve, reject) => {
-      ws.onopen = () => resolve();
-      ws.onerror = () => reject(new PodiumError("disconnected", "websocket error"));
-      ws.onclose = (ev) => reject(new PodiumError("disconnected", `websocket closed ${ev.code} ${ev.reason}`));
+      // A hub that is down may leave the websocket hanging rather than refuse it: give up (and move on) in time.
+      const timer = setTimeout(
+        () => reject(new PodiumError("timeout", "the websocket did not open")),
+        this.options.requestTimeoutMs ?? 15000,
+      );
+      const fail = (e: PodiumError) => {
+        clearTimeout(timer);
+        reject(e);
+      };
+      ws.onopen = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      ws.onerror = () => fail(new PodiumError("disconnected", "websocket error"));
+      ws.onclose = (ev) => fail(new PodiumError("disconnected", `websocket closed ${ev.code} ${ev.reason}`));
     });
     ws.onmessage = (ev) => this.onMessage(ws, ev.data);
     ws.onclose = (ev) => this.onSocketClosed(ws, ev.code, ev.reason);
@@ -338,6 +393,7 @@ export class Room extends Emitter<RoomEvents> {
     const previous = this.welcomeMsg;
     this.welcomeMsg = welcome;
     this.attempts = 0;
+    this.backoff = 0;
     this.speaking.clear();
     this.applied(this.store.replace(welcome.state));
     this.emit("speakers", []);
@@ -350,6 +406,7 @@ export class Room extends Emitter<RoomEvents> {
   private startOrKeepMedia(welcome: Welcome, rejoin: boolean): void {
     if (this.options.media === false || !hasWebRtc()) return;
     const you = welcome.state.you;
+    const epoch = welcome.state.media_epoch ?? 0;
     if (!this.mediaSession) {
       this.mediaSession = new MediaSession(
         (type, fields) => this.request(type, fields),
@@ -359,10 +416,12 @@ export class Room extends Emitter<RoomEvents> {
           this.emit("media", this.mediaInfo);
         },
       );
-      this.mediaSession.start(you);
+      this.mediaSession.start(you, epoch);
     } else if (rejoin && !welcome.resumed) {
       // A fresh session: the SFU dropped the old peer connection.
-      this.mediaSession.restart(you);
+      this.mediaSession.restart(you, epoch);
+    } else if (this.mediaSession.moved(you, epoch)) {
+      // Resumed, but the room's media moved to another hub meanwhile: the peer connection was replaced.
     } else {
       // Resumed: media kept flowing; follow the (possibly changed) role, finish a negotiation the drop cut off.
       this.mediaSession.resumed(you);
@@ -405,8 +464,30 @@ export class Room extends Emitter<RoomEvents> {
         for (const p of (msg.stopped as string[]) ?? []) this.speaking.delete(p);
         this.emit("speakers", this.speakers);
         return;
+      case "media_moved":
+        if (typeof msg.media_epoch !== "number") return;
+        this.store.mediaMoved(msg.media_epoch);
+        this.followMediaEpoch();
+        return;
       default:
         this.applied(this.store.apply(msg));
+        if (msg.type === "resync") this.followMediaEpoch();
+    }
+  }
+
+  /**
+   * PROTOCOL.md "Media" step 5: a peer connection negotiated in another media epoch than the room's is dead; replace
+   * it. Both a `media_moved` and a later snapshot may announce the same epoch: only the first replaces it.
+   */
+  private followMediaEpoch(): void {
+    const s = this.store.state;
+    if (!s || !this.mediaSession) return;
+    if (this.mediaSession.moved(s.you, s.media_epoch)) {
+      // The old hub's speaker levels and slots are gone with it.
+      if (this.speaking.size > 0) {
+        this.speaking.clear();
+        this.emit("speakers", []);
+      }
     }
   }
 
@@ -458,12 +539,18 @@ export class Room extends Emitter<RoomEvents> {
     if (ws !== this.ws) return;
     this.ws = null;
     this.stopHeartbeat();
+    const wasConnected = this.connState === "connected";
     this.rejectPending(new PodiumError("disconnected", `websocket closed ${code} ${reason}`));
     if (this.connState === "closed") return;
     if (FINAL_CLOSE_CODES.has(code) || this.options.reconnect === false) {
       this.shutdown({ code, reason: reason || CLOSE_REASONS[code] || "" });
       return;
     }
+    // Before the first welcome, `open` handles the failed join (and may try the next URL).
+    if (this.connState === "connecting") return;
+    // A draining hub: go to the next one at once. Only from a joined connection, so that hubs refusing us with 4007
+    // one after another are still retried with backoff.
+    if (code === CLOSE_SERVER_SHUTDOWN && wasConnected) this.reconnectAtOnce = true;
     this.scheduleReconnect();
   }
 
@@ -476,13 +563,21 @@ export class Room extends Emitter<RoomEvents> {
       this.shutdown({ code: 0, reason: "gave up reconnecting" });
       return;
     }
-    const initial = opts.initialDelayMs ?? 500;
-    const cap = opts.maxDelayMs ?? 10000;
-    const base = Math.min(cap, initial * 2 ** this.attempts);
-    const delay = base / 2 + (Math.random() * base) / 2;
+    let delay = 0;
+    if (this.reconnectAtOnce) {
+      this.reconnectAtOnce = false;
+    } else {
+      const initial = opts.initialDelayMs ?? 500;
+      const cap = opts.maxDelayMs ?? 10000;
+      const base = Math.min(cap, initial * 2 ** this.backoff);
+      delay = base / 2 + (Math.random() * base) / 2;
+      this.backoff += 1;
+    }
     this.attempts += 1;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
+      // Every attempt goes to the next hub: the last one may be draining or dead.
+      this.urlIndex = (this.urlIndex + 1) % this.urls.length;
       this.connectOnce(true).then(
         (welcome) => this.emit("reconnected", { resumed: welcome.resumed }),
         (e: unknown) => {
@@ -523,6 +618,7 @@ export class Room extends Emitter<RoomEvents> {
       this.reconnectTimer = null;
     }
     this.attempts = 0;
+    this.backoff = 0;
     this.scheduleReconnect();
   }
 

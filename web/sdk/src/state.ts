@@ -27,6 +27,11 @@ export interface RoomState {
   you: YourState;
   /** The hand queue; only moderators receive it (undefined otherwise). */
   hands?: HandQueue;
+  /**
+   * The room's media epoch (0 when the hub runs no media): from the last snapshot, or a later `media_moved`. A peer
+   * connection negotiated under another epoch is dead.
+   */
+  media_epoch: number;
   /** The cause of the last stage change, if an event told it. */
   lastStageCause?: StageCause;
 }
@@ -68,6 +73,7 @@ export class StateStore {
       counts: s.counts,
       you: s.you,
       hands: s.hands ?? (s.you.role === "moderator" ? { hands: [], total: 0 } : undefined),
+      media_epoch: s.media_epoch ?? 0,
     };
     this.snapshotSeq = s.seq;
     return { changes: ["state", "stage", "hands", "counts", "you", "settings"], notices: [] };
@@ -80,6 +86,13 @@ export class StateStore {
   refresh(snapshot: RoomSnapshot): ApplyResult {
     if (this.current && snapshot.seq < this.current.seq) return NOTHING;
     return this.replace(snapshot);
+  }
+
+  /** A `media_moved` event (no seq): records the room's new media epoch. Returns whether it changed. */
+  mediaMoved(epoch: number): boolean {
+    if (!this.current || this.current.media_epoch === epoch) return false;
+    this.current.media_epoch = epoch;
+    return true;
   }
 
   /** Applies one event; returns what changed (nothing for stale, duplicate or unknown events). */

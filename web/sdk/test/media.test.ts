@@ -3,7 +3,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import { Room } from "../src/room.js";
-import { sockets, welcome } from "./fake.js";
+import { snapshot, sockets, welcome } from "./fake.js";
 
 const URL = "ws://hub.test/v1/ws";
 const settle = async () => {
@@ -295,5 +295,159 @@ describe("MediaSession", () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+  describe("media epoch (the room's audio moved to another hub)", () => {
+    it("replaces the peer connection on media_moved, with exactly one new offer", async () => {
+      const { room, ws } = await joinedWithMedia(welcome({}, { media_epoch: 3 }));
+      ws.ok("media_offer", { sdp: "a1" });
+      await settle();
+      expect(room.media.epoch).toBe(3);
+      const tracks = { type: "media_tracks", tracks: [{ mid: "0", participant: "alice" }] };
+      ws.push(tracks);
+      ws.push({ type: "active_speakers", speaking: [{ participant: "alice", level: 90 }], stopped: [] });
+      const states: string[] = [];
+      room.on("media", (m) => states.push(m.state));
+
+      ws.push({ type: "media_moved", media_epoch: 4 });
+      await settle();
+      expect(FakePeer.all).toHaveLength(2);
+      expect(FakePeer.all[0]!.closed).toBe(true);
+      expect(FakePeer.all[1]!.closed).toBe(false);
+      expect(FakePeer.all[1]!.transceivers.map((t) => t.direction)).toEqual(["sendrecv"]);
+      expect(mediaOffers(ws)).toHaveLength(2);
+      expect(room.media.epoch).toBe(4);
+      expect(room.state?.media_epoch).toBe(4);
+      expect(room.media.tracks).toEqual([]); // the new hub tells the slots again
+      expect(room.speakers).toEqual([]);
+      expect(states[0]).toBe("new");
+      ws.ok("media_offer", { sdp: "a2" });
+      await settle();
+      expect(FakePeer.all[1]!.remoteDescription?.sdp).toBe("a2");
+
+      // The same epoch again, by event or in a snapshot (resync, get_state): nothing more.
+      ws.push({ type: "media_moved", media_epoch: 4 });
+      ws.push({ type: "resync", seq: 60, state: snapshot({ seq: 60, media_epoch: 4 }) });
+      const got = room.getState();
+      ws.ok("get_state", snapshot({ seq: 61, media_epoch: 4 }));
+      await got;
+      await settle();
+      expect(FakePeer.all).toHaveLength(2);
+      expect(mediaOffers(ws)).toHaveLength(2);
+      expect(room.media.error).toBeUndefined();
+      room.disconnect();
+    });
+
+    it("renegotiates once when a resync shows a new epoch before the media_moved arrives", async () => {
+      const { room, ws } = await joinedWithMedia(welcome({}, { media_epoch: 1 }));
+      ws.ok("media_offer", { sdp: "a1" });
+      await settle();
+      ws.push({ type: "resync", seq: 70, state: snapshot({ seq: 70, media_epoch: 2 }) });
+      await settle();
+      expect(mediaOffers(ws)).toHaveLength(2);
+      ws.push({ type: "media_moved", media_epoch: 2 });
+      await settle();
+      expect(FakePeer.all).toHaveLength(2);
+      expect(mediaOffers(ws)).toHaveLength(2);
+      expect(room.media.epoch).toBe(2);
+      room.disconnect();
+    });
+
+    it("renegotiates when a get_state snapshot shows a new epoch", async () => {
+      const { room, ws } = await joinedWithMedia();
+      ws.ok("media_offer", { sdp: "a1" });
+      await settle();
+      expect(room.media.epoch).toBe(0); // no media_epoch in the welcome
+      const got = room.getState();
+      ws.ok("get_state", snapshot({ seq: 45, media_epoch: 1 }));
+      await got;
+      await settle();
+      expect(FakePeer.all).toHaveLength(2);
+      expect(mediaOffers(ws)).toHaveLength(2);
+      room.disconnect();
+    });
+
+    it("keeps the microphone track, role and mute across a move", async () => {
+      const { room, ws } = await joinedWithMedia(
+        welcome({}, { you: { role: "speaker", ceiling: "speaker", muted: false } }),
+      );
+      ws.ok("media_offer", { sdp: "a1" });
+      await settle();
+      expect(mics).toHaveLength(1);
+      expect(room.media.publishing).toBe(true);
+
+      ws.push({ type: "media_moved", media_epoch: 1 });
+      await settle();
+      const pc = FakePeer.all[1]!;
+      expect(mediaOffers(ws)).toHaveLength(2);
+      ws.ok("media_offer", { sdp: "a2" });
+      await settle();
+      // The same track on the new peer connection, still enabled: no second getUserMedia, no new mute state.
+      expect(mics).toHaveLength(1);
+      expect(mics[0]!.stopped).toBe(false);
+      expect(mics[0]!.enabled).toBe(true);
+      expect(pc.transceivers[0]!.sender.track).toBe(mics[0]);
+      expect(room.media.publishing).toBe(true);
+      expect(room.you).toEqual({ role: "speaker", ceiling: "speaker", muted: false });
+      expect(ws.sent.filter((m) => m.type === "set_muted" || m.type === "raise_hand")).toHaveLength(0);
+      room.disconnect();
+      expect(mics[0]!.stopped).toBe(true);
+    });
+
+    it("does not wait for a negotiation of the dead peer connection", async () => {
+      const { room, ws } = await joinedWithMedia();
+      expect(mediaOffers(ws)).toHaveLength(1); // its reply has not come yet
+      ws.push({ type: "media_moved", media_epoch: 1 });
+      await settle();
+      expect(FakePeer.all).toHaveLength(2);
+      const offers2 = mediaOffers(ws);
+      expect(offers2).toHaveLength(2);
+      // The old hub's answer (or its error) arrives late: it is dropped, and is no media error.
+      ws.push({ type: "error", id: offers2[0]!.id, code: "unavailable", message: "media moved" });
+      ws.push({ type: "ok", id: offers2[1]!.id, result: { sdp: "a2" } });
+      await settle();
+      expect(FakePeer.all[1]!.remoteDescription?.sdp).toBe("a2");
+      expect(FakePeer.all[0]!.remoteDescription).toBeNull();
+      expect(room.media.error).toBeUndefined();
+      expect(mediaOffers(ws)).toHaveLength(2);
+      room.disconnect();
+    });
+
+    it("renegotiates after a resumed welcome with another media_epoch, not with the same", async () => {
+      const { room, s, ws } = await joinedWithMedia(welcome({}, { media_epoch: 5 }));
+      ws.ok("media_offer", { sdp: "a1" });
+      await settle();
+      vi.useFakeTimers();
+      try {
+        ws.drop(1006);
+        await vi.advanceTimersByTimeAsync(600);
+        s.latest().open();
+        await vi.advanceTimersByTimeAsync(0);
+        s.latest().ok("join", welcome({ resumed: true }, { media_epoch: 5 }));
+        await vi.advanceTimersByTimeAsync(0);
+        expect(FakePeer.all).toHaveLength(1);
+        expect(mediaOffers(s.latest())).toHaveLength(0);
+
+        // The room's media moved while the websocket was down (the media_moved event was missed).
+        s.latest().drop(1006);
+        await vi.advanceTimersByTimeAsync(600);
+        s.latest().open();
+        await vi.advanceTimersByTimeAsync(0);
+        s.latest().ok("join", welcome({ resumed: true }, { media_epoch: 6 }));
+        await vi.advanceTimersByTimeAsync(0);
+        expect(FakePeer.all).toHaveLength(2);
+        expect(FakePeer.all[0]!.closed).toBe(true);
+        expect(mediaOffers(s.latest())).toHaveLength(1);
+        expect(room.media.epoch).toBe(6);
+
+        // The media_moved for that epoch, arriving now, changes nothing.
+        s.latest().push({ type: "media_moved", media_epoch: 6 });
+        await vi.advanceTimersByTimeAsync(0);
+        expect(FakePeer.all).toHaveLength(2);
+        expect(mediaOffers(s.latest())).toHaveLength(1);
+        room.disconnect();
+      } finally {
+        vi.useRealTimers();
+      }
+    });
   });
 });

@@ -23,6 +23,7 @@ describe("Room", () => {
   });
   afterEach(() => {
     vi.useRealTimers();
+    vi.restoreAllMocks();
   });
 
   it("joins with the token and room, and applies the welcome", async () => {
@@ -320,5 +321,136 @@ describe("Room", () => {
     s.latest().push({ type: "media_tracks", tracks: [{ mid: "0", participant: "alice" }] });
     expect(room.media.tracks).toEqual([{ mid: "0", participant: "alice" }]);
     expect(media).toHaveBeenCalledOnce();
+  });
+  describe("several hub URLs", () => {
+    const HUBS = ["ws://a.test/v1/ws", "ws://b.test/v1/ws", "ws://c.test/v1/ws"];
+
+    async function joinedOn(urls: string[], extra: Partial<ConstructorParameters<typeof Room>[0]> = {}) {
+      const s = sockets();
+      const room = new Room({ urls, token: "tok", room: "summit", media: false, socket: s.factory, ...extra });
+      const opened = room.open();
+      s.latest().open();
+      await flush();
+      s.latest().ok("join", welcome());
+      await opened;
+      return { room, s };
+    }
+
+    /** Waits until the next socket is made; returns how long that took (ms, in steps of 50). */
+    async function nextSocket(s: ReturnType<typeof sockets>, limit = 60_000): Promise<number> {
+      const before = s.all.length;
+      let waited = 0;
+      await vi.advanceTimersByTimeAsync(0);
+      while (s.all.length === before && waited < limit) {
+        await vi.advanceTimersByTimeAsync(50);
+        waited += 50;
+      }
+      expect(s.all.length).toBe(before + 1);
+      return waited;
+    }
+
+    it("rotates to the next URL at once after server_shutdown (4007), then with backoff", async () => {
+      const { room, s } = await joinedOn(HUBS);
+      vi.spyOn(Math, "random").mockReturnValue(0.999);
+      expect(s.latest().url).toBe(HUBS[0]);
+      expect(room.url).toBe(HUBS[0]);
+
+      s.latest().drop(4007, "server_shutdown");
+      await vi.advanceTimersByTimeAsync(0);
+      expect(s.all).toHaveLength(2); // no backoff delay
+      expect(s.latest().url).toBe(HUBS[1]);
+      expect(room.url).toBe(HUBS[1]);
+      // That hub is down too: the next attempt backs off, and goes to the third.
+      s.latest().drop(1006);
+      expect(await nextSocket(s)).toBe(500);
+      expect(s.latest().url).toBe(HUBS[2]);
+      s.latest().open();
+      await flush();
+      expect(s.latest().last("join")).toMatchObject({ token: "tok", resume: "r1" });
+      s.latest().ok("join", welcome({ resumed: true }));
+      await flush();
+      expect(room.connection).toBe("connected");
+
+      // Draining again: at once, around to the first URL.
+      s.latest().drop(4007, "server_shutdown");
+      await vi.advanceTimersByTimeAsync(0);
+      expect(s.all).toHaveLength(4);
+      expect(s.latest().url).toBe(HUBS[0]);
+      room.disconnect();
+    });
+
+    it("does not retry at once when a hub closes with 4007 before the welcome", async () => {
+      const { room, s } = await joinedOn(HUBS);
+      vi.spyOn(Math, "random").mockReturnValue(0.999);
+      s.latest().drop(4007);
+      await vi.advanceTimersByTimeAsync(0);
+      s.latest().open();
+      await flush();
+      s.latest().drop(4007); // this hub is draining as well, during the join
+      expect(await nextSocket(s)).toBe(500);
+      expect(s.latest().url).toBe(HUBS[2]);
+      room.disconnect();
+    });
+
+    it("rotates to the next URL on each attempt after a dropped connection", async () => {
+      const { room, s } = await joinedOn(HUBS, { reconnect: { initialDelayMs: 100, maxDelayMs: 100 } });
+      vi.spyOn(Math, "random").mockReturnValue(0.999);
+      s.latest().drop(1006);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(s.all).toHaveLength(1); // a drop waits the backoff delay first
+      const urls: string[] = [];
+      for (let i = 0; i < 4; i++) {
+        expect(await nextSocket(s)).toBe(100);
+        urls.push(s.latest().url);
+        s.latest().drop(1006); // unreachable
+      }
+      expect(urls).toEqual([HUBS[1], HUBS[2], HUBS[0], HUBS[1]]);
+      room.disconnect();
+    });
+
+    it("keeps the single url option working, and puts url before urls", async () => {
+      const s = sockets();
+      const urls = [HUBS[0]!, HUBS[2]!];
+      const room = new Room({ url: HUBS[2], urls, token: "tok", media: false, socket: s.factory });
+      const opened = room.open();
+      expect(s.latest().url).toBe(HUBS[2]);
+      s.latest().open();
+      await flush();
+      s.latest().ok("join", welcome());
+      await opened;
+      s.latest().drop(4007);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(s.latest().url).toBe(HUBS[0]);
+      expect(() => new Room({ token: "tok" })).toThrow(TypeError);
+      room.disconnect();
+    });
+
+    it("tries the next URL when the first hub cannot be reached on open, but not after a refused join", async () => {
+      const s = sockets();
+      const room = new Room({ urls: HUBS, token: "tok", media: false, socket: s.factory, requestTimeoutMs: 1000 });
+      const opened = room.open();
+      s.latest().drop(1006); // refused
+      await flush();
+      expect(s.latest().url).toBe(HUBS[1]);
+      await vi.advanceTimersByTimeAsync(1000); // never opens
+      expect(s.all[1]!.closedByClient).toBe(true);
+      expect(s.latest().url).toBe(HUBS[2]);
+      s.latest().open();
+      await flush();
+      s.latest().ok("join", welcome());
+      await expect(opened).resolves.toMatchObject({ resumed: false });
+      expect(room.url).toBe(HUBS[2]);
+      room.disconnect();
+
+      const s2 = sockets();
+      const refused = new Room({ urls: HUBS, token: "bad", media: false, socket: s2.factory });
+      const opened2 = refused.open();
+      s2.latest().open();
+      await flush();
+      s2.latest().error("join", "unauthorized");
+      await expect(opened2).rejects.toMatchObject({ code: "unauthorized" });
+      expect(s2.all).toHaveLength(1);
+      expect(refused.connection).toBe("closed");
+    });
   });
 });

@@ -98,4 +98,17 @@ describe("StateStore", () => {
     snap.stage.push(bob);
     expect(s.state?.stage).toEqual([alice]);
   });
+  it("keeps the media epoch from snapshots (0 when omitted) and media_moved", () => {
+    const s = new StateStore();
+    s.replace(snapshot());
+    expect(s.state?.media_epoch).toBe(0);
+    s.replace(snapshot({ media_epoch: 3 }));
+    expect(s.state?.media_epoch).toBe(3);
+    expect(s.mediaMoved(4)).toBe(true);
+    expect(s.mediaMoved(4)).toBe(false);
+    expect(s.state?.media_epoch).toBe(4);
+    // media_moved has no seq and is no state event.
+    expect(s.apply({ type: "media_moved", media_epoch: 9 }).changes).toEqual([]);
+    expect(s.state?.seq).toBe(41);
+  });
 });
