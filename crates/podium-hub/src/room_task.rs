@@ -139,7 +139,21 @@ pub(crate) struct RoomTask {
     media_holder: Option<String>,
     /// The room's media epoch as last seen (0: not known yet, or no media): it changes whenever the media hub does.
     media_epoch: u64,
+    /// Messages taken from the inbox while following announcements after a lost race; they run next, in order.
+    deferred: std::collections::VecDeque<RoomMsg>,
 }
+
+/// What must follow an announcement applied by `apply_remote`.
+#[derive(Default)]
+struct RemoteNext {
+    /// The room fell behind (a gap): reload it from the store.
+    reload: bool,
+    /// The room's media moved: look at the lease.
+    media_moved: bool,
+}
+
+/// How long a task that lost a commit race waits for the winners' announcements before reloading instead.
+const FOLLOW_AHEAD_WAIT: Duration = Duration::from_millis(50);
 
 /// How long a room waits after a failed commit before its timers run again.
 const STORE_RETRY: Duration = Duration::from_millis(500);
@@ -189,6 +203,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomH
         joining: None,
         media_holder,
         media_epoch,
+        deferred: std::collections::VecDeque::new(),
     };
     tokio::spawn(task.run().instrument(span));
     RoomHandle { generation, inbox: tx }
@@ -242,6 +257,10 @@ impl RoomTask {
                 }),
                 None => None,
             };
+            if let Some(msg) = self.deferred.pop_front() {
+                self.handle(msg).await;
+                continue;
+            }
             tokio::select! {
                 msg = self.inbox.recv() => match msg {
                     Some(msg) => self.handle(msg).await,
@@ -436,6 +455,9 @@ impl RoomTask {
         self.shared.forget_room(&self.name, self.generation);
         // Requests that raced with the end get a clear answer rather than a dropped channel.
         self.inbox.close();
+        for msg in std::mem::take(&mut self.deferred) {
+            refuse(msg, code, message);
+        }
         while let Ok(msg) = self.inbox.try_recv() {
             refuse(msg, code, message);
         }
@@ -860,9 +882,15 @@ impl RoomTask {
     async fn commit_failed(&mut self, error: &StoreError) {
         if matches!(error, StoreError::Conflict { .. }) {
             // Another hub wrote first (or a commit's reply was lost): expected with shared rooms.
-            info!(%error, "a room transition lost a race; reloading the room");
+            debug!(%error, "a room transition lost a race");
         } else {
             warn!(%error, "committing a room transition failed; rolling it back");
+        }
+        if let StoreError::Conflict { found: Some(found), .. } = error
+            && self.committed.as_ref().is_some_and(|s| s.seq < *found)
+            && self.follow_ahead(*found).await
+        {
+            return;
         }
         self.store_retry_at = Some(tokio::time::Instant::now() + STORE_RETRY);
         if matches!(error, StoreError::Conflict { .. }) && self.reload().await {
@@ -922,6 +950,19 @@ impl RoomTask {
     /// Another hub's announcement: follow its changes (a gap reloads from the store), then deliver its outputs to
     /// this hub's connections. Nothing here is fed to the room as an input, so nothing is emitted twice.
     async fn on_remote(&mut self, a: Announcement) {
+        let next = self.apply_remote(a);
+        if next.reload {
+            self.reload().await;
+        }
+        if next.media_moved {
+            // Learn the new media hub now (the lease says which), before this hub's clients offer again.
+            self.renew_lease().await;
+        }
+    }
+
+    /// Follows one announcement without awaiting anything; says what must follow (a reload, a look at the lease).
+    fn apply_remote(&mut self, a: Announcement) -> RemoteNext {
+        let mut next = RemoteNext::default();
         if let Some(who) = &a.joined
             && let Some(entry) = self.remove_conn(who)
         {
@@ -934,7 +975,7 @@ impl RoomTask {
         if let Some(changes) = &a.changes {
             if changes.seq <= current && self.committed.is_some() {
                 trace!(seq = changes.seq, "stale announcement skipped");
-                return;
+                return next;
             }
             let follows = match &mut self.committed {
                 Some(state) if state.seq == changes.base_seq => {
@@ -952,8 +993,8 @@ impl RoomTask {
             };
             if !follows {
                 info!(have = current, base = changes.base_seq, "missed announcements; reloading the room");
-                self.reload().await;
-                return;
+                next.reload = true;
+                return next;
             }
             let now = self.now();
             if !self.guarded(|room| room.apply_changes(changes, now)).unwrap_or(false) {
@@ -965,11 +1006,10 @@ impl RoomTask {
                 }
             }
         }
-        let mut media_moved = false;
         for output in a.outputs {
             match output {
                 Announced::Event { to, frame } => {
-                    media_moved |= frame.starts_with(MEDIA_MOVED_PREFIX);
+                    next.media_moved |= frame.starts_with(MEDIA_MOVED_PREFIX);
                     self.deliver(&to, frame.into());
                 }
                 Announced::Disconnect { who, reason } => {
@@ -1002,12 +1042,45 @@ impl RoomTask {
         }
         if a.changes.is_none() && a.seq > current {
             info!(have = current, announced = a.seq, "missed announcements; reloading the room");
-            self.reload().await;
+            next.reload = true;
         }
-        if media_moved {
-            // Learn the new media hub now (the lease says which), before this hub's clients offer again.
-            self.renew_lease().await;
+        next
+    }
+
+    /// The stored room is at `found`, ahead of this task: another hub's commits won the race. Their announcements
+    /// were published by those commits and are arriving in the inbox; follow them (a few milliseconds at most)
+    /// instead of reloading the whole room and resyncing every connection. Other messages taken from the inbox
+    /// meanwhile run afterwards, in order. False when they did not all arrive in time (the caller reloads).
+    async fn follow_ahead(&mut self, found: u64) -> bool {
+        self.restore_committed();
+        // A connection whose join is being committed is not welcomed yet: it must not get these events.
+        let joining = self.joining.clone().and_then(|who| self.remove_conn(&who).map(|entry| (who, entry)));
+        let deadline = tokio::time::Instant::now() + FOLLOW_AHEAD_WAIT;
+        let mut follow_lease = false;
+        while self.committed.as_ref().map_or(0, |s| s.seq) < found {
+            match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
+                Ok(Some(RoomMsg::Remote(a))) => {
+                    let next = self.apply_remote(*a);
+                    follow_lease |= next.media_moved;
+                    if next.reload {
+                        break;
+                    }
+                }
+                Ok(Some(other)) => self.deferred.push_back(other),
+                Ok(None) | Err(_) => break,
+            }
         }
+        if let Some((who, entry)) = joining {
+            self.insert_conn(who, entry);
+        }
+        if follow_lease {
+            self.deferred.push_back(RoomMsg::ClaimLease);
+        }
+        let caught_up = self.committed.as_ref().map_or(0, |s| s.seq) == found;
+        if caught_up {
+            debug!(seq = found, "followed the announcements that won the race");
+        }
+        caught_up
     }
 
     fn close_all(&mut self, code: CloseCode) {
