@@ -285,7 +285,7 @@ impl RoomTask {
                 _ = lease_tick.tick(), if shared_store => {
                     self.renew_lease().await;
                     renewals += 1;
-                    if renewals % PRESENCE_SWEEP_RENEWALS == 0 {
+                    if renewals.is_multiple_of(PRESENCE_SWEEP_RENEWALS) {
                         // Catches hubs that died before this one ever saw them alive.
                         self.expire_dead_presence(None).await;
                     }
