@@ -247,13 +247,15 @@ impl MediaSection {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// `memory` (the embedded default), `redis://[user:password@]host:port[/db]` (one Redis server; also
-    /// `redis+unix:///path/to/socket`), or `redis+cluster://host:port,host:port` (a Redis Cluster's seed nodes).
+    /// `redis+unix:///path/to/socket`), `redis+cluster://host:port,host:port` (a Redis Cluster's seed nodes), or
+    /// `redis+sentinel://host:port,host:port/<master>[/db]` (Redis Sentinels and the master's name).
     pub url: String,
 }
 
 impl StoreConfig {
     /// The URL schemes `url` may have besides `memory`.
-    pub const REDIS_SCHEMES: [&str; 4] = ["redis://", "redis+unix://", "unix://", "redis+cluster://"];
+    pub const REDIS_SCHEMES: [&str; 5] =
+        ["redis://", "redis+unix://", "unix://", "redis+cluster://", "redis+sentinel://"];
 
     /// True when `url` selects the embedded store.
     pub fn is_memory(&self) -> bool {
@@ -367,7 +369,13 @@ mod tests {
     #[test]
     fn store_urls() {
         let mut c = Config::default();
-        for url in ["memory", "redis://127.0.0.1:6379/", "redis+cluster://a:7000,b:7001", "redis+unix:///run/r.sock"] {
+        for url in [
+            "memory",
+            "redis://127.0.0.1:6379/",
+            "redis+cluster://a:7000,b:7001",
+            "redis+unix:///run/r.sock",
+            "redis+sentinel://s1:26379,s2:26379/mymaster",
+        ] {
             c.store.url = url.into();
             c.validate().unwrap();
         }

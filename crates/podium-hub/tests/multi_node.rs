@@ -218,4 +218,3 @@ async fn the_participants_of_a_hub_that_is_gone_get_their_grace_period_and_leave
     assert!(left >= Duration::from_millis(1_500), "not before the grace period: {left:?}");
     a.stop().await;
 }
-
