@@ -8,23 +8,41 @@ stdout, one JSON object per line:
   {"event": "joined", "welcome": {...}}                   the `join` result (again after each `rejoin`)
   {"event": "ws", "msg": {...}}                           every event the hub pushes (stage, you, media_tracks, ...)
   {"event": "reply", "tag": ..., "request": {...}, "msg": {...}}   the reply to a request sent for a stdin command
-  {"event": "pc", "gen": 1, "state": "connected"}         RTCPeerConnection connection state changes; `gen` counts
+  {"event": "pc", "gen": 1, "state": "connected", "t": ...}
+                                                          RTCPeerConnection connection state changes; `gen` counts
                                                           the peer connections this process made (1, then 2 after
-                                                          `new_pc`, ...)
+                                                          `new_pc` or a renegotiation, ...)
   {"event": "negotiated", "by": "client"|"server", "mids": [...]}  after each completed offer/answer exchange
-  {"event": "track", "mid": "0"}                          a remote audio track appeared
+  {"event": "track", "mid": "0", "gen": 1}                a remote audio track appeared (on peer connection `gen`)
   {"event": "ready"}                                      joined, negotiated and connected (once)
-  {"event": "audio", "mid": "0", "freq": 440.1, "rms": 5650.2, "frames": 25, "t": 1767225600.5,
-   "last_loud_t": 1767225600.49}                          per received track, every --window seconds
+  {"event": "audio", "mid": "0", "gen": 1, "freq": 440.1, "rms": 5650.2, "frames": 25, "t": 1767225600.5,
+   "first_loud_t": 1767225600.01, "last_loud_t": 1767225600.49, "max_loud_gap": 0.04}
+                                                          per received track, every --window seconds
   {"event": "error", "message": "..."}                    something went wrong; the process goes on if it can
-  {"event": "closed", "code": 1000, "reason": "leave", "dropped": false}
+  {"event": "closed", "code": 1000, "reason": "leave", "dropped": false, "t": ...}
                                                           the websocket closed; the process then exits, unless
-                                                          `dropped` (we dropped it: `drop_ws`) or --keep-media
+                                                          `dropped` (we dropped it: `drop_ws`), --keep-media, or
+                                                          --auto-reconnect and a code worth reconnecting after
+  {"event": "reconnected", "url": "ws://...", "resumed": true, "code": 4007, "attempts": 1, "t": ..., "took": 0.02}
+                                                          --auto-reconnect: joined again (on `url`, after the close
+                                                          `code`), `took` seconds after the close; a `joined` line
+                                                          with the welcome comes just before it
+  {"event": "renegotiated", "epoch": 2, "gen": 2, "attempts": 1, "started": ..., "t": ...}
+                                                          --auto-reconnect: the room's media epoch changed, so the
+                                                          peer connection of the old epoch was closed and a new one
+                                                          (`gen`) negotiated for `epoch` (its answer applied at `t`;
+                                                          `started` when the new epoch was seen; `attempts` offers)
+  {"event": "offer_refused", "epoch": 2, "msg": {...}}    --auto-reconnect: a renegotiation's offer was refused (the
+                                                          media hub is still moving); it is sent again shortly
   {"event": "bye"}                                        last line on a clean exit
 
   `t` is the Unix time (seconds) at the end of the report's window; `freq` is the dominant frequency of the window's
   samples (null when nothing arrived), `rms` their RMS on the int16 scale, `frames` how many decoded 20 ms frames
-  arrived, `last_loud_t` the Unix time of the window's last frame whose RMS was above --loud (null if none).
+  arrived, `gen` the peer connection (see `pc`) it arrived on, `first_loud_t` and `last_loud_t` the Unix time of the
+  window's first and last frame whose RMS was above --loud (null if none),
+  `max_loud_gap` the longest time (seconds) between the arrivals of two consecutive loud frames of the track, for each
+  loud frame of the window and the loud frame before it (possibly in an earlier window; null if the window had no loud
+  frame after an earlier one).
 
 stdin, one JSON object per line:
   {"send": {<request>}, "tag": any}    send a protocol request (an `id` is added if missing) and print its reply
@@ -50,6 +68,14 @@ stdin, one JSON object per line:
                                        {"type": "ok", "gen": n, "state": "...", "ice_state": "...", "dtls_state": "...",
                                         "packets_sent": n, "bytes_sent": n}
 End of input: leave (if the websocket is up), close the peer connection and the websocket, and exit 0.
+
+Autonomous mode, like a real app (--auto-reconnect, with --urls listing the hubs): when the websocket closes with a
+code worth reconnecting after (4007 `server_shutdown`, 1006 dropped, and the other "reconnect: yes" codes of
+PROTOCOL.md) and not on purpose, it connects to the next URL of --urls at once (then, while that fails, to the next
+ones with a growing backoff) and sends `join` with the last welcome's `resume_token`. When the room's media epoch
+(`media_moved`, or `state.media_epoch` of a welcome or `resync`) differs from the one its peer connection was
+negotiated in, it closes that peer connection and negotiates a new one (a new tone track if it publishes), exactly
+once per new epoch, resending the offer while the hub refuses it.
 
 Loopback only: host candidates are gathered on 127.0.0.1 alone, and no STUN server is used.
 """
@@ -83,6 +109,9 @@ from websockets.asyncio.client import connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
 SAMPLE_RATE = 48_000
+# Close codes after which --auto-reconnect reconnects and resumes: 4007 `server_shutdown` and a dropped connection
+# (1006, or no close frame), and the other codes PROTOCOL.md says to reconnect after.
+RECONNECT_CODES = {1001, 1006, 1011, 1012, 4007, 4008, 4010, 4011}
 FRAME_SAMPLES = 960  # 20 ms
 
 
@@ -165,13 +194,19 @@ def dominant_frequency(samples: np.ndarray, rate: int) -> Optional[float]:
 class TrackStats:
     """What one received track delivered since the last report."""
 
-    def __init__(self, mid: str, loud: float) -> None:
+    def __init__(self, mid: str, loud: float, gen: int = 0) -> None:
         self.mid = mid
+        self.gen = gen
         self.loud = loud
+        self.first_loud_t: Optional[float] = None
         self.chunks: list[np.ndarray] = []
         self.frames = 0
         self.rate = SAMPLE_RATE
         self.last_loud_t: Optional[float] = None
+        # The arrival of the track's latest loud frame (kept across windows) and the window's longest gap between loud
+        # frames.
+        self.prev_loud_t: Optional[float] = None
+        self.max_loud_gap: Optional[float] = None
         self.ended = False
 
     def add(self, frame: AudioFrame) -> None:
@@ -188,7 +223,13 @@ class TrackStats:
         self.chunks.append(mono)
         self.frames += 1
         if mono.size and float(np.sqrt(np.mean(mono * mono))) > self.loud:
-            self.last_loud_t = time.time()
+            now = time.time()
+            if self.first_loud_t is None:
+                self.first_loud_t = now
+            self.last_loud_t = now
+            if self.prev_loud_t is not None:
+                self.max_loud_gap = max(self.max_loud_gap or 0.0, now - self.prev_loud_t)
+            self.prev_loud_t = now
 
     def report(self) -> dict[str, Any]:
         samples = np.concatenate(self.chunks) if self.chunks else np.zeros(0)
@@ -197,15 +238,20 @@ class TrackStats:
         out = {
             "event": "audio",
             "mid": self.mid,
+            "gen": self.gen,
             "freq": None if freq is None else round(freq, 2),
             "rms": round(rms, 1),
             "frames": self.frames,
             "t": round(time.time(), 3),
+            "first_loud_t": None if self.first_loud_t is None else round(self.first_loud_t, 3),
             "last_loud_t": None if self.last_loud_t is None else round(self.last_loud_t, 3),
+            "max_loud_gap": None if self.max_loud_gap is None else round(self.max_loud_gap, 3),
         }
         self.chunks = []
         self.frames = 0
+        self.first_loud_t = None
         self.last_loud_t = None
+        self.max_loud_gap = None
         return out
 
 
@@ -228,6 +274,16 @@ class Peer:
         self.all_ws: list[Any] = []
         self.dropped: set[int] = set()
         self.ws_gone: dict[int, asyncio.Event] = {}
+        # The hubs (--urls, else --url) and which one the websocket is on; --auto-reconnect moves to the next.
+        self.urls: list[str] = list(args.urls)
+        self.url_index = args.url_index
+        self.reconnecting = False
+        self.leaving = False
+        # The room's media epoch as last seen, and the one the current peer connection was negotiated in.
+        self.room_epoch: Optional[int] = None
+        self.pc_epoch: Optional[int] = None
+        self.media_started = False
+        self.renegotiating: Optional[asyncio.Task] = None
 
     # ---- websocket ----
 
@@ -264,28 +320,90 @@ class Peer:
                     if not fut.done():
                         fut.set_result(msg)
                     continue
-                emit({"event": "ws", "msg": msg})
+                emit({"event": "ws", "msg": msg, "t": round(time.time(), 3)})
                 if kind == "media_offer":
                     self.spawn(self.on_server_offer(msg["sdp"]))
+                elif kind == "media_moved" and ws is self.ws:
+                    self.on_epoch(msg.get("media_epoch"))
+                elif kind == "resync" and ws is self.ws:
+                    self.on_epoch((msg.get("state") or {}).get("media_epoch"))
             if ws.close_code is not None:
                 code, reason = ws.close_code, ws.close_reason or ""
         except ConnectionClosed as e:
             if e.rcvd is not None:
                 code, reason = e.rcvd.code, e.rcvd.reason
         dropped = id(ws) in self.dropped
-        emit({"event": "closed", "code": code, "reason": reason, "dropped": dropped})
+        emit({"event": "closed", "code": code, "reason": reason, "dropped": dropped, "t": round(time.time(), 3)})
         if ws is self.ws:
             for fut in self.pending.values():
                 if not fut.done():
                     fut.set_exception(ConnectionError("websocket closed"))
         gone.set()
+        if self.args.auto_reconnect and not dropped:
+            if ws is not self.ws or self.reconnecting:
+                return  # an older socket, or one the reconnection loop is trying (it sees the failure itself)
+            if code in RECONNECT_CODES and not self.leaving:
+                self.spawn(self.reconnect(code))
+                return
         if not dropped and not self.args.keep_media:
             self.closed.set()
 
     async def open_ws(self) -> None:
-        self.ws = await connect(self.args.url, max_size=2**20)
+        self.ws = await connect(self.urls[self.url_index], max_size=2**20, open_timeout=5)
         self.all_ws.append(self.ws)
         self.spawn(self.read_ws(self.ws))
+
+    async def reconnect(self, code: int) -> None:
+        """--auto-reconnect: joins again with the resume token on the next hub of --urls (at once; then, while that
+        fails, on the next ones with a growing backoff); gives up and exits after --reconnect-timeout."""
+        self.reconnecting = True
+        started = time.time()
+        delay = 0.1
+        attempts = 0
+        try:
+            while True:
+                if attempts > 0:
+                    if time.time() - started > self.args.reconnect_timeout:
+                        limit = self.args.reconnect_timeout
+                        emit({"event": "error", "message": f"could not reconnect within {limit} s"})
+                        self.closed.set()
+                        return
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                attempts += 1
+                self.url_index = (self.url_index + 1) % len(self.urls)
+                url = self.urls[self.url_index]
+                try:
+                    await self.open_ws()
+                    reply = await self.join(self.resume_token, None)
+                except Exception as e:
+                    reply = {"type": "error", "code": "client", "message": f"{type(e).__name__}: {e}"}
+                ws = self.ws
+                if reply.get("type") == "ok" and not self.ws_gone.setdefault(id(ws), asyncio.Event()).is_set():
+                    self.reconnecting = False
+                    welcome = reply["result"]
+                    emit(
+                        {
+                            "event": "reconnected",
+                            "url": url,
+                            "resumed": welcome.get("resumed"),
+                            "code": code,
+                            "attempts": attempts,
+                            "t": round(time.time(), 3),
+                            "took": round(time.time() - started, 3),
+                        }
+                    )
+                    self.follow_epoch()
+                    return
+                emit({"event": "error", "message": f"reconnecting to {url} failed: {json.dumps(reply)}"})
+                if ws is not None and ws.close_code is None:
+                    self.dropped.add(id(ws))
+                    try:
+                        await asyncio.wait_for(ws.close(), 2.0)
+                    except Exception:
+                        pass
+        finally:
+            self.reconnecting = False
 
     async def join(self, resume: Optional[str], role: Optional[str]) -> dict[str, Any]:
         """Sends `join` on the current websocket; prints `joined` on success; returns the reply."""
@@ -299,8 +417,82 @@ class Peer:
         reply = await self.request(join)
         if reply.get("type") == "ok":
             self.resume_token = reply["result"].get("resume_token")
+            epoch = (reply["result"].get("state") or {}).get("media_epoch")
+            if epoch is not None:
+                self.room_epoch = epoch
             emit({"event": "joined", "welcome": reply["result"]})
         return reply
+
+    # ---- media epochs (--auto-reconnect) ----
+
+    def on_epoch(self, epoch: Optional[int]) -> None:
+        """The room's media epoch is `epoch` now (`media_moved`, a `resync`)."""
+        if epoch is None:
+            return
+        self.room_epoch = epoch
+        self.follow_epoch()
+
+    def follow_epoch(self) -> None:
+        """Starts a renegotiation when the room's media epoch differs from the peer connection's (one at a time; it
+        loops until it has caught up)."""
+        if not self.args.auto_reconnect or not self.media_started or self.pc is None:
+            return
+        if self.room_epoch is None or self.room_epoch == self.pc_epoch:
+            return
+        if self.renegotiating is not None and not self.renegotiating.done():
+            return
+        self.renegotiating = self.spawn(self.renegotiate())
+
+    async def renegotiate(self) -> None:
+        """Closes the peer connection of the old epoch and negotiates a new one, once per new epoch."""
+        while self.room_epoch is not None and self.room_epoch != self.pc_epoch:
+            epoch = self.room_epoch
+            self.pc_epoch = epoch
+            started = time.time()
+            old = self.pc
+            if old is not None:
+                self.spawn(old.close())
+            self.pc = self.new_pc()
+            answered, attempts = await self.offer_until_answered(self.pc, epoch)
+            if answered:
+                emit(
+                    {
+                        "event": "renegotiated",
+                        "epoch": epoch,
+                        "gen": self.pc_gen,
+                        "attempts": attempts,
+                        "started": round(started, 3),
+                        "t": round(time.time(), 3),
+                    }
+                )
+
+    async def offer_until_answered(self, pc: RTCPeerConnection, epoch: int) -> tuple[bool, int]:
+        """Sends `pc`'s offer, again every 0.25 s while refused (the media hub is moving, or the websocket is down),
+        until answered, the epoch changes again, or --reconnect-timeout passes."""
+        async with self.negotiation:
+            offer = await pc.createOffer()
+            await pc.setLocalDescription(offer)
+        sdp = pc.localDescription.sdp
+        deadline = time.monotonic() + self.args.reconnect_timeout
+        attempts = 0
+        while pc is self.pc and self.room_epoch == epoch:
+            attempts += 1
+            try:
+                async with self.negotiation:
+                    reply = await self.request({"type": "media_offer", "sdp": sdp})
+                    if reply.get("type") == "ok":
+                        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["result"]["sdp"], type="answer"))
+                        emit({"event": "negotiated", "by": "client", "mids": [t.mid for t in pc.getTransceivers()]})
+                        return True, attempts
+            except Exception as e:
+                reply = {"type": "error", "code": "client", "message": f"{type(e).__name__}: {e}"}
+            emit({"event": "offer_refused", "epoch": epoch, "msg": reply})
+            if time.monotonic() > deadline:
+                message = f"no answer to the offer for media epoch {epoch}: {json.dumps(reply)}"
+                emit({"event": "error", "message": message})
+                return False, attempts
+            await asyncio.sleep(0.25)
+        return False, attempts
 
     # ---- media ----
 
@@ -311,7 +503,7 @@ class Peer:
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
-            emit({"event": "pc", "gen": gen, "state": pc.connectionState})
+            emit({"event": "pc", "gen": gen, "state": pc.connectionState, "t": round(time.time(), 3)})
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -319,8 +511,8 @@ class Peer:
                 return
             mid = next((t.mid for t in pc.getTransceivers() if t.receiver.track is track), None)
             mid = str(mid) if mid is not None else f"track-{len(self.stats)}"
-            emit({"event": "track", "mid": mid})
-            self.spawn(self.consume(mid, track))
+            emit({"event": "track", "mid": mid, "gen": gen})
+            self.spawn(self.consume(mid, track, gen))
 
         opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
         if self.args.tone is not None:
@@ -362,9 +554,10 @@ class Peer:
             "bytes_sent": sum(s.bytesSent for s in outbound),
         }
 
-    async def consume(self, mid: str, track: MediaStreamTrack) -> None:
-        stats = TrackStats(mid, self.args.loud)
-        self.stats[mid] = stats
+    async def consume(self, mid: str, track: MediaStreamTrack, gen: int = 0) -> None:
+        stats = TrackStats(mid, self.args.loud, gen)
+        # By peer connection and mid: a new peer connection's track on the same mid is another track.
+        self.stats[f"{gen}:{mid}"] = stats
         try:
             while True:
                 stats.add(await track.recv())
@@ -449,6 +642,7 @@ class Peer:
             try:
                 await self.open_ws()
                 reply = await self.join(self.resume_token if cmd.get("resume", True) else None, cmd.get("role"))
+                self.follow_epoch()
             except Exception as e:
                 reply = {"type": "error", "code": "client", "message": f"{type(e).__name__}: {e}"}
             emit({"event": "reply", "tag": tag, "request": cmd, "msg": reply})
@@ -503,9 +697,12 @@ class Peer:
             if not a.no_media:
                 self.pc = self.new_pc()
                 self.spawn(self.report_loop())
+                self.pc_epoch = self.room_epoch
                 reply = await self.client_offer()
                 if reply.get("type") != "ok":
                     return 3
+                self.media_started = True
+                self.follow_epoch()
                 deadline = time.monotonic() + a.connect_timeout
                 while self.pc.connectionState != "connected":
                     if self.pc.connectionState in ("failed", "closed") or time.monotonic() > deadline:
@@ -518,6 +715,7 @@ class Peer:
             stdin = self.spawn(self.stdin_loop())
             closed = self.spawn(self.closed.wait())
             await asyncio.wait({stdin, closed}, return_when=asyncio.FIRST_COMPLETED)
+            self.leaving = True
             if not self.closed.is_set() and self.ws.close_code is None:
                 try:
                     await self.request({"type": "leave"}, timeout=2.0)
@@ -546,7 +744,18 @@ async def amain(args: argparse.Namespace) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--url", required=True, help="the hub's websocket URL, ws://127.0.0.1:PORT/v1/ws")
+    p.add_argument("--url", help="the hub's websocket URL, ws://127.0.0.1:PORT/v1/ws (default: the first of --urls)")
+    p.add_argument(
+        "--urls",
+        help="comma-separated websocket URLs of every hub; --auto-reconnect rotates through them (after --url)",
+    )
+    p.add_argument(
+        "--auto-reconnect",
+        action="store_true",
+        help="behave like an app: reconnect and resume after 4007 or a dropped websocket (to the next of --urls), and "
+        "negotiate a new peer connection whenever the room's media epoch changes",
+    )
+    p.add_argument("--reconnect-timeout", type=float, default=60.0, help="seconds --auto-reconnect keeps trying")
     p.add_argument("--token", required=True, help="access token for `join`")
     p.add_argument("--room", help="`room` of `join` (needed for `*` tokens)")
     p.add_argument("--join-role", choices=["audience", "speaker", "moderator"], help="`role` of `join`")
@@ -566,6 +775,14 @@ def main() -> None:
     args = p.parse_args()
     if args.recv and args.tone is not None:
         p.error("--recv and --tone exclude each other")
+    urls = [u for u in (args.urls or "").split(",") if u]
+    if args.url is None and not urls:
+        p.error("give --url or --urls")
+    if args.url is not None and args.url not in urls:
+        urls.insert(0, args.url)
+    args.url_index = urls.index(args.url) if args.url is not None else 0
+    args.url = urls[args.url_index]
+    args.urls = urls
     try:
         code = asyncio.run(amain(args))
     except KeyboardInterrupt:

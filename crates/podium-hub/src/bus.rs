@@ -20,9 +20,11 @@ use crate::room_task::{RoomHandle, RoomMsg};
 /// How long to wait before subscribing again after the subscription failed or dropped.
 const RESUBSCRIBE: Duration = Duration::from_millis(500);
 
-/// Runs until the hub shuts down. `first` is the subscription made when the hub started (before any room).
+/// Runs until the hub has stopped: through a drain too, whose rooms still need other hubs' announcements
+/// (`media_moved`) and the answers to the media requests they relay. `first` is the subscription made when the hub
+/// started (before any room).
 pub(crate) async fn follow(shared: Arc<Shared>, store: RedisStore, mut first: Option<Subscription>) {
-    let mut shutdown = shared.shutdown_rx();
+    let mut stopped = shared.stopped_rx();
     // Failed attempts in a row: only the first is worth a warning while Redis stays down.
     let mut failures = 0u32;
     loop {
@@ -40,7 +42,7 @@ pub(crate) async fn follow(shared: Arc<Shared>, store: RedisStore, mut first: Op
                 }
                 loop {
                     tokio::select! {
-                        _ = shutdown.changed() => return,
+                        _ = stopped.changed() => return,
                         message = subscription.next_message() => match message {
                             Some(BusMessage::Room { room, text }) => route(&shared, &room, &text),
                             Some(BusMessage::Node { text }) => to_node(&shared, &text),
@@ -60,7 +62,7 @@ pub(crate) async fn follow(shared: Arc<Shared>, store: RedisStore, mut first: Op
             }
         }
         tokio::select! {
-            _ = shutdown.changed() => return,
+            _ = stopped.changed() => return,
             () = tokio::time::sleep(RESUBSCRIBE) => {}
         }
     }

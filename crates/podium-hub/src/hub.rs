@@ -30,6 +30,11 @@ pub(crate) struct Shared {
     rooms: Mutex<HashMap<String, RoomHandle>>,
     next_generation: AtomicU64,
     shutdown: watch::Sender<bool>,
+    /// Set when `Hub::run` is done (connections closed). The announcement subscription and the node heartbeat run
+    /// until then, not just until `shutdown`: a draining hub must still get the new media hub's `media_moved` and
+    /// the answers to the media requests it relays for its clients, and must not be taken for gone (its clients'
+    /// grace periods started) while they are still connected to it.
+    stopped: watch::Sender<bool>,
     n_connections: AtomicUsize,
     resume_secret: [u8; 16],
     /// This hub's name among the hubs sharing a Redis store (random per process): announcements carry it, and it
@@ -125,6 +130,11 @@ impl Shared {
 
     pub(crate) fn shutdown_rx(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
+    }
+
+    /// Changes once the hub has stopped (see `stopped`).
+    pub(crate) fn stopped_rx(&self) -> watch::Receiver<bool> {
+        self.stopped.subscribe()
     }
 
     /// An opaque token naming this participant's session in this room on this hub.
@@ -300,6 +310,7 @@ impl Hub {
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
         let (shutdown, _) = watch::channel(false);
+        let (stopped, _) = watch::channel(false);
         let store = Persistence::open(&config.store).await?;
         // Subscribed before the first client can join a room, when Redis is up; otherwise `bus::follow` keeps
         // trying (rooms cannot load meanwhile, and every running room rechecks the store once it has subscribed).
@@ -329,6 +340,7 @@ impl Hub {
             rooms: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(1),
             shutdown,
+            stopped,
             n_connections: AtomicUsize::new(0),
             resume_secret: rand::random(),
             node_id,
@@ -422,6 +434,8 @@ impl Hub {
         if let Some(media) = &shared.media {
             media.shutdown();
         }
+        // The subscription and the heartbeat end here (before leaving the registry, which a heartbeat would undo).
+        let _ = shared.stopped.send(true);
         if let Persistence::Redis(store) = &shared.store
             && let Err(e) = store.forget_node(&shared.node_id).await
         {

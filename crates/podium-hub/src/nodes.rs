@@ -19,9 +19,10 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_millis(1000);
 /// A hub silent for this long is gone.
 pub(crate) const NODE_TTL: Duration = Duration::from_millis(3000);
 
-/// Heartbeats until the hub shuts down (the drain heartbeats by itself after that).
+/// Heartbeats until the hub has stopped: a draining hub goes on heartbeating (marked `draining`) while its clients
+/// are still connected to it, so that no other hub takes it for gone and starts their grace periods.
 pub(crate) async fn heartbeat(shared: Arc<Shared>, store: RedisStore) {
-    let mut shutdown = shared.shutdown_rx();
+    let mut stopped = shared.stopped_rx();
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The hubs alive at the last successful reading; `None` after a failure, so hubs that have not heartbeat
@@ -29,7 +30,7 @@ pub(crate) async fn heartbeat(shared: Arc<Shared>, store: RedisStore) {
     let mut alive_before: Option<HashSet<String>> = None;
     loop {
         tokio::select! {
-            _ = shutdown.changed() => return,
+            _ = stopped.changed() => return,
             _ = tick.tick() => {}
         }
         if let Err(e) = store.heartbeat(&shared.node_info()).await {
