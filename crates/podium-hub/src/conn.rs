@@ -32,6 +32,10 @@ use crate::room_task::{Failure, RoomHandle, RoomMsg};
 /// The websocket path clients connect to.
 pub const WS_PATH: &str = "/v1/ws";
 
+/// When a connection is told to close while a request of its own waits for its answer, how long the answer may
+/// still take (the request may be what closed it, like `end_room`).
+const ANSWER_BEFORE_CLOSE: Duration = Duration::from_millis(200);
+
 type Ws = WebSocketStream<TcpStream>;
 
 /// Accepts the websocket handshake and runs the connection to its end.
@@ -341,7 +345,23 @@ impl Connection {
     ) -> Result<Step, tungstenite::Error> {
         let (tx, rx) = oneshot::channel();
         let reply = if self.ask_room(room, msg(tx)).await {
-            rx.await.unwrap_or_else(|_| Err((ErrorCode::Unavailable, "the room did not answer".into())))
+            // A close asked for meanwhile (shutdown, drain, removal) does not wait for a slow answer (a media request
+            // relayed to another hub may take seconds); the answer is dropped.
+            // A request whose own effect closes the connection (`end_room`) still gets its answer first.
+            let control = Arc::clone(&self.control);
+            let mut rx = rx;
+            let answer = tokio::select! {
+                biased;
+                answer = &mut rx => Some(answer),
+                _ = control.closed() => tokio::time::timeout(ANSWER_BEFORE_CLOSE, &mut rx).await.ok(),
+            };
+            match answer {
+                Some(answer) => {
+                    answer.unwrap_or_else(|_| Err((ErrorCode::Unavailable, "the room did not answer".into())))
+                }
+                // The main loop sees the close next.
+                None => return Ok(Step::Continue),
+            }
         } else {
             Err((ErrorCode::Unavailable, "the room is not available".into()))
         };

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 mod common;
 
 use common::{Node, TIMEOUT};
-use futures_util::StreamExt as _;
+use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
 async fn two_nodes(stage_capacity: u32) -> (RedisServer, Node, Node) {
@@ -217,4 +217,93 @@ async fn the_participants_of_a_hub_that_is_gone_get_their_grace_period_and_leave
     assert!(noticed < Duration::from_secs(5), "noticed within a few seconds: {noticed:?}");
     assert!(left >= Duration::from_millis(1_500), "not before the grace period: {left:?}");
     a.stop().await;
+}
+
+/// A browser-style audio offer (Opus, sendrecv) for the SFU to answer.
+fn audio_offer() -> String {
+    [
+        "v=0",
+        "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
+        "s=-",
+        "t=0 0",
+        "a=group:BUNDLE 0",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+        "c=IN IP4 0.0.0.0",
+        "a=ice-ufrag:Xq3b",
+        "a=ice-pwd:2oMiFl3mR3vVqJ3yQ9hK7dZs",
+        "a=fingerprint:sha-256 \
+         5C:4E:2B:0C:9D:93:1A:61:3F:51:8B:A6:EA:2E:8C:70:42:AF:4C:58:F4:0B:2D:0A:3C:1B:77:6E:84:52:AA:19",
+        "a=setup:actpass",
+        "a=mid:0",
+        "a=sendrecv",
+        "a=rtcp-mux",
+        "a=rtpmap:111 opus/48000/2",
+        "",
+    ]
+    .join("\r\n")
+}
+
+fn with_media(c: &mut podium_hub::Config) {
+    c.media.enabled = true;
+    c.media.bind = [127, 0, 0, 1].into();
+    c.media.port = 0;
+    c.media.workers = 1;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_offers_on_any_hub_are_answered_by_the_rooms_media_hub() {
+    let redis = RedisServer::start();
+    let a = Node::start(&redis.url(), with_media).await;
+    let b = Node::start(&redis.url(), with_media).await;
+    // Alice's hub creates the room: it holds the lease, so the room's media lives there.
+    let (mut alice, welcome_a) = a.join("alice", Role::Moderator).await;
+    let (mut bob, welcome_b) = b.join("bob", Role::Moderator).await;
+    let epoch = welcome_a["state"]["media_epoch"].as_u64().unwrap();
+    assert!(epoch >= 1, "{welcome_a}");
+    assert_eq!(welcome_b["state"]["media_epoch"], epoch, "both hubs name the same media epoch");
+
+    let a_port = a.media[0].port();
+    let b_port = b.media[0].port();
+    for (who, client) in [("alice", &mut alice), ("bob", &mut bob)] {
+        let reply = client.request(json!({"type": "media_offer", "sdp": audio_offer()})).await;
+        assert_eq!(reply["type"], "ok", "{who}: {reply}");
+        let answer = reply["result"]["sdp"].as_str().unwrap();
+        assert!(answer.contains(&format!("127.0.0.1 {a_port} typ host")), "{who}'s answer names hub A's SFU: {answer}");
+        assert!(!answer.contains(&format!(" {b_port} typ host")), "never hub B's: {answer}");
+    }
+    // Refusals travel back too: a bad offer relayed from hub B gets the SFU's documented code.
+    let bad = bob.request(json!({"type": "media_offer", "sdp": "v=0\r\nnot sdp\r\n"})).await;
+    assert_eq!(bad["code"], "bad_request", "{bad}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_request_waiting_for_a_dead_media_hub_does_not_hold_up_a_close() {
+    let redis = RedisServer::start();
+    // The room's lease belongs to a hub that died a moment ago (it has not lapsed yet): hub B relays media requests
+    // there, and nobody answers.
+    let store = podium_store::RedisStore::connect(&redis.url(), &podium_store::RedisOptions::default()).await.unwrap();
+    let lease = store.claim_media(common::ROOM, "dead-hub", Duration::from_secs(60)).await.unwrap();
+    assert!(lease.held);
+    let b = Node::start(&redis.url(), with_media).await;
+    let (mut bob, welcome) = b.join("bob", Role::Moderator).await;
+    assert_eq!(welcome["state"]["media_epoch"], lease.epoch, "{welcome}");
+    let offer = json!({"type": "media_offer", "id": "offer", "sdp": audio_offer()});
+    bob.ws.send(Message::Text(offer.to_string().into())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Hub B shuts down meanwhile: bob's connection closes with 4007 at once, not after the relay's timeout.
+    let closing = std::time::Instant::now();
+    b.begin_stop();
+    let code = loop {
+        match tokio::time::timeout(TIMEOUT, bob.ws.next()).await.unwrap() {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    let took = closing.elapsed();
+    assert_eq!(code, Some(4007));
+    assert!(took < Duration::from_secs(2), "closed after {took:?}");
+    eprintln!("closed {took:?} after shutdown began, with a relayed request outstanding");
 }

@@ -83,6 +83,8 @@ impl Client {
 pub(crate) struct Node {
     pub(crate) url: String,
     pub(crate) keys: TokenKeys,
+    /// The SFU's UDP addresses (empty with media off).
+    pub(crate) media: Vec<std::net::SocketAddr>,
     stop: podium_hub::ShutdownHandle,
     task: tokio::task::JoinHandle<()>,
 }
@@ -100,10 +102,11 @@ impl Node {
         let hub = Hub::bind(config).await.expect("the hub binds");
         let url = format!("ws://{}{}", hub.local_addr(), podium_hub::WS_PATH);
         let stop = hub.shutdown_handle();
+        let media = hub.media_addrs();
         let task = tokio::spawn(async move {
             hub.run().await.unwrap();
         });
-        Self { url, keys, stop, task }
+        Self { url, keys, media, stop, task }
     }
 
     pub(crate) fn token(&self, identity: &str, role: Role) -> String {
@@ -127,5 +130,10 @@ impl Node {
     pub(crate) async fn stop(self) {
         self.stop.shutdown();
         tokio::time::timeout(TIMEOUT, self.task).await.unwrap().unwrap();
+    }
+
+    /// Starts stopping without waiting for the hub to finish.
+    pub(crate) fn begin_stop(&self) {
+        self.stop.shutdown();
     }
 }
