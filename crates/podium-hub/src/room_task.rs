@@ -88,6 +88,9 @@ pub(crate) enum RoomMsg {
     NodesGone(Arc<HashSet<String>>),
     /// The hub drains: stop claiming the lease, give it up, and ask `target` to take the room over.
     Drain { target: String },
+    /// Another hub marked this participant disconnected while its connection here is alive (it took this hub for
+    /// gone): mark them connected again.
+    Reassert(ParticipantId),
 }
 
 /// The handle the directory keeps for a running room task.
@@ -388,6 +391,26 @@ impl RoomTask {
         }
     }
 
+    /// Marks a participant connected again whose connection here is alive but whom another hub disconnected (it
+    /// took this hub for gone): the same transition as their resuming, so role, hand and mute state stay.
+    async fn reassert(&mut self, who: ParticipantId) {
+        let Some(p) = self.room.participant(&who) else { return };
+        if p.connected || !self.conns.contains_key(&who) {
+            return;
+        }
+        let join = room::Join { id: who.clone(), name: p.name, ceiling: p.ceiling, role: None };
+        let now = self.now();
+        match self.guarded(|room| room.handle_join(now, join)) {
+            Some(Ok(_)) => {
+                if self.flush(Some(who.clone())).await.is_ok() {
+                    info!(identity = %who, "participant marked connected again");
+                }
+            }
+            Some(Err(e)) => debug!(identity = %who, error = %e, "reasserting a participant was refused"),
+            None => {}
+        }
+    }
+
     /// Announces frames to the other hubs' connections of the room (no transition).
     async fn announce_frames(&self, frames: Vec<(room::Recipients, String)>) {
         if !self.shared.store.is_shared() || frames.is_empty() {
@@ -618,6 +641,7 @@ impl RoomTask {
             }
             RoomMsg::Relayed { from, req, who, request } => self.on_relayed(from, req, who, request),
             RoomMsg::ClaimLease => self.renew_lease().await,
+            RoomMsg::Reassert(who) => self.reassert(who).await,
             RoomMsg::NodesGone(gone) => self.expire_dead_presence(Some(&gone)).await,
             RoomMsg::Drain { target } => {
                 if self.owner_until.take().is_some() || self.runs_media() {
@@ -1005,6 +1029,13 @@ impl RoomTask {
                     media.remove_peer(&self.name, who.as_str());
                 }
             }
+            // Only a hub that took this one for gone disconnects a participant whose connection is here.
+            for p in &changes.upserted {
+                if !p.connected && self.conns.contains_key(&p.id) && self.joining.as_ref() != Some(&p.id) {
+                    warn!(identity = %p.id, node = %a.node, "another hub took this hub for gone; reasserting");
+                    self.deferred.push_back(RoomMsg::Reassert(p.id.clone()));
+                }
+            }
         }
         for output in a.outputs {
             match output {
@@ -1355,6 +1386,7 @@ pub(crate) fn refuse(msg: RoomMsg, code: ErrorCode, message: &str) {
         | RoomMsg::ClaimLease
         | RoomMsg::NodesGone(_)
         | RoomMsg::Drain { .. }
+        | RoomMsg::Reassert(_)
         | RoomMsg::MediaSettled { .. }
         | RoomMsg::MediaEvent(_)
         | RoomMsg::Remote(_)

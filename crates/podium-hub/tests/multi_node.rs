@@ -307,3 +307,43 @@ async fn a_relayed_request_waiting_for_a_dead_media_hub_does_not_hold_up_a_close
     assert!(took < Duration::from_secs(2), "closed after {took:?}");
     eprintln!("closed {took:?} after shutdown began, with a relayed request outstanding");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_taken_for_gone_while_alive_reasserts_its_participants() {
+    let redis = RedisServer::start();
+    let tweak = |c: &mut podium_hub::Config| c.room.grace_ms = 2_000;
+    let a = Node::start(&redis.url(), tweak).await;
+    let b = Node::start(&redis.url(), tweak).await;
+    let (mut alice, _) = a.join("alice", Role::Moderator).await;
+    let (mut bob, _) = b.join("bob", Role::Moderator).await;
+    // Hub A (the lease holder) is made to believe bob's hub is a hub that has just stopped heartbeating (as when
+    // hub B was cut off from Redis for a few seconds): a registry entry that ages out, and bob's presence on it.
+    let store = podium_store::RedisStore::connect(&redis.url(), &podium_store::RedisOptions::default()).await.unwrap();
+    let ghost = podium_store::NodeInfo { id: "partitioned".into(), url: None, draining: false };
+    store.heartbeat(&ghost).await.unwrap();
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let key = podium_store::redis::presence_key(common::ROOM);
+    let _: i64 = ::redis::cmd("HSET").arg(&key).arg("bob").arg("partitioned").query_async(&mut raw).await.unwrap();
+
+    // Once the entry ages out, hub A starts bob's grace period; hub B, which holds bob's live connection, marks
+    // him connected again at once, so he is never removed.
+    let member = |v: &Value, connected: bool| {
+        v["type"] == "stage"
+            && v["stage"].as_array().unwrap().iter().any(|m| m["id"] == "bob" && m["connected"] == connected)
+    };
+    let down = alice.wait_for("bob marked disconnected", |v| member(v, false)).await;
+    alice.seen.retain(|v| v["seq"].as_u64() > down["seq"].as_u64());
+    let up = alice.wait_for("bob marked connected again", |v| member(v, true)).await;
+    assert!(up["seq"].as_u64() > down["seq"].as_u64(), "{down} then {up}");
+    let presence = store.presence(common::ROOM).await.unwrap();
+    assert_ne!(presence["bob"], "partitioned", "presence names bob's real hub again: {presence:?}");
+
+    // Past the grace period bob is still on stage, and his connection works.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let state = bob.request(json!({"type": "get_state"})).await;
+    assert_eq!(stage_ids(&state["result"]["stage"]), ["alice", "bob"], "{state}");
+    assert!(state["result"]["stage"].as_array().unwrap().iter().all(|m| m["connected"] == true), "{state}");
+    a.stop().await;
+    b.stop().await;
+}
