@@ -402,7 +402,8 @@ impl RoomTask {
         let now = self.now();
         match self.guarded(|room| room.handle_join(now, join)) {
             Some(Ok(_)) => {
-                if self.flush(Some(who.clone())).await.is_ok() {
+                let stored = self.flush(Some(who.clone())).await;
+                if stored.is_ok() {
                     info!(identity = %who, "participant marked connected again");
                 }
             }
