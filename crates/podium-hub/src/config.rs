@@ -323,17 +323,27 @@ impl Config {
     }
 }
 
-/// Applies `PODIUM_SECTION__KEY=value` variables; values parse as TOML (numbers, booleans) or else as strings.
+/// Settings whose values are text, taken from the environment as they are.
+const STRING_KEYS: [(&str, &str); 3] = [("auth", "secret"), ("server", "public_url"), ("store", "url")];
+
+/// Applies `PODIUM_SECTION__KEY=value` variables; values parse as TOML (numbers, booleans) or else as strings, except
+/// text settings (`STRING_KEYS`), which are always strings.
 fn overlay_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<()> {
     for (name, value) in vars {
         let Some(rest) = name.strip_prefix("PODIUM_") else { continue };
         let Some((section, key)) = rest.split_once("__") else { continue };
         let section = section.to_ascii_lowercase();
         let key = key.to_ascii_lowercase();
-        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or(toml::Value::String(value));
+        // Text settings stay text even when they look like a number (a secret of digits, say).
+        let text = STRING_KEYS.contains(&(section.as_str(), key.as_str()));
+        let parsed = if text {
+            toml::Value::String(value)
+        } else {
+            toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(value))
+        };
         let entry = table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         let toml::Value::Table(section_table) = entry else {
             anyhow::bail!("configuration: `{section}` is not a section");
@@ -396,5 +406,20 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/podium.toml");
         let c = Config::load(Some(Path::new(path))).unwrap();
         assert_eq!(c.room.stage_capacity, 13);
+    }
+
+    #[test]
+    fn text_settings_from_the_environment_stay_text() {
+        let mut table = toml::Table::new();
+        let vars = [
+            ("PODIUM_AUTH__SECRET", "12345"),
+            ("PODIUM_LIMITS__REQUESTS_PER_SECOND", "50"),
+            ("PODIUM_SERVER__PUBLIC_URL", "wss://hub-1.example.com/v1/ws"),
+        ];
+        overlay_env(&mut table, vars.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned()))).unwrap();
+        let c: Config = toml::Value::Table(table).try_into().unwrap();
+        assert_eq!(c.auth.secret.as_deref(), Some("12345"));
+        assert_eq!(c.limits.requests_per_second, 50);
+        assert_eq!(c.server.public_url.as_deref(), Some("wss://hub-1.example.com/v1/ws"));
     }
 }
