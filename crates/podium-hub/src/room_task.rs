@@ -354,41 +354,52 @@ impl RoomTask {
     /// permission in this SFU, tells every client of the room (`media_moved`) and starts the grace period of
     /// participants whose hub is gone; losing it drops this SFU's peers of the room.
     async fn follow_media(&mut self, holder: Option<String>, epoch: u64) {
-        let Some(media) = self.shared.media.clone() else {
-            self.media_holder = holder;
+        if !self.set_media(holder, epoch) {
             return;
-        };
+        }
+        let Some(media) = self.shared.media.clone() else { return };
+        info!(epoch, "this hub now runs the room's media");
+        // The other hubs' clients hear it at once (their hubs also notice at their next lease renewal).
+        let frame = proto::ServerMessage::MediaMoved { media_epoch: self.media_epoch }.to_json();
+        self.announce_frames(vec![(room::Recipients::Everyone, frame)]).await;
+        for member in self.room.stage() {
+            media.set_publish(&self.name, member.id.as_str(), self.room.may_publish(&member.id));
+        }
+        self.expire_dead_presence(None).await;
+    }
+
+    /// Records that the room's media is at `holder` (unchanged when `None`) in `epoch`; an older epoch than the one
+    /// known is a stale reading and changes nothing, so the epoch clients see never goes back. A newer epoch is
+    /// told to this hub's connections (`media_moved`); losing the media drops this SFU's peers of the room (unless
+    /// draining: they keep forwarding until the clients' new peer connections are up). True when this hub has just
+    /// become the room's media hub.
+    fn set_media(&mut self, holder: Option<String>, epoch: u64) -> bool {
+        if epoch < self.media_epoch {
+            return false;
+        }
         let was = self.runs_media();
         if holder.is_some() {
             self.media_holder = holder;
         }
         let now = self.runs_media();
-        if was && !now {
+        if was
+            && !now
+            && let Some(media) = &self.shared.media
+        {
             info!(holder = ?self.media_holder, epoch, "the room's media moved to another hub");
             if !self.shared.is_draining() {
-                // A draining hub keeps forwarding until its clients' new peer connections are up.
                 media.remove_room(&self.name);
             }
         }
-        if epoch != self.media_epoch && epoch != 0 {
+        if epoch > self.media_epoch {
             let first = self.media_epoch == 0;
             self.media_epoch = epoch;
-            let frame = proto::ServerMessage::MediaMoved { media_epoch: epoch }.to_json();
-            if !first || !self.conns.is_empty() {
-                self.deliver(&room::Recipients::Everyone, frame.clone().into());
-            }
-            if now && !was {
-                // The other hubs' clients hear it at once (their hubs also notice at their next lease renewal).
-                self.announce_frames(vec![(room::Recipients::Everyone, frame)]).await;
+            if self.shared.media.is_some() && (!first || !self.conns.is_empty()) {
+                let frame = proto::ServerMessage::MediaMoved { media_epoch: epoch }.to_json();
+                self.deliver(&room::Recipients::Everyone, frame.into());
             }
         }
-        if now && !was {
-            info!(epoch, "this hub now runs the room's media");
-            for member in self.room.stage() {
-                media.set_publish(&self.name, member.id.as_str(), self.room.may_publish(&member.id));
-            }
-            self.expire_dead_presence(None).await;
-        }
+        now && !was
     }
 
     /// Marks a participant connected again whose connection here is alive but whom another hub disconnected (it
@@ -1040,10 +1051,15 @@ impl RoomTask {
         }
         for output in a.outputs {
             match output {
-                Announced::Event { to, frame } => {
-                    next.media_moved |= frame.starts_with(MEDIA_MOVED_PREFIX);
-                    self.deliver(&to, frame.into());
-                }
+                Announced::Event { to, frame } => match media_moved_epoch(&frame) {
+                    // Only the new media hub announces it: follow at once (the frame reaches this hub's
+                    // connections through `set_media`, once per epoch, never going back).
+                    Some(epoch) => {
+                        next.media_moved = true;
+                        self.set_media(Some(a.node.clone()), epoch);
+                    }
+                    None => self.deliver(&to, frame.into()),
+                },
                 Announced::Disconnect { who, reason } => {
                     if let Some(entry) = self.remove_conn(&who) {
                         info!(identity = %who, ?reason, "closing participant removed on another hub");
@@ -1396,6 +1412,17 @@ pub(crate) fn refuse(msg: RoomMsg, code: ErrorCode, message: &str) {
     }
 }
 
+/// The epoch of a `media_moved` frame (`None` for any other frame).
+fn media_moved_epoch(frame: &str) -> Option<u64> {
+    if !frame.starts_with(MEDIA_MOVED_PREFIX) {
+        return None;
+    }
+    match serde_json::from_str::<proto::ServerMessage>(frame) {
+        Ok(proto::ServerMessage::MediaMoved { media_epoch }) => Some(media_epoch),
+        _ => None,
+    }
+}
+
 /// Where a media request's answer goes.
 enum Answer {
     /// To a connection of this hub.
@@ -1424,7 +1451,10 @@ mod tests {
     fn media_moved_frames_are_recognised() {
         let frame = proto::ServerMessage::MediaMoved { media_epoch: 3 }.to_json();
         assert!(frame.starts_with(MEDIA_MOVED_PREFIX), "{frame}");
+        assert_eq!(media_moved_epoch(&frame), Some(3));
         let other = proto::ServerMessage::MediaState { state: proto::MediaState::Connected }.to_json();
         assert!(!other.starts_with(MEDIA_MOVED_PREFIX));
+        assert_eq!(media_moved_epoch(&other), None);
+        assert_eq!(media_moved_epoch(r#"{"type":"media_moved","media_epoch":"x"}"#), None);
     }
 }
