@@ -225,7 +225,16 @@ impl RoomTask {
 
     async fn run(mut self) {
         info!("room task started");
-        match self.shared.store.load(&self.name).await {
+        // With a shared store the lease is asked for together with the room (one round trip's wait), so the first
+        // join is welcomed with the room's media epoch.
+        let asked_at = tokio::time::Instant::now();
+        let (loaded, lease) = if self.shared.store.is_shared() {
+            let (loaded, lease) = tokio::join!(self.shared.store.load(&self.name), self.ask_lease());
+            (loaded, Some(lease))
+        } else {
+            (self.shared.store.load(&self.name).await, None)
+        };
+        match loaded {
             Ok(Some(state)) => {
                 info!(seq = state.seq, "room restored from the store");
                 self.room = Room::from_state(state.clone(), self.shared.config.room.room_config());
@@ -239,9 +248,8 @@ impl RoomTask {
                 return;
             }
         }
-        if self.shared.store.is_shared() {
-            // Before the first join is welcomed, so its welcome names the room's media epoch.
-            self.renew_lease().await;
+        if let Some(lease) = lease {
+            self.apply_lease(lease, asked_at).await;
         }
         let mut lag_tick = tokio::time::interval(Duration::from_millis(100));
         lag_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -315,16 +323,25 @@ impl RoomTask {
     /// believe they hold it (clocks permitting). A draining hub only looks.
     async fn renew_lease(&mut self) {
         let asked_at = tokio::time::Instant::now();
+        let lease = self.ask_lease().await;
+        self.apply_lease(lease, asked_at).await;
+    }
+
+    /// Claims or renews the room's lease; a draining hub only reads who holds it.
+    async fn ask_lease(&self) -> Result<podium_store::Lease, StoreError> {
         let node = &self.shared.node_id;
-        let draining = self.shared.is_draining();
-        let lease = if draining {
+        if self.shared.is_draining() {
             self.shared.store.media_holder(&self.name, node).await
         } else {
             self.shared.store.claim_media(&self.name, node, LEASE).await
-        };
+        }
+    }
+
+    /// Takes in the answer of `ask_lease`, asked at `asked_at`.
+    async fn apply_lease(&mut self, lease: Result<podium_store::Lease, StoreError>, asked_at: tokio::time::Instant) {
         match lease {
             Ok(lease) => {
-                if lease.held && !draining {
+                if lease.held && !self.shared.is_draining() {
                     if self.owner_until.is_none() {
                         info!(epoch = lease.epoch, "this hub now holds the room's lease");
                     }
