@@ -10,3 +10,4 @@ mod scenario;
 mod support;
 mod web;
 mod web_browser;
+mod web_drain;
