@@ -10,11 +10,10 @@
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const base = process.env.PODIUM_HTTP;
 if (!base) throw new Error("set PODIUM_HTTP to the hub's http://host:port");
-const executablePath = process.env.PODIUM_CHROMIUM || "/usr/bin/chromium";
 const shots = process.env.PODIUM_SCREENSHOTS || "target/web-e2e";
 mkdirSync(shots, { recursive: true });
 
@@ -33,28 +32,7 @@ async function until(what, fn, timeoutMs = 30_000, everyMs = 250) {
   }
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--disable-background-networking",
-    "--disable-background-timer-throttling",
-    "--disable-renderer-backgrounding",
-    "--disable-backgrounding-occluded-windows",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-  ],
-});
+const browser = await launchChromium();
 
 const pages = [];
 async function open(name, identity, role, viewport) {

@@ -12,14 +12,13 @@
 //        PODIUM_TOKENS='{"mod":..,"spk":..,"lis":..}' node web/e2e/drain.mjs
 
 import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const hubA = process.env.PODIUM_HUB_A;
 const hubB = process.env.PODIUM_HUB_B;
 const room = process.env.PODIUM_ROOM;
 const tokens = JSON.parse(process.env.PODIUM_TOKENS || "{}");
 if (!hubA || !hubB || !room || !tokens.mod) throw new Error("set PODIUM_HUB_A, PODIUM_HUB_B, PODIUM_ROOM, PODIUM_TOKENS");
-const executablePath = process.env.PODIUM_CHROMIUM || "/usr/bin/chromium";
 const wsUrl = (http) => `${http.replace(/^http/, "ws")}/v1/ws`;
 const urls = [wsUrl(hubA), wsUrl(hubB)];
 
@@ -44,28 +43,7 @@ async function until(what, fn, timeoutMs = 30_000, everyMs = 250) {
 const stdin = createInterface({ input: process.stdin });
 const drained = new Promise((resolve) => stdin.on("line", (l) => l.trim() === "DRAINED" && resolve()));
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--disable-background-networking",
-    "--disable-background-timer-throttling",
-    "--disable-renderer-backgrounding",
-    "--disable-backgrounding-occluded-windows",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-  ],
-});
+const browser = await launchChromium();
 
 // Runs in every page before the SDK: counts the peer connections the page creates and keeps them for getStats().
 function instrument() {
