@@ -361,6 +361,16 @@ impl Hub {
         self.listener.local_addr().unwrap_or_else(|_| self.shared.config.server.listen)
     }
 
+    /// This hub's id in the node registry and in announcements (random per process).
+    pub fn node_id(&self) -> &str {
+        &self.shared.node_id
+    }
+
+    /// True when rooms live in a shared store (Redis), so other hubs may serve them too.
+    pub fn is_shared(&self) -> bool {
+        self.shared.store.is_shared()
+    }
+
     /// The SFU's UDP addresses (empty when media is disabled).
     pub fn media_addrs(&self) -> Vec<SocketAddr> {
         self.shared.media.as_ref().map(podium_media::Media::local_addrs).unwrap_or_default()
@@ -377,10 +387,13 @@ impl Hub {
         if let Some(events) = media_events {
             tokio::spawn(crate::media::dispatch(Arc::clone(&shared), events));
         }
-        if let Persistence::Redis(store) = &shared.store {
-            tokio::spawn(crate::bus::follow(Arc::clone(&shared), store.clone(), subscription));
-            tokio::spawn(crate::nodes::heartbeat(Arc::clone(&shared), store.clone()));
-        }
+        let heartbeat = match &shared.store {
+            Persistence::Redis(store) => {
+                tokio::spawn(crate::bus::follow(Arc::clone(&shared), store.clone(), subscription));
+                Some(tokio::spawn(crate::nodes::heartbeat(Arc::clone(&shared), store.clone())))
+            }
+            Persistence::Memory(_) => None,
+        };
         let mut shutdown = shared.shutdown_rx();
         let mut next_conn: u64 = 1;
         info!(addr = %listener.local_addr()?, "hub listening");
@@ -436,6 +449,10 @@ impl Hub {
         }
         // The subscription and the heartbeat end here (before leaving the registry, which a heartbeat would undo).
         let _ = shared.stopped.send(true);
+        if let Some(heartbeat) = heartbeat {
+            // A heartbeat already on its way would put the entry back after `forget_node`.
+            let _ = tokio::time::timeout(Duration::from_secs(1), heartbeat).await;
+        }
         if let Persistence::Redis(store) = &shared.store
             && let Err(e) = store.forget_node(&shared.node_id).await
         {

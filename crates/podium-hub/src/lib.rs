@@ -27,4 +27,5 @@ pub use config::Config;
 pub use conn::WS_PATH;
 pub use http::{DEMO_HTML, DEV_TOKEN_PATH, SDK_JS};
 pub use hub::{Hub, ShutdownHandle};
+pub use nodes::NODE_TTL;
 pub use podium_proto::Role;

@@ -17,7 +17,7 @@ use crate::room_task::RoomMsg;
 pub(crate) const HEARTBEAT: Duration = Duration::from_millis(1000);
 
 /// A hub silent for this long is gone.
-pub(crate) const NODE_TTL: Duration = Duration::from_millis(3000);
+pub const NODE_TTL: Duration = Duration::from_millis(3000);
 
 /// Heartbeats until the hub has stopped: a draining hub goes on heartbeating (marked `draining`) while its clients
 /// are still connected to it, so that no other hub takes it for gone and starts their grace periods.

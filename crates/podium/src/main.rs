@@ -27,8 +27,17 @@ enum Command {
         /// Listen address (overrides the configuration).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
-        /// Where room state lives (overrides `[store] url`): `memory`, `redis://host:port/`, or
-        /// `redis+cluster://host:port,host:port`.
+        /// Where room state lives (overrides `[store] url`): `memory`, `redis://host:port/`,
+        /// `redis+cluster://host:port,host:port`, or `redis+sentinel://host:port,host:port/<master>`.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+    },
+    /// List the hubs in the node registry of a shared store: alive or gone, draining, last heartbeat.
+    Nodes {
+        /// Configuration file whose `[store] url` names the Redis (PODIUM_SECTION__KEY variables override it).
+        #[arg(long, short, env = "PODIUM_CONFIG")]
+        config: Option<PathBuf>,
+        /// The Redis URL (overrides `[store] url`).
         #[arg(long, value_name = "URL")]
         store: Option<String>,
     },
@@ -76,6 +85,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, listen, store } => serve(config, listen, store),
+        Command::Nodes { config, store } => nodes(config, store),
         Command::Token { identity, name, room, role, ttl, config } => {
             let config = Config::load(config.as_deref())?;
             let keys = TokenKeys::new(config.auth.secret().as_bytes());
@@ -117,6 +127,9 @@ fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>, store: O
         } else {
             println!("Media (WebRTC audio, UDP): {}", media.join(", "));
         }
+        if hub.is_shared() {
+            println!("Node: {} (one of the hubs sharing the store; `podium nodes` lists them)", hub.node_id());
+        }
         if development {
             tracing::warn!("no auth.secret configured: using the development secret {DEVELOPMENT_SECRET:?}");
             let claims = auth::claims_for(
@@ -141,6 +154,36 @@ fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>, store: O
             stop.drain();
         });
         hub.run().await
+    })
+}
+
+/// `podium nodes`: the node registry, one hub per line.
+fn nodes(config: Option<PathBuf>, store: Option<String>) -> anyhow::Result<()> {
+    let mut config = Config::load(config.as_deref())?;
+    if let Some(store) = store {
+        config.store.url = store;
+    }
+    anyhow::ensure!(!config.store.is_memory(), "the in-memory store has no node registry: give --store redis://...");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let options = podium_store::RedisOptions::default();
+        let redis = podium_store::RedisStore::connect(&config.store.url, &options)
+            .await
+            .with_context(|| format!("connecting to {}", config.store.url))?;
+        let nodes = redis.nodes(podium_hub::NODE_TTL).await.context("reading the node registry")?;
+        if nodes.is_empty() {
+            println!("no hubs registered");
+        }
+        for n in nodes {
+            let state = match (n.alive, n.info.draining) {
+                (true, false) => "alive",
+                (true, true) => "draining",
+                (false, _) => "gone",
+            };
+            let url = n.info.url.as_deref().unwrap_or("-");
+            println!("{}  {state:<8}  seen {:>6.1} s ago  {url}", n.info.id, n.age.as_secs_f64());
+        }
+        Ok(())
     })
 }
 
