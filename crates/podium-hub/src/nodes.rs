@@ -65,8 +65,8 @@ pub(crate) async fn heartbeat(shared: Arc<Shared>, store: RedisStore) {
     }
 }
 
-/// Drains this hub: marks it draining in the registry, asks a live hub to take over each running room (which
-/// moves the room's media there), and waits up to `timeout` until every room's lease is held elsewhere. The caller
+/// Drains this hub: marks it draining in the registry, asks the live hubs, in turn, to take over its running rooms
+/// (which moves each room's media there), and waits up to `timeout` until every room's lease is held elsewhere. The caller
 /// then closes the connections (4007), and clients reconnect to another hub and resume. Returns false when no other
 /// hub is alive (nothing was handed over).
 pub(crate) async fn drain(shared: &Arc<Shared>, store: &RedisStore, timeout: Duration) -> bool {
@@ -75,21 +75,28 @@ pub(crate) async fn drain(shared: &Arc<Shared>, store: &RedisStore, timeout: Dur
         warn!(error = %e, "draining: the registry is unreachable; shutting down without handing rooms over");
         return false;
     }
-    let target = match store.nodes(NODE_TTL).await {
-        Ok(nodes) => nodes.into_iter().find(|n| n.alive && !n.info.draining && n.info.id != shared.node_id),
+    let targets: Vec<String> = match store.nodes(NODE_TTL).await {
+        Ok(nodes) => nodes
+            .into_iter()
+            .filter(|n| n.alive && !n.info.draining && n.info.id != shared.node_id)
+            .map(|n| n.info.id)
+            .collect(),
         Err(e) => {
             warn!(error = %e, "draining: the registry is unreachable; shutting down without handing rooms over");
             return false;
         }
     };
-    let Some(target) = target.map(|n| n.info.id) else {
+    if targets.is_empty() {
         warn!("draining: no other hub is alive; shutting down without handing rooms over");
         return false;
-    };
-    let rooms = shared.running_room_names();
-    info!(%target, rooms = rooms.len(), "draining: handing rooms over");
-    for (_, handle) in &rooms {
-        let _ = handle.inbox.send(RoomMsg::Drain { target: target.clone() }).await;
+    }
+    let mut rooms = shared.running_room_names();
+    rooms.sort_by(|a, b| a.0.cmp(&b.0));
+    info!(hubs = ?targets, rooms = rooms.len(), "draining: handing rooms over");
+    // Spread over every live hub, so one drain does not pile every room (and its media) onto one of them.
+    for (i, (_, handle)) in rooms.iter().enumerate() {
+        let target = targets[i % targets.len()].clone();
+        let _ = handle.inbox.send(RoomMsg::Drain { target }).await;
     }
     let deadline = tokio::time::Instant::now() + timeout;
     let mut waiting: Vec<String> = rooms.into_iter().map(|(name, _)| name).collect();

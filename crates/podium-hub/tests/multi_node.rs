@@ -347,3 +347,47 @@ async fn a_hub_taken_for_gone_while_alive_reasserts_its_participants() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_spreads_its_rooms_over_the_other_hubs() {
+    let redis = RedisServer::start();
+    let a = Node::start(&redis.url(), |_| {}).await;
+    let b = Node::start(&redis.url(), |_| {}).await;
+    let c = Node::start(&redis.url(), |_| {}).await;
+    let rooms = ["r0", "r1", "r2", "r3"];
+    let mut clients = Vec::new();
+    for room in rooms {
+        clients.push(a.join_room("alice", Role::Moderator, room).await.0);
+    }
+    let store = podium_store::RedisStore::connect(&redis.url(), &podium_store::RedisOptions::default()).await.unwrap();
+    for room in rooms {
+        assert_eq!(store.media_holder(room, &a.node_id).await.unwrap().holder.as_deref(), Some(a.node_id.as_str()));
+    }
+    // Hubs B and C must have heartbeat into the registry before A looks for somewhere to drain to.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while store.nodes(podium_hub::NODE_TTL).await.unwrap().iter().filter(|n| n.alive).count() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "three hubs in the registry");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let a_id = a.node_id.clone();
+    a.drain().await;
+    let mut holders = Vec::new();
+    for room in rooms {
+        let holder = store.media_holder(room, &a_id).await.unwrap().holder.unwrap_or_default();
+        assert!(holder == b.node_id || holder == c.node_id, "{room} held by {holder:?}");
+        holders.push(holder);
+    }
+    assert!(holders.contains(&b.node_id) && holders.contains(&c.node_id), "spread over both: {holders:?}");
+    for mut client in clients {
+        let code = loop {
+            match tokio::time::timeout(TIMEOUT, client.ws.next()).await.unwrap() {
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        };
+        assert_eq!(code, Some(4007), "clients of a drained hub are told to reconnect elsewhere");
+    }
+    b.stop().await;
+    c.stop().await;
+}

@@ -85,6 +85,8 @@ pub(crate) struct Node {
     pub(crate) keys: TokenKeys,
     /// The SFU's UDP addresses (empty with media off).
     pub(crate) media: Vec<std::net::SocketAddr>,
+    /// Its id in the node registry.
+    pub(crate) node_id: String,
     stop: podium_hub::ShutdownHandle,
     task: tokio::task::JoinHandle<()>,
 }
@@ -103,10 +105,11 @@ impl Node {
         let url = format!("ws://{}{}", hub.local_addr(), podium_hub::WS_PATH);
         let stop = hub.shutdown_handle();
         let media = hub.media_addrs();
+        let node_id = hub.node_id().to_owned();
         let task = tokio::spawn(async move {
             hub.run().await.unwrap();
         });
-        Self { url, keys, media, stop, task }
+        Self { url, keys, media, node_id, stop, task }
     }
 
     pub(crate) fn token(&self, identity: &str, role: Role) -> String {
@@ -130,6 +133,21 @@ impl Node {
     pub(crate) async fn stop(self) {
         self.stop.shutdown();
         tokio::time::timeout(TIMEOUT, self.task).await.unwrap().unwrap();
+    }
+
+    /// Joins room `room` and returns the client and the welcome.
+    pub(crate) async fn join_room(&self, identity: &str, role: Role, room: &str) -> (Client, Value) {
+        let token = self.keys.mint(&claims_for(identity, None, room, role, Duration::from_secs(600))).unwrap();
+        let mut c = Client::connect(&self.url).await;
+        let reply = c.request(json!({"type": "join", "token": token})).await;
+        assert_eq!(reply["type"], "ok", "join of {identity} to {room}: {reply}");
+        (c, reply["result"].clone())
+    }
+
+    /// Drains the hub (what SIGTERM does) and waits until it has stopped.
+    pub(crate) async fn drain(self) {
+        self.stop.drain();
+        tokio::time::timeout(TIMEOUT * 2, self.task).await.unwrap().unwrap();
     }
 
     /// Starts stopping without waiting for the hub to finish.
