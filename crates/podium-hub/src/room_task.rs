@@ -177,7 +177,7 @@ const LEASE_RENEW: Duration = Duration::from_millis(500);
 const PRESENCE_SWEEP_RENEWALS: u64 = 60;
 
 /// How often a request whose transition lost a race with another writer runs again on the reloaded room.
-const CONFLICT_RETRIES: usize = 3;
+const CONFLICT_RETRIES: usize = 10;
 
 /// Spawns the task for `name` and returns its handle.
 pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomHandle {
