@@ -176,8 +176,9 @@ const LEASE_RENEW: Duration = Duration::from_millis(500);
 /// registry (the registry watcher only reports hubs it saw alive and then gone).
 const PRESENCE_SWEEP_RENEWALS: u64 = 60;
 
-/// How often a request whose transition lost a race with another writer runs again on the reloaded room.
-const CONFLICT_RETRIES: usize = 10;
+/// How long a request whose transition keeps losing races with other writers runs again on the newer room before
+/// it is answered `unavailable` (a burst of joins into one room from several hubs can take several rounds).
+const CONFLICT_RETRY_FOR: Duration = Duration::from_secs(2);
 
 /// Spawns the task for `name` and returns its handle.
 pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomHandle {
@@ -379,9 +380,10 @@ impl RoomTask {
                                 old.lagged_since.get_or_insert_with(Instant::now);
                                 self.insert_conn(who.clone(), old);
                             }
-                            if matches!(e, StoreError::Conflict { .. }) && attempt < CONFLICT_RETRIES {
+                            if matches!(e, StoreError::Conflict { .. }) && started.elapsed() < CONFLICT_RETRY_FOR {
                                 attempt += 1;
                                 debug!(identity = %who, attempt, "join lost a race; trying again on the reloaded room");
+                                race_backoff(attempt).await;
                                 continue;
                             }
                             let _ = reply.send(Err(store_failure(&e)));
@@ -426,16 +428,18 @@ impl RoomTask {
                     return;
                 }
                 let mut attempt = 0;
+                let started = Instant::now();
                 let (flushed, result) = loop {
                     let now = self.now();
                     let result = self.guarded(|room| room.handle_command(now, &who, command.clone()));
                     let flushed = self.flush(None).await;
                     if matches!(flushed, Err(StoreError::Conflict { .. }))
-                        && attempt < CONFLICT_RETRIES
+                        && started.elapsed() < CONFLICT_RETRY_FOR
                         && self.is_current(&who, conn_id)
                     {
                         attempt += 1;
                         debug!(identity = %who, attempt, "command lost a race; running it again on the reloaded room");
+                        race_backoff(attempt).await;
                         continue;
                     }
                     break (flushed, result);
@@ -1008,6 +1012,16 @@ fn send_frame(entry: &mut Entry, frame: &Utf8Bytes, now: Instant, n_lagged: &mut
         }
         // The connection task is gone; its Disconnect message is on the way.
         Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
+
+/// Before running a request again that lost its `attempt`-th race in a row: from the second loss on, a random pause
+/// of up to `attempt` ms (at most 20), so two hubs pushing a burst into one room stop colliding commit for commit
+/// (while this room pauses, the other hub's commits go through).
+async fn race_backoff(attempt: usize) {
+    if attempt >= 2 {
+        let cap = u64::try_from(attempt.min(20)).unwrap_or(20) * 1_000;
+        tokio::time::sleep(Duration::from_micros(rand::random::<u64>() % cap)).await;
     }
 }
 
