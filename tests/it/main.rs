@@ -1,11 +1,13 @@
 //! End-to-end tests: real websocket clients against a real hub listening on 127.0.0.1:0.
 
+mod abuse;
 mod aiortc;
 mod bad_input;
 mod media_aiortc;
 mod media_chromium;
 mod media_redis;
 mod media_signaling;
+mod raw;
 mod scenario;
 mod support;
 mod web;

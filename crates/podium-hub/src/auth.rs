@@ -58,9 +58,12 @@ pub enum AuthError {
     /// The signature does not verify, or the token is not a well-formed JWT.
     #[error("invalid token: {0}")]
     Invalid(String),
-    /// The token has expired (or is not valid yet).
+    /// The token has expired.
     #[error("token expired")]
     Expired,
+    /// The token's `nbf` is in the future.
+    #[error("token not valid yet (its nbf is in the future)")]
+    NotYetValid,
     /// The token is for another room.
     #[error("token is for another room")]
     WrongRoom,
@@ -106,8 +109,8 @@ impl TokenKeys {
     pub fn verify(&self, token: &str, requested_room: Option<&str>) -> Result<Grant, AuthError> {
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature
-                | jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::Expired,
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 _ => AuthError::Invalid(e.to_string()),
             })?;
         let claims = data.claims;
@@ -190,6 +193,11 @@ mod tests {
         c.exp = unix_now() - 3600;
         let expired = k.mint(&c).unwrap();
         assert_eq!(k.verify(&expired, None), Err(AuthError::Expired));
+        let mut c = claims_for("a", None, "r1", Role::Audience, Duration::from_secs(7200));
+        c.nbf = Some(unix_now() + 3600);
+        let early = k.mint(&c).unwrap();
+        assert_eq!(k.verify(&early, None), Err(AuthError::NotYetValid));
+        assert!(AuthError::NotYetValid.to_string().contains("not valid yet"));
         assert!(matches!(k.verify("garbage", None), Err(AuthError::Invalid(_))));
     }
 

@@ -45,6 +45,32 @@ pub struct ServerConfig {
     /// The websocket URL clients can reach this hub at directly (e.g. `wss://hub-3.example.com/ws`). Recorded in the
     /// node registry for operators; optional.
     pub public_url: Option<String>,
+    /// Reverse proxies (addresses or CIDR blocks) whose `proxy_header` names the client's address; from any other
+    /// peer that header is ignored. Per-source limits count the client's address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Which header the trusted proxies append the client's address to: `x-forwarded-for` or `forwarded` (RFC 7239).
+    pub proxy_header: ProxyHeader,
+}
+
+/// The header a trusted reverse proxy records the client's address in.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For: client, proxy1, ...`
+    #[default]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1` (RFC 7239).
+    Forwarded,
+}
+
+impl ProxyHeader {
+    /// The header's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::XForwardedFor => "x-forwarded-for",
+            Self::Forwarded => "forwarded",
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -55,6 +81,8 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 2_000,
             drain_timeout_ms: 5_000,
             public_url: None,
+            trusted_proxies: Vec::new(),
+            proxy_header: ProxyHeader::default(),
         }
     }
 }
@@ -106,6 +134,16 @@ pub struct LimitsConfig {
     pub room_inbox: usize,
     /// Websocket read buffer per connection, in bytes.
     pub read_buffer_bytes: usize,
+    /// Longest a write to a client may take (a batch of frames into its socket); a client that does not read for
+    /// this long loses its connection, with no close frame (it could not be written).
+    pub write_timeout_ms: u64,
+    /// Connections that have not joined yet, per source address (IPv4 address or IPv6 /64); more get HTTP 429.
+    pub pending_per_source: u32,
+    /// New connections per second per source address (token bucket, with `connect_burst_per_source`); more get
+    /// HTTP 429.
+    pub connects_per_source_per_second: u32,
+    /// Burst of new connections per source address.
+    pub connect_burst_per_source: u32,
 }
 
 impl Default for LimitsConfig {
@@ -121,6 +159,10 @@ impl Default for LimitsConfig {
             max_lag_ms: 10_000,
             room_inbox: 4_096,
             read_buffer_bytes: 4 * 1024,
+            write_timeout_ms: 10_000,
+            pending_per_source: 256,
+            connects_per_source_per_second: 200,
+            connect_burst_per_source: 1_000,
         }
     }
 }
@@ -296,6 +338,11 @@ impl Config {
         anyhow::ensure!(l.requests_per_second > 0 && l.request_burst > 0, "limits: request rates must be positive");
         anyhow::ensure!(l.outbound_queue >= 4 && l.room_inbox >= 4, "limits: queues must hold at least 4 entries");
         anyhow::ensure!(l.heartbeat_interval_ms > 0, "limits.heartbeat_interval_ms must be positive");
+        anyhow::ensure!(l.write_timeout_ms > 0, "limits.write_timeout_ms must be positive");
+        anyhow::ensure!(
+            l.pending_per_source > 0 && l.connects_per_source_per_second > 0 && l.connect_burst_per_source > 0,
+            "limits: per-source limits must be positive"
+        );
         anyhow::ensure!(
             l.heartbeat_timeout_ms > l.heartbeat_interval_ms,
             "limits.heartbeat_timeout_ms must exceed the interval"

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::admission::Admission;
 use crate::auth::TokenKeys;
 use crate::config::{Config, StoreConfig};
 use crate::conn;
@@ -36,6 +37,8 @@ pub(crate) struct Shared {
     /// grace periods started) while they are still connected to it.
     stopped: watch::Sender<bool>,
     n_connections: AtomicUsize,
+    /// Per-source limits on connections that have not joined (and the summary of refused tokens).
+    pub(crate) admission: Arc<Admission>,
     resume_secret: [u8; 16],
     /// This hub's name among the hubs sharing a Redis store (random per process): announcements carry it, and it
     /// holds room timer leases.
@@ -272,6 +275,23 @@ impl Persistence {
     }
 }
 
+/// Answers a connection refused by admission with `429 Too Many Requests` and closes it, reading (and discarding) what
+/// the client sent meanwhile so the answer is not lost to a reset; at most [`REFUSE_GRACE`].
+async fn refuse(mut stream: tokio::net::TcpStream, refusal: crate::admission::Refusal) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let _ = tokio::time::timeout(REFUSE_GRACE, async {
+        stream.write_all(refusal.http_response().as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 512];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
+}
+
+/// How long a refused connection is kept to deliver its `429`.
+const REFUSE_GRACE: Duration = Duration::from_millis(500);
+
 /// A bound, not yet running hub.
 pub struct Hub {
     listener: TcpListener,
@@ -342,6 +362,7 @@ impl Hub {
             shutdown,
             stopped,
             n_connections: AtomicUsize::new(0),
+            admission: Admission::new(&config.limits, config.server.trusted_proxies.clone()),
             resume_secret: rand::random(),
             node_id,
             // Below 2^53, so JavaScript clients read it exactly.
@@ -396,6 +417,8 @@ impl Hub {
         };
         let mut shutdown = shared.shutdown_rx();
         let mut next_conn: u64 = 1;
+        let mut sweep = tokio::time::interval(crate::admission::SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         info!(addr = %listener.local_addr()?, "hub listening");
         loop {
             tokio::select! {
@@ -404,7 +427,7 @@ impl Hub {
                     let (stream, peer) = match accepted {
                         Ok(x) => x,
                         Err(e) => {
-                            // Typically EMFILE: back off instead of spinning.
+                            // Typically EMFILE: back off instead of spinning (at most one line per back-off).
                             warn!(error = %e, "accept failed");
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
@@ -413,18 +436,35 @@ impl Hub {
                     let n = shared.n_connections.fetch_add(1, Ordering::AcqRel);
                     if n >= shared.config.server.max_connections {
                         shared.n_connections.fetch_sub(1, Ordering::AcqRel);
-                        warn!(%peer, "connection limit reached; refusing");
+                        shared.admission.refused_at_capacity();
                         drop(stream);
                         continue;
                     }
+                    // Connections from a trusted proxy are admitted by the client address its headers name.
+                    let ticket = if shared.admission.is_trusted_proxy(peer.ip()) {
+                        None
+                    } else {
+                        match shared.admission.admit(peer.ip()) {
+                            Ok(ticket) => Some(ticket),
+                            Err(refusal) => {
+                                let shared = Arc::clone(&shared);
+                                tokio::spawn(async move {
+                                    refuse(stream, refusal).await;
+                                    shared.n_connections.fetch_sub(1, Ordering::AcqRel);
+                                });
+                                continue;
+                            }
+                        }
+                    };
                     let conn_id = next_conn;
                     next_conn += 1;
                     let shared = Arc::clone(&shared);
                     tokio::spawn(async move {
-                        conn::serve(Arc::clone(&shared), stream, peer, conn_id).await;
+                        conn::serve(Arc::clone(&shared), stream, peer, conn_id, ticket).await;
                         shared.n_connections.fetch_sub(1, Ordering::AcqRel);
                     });
                 }
+                _ = sweep.tick() => shared.admission.sweep(),
             }
         }
         drop(listener);

@@ -10,6 +10,7 @@
 //! Key types: [`Hub`] (bind, run, shut down), [`Config`] (file plus environment), [`auth::TokenKeys`] (mint and
 //! verify tokens).
 
+mod admission;
 pub mod auth;
 mod bus;
 pub mod config;

@@ -6,6 +6,11 @@
 pub enum CloseCode {
     /// 1000: the client sent `leave`.
     Normal,
+    /// 1002: the client broke the websocket protocol (an unmasked frame, reserved bits set, an unknown opcode, a
+    /// control frame over 125 bytes or fragmented, a continuation frame with nothing to continue).
+    ProtocolError,
+    /// 1007: a text message was not valid UTF-8.
+    InvalidPayload,
     /// 1009: a frame exceeded the hard frame limit, so the stream could not continue.
     MessageTooBig,
     /// 4000: the token was missing, forged, expired or for another room.
@@ -39,6 +44,8 @@ impl CloseCode {
     pub fn code(self) -> u16 {
         match self {
             Self::Normal => 1000,
+            Self::ProtocolError => 1002,
+            Self::InvalidPayload => 1007,
             Self::MessageTooBig => 1009,
             Self::BadAuth => 4000,
             Self::AuthTimeout => 4001,
@@ -59,6 +66,8 @@ impl CloseCode {
     pub fn reason(self) -> &'static str {
         match self {
             Self::Normal => "leave",
+            Self::ProtocolError => "protocol_error",
+            Self::InvalidPayload => "invalid_utf8",
             Self::MessageTooBig => "too_large",
             Self::BadAuth => "bad_auth",
             Self::AuthTimeout => "auth_timeout",
@@ -83,6 +92,8 @@ impl CloseCode {
     /// Every close code, for documentation and tests.
     pub const ALL: &'static [Self] = &[
         Self::Normal,
+        Self::ProtocolError,
+        Self::InvalidPayload,
         Self::MessageTooBig,
         Self::BadAuth,
         Self::AuthTimeout,

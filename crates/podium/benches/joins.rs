@@ -33,7 +33,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 mod common;
 
-use common::{Serve, env_or, percentile, serve};
+use common::{Serve, UNLIMITED_SOURCES, env_or, percentile, serve};
 
 const SECRET: &str = "bench-secret";
 
@@ -44,12 +44,13 @@ struct Hub {
 }
 
 fn start_hub(store: &str) -> Hub {
-    let envs = [
+    let mut envs = vec![
         ("PODIUM_AUTH__SECRET", SECRET),
         ("PODIUM_MEDIA__ENABLED", "false"),
         ("RUST_LOG", "warn,podium_hub::room_task=info"),
         ("NO_COLOR", "1"),
     ];
+    envs.extend(UNLIMITED_SOURCES);
     let mut serve = serve(&["serve", "--listen", "127.0.0.1:0", "--store", store], &envs, Stdio::piped());
     let handled_us = Arc::new(Mutex::new(Vec::new()));
     let stderr = serve.child.stderr.take().expect("piped stderr");

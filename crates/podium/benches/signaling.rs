@@ -29,7 +29,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 mod common;
 
-use common::{Serve, env_or, percentile, serve};
+use common::{Serve, UNLIMITED_SOURCES, env_or, percentile, serve};
 
 const SECRET: &str = "bench-secret";
 const ROOM: &str = "bench";
@@ -38,6 +38,7 @@ const ROOM: &str = "bench";
 fn start_server(store: Option<&str>) -> Serve {
     let mut envs =
         vec![("PODIUM_AUTH__SECRET", SECRET), ("PODIUM_SERVER__MAX_CONNECTIONS", "50000"), ("RUST_LOG", "warn")];
+    envs.extend(UNLIMITED_SOURCES);
     let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
     if let Some(store) = store {
         args.extend(["--store", store]);

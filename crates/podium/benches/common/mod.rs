@@ -42,6 +42,14 @@ pub(crate) fn serve(args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> Serv
     Serve { child, url }
 }
 
+/// The per-source admission limits, raised: a benchmark opens thousands of connections from 127.0.0.1, which the
+/// defaults (made for real clients, one address each or a few thousand behind a carrier NAT) would refuse with 429.
+pub(crate) const UNLIMITED_SOURCES: [(&str, &str); 3] = [
+    ("PODIUM_LIMITS__PENDING_PER_SOURCE", "1000000"),
+    ("PODIUM_LIMITS__CONNECTS_PER_SOURCE_PER_SECOND", "1000000"),
+    ("PODIUM_LIMITS__CONNECT_BURST_PER_SOURCE", "1000000"),
+];
+
 /// An environment knob, or `default` when unset or unparsable.
 pub(crate) fn env_or<T: FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)

@@ -1,26 +1,36 @@
 //! One task per websocket connection: the `join` handshake, then reading requests (rate-limited, size-checked,
-//! parsed with precise errors) and forwarding them to the room task one at a time, writing replies and the room's
-//! event frames, pinging, and closing with a documented code.
+//! parsed with precise errors) and forwarding them to the room task one at a time, pinging, and closing with a
+//! documented code. Everything it sends goes through its writer (`writer`), a second future in the same task, so a
+//! client that does not read can hold up nothing but its own writer, and loses its socket after the write timeout.
+//!
+//! Admission (`crate::admission`) happens before any of this: a connection arrives with its [`Ticket`] (or, behind a
+//! trusted proxy, gets one when the handshake's headers name the client), and gives it back when it joins.
 
-use std::net::SocketAddr;
+mod writer;
+
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
+use futures_util::stream::SplitStream;
 use podium_proto::{self as proto, ClientMessage, CloseCode, Envelope, ErrorCode, Request, RequestId, ServerMessage};
 use podium_room::ParticipantId;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::server::{
     ErrorResponse, Request as HttpRequest, Response as HttpResponse,
 };
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tracing::{Instrument as _, debug, info, warn};
+use tracing::{Instrument as _, debug, info};
 
+use self::writer::{Out, Outbox, Stalled, WriterEnd};
+use crate::admission::{self, Ticket};
 use crate::auth::AuthError;
 use crate::convert;
 use crate::http;
@@ -32,14 +42,25 @@ use crate::room_task::{Failure, RoomHandle, RoomMsg};
 /// The websocket path clients connect to.
 pub const WS_PATH: &str = "/v1/ws";
 
+/// How long closing may take at most (the writer's last frames and the close handshake), unless the write timeout is
+/// shorter.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// When a connection is told to close while a request of its own waits for its answer, how long the answer may
 /// still take (the request may be what closed it, like `end_room`).
 const ANSWER_BEFORE_CLOSE: Duration = Duration::from_millis(200);
 
 type Ws = WebSocketStream<TcpStream>;
 
-/// Accepts the websocket handshake and runs the connection to its end.
-pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, conn_id: u64) {
+/// Accepts the websocket handshake and runs the connection to its end. `ticket` is the connection's admission
+/// (`None` when its peer is a trusted proxy: then it is admitted by the client address the handshake names).
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    conn_id: u64,
+    ticket: Option<Ticket>,
+) {
     let span = tracing::info_span!("conn", id = conn_id, %peer);
     async move {
         let _ = stream.set_nodelay(true);
@@ -50,17 +71,6 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
             .max_write_buffer_size(limits.max_frame_bytes * 4)
             .max_message_size(Some(limits.max_frame_bytes))
             .max_frame_size(Some(limits.max_frame_bytes));
-        // The callback's signature is tungstenite's `Callback` trait; the large error type is theirs.
-        #[allow(clippy::result_large_err)]
-        let check_path = |req: &HttpRequest, resp: HttpResponse| -> Result<HttpResponse, ErrorResponse> {
-            if req.uri().path() == WS_PATH {
-                Ok(resp)
-            } else {
-                let mut err = ErrorResponse::new(Some(format!("not found; connect to {WS_PATH}")));
-                *err.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
-                Err(err)
-            }
-        };
         // Plain HTTP requests (the demo app, the SDK, development tokens) are answered here; only the websocket
         // path goes on to the handshake. Both must complete within the auth timeout.
         let deadline = Instant::now() + Duration::from_millis(shared.config.auth.auth_timeout_ms);
@@ -79,7 +89,34 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
                 return;
             }
         }
-        let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(ws_config));
+        let mut ticket = ticket;
+        let admission = Arc::clone(&shared.admission);
+        let proxy_header = shared.config.server.proxy_header;
+        // The callback's signature is tungstenite's `Callback` trait; the large error type is theirs.
+        #[allow(clippy::result_large_err)]
+        let check = |req: &HttpRequest, resp: HttpResponse| -> Result<HttpResponse, ErrorResponse> {
+            if req.uri().path() != WS_PATH {
+                let mut err = ErrorResponse::new(Some(format!("not found; connect to {WS_PATH}")));
+                *err.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
+                return Err(err);
+            }
+            if ticket.is_none() {
+                // Through a trusted proxy: admitted by the client's address the proxy recorded.
+                let values = req.headers().get_all(proxy_header.name()).iter().filter_map(|v| v.to_str().ok());
+                let client = admission::forwarded_client(&admission, proxy_header, values).unwrap_or(peer.ip());
+                match admission.admit(client) {
+                    Ok(t) => ticket = Some(t),
+                    Err(refusal) => {
+                        let mut err = ErrorResponse::new(Some(format!("{}\n", refusal.message())));
+                        *err.status_mut() = tungstenite::http::StatusCode::TOO_MANY_REQUESTS;
+                        err.headers_mut().insert("retry-after", tungstenite::http::HeaderValue::from_static("1"));
+                        return Err(err);
+                    }
+                }
+            }
+            Ok(resp)
+        };
+        let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config));
         let ws = match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(ws)) => ws,
             Ok(Err(e)) => {
@@ -91,7 +128,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
                 return;
             }
         };
-        Connection::new(shared, ws, conn_id).run().await;
+        let Some(ticket) = ticket else { return };
+        Connection::new(shared, ws, conn_id, ticket).run().await;
     }
     .instrument(span)
     .await;
@@ -109,37 +147,96 @@ enum Step {
     Close(CloseCode),
 }
 
+/// Why the reader stopped reading.
+enum Stop {
+    /// Close with this code (a close frame is sent when the socket can still be written).
+    Close(CloseCode),
+    /// The client went away or its socket failed: nothing more to send.
+    Gone,
+}
+
 struct Connection {
     shared: Arc<Shared>,
-    ws: Ws,
+    stream: SplitStream<Ws>,
+    /// The writer's queue (see `writer`); the writer itself runs beside the reader in [`Connection::run`].
+    outbox: Outbox,
+    /// Filled by `run` with the writer's end of the socket until the writer starts.
+    sink: Option<writer::Sink>,
+    inbox: Option<writer::Inbox>,
     conn_id: u64,
+    /// The client's address (after trusted proxies): failed tokens are counted against it.
+    client_ip: IpAddr,
+    /// Held until the connection joins: it counts against the per-source limit on connections not yet joined.
+    ticket: Option<Ticket>,
     joined: Option<Joined>,
     control: Arc<Control>,
     frames_tx: Option<mpsc::Sender<tungstenite::Utf8Bytes>>,
-    frames_rx: mpsc::Receiver<tungstenite::Utf8Bytes>,
+    /// The room's event frames; handed to the writer right behind the welcome.
+    frames_rx: Option<mpsc::Receiver<tungstenite::Utf8Bytes>>,
     bucket: TokenBucket,
     last_heard: Instant,
 }
 
 impl Connection {
-    fn new(shared: Arc<Shared>, ws: Ws, conn_id: u64) -> Self {
+    fn new(shared: Arc<Shared>, ws: Ws, conn_id: u64, ticket: Ticket) -> Self {
         let limits = &shared.config.limits;
         let (tx, rx) = mpsc::channel(limits.outbound_queue);
         let bucket = TokenBucket::new(limits.requests_per_second, limits.request_burst);
+        let (sink, stream) = ws.split();
+        let (outbox, inbox) = Outbox::new();
         Self {
-            ws,
+            stream,
+            outbox,
+            sink: Some(sink),
+            inbox: Some(inbox),
             conn_id,
+            client_ip: ticket.ip(),
+            ticket: Some(ticket),
             joined: None,
             control: Arc::new(Control::default()),
             frames_tx: Some(tx),
-            frames_rx: rx,
+            frames_rx: Some(rx),
             bucket,
             last_heard: Instant::now(),
             shared,
         }
     }
 
+    /// Runs the reader and the writer side by side until either ends, then closes (see `finish`).
     async fn run(mut self) {
+        let write_timeout = Duration::from_millis(self.shared.config.limits.write_timeout_ms);
+        let (Some(sink), Some(inbox)) = (self.sink.take(), self.inbox.take()) else { return };
+        let writer = writer::run(sink, inbox, write_timeout);
+        tokio::pin!(writer);
+        let first = {
+            let reader = self.read();
+            tokio::pin!(reader);
+            tokio::select! {
+                // The reader first: a close it decided on wins over a writer that fails at the same moment.
+                biased;
+                stop = &mut reader => Ok(stop),
+                (sink, end) = &mut writer => Err((sink, end)),
+            }
+        };
+        self.leave_room();
+        let (sink, end) = match first {
+            Err(done) => done,
+            Ok(stop) => self.close(stop, writer, write_timeout).await,
+        };
+        if end == WriterEnd::TimedOut {
+            debug!("the client stopped reading; dropping its connection");
+            // Reset instead of a graceful close: the kernel would otherwise keep trying to deliver what the client
+            // does not read, holding the socket's memory for minutes.
+            if let Ok(ws) = sink.reunite(self.stream) {
+                // Linger zero never blocks (the deprecation is about non-zero lingers blocking on drop).
+                #[allow(deprecated)]
+                let _ = ws.get_ref().set_linger(Some(Duration::ZERO));
+            }
+        }
+    }
+
+    /// The reader: reads and answers requests, keeps the deadlines, until the connection should close.
+    async fn read(&mut self) -> Stop {
         let auth_deadline = Instant::now() + Duration::from_millis(self.shared.config.auth.auth_timeout_ms);
         let mut ping = tokio::time::interval(self.shared.config.heartbeat_interval());
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -147,83 +244,51 @@ impl Connection {
         let heartbeat_timeout = Duration::from_millis(self.shared.config.limits.heartbeat_timeout_ms);
         let mut shutdown = self.shared.shutdown_rx();
         let control = Arc::clone(&self.control);
-        let close = loop {
+        loop {
             let joined = self.joined.is_some();
             tokio::select! {
                 biased;
-                code = control.closed() => break Some(code),
-                _ = shutdown.changed(), if !joined => break Some(CloseCode::ServerShutdown),
-                () = tokio::time::sleep_until(auth_deadline), if !joined => break Some(CloseCode::AuthTimeout),
-                frame = self.frames_rx.recv(), if joined => {
-                    let Some(frame) = frame else { break Some(CloseCode::Unavailable) };
-                    if self.write_frames(frame).await.is_err() {
-                        break None;
-                    }
-                }
-                msg = self.ws.next() => match msg {
-                    None => break None,
-                    Some(Err(tungstenite::Error::Capacity(e))) => {
-                        debug!(error = %e, "frame over the hard limit");
-                        break Some(CloseCode::MessageTooBig);
-                    }
-                    Some(Err(e)) => {
-                        debug!(error = %e, "read failed");
-                        break None;
-                    }
+                code = control.closed() => return Stop::Close(code),
+                _ = shutdown.changed(), if !joined => return Stop::Close(CloseCode::ServerShutdown),
+                () = tokio::time::sleep_until(auth_deadline), if !joined => return Stop::Close(CloseCode::AuthTimeout),
+                msg = self.stream.next() => match msg {
+                    None => return Stop::Gone,
+                    Some(Err(e)) => return read_error(&e),
                     Some(Ok(msg)) => {
                         self.last_heard = Instant::now();
                         match self.on_message(msg).await {
                             Ok(Step::Continue) => {}
-                            Ok(Step::Close(code)) => break Some(code),
-                            Err(_) => break None,
+                            Ok(Step::Close(code)) => return Stop::Close(code),
+                            // The client does not read its replies.
+                            Err(Stalled) => return Stop::Close(CloseCode::SlowConsumer),
                         }
                     }
                 },
                 _ = ping.tick() => {
                     if self.last_heard.elapsed() > heartbeat_timeout {
-                        break Some(CloseCode::HeartbeatTimeout);
+                        return Stop::Close(CloseCode::HeartbeatTimeout);
                     }
-                    if self.ws.send(Message::Ping(Default::default())).await.is_err() {
-                        break None;
+                    if self.outbox.send(Out::Frame(Message::Ping(Default::default()))).is_err() {
+                        return Stop::Close(CloseCode::SlowConsumer);
                     }
                 }
             }
-        };
-        self.finish(close).await;
-    }
-
-    /// Writes one frame and whatever else is already queued, then flushes once.
-    async fn write_frames(&mut self, first: tungstenite::Utf8Bytes) -> Result<(), tungstenite::Error> {
-        self.ws.feed(Message::Text(first)).await?;
-        let mut n = 1;
-        while n < 64 {
-            match self.frames_rx.try_recv() {
-                Ok(frame) => self.ws.feed(Message::Text(frame)).await?,
-                Err(_) => break,
-            }
-            n += 1;
         }
-        self.ws.flush().await
     }
 
-    async fn send(&mut self, msg: &ServerMessage) -> Result<(), tungstenite::Error> {
-        self.ws.send(Message::Text(msg.to_json().into())).await
+    fn send(&self, msg: &ServerMessage) -> Result<(), Stalled> {
+        self.outbox.send(Out::Frame(Message::Text(msg.to_json().into())))
     }
 
-    async fn send_error(
-        &mut self,
-        id: Option<RequestId>,
-        code: ErrorCode,
-        message: impl Into<String>,
-    ) -> Result<(), tungstenite::Error> {
-        self.send(&ServerMessage::error(id, code, message)).await
+    fn send_error(&self, id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> Result<(), Stalled> {
+        self.send(&ServerMessage::error(id, code, message))
     }
 
-    async fn on_message(&mut self, msg: Message) -> Result<Step, tungstenite::Error> {
+    async fn on_message(&mut self, msg: Message) -> Result<Step, Stalled> {
         let text = match msg {
             Message::Text(text) => text,
             Message::Binary(_) => {
-                self.send_error(None, ErrorCode::BadRequest, "binary frames are not supported; send JSON text").await?;
+                self.send_error(None, ErrorCode::BadRequest, "binary frames are not supported; send JSON text")?;
                 return Ok(Step::Continue);
             }
             // Pongs and pings only prove liveness; tungstenite answers pings itself.
@@ -232,60 +297,60 @@ impl Connection {
         };
         if !self.bucket.take(std::time::Instant::now()) {
             let id = envelope(&text).id;
-            self.send_error(id, ErrorCode::RateLimited, "too many requests; slow down").await?;
+            self.send_error(id, ErrorCode::RateLimited, "too many requests; slow down")?;
             return Ok(Step::Continue);
         }
         let max = self.shared.config.limits.max_message_bytes;
         if text.len() > max {
-            self.send_error(None, ErrorCode::TooLarge, format!("messages are limited to {max} bytes")).await?;
+            self.send_error(None, ErrorCode::TooLarge, format!("messages are limited to {max} bytes"))?;
             return Ok(Step::Continue);
         }
         let env = match serde_json::from_str::<Envelope>(&text) {
             Ok(env) => env,
             Err(e) => {
-                self.send_error(None, ErrorCode::BadRequest, format!("malformed JSON: {e}")).await?;
+                self.send_error(None, ErrorCode::BadRequest, format!("malformed JSON: {e}"))?;
                 return Ok(Step::Continue);
             }
         };
         let Some(kind) = env.kind else {
-            self.send_error(env.id, ErrorCode::BadRequest, "missing `type`").await?;
+            self.send_error(env.id, ErrorCode::BadRequest, "missing `type`")?;
             return Ok(Step::Continue);
         };
         let Some(id) = env.id else {
-            self.send_error(None, ErrorCode::BadRequest, "missing or malformed `id` (a number or a string)").await?;
+            self.send_error(None, ErrorCode::BadRequest, "missing or malformed `id` (a number or a string)")?;
             return Ok(Step::Continue);
         };
         if let RequestId::Text(s) = &id
             && s.len() > 64
         {
-            self.send_error(None, ErrorCode::BadRequest, "`id` strings are limited to 64 bytes").await?;
+            self.send_error(None, ErrorCode::BadRequest, "`id` strings are limited to 64 bytes")?;
             return Ok(Step::Continue);
         }
         if !Request::KINDS.contains(&kind.as_str()) {
-            self.send_error(Some(id), ErrorCode::UnknownType, format!("unknown type `{kind}`")).await?;
+            self.send_error(Some(id), ErrorCode::UnknownType, format!("unknown type `{kind}`"))?;
             return Ok(Step::Continue);
         }
         let request = match serde_json::from_str::<ClientMessage>(&text) {
             Ok(m) => m.request,
             Err(e) => {
-                self.send_error(Some(id), ErrorCode::BadRequest, format!("invalid `{kind}`: {e}")).await?;
+                self.send_error(Some(id), ErrorCode::BadRequest, format!("invalid `{kind}`: {e}"))?;
                 return Ok(Step::Continue);
             }
         };
         self.on_request(id, request).await
     }
 
-    async fn on_request(&mut self, id: RequestId, request: Request) -> Result<Step, tungstenite::Error> {
+    async fn on_request(&mut self, id: RequestId, request: Request) -> Result<Step, Stalled> {
         let Some(joined) = &self.joined else {
             return match request {
                 Request::Join(join) => self.on_join(id, join).await,
                 Request::Ping => {
-                    self.send(&ServerMessage::Ok { id, result: None }).await?;
+                    self.send(&ServerMessage::Ok { id, result: None })?;
                     Ok(Step::Continue)
                 }
                 other => {
                     let msg = format!("`{}` needs a joined connection; send `join` first", other.kind());
-                    self.send_error(Some(id), ErrorCode::Unauthorized, msg).await?;
+                    self.send_error(Some(id), ErrorCode::Unauthorized, msg)?;
                     Ok(Step::Continue)
                 }
             };
@@ -293,11 +358,11 @@ impl Connection {
         let (who, room) = (joined.who.clone(), joined.room.clone());
         match request {
             Request::Join(_) => {
-                self.send_error(Some(id), ErrorCode::Conflict, "already joined").await?;
+                self.send_error(Some(id), ErrorCode::Conflict, "already joined")?;
                 Ok(Step::Continue)
             }
             Request::Ping => {
-                self.send(&ServerMessage::Ok { id, result: None }).await?;
+                self.send(&ServerMessage::Ok { id, result: None })?;
                 Ok(Step::Continue)
             }
             Request::Leave => {
@@ -307,7 +372,7 @@ impl Connection {
                     let _ = rx.await;
                 }
                 self.joined = None;
-                self.send(&ServerMessage::Ok { id, result: None }).await?;
+                self.send(&ServerMessage::Ok { id, result: None })?;
                 Ok(Step::Close(CloseCode::Normal))
             }
             Request::MediaOffer { sdp } => self.media_request(id, who, &room, MediaRequest::Offer(sdp)).await,
@@ -316,7 +381,7 @@ impl Connection {
             other => {
                 let page = self.shared.config.room.max_page.min(100);
                 let Some(command) = convert::command_from_proto(other, page) else {
-                    self.send_error(Some(id), ErrorCode::Internal, "request has no room command").await?;
+                    self.send_error(Some(id), ErrorCode::Internal, "request has no room command")?;
                     return Ok(Step::Continue);
                 };
                 let conn_id = self.conn_id;
@@ -331,7 +396,7 @@ impl Connection {
         who: ParticipantId,
         room: &RoomHandle,
         request: MediaRequest,
-    ) -> Result<Step, tungstenite::Error> {
+    ) -> Result<Step, Stalled> {
         let conn_id = self.conn_id;
         self.relay(id, room, |reply| RoomMsg::Media { who, conn_id, request, reply }).await
     }
@@ -342,7 +407,7 @@ impl Connection {
         id: RequestId,
         room: &RoomHandle,
         msg: impl FnOnce(oneshot::Sender<Result<Option<proto::Reply>, Failure>>) -> RoomMsg,
-    ) -> Result<Step, tungstenite::Error> {
+    ) -> Result<Step, Stalled> {
         let (tx, rx) = oneshot::channel();
         let reply = if self.ask_room(room, msg(tx)).await {
             // A close asked for meanwhile (shutdown, drain, removal) does not wait for a slow answer (a media request
@@ -366,8 +431,8 @@ impl Connection {
             Err((ErrorCode::Unavailable, "the room is not available".into()))
         };
         match reply {
-            Ok(result) => self.send(&ServerMessage::Ok { id, result }).await?,
-            Err((code, message)) => self.send_error(Some(id), code, message).await?,
+            Ok(result) => self.send(&ServerMessage::Ok { id, result })?,
+            Err((code, message)) => self.send_error(Some(id), code, message)?,
         }
         Ok(Step::Continue)
     }
@@ -377,11 +442,11 @@ impl Connection {
         matches!(tokio::time::timeout(Duration::from_secs(5), room.inbox.send(msg)).await, Ok(Ok(())))
     }
 
-    async fn on_join(&mut self, id: RequestId, join: proto::JoinRequest) -> Result<Step, tungstenite::Error> {
+    async fn on_join(&mut self, id: RequestId, join: proto::JoinRequest) -> Result<Step, Stalled> {
         let versions = join.protocols.clone().unwrap_or_else(|| vec![proto::PROTOCOL_VERSION]);
         let Some(protocol) = proto::negotiate(&versions) else {
             let msg = format!("no common protocol version; this hub speaks {:?}", proto::SUPPORTED_VERSIONS);
-            self.send_error(Some(id), ErrorCode::UnsupportedProtocol, msg).await?;
+            self.send_error(Some(id), ErrorCode::UnsupportedProtocol, msg)?;
             return Ok(Step::Close(CloseCode::UnsupportedProtocol));
         };
         let grant = match self.shared.keys.verify(&join.token, join.room.as_deref()) {
@@ -391,13 +456,15 @@ impl Connection {
                     AuthError::BadClaim(_) | AuthError::RoomRequired => ErrorCode::BadRequest,
                     _ => ErrorCode::Unauthorized,
                 };
-                info!(error = %e, "token refused");
-                self.send_error(Some(id), code, e.to_string()).await?;
+                // One summary line per interval for all refused tokens (see `admission`), not one per attempt.
+                debug!(error = %e, "token refused");
+                self.shared.admission.auth_failed(self.client_ip);
+                self.send_error(Some(id), code, e.to_string())?;
                 return Ok(Step::Close(CloseCode::BadAuth));
             }
         };
         let Some(frames) = self.frames_tx.clone() else {
-            self.send_error(Some(id), ErrorCode::Conflict, "this connection already left").await?;
+            self.send_error(Some(id), ErrorCode::Conflict, "this connection already left")?;
             return Ok(Step::Close(CloseCode::Normal));
         };
         let identity = grant.identity.clone();
@@ -411,7 +478,7 @@ impl Connection {
             let (tx, rx) = oneshot::channel();
             let msg = RoomMsg::Join { grant: grant.clone(), role, protocol, link: link.clone(), reply: tx };
             if !self.ask_room(&handle, msg).await {
-                self.send_error(Some(id), ErrorCode::Unavailable, "the room is not available; retry").await?;
+                self.send_error(Some(id), ErrorCode::Unavailable, "the room is not available; retry")?;
                 return Ok(Step::Continue);
             }
             match rx.await {
@@ -425,11 +492,17 @@ impl Connection {
                 tracing::Span::current().record("identity", identity.as_str());
                 info!(identity = %identity, room = %room_name, "joined");
                 self.joined = Some(Joined { who: ParticipantId::new(identity.as_str()), room: handle });
-                self.send(&ServerMessage::Ok { id, result: Some(proto::Reply::Welcome(welcome)) }).await?;
+                // Joined connections no longer count against their source's limit on pending connections.
+                self.ticket = None;
+                self.send(&ServerMessage::Ok { id, result: Some(proto::Reply::Welcome(welcome)) })?;
+                // The room's events, right behind the welcome.
+                if let Some(frames) = self.frames_rx.take() {
+                    self.outbox.send(Out::Events(frames))?;
+                }
                 Ok(Step::Continue)
             }
             Err((code, message)) => {
-                self.send_error(Some(id), code, message).await?;
+                self.send_error(Some(id), code, message)?;
                 let close = match code {
                     ErrorCode::Banned => Some(CloseCode::Banned),
                     ErrorCode::NotInvited => Some(CloseCode::NotInvited),
@@ -442,8 +515,8 @@ impl Connection {
         }
     }
 
-    /// Tells the room (a dropped connection starts the grace period) and closes the socket with `code`.
-    async fn finish(mut self, close: Option<CloseCode>) {
+    /// Tells the room that this connection is gone (a dropped connection starts the grace period).
+    fn leave_room(&mut self) {
         if let Some(joined) = self.joined.take() {
             // A connection the room itself closed (removed, replaced, ended) is already forgotten there, and the
             // room ignores this message for it.
@@ -451,7 +524,8 @@ impl Connection {
             match joined.room.inbox.try_send(msg) {
                 Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
                 Err(mpsc::error::TrySendError::Full(msg)) => {
-                    warn!("room inbox full at disconnect; the grace period starts when it drains");
+                    // Per connection, so not above debug: the room logs its own overload.
+                    debug!("room inbox full at disconnect; the grace period starts when it drains");
                     let inbox = joined.room.inbox.clone();
                     tokio::spawn(async move {
                         let _ = inbox.send(msg).await;
@@ -460,15 +534,67 @@ impl Connection {
             }
         }
         self.frames_tx = None;
-        if let Some(code) = close {
-            debug!(code = code.code(), reason = code.reason(), "closing");
-            let frame = CloseFrame { code: WsCloseCode::from(code.code()), reason: code.reason().into() };
-            let _ = tokio::time::timeout(Duration::from_secs(2), self.ws.close(Some(frame))).await;
-            // Drain until the peer acknowledges the close (bounded), so the close frame is not lost to a reset.
-            let _ =
-                tokio::time::timeout(Duration::from_secs(2), async { while self.ws.next().await.is_some() {} }).await;
-        }
+        self.ticket = None;
     }
+
+    /// Ends the connection the reader stopped: with a close frame when `stop` asks for one and the writer can still
+    /// write it, then waits (bounded) for the client's own close frame so ours is not lost to a reset. The writer
+    /// gets at most the write timeout or [`CLOSE_GRACE`], whichever is shorter.
+    async fn close(
+        &mut self,
+        stop: Stop,
+        writer: std::pin::Pin<&mut impl Future<Output = (writer::Sink, WriterEnd)>>,
+        write_timeout: Duration,
+    ) -> (writer::Sink, WriterEnd) {
+        let deadline = Instant::now() + write_timeout.min(CLOSE_GRACE);
+        let closing = match stop {
+            Stop::Close(code) => {
+                debug!(code = code.code(), reason = code.reason(), "closing");
+                let frame = CloseFrame { code: WsCloseCode::from(code.code()), reason: code.reason().into() };
+                self.outbox.send(Out::Close(frame)).is_ok()
+            }
+            Stop::Gone => false,
+        };
+        // Whatever is queued goes out (and the close frame last); then the writer ends.
+        self.outbox.close();
+        let mut writer = writer;
+        let (sink, end) = match tokio::time::timeout_at(deadline, writer.as_mut()).await {
+            Ok(done) => done,
+            Err(_) => {
+                // Still stuck on a write: the client is not reading.
+                self.outbox.abort();
+                writer.await
+            }
+        };
+        if closing && end == WriterEnd::Done {
+            // Drain until the peer acknowledges the close (or anything fails).
+            let _ =
+                tokio::time::timeout_at(deadline, async { while let Some(Ok(_)) = self.stream.next().await {} }).await;
+        }
+        (sink, end)
+    }
+}
+
+/// What a read error means for the connection: a close code when the client broke the websocket protocol (the
+/// socket may still take our close frame), or gone.
+fn read_error(e: &tungstenite::Error) -> Stop {
+    use tungstenite::Error as E;
+    let code = match e {
+        E::Capacity(_) => CloseCode::MessageTooBig,
+        E::Utf8(_) => CloseCode::InvalidPayload,
+        E::Protocol(
+            ProtocolError::ResetWithoutClosingHandshake
+            | ProtocolError::SendAfterClosing
+            | ProtocolError::ReceivedAfterClosing,
+        ) => return Stop::Gone,
+        E::Protocol(_) => CloseCode::ProtocolError,
+        _ => {
+            debug!(error = %e, "read failed");
+            return Stop::Gone;
+        }
+    };
+    debug!(error = %e, code = code.code(), "websocket protocol error");
+    Stop::Close(code)
 }
 
 fn envelope(text: &str) -> Envelope {
