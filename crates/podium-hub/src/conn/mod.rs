@@ -208,20 +208,21 @@ impl Connection {
         let (Some(sink), Some(inbox)) = (self.sink.take(), self.inbox.take()) else { return };
         let writer = writer::run(sink, inbox, write_timeout);
         tokio::pin!(writer);
-        let first = {
+        // The reader is never cancelled (it may be in the middle of a request to its room); when the writer ends
+        // first, the reader sees it (`Outbox::writer_gone`, failing sends) and stops soon after.
+        let (stop, written) = {
             let reader = self.read();
             tokio::pin!(reader);
             tokio::select! {
-                // The reader first: a close it decided on wins over a writer that fails at the same moment.
                 biased;
-                stop = &mut reader => Ok(stop),
-                (sink, end) = &mut writer => Err((sink, end)),
+                stop = &mut reader => (stop, None),
+                done = &mut writer => (reader.await, Some(done)),
             }
         };
         self.leave_room();
-        let (sink, end) = match first {
-            Err(done) => done,
-            Ok(stop) => self.close(stop, writer, write_timeout).await,
+        let (sink, end) = match written {
+            Some(done) => done,
+            None => self.close(stop, writer, write_timeout).await,
         };
         if end == WriterEnd::TimedOut {
             debug!("the client stopped reading; dropping its connection");
@@ -246,12 +247,16 @@ impl Connection {
         let control = Arc::clone(&self.control);
         loop {
             let joined = self.joined.is_some();
+            // Read on only while answering cannot wait for the writer (see `writer`).
+            let room = self.outbox.has_room();
             tokio::select! {
                 biased;
                 code = control.closed() => return Stop::Close(code),
+                () = self.outbox.writer_gone() => return Stop::Gone,
                 _ = shutdown.changed(), if !joined => return Stop::Close(CloseCode::ServerShutdown),
                 () = tokio::time::sleep_until(auth_deadline), if !joined => return Stop::Close(CloseCode::AuthTimeout),
-                msg = self.stream.next() => match msg {
+                () = self.outbox.room(), if !room => {}
+                msg = self.stream.next(), if room => match msg {
                     None => return Stop::Gone,
                     Some(Err(e)) => return read_error(&e),
                     Some(Ok(msg)) => {
@@ -259,8 +264,8 @@ impl Connection {
                         match self.on_message(msg).await {
                             Ok(Step::Continue) => {}
                             Ok(Step::Close(code)) => return Stop::Close(code),
-                            // The client does not read its replies.
-                            Err(Stalled) => return Stop::Close(CloseCode::SlowConsumer),
+                            // The writer ended: the client does not read (or its socket failed).
+                            Err(Stalled) => return Stop::Gone,
                         }
                     }
                 },
@@ -268,14 +273,14 @@ impl Connection {
                     if self.last_heard.elapsed() > heartbeat_timeout {
                         return Stop::Close(CloseCode::HeartbeatTimeout);
                     }
-                    if self.outbox.send(Out::Frame(Message::Ping(Default::default()))).is_err() {
-                        return Stop::Close(CloseCode::SlowConsumer);
-                    }
+                    // A full outbox means the writer is behind: it times out by itself if it stays stuck.
+                    let _ = self.outbox.send(Out::Frame(Message::Ping(Default::default())));
                 }
             }
         }
     }
 
+    /// Queues a message for the writer; never waits (the reader reads a frame only when there is room to answer).
     fn send(&self, msg: &ServerMessage) -> Result<(), Stalled> {
         self.outbox.send(Out::Frame(Message::Text(msg.to_json().into())))
     }

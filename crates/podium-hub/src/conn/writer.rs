@@ -11,8 +11,11 @@
 //!   up ([`WriterEnd::TimedOut`]) and the connection is dropped: a socket nobody reads is never kept.
 //! - Replies go out in the order the reader queued them; the room's events only after the welcome (they are handed
 //!   over behind it in the same queue).
-//! - Nothing here waits for the reader: when the outbox is full the reader learns it at once ([`Outbox::send`]
-//!   fails) and treats the client as not reading.
+//! - The reader reads a client's next frame only while the outbox has room for what answering it may queue
+//!   ([`Outbox::has_room`], [`HEADROOM`]), so its sends never wait: a client that pipelines requests faster than it
+//!   reads replies is slowed down (its frames stay unread), not dropped, and the reader keeps its deadlines while it
+//!   waits for room ([`Outbox::room`]). Once the writer has ended, every send fails and [`Outbox::writer_gone`]
+//!   completes, so the reader stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +33,8 @@ pub(super) type Sink = SplitSink<WebSocketStream<TcpStream>, Message>;
 /// Frames queued for the writer at most (replies, pings, the close frame). The reader answers one request at a time,
 /// so this fills only when the client stops reading.
 const OUTBOX: usize = 64;
+/// Frames the reader may queue for one client frame at most (the welcome and the room's events behind it).
+pub(super) const HEADROOM: usize = 2;
 /// Frames written per flush at most.
 const BATCH: usize = 64;
 
@@ -65,7 +70,7 @@ pub(super) struct Inbox {
     abort: Arc<Notify>,
 }
 
-/// The writer's queue is full or gone: the client is not reading (or the writer ended).
+/// The writer ended (or the outbox is full, for [`Outbox::try_send`]): the client is not reading.
 #[derive(Debug)]
 pub(super) struct Stalled;
 
@@ -76,9 +81,30 @@ impl Outbox {
         (Self { tx: Some(tx), abort: Arc::clone(&abort) }, Inbox { rx, abort })
     }
 
-    /// Queues `out` without waiting.
+    /// Queues `out` if there is room now (after [`Self::has_room`], there is for [`HEADROOM`] frames).
     pub(super) fn send(&self, out: Out) -> Result<(), Stalled> {
         self.tx.as_ref().ok_or(Stalled)?.try_send(out).map_err(|_| Stalled)
+    }
+
+    /// True when [`HEADROOM`] frames fit (or the writer is gone, which the reader learns from its next send).
+    pub(super) fn has_room(&self) -> bool {
+        self.tx.as_ref().is_none_or(|tx| tx.capacity() >= HEADROOM || tx.is_closed())
+    }
+
+    /// Completes once [`Self::has_room`] holds.
+    pub(super) async fn room(&self) {
+        if let Some(tx) = &self.tx {
+            // Permits are released at once: only the reader sends, so the room stays until it does.
+            let _ = tx.reserve_many(HEADROOM).await;
+        }
+    }
+
+    /// Completes once the writer has ended.
+    pub(super) async fn writer_gone(&self) {
+        match &self.tx {
+            Some(tx) => tx.closed().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Nothing more will be queued: the writer ends once it has written what is.

@@ -21,10 +21,13 @@ impl Drop for Serve {
 }
 
 /// Starts `podium` with `args` and `envs`, waits for the websocket URL on its stdout and keeps draining stdout so it
-/// never blocks on a full pipe. Its stderr goes to `stderr` (take it from `child` when piped).
+/// never blocks on a full pipe. Its stderr goes to `stderr` (take it from `child` when piped). `RUST_LOG` and
+/// `PODIUM_CONFIG` are not inherited (set them in `envs`).
 pub(crate) fn serve(args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> Serve {
     let mut child = Command::new(env!("CARGO_BIN_EXE_podium"))
         .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("PODIUM_CONFIG")
         .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .stderr(stderr)
