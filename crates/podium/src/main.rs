@@ -41,7 +41,8 @@ enum Command {
         #[arg(long, value_name = "URL")]
         store: Option<String>,
     },
-    /// Mint an access token.
+    /// Mint an access token, signed with `auth.secret` from the configuration (file or PODIUM_AUTH__SECRET); with no
+    /// secret configured, with the development secret that `podium serve` uses when it has none either.
     Token {
         /// The identity (token subject).
         #[arg(long)]
@@ -58,7 +59,8 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 6 * 3600)]
         ttl: u64,
-        /// Configuration file whose `auth.secret` signs the token.
+        /// Configuration file whose `auth.secret` signs the token (without one: PODIUM_AUTH__SECRET, else the
+        /// development secret).
         #[arg(long, short, env = "PODIUM_CONFIG")]
         config: Option<PathBuf>,
     },
