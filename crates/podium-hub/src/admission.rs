@@ -19,7 +19,8 @@
 //! websocket handshake's headers have been read (plain HTTP requests through a proxy are not counted).
 //!
 //! Failed authentication is counted per source and logged as one summary line per interval
-//! ([`Admission::sweep`], every [`SWEEP_INTERVAL`]), never one line per attempt; so are refused connections.
+//! ([`Admission::sweep`], every [`SWEEP_INTERVAL`]), never one line per attempt; so are refused connections and
+//! failed accepts (out of descriptors).
 //!
 //! Invariants: the map holds an entry for every source with a pending connection (its count equals the number of
 //! live tickets), plus sources seen within one sweep interval; `sweep` removes the others, so its size is bounded by
@@ -113,6 +114,8 @@ struct Counters {
     refused_rate: u64,
     refused_capacity: u64,
     auth_failures: u64,
+    accept_errors: u64,
+    last_accept_error: Option<std::io::ErrorKind>,
 }
 
 /// The per-source limits of one hub.
@@ -177,6 +180,21 @@ impl Admission {
         self.lock().1.refused_capacity += 1;
     }
 
+    /// Counts a failed `accept` (typically: out of file descriptors); the first of a sweep interval is logged at once,
+    /// the rest in the summary.
+    pub(crate) fn accept_failed(&self, error: &std::io::Error) {
+        let first = {
+            let mut guard = self.lock();
+            let c = &mut guard.1;
+            c.accept_errors += 1;
+            c.last_accept_error = Some(error.kind());
+            c.accept_errors == 1
+        };
+        if first {
+            warn!(%error, "accept failed (further failures are counted in a summary)");
+        }
+    }
+
     /// Counts a refused token from `ip` (logged in the next summary).
     pub(crate) fn auth_failed(&self, ip: IpAddr) {
         let mut guard = self.lock();
@@ -217,6 +235,14 @@ impl Admission {
                 top_source = %source,
                 top_failures = n,
                 "tokens refused in the last {} s",
+                SWEEP_INTERVAL.as_secs()
+            );
+        }
+        if c.accept_errors > 1 {
+            warn!(
+                failures = c.accept_errors,
+                last = ?c.last_accept_error,
+                "accept failed in the last {} s",
                 SWEEP_INTERVAL.as_secs()
             );
         }

@@ -427,8 +427,8 @@ impl Hub {
                     let (stream, peer) = match accepted {
                         Ok(x) => x,
                         Err(e) => {
-                            // Typically EMFILE: back off instead of spinning (at most one line per back-off).
-                            warn!(error = %e, "accept failed");
+                            // Typically EMFILE: back off instead of spinning; logged as a summary.
+                            shared.admission.accept_failed(&e);
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }

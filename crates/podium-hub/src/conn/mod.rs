@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tracing::{Instrument as _, debug, info};
+use tracing::{Instrument as _, debug};
 
 use self::writer::{Out, Outbox, Stalled, WriterEnd};
 use crate::admission::{self, Ticket};
@@ -495,7 +495,8 @@ impl Connection {
         match reply {
             Ok(welcome) => {
                 tracing::Span::current().record("identity", identity.as_str());
-                info!(identity = %identity, room = %room_name, "joined");
+                // The room task logs the join (once per join, with its outcome).
+                debug!(identity = %identity, room = %room_name, "joined");
                 self.joined = Some(Joined { who: ParticipantId::new(identity.as_str()), room: handle });
                 // Joined connections no longer count against their source's limit on pending connections.
                 self.ticket = None;
