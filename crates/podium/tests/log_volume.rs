@@ -1,12 +1,19 @@
 //! Issue 10, item 3: no remote input produces unbounded log volume.
 //!
 //! A real `podium serve` process runs with the log level operators get by default (no `RUST_LOG`) and one media
-//! worker; its stderr lines are counted. A moderator (the control participant) and a speaker join a room over real
-//! websockets. The speaker negotiates media with a real str0m peer over loopback UDP, through `media_offer`, and
-//! waits until ICE and DTLS are up. Then, from that peer's own, ICE-verified socket, it sends 10,000 DTLS handshake
-//! records (content type 22) to the SFU, followed by garbage: random bytes, truncated STUN, and RTP that is no valid
-//! SRTP; and the same garbage again from a socket the SFU has never seen. At most a handful of log lines may
-//! result, and the control participant's websocket keeps answering `get_state` throughout.
+//! worker; its stderr lines are counted. A moderator (the control participant) and two speakers join a room over
+//! real websockets; each speaker negotiates media with a real str0m peer over loopback UDP through `media_offer`.
+//!
+//! - The first one completes ICE only (its DTLS packets are never sent), so the SFU has bound its address and waits
+//!   for its DTLS ClientHello. From that socket it sends 10,000 DTLS handshake records (content type 22) that the
+//!   SFU's DTLS stack queues and refuses once its queue is full: without the default filter's caps, one WARN line
+//!   per datagram (the bug).
+//! - The second one completes ICE and DTLS; from its socket come 10,000 more handshake records and 10,000 garbage
+//!   datagrams (random bytes, truncated STUN, RTP and RTCP that is no valid SRTP).
+//! - A socket the SFU has never seen sends 10,000 of both kinds.
+//!
+//! At most a handful of log lines may result, and the control participant's websocket keeps answering
+//! `get_state` throughout, with the room unchanged.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,7 +27,9 @@ use std::time::Duration;
 use podium_hub::Role;
 use podium_hub::auth::{TokenKeys, claims_for};
 use serde_json::json;
-use str0m::media::Direction;
+use str0m::media::{Direction, MediaKind};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, RtcConfig};
 
 #[allow(dead_code)]
 #[path = "../../../tests/it/support.rs"]
@@ -144,6 +153,59 @@ fn garbage(i: usize) -> Vec<u8> {
     }
 }
 
+/// A str0m peer that runs ICE but never sends DTLS: negotiates through `media_offer` on `ws`, then answers and
+/// sends only STUN from its socket until ICE is connected. Returns the socket (bound at the SFU by then).
+async fn ice_only_peer(ws: &mut support::Client) -> Arc<UdpSocket> {
+    let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("bind"));
+    let local = socket.local_addr().expect("local addr");
+    let mut rtc = RtcConfig::new().clear_codecs().enable_opus(true, false).build(std::time::Instant::now());
+    rtc.add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    let (offer, pending) = api.apply().expect("an offer");
+    let reply = ws.ok(json!({"type": "media_offer", "sdp": offer.to_sdp_string()})).await;
+    let answer = str0m::change::SdpAnswer::from_sdp_string(reply["result"]["sdp"].as_str().expect("answer"))
+        .expect("the SFU's answer parses");
+    rtc.sdp_api().accept_answer(pending, answer).expect("answer accepted");
+    let sock = Arc::clone(&socket);
+    let ice = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 2000];
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            loop {
+                match rtc.poll_output() {
+                    Ok(Output::Timeout(_)) | Err(_) => break,
+                    // STUN only (RFC 7983: first byte 0..=3); DTLS stays unsent.
+                    Ok(Output::Transmit(t)) if t.contents.first().is_some_and(|b| *b < 4) => {
+                        let _ = sock.send_to(&t.contents, t.destination);
+                    }
+                    Ok(Output::Transmit(_)) => {}
+                    Ok(Output::Event(Event::IceConnectionStateChange(
+                        IceConnectionState::Connected | IceConnectionState::Completed,
+                    ))) => return true,
+                    Ok(Output::Event(_)) => {}
+                }
+            }
+            sock.set_read_timeout(Some(Duration::from_millis(5))).expect("timeout");
+            let now = std::time::Instant::now();
+            match sock.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    if let Ok(r) = Receive::new(Protocol::Udp, from, local, &buf[..n]) {
+                        let _ = rtc.handle_input(Input::Receive(now, r));
+                    }
+                }
+                Err(_) => {
+                    let _ = rtc.handle_input(Input::Timeout(now));
+                }
+            }
+        }
+        false
+    });
+    let connected = tokio::task::spawn_blocking(move || ice.join().expect("ICE thread")).await.expect("join");
+    assert!(connected, "ICE did not connect");
+    socket
+}
+
 /// Sends `n` datagrams made by `make` from `socket` to `to`, pausing now and then so the kernel buffers keep up.
 async fn flood(socket: &UdpSocket, to: SocketAddr, n: usize, make: impl Fn(usize) -> Vec<u8>) {
     for i in 0..n {
@@ -159,6 +221,8 @@ async fn floods_of_dtls_and_garbage_datagrams_log_at_most_a_handful_of_lines() {
     let serve = Serve::start();
     let mut control = join(&serve, "moderator", Role::Moderator).await;
     let mut speaker = join(&serve, "speaker", Role::Speaker).await;
+    let mut half = join(&serve, "half", Role::Speaker).await;
+    let half_socket = ice_only_peer(&mut half).await;
 
     // The speaker's real peer connection, negotiated over the websocket.
     let pc = peer::Client::new();
@@ -172,6 +236,9 @@ async fn floods_of_dtls_and_garbage_datagrams_log_at_most_a_handful_of_lines() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let base = serve.lines();
 
+    // Handshake records the SFU's DTLS server queues (message_seq 1.. while it waits for 0) until its queue is full.
+    flood(&half_socket, serve.media, FLOOD, |i| dtls_handshake(i as u64 + 1, 100 + i % 100)).await;
+    control.ok(json!({"type": "get_state"})).await;
     flood(&pc.socket, serve.media, FLOOD, |i| dtls_handshake(i as u64, 100 + i % 100)).await;
     control.ok(json!({"type": "get_state"})).await;
     flood(&pc.socket, serve.media, FLOOD, garbage).await;
@@ -183,7 +250,7 @@ async fn floods_of_dtls_and_garbage_datagrams_log_at_most_a_handful_of_lines() {
     assert!(
         added <= MAX_LINES,
         "{added} log lines for {} datagrams (at most {MAX_LINES}):\n{}",
-        4 * FLOOD,
+        5 * FLOOD,
         serve.log_since(base)
     );
     // The control participant's websocket still answers, and the room is as it was.
@@ -191,4 +258,5 @@ async fn floods_of_dtls_and_garbage_datagrams_log_at_most_a_handful_of_lines() {
     assert_eq!(after_state["result"]["stage"], before_state["result"]["stage"]);
     assert_eq!(after_state["result"]["counts"], before_state["result"]["counts"]);
     speaker.ok(json!({"type": "ping"})).await;
+    half.ok(json!({"type": "ping"})).await;
 }
