@@ -1,6 +1,7 @@
 //! End-to-end tests: real websocket clients against a real hub listening on 127.0.0.1:0.
 
 mod abuse;
+mod abuse_media;
 mod aiortc;
 mod bad_input;
 mod media_aiortc;

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::support::TestHub;
 
 /// A well-formed browser-style offer: one audio m-line offering Opus, sendrecv.
-fn audio_offer() -> String {
+pub(crate) fn audio_offer() -> String {
     [
         "v=0",
         "o=- 4611731400430051336 2 IN IP4 127.0.0.1",

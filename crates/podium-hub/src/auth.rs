@@ -57,7 +57,7 @@ pub struct Grant {
 pub enum AuthError {
     /// The signature does not verify, or the token is not a well-formed JWT.
     #[error("invalid token: {0}")]
-    Invalid(String),
+    Invalid(&'static str),
     /// The token has expired.
     #[error("token expired")]
     Expired,
@@ -73,6 +73,23 @@ pub enum AuthError {
     /// The identity, name or room name breaks a size or character rule.
     #[error("{0}")]
     BadClaim(&'static str),
+}
+
+/// What is wrong with a token, in words of our own: the JWT library's error text names its Rust types
+/// (`InvalidSignature`) and must not reach clients.
+fn token_problem(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::InvalidSignature => "the signature does not verify",
+        K::InvalidAlgorithm | K::MissingAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm => {
+            "the token must be signed with HS256"
+        }
+        K::MissingRequiredClaim(_) => "a required claim (sub, exp) is missing",
+        K::InvalidClaimFormat(_) | K::Json(_) | K::Utf8(_) => "the claims are not well-formed",
+        K::ExpiredSignature => "the token has expired",
+        K::ImmatureSignature => "the token is not valid yet",
+        _ => "it is not a well-formed JWT",
+    }
 }
 
 /// Signs and verifies tokens with one shared secret.
@@ -102,7 +119,7 @@ impl TokenKeys {
     /// Mints a token.
     pub fn mint(&self, claims: &Claims) -> Result<String, AuthError> {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
-            .map_err(|e| AuthError::Invalid(e.to_string()))
+            .map_err(|e| AuthError::Invalid(token_problem(e.kind())))
     }
 
     /// Verifies a token for joining `requested_room` (or the token's own room when `None`).
@@ -111,7 +128,7 @@ impl TokenKeys {
             jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-                _ => AuthError::Invalid(e.to_string()),
+                kind => AuthError::Invalid(token_problem(kind)),
             })?;
         let claims = data.claims;
         let room = match (claims.room.as_str(), requested_room) {

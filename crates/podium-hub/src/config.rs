@@ -244,8 +244,11 @@ pub struct MediaSection {
     pub workers: usize,
     /// The address clients should send media to, when it differs from `bind` (NAT 1:1, cloud hosts).
     pub public_ip: Option<IpAddr>,
-    /// Largest SDP accepted.
+    /// Largest SDP accepted, in bytes (offers and answers).
     pub max_sdp_bytes: usize,
+    /// Most m-lines (of any kind) in an offer; the SFU adds no downstream slot past it either. Bounds a peer's
+    /// memory.
+    pub max_mlines: usize,
     /// `active_speakers` events are sent at most this often.
     pub active_speaker_interval_ms: u64,
     /// Most WebRTC peers on this node.
@@ -263,6 +266,7 @@ impl Default for MediaSection {
             workers: m.workers,
             public_ip: m.public_ip,
             max_sdp_bytes: m.max_sdp_bytes,
+            max_mlines: m.max_mlines,
             active_speaker_interval_ms: m.active_speaker_interval_ms,
             max_peers: m.max_peers,
         }
@@ -278,6 +282,7 @@ impl MediaSection {
             workers: self.workers,
             public_ip: self.public_ip,
             max_sdp_bytes: self.max_sdp_bytes,
+            max_mlines: self.max_mlines,
             active_speaker_interval_ms: self.active_speaker_interval_ms,
             max_peers: self.max_peers,
         }
@@ -347,6 +352,7 @@ impl Config {
             l.heartbeat_timeout_ms > l.heartbeat_interval_ms,
             "limits.heartbeat_timeout_ms must exceed the interval"
         );
+        anyhow::ensure!(self.media.max_mlines >= 1, "media.max_mlines must be at least 1");
         let r = &self.room;
         anyhow::ensure!(
             r.stage_capacity >= 1 && r.stage_capacity <= r.max_stage_capacity,

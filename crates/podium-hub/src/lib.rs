@@ -19,6 +19,7 @@ mod convert;
 mod http;
 mod hub;
 mod link;
+pub mod logging;
 mod media;
 mod nodes;
 mod relay;

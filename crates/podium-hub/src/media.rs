@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use podium_media::{MediaError, MediaEvent, MediaEvents, PeerState};
+use podium_media::{LogLimiter, MediaError, MediaEvent, MediaEvents, PeerState};
 use podium_proto::{self as proto, ErrorCode};
 use tracing::{debug, warn};
 
@@ -28,16 +28,22 @@ pub(crate) enum MediaRequest {
     Candidate,
 }
 
-/// Maps an SFU error to the documented protocol error.
+/// Maps an SFU error to the documented protocol error (`proto/PROTOCOL.md`, `media_offer` and `media_answer`).
+///
+/// The messages are the SFU's own fixed texts; nothing of a dependency's error text reaches a client (an I/O
+/// error's text is logged at debug level instead).
 pub(crate) fn failure(e: &MediaError) -> Failure {
-    let code = match e {
-        MediaError::BadSdp(_) => ErrorCode::BadRequest,
-        MediaError::TooLarge => ErrorCode::TooLarge,
-        MediaError::Conflict => ErrorCode::Conflict,
-        MediaError::UnknownPeer => ErrorCode::NotFound,
-        MediaError::Unavailable | MediaError::Io(_) => ErrorCode::Unavailable,
-    };
-    (code, e.to_string())
+    match e {
+        MediaError::BadSdp(_) => (ErrorCode::BadRequest, e.to_string()),
+        MediaError::TooLarge { .. } | MediaError::TooMany { .. } => (ErrorCode::TooLarge, e.to_string()),
+        MediaError::Conflict | MediaError::NoPendingOffer => (ErrorCode::Conflict, e.to_string()),
+        MediaError::UnknownPeer => (ErrorCode::NotFound, e.to_string()),
+        MediaError::Unavailable => (ErrorCode::Unavailable, e.to_string()),
+        MediaError::Io(io) => {
+            debug!(error = %io, "media I/O error");
+            (ErrorCode::Unavailable, MediaError::Unavailable.to_string())
+        }
+    }
 }
 
 /// The protocol message for an SFU event, and its recipient (`None`: everyone in the room).
@@ -75,6 +81,8 @@ fn event_room(event: &MediaEvent) -> &str {
 
 /// Hands each SFU event to its room's task. A room that is not running here has no one to tell.
 pub(crate) async fn dispatch(shared: Arc<Shared>, mut events: MediaEvents) {
+    // Media events follow remote input (offers, talking): one line per interval at most.
+    let mut dropped_log = LogLimiter::new(Duration::from_secs(10));
     while let Some(event) = events.recv().await {
         let Some(room) = shared.running_room(event_room(&event)) else {
             debug!(room = event_room(&event), "media event for a room not running here");
@@ -82,8 +90,10 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut events: MediaEvents) {
         };
         // Bounded wait: one stuck room must not hold up every other room's media events.
         let sent = tokio::time::timeout(Duration::from_millis(200), room.inbox.send(RoomMsg::MediaEvent(event))).await;
-        if !matches!(sent, Ok(Ok(()))) {
-            warn!("a room's inbox stayed full; a media event was dropped");
+        if !matches!(sent, Ok(Ok(())))
+            && let Some(suppressed) = dropped_log.allow(std::time::Instant::now())
+        {
+            warn!(suppressed, "a room's inbox stayed full; a media event was dropped");
         }
     }
 }

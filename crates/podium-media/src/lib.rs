@@ -34,7 +34,15 @@
 //!   takes a free slot (never used, or whose publisher stopped: unpublished, removed, or silent for 2 s). When none
 //!   is free the worker makes a server-initiated offer adding a `sendonly` audio m-line
 //!   ([`MediaEvent::Offer`]); [`Media::answer`] completes it. Slot assignment changes are reported by
-//!   [`MediaEvent::Tracks`].
+//!   [`MediaEvent::Tracks`]. No offer takes a peer past [`MediaConfig::max_mlines`] m-lines: then audio from
+//!   further publishers is dropped for that listener (counted in `no_slot_dropped`) until a slot frees.
+//! * **Offers are checked before str0m sees them** (`wire::precheck_offer`, one pass over the text): size
+//!   ([`MediaConfig::max_sdp_bytes`]), line grammar, and the counts of what str0m keeps per peer: m-lines (at most
+//!   [`MediaConfig::max_mlines`], ~11 KiB each), distinct SSRCs (at most as many as m-lines, 3-4 KiB each: a
+//!   receive stream) and distinct ICE candidates (at most [`MAX_CANDIDATES`], ~1 KiB each). Errors carry messages of our
+//!   own; str0m's error text (which can include heap addresses) goes to the debug log only.
+//! * **Logs.** Nothing a remote peer sends is logged per datagram at `info` or above; the one `warn` a peer could
+//!   repeat (an `Rtc` that does not settle) goes through a [`LogLimiter`]: one line per 10 s per worker.
 //! * **RTP mode.** Every `Rtc` runs in str0m's RTP mode (`set_rtp_mode(true)`): a received Opus packet arrives as
 //!   `Event::RtpPacket` (no depacketizer) and is written to each listener as one RTP packet with
 //!   `direct_api().stream_tx_by_mid(mid).write_rtp(..)` (no packetizer, no frame queue): ~6 % less CPU per
@@ -71,7 +79,9 @@
 //! * Per-packet work on our side allocates nothing (hash lookups, `Arc` clones, preallocated channel slots).
 //!   str0m itself allocates per packet: the received payload's `Arc<[u8]>`, and a `Vec<u8>` per `Transmit`.
 //! * Memory: about 55 KiB of heap per connected listener, nearly all str0m's (`docs/BENCHMARKS.md` has the
-//!   breakdown); peers are boxed so the peer map's spare capacity costs pointers, not whole `Rtc`s.
+//!   breakdown); peers are boxed so the peer map's spare capacity costs pointers, not whole `Rtc`s. Whatever a peer
+//!   offers, it costs at most 320 KiB negotiated with the default limits (measured worst 257 KiB, against 44 KiB
+//!   for a one-m-line offer: `tests/memory.rs`), plus its DTLS/SRTP state once connected.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -81,9 +91,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 
+mod log_limit;
 mod send;
 mod wire;
 mod worker;
+
+pub use log_limit::LogLimiter;
 
 use worker::{Command, Forwarded, WorkerLink};
 
@@ -93,6 +106,12 @@ const COMMAND_QUEUE: usize = 1024;
 const FORWARD_QUEUE: usize = 4096;
 /// Events queued for the hub.
 const EVENT_QUEUE: usize = 8192;
+/// Most distinct `a=candidate` lines in an offer (the SFU is ICE-lite and learns the client's address from its
+/// checks; each candidate costs str0m about 1.2 KiB).
+pub const MAX_CANDIDATES: usize = 32;
+/// Default of [`MediaConfig::max_mlines`]: the default stage (13 seats) heard at once by a listener, plus its own
+/// m-line, with room to spare.
+pub const DEFAULT_MAX_MLINES: usize = 16;
 
 /// Configuration of the media plane.
 #[derive(Debug, Clone)]
@@ -107,6 +126,9 @@ pub struct MediaConfig {
     pub public_ip: Option<IpAddr>,
     /// Largest accepted SDP, in bytes. Default 16 KiB.
     pub max_sdp_bytes: usize,
+    /// Most m-lines (of any kind) in an offer, and most distinct SSRCs it declares; the SFU's own offers never take
+    /// a peer past it either. Default 16. Bounds a peer's memory (see the crate docs).
+    pub max_mlines: usize,
     /// Minimum interval between two active-speaker events of a room. Default 300 ms.
     pub active_speaker_interval_ms: u64,
     /// Most peers at once (over all workers). Default 20 000.
@@ -121,6 +143,7 @@ impl Default for MediaConfig {
             workers: 0,
             public_ip: None,
             max_sdp_bytes: 16 * 1024,
+            max_mlines: DEFAULT_MAX_MLINES,
             active_speaker_interval_ms: 300,
             max_peers: 20_000,
         }
@@ -151,13 +174,23 @@ pub enum PeerState {
 /// Errors of the media API.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
-    #[error("bad SDP: {0}")]
+    /// The SDP is malformed or not usable; the message is ours (never a dependency's text) and says what is wrong.
+    #[error("{0}")]
     BadSdp(String),
-    #[error("SDP too large")]
-    TooLarge,
+    /// The SDP is larger than [`MediaConfig::max_sdp_bytes`].
+    #[error("the SDP is larger than {max} bytes (the media limit)")]
+    TooLarge { max: usize },
+    /// The offer has more of something that costs the SFU memory than a limit allows: m-lines
+    /// ([`MediaConfig::max_mlines`]), distinct SSRCs (as many as m-lines) or distinct ICE candidates
+    /// ([`MAX_CANDIDATES`]).
+    #[error("the offer has more than {max} {what}")]
+    TooMany { what: &'static str, max: usize },
     #[error("a server offer awaits its answer: answer it first, then retry")]
     Conflict,
-    #[error("no such media peer")]
+    /// An answer arrived but the SFU has no offer of its own pending for this peer.
+    #[error("no offer from the SFU awaits an answer")]
+    NoPendingOffer,
+    #[error("no media session: send media_offer first")]
     UnknownPeer,
     #[error("media plane unavailable")]
     Unavailable,
@@ -457,6 +490,7 @@ impl Media {
                 events: ev_tx.clone(),
                 stats: stats.clone(),
                 speaker_interval: std::time::Duration::from_millis(config.active_speaker_interval_ms.max(1)),
+                max_mlines: config.max_mlines,
             };
             std::thread::Builder::new()
                 .name(format!("podium-media-{i}"))
@@ -523,9 +557,9 @@ impl Media {
         if self.is_closed() {
             return Err(MediaError::Unavailable);
         }
-        wire::precheck_offer(sdp, self.inner.config.max_sdp_bytes)?;
-        let offer = str0m::change::SdpOffer::from_sdp_string(sdp)
-            .map_err(|e| MediaError::BadSdp(format!("unparsable SDP offer: {e}")))?;
+        let shape = wire::precheck_offer(sdp, self.inner.config.max_sdp_bytes, self.inner.config.max_mlines)?;
+        let offer =
+            str0m::change::SdpOffer::from_sdp_string(sdp).map_err(|e| wire::parse_failed(wire::SdpKind::Offer, &e))?;
         let room_arc: Arc<str> = Arc::from(room);
         let identity_arc: Arc<str> = Arc::from(identity);
         let n = self.inner.cmd_txs.len();
@@ -565,7 +599,7 @@ impl Media {
         let cmd = Command::Offer {
             room: room_arc,
             identity: identity_arc,
-            offer: Box::new(offer),
+            offer: Box::new(worker::CheckedOffer { sdp: offer, mlines: shape.mlines }),
             publish,
             generation,
             reply: tx,
@@ -628,11 +662,9 @@ impl Media {
         if self.is_closed() {
             return Err(MediaError::Unavailable);
         }
-        if sdp.len() > self.inner.config.max_sdp_bytes {
-            return Err(MediaError::TooLarge);
-        }
+        wire::precheck_answer(sdp, self.inner.config.max_sdp_bytes)?;
         let answer = str0m::change::SdpAnswer::from_sdp_string(sdp)
-            .map_err(|e| MediaError::BadSdp(format!("unparsable SDP answer: {e}")))?;
+            .map_err(|e| wire::parse_failed(wire::SdpKind::Answer, &e))?;
         let worker = {
             let dir = self.dir();
             dir.rooms.get(room).and_then(|r| r.members.get(identity)).and_then(|m| m.peer).map(|(w, _)| w)

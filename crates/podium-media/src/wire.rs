@@ -1,6 +1,6 @@
 //! Allocation-free looks at raw datagrams (STUN USERNAME, RTP/RTCP demux) and the cheap SDP pre-checks.
 
-use crate::MediaError;
+use crate::{MAX_CANDIDATES, MediaError};
 
 /// STUN magic cookie (RFC 5389).
 const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
@@ -46,22 +46,74 @@ pub(crate) fn is_rtp(buf: &[u8]) -> bool {
     !(64..=95).contains(&(buf[1] & 0x7f))
 }
 
-/// Cheap, text-level checks of an offer before it is parsed: size, audio present, Opus offered.
-pub(crate) fn precheck_offer(sdp: &str, max_bytes: usize) -> Result<(), MediaError> {
-    if sdp.len() > max_bytes {
-        return Err(MediaError::TooLarge);
-    }
-    precheck_media(sdp, "offer")
+/// Which SDP a message talks about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SdpKind {
+    Offer,
+    Answer,
 }
 
-/// Text-level checks shared by offers and answers: at least one audio m-line with Opus.
-pub(crate) fn precheck_media(sdp: &str, what: &str) -> Result<(), MediaError> {
+impl SdpKind {
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Self::Offer => "offer",
+            Self::Answer => "answer",
+        }
+    }
+}
+
+/// What the text-level look at an offer found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OfferShape {
+    /// m-lines of any kind (audio, video, application, ...).
+    pub(crate) mlines: usize,
+}
+
+/// Cheap, text-level checks of an offer before str0m parses it (one pass; it allocates two small bounded lists):
+/// size, SDP line grammar, the counts of what costs the SFU memory per peer (m-lines; distinct SSRCs, at most one
+/// per m-line allowed; distinct ICE candidates, at most [`MAX_CANDIDATES`]), audio with Opus present, the DTLS
+/// fingerprint and ICE credentials present, not ICE-lite. Everything it refuses gets a clean message of our own; what passes can still fail str0m's parse,
+/// which then gets a fixed message too (see [`parse_failed`]).
+pub(crate) fn precheck_offer(sdp: &str, max_bytes: usize, max_mlines: usize) -> Result<OfferShape, MediaError> {
+    let what = SdpKind::Offer.name();
+    if sdp.len() > max_bytes {
+        return Err(MediaError::TooLarge { max: max_bytes });
+    }
+    check_grammar(sdp, SdpKind::Offer)?;
     let mut audio = 0usize;
     let mut video = 0usize;
+    let mut mlines = 0usize;
     let mut opus = false;
+    let (mut fingerprint, mut ufrag, mut pwd, mut lite) = (false, false, false, false);
+    // str0m keeps a receive stream per declared SSRC (~4 KiB) and a pair per remote candidate: bounded here.
+    let max_ssrcs = max_mlines;
+    let mut ssrcs: Vec<&str> = Vec::new();
+    let mut candidates: Vec<&str> = Vec::new();
     for line in sdp.lines() {
         let line = line.trim_end();
-        if let Some(rest) = line.strip_prefix("m=") {
+        if let Some(rest) = line.strip_prefix("a=ssrc:") {
+            let id = rest.split(' ').next().unwrap_or(rest);
+            if !ssrcs.contains(&id) {
+                ssrcs.push(id);
+                if ssrcs.len() > max_ssrcs {
+                    return Err(MediaError::TooMany { what: "distinct SSRCs (a=ssrc)", max: max_ssrcs });
+                }
+            }
+        } else if let Some(rest) = line.strip_prefix("a=candidate:") {
+            if !candidates.contains(&rest) {
+                candidates.push(rest);
+                if candidates.len() > MAX_CANDIDATES {
+                    return Err(MediaError::TooMany {
+                        what: "distinct ICE candidates (a=candidate)",
+                        max: MAX_CANDIDATES,
+                    });
+                }
+            }
+        } else if let Some(rest) = line.strip_prefix("m=") {
+            mlines += 1;
+            if mlines > max_mlines {
+                return Err(MediaError::TooMany { what: "m-lines", max: max_mlines });
+            }
             if rest.starts_with("audio ") {
                 audio += 1;
             } else if rest.starts_with("video ") {
@@ -69,13 +121,18 @@ pub(crate) fn precheck_media(sdp: &str, what: &str) -> Result<(), MediaError> {
             }
         } else if let Some(rest) = line.strip_prefix("a=rtpmap:") {
             let codec = rest.split_whitespace().nth(1).unwrap_or("");
-            if codec.len() >= 5 && codec[..5].eq_ignore_ascii_case("opus/") {
+            if codec.get(..5).is_some_and(|c| c.eq_ignore_ascii_case("opus/")) {
                 opus = true;
             }
+        } else if line.starts_with("a=fingerprint:") {
+            fingerprint = true;
+        } else if line.starts_with("a=ice-ufrag:") {
+            ufrag = true;
+        } else if line.starts_with("a=ice-pwd:") {
+            pwd = true;
+        } else if line == "a=ice-lite" {
+            lite = true;
         }
-    }
-    if !sdp.trim_start().starts_with("v=") {
-        return Err(MediaError::BadSdp(format!("unparsable SDP {what}: it must start with \"v=\"")));
     }
     if audio == 0 && video > 0 {
         return Err(MediaError::BadSdp(format!("video-only SDP {what}: Podium carries audio only")));
@@ -86,7 +143,77 @@ pub(crate) fn precheck_media(sdp: &str, what: &str) -> Result<(), MediaError> {
     if !opus {
         return Err(MediaError::BadSdp(format!("SDP {what} offers no Opus codec (Podium carries Opus only)")));
     }
+    if !fingerprint {
+        return Err(MediaError::BadSdp(format!("SDP {what} has no a=fingerprint (DTLS-SRTP is required)")));
+    }
+    if !ufrag || !pwd {
+        return Err(MediaError::BadSdp(format!("SDP {what} lacks a=ice-ufrag or a=ice-pwd")));
+    }
+    if lite {
+        return Err(MediaError::BadSdp(format!(
+            "SDP {what} is ICE-lite: the SFU is ICE-lite, so the client must run full ICE"
+        )));
+    }
+    Ok(OfferShape { mlines })
+}
+
+/// Cheap checks of an answer to the SFU's offer: size and SDP line grammar (str0m checks that it fits the offer).
+pub(crate) fn precheck_answer(sdp: &str, max_bytes: usize) -> Result<(), MediaError> {
+    if sdp.len() > max_bytes {
+        return Err(MediaError::TooLarge { max: max_bytes });
+    }
+    check_grammar(sdp, SdpKind::Answer)
+}
+
+/// Every SDP line is `<letter>=<value>` (RFC 8866 §5), the first one `v=`. Blank lines are tolerated.
+fn check_grammar(sdp: &str, kind: SdpKind) -> Result<(), MediaError> {
+    let what = kind.name();
+    if !sdp.trim_start().starts_with("v=") {
+        return Err(MediaError::BadSdp(format!("the {what} is not valid SDP: it must start with \"v=\"")));
+    }
+    for (n, line) in sdp.lines().enumerate() {
+        let b = line.trim().as_bytes();
+        if b.is_empty() {
+            continue;
+        }
+        if b.len() < 2 || !b[0].is_ascii_lowercase() || b[1] != b'=' {
+            return Err(MediaError::BadSdp(format!(
+                "the {what} is not valid SDP: line {} is not of the form <letter>=<value>",
+                n + 1
+            )));
+        }
+    }
     Ok(())
+}
+
+/// The error for an SDP that passed the pre-checks but not str0m's parser. The parser's own text is not passed on
+/// (it carries internals such as heap addresses); it is logged at debug level for operators.
+pub(crate) fn parse_failed(kind: SdpKind, detail: &dyn std::fmt::Display) -> MediaError {
+    tracing::debug!(error = %detail, "SDP {} did not parse", kind.name());
+    MediaError::BadSdp(format!(
+        "the {} is not valid SDP: a line's value is malformed (check the m=, a=rtpmap, a=fmtp, a=extmap, \
+         a=ssrc and a=candidate lines)",
+        kind.name()
+    ))
+}
+
+/// The error for an SDP that parsed but that str0m would not apply (inconsistent m-lines, mids or BUNDLE, a DTLS
+/// role or fingerprint that does not fit the session, an answer that does not answer the pending offer). As with
+/// [`parse_failed`], str0m's text goes to the debug log only.
+pub(crate) fn apply_failed(kind: SdpKind, detail: &dyn std::fmt::Display) -> MediaError {
+    tracing::debug!(error = %detail, "SDP {} refused", kind.name());
+    let message = match kind {
+        SdpKind::Offer => {
+            "the offer was refused: its m-lines, mids, BUNDLE group or DTLS setup are inconsistent, or it does not \
+             continue the previous negotiation of this peer connection (a new peer connection needs a new \
+             a=fingerprint)"
+        }
+        SdpKind::Answer => {
+            "the answer was refused: it does not answer the SFU's pending offer (same m-lines, in the same order, \
+             with the same mids)"
+        }
+    };
+    MediaError::BadSdp(message.to_owned())
 }
 
 #[cfg(test)]
@@ -149,13 +276,38 @@ mod tests {
 
     #[test]
     fn sdp_prechecks() {
-        assert!(matches!(precheck_offer("v=0\r\n", 3), Err(MediaError::TooLarge)));
-        assert!(matches!(precheck_offer("hello", 100), Err(MediaError::BadSdp(_))));
+        assert!(matches!(precheck_offer("v=0\r\n", 3, 4), Err(MediaError::TooLarge { max: 3 })));
+        assert!(matches!(precheck_offer("hello", 100, 4), Err(MediaError::BadSdp(_))));
+        let bad_line = "v=0\r\ns=-\r\nhello\r\n";
+        assert!(matches!(precheck_offer(bad_line, 100, 4), Err(MediaError::BadSdp(m)) if m.contains("line 3")));
         let video = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n";
-        assert!(matches!(precheck_offer(video, 1000), Err(MediaError::BadSdp(m)) if m.contains("video-only")));
+        assert!(matches!(precheck_offer(video, 1000, 4), Err(MediaError::BadSdp(m)) if m.contains("video-only")));
         let pcmu = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=rtpmap:0 PCMU/8000\r\n";
-        assert!(matches!(precheck_offer(pcmu, 1000), Err(MediaError::BadSdp(m)) if m.contains("Opus")));
-        let ok = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
-        assert!(precheck_offer(ok, 1000).is_ok());
+        assert!(matches!(precheck_offer(pcmu, 1000, 4), Err(MediaError::BadSdp(m)) if m.contains("Opus")));
+        let creds = "a=fingerprint:sha-256 00:11\r\na=ice-ufrag:u\r\na=ice-pwd:p\r\n";
+        let audio = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
+        let ok = format!("v=0\r\n{creds}{audio}");
+        assert_eq!(precheck_offer(&ok, 1000, 4).ok(), Some(OfferShape { mlines: 1 }));
+        let no_fp = ok.replace("a=fingerprint:sha-256 00:11\r\n", "");
+        assert!(matches!(precheck_offer(&no_fp, 1000, 4), Err(MediaError::BadSdp(m)) if m.contains("fingerprint")));
+        let lite = format!("{ok}a=ice-lite\r\n");
+        assert!(matches!(precheck_offer(&lite, 1000, 4), Err(MediaError::BadSdp(m)) if m.contains("ICE-lite")));
+        let many = format!("v=0\r\n{creds}{}", audio.repeat(5));
+        assert!(matches!(precheck_offer(&many, 1000, 4), Err(MediaError::TooMany { what: "m-lines", max: 4 })));
+        assert!(precheck_offer(&many, 1000, 5).is_ok());
+        // Video m-lines count too (they cost the SFU as much as audio ones).
+        let mixed = format!("{ok}{}", "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n".repeat(4));
+        assert!(matches!(precheck_offer(&mixed, 1000, 4), Err(MediaError::TooMany { what: "m-lines", .. })));
+        let ssrcs: String = (0..5).map(|i| format!("a=ssrc:{i} cname:x\r\na=ssrc:{i} msid:y\r\n")).collect();
+        let e = precheck_offer(&format!("{ok}{ssrcs}"), 1000, 4);
+        assert!(matches!(e, Err(MediaError::TooMany { max: 4, .. })), "{e:?}");
+        assert!(precheck_offer(&format!("{ok}{ssrcs}"), 1000, 5).is_ok(), "repeated SSRCs count once");
+        let cands: String =
+            (0..=MAX_CANDIDATES).map(|i| format!("a=candidate:{i} 1 udp 1 10.0.0.1 {i} typ host\r\n")).collect();
+        let e = precheck_offer(&format!("{ok}{cands}"), 10_000, 4);
+        assert!(matches!(e, Err(MediaError::TooMany { max: MAX_CANDIDATES, .. })), "{e:?}");
+        assert!(precheck_answer(&ok, 1000).is_ok());
+        assert!(matches!(precheck_answer(&ok, 10), Err(MediaError::TooLarge { max: 10 })));
+        assert!(matches!(precheck_answer("v=0\r\n\0\0\r\n", 100), Err(MediaError::BadSdp(_))));
     }
 }

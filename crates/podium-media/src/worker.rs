@@ -24,7 +24,9 @@ use str0m::rtp::{Extension, ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::log_limit::LogLimiter;
 use crate::send::SendBatch;
+use crate::wire::SdpKind;
 use crate::{MediaError, MediaEvent, PeerState, Stats, wire};
 
 pub(crate) const WAKER: Token = Token(0);
@@ -39,6 +41,8 @@ const MAX_WAIT: Duration = Duration::from_secs(1);
 const SLOT_IDLE: Duration = Duration::from_secs(2);
 /// Disconnected this long = failed.
 const FAILED_AFTER: Duration = Duration::from_secs(15);
+/// Log lines a peer can trigger repeatedly: at most one per this interval per worker (see [`LogLimiter`]).
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Opus RTP clock.
 const OPUS_HZ: u64 = 48_000;
 /// One 20 ms Opus frame in RTP ticks.
@@ -74,7 +78,7 @@ pub(crate) enum Command {
     Offer {
         room: Arc<str>,
         identity: Arc<str>,
-        offer: Box<SdpOffer>,
+        offer: Box<CheckedOffer>,
         publish: Arc<AtomicBool>,
         generation: u64,
         reply: oneshot::Sender<Result<String, MediaError>>,
@@ -105,6 +109,13 @@ pub(crate) enum Command {
     Shutdown,
 }
 
+/// A client offer that passed the pre-checks, parsed.
+pub(crate) struct CheckedOffer {
+    pub(crate) sdp: SdpOffer,
+    /// Its m-lines (counted by the pre-check).
+    pub(crate) mlines: usize,
+}
+
 pub(crate) struct WorkerInit {
     pub(crate) idx: usize,
     pub(crate) socket: mio::net::UdpSocket,
@@ -116,6 +127,7 @@ pub(crate) struct WorkerInit {
     pub(crate) events: mpsc::Sender<MediaEvent>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) speaker_interval: Duration,
+    pub(crate) max_mlines: usize,
 }
 
 /// A downstream slot: one server-sending audio m-line.
@@ -149,6 +161,9 @@ struct Peer {
     connected: bool,
     reported: Option<PeerState>,
     disconnected_since: Option<Instant>,
+    /// m-lines negotiated (the client's last offer, plus the SFU's own additions since): kept at most
+    /// `max_mlines`, which bounds the peer's memory.
+    mlines: usize,
     /// The client's DTLS certificate fingerprint (the `a=fingerprint` of its last offer): a new one means a new
     /// client peer connection, which needs a new `Rtc` (str0m keeps the first DTLS session of an `Rtc`).
     fingerprint: String,
@@ -187,6 +202,10 @@ struct Ctx {
     disconnected: HashSet<u64>,
     /// Workers handed packets this turn (to wake once).
     to_wake: Vec<bool>,
+    /// Most m-lines per peer: the SFU offers no further slot beyond it.
+    max_mlines: usize,
+    /// "rtc output did not settle": at most one line per interval (a peer could trigger it per datagram).
+    settle_log: LogLimiter,
 }
 
 pub(crate) struct Worker {
@@ -232,6 +251,8 @@ impl Worker {
                 received: Vec::with_capacity(64),
                 disconnected: HashSet::new(),
                 to_wake: vec![false; n],
+                max_mlines: init.max_mlines,
+                settle_log: LogLimiter::new(LOG_INTERVAL),
             },
             poll: init.poll,
             cmd_rx: init.cmd_rx,
@@ -491,10 +512,11 @@ impl Worker {
         now: Instant,
         room: Arc<str>,
         identity: Arc<str>,
-        offer: SdpOffer,
+        offer: CheckedOffer,
         publish: Arc<AtomicBool>,
         generation: u64,
     ) -> Result<String, MediaError> {
+        let CheckedOffer { sdp: offer, mlines } = offer;
         let fingerprint = offer_fingerprint(&offer);
         let existing = self.rooms.get(&room).and_then(|r| r.peers.get(&identity)).copied();
         if let Some(id) = existing {
@@ -522,11 +544,8 @@ impl Worker {
                     }
                 }
             }
-            let answer = peer
-                .rtc
-                .sdp_api()
-                .accept_offer(offer)
-                .map_err(|e| MediaError::BadSdp(format!("offer rejected: {e}")))?;
+            let answer = peer.rtc.sdp_api().accept_offer(offer).map_err(|e| wire::apply_failed(SdpKind::Offer, &e))?;
+            peer.mlines = mlines;
             let ufrag = peer.rtc.direct_api().local_ice_credentials().ufrag;
             if ufrag != peer.ufrag {
                 self.ctx.by_ufrag.remove(&peer.ufrag);
@@ -539,8 +558,7 @@ impl Worker {
             return Ok(answer.to_sdp_string());
         }
         let mut rtc = self.new_rtc(now);
-        let answer =
-            rtc.sdp_api().accept_offer(offer).map_err(|e| MediaError::BadSdp(format!("offer rejected: {e}")))?;
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| wire::apply_failed(SdpKind::Offer, &e))?;
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let id = self.next_id;
         self.next_id += 1;
@@ -560,6 +578,7 @@ impl Worker {
             reported: None,
             disconnected_since: None,
             fingerprint,
+            mlines,
         };
         drain(id, &mut peer, &mut self.ctx, now);
         self.peers.insert(id, Box::new(peer));
@@ -572,12 +591,10 @@ impl Worker {
         let id = self.rooms.get(room).and_then(|r| r.peers.get(identity)).copied().ok_or(MediaError::UnknownPeer)?;
         let peer = self.peers.get_mut(&id).ok_or(MediaError::UnknownPeer)?;
         let Some((pending, mid)) = peer.pending.take() else {
-            return Err(MediaError::BadSdp("no server offer awaits an answer".into()));
+            return Err(MediaError::NoPendingOffer);
         };
-        peer.rtc
-            .sdp_api()
-            .accept_answer(pending, answer)
-            .map_err(|e| MediaError::BadSdp(format!("answer rejected: {e}")))?;
+        peer.rtc.sdp_api().accept_answer(pending, answer).map_err(|e| wire::apply_failed(SdpKind::Answer, &e))?;
+        peer.mlines += 1;
         // str0m emits no MediaAdded for m-lines of its own offer: add the slot here.
         if let Some(dir) = peer.rtc.media(mid).map(|m| m.direction()) {
             update_slot(peer, &self.ctx, mid, dir);
@@ -748,7 +765,9 @@ fn drain(id: u64, peer: &mut Peer, ctx: &mut Ctx, now: Instant) {
     loop {
         guard += 1;
         if guard > 10_000 {
-            tracing::warn!(peer = %peer.identity, "rtc output did not settle");
+            if let Some(suppressed) = ctx.settle_log.allow(now) {
+                tracing::warn!(peer = %peer.identity, suppressed, "rtc output did not settle");
+            }
             break;
         }
         let out = match peer.rtc.poll_output() {
@@ -939,9 +958,10 @@ fn write_frame(id: u64, peer: &mut Peer, ctx: &mut Ctx, source: &Arc<str>, frame
     drain(id, peer, ctx, now);
 }
 
-/// Starts a server-initiated offer adding one `sendonly` audio m-line, unless one is already pending.
+/// Starts a server-initiated offer adding one `sendonly` audio m-line, unless one is already pending or the peer
+/// has `max_mlines` m-lines already (then frames find no slot until one frees: see the crate docs).
 fn request_slot(peer: &mut Peer, ctx: &Ctx) {
-    if peer.pending.is_some() {
+    if peer.pending.is_some() || peer.mlines >= ctx.max_mlines {
         return;
     }
     let mut api = peer.rtc.sdp_api();

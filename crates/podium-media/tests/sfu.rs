@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Client, start, talk, wait_for};
-use podium_media::{Media, MediaError, MediaEvent, MediaEvents, PeerState};
-use str0m::media::Direction;
+use podium_media::{Media, MediaConfig, MediaError, MediaEvent, MediaEvents, PeerState};
+use str0m::media::{Direction, MediaKind};
 
 type Log = Arc<Mutex<Vec<MediaEvent>>>;
 
@@ -217,10 +217,10 @@ async fn bad_sdp_errors() {
     let (good, _p) = c.make_offer(Direction::SendRecv);
 
     let e = media.offer("r", "x", "hello world").await.unwrap_err();
-    assert!(matches!(&e, MediaError::BadSdp(m) if m.contains("unparsable")), "{e}");
+    assert!(matches!(&e, MediaError::BadSdp(m) if m.contains("not valid SDP")), "{e}");
 
     let big = format!("{good}{}", "a=x-pad:0123456789\r\n".repeat(1000));
-    assert!(matches!(media.offer("r", "x", &big).await, Err(MediaError::TooLarge)));
+    assert!(matches!(media.offer("r", "x", &big).await, Err(MediaError::TooLarge { max: 16384 })));
 
     let video = good.replace("m=audio", "m=video");
     let e = media.offer("r", "x", &video).await.unwrap_err();
@@ -247,7 +247,7 @@ async fn bad_sdp_errors() {
     assert!(answer.contains("m=audio") && answer.contains("opus/48000"));
     assert!(answer.contains("a=ice-lite"));
     let e = media.answer("r", "x", &answer).await.unwrap_err();
-    assert!(matches!(e, MediaError::BadSdp(_)), "{e}");
+    assert!(matches!(e, MediaError::NoPendingOffer), "{e}");
     media.shutdown();
     assert!(matches!(media.offer("r", "y", &good).await, Err(MediaError::Unavailable)));
 }
@@ -418,6 +418,62 @@ async fn slot_switch_keeps_the_stream_continuous_and_ice_restart_keeps_permissio
     let e0 = bob.count_from(2);
     talk(&erin, 2, 30).await;
     wait_for("erin after ICE restart", T, || bob.count_from(2) >= e0 + 25).await;
+    media.shutdown();
+}
+
+/// `max_mlines` bounds both sides: a client offer with more m-lines is refused, and the SFU stops offering slots
+/// once a peer has that many (audio beyond them waits for a free slot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mline_cap_bounds_client_offers_and_server_slots() {
+    let (media, ev) = Media::start(MediaConfig { workers: 1, max_mlines: 2, ..MediaConfig::default() }).unwrap();
+    let log = collect(ev);
+    let big = Client::new();
+    let (o, _p) = {
+        let mut st = big.state.lock().unwrap();
+        let mut api = st.rtc.sdp_api();
+        for _ in 0..3 {
+            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        }
+        let (offer, pending) = api.apply().unwrap();
+        (offer.to_sdp_string(), pending)
+    };
+    let e = media.offer("r", "big", &o).await.unwrap_err();
+    assert!(matches!(e, MediaError::TooMany { what: "m-lines", max: 2 }), "{e}");
+
+    let talkers: Vec<Client> = (0..3).map(|_| Client::new()).collect();
+    for (i, t) in talkers.iter().enumerate() {
+        let who = format!("t{i}");
+        media.set_publish("r", &who, true);
+        t.join(&media, "r", &who, Direction::SendOnly).await;
+    }
+    let bob = Client::new();
+    bob.join(&media, "r", "bob", Direction::RecvOnly).await;
+    connect_all(&[&talkers[0], &talkers[1], &talkers[2], &bob]).await;
+    let offers_to_bob = || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, MediaEvent::Offer { identity, .. } if identity == "bob"))
+            .count()
+    };
+    for _ in 0..10 {
+        for (i, t) in talkers.iter().enumerate() {
+            t.send_frame(i as u8 + 1);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    answer_server_offer(&media, &log, &bob, "bob", 0).await;
+    for _ in 0..40 {
+        for (i, t) in talkers.iter().enumerate() {
+            t.send_frame(i as u8 + 1);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Two slots: two of the three talkers are heard, and no third slot was offered.
+    let heard = (1..=3u8).filter(|tag| bob.count_from(*tag) > 0).count();
+    assert_eq!(heard, 2, "bob heard {heard} talkers");
+    assert_eq!(offers_to_bob(), 1, "the SFU offered a slot past max_mlines");
+    assert!(media.stats().no_slot_dropped > 0);
     media.shutdown();
 }
 

@@ -31,6 +31,9 @@ enum Command {
         /// `redis+cluster://host:port,host:port`, or `redis+sentinel://host:port,host:port/<master>`.
         #[arg(long, value_name = "URL")]
         store: Option<String>,
+        /// First UDP port of the SFU; worker i binds port + i; 0 picks free ports (overrides `[media] port`).
+        #[arg(long, value_name = "PORT")]
+        media_port: Option<u16>,
     },
     /// List the hubs in the node registry of a shared store: alive or gone, draining, last heartbeat.
     Nodes {
@@ -86,7 +89,7 @@ impl From<RoleArg> for podium_hub::Role {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, listen, store } => serve(config, listen, store),
+        Command::Serve { config, listen, store, media_port } => serve(config, listen, store, media_port),
         Command::Nodes { config, store } => nodes(config, store),
         Command::Token { identity, name, room, role, ttl, config } => {
             let config = Config::load(config.as_deref())?;
@@ -101,15 +104,25 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>, store: Option<String>) -> anyhow::Result<()> {
+fn serve(
+    config: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    store: Option<String>,
+    media_port: Option<u16>,
+) -> anyhow::Result<()> {
     // Logs go to stderr; stdout carries only what a newcomer needs (where to connect, a development token).
+    // The default filter caps the media dependencies (see `podium_hub::logging`); RUST_LOG goes on top.
+    let rust_log = std::env::var(EnvFilter::DEFAULT_ENV).ok();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(EnvFilter::builder().parse_lossy(podium_hub::logging::log_filter(rust_log.as_deref())))
         .with_writer(std::io::stderr)
         .init();
     let mut config = Config::load(config.as_deref())?;
     if let Some(listen) = listen {
         config.server.listen = listen;
+    }
+    if let Some(port) = media_port {
+        config.media.port = port;
     }
     if let Some(store) = store {
         config.store.url = store;
