@@ -4,6 +4,7 @@
 //! "Several hubs").
 
 use super::*;
+use crate::hub::Persistence;
 use crate::media;
 use crate::relay;
 
@@ -104,6 +105,7 @@ impl RoomTask {
             && let Some(media) = &self.shared.media
         {
             info!(holder = ?self.media_holder, epoch, "the room's media moved to another hub");
+            self.tracks.clear();
             if !self.shared.is_draining() {
                 media.remove_room(&self.name);
             }
@@ -137,6 +139,31 @@ impl RoomTask {
             }
             Some(Err(e)) => debug!(identity = %who, error = %e, "reasserting a participant was refused"),
             None => {}
+        }
+    }
+
+    /// Records that this hub holds `who`'s connection now and publishes `announcement` (a join that changed
+    /// nothing: the session was taken over while connected, so there is no commit to carry the presence).
+    pub(super) async fn present_here(&self, who: &ParticipantId, announcement: &str) -> Result<(), StoreError> {
+        match &self.shared.store {
+            Persistence::Redis(store) => {
+                store.present(&self.name, who.as_str(), &self.shared.node_id, Some(announcement)).await.map(drop)
+            }
+            Persistence::Memory(_) => Ok(()),
+        }
+    }
+
+    /// Sends `who`'s connection (here, or on another hub) the slots the SFU last assigned it, if this hub runs the
+    /// room's media: after a resume, whatever changed while the connection was away.
+    pub(super) async fn send_tracks(&mut self, who: &ParticipantId) {
+        if !self.runs_media() {
+            return;
+        }
+        let Some(frame) = self.tracks.get(who).cloned() else { return };
+        if self.conns.contains_key(who) {
+            self.deliver(&room::Recipients::One(who.clone()), frame.into());
+        } else {
+            self.announce_frames(vec![(room::Recipients::One(who.clone()), frame)]).await;
         }
     }
 
@@ -343,6 +370,10 @@ impl RoomTask {
 
     pub(super) async fn on_media_event(&mut self, event: podium_media::MediaEvent) {
         use podium_media::{MediaEvent, PeerState};
+        let tracks_of = match &event {
+            MediaEvent::Tracks { identity, .. } => Some(ParticipantId::new(identity.as_str())),
+            _ => None,
+        };
         let connected = match &event {
             MediaEvent::ActiveSpeakers { speaking, stopped, .. } => {
                 self.speaking.retain(|(id, _)| !stopped.contains(id) && !speaking.iter().any(|(s, _)| s == id));
@@ -365,6 +396,11 @@ impl RoomTask {
         // Participants connected to other hubs get it through the room's channel.
         let mut remote = Vec::new();
         let text = msg.to_json();
+        if let Some(who) = tracks_of
+            && self.room.role(&who).is_some()
+        {
+            self.tracks.insert(who, text.clone());
+        }
         self.deliver(&to, text.clone().into());
         if !matches!(&to, room::Recipients::One(who) if self.conns.contains_key(who)) {
             remote.push((to, text));
