@@ -19,7 +19,9 @@
 //!
 //! Records are JSON (see `codec.rs`). A room exists exactly when its `meta` hash has a `seq`. The media epoch
 //! grows by one whenever the room's lease goes to a node other than the one the media key names
-//! ([`RedisStore::claim_media`]). Presence is written by commits ([`RedisStore::commit_present`]). The node
+//! ([`RedisStore::claim_media`]); a lapsed lease prefers that node for a while (the claims hash), so a Redis outage
+//! moves no media. Presence is written by commits ([`RedisStore::commit_present`]) and, for a join that changed
+//! nothing, by [`RedisStore::present`]. The node
 //! registry is one key (no hash tag needed), stamped with Redis's clock by [`RedisStore::heartbeat`] and pruned by
 //! [`RedisStore::nodes`].
 //!
@@ -32,7 +34,8 @@
 //! writes every change and the new `seq`, atomically (a script runs alone; with `appendfsync always` its effects
 //! reach the AOF before the reply). After Redis restarted (script cache empty) the first commit on a connection costs
 //! two more round trips (`NOSCRIPT`, `SCRIPT LOAD`, `EVALSHA` again). `load` is one `EVALSHA` of [`LOAD_LUA`] (a
-//! consistent snapshot); `remove` is one `DEL` of the room's eight keys (with its lease, media epoch, presence and claims).
+//! consistent snapshot); `remove` is one `DEL` of the room's eight keys (with its lease, media epoch, presence and
+//! claims).
 //!
 //! # Failures
 //!
