@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::aiortc::{
-    HEAR_TIMEOUT, LOUD_RMS, Peer, TOLERANCE_HZ, freqs, is_tone, last_loud_on, media_hub, now_unix, reports_on,
-    require_aiortc,
+    HEAR_TIMEOUT, LOUD_RMS, Peer, TOLERANCE_HZ, freqs, is_tone, last_loud_on, media_hub, media_hub_with, now_unix,
+    reports_on, require_aiortc,
 };
 use crate::support::{Client, TestHub, on_stage, roster};
 
@@ -560,12 +560,31 @@ async fn aiortc_closed_peer_connection_is_failed_and_a_fresh_one_restores_audio(
 #[tokio::test]
 async fn a_resumed_listener_gets_the_current_media_tracks_at_once() {
     require_aiortc();
-    let room = "aiortc-tracks-resume";
     let hub = media_hub().await;
-    let (mut m, _) = hub.join("mod", room, Role::Moderator).await;
+    tracks_after_resume("aiortc-tracks-resume", &hub, &hub).await;
+}
+
+/// [`a_resumed_listener_gets_the_current_media_tracks_at_once`] with two hubs on one Redis: the room's media on hub A,
+/// the listener's websocket on hub B, which relays its negotiation. Its resume on B is a join A only hears of through
+/// the room's announcements; A sends the slots back through them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_resumed_on_another_hub_than_the_media_hub_gets_the_current_media_tracks() {
+    require_aiortc();
+    let redis = podium_store::redis_server::RedisServer::start();
+    let a = media_hub_with(|c| c.store.url = redis.url()).await;
+    let b = media_hub_with(|c| c.store.url = redis.url()).await;
+    tracks_after_resume("aiortc-tracks-resume-2", &a, &b).await;
+    drop(redis);
+}
+
+/// The moderator and a speaker (440 Hz) on `media`, which runs the room's media; a listener on `lis_hub`. The listener
+/// hears the speaker, its websocket drops, the speaker leaves (freeing the listener's slot), the listener resumes:
+/// right after the welcome it must get `media_tracks` with that slot idle.
+async fn tracks_after_resume(room: &str, media: &TestHub, lis_hub: &TestHub) {
+    let (mut m, _) = media.join_when_up("mod", room, Role::Moderator).await;
     let spk_args = ["--join-role", "speaker", "--unmute", "--tone", "440"];
-    let mut spk = Peer::spawn(&hub, "spk", "spk", room, Role::Moderator, &spk_args);
-    let mut lis = Peer::spawn(&hub, "lis", "lis", room, Role::Audience, &["--recv"]);
+    let mut spk = Peer::spawn(media, "spk", "spk", room, Role::Moderator, &spk_args);
+    let mut lis = Peer::spawn(lis_hub, "lis", "lis", room, Role::Audience, &["--recv"]);
     spk.ready().await;
     lis.ready().await;
     let (mid, _) = lis.until_heard(440.0, HEAR_TIMEOUT).await;
@@ -594,5 +613,4 @@ async fn a_resumed_listener_gets_the_current_media_tracks_at_once() {
     eprintln!("lis after resuming: {tracks}");
     let slot = tracks["tracks"].as_array().and_then(|t| t.iter().find(|t| t["mid"] == mid.as_str())).cloned();
     assert_eq!(slot, Some(json!({"mid": mid, "participant": null})), "lis's slots after resuming: {tracks}");
-    drop((spk, lis, m, hub));
 }
