@@ -17,7 +17,8 @@
 //! transition. A gap in sequence numbers reloads the room from the store and resyncs this hub's connections. A hub
 //! only feeds the room inputs from its own connections (it never disconnects a participant connected elsewhere),
 //! and only the hub holding the room's lease (`podium:{room}:owner`) runs its timers and its media: `placement`
-//! holds that part (the lease and media epoch, media requests run here or relayed, presence of gone hubs).
+//! holds that part (the lease and media epoch, media requests run here or relayed, presence of gone hubs), and
+//! `media_events` what the SFU says about the room's participants.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
@@ -39,6 +40,7 @@ use crate::link::Link;
 use crate::media::MediaRequest;
 use crate::relay::{NodeMessage, RelayedRequest};
 
+mod media_events;
 mod placement;
 
 use placement::media_moved_epoch;

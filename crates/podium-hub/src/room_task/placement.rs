@@ -1,7 +1,7 @@
 //! Where a room's media lives and how the room follows it: the lease (timers and media) with its media epoch,
-//! media requests run here or relayed to the media hub (`relay`), SFU events for participants on other hubs, the
-//! presence of hubs that are gone, and participants another hub wrongly took for gone (see ARCHITECTURE.md,
-//! "Several hubs").
+//! media requests run here or relayed to the media hub (`relay`), presence (this hub's, and that of hubs that are
+//! gone), and participants another hub wrongly took for gone (see ARCHITECTURE.md, "Several hubs"). What the SFU
+//! says about participants is in `media_events`.
 
 use super::*;
 use crate::hub::Persistence;
@@ -150,20 +150,6 @@ impl RoomTask {
                 store.present(&self.name, who.as_str(), &self.shared.node_id, Some(announcement)).await.map(drop)
             }
             Persistence::Memory(_) => Ok(()),
-        }
-    }
-
-    /// Sends `who`'s connection (here, or on another hub) the slots the SFU last assigned it, if this hub runs the
-    /// room's media: after a resume, whatever changed while the connection was away.
-    pub(super) async fn send_tracks(&mut self, who: &ParticipantId) {
-        if !self.runs_media() {
-            return;
-        }
-        let Some(frame) = self.tracks.get(who).cloned() else { return };
-        if self.conns.contains_key(who) {
-            self.deliver(&room::Recipients::One(who.clone()), frame.into());
-        } else {
-            self.announce_frames(vec![(room::Recipients::One(who.clone()), frame)]).await;
         }
     }
 
@@ -366,61 +352,6 @@ impl RoomTask {
                 let _ = inbox.send(RoomMsg::MediaSettled { who }).await;
             }
         });
-    }
-
-    pub(super) async fn on_media_event(&mut self, event: podium_media::MediaEvent) {
-        use podium_media::{MediaEvent, PeerState};
-        let tracks_of = match &event {
-            MediaEvent::Tracks { identity, .. } => Some(ParticipantId::new(identity.as_str())),
-            _ => None,
-        };
-        let connected = match &event {
-            MediaEvent::ActiveSpeakers { speaking, stopped, .. } => {
-                self.speaking.retain(|(id, _)| !stopped.contains(id) && !speaking.iter().any(|(s, _)| s == id));
-                self.speaking.extend(speaking.iter().cloned());
-                self.speaking.sort_by_key(|s| std::cmp::Reverse(s.1));
-                None
-            }
-            MediaEvent::State { identity, state: PeerState::Connected, .. } => Some(identity.clone()),
-            _ => None,
-        };
-        if !self.runs_media() {
-            // A late event from peers this hub no longer serves.
-            return;
-        }
-        let (to, msg) = media::event_message(event);
-        let to = match to {
-            Some(who) => room::Recipients::One(ParticipantId::new(who.as_str())),
-            None => room::Recipients::Everyone,
-        };
-        // Participants connected to other hubs get it through the room's channel.
-        let mut remote = Vec::new();
-        let text = msg.to_json();
-        if let Some(who) = tracks_of
-            && self.room.role(&who).is_some()
-        {
-            self.tracks.insert(who, text.clone());
-        }
-        self.deliver(&to, text.clone().into());
-        if !matches!(&to, room::Recipients::One(who) if self.conns.contains_key(who)) {
-            remote.push((to, text));
-        }
-        // A newly connected participant missed the changes so far: give it the current speakers.
-        if let Some(who) = connected
-            && !self.speaking.is_empty()
-        {
-            let speaking =
-                self.speaking.iter().map(|(p, level)| proto::Speaking { participant: p.clone(), level: *level });
-            let msg = proto::ServerMessage::ActiveSpeakers { speaking: speaking.collect(), stopped: Vec::new() };
-            let who = ParticipantId::new(who.as_str());
-            let text = msg.to_json();
-            if self.conns.contains_key(&who) {
-                self.deliver(&room::Recipients::One(who), text.into());
-            } else {
-                remote.push((room::Recipients::One(who), text));
-            }
-        }
-        self.announce_frames(remote).await;
     }
 }
 
