@@ -11,8 +11,16 @@
 //! - SIGTERM of A (drain): everyone formerly on A ends up on B with its role, the listener never misses the tone
 //!   for more than 3 s, and A exits by itself with status 0.
 //!
-//! Needs `redis-server` on PATH and the aiortc venv (see `tests/it/aiortc.rs`; `tests/run` sets both up). The two
-//! tests run one at a time: each runs two hubs, Redis and two aiortc peers, and the audio numbers are strict.
+//! Two more without aiortc, on the protocol alone (issue #10):
+//!
+//! - a Redis outage (paused or killed for 10 s, six times) moves no media: the lease and the media epoch stay with
+//!   the hub that had them, and no client sees `media_moved`;
+//! - presence follows a session that resumes on another hub at once, so that a later drain (or hub death) takes
+//!   nobody for gone: no `stage` event with cause `disconnected` or `reconnected`.
+//!
+//! Needs `redis-server` on PATH and the aiortc venv (see `tests/it/aiortc.rs`; `tests/run` sets both up). The
+//! tests run one at a time: each runs two or three hubs, Redis, and some two aiortc peers whose audio numbers are
+//! strict.
 
 use std::collections::VecDeque;
 use std::io::{BufRead as _, BufReader};
