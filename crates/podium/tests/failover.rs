@@ -323,19 +323,24 @@ struct LiveRoom {
     epoch: u64,
 }
 
-async fn live_room(room: &'static str) -> LiveRoom {
-    require_aiortc();
+/// Two hubs on a new Redis, and a moderator who created `room` on A (A's room task claims the lease before
+/// welcoming it): Redis, A, B, their node ids, the moderator, its welcome and the room's media epoch.
+async fn two_hubs_and_a_room(room: &str) -> (RedisServer, HubProcess, HubProcess, String, String, Ws, Value, u64) {
     let redis = RedisServer::start();
     let a = HubProcess::start("hub-a", &redis.url()).await;
     let b = HubProcess::start("hub-b", &redis.url()).await;
     let a_id = a.node_id(&redis).await;
     let b_id = b.node_id(&redis).await;
-
-    // The moderator creates the room on A: A's room task claims the lease before welcoming it.
-    let (mut m, welcome) = join(&a.url, room, "mod", Role::Moderator, None).await;
+    let (m, welcome) = join(&a.url, room, "mod", Role::Moderator, None).await;
     let epoch = welcome["state"]["media_epoch"].as_u64().unwrap_or(0);
     assert!(epoch > 0, "the welcome has no media epoch: {welcome}");
     assert_eq!(lease_holder(&redis, room), a_id, "hub A created the room, so it should hold its lease");
+    (redis, a, b, a_id, b_id, m, welcome, epoch)
+}
+
+async fn live_room(room: &'static str) -> LiveRoom {
+    require_aiortc();
+    let (redis, a, b, a_id, b_id, mut m, welcome, epoch) = two_hubs_and_a_room(room).await;
     let m_resume = welcome["resume_token"].as_str().expect("resume token").to_owned();
 
     // Both peers know both hubs; the speaker starts on B (its media relayed to A), the listener on A.
@@ -697,15 +702,7 @@ fn media_of(redis: &RedisServer, room: &str) -> (u64, String) {
 async fn a_redis_outage_moves_no_media() {
     let _serial = SERIAL.lock().await;
     let room = "outage-stays";
-    let mut redis = RedisServer::start();
-    let a = HubProcess::start("hub-a", &redis.url()).await;
-    let b = HubProcess::start("hub-b", &redis.url()).await;
-    let a_id = a.node_id(&redis).await;
-    let b_id = b.node_id(&redis).await;
-    let (mut on_a, welcome) = join(&a.url, room, "mod", Role::Moderator, None).await;
-    let epoch = welcome["state"]["media_epoch"].as_u64().unwrap_or(0);
-    assert!(epoch > 0, "the welcome has no media epoch: {welcome}");
-    assert_eq!(lease_holder(&redis, room), a_id, "hub A created the room, so it should hold its lease");
+    let (mut redis, a, b, a_id, b_id, mut on_a, _, epoch) = two_hubs_and_a_room(room).await;
     let (mut on_b, welcome) = join(&b.url, room, "lis", Role::Audience, None).await;
     assert_eq!(welcome["state"]["media_epoch"], json!(epoch), "{welcome}");
 
