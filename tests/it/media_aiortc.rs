@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::aiortc::{
-    HEAR_TIMEOUT, LOUD_RMS, Peer, TOLERANCE_HZ, freqs, is_tone, last_loud_on, media_hub, now_unix, reports_on,
-    require_aiortc,
+    HEAR_TIMEOUT, LOUD_RMS, Peer, TOLERANCE_HZ, freqs, is_tone, last_loud_on, media_hub, media_hub_with, now_unix,
+    reports_on, require_aiortc,
 };
 use crate::support::{Client, TestHub, on_stage, roster};
 
@@ -552,4 +552,65 @@ async fn aiortc_closed_peer_connection_is_failed_and_a_fresh_one_restores_audio(
 
     drop((spk, l1, l2));
     hub.stop().await;
+}
+
+/// A listener whose websocket was away while its downstream slots changed gets the current `media_tracks` right after
+/// the welcome of its resume: its peer connection went on all along, and without it the listener would keep showing
+/// the old speaker on that slot until the next change.
+#[tokio::test]
+async fn a_resumed_listener_gets_the_current_media_tracks_at_once() {
+    require_aiortc();
+    let hub = media_hub().await;
+    tracks_after_resume("aiortc-tracks-resume", &hub, &hub).await;
+}
+
+/// [`a_resumed_listener_gets_the_current_media_tracks_at_once`] with two hubs on one Redis: the room's media on hub A,
+/// the listener's websocket on hub B, which relays its negotiation. Its resume on B is a join A only hears of through
+/// the room's announcements; A sends the slots back through them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_resumed_on_another_hub_than_the_media_hub_gets_the_current_media_tracks() {
+    require_aiortc();
+    let redis = podium_store::redis_server::RedisServer::start();
+    let a = media_hub_with(|c| c.store.url = redis.url()).await;
+    let b = media_hub_with(|c| c.store.url = redis.url()).await;
+    tracks_after_resume("aiortc-tracks-resume-2", &a, &b).await;
+    drop(redis);
+}
+
+/// The moderator and a speaker (440 Hz) on `media`, which runs the room's media; a listener on `lis_hub`. The listener
+/// hears the speaker, its websocket drops, the speaker leaves (freeing the listener's slot), the listener resumes:
+/// right after the welcome it must get `media_tracks` with that slot idle.
+async fn tracks_after_resume(room: &str, media: &TestHub, lis_hub: &TestHub) {
+    let (mut m, _) = media.join_when_up("mod", room, Role::Moderator).await;
+    let spk_args = ["--join-role", "speaker", "--unmute", "--tone", "440"];
+    let mut spk = Peer::spawn(media, "spk", "spk", room, Role::Moderator, &spk_args);
+    let mut lis = Peer::spawn(lis_hub, "lis", "lis", room, Role::Audience, &["--recv"]);
+    spk.ready().await;
+    lis.ready().await;
+    let (mid, _) = lis.until_heard(440.0, HEAR_TIMEOUT).await;
+    assert_eq!(track_owner(&lis, &mid).as_deref(), Some("spk"), "lis's media_tracks should put spk on mid {mid}");
+
+    // lis's websocket drops (its peer connection stays); meanwhile spk leaves, which frees lis's slot.
+    let dropped = lis.control(json!({"drop_ws": true}), Duration::from_secs(5)).await;
+    assert_eq!(dropped["type"], "ok");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    spk.command(&json!({"leave": true}));
+    m.event("stage", |e| e["cause"]["kind"] == "left" && e["cause"]["participant"] == "spk").await;
+    // The SFU frees the slot when spk's peer goes (an event lis cannot get while away).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(track_owner(&lis, &mid).as_deref(), Some("spk"), "lis cannot have heard of it yet");
+
+    // lis resumes: the welcome, then at once the slots as they are now.
+    let from = lis.seen.len();
+    let reply = lis.control(json!({"rejoin": true}), Duration::from_secs(10)).await;
+    assert_eq!(reply["type"], "ok", "rejoin refused: {reply}");
+    assert_eq!(reply["result"]["resumed"], true, "{reply}");
+    let is_tracks = |v: &Value| v["event"] == "ws" && v["msg"]["type"] == "media_tracks";
+    if !lis.seen[from..].iter().any(is_tracks) {
+        lis.wait_for("`media_tracks` after resuming", Duration::from_secs(3), is_tracks).await;
+    }
+    let tracks = lis.seen[from..].iter().find(|v| is_tracks(v)).expect("media_tracks")["msg"].clone();
+    eprintln!("lis after resuming: {tracks}");
+    let slot = tracks["tracks"].as_array().and_then(|t| t.iter().find(|t| t["mid"] == mid.as_str())).cloned();
+    assert_eq!(slot, Some(json!({"mid": mid, "participant": null})), "lis's slots after resuming: {tracks}");
 }

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::aiortc::{HEAR_TIMEOUT, LOUD_RMS, Peer, TOLERANCE_HZ, media_hub_with, now_unix, reports_on, require_aiortc};
-use crate::support::{Client, TestHub, on_stage, roster};
+use crate::support::{Client, on_stage, roster};
 
 const ROOM: &str = "redis-outage";
 /// How long Redis stays killed.
@@ -29,8 +29,6 @@ const FAST: Duration = Duration::from_millis(1500);
 const MAX_GAP: f64 = 1.0;
 /// Once Redis answers again, a stage command must succeed within this.
 const RECOVER_WITHIN: Duration = Duration::from_secs(10);
-/// Setup: the hub's first connection to Redis (it connects in the background).
-const SETUP: Duration = Duration::from_secs(20);
 
 /// Sends `body` and returns the reply and how long it took.
 async fn timed(c: &mut Client, body: Value) -> (Value, Duration) {
@@ -44,21 +42,6 @@ async fn timed_peer(p: &mut Peer, body: Value) -> (Value, Duration) {
     let started = Instant::now();
     let reply = p.request(body).await;
     (reply, started.elapsed())
-}
-
-/// Joins `identity`, retrying while the hub has not connected to Redis yet.
-async fn join_when_up(hub: &TestHub, identity: &str, role: Role) -> Client {
-    let deadline = Instant::now() + SETUP;
-    loop {
-        let mut c = hub.connect().await;
-        let reply = c.request(json!({"type": "join", "token": hub.token(identity, ROOM, role)})).await;
-        if reply["type"] == "ok" {
-            return c;
-        }
-        assert_eq!(reply["code"], "unavailable", "join of {identity}: {reply}");
-        assert!(Instant::now() < deadline, "the hub did not connect to Redis within {SETUP:?}: {reply}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// What Redis itself holds for the room: the sequence number and each named participant's record, read straight from
@@ -197,7 +180,7 @@ async fn redis_outage_keeps_audio_flowing_refuses_changes_and_recovers_without_a
     let hub = media_hub_with(|c| c.store.url = store).await;
 
     // The moderator on a websocket; ann (a plain websocket) and the two aiortc peers may speak if approved.
-    let mut m = join_when_up(&hub, "mod", Role::Moderator).await;
+    let (mut m, _) = hub.join_when_up("mod", ROOM, Role::Moderator).await;
     let mut spk = Peer::spawn(&hub, "spk", "spk", ROOM, Role::Speaker, &["--tone", "440"]);
     let mut l1 = Peer::spawn(&hub, "l1", "l1", ROOM, Role::Speaker, &["--recv"]);
     spk.ready().await;

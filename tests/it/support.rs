@@ -67,6 +67,21 @@ impl TestHub {
         (c, welcome)
     }
 
+    /// [`TestHub::join`], retrying while the hub has not connected to its Redis store yet (`unavailable`).
+    pub(crate) async fn join_when_up(&self, identity: &str, room: &str, role: Role) -> (Client, Value) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut c = self.connect().await;
+            let reply = c.request(json!({"type": "join", "token": self.token(identity, room, role)})).await;
+            if reply["type"] == "ok" {
+                return (c, reply["result"].clone());
+            }
+            assert_eq!(reply["code"], "unavailable", "join of {identity}: {reply}");
+            assert!(tokio::time::Instant::now() < deadline, "the hub did not connect to Redis within 20 s: {reply}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub(crate) async fn stop(self) {
         self.stop.shutdown();
         let _ = tokio::time::timeout(TIMEOUT, self.task).await;

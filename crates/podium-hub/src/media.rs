@@ -90,10 +90,15 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut events: MediaEvents) {
         };
         // Bounded wait: one stuck room must not hold up every other room's media events.
         let sent = tokio::time::timeout(Duration::from_millis(200), room.inbox.send(RoomMsg::MediaEvent(event))).await;
-        if !matches!(sent, Ok(Ok(())))
-            && let Some(suppressed) = dropped_log.allow(std::time::Instant::now())
-        {
-            warn!(suppressed, "a room's inbox stayed full; a media event was dropped");
+        match sent {
+            Ok(Ok(())) => {}
+            // The room ended meanwhile: nobody is left to tell.
+            Ok(Err(_)) => debug!("media event for a room that just ended"),
+            Err(_) => {
+                if let Some(suppressed) = dropped_log.allow(std::time::Instant::now()) {
+                    warn!(suppressed, "a room's inbox stayed full; a media event was dropped");
+                }
+            }
         }
     }
 }

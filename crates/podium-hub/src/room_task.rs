@@ -17,7 +17,8 @@
 //! transition. A gap in sequence numbers reloads the room from the store and resyncs this hub's connections. A hub
 //! only feeds the room inputs from its own connections (it never disconnects a participant connected elsewhere),
 //! and only the hub holding the room's lease (`podium:{room}:owner`) runs its timers and its media: `placement`
-//! holds that part (the lease and media epoch, media requests run here or relayed, presence of gone hubs).
+//! holds that part (the lease and media epoch, media requests run here or relayed, presence of gone hubs), and
+//! `media_events` what the SFU says about the room's participants.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
@@ -39,6 +40,7 @@ use crate::link::Link;
 use crate::media::MediaRequest;
 use crate::relay::{NodeMessage, RelayedRequest};
 
+mod media_events;
 mod placement;
 
 use placement::media_moved_epoch;
@@ -126,6 +128,9 @@ pub(crate) struct RoomTask {
     /// Who the SFU last said is speaking, and how loud: `active_speakers` events carry only changes, so a
     /// participant whose media connects later is sent this whole list once.
     speaking: Vec<(String, u8)>,
+    /// The last `media_tracks` frame the SFU sent for each participant (media hub only): a connection that resumes
+    /// gets it again at once, since the slots may have changed while it was away (and no change may come soon).
+    tracks: HashMap<ParticipantId, String>,
     /// The room as last committed to the store (`None`: never committed): what a failed transition rolls back to.
     committed: Option<RoomState>,
     /// After a failed commit: when to retry the room's timers and pending disconnects (until then they wait).
@@ -198,6 +203,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomH
         last_now: 0,
         shutting_down: false,
         speaking: Vec::new(),
+        tracks: HashMap::new(),
         committed: None,
         store_retry_at: None,
         dropped: HashSet::new(),
@@ -418,6 +424,9 @@ impl RoomTask {
                         let handled_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                         info!(identity = %who, resumed = joined.resumed, role = ?joined.role, handled_us, "joined");
                         let _ = reply.send(Ok(Box::new(welcome)));
+                        if joined.resumed {
+                            self.send_tracks(&who).await;
+                        }
                     }
                 }
             }
@@ -644,7 +653,12 @@ impl RoomTask {
     /// Another hub's announcement: follow its changes (a gap reloads from the store), then deliver its outputs to
     /// this hub's connections. Nothing here is fed to the room as an input, so nothing is emitted twice.
     async fn on_remote(&mut self, a: Announcement) {
+        // A session resumed (or taken over) on another hub: its connection there gets the current slots from here.
+        let joined = a.joined.clone();
         let next = self.apply_remote(a);
+        if let Some(who) = joined {
+            self.send_tracks(&who).await;
+        }
         if next.reload {
             self.reload().await;
         }
@@ -697,6 +711,7 @@ impl RoomTask {
             if let Some(media) = &self.shared.media {
                 for who in &changes.removed {
                     media.remove_peer(&self.name, who.as_str());
+                    self.tracks.remove(who);
                 }
             }
             // Only a hub that took this one for gone disconnects a participant whose connection is here.
@@ -871,15 +886,23 @@ impl RoomTask {
                     media.remove_peer(&self.name, who.as_str());
                 }
             }
+            for who in &changes.removed {
+                self.tracks.remove(who);
+            }
             if !self.dropped.is_empty() {
                 let (room, conns) = (&self.room, &self.conns);
                 self.dropped.retain(|id| !conns.contains_key(id) && room.participant(id).is_some_and(|p| p.connected));
             }
-        } else if let Some(text) = &announcement
-            && let Err(e) = self.shared.store.publish(&self.name, text).await
-        {
-            // Only outputs without a transition (head counts): the other hubs get the next ones.
-            debug!(error = %e, "announcing outputs failed");
+        } else if let Some(text) = &announcement {
+            // Outputs without a transition (head counts: the other hubs get the next ones), or a join that changed
+            // nothing (a session taken over while connected), whose presence moves here all the same.
+            let published = match &joined {
+                Some(who) => self.present_here(who, text).await,
+                None => self.shared.store.publish(&self.name, text).await,
+            };
+            if let Err(e) = published {
+                debug!(error = %e, "announcing outputs failed");
+            }
         }
         for output in outputs {
             match output {
@@ -989,12 +1012,17 @@ impl RoomTask {
             }
             .to_json()
             .into();
+            // Slot changes were skipped too.
+            let tracks = if self.runs_media() { self.tracks.get(&who).cloned() } else { None };
             if let Some(entry) = self.conns.get_mut(&who)
                 && entry.link.frames.try_send(frame).is_ok()
             {
                 entry.lagged_since = None;
                 self.n_lagged -= 1;
                 debug!(identity = %who, "resync sent");
+                if let Some(tracks) = tracks {
+                    let _ = entry.link.frames.try_send(tracks.into());
+                }
             }
         }
     }

@@ -14,11 +14,14 @@
 //! | `podium:{R}:owner`        | string | node id of the hub running the room's timers and media: a lease (`PX`)   |
 //! | `podium:{R}:media`        | string | `<epoch> <node>` (decimal epoch, a space, node id): no expiry            |
 //! | `podium:{R}:presence`     | hash   | identity → node id of the hub holding that participant's connection      |
+//! | `podium:{R}:claims`       | hash   | node id → `<since_ms> <last_ms>`: who claims the lease since when (1 h)  |
 //! | `podium:nodes`            | hash   | node id → `{"url": string or null, "draining": bool, "seen_ms": ms}`     |
 //!
 //! Records are JSON (see `codec.rs`). A room exists exactly when its `meta` hash has a `seq`. The media epoch
 //! grows by one whenever the room's lease goes to a node other than the one the media key names
-//! ([`RedisStore::claim_media`]). Presence is written by commits ([`RedisStore::commit_present`]). The node
+//! ([`RedisStore::claim_media`]); a lapsed lease prefers that node for a while (the claims hash), so a Redis outage
+//! moves no media. Presence is written by commits ([`RedisStore::commit_present`]) and, for a join that changed
+//! nothing, by [`RedisStore::present`]. The node
 //! registry is one key (no hash tag needed), stamped with Redis's clock by [`RedisStore::heartbeat`] and pruned by
 //! [`RedisStore::nodes`].
 //!
@@ -31,7 +34,8 @@
 //! writes every change and the new `seq`, atomically (a script runs alone; with `appendfsync always` its effects
 //! reach the AOF before the reply). After Redis restarted (script cache empty) the first commit on a connection costs
 //! two more round trips (`NOSCRIPT`, `SCRIPT LOAD`, `EVALSHA` again). `load` is one `EVALSHA` of [`LOAD_LUA`] (a
-//! consistent snapshot); `remove` is one `DEL` of the room's seven keys (with its lease, media epoch and presence).
+//! consistent snapshot); `remove` is one `DEL` of the room's eight keys (with its lease, media epoch, presence and
+//! claims).
 //!
 //! # Failures
 //!
@@ -145,6 +149,20 @@ local fields = redis.call('HGET', KEYS[1], 'fields') or ''
 return {seq, fields, redis.call('HGETALL', KEYS[2]), redis.call('SMEMBERS', KEYS[3]), redis.call('SMEMBERS', KEYS[4])}
 ";
 
+/// Records which node holds a participant's connection without a transition (a session taken over while still
+/// connected changes nothing in the room), then publishes an announcement. KEYS: participants, presence. ARGV:
+/// identity, node, then optionally the announcement's channel and message. The presence entry is set only while the
+/// participant is in the room (a participant removed meanwhile never becomes present again). Returns 1 when it was
+/// set, 0 when the participant is not in the room.
+pub const PRESENT_LUA: &str = r"
+local set = 0
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]); set = 1
+end
+if ARGV[3] then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+return set
+";
+
 /// Claims or renews the room's timer lease. KEYS: the owner key. ARGV: node id, lease in ms. Returns 1 when the
 /// node holds the lease (now renewed), 0 when another node does.
 pub const CLAIM_LUA: &str = r"
@@ -157,18 +175,42 @@ end
 return 0
 ";
 
-/// Releases the room's timer lease if this node holds it. KEYS: the owner key. ARGV: node id.
+/// Releases the room's timer lease if this node holds it, and forgets this node's watch of the lease (so the next
+/// claimer need not wait for it, see [`CLAIM_MEDIA_LUA`]). KEYS: the owner key, the claims key. ARGV: node id.
 pub const RELEASE_LUA: &str = r"
+if KEYS[2] then redis.call('HDEL', KEYS[2], ARGV[1]) end
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 ";
 
 /// Claims or renews the room's lease and tells its media epoch ([`RedisStore::claim_media`]). KEYS: the owner key,
-/// the media key. ARGV: node id, lease in ms. Returns `{1, node, epoch}` when the node holds the lease (now
-/// renewed; the media key names it, with a new epoch if it named another node or none), `{0, holder, epoch}` when
-/// another node holds it (the media key unchanged; epoch 0 when there is none). An unreadable media value counts
-/// as none.
+/// the media key, the claims key. ARGV: node id, lease in ms, contact in ms, grace in ms. Returns `{1, node, epoch}`
+/// when the node holds the lease (now renewed; the media key names it, with a new epoch if it named another node or
+/// none), `{0, holder, epoch}` when it does not: another node holds the lease, or the lease lapsed but its last
+/// holder (the media key's node, named as `holder`) may still come back for it (below). The media key is unchanged
+/// then; epoch 0 when there is none. An unreadable media value counts as none.
+///
+/// Every call first records the claimer's *watch* in the claims hash: `"<since_ms> <last_ms>"` by Redis's `TIME`,
+/// where `since_ms` is when its current run of claims began (a gap longer than the contact window between two
+/// claims starts a new run: the claimer, or Redis, was away). A lapsed lease whose media node is another node goes
+/// to the claimer only when that node's lease ran out while the claimer was watching (its run began before the
+/// media node's last renewal plus the lease: the media node stopped renewing while Redis answered, so it is dead or
+/// cut off), or when the claimer has been watching for the grace window (the media node had that long to come back
+/// and did not), or when the media node left no watch (it released the lease, or an older build held it). So after
+/// a Redis outage, which every hub's run spans, the media node re-claims its own lease, while a hub killed with
+/// Redis up loses it as soon as it lapses.
 pub const CLAIM_MEDIA_LUA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease, contact, grace = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local since = now
+local mine = redis.call('HGET', KEYS[3], ARGV[1])
+if mine then
+  local s, last = string.match(mine, '^(%d+) (%d+)$')
+  if s and now - tonumber(last) <= contact then since = tonumber(s) end
+end
+redis.call('HSET', KEYS[3], ARGV[1], string.format('%d %d', since, now))
+redis.call('PEXPIRE', KEYS[3], 3600000)
 local holder = redis.call('GET', KEYS[1])
 local epoch, media_node = 0, false
 local media = redis.call('GET', KEYS[2])
@@ -180,6 +222,13 @@ if media then
   end
 end
 if holder and holder ~= ARGV[1] then return {0, holder, epoch} end
+if not holder and media_node and media_node ~= ARGV[1] then
+  local theirs = redis.call('HGET', KEYS[3], media_node)
+  if theirs then
+    local _, last = string.match(theirs, '^(%d+) (%d+)$')
+    if last and since > tonumber(last) + lease and now < since + grace then return {0, media_node, epoch} end
+  end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if media_node ~= ARGV[1] then
   epoch = epoch + 1
@@ -236,6 +285,11 @@ pub fn media_key(room: &str) -> String {
 /// [`RedisStore::commit_present`]).
 pub fn presence_key(room: &str) -> String {
     format!("podium:{{{room}}}:presence")
+}
+
+/// The hash of the hubs watching `room`'s lease: node id → `"<since_ms> <last_ms>"` (see [`CLAIM_MEDIA_LUA`]).
+pub fn claims_key(room: &str) -> String {
+    format!("podium:{{{room}}}:claims")
 }
 
 /// The four keys of `room`, in the order the scripts take them: meta, participants, bans, guests.
@@ -510,6 +564,7 @@ pub struct RedisStore {
     /// with Sentinel, whose subscriptions go to the current master).
     pubsub_url: String,
     commit_script: Script,
+    present_script: Script,
     load_script: Script,
     claim_script: Script,
     claim_media_script: Script,
@@ -669,6 +724,7 @@ impl RedisStore {
             }),
             pubsub_url,
             commit_script: Script::new(COMMIT_LUA),
+            present_script: Script::new(PRESENT_LUA),
             load_script: Script::new(LOAD_LUA),
             claim_script: Script::new(CLAIM_LUA),
             claim_media_script: Script::new(CLAIM_MEDIA_LUA),
@@ -725,6 +781,28 @@ impl RedisStore {
         }
     }
 
+    /// Records that hub `node` holds `identity`'s connection now, without a transition, and publishes
+    /// `announcement` after it on the room's channel: one script ([`PRESENT_LUA`]). For a session taken over by a
+    /// new connection while the participant still counted as connected (so the join changed nothing to commit):
+    /// presence follows the connection at once, so the hub that held the old connection is not taken for holding it
+    /// when it goes away. False when `identity` is not in the room (nothing recorded).
+    pub async fn present(
+        &self,
+        room: &str,
+        identity: &str,
+        node: &str,
+        announcement: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut invocation = self.present_script.prepare_invoke();
+        let [_, participants, ..] = room_keys(room);
+        invocation.key(participants).key(presence_key(room)).arg(identity).arg(node);
+        if let Some(text) = announcement {
+            invocation.arg(crate::bus::events_channel(room)).arg(text);
+        }
+        let set: i64 = self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
+        Ok(set == 1)
+    }
+
     /// `room`'s presence hash: identity → node id of the hub holding that participant's connection (see
     /// [`RedisStore::commit_present`]). One `HGETALL`.
     pub async fn presence(&self, room: &str) -> Result<HashMap<String, String>, StoreError> {
@@ -749,10 +827,10 @@ impl RedisStore {
         Ok(held == 1)
     }
 
-    /// Gives up `room`'s timer lease if `node` holds it.
+    /// Gives up `room`'s timer lease if `node` holds it, and forgets `node`'s watch of it ([`claims_key`]).
     pub async fn release_owner(&self, room: &str, node: &str) -> Result<(), StoreError> {
         let mut invocation = self.release_script.prepare_invoke();
-        invocation.key(owner_key(room)).arg(node);
+        invocation.key(owner_key(room)).key(claims_key(room)).arg(node);
         let _: i64 = self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
         Ok(())
     }
@@ -769,11 +847,19 @@ impl RedisStore {
     /// so the next claimer bumps the epoch; [`RoomStore::remove`] deletes both (a room made again under the same
     /// name starts at epoch 1). [`MemoryStore`] needs no lease: one hub runs every room.
     ///
+    /// A lapsed (not released) lease prefers its last holder, so that a Redis outage moves no media: another node
+    /// takes it at once only if it kept claiming (gaps of at most two thirds of `lease`) since before the lease ran
+    /// out, else after claiming for twice `lease` (see [`CLAIM_MEDIA_LUA`]); until then `held` is false and
+    /// `holder` names the last holder. Every claim records the claimer's watch in [`claims_key`], which
+    /// `release_owner` deletes.
+    ///
     /// [`MemoryStore`]: crate::MemoryStore
     pub async fn claim_media(&self, room: &str, node: &str, lease: Duration) -> Result<Lease, StoreError> {
         let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
+        let (contact, grace) = (ms * 2 / 3, ms.saturating_mul(2));
         let mut invocation = self.claim_media_script.prepare_invoke();
-        invocation.key(owner_key(room)).key(media_key(room)).arg(node).arg(ms);
+        invocation.key(owner_key(room)).key(media_key(room)).key(claims_key(room)).arg(node).arg(ms);
+        invocation.arg(contact).arg(grace);
         let (held, holder, epoch): (i64, String, u64) =
             self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
         Ok(Lease { held: held == 1, holder: Some(holder), epoch })
@@ -1063,7 +1149,11 @@ impl RoomStore for RedisStore {
     /// Deletes the room's keys, its lease, media epoch and presence with them: one `DEL`.
     async fn remove(&self, room: &str) -> Result<(), StoreError> {
         let mut cmd = ::redis::cmd("DEL");
-        cmd.arg(&room_keys(room)).arg(owner_key(room)).arg(media_key(room)).arg(presence_key(room));
+        cmd.arg(&room_keys(room))
+            .arg(owner_key(room))
+            .arg(media_key(room))
+            .arg(presence_key(room))
+            .arg(claims_key(room));
         self.link.run(|mut conn| async move { cmd.query_async::<i64>(&mut conn).await }).await.map(drop)
     }
 }

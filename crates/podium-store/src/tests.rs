@@ -326,6 +326,60 @@ fn media_lease_epoch_on_a_cluster() {
     });
 }
 
+/// A lapsed lease prefers its last holder: after a silence every claimer shared (a Redis outage), the last holder
+/// re-claims it in the same epoch; a holder that stops renewing while another node keeps claiming loses it as soon
+/// as it lapses; a last holder that never comes back loses it after the grace window (twice the lease); a released
+/// lease goes at once.
+#[test]
+fn a_lapsed_lease_prefers_its_last_holder() {
+    use std::time::{Duration, Instant};
+    let server = RedisServer::start();
+    runtime().block_on(async {
+        let store = RedisStore::connect(&server.url(), &RedisOptions::default()).await.expect("connect");
+        // Contact window 666 ms, grace 2 s.
+        let lease = Duration::from_secs(1);
+        let lease_of = |held, holder: &str, epoch| Lease { held, holder: Some(holder.to_owned()), epoch };
+        assert_eq!(store.claim_media("m", "a", lease).await, Ok(lease_of(true, "a", 1)));
+        assert_eq!(store.claim_media("m", "b", lease).await, Ok(lease_of(false, "a", 1)));
+
+        // Nobody claims for longer than the lease (Redis was away): b comes back first and is told to wait for a,
+        // which re-claims its own media in the same epoch.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(store.claim_media("m", "b", lease).await, Ok(lease_of(false, "a", 1)));
+        assert_eq!(store.claim_media("m", "a", lease).await, Ok(lease_of(true, "a", 1)));
+
+        // a stops renewing while b keeps claiming: the first claim after the lapse takes the media over.
+        let a_renewed = Instant::now();
+        while a_renewed.elapsed() < Duration::from_millis(800) {
+            assert_eq!(store.claim_media("m", "b", lease).await, Ok(lease_of(false, "a", 1)));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1100).saturating_sub(a_renewed.elapsed())).await;
+        assert_eq!(store.claim_media("m", "b", lease).await, Ok(lease_of(true, "b", 2)));
+
+        // b's lease lapses in a shared silence and b never comes back: a waits the grace window, then takes it.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let watching = Instant::now();
+        let taken = loop {
+            let got = store.claim_media("m", "a", lease).await.expect("claim");
+            if got.held {
+                break got;
+            }
+            assert_eq!(got, lease_of(false, "b", 2));
+            assert!(watching.elapsed() < Duration::from_secs(5), "a never took the lapsed lease");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let waited = watching.elapsed();
+        assert_eq!(taken, lease_of(true, "a", 3));
+        assert!(waited >= Duration::from_millis(1800), "a took the lease after {waited:?}, before the grace window");
+
+        // A released lease needs no waiting, even by a claimer that was away.
+        store.release_owner("m", "a").await.expect("release");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(store.claim_media("m", "b", lease).await, Ok(lease_of(true, "b", 4)));
+    });
+}
+
 #[test]
 fn media_epoch_survives_a_redis_restart() {
     let mut server = RedisServer::start();
@@ -411,12 +465,17 @@ async fn presence_follows_commits(store: &RedisStore, server: &RedisServer) {
     let changes = room.take_changes().expect("kicked");
     store.commit_announced("p", &changes, None).await.expect("commit");
     assert_eq!(store.presence("p").await, Ok(map(&[("mod", "n1")])));
+    // A session taken over without a transition moves presence by itself; a removed participant stays absent.
+    assert_eq!(store.present("p", "mod", "n4", Some("announced")).await, Ok(true));
+    assert_eq!(store.present("p", "b", "n4", None).await, Ok(false));
+    assert_eq!(store.presence("p").await, Ok(map(&[("mod", "n4")])));
+    store.present("p", "mod", "n1", None).await.expect("present");
     assert_eq!(store.load("p").await.expect("load"), Some(room.state()));
 
-    // Removing the room removes its lease, media epoch and presence too.
+    // Removing the room removes its lease, media epoch, presence and lease claims too.
     store.claim_media("p", "n1", std::time::Duration::from_secs(3)).await.expect("claim");
     store.remove("p").await.expect("remove");
-    let keys = [redis::owner_key("p"), redis::media_key("p"), redis::presence_key("p")];
+    let keys = [redis::owner_key("p"), redis::media_key("p"), redis::presence_key("p"), redis::claims_key("p")];
     let left: i64 =
         ::redis::cmd("EXISTS").arg(&keys).arg(&redis::room_keys("p")).query_async(&mut raw).await.expect("EXISTS");
     assert_eq!(left, 0);

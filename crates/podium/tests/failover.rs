@@ -11,8 +11,16 @@
 //! - SIGTERM of A (drain): everyone formerly on A ends up on B with its role, the listener never misses the tone
 //!   for more than 3 s, and A exits by itself with status 0.
 //!
-//! Needs `redis-server` on PATH and the aiortc venv (see `tests/it/aiortc.rs`; `tests/run` sets both up). The two
-//! tests run one at a time: each runs two hubs, Redis and two aiortc peers, and the audio numbers are strict.
+//! Two more without aiortc, on the protocol alone (issue #10):
+//!
+//! - a Redis outage (paused or killed for 10 s, six times) moves no media: the lease and the media epoch stay with
+//!   the hub that had them, and no client sees `media_moved`;
+//! - presence follows a session that resumes on another hub at once, so that a later drain (or hub death) takes
+//!   nobody for gone: no `stage` event with cause `disconnected` or `reconnected`.
+//!
+//! Needs `redis-server` on PATH and the aiortc venv (see `tests/it/aiortc.rs`; `tests/run` sets both up). The
+//! tests run one at a time: each runs two or three hubs, Redis, and some two aiortc peers whose audio numbers are
+//! strict.
 
 use std::collections::VecDeque;
 use std::io::{BufRead as _, BufReader};
@@ -315,19 +323,24 @@ struct LiveRoom {
     epoch: u64,
 }
 
-async fn live_room(room: &'static str) -> LiveRoom {
-    require_aiortc();
+/// Two hubs on a new Redis, and a moderator who created `room` on A (A's room task claims the lease before
+/// welcoming it): Redis, A, B, their node ids, the moderator, its welcome and the room's media epoch.
+async fn two_hubs_and_a_room(room: &str) -> (RedisServer, HubProcess, HubProcess, String, String, Ws, Value, u64) {
     let redis = RedisServer::start();
     let a = HubProcess::start("hub-a", &redis.url()).await;
     let b = HubProcess::start("hub-b", &redis.url()).await;
     let a_id = a.node_id(&redis).await;
     let b_id = b.node_id(&redis).await;
-
-    // The moderator creates the room on A: A's room task claims the lease before welcoming it.
-    let (mut m, welcome) = join(&a.url, room, "mod", Role::Moderator, None).await;
+    let (m, welcome) = join(&a.url, room, "mod", Role::Moderator, None).await;
     let epoch = welcome["state"]["media_epoch"].as_u64().unwrap_or(0);
     assert!(epoch > 0, "the welcome has no media epoch: {welcome}");
     assert_eq!(lease_holder(&redis, room), a_id, "hub A created the room, so it should hold its lease");
+    (redis, a, b, a_id, b_id, m, welcome, epoch)
+}
+
+async fn live_room(room: &'static str) -> LiveRoom {
+    require_aiortc();
+    let (redis, a, b, a_id, b_id, mut m, welcome, epoch) = two_hubs_and_a_room(room).await;
     let m_resume = welcome["resume_token"].as_str().expect("resume token").to_owned();
 
     // Both peers know both hubs; the speaker starts on B (its media relayed to A), the listener on A.
@@ -631,4 +644,208 @@ async fn sigterm_drains_the_media_hub_without_an_audio_gap_and_everyone_resumes_
     renegotiated_once(&spk, epoch + 1);
     renegotiated_once(&lis, epoch + 1);
     drop((spk, lis, b, redis));
+}
+
+impl Ws {
+    /// Reads for `window`, keeping everything in `seen`; the close code if the connection ended.
+    async fn gather(&mut self, window: Duration) -> Option<u16> {
+        let deadline = Instant::now() + window;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    self.seen.push(serde_json::from_str(&t).expect("hub sent invalid JSON"))
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    let _ = self.ws.close(None).await;
+                    return Some(frame.map_or(1005, |f| u16::from(f.code)));
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_)) | None) => return Some(1006),
+            }
+        }
+    }
+
+    /// The `stage` events seen whose cause is `disconnected` or `reconnected`.
+    fn drops_seen(&self) -> Vec<Value> {
+        self.seen
+            .iter()
+            .filter(|e| {
+                e["type"] == "stage" && matches!(e["cause"]["kind"].as_str(), Some("disconnected" | "reconnected"))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// A Redis hash (`HGETALL`) as field → value.
+fn redis_hash(redis: &RedisServer, key: &str) -> std::collections::BTreeMap<String, String> {
+    let reply = redis.command(&["HGETALL", key]);
+    let values: Vec<&str> =
+        reply.split("\r\n").filter(|l| !l.is_empty() && !l.starts_with('*') && !l.starts_with('$')).collect();
+    values.chunks_exact(2).map(|pair| (pair[0].to_owned(), pair[1].to_owned())).collect()
+}
+
+/// The room's media key, `(epoch, node)`.
+fn media_of(redis: &RedisServer, room: &str) -> (u64, String) {
+    let value = redis_get(redis, &format!("podium:{{{room}}}:media"));
+    let (epoch, node) = value.split_once(' ').unwrap_or(("0", ""));
+    (epoch.parse().unwrap_or(0), node.to_owned())
+}
+
+/// Issue #10 (a): a Redis outage moves no media. Two hubs, a room created on A (A holds its lease and runs its
+/// media) with a client on each hub, so both hubs' room tasks contend for the lease. Redis goes away for 10 s,
+/// alternately paused (SIGSTOP: connections stay open, commands stall and run when it wakes) and killed and
+/// restarted on the same port (its AOF keeps the keys), three times each. Each time, once Redis is back, both hubs race
+/// for the lapsed lease: A must get it back in the same media epoch, and no client may see `media_moved`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_moves_no_media() {
+    let _serial = SERIAL.lock().await;
+    let room = "outage-stays";
+    let (mut redis, a, b, a_id, b_id, mut on_a, _, epoch) = two_hubs_and_a_room(room).await;
+    let (mut on_b, welcome) = join(&b.url, room, "lis", Role::Audience, None).await;
+    assert_eq!(welcome["state"]["media_epoch"], json!(epoch), "{welcome}");
+
+    for round in 1..=6 {
+        let paused = round % 2 == 1;
+        if paused {
+            redis.pause();
+        } else {
+            redis.kill9();
+        }
+        let how = if paused { "paused (SIGSTOP)" } else { "killed" };
+        eprintln!("round {round}: redis {how} for 10 s");
+        // Both clients stay connected throughout (the hubs serve them degraded).
+        for ws in [&mut on_a, &mut on_b] {
+            assert_eq!(ws.gather(Duration::from_secs(5)).await, None, "a client was disconnected in round {round}");
+        }
+        if paused {
+            redis.resume();
+        } else {
+            redis.restart();
+        }
+        let back = Instant::now();
+        // Somebody holds the lease again once the hubs are reconnected; then give a contender more than the grace
+        // window (3 s) to take it, had it been allowed to.
+        let deadline = back + SETUP;
+        while lease_holder(&redis, room).is_empty() {
+            assert!(Instant::now() < deadline, "round {round}: nobody claimed the lease after the outage");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let claimed = back.elapsed();
+        for ws in [&mut on_a, &mut on_b] {
+            assert_eq!(ws.gather(Duration::from_secs(3)).await, None, "a client was disconnected in round {round}");
+        }
+        let holder = lease_holder(&redis, room);
+        let media = media_of(&redis, room);
+        eprintln!(
+            "round {round}: lease re-claimed {:.3} s after redis came back, by {}; media key {media:?}",
+            claimed.as_secs_f64(),
+            if holder == a_id { "A" } else { "B" }
+        );
+        assert_eq!(media, (epoch, a_id.clone()), "round {round}: the media moved (A is {a_id}, B is {b_id})");
+        assert_eq!(holder, a_id, "round {round}: the lease went to B ({b_id}), though A never died");
+        for ws in [&on_a, &on_b] {
+            let moved: Vec<&Value> = ws.seen.iter().filter(|e| e["type"] == "media_moved").collect();
+            assert!(moved.is_empty(), "round {round}: a client was told the media moved: {moved:?}");
+        }
+    }
+    for ws in [&mut on_a, &mut on_b] {
+        let state = ws.ok(json!({"type": "get_state"})).await["result"].clone();
+        assert_eq!(state["media_epoch"], json!(epoch), "{state}");
+    }
+    drop((a, b, redis));
+}
+
+/// Issue #10 (b): presence follows the connection at once. Two stage members on hub A and an audience member on
+/// hub B. A drains (SIGTERM): its clients are closed with 4007 and resume on B while the room still counts them as
+/// connected (a takeover: no transition). The room's presence must name B for them at once. Then a third hub C
+/// starts and B drains too: C takes the room's lease over and checks presence against the node registry, where A is
+/// gone. Nobody may be taken for gone on the way: no `stage` event with cause `disconnected` or `reconnected`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_follows_resumed_sessions_and_drains_disconnect_nobody() {
+    let _serial = SERIAL.lock().await;
+    let room = "presence-follows";
+    let redis = RedisServer::start();
+    let mut a = HubProcess::start("hub-a", &redis.url()).await;
+    let mut b = HubProcess::start("hub-b", &redis.url()).await;
+    let a_id = a.node_id(&redis).await;
+    let b_id = b.node_id(&redis).await;
+    let presence_key = format!("podium:{{{room}}}:presence");
+
+    let (m, welcome) = join(&a.url, room, "mod", Role::Moderator, None).await;
+    let mut resume = std::collections::HashMap::new();
+    resume.insert("mod", welcome["resume_token"].as_str().expect("resume token").to_owned());
+    // A moderator token joins onto the stage.
+    let (spk, welcome) = join(&a.url, room, "spk", Role::Moderator, None).await;
+    resume.insert("spk", welcome["resume_token"].as_str().expect("resume token").to_owned());
+    let (mut obs, welcome) = join(&b.url, room, "obs", Role::Audience, None).await;
+    let obs_resume = welcome["resume_token"].as_str().expect("resume token").to_owned();
+    let stage: Vec<&str> =
+        welcome["state"]["stage"].as_array().expect("stage").iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(stage, ["mod", "spk"], "{welcome}");
+    let before = redis_hash(&redis, &presence_key);
+    assert_eq!(before.get("mod"), Some(&a_id), "presence before the drain: {before:?}");
+
+    // A drains: its clients are told 4007 and resume on B.
+    a.sigterm();
+    let mut moved = Vec::new();
+    for (name, mut ws) in [("mod", m), ("spk", spk)] {
+        assert_eq!(ws.closed(AFTER).await, 4007, "{name} should be closed with server_shutdown");
+        let (mut again, welcome) = join(&b.url, room, name, Role::Moderator, Some(&resume[name])).await;
+        assert_eq!(welcome["resumed"], true, "{name} should resume on B: {welcome}");
+        resume.insert(name, welcome["resume_token"].as_str().expect("resume token").to_owned());
+        again.seen.append(&mut ws.seen);
+        moved.push((name, again));
+    }
+    let presence = redis_hash(&redis, &presence_key);
+    assert_eq!(presence.get("mod"), Some(&b_id), "presence right after mod resumed on B (A is {a_id}): {presence:?}");
+    assert_eq!(presence.get("spk"), Some(&b_id), "presence right after spk resumed on B (A is {a_id}): {presence:?}");
+    let status = a.exit_within(EXIT_WITHIN).await.expect("hub A exits after its drain");
+    assert!(status.success(), "hub A exited with {status}");
+
+    // C starts; B drains; C adopts the room (A is gone from the registry by then) and everyone resumes on C.
+    let c = HubProcess::start("hub-c", &redis.url()).await;
+    let c_id = c.node_id(&redis).await;
+    // Let B see A gone from the registry (3 s without heartbeat).
+    obs.gather(Duration::from_secs(4)).await;
+    b.sigterm();
+    let (_, m) = moved.remove(0);
+    let (_, spk) = moved.remove(0);
+    let mut finals = Vec::new();
+    for (name, mut ws, token) in
+        [("mod", m, resume["mod"].clone()), ("spk", spk, resume["spk"].clone()), ("obs", obs, obs_resume)]
+    {
+        assert_eq!(ws.closed(AFTER).await, 4007, "{name} should be closed with server_shutdown by B");
+        let role = if name == "obs" { Role::Audience } else { Role::Moderator };
+        let (mut again, welcome) = join(&c.url, room, name, role, Some(&token)).await;
+        assert_eq!(welcome["resumed"], true, "{name} should resume on C: {welcome}");
+        again.seen.append(&mut ws.seen);
+        finals.push((name, again));
+    }
+    assert_eq!(lease_holder(&redis, room), c_id, "hub C should hold the room's lease");
+    let status = b.exit_within(EXIT_WITHIN).await.expect("hub B exits after its drain");
+    assert!(status.success(), "hub B exited with {status}");
+    // Past C's registry reading that finds B gone.
+    for (_, ws) in &mut finals {
+        ws.gather(Duration::from_millis(1500)).await;
+    }
+    finals[2].1.gather(Duration::from_secs(3)).await;
+    let presence = redis_hash(&redis, &presence_key);
+    for name in ["mod", "spk", "obs"] {
+        assert_eq!(presence.get(name), Some(&c_id), "presence at the end: {presence:?}");
+    }
+    for (name, ws) in &finals {
+        let drops = ws.drops_seen();
+        assert!(drops.is_empty(), "{name} saw stage members taken for disconnected: {drops:?}");
+    }
+    let state = finals[0].1.ok(json!({"type": "get_state"})).await["result"].clone();
+    let connected: Vec<bool> =
+        state["stage"].as_array().expect("stage").iter().map(|s| s["connected"] == true).collect();
+    assert_eq!(connected, [true, true], "{state}");
+    for hub in [&b, &c] {
+        let log = hub.log_tail();
+        assert!(!log.contains("taken for gone") && !log.contains("took this hub for gone"), "{}: {log}", hub.name);
+    }
+    drop((b, c));
 }

@@ -1,9 +1,10 @@
 //! Where a room's media lives and how the room follows it: the lease (timers and media) with its media epoch,
-//! media requests run here or relayed to the media hub (`relay`), SFU events for participants on other hubs, the
-//! presence of hubs that are gone, and participants another hub wrongly took for gone (see ARCHITECTURE.md,
-//! "Several hubs").
+//! media requests run here or relayed to the media hub (`relay`), presence (this hub's, and that of hubs that are
+//! gone), and participants another hub wrongly took for gone (see ARCHITECTURE.md, "Several hubs"). What the SFU
+//! says about participants is in `media_events`.
 
 use super::*;
+use crate::hub::Persistence;
 use crate::media;
 use crate::relay;
 
@@ -104,6 +105,7 @@ impl RoomTask {
             && let Some(media) = &self.shared.media
         {
             info!(holder = ?self.media_holder, epoch, "the room's media moved to another hub");
+            self.tracks.clear();
             if !self.shared.is_draining() {
                 media.remove_room(&self.name);
             }
@@ -137,6 +139,17 @@ impl RoomTask {
             }
             Some(Err(e)) => debug!(identity = %who, error = %e, "reasserting a participant was refused"),
             None => {}
+        }
+    }
+
+    /// Records that this hub holds `who`'s connection now and publishes `announcement` (a join that changed
+    /// nothing: the session was taken over while connected, so there is no commit to carry the presence).
+    pub(super) async fn present_here(&self, who: &ParticipantId, announcement: &str) -> Result<(), StoreError> {
+        match &self.shared.store {
+            Persistence::Redis(store) => {
+                store.present(&self.name, who.as_str(), &self.shared.node_id, Some(announcement)).await.map(drop)
+            }
+            Persistence::Memory(_) => Ok(()),
         }
     }
 
@@ -339,52 +352,6 @@ impl RoomTask {
                 let _ = inbox.send(RoomMsg::MediaSettled { who }).await;
             }
         });
-    }
-
-    pub(super) async fn on_media_event(&mut self, event: podium_media::MediaEvent) {
-        use podium_media::{MediaEvent, PeerState};
-        let connected = match &event {
-            MediaEvent::ActiveSpeakers { speaking, stopped, .. } => {
-                self.speaking.retain(|(id, _)| !stopped.contains(id) && !speaking.iter().any(|(s, _)| s == id));
-                self.speaking.extend(speaking.iter().cloned());
-                self.speaking.sort_by_key(|s| std::cmp::Reverse(s.1));
-                None
-            }
-            MediaEvent::State { identity, state: PeerState::Connected, .. } => Some(identity.clone()),
-            _ => None,
-        };
-        if !self.runs_media() {
-            // A late event from peers this hub no longer serves.
-            return;
-        }
-        let (to, msg) = media::event_message(event);
-        let to = match to {
-            Some(who) => room::Recipients::One(ParticipantId::new(who.as_str())),
-            None => room::Recipients::Everyone,
-        };
-        // Participants connected to other hubs get it through the room's channel.
-        let mut remote = Vec::new();
-        let text = msg.to_json();
-        self.deliver(&to, text.clone().into());
-        if !matches!(&to, room::Recipients::One(who) if self.conns.contains_key(who)) {
-            remote.push((to, text));
-        }
-        // A newly connected participant missed the changes so far: give it the current speakers.
-        if let Some(who) = connected
-            && !self.speaking.is_empty()
-        {
-            let speaking =
-                self.speaking.iter().map(|(p, level)| proto::Speaking { participant: p.clone(), level: *level });
-            let msg = proto::ServerMessage::ActiveSpeakers { speaking: speaking.collect(), stopped: Vec::new() };
-            let who = ParticipantId::new(who.as_str());
-            let text = msg.to_json();
-            if self.conns.contains_key(&who) {
-                self.deliver(&room::Recipients::One(who), text.into());
-            } else {
-                remote.push((room::Recipients::One(who), text));
-            }
-        }
-        self.announce_frames(remote).await;
     }
 }
 
