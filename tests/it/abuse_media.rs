@@ -224,3 +224,52 @@ async fn garbage_datagrams_leave_the_room_and_its_media_working() {
     unchanged(&mut control, &before).await;
     hub.stop().await;
 }
+
+/// Malformed requests of every shape: serde's messages name JSON types and field names, never Rust types.
+#[tokio::test]
+async fn request_errors_carry_no_internals() {
+    let hub = TestHub::start().await;
+    let (mut control, _c, before) = room(&hub, "shapes").await;
+    let bodies = vec![
+        json!({"type": "handover", "stage": ["x"]}),
+        json!({"type": "handover", "stage": [{"participant": 1, "role": "speaker"}]}),
+        json!({"type": "handover", "stage": "x"}),
+        json!({"type": "handover", "stage": [5]}),
+        json!({"type": "handover", "assignments": [{"participant": 1, "role": "speaker"}]}),
+        json!({"type": "handover", "assignments": [{"participant": "a", "role": "king"}]}),
+        json!({"type": "handover", "assignments": "x"}),
+        json!({"type": "update_settings", "settings": 5}),
+        json!({"type": "update_settings", "open_mic": "yes"}),
+        json!({"type": "update_settings", "stage_capacity": -1}),
+        json!({"type": "kick", "participant": {"a": 1}}),
+        json!({"type": "list_audience", "limit": "x"}),
+        json!({"type": "list_audience", "cursor": [1]}),
+        json!({"type": "set_muted", "muted": "no"}),
+        json!({"type": "media_offer", "sdp": 5}),
+        json!({"type": "media_offer"}),
+        json!({"type": "media_candidate", "candidate": null}),
+        json!({"type": "ping", "extra": true}),
+    ];
+    for b in bodies {
+        let r = control.request(b.clone()).await;
+        if r["type"] == "error" {
+            let m = r["message"].as_str().unwrap_or_default();
+            assert!(internals(m).is_none(), "{b}: the message {m:?} looks like internals");
+        }
+    }
+    // Refused tokens, each on its own connection (a refused join closes it): the JWT library's error names
+    // (`InvalidSignature`, ...) must not show.
+    let forged = podium_hub::auth::TokenKeys::new(b"another secret")
+        .mint(&podium_hub::auth::claims_for("eve", None, "shapes", Role::Moderator, Duration::from_secs(60)))
+        .expect("mint");
+    let unsigned = format!("{}.", forged.rsplit_once('.').map_or("", |(head, _)| head));
+    for token in ["garbage", "a.b.c", forged.as_str(), unsigned.as_str(), ""] {
+        let mut stranger = hub.connect().await;
+        let r = stranger.request(json!({"type": "join", "token": token})).await;
+        assert_eq!(r["type"], "error", "{token}: {r}");
+        let m = r["message"].as_str().unwrap_or_default();
+        assert!(internals(m).is_none(), "token {token:?}: the message {m:?} looks like internals");
+    }
+    unchanged(&mut control, &before).await;
+    hub.stop().await;
+}

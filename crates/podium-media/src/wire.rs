@@ -1,4 +1,9 @@
-//! Allocation-free looks at raw datagrams (STUN USERNAME, RTP/RTCP demux) and the cheap SDP pre-checks.
+//! Allocation-free looks at raw datagrams (STUN USERNAME, RTP/RTCP demux), the cheap SDP pre-checks, and the clean
+//! errors for SDP that str0m refuses.
+//!
+//! Invariants: the datagram functions never allocate and never panic, whatever the bytes. The SDP pre-checks run
+//! once per offer or answer (not per packet), in one pass; an offer's check keeps two lists bounded by the limits it
+//! enforces. No message built here contains a dependency's error text: str0m's goes to the debug log.
 
 use crate::{MAX_CANDIDATES, MediaError};
 

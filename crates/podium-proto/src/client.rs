@@ -264,6 +264,8 @@ pub struct JoinRequest {
 
 /// One seat of a `handover`.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+// Error messages reach clients: name the shape, not the Rust type (the default says "struct StageAssignment").
+#[serde(expecting = "an object with `participant` and `role`")]
 pub struct StageAssignment {
     /// The identity to seat.
     pub participant: String,
