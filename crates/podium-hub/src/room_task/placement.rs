@@ -270,7 +270,11 @@ impl RoomTask {
         tokio::spawn(async move {
             let unavailable = |message: &str| Err((ErrorCode::Unavailable, message.to_owned()));
             let result = match shared.store.send_to_node(&holder, &text).await {
-                Err(e) => unavailable(&format!("relaying to the room's media hub failed: {e}")),
+                Err(e) => {
+                    // The store's error stays in the log: clients get our own words only.
+                    debug!(error = %e, "relaying a media request failed");
+                    unavailable("the room's media hub could not be reached; retry")
+                }
                 Ok(_) => match tokio::time::timeout(relay::RELAY_TIMEOUT, answer).await {
                     Ok(Ok(result)) => result.map(|sdp| sdp.map(|sdp| proto::Reply::Answer { sdp })),
                     _ => unavailable("the room's media hub did not answer; retry"),
