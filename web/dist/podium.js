@@ -365,7 +365,18 @@ var MediaSession = class {
 
 // sdk/src/protocol.ts
 var CLOSE_SERVER_SHUTDOWN = 4007;
-var FINAL_CLOSE_CODES = /* @__PURE__ */ new Set([1e3, 4e3, 4002, 4003, 4004, 4005, 4006, 4009]);
+var FINAL_CLOSE_CODES = /* @__PURE__ */ new Set([
+  1e3,
+  1002,
+  1007,
+  4e3,
+  4002,
+  4003,
+  4004,
+  4005,
+  4006,
+  4009
+]);
 var FINAL_JOIN_ERRORS = /* @__PURE__ */ new Set([
   "unsupported_protocol",
   "unauthorized",
@@ -378,6 +389,8 @@ var FINAL_JOIN_ERRORS = /* @__PURE__ */ new Set([
 ]);
 var CLOSE_REASONS = {
   1e3: "leave",
+  1002: "protocol_error",
+  1007: "invalid_utf8",
   1009: "too_large",
   4e3: "bad_auth",
   4001: "auth_timeout",
@@ -517,6 +530,7 @@ var PodiumError = class extends Error {
   }
 };
 var OPEN = 1;
+var CLOSE_DROPPED = 1006;
 function defaultSocket(url) {
   return new WebSocket(url);
 }
@@ -539,7 +553,7 @@ var Room = class extends Emitter {
     this.attempts = 0;
     /** The exponent of the next backoff delay. */
     this.backoff = 0;
-    /** The next reconnect goes at once: the hub said it is draining (4007). */
+    /** The next reconnect goes at once (see `firstAttemptAtOnce`). */
     this.reconnectAtOnce = false;
     this.reconnectTimer = null;
     this.heartbeat = null;
@@ -903,8 +917,17 @@ var Room = class extends Emitter {
       return;
     }
     if (this.connState === "connecting") return;
-    if (code === CLOSE_SERVER_SHUTDOWN && wasConnected) this.reconnectAtOnce = true;
+    if (wasConnected && this.firstAttemptAtOnce(code)) this.reconnectAtOnce = true;
     this.scheduleReconnect();
+  }
+  /**
+   * Whether the first reconnect after losing a joined connection goes without a backoff delay (PROTOCOL.md "Grace
+   * and resume", MOBILE.md section 8): when it goes to another hub (several URLs: the hub that dropped us may be
+   * dead, another resumes the session at once), and after 4007 always (the hub is draining). With a single hub, an
+   * abrupt drop waits the first backoff step.
+   */
+  firstAttemptAtOnce(code) {
+    return code === CLOSE_SERVER_SHUTDOWN || this.urls.length > 1;
   }
   scheduleReconnect() {
     if (this.connState === "closed" || this.reconnectTimer) return;
@@ -959,6 +982,7 @@ var Room = class extends Emitter {
   /** Simulates a dropped connection (for tests and "reconnect now" buttons): reconnects and resumes. */
   reconnectNow() {
     if (this.connState === "closed") return;
+    if (this.connState === "connected" && this.firstAttemptAtOnce(CLOSE_DROPPED)) this.reconnectAtOnce = true;
     this.dropSocket();
     if (this.reconnectTimer) {
       clearTimeout(this.reconnectTimer);

@@ -113,6 +113,14 @@ function mediaOffers(ws: { sent: Record<string, unknown>[] }) {
   return ws.sent.filter((m) => m.type === "media_offer");
 }
 
+/** With fake timers: the websocket drops (1006) and the reconnect's socket opens; its `join` awaits the reply. */
+async function dropAndReopen(s: ReturnType<typeof sockets>): Promise<void> {
+  s.latest().drop(1006);
+  await vi.advanceTimersByTimeAsync(600);
+  s.latest().open();
+  await vi.advanceTimersByTimeAsync(0);
+}
+
 describe("MediaSession", () => {
   const mics: FakeTrack[] = [];
   beforeEach(() => {
@@ -252,19 +260,13 @@ describe("MediaSession", () => {
     await settle();
     vi.useFakeTimers();
     try {
-      ws.drop(1006);
-      await vi.advanceTimersByTimeAsync(600);
-      s.latest().open();
-      await vi.advanceTimersByTimeAsync(0);
+      await dropAndReopen(s);
       s.latest().ok("join", welcome({ resumed: true }));
       await vi.advanceTimersByTimeAsync(0);
       expect(FakePeer.all).toHaveLength(1);
       expect(mediaOffers(s.latest())).toHaveLength(0);
 
-      s.latest().drop(1006);
-      await vi.advanceTimersByTimeAsync(600);
-      s.latest().open();
-      await vi.advanceTimersByTimeAsync(0);
+      await dropAndReopen(s);
       s.latest().ok("join", welcome({ resumed: false }, { seq: 2 }));
       await vi.advanceTimersByTimeAsync(0);
       expect(FakePeer.all).toHaveLength(2);
@@ -281,10 +283,7 @@ describe("MediaSession", () => {
     expect(mediaOffers(ws)).toHaveLength(1);
     vi.useFakeTimers();
     try {
-      ws.drop(1006); // the media_offer's reply never comes
-      await vi.advanceTimersByTimeAsync(600);
-      s.latest().open();
-      await vi.advanceTimersByTimeAsync(0);
+      await dropAndReopen(s); // the media_offer's reply never comes
       s.latest().ok("join", welcome({ resumed: true }));
       await vi.advanceTimersByTimeAsync(0);
       expect(FakePeer.all).toHaveLength(1);
@@ -296,6 +295,48 @@ describe("MediaSession", () => {
       vi.useRealTimers();
     }
   });
+
+  it.each([4003, 4004, 4005, 4006, 4009, 1002, 1007])(
+    "closes the peer connection and stops the microphone after close %i",
+    async (code) => {
+      const { room, s, ws } = await joinedWithMedia(
+        welcome({}, { you: { role: "speaker", ceiling: "speaker", muted: false } }),
+      );
+      ws.ok("media_offer", { sdp: "a1" });
+      await settle();
+      expect(mics).toHaveLength(1);
+      ws.drop(code);
+      await settle();
+      expect(room.connection).toBe("closed");
+      expect(FakePeer.all).toHaveLength(1);
+      expect(FakePeer.all[0]!.closed).toBe(true);
+      expect(mics[0]!.stopped).toBe(true);
+      expect(room.media).toMatchObject({ state: "closed", publishing: false });
+      expect(s.all).toHaveLength(1);
+    },
+  );
+
+  it("relabels the slots from the media_tracks that follows a resumed welcome", async () => {
+    const { room, s, ws } = await joinedWithMedia();
+    ws.ok("media_offer", { sdp: "a1" });
+    await settle();
+    ws.push({ type: "media_tracks", tracks: [{ mid: "0", participant: "alice" }] });
+    vi.useFakeTimers();
+    try {
+      await dropAndReopen(s);
+      // The hub sends both at once: the welcome, then the slots as they are now (alice left hers meanwhile).
+      s.latest().ok("join", welcome({ resumed: true }));
+      s.latest().push({ type: "media_tracks", tracks: [{ mid: "0", participant: null }] });
+      await vi.advanceTimersByTimeAsync(0);
+      expect(room.connection).toBe("connected");
+      expect(FakePeer.all).toHaveLength(1);
+      expect(room.media.tracks).toEqual([{ mid: "0", participant: null }]);
+      room.disconnect();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   describe("media epoch (the room's audio moved to another hub)", () => {
     it("replaces the peer connection on media_moved, with exactly one new offer", async () => {
       const { room, ws } = await joinedWithMedia(welcome({}, { media_epoch: 3 }));
@@ -418,20 +459,14 @@ describe("MediaSession", () => {
       await settle();
       vi.useFakeTimers();
       try {
-        ws.drop(1006);
-        await vi.advanceTimersByTimeAsync(600);
-        s.latest().open();
-        await vi.advanceTimersByTimeAsync(0);
+        await dropAndReopen(s);
         s.latest().ok("join", welcome({ resumed: true }, { media_epoch: 5 }));
         await vi.advanceTimersByTimeAsync(0);
         expect(FakePeer.all).toHaveLength(1);
         expect(mediaOffers(s.latest())).toHaveLength(0);
 
         // The room's media moved while the websocket was down (the media_moved event was missed).
-        s.latest().drop(1006);
-        await vi.advanceTimersByTimeAsync(600);
-        s.latest().open();
-        await vi.advanceTimersByTimeAsync(0);
+        await dropAndReopen(s);
         s.latest().ok("join", welcome({ resumed: true }, { media_epoch: 6 }));
         await vi.advanceTimersByTimeAsync(0);
         expect(FakePeer.all).toHaveLength(2);
