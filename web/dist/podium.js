@@ -39,6 +39,15 @@ var Emitter = class {
 };
 
 // sdk/src/media.ts
+var SETTLING_MS = 5e3;
+var UNAVAILABLE_RETRY_FOR_MS = 1e4;
+var UNAVAILABLE_RETRY_MS = 250;
+function errorCode(e) {
+  return e?.code;
+}
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 function errorText(e) {
   if (e && typeof e === "object" && "message" in e) return String(e.message);
   return String(e);
@@ -65,6 +74,8 @@ var MediaSession = class {
      * (they belong to a dead peer connection), and the new one does not wait for them.
      */
     this.generation = 0;
+    /** When the room's media last moved or the websocket last reconnected (`Date.now()`; see SETTLING_MS). */
+    this.settlingSince = -Infinity;
     this.info = { state: "new", tracks: [], publishing: false, epoch: 0 };
   }
   /** The media epoch the current peer connection belongs to. */
@@ -84,6 +95,7 @@ var MediaSession = class {
   }
   /** A new session after `resumed: false`: the SFU dropped the old peer; start over (the microphone too). */
   restart(you, epoch = this.info.epoch) {
+    this.settlingSince = Date.now();
     this.replacePeer(false, epoch);
     this.start(you, epoch);
   }
@@ -95,6 +107,7 @@ var MediaSession = class {
    */
   moved(you, epoch) {
     if (this.closed || epoch === this.info.epoch) return false;
+    this.settlingSince = Date.now();
     this.replacePeer(you.role !== "audience", epoch);
     this.start(you, epoch);
     return true;
@@ -175,10 +188,11 @@ var MediaSession = class {
     return out;
   }
   /**
-   * After the websocket resumed the session: the peer connection is kept, but a negotiation cut off by the drop is
-   * done again.
+   * After the websocket resumed the session: the peer connection is kept, but a negotiation cut off by the drop, or
+   * given up after `unavailable` answers, is done again.
    */
   resumed(you) {
+    this.settlingSince = Date.now();
     this.update(you);
     if (!this.interrupted) return;
     this.interrupted = false;
@@ -194,11 +208,12 @@ var MediaSession = class {
     const gen = this.generation;
     this.chain = this.chain.then(() => this.closed || gen !== this.generation ? void 0 : step()).catch((e) => {
       if (this.closed || gen !== this.generation) return;
-      const code = e.code;
+      const code = errorCode(e);
       if (code === "disconnected" || code === "timeout") {
         this.interrupted = true;
         return;
       }
+      if (code === "unavailable") this.interrupted = true;
       this.info.error = errorText(e);
       console.warn("podium media:", e);
       this.changed(this.info);
@@ -246,7 +261,10 @@ var MediaSession = class {
     }
     this.players.clear();
   }
-  /** Sends a client offer and applies the SFU's answer, retrying after a `conflict` (an SFU offer pending). */
+  /**
+   * Sends a client offer and applies the SFU's answer, retrying after a `conflict` (an SFU offer pending) and, right
+   * after a media move or a reconnect, while it is answered `unavailable` (see `sendOffer`).
+   */
   async negotiate() {
     const pc = this.pc;
     if (!pc) return;
@@ -256,22 +274,42 @@ var MediaSession = class {
       await pc.setLocalDescription(offer);
       await this.gathered();
       try {
-        const reply = await this.request("media_offer", { sdp: this.filter(pc.localDescription?.sdp ?? "") });
+        const reply = await this.sendOffer(pc, this.filter(pc.localDescription?.sdp ?? ""));
+        if (!reply || pc !== this.pc) return;
         await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
         this.attachAll();
         this.changed(this.info);
         return;
       } catch (e) {
-        if (e.code !== "conflict" || attempt >= 5) throw e;
+        if (errorCode(e) !== "conflict" || attempt >= 5) throw e;
         if (pc !== this.pc) return;
         await pc.setLocalDescription({ type: "rollback" });
-        const retry = new Promise((resolve) => setTimeout(resolve, 100 * (attempt + 1)));
+        const retry = sleep(100 * (attempt + 1));
         this.enqueue(async () => {
           await retry;
           await this.negotiate();
         });
         return;
       }
+    }
+  }
+  /**
+   * Sends `sdp` as `media_offer` and resolves with the SFU's answer. An offer sent soon after a media move or a
+   * reconnect (SETTLING_MS) that is answered `unavailable` is sent again, the same offer, after 250 ms and then every
+   * 250–500 ms, until it is answered or about 10 s have passed (then the error is thrown); resolves null when the peer
+   * connection was replaced or closed meanwhile (PROTOCOL.md "Media" step 5).
+   */
+  async sendOffer(pc, sdp) {
+    const sentAt = Date.now();
+    const settling = sentAt - this.settlingSince <= SETTLING_MS;
+    for (let retry = 0; ; retry++) {
+      try {
+        return await this.request("media_offer", { sdp });
+      } catch (e) {
+        if (!settling || errorCode(e) !== "unavailable" || Date.now() - sentAt >= UNAVAILABLE_RETRY_FOR_MS) throw e;
+      }
+      await sleep(UNAVAILABLE_RETRY_MS * (retry === 0 ? 1 : 1 + Math.random()));
+      if (pc !== this.pc) return null;
     }
   }
   async publish() {
@@ -365,7 +403,18 @@ var MediaSession = class {
 
 // sdk/src/protocol.ts
 var CLOSE_SERVER_SHUTDOWN = 4007;
-var FINAL_CLOSE_CODES = /* @__PURE__ */ new Set([1e3, 4e3, 4002, 4003, 4004, 4005, 4006, 4009]);
+var FINAL_CLOSE_CODES = /* @__PURE__ */ new Set([
+  1e3,
+  1002,
+  1007,
+  4e3,
+  4002,
+  4003,
+  4004,
+  4005,
+  4006,
+  4009
+]);
 var FINAL_JOIN_ERRORS = /* @__PURE__ */ new Set([
   "unsupported_protocol",
   "unauthorized",
@@ -378,6 +427,8 @@ var FINAL_JOIN_ERRORS = /* @__PURE__ */ new Set([
 ]);
 var CLOSE_REASONS = {
   1e3: "leave",
+  1002: "protocol_error",
+  1007: "invalid_utf8",
   1009: "too_large",
   4e3: "bad_auth",
   4001: "auth_timeout",
@@ -517,6 +568,7 @@ var PodiumError = class extends Error {
   }
 };
 var OPEN = 1;
+var CLOSE_DROPPED = 1006;
 function defaultSocket(url) {
   return new WebSocket(url);
 }
@@ -539,7 +591,7 @@ var Room = class extends Emitter {
     this.attempts = 0;
     /** The exponent of the next backoff delay. */
     this.backoff = 0;
-    /** The next reconnect goes at once: the hub said it is draining (4007). */
+    /** The next reconnect goes at once (see `firstAttemptAtOnce`). */
     this.reconnectAtOnce = false;
     this.reconnectTimer = null;
     this.heartbeat = null;
@@ -903,8 +955,17 @@ var Room = class extends Emitter {
       return;
     }
     if (this.connState === "connecting") return;
-    if (code === CLOSE_SERVER_SHUTDOWN && wasConnected) this.reconnectAtOnce = true;
+    if (wasConnected && this.firstAttemptAtOnce(code)) this.reconnectAtOnce = true;
     this.scheduleReconnect();
+  }
+  /**
+   * Whether the first reconnect after losing a joined connection goes without a backoff delay (PROTOCOL.md "Grace
+   * and resume", MOBILE.md section 8): when it goes to another hub (several URLs: the hub that dropped us may be
+   * dead, another resumes the session at once), and after 4007 always (the hub is draining). With a single hub, an
+   * abrupt drop waits the first backoff step.
+   */
+  firstAttemptAtOnce(code) {
+    return code === CLOSE_SERVER_SHUTDOWN || this.urls.length > 1;
   }
   scheduleReconnect() {
     if (this.connState === "closed" || this.reconnectTimer) return;
@@ -959,6 +1020,7 @@ var Room = class extends Emitter {
   /** Simulates a dropped connection (for tests and "reconnect now" buttons): reconnects and resumes. */
   reconnectNow() {
     if (this.connState === "closed") return;
+    if (this.connState === "connected" && this.firstAttemptAtOnce(CLOSE_DROPPED)) this.reconnectAtOnce = true;
     this.dropSocket();
     if (this.reconnectTimer) {
       clearTimeout(this.reconnectTimer);

@@ -57,6 +57,8 @@ export declare class MediaSession {
      * (they belong to a dead peer connection), and the new one does not wait for them.
      */
     private generation;
+    /** When the room's media last moved or the websocket last reconnected (`Date.now()`; see SETTLING_MS). */
+    private settlingSince;
     readonly info: MediaInfo;
     constructor(request: Request, options: MediaOptions, changed: (info: MediaInfo) => void);
     /** The media epoch the current peer connection belongs to. */
@@ -82,8 +84,8 @@ export declare class MediaSession {
     close(): void;
     stats(): Promise<MediaStats>;
     /**
-     * After the websocket resumed the session: the peer connection is kept, but a negotiation cut off by the drop is
-     * done again.
+     * After the websocket resumed the session: the peer connection is kept, but a negotiation cut off by the drop, or
+     * given up after `unavailable` answers, is done again.
      */
     resumed(you: YourState): void;
     /** Runs `step` after the steps queued before it (one negotiation at a time), unless its peer connection is gone. */
@@ -95,8 +97,18 @@ export declare class MediaSession {
      */
     private replacePeer;
     private teardown;
-    /** Sends a client offer and applies the SFU's answer, retrying after a `conflict` (an SFU offer pending). */
+    /**
+     * Sends a client offer and applies the SFU's answer, retrying after a `conflict` (an SFU offer pending) and, right
+     * after a media move or a reconnect, while it is answered `unavailable` (see `sendOffer`).
+     */
     private negotiate;
+    /**
+     * Sends `sdp` as `media_offer` and resolves with the SFU's answer. An offer sent soon after a media move or a
+     * reconnect (SETTLING_MS) that is answered `unavailable` is sent again, the same offer, after 250 ms and then every
+     * 250–500 ms, until it is answered or about 10 s have passed (then the error is thrown); resolves null when the peer
+     * connection was replaced or closed meanwhile (PROTOCOL.md "Media" step 5).
+     */
+    private sendOffer;
     private publish;
     private unpublish;
     private attachAll;

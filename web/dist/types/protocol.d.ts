@@ -104,7 +104,11 @@ export interface ServerMessage {
 }
 /** The hub is draining (deploy, shutdown): reconnect at once, to another hub if there is one. */
 export declare const CLOSE_SERVER_SHUTDOWN = 4007;
-/** Close codes after which reconnecting is pointless (see "Close codes" in PROTOCOL.md). */
+/**
+ * Close codes after which the SDK does not reconnect by itself (see "Close codes" in PROTOCOL.md and MOBILE.md
+ * section 7): the client left, was refused, removed or replaced, the room ended, or the client broke the WebSocket
+ * protocol (1002) or sent text that is not UTF-8 (1007), which a reconnect would only repeat until the client is fixed.
+ */
 export declare const FINAL_CLOSE_CODES: ReadonlySet<number>;
 /** `join` errors after which the hub closes the connection for good. */
 export declare const FINAL_JOIN_ERRORS: ReadonlySet<string>;

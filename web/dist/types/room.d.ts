@@ -110,7 +110,7 @@ export declare class Room extends Emitter<RoomEvents> {
     private attempts;
     /** The exponent of the next backoff delay. */
     private backoff;
-    /** The next reconnect goes at once: the hub said it is draining (4007). */
+    /** The next reconnect goes at once (see `firstAttemptAtOnce`). */
     private reconnectAtOnce;
     private reconnectTimer;
     private heartbeat;
@@ -198,6 +198,13 @@ export declare class Room extends Emitter<RoomEvents> {
     /** Emits the events for what a snapshot or event changed, and lets the media follow `you`. */
     private applied;
     private onSocketClosed;
+    /**
+     * Whether the first reconnect after losing a joined connection goes without a backoff delay (PROTOCOL.md "Grace
+     * and resume", MOBILE.md section 8): when it goes to another hub (several URLs: the hub that dropped us may be
+     * dead, another resumes the session at once), and after 4007 always (the hub is draining). With a single hub, an
+     * abrupt drop waits the first backoff step.
+     */
+    private firstAttemptAtOnce;
     private scheduleReconnect;
     /** Closes the current socket without `leave` (the hub keeps the session for the grace period). */
     private dropSocket;

@@ -1,7 +1,8 @@
 // WebRTC with the hub's SFU (PROTOCOL.md, "Media"): one RTCPeerConnection per media epoch (normally the whole time in
 // the room), the client offers with `media_offer`, answers the SFU's `media_offer` events with `media_answer`,
 // publishes the microphone while the participant is on stage, and plays every downstream slot in an <audio> element.
-// When the room's media moves to another hub (a new media epoch), the peer connection is replaced by a new one.
+// When the room's media moves to another hub (a new media epoch), the peer connection is replaced by a new one, whose
+// offer is sent again while the new media hub answers `unavailable` (for a moment after a move).
 
 import type { MediaTrack, MediaTransportState, YourState } from "./protocol.js";
 
@@ -46,6 +47,26 @@ export interface MediaStats {
 
 type Request = (type: string, fields?: Record<string, unknown>) => Promise<unknown>;
 
+/**
+ * PROTOCOL.md "Media" step 5: for a moment after the room's media moved to another hub (a `media_moved`, a reconnect,
+ * a hub's death), `media_offer` may be answered `unavailable` until the new media hub is settled everywhere. An offer
+ * sent within this long of a move or a reconnect is sent again while it is answered `unavailable`; at other times
+ * `unavailable` means media is disabled on the hub, which retrying does not change.
+ */
+const SETTLING_MS = 5_000;
+/** How long the same offer is sent again while it is answered `unavailable` ("about 10 s"). */
+const UNAVAILABLE_RETRY_FOR_MS = 10_000;
+/** The first retry of an offer answered `unavailable` waits this long, the next ones this long to twice it. */
+const UNAVAILABLE_RETRY_MS = 250;
+
+function errorCode(e: unknown): string | undefined {
+  return (e as { code?: string } | null)?.code;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 function errorText(e: unknown): string {
   if (e && typeof e === "object" && "message" in e) return String((e as { message: unknown }).message);
   return String(e);
@@ -69,6 +90,8 @@ export class MediaSession {
    * (they belong to a dead peer connection), and the new one does not wait for them.
    */
   private generation = 0;
+  /** When the room's media last moved or the websocket last reconnected (`Date.now()`; see SETTLING_MS). */
+  private settlingSince = -Infinity;
   readonly info: MediaInfo = { state: "new", tracks: [], publishing: false, epoch: 0 };
 
   constructor(
@@ -96,6 +119,7 @@ export class MediaSession {
 
   /** A new session after `resumed: false`: the SFU dropped the old peer; start over (the microphone too). */
   restart(you: YourState, epoch = this.info.epoch): void {
+    this.settlingSince = Date.now();
     this.replacePeer(false, epoch);
     this.start(you, epoch);
   }
@@ -108,6 +132,7 @@ export class MediaSession {
    */
   moved(you: YourState, epoch: number): boolean {
     if (this.closed || epoch === this.info.epoch) return false;
+    this.settlingSince = Date.now();
     this.replacePeer(you.role !== "audience", epoch);
     this.start(you, epoch);
     return true;
@@ -195,10 +220,11 @@ export class MediaSession {
   }
 
   /**
-   * After the websocket resumed the session: the peer connection is kept, but a negotiation cut off by the drop is
-   * done again.
+   * After the websocket resumed the session: the peer connection is kept, but a negotiation cut off by the drop, or
+   * given up after `unavailable` answers, is done again.
    */
   resumed(you: YourState): void {
+    this.settlingSince = Date.now();
     this.update(you);
     if (!this.interrupted) return;
     this.interrupted = false;
@@ -218,12 +244,15 @@ export class MediaSession {
       .catch((e) => {
         // A step of a replaced peer connection may fail on the closed connection: that is expected.
         if (this.closed || gen !== this.generation) return;
-        const code = (e as { code?: string }).code;
+        const code = errorCode(e);
         if (code === "disconnected" || code === "timeout") {
           // The websocket dropped mid-negotiation: redo it once the session is resumed.
           this.interrupted = true;
           return;
         }
+        // Media unavailable (disabled, or still moving after retrying): shown as an error, tried again after the
+        // next reconnect (a media move starts over anyway).
+        if (code === "unavailable") this.interrupted = true;
         this.info.error = errorText(e);
         console.warn("podium media:", e);
         this.changed(this.info);
@@ -276,7 +305,10 @@ export class MediaSession {
     this.players.clear();
   }
 
-  /** Sends a client offer and applies the SFU's answer, retrying after a `conflict` (an SFU offer pending). */
+  /**
+   * Sends a client offer and applies the SFU's answer, retrying after a `conflict` (an SFU offer pending) and, right
+   * after a media move or a reconnect, while it is answered `unavailable` (see `sendOffer`).
+   */
   private async negotiate(): Promise<void> {
     const pc = this.pc;
     if (!pc) return;
@@ -286,25 +318,45 @@ export class MediaSession {
       await pc.setLocalDescription(offer);
       await this.gathered();
       try {
-        const reply = (await this.request("media_offer", { sdp: this.filter(pc.localDescription?.sdp ?? "") })) as {
-          sdp: string;
-        };
+        const reply = await this.sendOffer(pc, this.filter(pc.localDescription?.sdp ?? ""));
+        // Replaced meanwhile (a newer media move): the new peer connection negotiates for itself.
+        if (!reply || pc !== this.pc) return;
         await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
         this.attachAll();
         this.changed(this.info);
         return;
       } catch (e) {
-        if ((e as { code?: string }).code !== "conflict" || attempt >= 5) throw e;
+        if (errorCode(e) !== "conflict" || attempt >= 5) throw e;
         if (pc !== this.pc) return;
         // The SFU's own offer awaits our answer: roll back, let its event be handled, then offer again.
         await pc.setLocalDescription({ type: "rollback" });
-        const retry = new Promise<void>((resolve) => setTimeout(resolve, 100 * (attempt + 1)));
+        const retry = sleep(100 * (attempt + 1));
         this.enqueue(async () => {
           await retry;
           await this.negotiate();
         });
         return;
       }
+    }
+  }
+
+  /**
+   * Sends `sdp` as `media_offer` and resolves with the SFU's answer. An offer sent soon after a media move or a
+   * reconnect (SETTLING_MS) that is answered `unavailable` is sent again, the same offer, after 250 ms and then every
+   * 250–500 ms, until it is answered or about 10 s have passed (then the error is thrown); resolves null when the peer
+   * connection was replaced or closed meanwhile (PROTOCOL.md "Media" step 5).
+   */
+  private async sendOffer(pc: RTCPeerConnection, sdp: string): Promise<{ sdp: string } | null> {
+    const sentAt = Date.now();
+    const settling = sentAt - this.settlingSince <= SETTLING_MS;
+    for (let retry = 0; ; retry++) {
+      try {
+        return (await this.request("media_offer", { sdp })) as { sdp: string };
+      } catch (e) {
+        if (!settling || errorCode(e) !== "unavailable" || Date.now() - sentAt >= UNAVAILABLE_RETRY_FOR_MS) throw e;
+      }
+      await sleep(UNAVAILABLE_RETRY_MS * (retry === 0 ? 1 : 1 + Math.random()));
+      if (pc !== this.pc) return null;
     }
   }
 

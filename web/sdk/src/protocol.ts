@@ -126,8 +126,14 @@ export interface ServerMessage {
 /** The hub is draining (deploy, shutdown): reconnect at once, to another hub if there is one. */
 export const CLOSE_SERVER_SHUTDOWN = 4007;
 
-/** Close codes after which reconnecting is pointless (see "Close codes" in PROTOCOL.md). */
-export const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([1000, 4000, 4002, 4003, 4004, 4005, 4006, 4009]);
+/**
+ * Close codes after which the SDK does not reconnect by itself (see "Close codes" in PROTOCOL.md and MOBILE.md
+ * section 7): the client left, was refused, removed or replaced, the room ended, or the client broke the WebSocket
+ * protocol (1002) or sent text that is not UTF-8 (1007), which a reconnect would only repeat until the client is fixed.
+ */
+export const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([
+  1000, 1002, 1007, 4000, 4002, 4003, 4004, 4005, 4006, 4009,
+]);
 
 /** `join` errors after which the hub closes the connection for good. */
 export const FINAL_JOIN_ERRORS: ReadonlySet<string> = new Set([
@@ -143,6 +149,8 @@ export const FINAL_JOIN_ERRORS: ReadonlySet<string> = new Set([
 
 export const CLOSE_REASONS: Readonly<Record<number, string>> = {
   1000: "leave",
+  1002: "protocol_error",
+  1007: "invalid_utf8",
   1009: "too_large",
   4000: "bad_auth",
   4001: "auth_timeout",

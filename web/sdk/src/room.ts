@@ -132,6 +132,8 @@ interface Pending {
 }
 
 const OPEN = 1;
+/** The close code a websocket reports when it dropped without a close frame. */
+const CLOSE_DROPPED = 1006;
 
 function defaultSocket(url: string): SocketLike {
   return new WebSocket(url) as unknown as SocketLike;
@@ -155,7 +157,7 @@ export class Room extends Emitter<RoomEvents> {
   private attempts = 0;
   /** The exponent of the next backoff delay. */
   private backoff = 0;
-  /** The next reconnect goes at once: the hub said it is draining (4007). */
+  /** The next reconnect goes at once (see `firstAttemptAtOnce`). */
   private reconnectAtOnce = false;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private heartbeat: ReturnType<typeof setInterval> | null = null;
@@ -548,10 +550,19 @@ export class Room extends Emitter<RoomEvents> {
     }
     // Before the first welcome, `open` handles the failed join (and may try the next URL).
     if (this.connState === "connecting") return;
-    // A draining hub: go to the next one at once. Only from a joined connection, so that hubs refusing us with 4007
-    // one after another are still retried with backoff.
-    if (code === CLOSE_SERVER_SHUTDOWN && wasConnected) this.reconnectAtOnce = true;
+    // Only from a joined connection, so that hubs refusing us (4007 before the welcome) are retried with backoff.
+    if (wasConnected && this.firstAttemptAtOnce(code)) this.reconnectAtOnce = true;
     this.scheduleReconnect();
+  }
+
+  /**
+   * Whether the first reconnect after losing a joined connection goes without a backoff delay (PROTOCOL.md "Grace
+   * and resume", MOBILE.md section 8): when it goes to another hub (several URLs: the hub that dropped us may be
+   * dead, another resumes the session at once), and after 4007 always (the hub is draining). With a single hub, an
+   * abrupt drop waits the first backoff step.
+   */
+  private firstAttemptAtOnce(code: number): boolean {
+    return code === CLOSE_SERVER_SHUTDOWN || this.urls.length > 1;
   }
 
   private scheduleReconnect(): void {
@@ -612,6 +623,8 @@ export class Room extends Emitter<RoomEvents> {
   /** Simulates a dropped connection (for tests and "reconnect now" buttons): reconnects and resumes. */
   reconnectNow(): void {
     if (this.connState === "closed") return;
+    // A connection that stopped answering is an abrupt drop (the hub may be dead).
+    if (this.connState === "connected" && this.firstAttemptAtOnce(CLOSE_DROPPED)) this.reconnectAtOnce = true;
     this.dropSocket();
     if (this.reconnectTimer) {
       clearTimeout(this.reconnectTimer);

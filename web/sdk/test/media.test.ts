@@ -113,6 +113,14 @@ function mediaOffers(ws: { sent: Record<string, unknown>[] }) {
   return ws.sent.filter((m) => m.type === "media_offer");
 }
 
+/** With fake timers: the websocket drops (1006) and the reconnect's socket opens; its `join` awaits the reply. */
+async function dropAndReopen(s: ReturnType<typeof sockets>): Promise<void> {
+  s.latest().drop(1006);
+  await vi.advanceTimersByTimeAsync(600);
+  s.latest().open();
+  await vi.advanceTimersByTimeAsync(0);
+}
+
 describe("MediaSession", () => {
   const mics: FakeTrack[] = [];
   beforeEach(() => {
@@ -252,19 +260,13 @@ describe("MediaSession", () => {
     await settle();
     vi.useFakeTimers();
     try {
-      ws.drop(1006);
-      await vi.advanceTimersByTimeAsync(600);
-      s.latest().open();
-      await vi.advanceTimersByTimeAsync(0);
+      await dropAndReopen(s);
       s.latest().ok("join", welcome({ resumed: true }));
       await vi.advanceTimersByTimeAsync(0);
       expect(FakePeer.all).toHaveLength(1);
       expect(mediaOffers(s.latest())).toHaveLength(0);
 
-      s.latest().drop(1006);
-      await vi.advanceTimersByTimeAsync(600);
-      s.latest().open();
-      await vi.advanceTimersByTimeAsync(0);
+      await dropAndReopen(s);
       s.latest().ok("join", welcome({ resumed: false }, { seq: 2 }));
       await vi.advanceTimersByTimeAsync(0);
       expect(FakePeer.all).toHaveLength(2);
@@ -281,10 +283,7 @@ describe("MediaSession", () => {
     expect(mediaOffers(ws)).toHaveLength(1);
     vi.useFakeTimers();
     try {
-      ws.drop(1006); // the media_offer's reply never comes
-      await vi.advanceTimersByTimeAsync(600);
-      s.latest().open();
-      await vi.advanceTimersByTimeAsync(0);
+      await dropAndReopen(s); // the media_offer's reply never comes
       s.latest().ok("join", welcome({ resumed: true }));
       await vi.advanceTimersByTimeAsync(0);
       expect(FakePeer.all).toHaveLength(1);
@@ -296,6 +295,48 @@ describe("MediaSession", () => {
       vi.useRealTimers();
     }
   });
+
+  it.each([4003, 4004, 4005, 4006, 4009, 1002, 1007])(
+    "closes the peer connection and stops the microphone after close %i",
+    async (code) => {
+      const { room, s, ws } = await joinedWithMedia(
+        welcome({}, { you: { role: "speaker", ceiling: "speaker", muted: false } }),
+      );
+      ws.ok("media_offer", { sdp: "a1" });
+      await settle();
+      expect(mics).toHaveLength(1);
+      ws.drop(code);
+      await settle();
+      expect(room.connection).toBe("closed");
+      expect(FakePeer.all).toHaveLength(1);
+      expect(FakePeer.all[0]!.closed).toBe(true);
+      expect(mics[0]!.stopped).toBe(true);
+      expect(room.media).toMatchObject({ state: "closed", publishing: false });
+      expect(s.all).toHaveLength(1);
+    },
+  );
+
+  it("relabels the slots from the media_tracks that follows a resumed welcome", async () => {
+    const { room, s, ws } = await joinedWithMedia();
+    ws.ok("media_offer", { sdp: "a1" });
+    await settle();
+    ws.push({ type: "media_tracks", tracks: [{ mid: "0", participant: "alice" }] });
+    vi.useFakeTimers();
+    try {
+      await dropAndReopen(s);
+      // The hub sends both at once: the welcome, then the slots as they are now (alice left hers meanwhile).
+      s.latest().ok("join", welcome({ resumed: true }));
+      s.latest().push({ type: "media_tracks", tracks: [{ mid: "0", participant: null }] });
+      await vi.advanceTimersByTimeAsync(0);
+      expect(room.connection).toBe("connected");
+      expect(FakePeer.all).toHaveLength(1);
+      expect(room.media.tracks).toEqual([{ mid: "0", participant: null }]);
+      room.disconnect();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   describe("media epoch (the room's audio moved to another hub)", () => {
     it("replaces the peer connection on media_moved, with exactly one new offer", async () => {
       const { room, ws } = await joinedWithMedia(welcome({}, { media_epoch: 3 }));
@@ -412,26 +453,143 @@ describe("MediaSession", () => {
       room.disconnect();
     });
 
+    describe("an offer answered unavailable right after a move", () => {
+      /** Joined with an answered offer, then (with fake timers) the room's media moves to epoch 1. */
+      async function moved() {
+        const joined = await joinedWithMedia();
+        joined.ws.ok("media_offer", { sdp: "a1" });
+        await settle();
+        vi.useFakeTimers();
+        vi.spyOn(Math, "random").mockReturnValue(0.999);
+        joined.ws.push({ type: "media_moved", media_epoch: 1 });
+        await vi.advanceTimersByTimeAsync(0);
+        expect(mediaOffers(joined.ws)).toHaveLength(2);
+        return joined;
+      }
+      afterEach(() => {
+        vi.useRealTimers();
+        vi.restoreAllMocks();
+      });
+
+      it("sends the same offer again after 250 ms, then every 250–500 ms, until it is answered", async () => {
+        const { room, ws } = await moved();
+        const pc = FakePeer.all[1]!;
+        ws.error("media_offer", "unavailable", "the room's media is moving to another hub; retry");
+        await vi.advanceTimersByTimeAsync(249);
+        expect(mediaOffers(ws)).toHaveLength(2);
+        await vi.advanceTimersByTimeAsync(1);
+        expect(mediaOffers(ws)).toHaveLength(3);
+        ws.error("media_offer", "unavailable");
+        await vi.advanceTimersByTimeAsync(490);
+        expect(mediaOffers(ws)).toHaveLength(3);
+        await vi.advanceTimersByTimeAsync(10);
+        const offers = mediaOffers(ws);
+        expect(offers).toHaveLength(4);
+        // The same offer each time, from the same (new) peer connection.
+        expect(offers[3]!.sdp).toBe(offers[1]!.sdp);
+        expect(pc.log.filter((l) => l === "local offer")).toHaveLength(1);
+        ws.ok("media_offer", { sdp: "a2" });
+        await vi.advanceTimersByTimeAsync(0);
+        expect(pc.remoteDescription?.sdp).toBe("a2");
+        expect(FakePeer.all).toHaveLength(2);
+        expect(room.media.error).toBeUndefined();
+        await vi.advanceTimersByTimeAsync(5000);
+        expect(mediaOffers(ws)).toHaveLength(4);
+        room.disconnect();
+      });
+
+      it("gives up after about 10 s, shows the error, and tries again after the next reconnect", async () => {
+        const { room, s, ws } = await moved();
+        const media = vi.fn();
+        room.on("media", media);
+        for (let i = 0; i < 100 && mediaOffers(ws).length < 100; i++) {
+          const before = mediaOffers(ws).length;
+          ws.error("media_offer", "unavailable", "the room's media is moving to another hub; retry");
+          await vi.advanceTimersByTimeAsync(500);
+          if (mediaOffers(ws).length === before) break;
+        }
+        // 250 ms, then 500 ms apart (Math.random is 0.999): about 10 s of retries.
+        const sent = mediaOffers(ws).length - 1;
+        expect(sent).toBeGreaterThanOrEqual(20);
+        expect(sent).toBeLessThanOrEqual(22);
+        expect(room.media.error).toMatch(/moving to another hub/);
+        expect(media).toHaveBeenLastCalledWith(expect.objectContaining({ error: expect.stringMatching(/moving/) }));
+        await vi.advanceTimersByTimeAsync(5000);
+        expect(mediaOffers(ws)).toHaveLength(sent + 1);
+
+        await dropAndReopen(s);
+        s.latest().ok("join", welcome({ resumed: true }, { media_epoch: 1 }));
+        await vi.advanceTimersByTimeAsync(0);
+        expect(FakePeer.all).toHaveLength(2);
+        expect(mediaOffers(s.latest())).toHaveLength(1);
+        s.latest().ok("media_offer", { sdp: "a3" });
+        await vi.advanceTimersByTimeAsync(0);
+        expect(FakePeer.all[1]!.remoteDescription?.sdp).toBe("a3");
+        room.disconnect();
+      });
+
+      it("stops retrying when a newer media_moved arrives, and negotiates for that epoch", async () => {
+        const { room, ws } = await moved();
+        ws.error("media_offer", "unavailable");
+        await vi.advanceTimersByTimeAsync(100);
+        ws.push({ type: "media_moved", media_epoch: 2 });
+        await vi.advanceTimersByTimeAsync(0);
+        expect(FakePeer.all).toHaveLength(3);
+        expect(mediaOffers(ws)).toHaveLength(3);
+        expect(mediaOffers(ws)[2]!.sdp).not.toBe(mediaOffers(ws)[1]!.sdp);
+        await vi.advanceTimersByTimeAsync(1000);
+        expect(mediaOffers(ws)).toHaveLength(3); // the epoch-1 offer is not sent again
+        ws.ok("media_offer", { sdp: "a3" });
+        await vi.advanceTimersByTimeAsync(0);
+        expect(FakePeer.all[2]!.remoteDescription?.sdp).toBe("a3");
+        expect(room.media).toMatchObject({ epoch: 2, error: undefined });
+        room.disconnect();
+      });
+
+      it("retries after a reconnect too (a new session's offer)", async () => {
+        const { room, s, ws } = await joinedWithMedia();
+        ws.ok("media_offer", { sdp: "a1" });
+        await settle();
+        vi.useFakeTimers();
+        await dropAndReopen(s);
+        s.latest().ok("join", welcome({ resumed: false }, { seq: 2 }));
+        await vi.advanceTimersByTimeAsync(0);
+        expect(mediaOffers(s.latest())).toHaveLength(1);
+        s.latest().error("media_offer", "unavailable");
+        await vi.advanceTimersByTimeAsync(250);
+        expect(mediaOffers(s.latest())).toHaveLength(2);
+        s.latest().ok("media_offer", { sdp: "a2" });
+        await vi.advanceTimersByTimeAsync(0);
+        expect(FakePeer.all[1]!.remoteDescription?.sdp).toBe("a2");
+        expect(room.media.error).toBeUndefined();
+        room.disconnect();
+      });
+
+      it("does not retry an unavailable answer long after any move (media disabled on the hub)", async () => {
+        const { room, ws } = await joinedWithMedia();
+        ws.error("media_offer", "unavailable", "media is disabled on this hub");
+        await settle();
+        expect(room.media.error).toBe("media is disabled on this hub");
+        await new Promise((r) => setTimeout(r, 600));
+        expect(mediaOffers(ws)).toHaveLength(1);
+        room.disconnect();
+      });
+    });
+
     it("renegotiates after a resumed welcome with another media_epoch, not with the same", async () => {
       const { room, s, ws } = await joinedWithMedia(welcome({}, { media_epoch: 5 }));
       ws.ok("media_offer", { sdp: "a1" });
       await settle();
       vi.useFakeTimers();
       try {
-        ws.drop(1006);
-        await vi.advanceTimersByTimeAsync(600);
-        s.latest().open();
-        await vi.advanceTimersByTimeAsync(0);
+        await dropAndReopen(s);
         s.latest().ok("join", welcome({ resumed: true }, { media_epoch: 5 }));
         await vi.advanceTimersByTimeAsync(0);
         expect(FakePeer.all).toHaveLength(1);
         expect(mediaOffers(s.latest())).toHaveLength(0);
 
         // The room's media moved while the websocket was down (the media_moved event was missed).
-        s.latest().drop(1006);
-        await vi.advanceTimersByTimeAsync(600);
-        s.latest().open();
-        await vi.advanceTimersByTimeAsync(0);
+        await dropAndReopen(s);
         s.latest().ok("join", welcome({ resumed: true }, { media_epoch: 6 }));
         await vi.advanceTimersByTimeAsync(0);
         expect(FakePeer.all).toHaveLength(2);

@@ -232,7 +232,10 @@ describe("Room", () => {
     [4005, "banned"],
     [4006, "room_ended"],
     [4003, "duplicate_identity"],
+    [4009, "not_invited"],
     [1000, "leave"],
+    [1002, "protocol_error"],
+    [1007, "invalid_utf8"],
   ])("does not reconnect after close %i (%s)", async (code, reason) => {
     const { room, s } = await joined();
     const closed = vi.fn();
@@ -244,8 +247,28 @@ describe("Room", () => {
     expect(closed).toHaveBeenCalledWith({ code, reason });
   });
 
-  it("reconnects after server_shutdown, slow_consumer and unavailable closes", async () => {
-    for (const code of [4007, 4010, 4011, 4001]) {
+  it("names the close reason from the code when the close frame has none", async () => {
+    const { room, s } = await joined();
+    const closed = vi.fn();
+    room.on("closed", closed);
+    s.latest().drop(1007);
+    expect(closed).toHaveBeenCalledWith({ code: 1007, reason: "invalid_utf8" });
+    expect(room.connection).toBe("closed");
+  });
+
+  it("waits the first backoff step before the first reconnect with a single hub", async () => {
+    const { room, s } = await joined();
+    vi.spyOn(Math, "random").mockReturnValue(0.999);
+    s.latest().drop(1006);
+    await vi.advanceTimersByTimeAsync(450);
+    expect(s.all).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(50);
+    expect(s.all).toHaveLength(2);
+    room.disconnect();
+  });
+
+  it("reconnects after server_shutdown, slow_consumer, unavailable and too_large closes", async () => {
+    for (const code of [4007, 4010, 4011, 4001, 4008, 1009]) {
       const { s } = await joined();
       s.latest().drop(code);
       await vi.advanceTimersByTimeAsync(600);
@@ -379,6 +402,37 @@ describe("Room", () => {
       room.disconnect();
     });
 
+    it.each([4008, 4010, 4011])("goes at once to the next hub after close %i of a joined connection", async (code) => {
+      const { room, s } = await joinedOn(HUBS);
+      vi.spyOn(Math, "random").mockReturnValue(0.999);
+      s.latest().drop(code);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(s.all).toHaveLength(2);
+      expect(s.latest().url).toBe(HUBS[1]);
+      s.latest().open();
+      await flush();
+      s.latest().ok("join", welcome({ resumed: true }));
+      await flush();
+      expect(room.connection).toBe("connected");
+      // Backoff starts over after a successful join: the next drop goes at once again.
+      s.latest().drop(1006);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(s.all).toHaveLength(3);
+      expect(s.latest().url).toBe(HUBS[2]);
+      room.disconnect();
+    });
+
+    it("goes at once to the next hub when a ping goes unanswered", async () => {
+      const { room, s } = await joinedOn(HUBS, { requestTimeoutMs: 500 });
+      await vi.advanceTimersByTimeAsync(15_000 + 500); // the ping is not answered
+      expect(s.all[0]!.closedByClient).toBe(true);
+      // (A timeout set while fake timers run waits at least 1 ms; a backoff step would be 250 ms or more.)
+      await vi.advanceTimersByTimeAsync(1);
+      expect(s.all).toHaveLength(2);
+      expect(s.latest().url).toBe(HUBS[1]);
+      room.disconnect();
+    });
+
     it("does not retry at once when a hub closes with 4007 before the welcome", async () => {
       const { room, s } = await joinedOn(HUBS);
       vi.spyOn(Math, "random").mockReturnValue(0.999);
@@ -392,14 +446,16 @@ describe("Room", () => {
       room.disconnect();
     });
 
-    it("rotates to the next URL on each attempt after a dropped connection", async () => {
+    it("rotates to the next URL on each attempt after a dropped connection, the first at once", async () => {
       const { room, s } = await joinedOn(HUBS, { reconnect: { initialDelayMs: 100, maxDelayMs: 100 } });
       vi.spyOn(Math, "random").mockReturnValue(0.999);
       s.latest().drop(1006);
       await vi.advanceTimersByTimeAsync(0);
-      expect(s.all).toHaveLength(1); // a drop waits the backoff delay first
-      const urls: string[] = [];
-      for (let i = 0; i < 4; i++) {
+      // The hub may have died: the first attempt goes to the next one without a backoff delay.
+      expect(s.all).toHaveLength(2);
+      const urls: string[] = [s.latest().url];
+      s.latest().drop(1006); // unreachable too: back off from now on
+      for (let i = 0; i < 3; i++) {
         expect(await nextSocket(s)).toBe(100);
         urls.push(s.latest().url);
         s.latest().drop(1006); // unreachable
