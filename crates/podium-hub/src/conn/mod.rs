@@ -78,7 +78,8 @@ pub(crate) async fn serve(
         match tokio::time::timeout_at(deadline, http::peek_route(&stream)).await {
             Ok(Some(http::Route::WebSocket)) => {}
             Ok(Some(http::Route::Http)) => {
-                let served = http::serve(&shared.config, &shared.keys, &mut stream);
+                // Boxed, like the handshake below: the task's own size is what every idle connection pays for.
+                let served = Box::pin(http::serve(&shared.config, &shared.keys, &mut stream));
                 if tokio::time::timeout_at(deadline, served).await.is_err() {
                     debug!("http request timed out");
                 }
@@ -117,7 +118,7 @@ pub(crate) async fn serve(
             Ok(resp)
         };
         let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config));
-        let ws = match tokio::time::timeout_at(deadline, handshake).await {
+        let ws = match tokio::time::timeout_at(deadline, Box::pin(handshake)).await {
             Ok(Ok(ws)) => ws,
             Ok(Err(e)) => {
                 debug!(error = %e, "websocket handshake failed");
@@ -202,17 +203,19 @@ impl Connection {
         }
     }
 
-    /// Runs the reader and the writer side by side until either ends, then closes (see `finish`).
+    /// Runs the reader and the writer side by side until either ends, then closes (see `close`).
     async fn run(mut self) {
         let write_timeout = Duration::from_millis(self.shared.config.limits.write_timeout_ms);
         let (Some(sink), Some(inbox)) = (self.sink.take(), self.inbox.take()) else { return };
         let writer = writer::run(sink, inbox, write_timeout);
-        tokio::pin!(writer);
+        // The reader and the writer are boxed, and so is each message's handling: the task itself stays small, and
+        // an idle connection holds only what its idle states need (signaling benchmark: memory per idle listener).
+        let mut writer = Box::pin(writer);
         // The reader is never cancelled (it may be in the middle of a request to its room); when the writer ends
         // first, the reader sees it (`Outbox::writer_gone`, failing sends) and stops soon after.
         let (stop, written) = {
             let reader = self.read();
-            tokio::pin!(reader);
+            let mut reader = Box::pin(reader);
             tokio::select! {
                 biased;
                 stop = &mut reader => (stop, None),
@@ -222,7 +225,7 @@ impl Connection {
         self.leave_room();
         let (sink, end) = match written {
             Some(done) => done,
-            None => self.close(stop, writer, write_timeout).await,
+            None => self.close(stop, writer.as_mut(), write_timeout).await,
         };
         if end == WriterEnd::TimedOut {
             debug!("the client stopped reading; dropping its connection");
@@ -261,7 +264,7 @@ impl Connection {
                     Some(Err(e)) => return read_error(&e),
                     Some(Ok(msg)) => {
                         self.last_heard = Instant::now();
-                        match self.on_message(msg).await {
+                        match Box::pin(self.on_message(msg)).await {
                             Ok(Step::Continue) => {}
                             Ok(Step::Close(code)) => return Stop::Close(code),
                             // The writer ended: the client does not read (or its socket failed).

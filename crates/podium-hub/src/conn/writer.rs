@@ -17,7 +17,9 @@
 //!   waits for room ([`Outbox::room`]). Once the writer has ended, every send fails and [`Outbox::writer_gone`]
 //!   completes, so the reader stops.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::SinkExt as _;
@@ -58,72 +60,146 @@ pub(super) enum WriterEnd {
     Failed,
 }
 
+/// The queue between the reader and the writer. Not a channel: a channel allocates its first block of slots up
+/// front (about 2 KiB here), which every idle connection would pay for; this holds only what is queued.
+#[derive(Default)]
+struct Queue {
+    /// Never locked across an await.
+    items: std::sync::Mutex<VecDeque<Out>>,
+    /// Something was queued, or the reader closed the queue (one waiter: the writer).
+    to_writer: Notify,
+    /// Room was made, or the writer ended (the reader may wait for both at once).
+    to_reader: Notify,
+    /// Give up the write in progress.
+    abort: Notify,
+    /// The reader will queue nothing more.
+    closed: AtomicBool,
+    /// The writer has ended.
+    writer_gone: AtomicBool,
+}
+
+impl Queue {
+    fn items(&self) -> std::sync::MutexGuard<'_, VecDeque<Out>> {
+        // A push or a pop cannot leave the queue half-changed, so a poisoned lock is still consistent.
+        self.items.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn pop(&self) -> Option<Out> {
+        let out = {
+            let mut items = self.items();
+            let out = items.pop_front();
+            if items.is_empty() && items.capacity() > 0 {
+                // An idle connection holds no buffer.
+                *items = VecDeque::new();
+            }
+            out
+        };
+        if out.is_some() {
+            self.to_reader.notify_waiters();
+        }
+        out
+    }
+
+    /// Waits until `ready` holds, woken by `notify` (registered before each check, so no wake-up is missed).
+    async fn wait(&self, notify: &Notify, ready: impl Fn() -> bool) {
+        loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if ready() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// The reader's end of the writer's queue.
-pub(super) struct Outbox {
-    tx: Option<mpsc::Sender<Out>>,
-    abort: Arc<Notify>,
+pub(super) struct Outbox(Arc<Queue>);
+
+/// The writer's end; dropping it (when the writer ends) tells the reader.
+pub(super) struct Inbox(Arc<Queue>);
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.0.writer_gone.store(true, Ordering::Release);
+        self.0.to_reader.notify_waiters();
+    }
 }
 
-/// The writer's end.
-pub(super) struct Inbox {
-    rx: mpsc::Receiver<Out>,
-    abort: Arc<Notify>,
-}
-
-/// The writer ended (or the outbox is full, for [`Outbox::try_send`]): the client is not reading.
+/// The writer ended (or, for [`Outbox::send`] without [`Outbox::has_room`] first, the outbox is full): the client
+/// is not reading.
 #[derive(Debug)]
 pub(super) struct Stalled;
 
 impl Outbox {
     pub(super) fn new() -> (Self, Inbox) {
-        let (tx, rx) = mpsc::channel(OUTBOX);
-        let abort = Arc::new(Notify::new());
-        (Self { tx: Some(tx), abort: Arc::clone(&abort) }, Inbox { rx, abort })
+        let queue = Arc::new(Queue::default());
+        (Self(Arc::clone(&queue)), Inbox(queue))
     }
 
     /// Queues `out` if there is room now (after [`Self::has_room`], there is for [`HEADROOM`] frames).
     pub(super) fn send(&self, out: Out) -> Result<(), Stalled> {
-        self.tx.as_ref().ok_or(Stalled)?.try_send(out).map_err(|_| Stalled)
+        let q = &self.0;
+        if q.closed.load(Ordering::Acquire) || q.writer_gone.load(Ordering::Acquire) {
+            return Err(Stalled);
+        }
+        {
+            let mut items = q.items();
+            if items.len() >= OUTBOX {
+                return Err(Stalled);
+            }
+            items.push_back(out);
+        }
+        q.to_writer.notify_one();
+        Ok(())
     }
 
     /// True when [`HEADROOM`] frames fit (or the writer is gone, which the reader learns from its next send).
     pub(super) fn has_room(&self) -> bool {
-        self.tx.as_ref().is_none_or(|tx| tx.capacity() >= HEADROOM || tx.is_closed())
+        self.0.writer_gone.load(Ordering::Acquire) || self.0.items().len() + HEADROOM <= OUTBOX
     }
 
     /// Completes once [`Self::has_room`] holds.
     pub(super) async fn room(&self) {
-        if let Some(tx) = &self.tx {
-            // Permits are released at once: only the reader sends, so the room stays until it does.
-            let _ = tx.reserve_many(HEADROOM).await;
-        }
+        self.0.wait(&self.0.to_reader, || self.has_room()).await;
     }
 
     /// Completes once the writer has ended.
     pub(super) async fn writer_gone(&self) {
-        match &self.tx {
-            Some(tx) => tx.closed().await,
-            None => std::future::pending().await,
-        }
+        self.0.wait(&self.0.to_reader, || self.0.writer_gone.load(Ordering::Acquire)).await;
     }
 
     /// Nothing more will be queued: the writer ends once it has written what is.
     pub(super) fn close(&mut self) {
-        self.tx = None;
+        self.0.closed.store(true, Ordering::Release);
+        self.0.to_writer.notify_one();
     }
 
     /// Makes the writer give up the write it is stuck in (it ends with [`WriterEnd::TimedOut`]).
     pub(super) fn abort(&self) {
-        self.abort.notify_one();
+        self.0.abort.notify_one();
+    }
+}
+
+impl Inbox {
+    /// The next item, or `None` once the queue is closed and empty.
+    async fn recv(&self) -> Option<Out> {
+        let q = &self.0;
+        q.wait(&q.to_writer, || !q.items().is_empty() || q.closed.load(Ordering::Acquire)).await;
+        q.pop()
+    }
+
+    fn try_recv(&self) -> Option<Out> {
+        self.0.pop()
     }
 }
 
 /// Writes what the outbox and then the room's event queue hold until the outbox closes, a close frame is written,
 /// or a write fails, times out or is aborted. Returns the sink so the caller can reunite the socket.
-pub(super) async fn run(mut sink: Sink, inbox: Inbox, timeout: Duration) -> (Sink, WriterEnd) {
-    let Inbox { rx: mut outbox, abort } = inbox;
+pub(super) async fn run(mut sink: Sink, outbox: Inbox, timeout: Duration) -> (Sink, WriterEnd) {
+    let abort = &outbox.0.abort;
     let mut events: Option<mpsc::Receiver<Utf8Bytes>> = None;
-    let mut batch: Vec<Message> = Vec::new();
     loop {
         // Wait for the first frame (the outbox first: replies, and the close frame, never wait behind events).
         let first = tokio::select! {
@@ -135,10 +211,7 @@ pub(super) async fn run(mut sink: Sink, inbox: Inbox, timeout: Duration) -> (Sin
                     events = Some(rx);
                     continue;
                 }
-                Some(Out::Close(frame)) => {
-                    let end = write(&mut sink, timeout, &abort, &mut Vec::new(), Some(frame)).await;
-                    return (sink, end.unwrap_or(WriterEnd::Done));
-                }
+                Some(Out::Close(frame)) => Message::Close(Some(frame)),
             },
             frame = next_event(&mut events) => match frame {
                 Some(text) => Message::Text(text),
@@ -148,26 +221,24 @@ pub(super) async fn run(mut sink: Sink, inbox: Inbox, timeout: Duration) -> (Sin
                 }
             },
         };
-        batch.push(first);
-        // Then whatever else is ready, up to a batch.
-        let mut close = None;
-        while batch.len() < BATCH && close.is_none() {
-            match outbox.try_recv() {
-                Ok(Out::Frame(m)) => batch.push(m),
-                Ok(Out::Events(rx)) => events = Some(rx),
-                Ok(Out::Close(frame)) => close = Some(frame),
-                Err(_) => match events.as_mut().map(mpsc::Receiver::try_recv) {
-                    Some(Ok(text)) => batch.push(Message::Text(text)),
-                    _ => break,
-                },
-            }
+        // Boxed: the write's state (its timer, the sink's futures) exists only while writing, not in every idle
+        // connection's writer.
+        match Box::pin(write(&mut sink, timeout, abort, first, &outbox, &mut events)).await {
+            Ok(false) => {}
+            Ok(true) => return (sink, WriterEnd::Done),
+            Err(end) => return (sink, end),
         }
-        let closing = close.is_some();
-        if let Some(end) = write(&mut sink, timeout, &abort, &mut batch, close).await {
-            return (sink, end);
-        }
-        if closing {
-            return (sink, WriterEnd::Done);
+    }
+}
+
+/// The next frame that is ready without waiting: from the outbox first, then the room's events.
+fn ready(outbox: &Inbox, events: &mut Option<mpsc::Receiver<Utf8Bytes>>) -> Option<Message> {
+    loop {
+        match outbox.try_recv() {
+            Some(Out::Frame(m)) => return Some(m),
+            Some(Out::Close(frame)) => return Some(Message::Close(Some(frame))),
+            Some(Out::Events(rx)) => *events = Some(rx),
+            None => return events.as_mut()?.try_recv().ok().map(Message::Text),
         }
     }
 }
@@ -180,35 +251,41 @@ async fn next_event(events: &mut Option<mpsc::Receiver<Utf8Bytes>>) -> Option<Ut
     }
 }
 
-/// Writes `batch` (emptied) and then `close`, with one flush, within `timeout` (and unless aborted). `None` when
-/// all went out.
+/// Writes `first` and whatever else is ready (up to [`BATCH`] frames, or through a close frame), with one flush,
+/// within `timeout` (and unless aborted). `Ok(true)` when a close frame went out.
 async fn write(
     sink: &mut Sink,
     timeout: Duration,
     abort: &Notify,
-    batch: &mut Vec<Message>,
-    close: Option<CloseFrame>,
-) -> Option<WriterEnd> {
+    first: Message,
+    outbox: &Inbox,
+    events: &mut Option<mpsc::Receiver<Utf8Bytes>>,
+) -> Result<bool, WriterEnd> {
     let all = async {
-        for m in batch.drain(..) {
+        let mut next = Some(first);
+        let mut n = 0;
+        let mut closing = false;
+        while let Some(m) = next.take() {
+            closing = matches!(m, Message::Close(_));
             sink.feed(m).await?;
+            n += 1;
+            if !closing && n < BATCH {
+                next = ready(outbox, events);
+            }
         }
-        if let Some(frame) = close {
-            sink.feed(Message::Close(Some(frame))).await?;
-        }
-        sink.flush().await
+        sink.flush().await.map(|()| closing)
     };
     // A timed-out batch's unwritten frames are dropped with the future.
     let result = tokio::select! {
         result = tokio::time::timeout(timeout, all) => result,
-        () = abort.notified() => return Some(WriterEnd::TimedOut),
+        () = abort.notified() => return Err(WriterEnd::TimedOut),
     };
     match result {
-        Ok(Ok(())) => None,
+        Ok(Ok(closing)) => Ok(closing),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "write failed");
-            Some(WriterEnd::Failed)
+            Err(WriterEnd::Failed)
         }
-        Err(_) => Some(WriterEnd::TimedOut),
+        Err(_) => Err(WriterEnd::TimedOut),
     }
 }
