@@ -81,6 +81,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod send;
 mod wire;
 mod worker;
