@@ -23,8 +23,11 @@ pub use media::{media_datagram, sdp_offer};
 pub use proto::client_message;
 pub use room::room_commands;
 
+/// A fuzz target's body: the fuzzer's bytes in, a panic when an invariant breaks.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets by name (the directory names under `fuzz/corpus/`), with their functions.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("client_message", client_message),
     ("room_commands", room_commands),
     ("sdp_offer", sdp_offer),

@@ -9,7 +9,7 @@ use podium_room::conformance::{Checker, Step};
 use podium_room::{Command, Join, Millis, ParticipantId, Role, RoomConfig};
 
 /// Steps per input at most (longer inputs are cut, so one input stays fast).
-const MAX_STEPS: usize = 256;
+const MAX_STEPS: usize = 64;
 const IDS: [&str; 8] = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "ghost"];
 
 #[derive(Arbitrary, Debug, Clone, Copy)]

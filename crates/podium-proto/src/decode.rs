@@ -69,3 +69,40 @@ pub fn decode_client(text: &str, max_bytes: usize) -> Result<(RequestId, Request
 pub fn request_id(text: &str) -> Option<RequestId> {
     serde_json::from_str::<Envelope>(text).unwrap_or_default().id
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> (Option<RequestId>, ErrorCode) {
+        let e = decode_client(text, 256).err().unwrap_or_else(|| panic!("accepted {text}"));
+        (e.id, e.code)
+    }
+
+    #[test]
+    fn every_step_refuses_with_its_error() {
+        assert_eq!(
+            code(&format!("{{\"type\":\"ping\",\"id\":1,\"x\":\"{}\"}}", "a".repeat(300))).1,
+            ErrorCode::TooLarge
+        );
+        assert_eq!(code("{"), (None, ErrorCode::BadRequest));
+        assert_eq!(code(r#"{"id":3}"#), (Some(RequestId::Number(3)), ErrorCode::BadRequest));
+        assert_eq!(code(r#"{"type":"ping"}"#), (None, ErrorCode::BadRequest));
+        assert_eq!(code(&format!(r#"{{"type":"ping","id":"{}"}}"#, "i".repeat(65))), (None, ErrorCode::BadRequest));
+        assert_eq!(code(r#"{"type":"teleport","id":5}"#), (Some(RequestId::Number(5)), ErrorCode::UnknownType));
+        assert_eq!(
+            code(r#"{"type":"kick","id":"k","participant":7}"#),
+            (Some(RequestId::Text("k".into())), ErrorCode::BadRequest)
+        );
+    }
+
+    #[test]
+    fn accepts_a_request() {
+        let (id, request) =
+            decode_client(r#"{"type":"set_muted","id":"m1","muted":true}"#, 256).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(id, RequestId::Text("m1".into()));
+        assert_eq!(request, Request::SetMuted { muted: true });
+        assert_eq!(request_id(r#"{"id":9,"type":"nope"}"#), Some(RequestId::Number(9)));
+        assert_eq!(request_id("garbage"), None);
+    }
+}
