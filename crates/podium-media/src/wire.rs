@@ -69,7 +69,8 @@ pub(crate) fn precheck_media(sdp: &str, what: &str) -> Result<(), MediaError> {
             }
         } else if let Some(rest) = line.strip_prefix("a=rtpmap:") {
             let codec = rest.split_whitespace().nth(1).unwrap_or("");
-            if codec.len() >= 5 && codec[..5].eq_ignore_ascii_case("opus/") {
+            // Bytes, not `&codec[..5]`: byte 5 need not be a char boundary (a fuzzer found that panic).
+            if codec.as_bytes().get(..5).is_some_and(|p| p.eq_ignore_ascii_case(b"opus/")) {
                 opus = true;
             }
         }
@@ -155,6 +156,9 @@ mod tests {
         assert!(matches!(precheck_offer(video, 1000), Err(MediaError::BadSdp(m)) if m.contains("video-only")));
         let pcmu = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=rtpmap:0 PCMU/8000\r\n";
         assert!(matches!(precheck_offer(pcmu, 1000), Err(MediaError::BadSdp(m)) if m.contains("Opus")));
+        // A multi-byte character across byte 5 of the codec name must not panic.
+        let split = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opu\u{e9}/48000\r\n";
+        assert!(matches!(precheck_offer(split, 1000), Err(MediaError::BadSdp(m)) if m.contains("Opus")));
         let ok = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
         assert!(precheck_offer(ok, 1000).is_ok());
     }
