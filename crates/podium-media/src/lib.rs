@@ -91,6 +91,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod log_limit;
 mod send;
 mod wire;

@@ -126,7 +126,8 @@ pub(crate) fn precheck_offer(sdp: &str, max_bytes: usize, max_mlines: usize) -> 
             }
         } else if let Some(rest) = line.strip_prefix("a=rtpmap:") {
             let codec = rest.split_whitespace().nth(1).unwrap_or("");
-            if codec.get(..5).is_some_and(|c| c.eq_ignore_ascii_case("opus/")) {
+            // Bytes, not `&codec[..5]`: byte 5 need not be a char boundary (a fuzzer found that panic).
+            if codec.as_bytes().get(..5).is_some_and(|p| p.eq_ignore_ascii_case(b"opus/")) {
                 opus = true;
             }
         } else if line.starts_with("a=fingerprint:") {
@@ -289,6 +290,9 @@ mod tests {
         assert!(matches!(precheck_offer(video, 1000, 4), Err(MediaError::BadSdp(m)) if m.contains("video-only")));
         let pcmu = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=rtpmap:0 PCMU/8000\r\n";
         assert!(matches!(precheck_offer(pcmu, 1000, 4), Err(MediaError::BadSdp(m)) if m.contains("Opus")));
+        // A multi-byte character across byte 5 of the codec name must not panic.
+        let split = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opu\u{e9}/48000\r\n";
+        assert!(matches!(precheck_offer(split, 1000, 4), Err(MediaError::BadSdp(m)) if m.contains("Opus")));
         let creds = "a=fingerprint:sha-256 00:11\r\na=ice-ufrag:u\r\na=ice-pwd:p\r\n";
         let audio = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
         let ok = format!("v=0\r\n{creds}{audio}");

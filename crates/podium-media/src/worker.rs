@@ -340,7 +340,7 @@ impl Worker {
         true
     }
 
-    fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+    pub(crate) fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
         let stats = &self.ctx.stats;
         let (id, by_ufrag) = if let Some(id) = self.ctx.by_addr.get(&source) {
             (*id, false)
@@ -448,7 +448,7 @@ impl Worker {
         }
     }
 
-    fn command(&mut self, cmd: Command) {
+    pub(crate) fn command(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
             Command::Offer { room, identity, offer, publish, generation, reply } => {
@@ -987,4 +987,11 @@ fn rand_u16(salt: &Mid) -> u16 {
     salt.hash(&mut h);
     Instant::now().hash(&mut h);
     h.finish() as u16
+}
+
+impl Worker {
+    /// No peer, room or route is left (after every peer was removed); the fuzz harness checks it.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.peers.is_empty() && self.rooms.is_empty() && self.ctx.by_addr.is_empty() && self.ctx.by_ufrag.is_empty()
+    }
 }

@@ -15,11 +15,13 @@
 
 mod client;
 mod close;
+mod decode;
 mod error;
 mod server;
 
 pub use client::{ClientMessage, Envelope, JoinRequest, Request, RequestId, StageAssignment};
 pub use close::CloseCode;
+pub use decode::{DecodeError, MAX_ID_BYTES, decode_client, request_id};
 pub use error::ErrorCode;
 pub use server::{
     AudienceEntry, AudiencePage, Counts, HandQueue, Invite, Limits, MediaState, MediaTrack, Participant, Reply,

@@ -110,6 +110,8 @@
 #![warn(missing_docs)]
 
 mod command;
+#[doc(hidden)]
+pub mod conformance;
 mod event;
 mod room;
 mod state;

@@ -1,4 +1,5 @@
-//! Test-only: checks that the indexes agree with the participants and that the room's invariants hold.
+//! Checks that the indexes agree with the participants and that the room's invariants hold (for the tests and
+//! the fuzz target, through [`crate::conformance`]).
 
 use std::collections::HashSet;
 
@@ -6,8 +7,9 @@ use super::Room;
 use crate::types::{Role, sat_usize};
 
 impl Room {
-    /// Every internal invariant; `Err` names the first one broken.
-    pub(crate) fn check_invariants(&self) -> Result<(), String> {
+    /// Every internal invariant; `Err` names the first one broken. For tests and fuzzing, not the stable API.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
         let mut join_orders = HashSet::new();
         let (mut n_hands, mut n_invites, mut n_graces) = (0, 0, 0);
         for (id, p) in &self.participants {

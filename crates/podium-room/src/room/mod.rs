@@ -6,7 +6,6 @@
 //! Every accepted transition runs between [`Room::begin`] (validation is finished, `seq` goes up) and
 //! [`Room::finish`] (succession, hand queue and `You` events, publish permissions, empty timer, counts).
 
-#[cfg(test)]
 mod check;
 mod commands;
 mod ops;
@@ -36,7 +35,7 @@ pub struct Room {
     bans: BTreeSet<ParticipantId>,
     guests: BTreeSet<ParticipantId>,
 
-    // Indexes, always consistent with `participants` (see `check_invariants` in the tests).
+    // Indexes, always consistent with `participants` (see `check_invariants`).
     /// `join_order → id` for every audience member.
     audience: BTreeMap<u64, ParticipantId>,
     /// `stage_since → id` for every moderator and speaker.

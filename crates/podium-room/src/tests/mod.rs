@@ -10,6 +10,7 @@ mod props;
 mod rules;
 mod scenario;
 
+use crate::conformance::check_mirrors;
 use crate::{
     Command, CommandError, Counts, Event, Join, Joined, Millis, Output, ParticipantId, Recipients, Reply, Role, Room,
     RoomConfig, RoomState, StageCause,
@@ -56,41 +57,10 @@ impl Harness {
         Self::new(RoomConfig::default())
     }
 
-    /// Checks everything that must hold between inputs; panics with the reason otherwise.
+    /// Checks everything that must hold between inputs ([`check_mirrors`]); panics with the reason otherwise.
     pub(crate) fn check(&mut self) {
-        if let Err(e) = self.room.check_invariants() {
-            panic!("invariant broken: {e}\n{:#?}", self.room.state());
-        }
-        let state = self.room.state();
-        let restored = Room::from_state(state.clone(), self.config.clone());
-        assert_eq!(restored.state(), state, "from_state(state()) must round-trip");
-        if let Some(changes) = self.room.take_changes() {
-            match &mut self.replica {
-                Some(replica) => {
-                    assert!(replica.apply_changes(&changes, self.now), "the replica follows every transition");
-                    assert!(replica.poll_output().is_none(), "applying changes emits nothing");
-                }
-                None => {
-                    let created = RoomState::created_by(&changes).expect("the first changes create the room");
-                    self.replica = Some(Room::from_state(created, self.config.clone()));
-                }
-            }
-            match &mut self.store {
-                Some(stored) => {
-                    assert_eq!(stored.seq, changes.base_seq, "changes must apply to the stored version");
-                    stored.apply(&changes);
-                }
-                None => self.store = Some(RoomState::created_by(&changes).expect("the first changes create the room")),
-            }
-        }
-        if let Some(stored) = &self.store {
-            assert_eq!(stored, &state, "the store mirror must equal the room");
-        }
-        if let Some(replica) = &self.replica {
-            if let Err(e) = replica.check_invariants() {
-                panic!("replica invariant broken: {e}\n{:#?}", replica.state());
-            }
-            assert_eq!(replica.state(), state, "the replica must equal the room");
+        if let Err(e) = check_mirrors(&mut self.room, &self.config, self.now, &mut self.store, &mut self.replica) {
+            panic!("{e}");
         }
     }
 

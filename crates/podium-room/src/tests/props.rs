@@ -1,14 +1,14 @@
 //! Property tests: random sequences of joins (random ceilings and role requests), disconnects, leaves, time
-//! advancing, and random commands from random participants with random targets. After every step the harness
-//! checks the internal invariants, the `from_state` round trip and the store mirror; this file checks the rest.
-
-use std::collections::{HashMap, HashSet};
+//! advancing, and random commands from random participants with random targets. After every step
+//! [`Checker`](crate::conformance::Checker) checks everything the crate promises (invariants, persistence mirrors,
+//! seq discipline, outputs, hand queue); the `room_commands` fuzz target runs the same checker.
 
 use proptest::option;
 use proptest::prelude::*;
 
 use super::*;
 use crate::Settings;
+use crate::conformance::{Checker, Step};
 use crate::state::{Invite, ParticipantState};
 
 use Command as C;
@@ -199,195 +199,19 @@ fn resolve(room: &Room, from: &Pick, command: Command, target: &Pick) -> (Partic
     (from, command)
 }
 
-/// The observable state apart from `seq`, to tell a real change from a no-op.
-fn without_seq(room: &Room) -> RoomState {
-    RoomState { seq: 0, ..room.state() }
-}
-
-fn roles(room: &Room) -> HashMap<ParticipantId, Role> {
-    room.state().participants.into_iter().map(|p| (p.id, p.role)).collect()
-}
-
-struct Model {
-    h: Harness,
-    /// Who the hub believes may publish, built only from `Publish` outputs.
-    publishing: HashSet<ParticipantId>,
-}
-
-impl Model {
-    fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
-        let room = &self.h.room;
-        let (seq_before, state_before, roles_before, queue_before) =
-            (room.seq(), without_seq(room), roles(room), room.hand_queue());
-        let mut is_timeout = false;
-        match op {
-            Op::Join { who, ceiling, role } => {
-                let r = self.h.join_as(IDS[*who], *ceiling, *role);
-                if let Ok(joined) = r {
-                    prop_assert_eq!(Some(joined.role), self.h.role(IDS[*who]));
-                    prop_assert!(joined.role <= *ceiling);
-                } else {
-                    self.assert_unchanged(seq_before, &state_before)?;
-                }
-            }
-            Op::Disconnect(who) => {
-                self.h.room.handle_disconnect(self.h.now, &pid(IDS[*who]));
-                self.h.check();
-            }
-            Op::Leave(who) => {
-                self.h.room.handle_leave(self.h.now, &pid(IDS[*who]));
-                self.h.check();
-                if !self.h.room.is_ended() {
-                    prop_assert_eq!(self.h.role(IDS[*who]), None);
-                }
-            }
-            Op::Advance(d) => {
-                is_timeout = true;
-                self.h.now += d;
-                self.h.room.handle_timeout(self.h.now);
-                self.h.check();
-                if let Some(at) = self.h.room.poll_timeout() {
-                    prop_assert!(at > self.h.now, "all work due at {} was done; next at {at}", self.h.now);
-                }
-            }
-            Op::Cmd { from, command, target } => {
-                let (from, command) = resolve(&self.h.room, from, command.clone(), target);
-                let sender_role = self.h.room.role(&from);
-                let ended = self.h.room.is_ended();
-                let r = self.h.room.handle_command(self.h.now, &from, command.clone());
-                self.h.check();
-                match &r {
-                    Err(_) => self.assert_unchanged(seq_before, &state_before)?,
-                    Ok(_) => {
-                        prop_assert!(!ended, "an ended room accepts nothing");
-                        prop_assert!(sender_role.is_some(), "only present participants command");
-                        if sender_role != Some(Moderator) {
-                            // Only moderators' commands change other participants' roles.
-                            let after = roles(&self.h.room);
-                            for (id, role) in &roles_before {
-                                if id != &from {
-                                    prop_assert_eq!(
-                                        after.get(id),
-                                        Some(role),
-                                        "{:?} by {} changed {}",
-                                        command,
-                                        from,
-                                        id
-                                    );
-                                }
-                            }
-                        }
-                    }
-                }
-                if ended {
-                    prop_assert_eq!(r, Err(CommandError::Ended));
-                }
-            }
+/// Turns a generated operation into the room input it stands for (resolving `Pick`s against the room).
+fn to_step(room: &Room, op: &Op) -> Step {
+    match op {
+        Op::Join { who, ceiling, role } => {
+            Step::Join(Join { id: pid(IDS[*who]), name: format!("{} name", IDS[*who]), ceiling: *ceiling, role: *role })
         }
-        self.check_outputs(seq_before, &state_before, is_timeout)?;
-        self.check_room(&queue_before)
-    }
-
-    fn assert_unchanged(&mut self, seq: u64, state: &RoomState) -> Result<(), TestCaseError> {
-        prop_assert_eq!(self.h.room.seq(), seq);
-        prop_assert_eq!(&without_seq(&self.h.room), state);
-        prop_assert!(self.h.room.poll_output().is_none(), "a refused input emits nothing");
-        Ok(())
-    }
-
-    fn check_outputs(
-        &mut self,
-        seq_before: u64,
-        state_before: &RoomState,
-        is_timeout: bool,
-    ) -> Result<(), TestCaseError> {
-        let seq = self.h.room.seq();
-        let changed = &without_seq(&self.h.room) != state_before;
-        let out = self.h.drain();
-        if is_timeout {
-            prop_assert!(seq >= seq_before);
-            prop_assert!(changed || seq == seq_before, "seq moved without a change");
-        } else if changed {
-            prop_assert_eq!(seq, seq_before + 1, "one input, one transition");
-        } else {
-            prop_assert_eq!(seq, seq_before, "a no-op keeps seq");
-            prop_assert!(out.is_empty(), "a no-op emits nothing: {:?}", out);
+        Op::Disconnect(who) => Step::Disconnect(pid(IDS[*who])),
+        Op::Leave(who) => Step::Leave(pid(IDS[*who])),
+        Op::Advance(d) => Step::Advance(*d),
+        Op::Cmd { from, command, target } => {
+            let (from, command) = resolve(room, from, command.clone(), target);
+            Step::Command(from, command)
         }
-        let mut last_seq = seq_before;
-        for o in &out {
-            match o {
-                Output::Event { to, seq: s, event } => {
-                    match event {
-                        Event::Counts(_) => prop_assert!(is_timeout && *s >= last_seq && *s <= seq),
-                        _ if is_timeout => prop_assert!(*s > seq_before && *s >= last_seq && *s <= seq),
-                        _ => prop_assert_eq!(*s, seq, "every event of a transition carries its seq"),
-                    }
-                    last_seq = *s;
-                    let to_ok = match event {
-                        Event::Stage { .. } | Event::Settings(_) | Event::Counts(_) => *to == Recipients::Everyone,
-                        Event::ParticipantJoined { .. } | Event::ParticipantLeft { .. } => *to == Recipients::Stage,
-                        Event::HandQueue { hands, total } => {
-                            prop_assert!(hands.len() <= 2 && hands.len() <= *total);
-                            matches!(to, Recipients::Moderators | Recipients::One(_))
-                        }
-                        Event::You(_) => matches!(to, Recipients::One(_)),
-                        Event::InviteAnswered { .. } => *to == Recipients::Moderators,
-                    };
-                    prop_assert!(to_ok, "{:?} to {:?}", event, to);
-                }
-                Output::Publish { who, allowed } => {
-                    let was = self.publishing.contains(who);
-                    prop_assert_ne!(was, *allowed, "Publish only on change ({})", who);
-                    if *allowed {
-                        self.publishing.insert(who.clone());
-                    } else {
-                        self.publishing.remove(who);
-                    }
-                }
-                Output::Disconnect { who, .. } => prop_assert!(self.h.room.role(who).is_none()),
-                Output::Ended { .. } => prop_assert!(self.h.room.is_ended()),
-            }
-        }
-        Ok(())
-    }
-
-    fn check_room(&self, queue_before: &[ParticipantId]) -> Result<(), TestCaseError> {
-        let room = &self.h.room;
-        let state = room.state();
-        prop_assert!(room.stage().len() <= state.settings.stage_capacity as usize);
-        let mut publishing = HashSet::new();
-        for p in &state.participants {
-            prop_assert!(p.role <= p.ceiling);
-            let may = room.may_publish(&p.id);
-            prop_assert_eq!(may, !room.is_ended() && p.role != Audience && !p.muted);
-            if p.role == Audience {
-                prop_assert!(!may, "the audience never publishes");
-            }
-            if may {
-                publishing.insert(p.id.clone());
-            }
-        }
-        prop_assert_eq!(&publishing, &self.publishing, "Publish outputs track may_publish");
-
-        let queue = room.hand_queue();
-        let unique: HashSet<_> = queue.iter().collect();
-        prop_assert_eq!(unique.len(), queue.len(), "no duplicates in the hand queue");
-        for (i, id) in queue.iter().enumerate() {
-            prop_assert_eq!(room.role(id), Some(Audience), "only the audience is in the queue");
-            let position = room.participant(id).and_then(|p| p.hand_position);
-            prop_assert_eq!(position, Some(i as u32 + 1), "hand positions are 1-based queue places");
-        }
-        // Relative order of surviving entries never changes.
-        let before: HashSet<_> = queue_before.iter().collect();
-        let survivors_now: Vec<_> = queue.iter().filter(|id| before.contains(id)).collect();
-        let survivors_then: Vec<_> = queue_before.iter().filter(|id| unique.contains(id)).collect();
-        prop_assert_eq!(survivors_now, survivors_then);
-
-        let counts = room.counts();
-        prop_assert_eq!(counts.total as usize, room.len());
-        prop_assert_eq!(counts.stage + counts.audience, counts.total);
-        prop_assert_eq!(counts.hands as usize, queue.len());
-        Ok(())
     }
 }
 
@@ -400,11 +224,12 @@ proptest! {
         joins in proptest::collection::vec(join_op(), 1..6),
         ops in proptest::collection::vec(op(), 1..60),
     ) {
-        let mut model = Model { h: Harness::new(config), publishing: HashSet::new() };
+        let mut checker = Checker::new(config);
         // Start with a moderator on stage, so moderator commands are exercised from the first step.
         let opening = Op::Join { who: 0, ceiling: Moderator, role: None };
         for op in std::iter::once(&opening).chain(&joins).chain(&ops) {
-            model.step(op)?;
+            let step = to_step(checker.room(), op);
+            checker.step(&step).map_err(TestCaseError::fail)?;
         }
     }
 

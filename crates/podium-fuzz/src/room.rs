@@ -1,0 +1,177 @@
+//! The `room_commands` target: a room driven by an arbitrary sequence of inputs, checked after every step by
+//! [`podium_room::conformance::Checker`] (the same checker as the property tests).
+//!
+//! The bytes decode (with `arbitrary`) into a room configuration and up to [`MAX_STEPS`] steps. Identities come
+//! from a pool of seven plus one that never joins, so senders and targets often exist; all else is arbitrary.
+
+use arbitrary::{Arbitrary, Unstructured};
+use podium_room::conformance::{Checker, Step};
+use podium_room::{Command, Join, Millis, ParticipantId, Role, RoomConfig};
+
+/// Steps per input at most (longer inputs are cut, so one input stays fast).
+const MAX_STEPS: usize = 64;
+const IDS: [&str; 8] = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "ghost"];
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum R {
+    Audience,
+    Speaker,
+    Moderator,
+}
+
+impl From<R> for Role {
+    fn from(r: R) -> Self {
+        match r {
+            R::Audience => Self::Audience,
+            R::Speaker => Self::Speaker,
+            R::Moderator => Self::Moderator,
+        }
+    }
+}
+
+/// An index into [`IDS`] (modulo).
+#[derive(Arbitrary, Debug, Clone, Copy)]
+struct Who(u8);
+
+impl Who {
+    fn id(self) -> ParticipantId {
+        ParticipantId::new(IDS[usize::from(self.0) % IDS.len()])
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+struct Config {
+    stage_capacity: u8,
+    max_extra: u8,
+    open_mic: bool,
+    closed: bool,
+    invite_ttl: u16,
+    grace: u16,
+    empty_timeout: u16,
+    counts_interval: u16,
+    hand_queue_event_limit: u8,
+    max_page: u8,
+}
+
+impl From<Config> for RoomConfig {
+    fn from(c: Config) -> Self {
+        let stage_capacity = u32::from(c.stage_capacity % 6) + 1;
+        Self {
+            stage_capacity,
+            max_stage_capacity: stage_capacity + u32::from(c.max_extra % 4),
+            open_mic: c.open_mic,
+            closed: c.closed,
+            invite_ttl: Millis::from(c.invite_ttl),
+            grace: Millis::from(c.grace),
+            empty_timeout: Millis::from(c.empty_timeout),
+            counts_interval: Millis::from(c.counts_interval),
+            hand_queue_event_limit: usize::from(c.hand_queue_event_limit % 5),
+            max_page: usize::from(c.max_page % 5) + 1,
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+enum Cmd {
+    RaiseHand,
+    LowerHand,
+    ApproveHand(Who),
+    InviteToStage(Who),
+    CancelInvite(Who),
+    AcceptInvite,
+    DeclineInvite,
+    StepDown,
+    MoveToAudience(Who),
+    SetMuted(bool),
+    Mute(Who),
+    Kick(Who),
+    Ban(Who),
+    Unban(Who),
+    MakeModerator(Who),
+    RevokeModerator(Who),
+    Handover(Vec<(Who, R)>),
+    UpdateSettings { open_mic: Option<bool>, closed: Option<bool>, stage_capacity: Option<u8> },
+    InviteToRoom(Who),
+    UninviteFromRoom(Who),
+    ListAudience { after: Option<u8>, limit: u8 },
+    GetState,
+    EndRoom,
+}
+
+impl From<Cmd> for Command {
+    fn from(c: Cmd) -> Self {
+        match c {
+            Cmd::RaiseHand => Self::RaiseHand,
+            Cmd::LowerHand => Self::LowerHand,
+            Cmd::ApproveHand(w) => Self::ApproveHand { target: w.id() },
+            Cmd::InviteToStage(w) => Self::InviteToStage { target: w.id() },
+            Cmd::CancelInvite(w) => Self::CancelInvite { target: w.id() },
+            Cmd::AcceptInvite => Self::AcceptInvite,
+            Cmd::DeclineInvite => Self::DeclineInvite,
+            Cmd::StepDown => Self::StepDown,
+            Cmd::MoveToAudience(w) => Self::MoveToAudience { target: w.id() },
+            Cmd::SetMuted(muted) => Self::SetMuted { muted },
+            Cmd::Mute(w) => Self::Mute { target: w.id() },
+            Cmd::Kick(w) => Self::Kick { target: w.id() },
+            Cmd::Ban(w) => Self::Ban { target: w.id() },
+            Cmd::Unban(w) => Self::Unban { target: w.id() },
+            Cmd::MakeModerator(w) => Self::MakeModerator { target: w.id() },
+            Cmd::RevokeModerator(w) => Self::RevokeModerator { target: w.id() },
+            Cmd::Handover(stage) => {
+                Self::Handover { stage: stage.into_iter().map(|(w, r)| (w.id(), r.into())).collect() }
+            }
+            Cmd::UpdateSettings { open_mic, closed, stage_capacity } => {
+                Self::UpdateSettings { open_mic, closed, stage_capacity: stage_capacity.map(|c| u32::from(c % 8)) }
+            }
+            Cmd::InviteToRoom(w) => Self::InviteToRoom { identity: w.id() },
+            Cmd::UninviteFromRoom(w) => Self::UninviteFromRoom { identity: w.id() },
+            Cmd::ListAudience { after, limit } => {
+                Self::ListAudience { after: after.map(u64::from), limit: usize::from(limit % 6) }
+            }
+            Cmd::GetState => Self::GetState,
+            Cmd::EndRoom => Self::EndRoom,
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    Join { who: Who, ceiling: R, role: Option<R> },
+    Disconnect(Who),
+    Leave(Who),
+    Advance(u16),
+    Command(Who, Cmd),
+}
+
+impl From<Op> for Step {
+    fn from(op: Op) -> Self {
+        match op {
+            Op::Join { who, ceiling, role } => {
+                let id = who.id();
+                let name = format!("{id} name");
+                Self::Join(Join { id, name, ceiling: ceiling.into(), role: role.map(Into::into) })
+            }
+            Op::Disconnect(w) => Self::Disconnect(w.id()),
+            Op::Leave(w) => Self::Leave(w.id()),
+            Op::Advance(d) => Self::Advance(Millis::from(d)),
+            Op::Command(w, c) => Self::Command(w.id(), c.into()),
+        }
+    }
+}
+
+/// Runs the room on the steps `data` decodes to; panics with the checker's message when a promise breaks.
+pub fn room_commands(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let Ok(config) = Config::arbitrary(&mut u) else { return };
+    let mut checker = Checker::new(config.into());
+    for _ in 0..MAX_STEPS {
+        if u.is_empty() {
+            break;
+        }
+        let Ok(op) = Op::arbitrary(&mut u) else { break };
+        let step = Step::from(op);
+        if let Err(e) = checker.step(&step) {
+            panic!("after {step:?} at {} ms: {e}", checker.now());
+        }
+    }
+}

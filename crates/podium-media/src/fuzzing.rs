@@ -1,0 +1,248 @@
+//! Narrow entry points for the fuzz targets (`crates/podium-fuzz`, `fuzz/`): a real [`Worker`] driven on the
+//! calling thread, without its poll loop. Not part of the stable API (hidden from the docs).
+//!
+//! # Design
+//!
+//! [`FuzzWorker`] owns a worker built exactly as [`crate::Media::start`] builds one (a loopback UDP socket, its
+//! `mio::Poll` and waker, the worker's own shared DTLS certificate), and calls the same methods its loop calls:
+//! `command` for offers and peer removal, `handle_datagram` for every received datagram (routing by source address
+//! or STUN ufrag, the RTP/publish check, `Receive::new`, `Rtc::accepts`, `handle_input`, the drain and fan-out).
+//! Nothing else of the worker is replaced or mocked.
+//!
+//! - [`FuzzWorker::offer`]: an untrusted SDP offer through the same steps as [`crate::Media::offer`] (size and
+//!   text pre-checks, str0m's parser) and then the worker's accept path (new `Rtc`, `accept_offer`, routing
+//!   entries); the peer is removed again.
+//! - [`FuzzWorker::session`]: a client `Rtc` (str0m, as a browser would be) makes an offer, the worker answers it;
+//!   optionally the client's first STUN binding request (right ufrag and password) is delivered, so the client
+//!   address is bound and later datagrams reach the peer's `Rtc` past ICE (DTLS, RTCP, RTP demux); then the
+//!   untrusted datagrams arrive, each from the bound client address or from another address (the ufrag lookup
+//!   path), with the clock moving forward by a given step; finally the peer is removed.
+//!
+//! # Invariants checked (an `Err` is a fuzzer finding)
+//!
+//! - After a session or an offer the worker is idle again: no peer, no room, no address or ufrag route left.
+//! - Outputs are bounded: the events a session emits stay within a small multiple of its inputs.
+//!
+//! Datagrams only ever go to the two loopback sockets this harness owns (the client addresses); nothing is read
+//! from them, so the kernel drops what overflows their buffers.
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::config::DtlsCert;
+use str0m::media::{Direction, MediaKind};
+use str0m::{Candidate, Input, Output, RtcConfig};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::worker::{CheckedOffer, Command, Forwarded, Worker, WorkerInit, WorkerLink};
+use crate::{MediaConfig, MediaError, MediaEvent, Stats, wire};
+
+/// A worker is rebuilt after this many uses, so that state a real worker keeps for its lifetime (the timer heap,
+/// which only its loop prunes) does not grow without bound over millions of inputs.
+const USES_PER_WORKER: u32 = 512;
+/// At most this many events per session input (offer, bind, datagram) plus a constant.
+const EVENTS_PER_INPUT: usize = 8;
+
+/// One untrusted datagram of a [`FuzzWorker::session`].
+#[derive(Clone, Debug)]
+pub struct Datagram<'a> {
+    /// From the client's bound address (after ICE) rather than from an address the worker does not know.
+    pub from_client: bool,
+    /// The clock moves forward by this much before the datagram arrives.
+    pub after: Duration,
+    /// The payload.
+    pub data: &'a [u8],
+}
+
+/// A real worker on the calling thread. See the module docs.
+pub struct FuzzWorker {
+    worker: Worker,
+    uses: u32,
+    /// Keeps the worker's command channel open.
+    _cmd_tx: SyncSender<Command>,
+    /// Keeps the worker's forward channel open.
+    _fwd_tx: SyncSender<Forwarded>,
+    events: mpsc::Receiver<MediaEvent>,
+    /// The client's address and another one; both are sockets of ours.
+    client: UdpSocket,
+    stranger: UdpSocket,
+    client_cert: Option<DtlsCert>,
+    generation: u64,
+    max_sdp_bytes: usize,
+}
+
+impl FuzzWorker {
+    /// Builds a worker bound to an ephemeral loopback port.
+    pub fn new() -> std::io::Result<Self> {
+        str0m::crypto::from_feature_flags().install_process_default();
+        let (worker, cmd_tx, fwd_tx, events) = build_worker()?;
+        Ok(Self {
+            worker,
+            uses: 0,
+            _cmd_tx: cmd_tx,
+            _fwd_tx: fwd_tx,
+            events,
+            client: UdpSocket::bind("127.0.0.1:0")?,
+            stranger: UdpSocket::bind("127.0.0.1:0")?,
+            client_cert: str0m::crypto::from_feature_flags().dtls_provider.generate_certificate(),
+            generation: 0,
+            max_sdp_bytes: MediaConfig::default().max_sdp_bytes,
+        })
+    }
+
+    /// An untrusted SDP offer: pre-checks, parse, the worker's accept path, then removal. Returns the answer.
+    pub fn offer(&mut self, sdp: &str) -> Result<Result<String, MediaError>, String> {
+        self.recycle();
+        let now = Instant::now();
+        let result = parse_offer(sdp, self.max_sdp_bytes).and_then(|offer| self.send_offer(now, offer));
+        self.remove_peer();
+        self.check_after(2)?;
+        Ok(result)
+    }
+
+    /// A client session: offer and answer, optionally ICE (`bind`), then `datagrams`; then removal. The client may
+    /// publish when `publish` is set. `Err` is a broken invariant.
+    pub fn session(&mut self, bind: bool, publish: bool, datagrams: &[Datagram<'_>]) -> Result<(), String> {
+        self.recycle();
+        let mut now = Instant::now();
+        let client_addr = self.client.local_addr().map_err(|e| e.to_string())?;
+        let stranger_addr = self.stranger.local_addr().map_err(|e| e.to_string())?;
+        let mut config = RtcConfig::new();
+        if let Some(cert) = &self.client_cert {
+            config = config.set_dtls_cert(cert.clone());
+        }
+        let mut client = config.clear_codecs().enable_opus(true, false).build(now);
+        if let Ok(c) = Candidate::host(client_addr, "udp") {
+            client.add_local_candidate(c);
+        }
+        let mut api = client.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let (offer, pending) = api.apply().ok_or("the client made no offer")?;
+        let publish_flag = Arc::new(AtomicBool::new(publish));
+        let answer = self
+            .send_offer_with(now, CheckedOffer { sdp: offer, mlines: 1 }, publish_flag)
+            .map_err(|e| format!("valid offer refused: {e}"))?;
+        let answer = SdpAnswer::from_sdp_string(&answer).map_err(|e| format!("unparsable answer: {e}"))?;
+        client.sdp_api().accept_answer(pending, answer).map_err(|e| format!("answer refused: {e}"))?;
+        if bind {
+            // The client's first connectivity check carries the right ufrag and password: it binds its address.
+            client.handle_input(Input::Timeout(now)).map_err(|e| e.to_string())?;
+            for _ in 0..64 {
+                match client.poll_output() {
+                    Ok(Output::Transmit(t)) => {
+                        if wire::is_stun(&t.contents) {
+                            self.worker.handle_datagram(now, client_addr, &t.contents);
+                            break;
+                        }
+                    }
+                    Ok(Output::Event(_)) => {}
+                    Ok(Output::Timeout(_)) | Err(_) => break,
+                }
+            }
+        }
+        for d in datagrams {
+            now += d.after;
+            let source = if d.from_client { client_addr } else { stranger_addr };
+            self.worker.handle_datagram(now, source, d.data);
+        }
+        self.remove_peer();
+        self.check_after(EVENTS_PER_INPUT * (2 + datagrams.len()))
+    }
+
+    fn send_offer(&mut self, now: Instant, offer: CheckedOffer) -> Result<String, MediaError> {
+        self.send_offer_with(now, offer, Arc::new(AtomicBool::new(false)))
+    }
+
+    fn send_offer_with(
+        &mut self,
+        _now: Instant,
+        offer: CheckedOffer,
+        publish: Arc<AtomicBool>,
+    ) -> Result<String, MediaError> {
+        self.generation += 1;
+        let (tx, mut rx) = oneshot::channel();
+        self.worker.command(Command::Offer {
+            room: Arc::from("room"),
+            identity: Arc::from("peer"),
+            offer: Box::new(offer),
+            publish,
+            generation: self.generation,
+            reply: tx,
+        });
+        rx.try_recv().unwrap_or(Err(MediaError::Unavailable))
+    }
+
+    fn remove_peer(&mut self) {
+        self.worker.command(Command::RemovePeer { room: Arc::from("room"), identity: Arc::from("peer") });
+    }
+
+    /// The worker holds nothing of the session any more, and it emitted at most `max_events` events.
+    fn check_after(&mut self, max_events: usize) -> Result<(), String> {
+        if !self.worker.is_idle() {
+            return Err("the worker kept state of a removed peer".into());
+        }
+        let mut n = 0usize;
+        while self.events.try_recv().is_ok() {
+            n += 1;
+        }
+        if n > max_events {
+            return Err(format!("{n} events for at most {max_events}"));
+        }
+        Ok(())
+    }
+
+    fn recycle(&mut self) {
+        self.uses += 1;
+        if self.uses >= USES_PER_WORKER
+            && let Ok((worker, cmd_tx, fwd_tx, events)) = build_worker()
+        {
+            self.worker = worker;
+            self._cmd_tx = cmd_tx;
+            self._fwd_tx = fwd_tx;
+            self.events = events;
+            self.uses = 0;
+        }
+    }
+}
+
+/// The steps [`crate::Media::offer`] takes before handing an offer to a worker.
+fn parse_offer(sdp: &str, max_bytes: usize) -> Result<CheckedOffer, MediaError> {
+    let shape = wire::precheck_offer(sdp, max_bytes, crate::DEFAULT_MAX_MLINES)?;
+    let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| wire::parse_failed(wire::SdpKind::Offer, &e))?;
+    Ok(CheckedOffer { sdp: offer, mlines: shape.mlines })
+}
+
+type Built = (Worker, SyncSender<Command>, SyncSender<Forwarded>, mpsc::Receiver<MediaEvent>);
+
+/// One worker as [`crate::Media::start`] builds it (socket, poll, waker, channels), not started.
+fn build_worker() -> std::io::Result<Built> {
+    let std_sock = UdpSocket::bind("127.0.0.1:0")?;
+    std_sock.set_nonblocking(true)?;
+    let mut socket = mio::net::UdpSocket::from_std(std_sock);
+    let candidate = socket.local_addr()?;
+    let poll = mio::Poll::new()?;
+    poll.registry().register(&mut socket, crate::worker::SOCKET, mio::Interest::READABLE)?;
+    let waker = Arc::new(mio::Waker::new(poll.registry(), crate::worker::WAKER)?);
+    let (fwd_tx, fwd_rx) = sync_channel(16);
+    let (cmd_tx, cmd_rx) = sync_channel(16);
+    let links: Arc<[WorkerLink]> = vec![WorkerLink { fwd_tx: fwd_tx.clone(), waker, load: AtomicUsize::new(0) }].into();
+    let (ev_tx, ev_rx) = mpsc::channel(1024);
+    let init = WorkerInit {
+        max_mlines: crate::DEFAULT_MAX_MLINES,
+        idx: 0,
+        socket,
+        poll,
+        candidate,
+        cmd_rx,
+        fwd_rx,
+        links,
+        events: ev_tx,
+        stats: Arc::new(Stats::default()),
+        speaker_interval: Duration::from_millis(300),
+    };
+    Ok((Worker::new(init), cmd_tx, fwd_tx, ev_rx))
+}
