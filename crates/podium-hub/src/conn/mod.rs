@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use futures_util::stream::SplitStream;
-use podium_proto::{self as proto, ClientMessage, CloseCode, Envelope, ErrorCode, Request, RequestId, ServerMessage};
+use podium_proto::{self as proto, CloseCode, ErrorCode, Request, RequestId, ServerMessage};
 use podium_room::ParticipantId;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -304,44 +304,15 @@ impl Connection {
             Message::Close(_) => return Ok(Step::Close(CloseCode::Normal)),
         };
         if !self.bucket.take(std::time::Instant::now()) {
-            let id = envelope(&text).id;
+            let id = proto::request_id(&text);
             self.send_error(id, ErrorCode::RateLimited, "too many requests; slow down")?;
             return Ok(Step::Continue);
         }
-        let max = self.shared.config.limits.max_message_bytes;
-        if text.len() > max {
-            self.send_error(None, ErrorCode::TooLarge, format!("messages are limited to {max} bytes"))?;
-            return Ok(Step::Continue);
-        }
-        let env = match serde_json::from_str::<Envelope>(&text) {
-            Ok(env) => env,
+        // The whole decode path from untrusted text to a request lives in `podium_proto` (and is fuzzed there).
+        let (id, request) = match proto::decode_client(&text, self.shared.config.limits.max_message_bytes) {
+            Ok(decoded) => decoded,
             Err(e) => {
-                self.send_error(None, ErrorCode::BadRequest, format!("malformed JSON: {e}"))?;
-                return Ok(Step::Continue);
-            }
-        };
-        let Some(kind) = env.kind else {
-            self.send_error(env.id, ErrorCode::BadRequest, "missing `type`")?;
-            return Ok(Step::Continue);
-        };
-        let Some(id) = env.id else {
-            self.send_error(None, ErrorCode::BadRequest, "missing or malformed `id` (a number or a string)")?;
-            return Ok(Step::Continue);
-        };
-        if let RequestId::Text(s) = &id
-            && s.len() > 64
-        {
-            self.send_error(None, ErrorCode::BadRequest, "`id` strings are limited to 64 bytes")?;
-            return Ok(Step::Continue);
-        }
-        if !Request::KINDS.contains(&kind.as_str()) {
-            self.send_error(Some(id), ErrorCode::UnknownType, format!("unknown type `{kind}`"))?;
-            return Ok(Step::Continue);
-        }
-        let request = match serde_json::from_str::<ClientMessage>(&text) {
-            Ok(m) => m.request,
-            Err(e) => {
-                self.send_error(Some(id), ErrorCode::BadRequest, format!("invalid `{kind}`: {e}"))?;
+                self.send_error(e.id, e.code, e.message)?;
                 return Ok(Step::Continue);
             }
         };
@@ -604,10 +575,6 @@ fn read_error(e: &tungstenite::Error) -> Stop {
     };
     debug!(error = %e, code = code.code(), "websocket protocol error");
     Stop::Close(code)
-}
-
-fn envelope(text: &str) -> Envelope {
-    serde_json::from_str(text).unwrap_or_default()
 }
 
 /// A token bucket: `rate` tokens per second, holding at most `burst`.
