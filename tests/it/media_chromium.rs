@@ -34,6 +34,7 @@ const MIN_PACKETS: u64 = 100;
 
 #[tokio::test]
 async fn chromium_speaker_is_heard_by_chromium_listener() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let hub = TestHub::start_with(|c| {
         c.media.enabled = true;
         c.media.bind = [127, 0, 0, 1].into();

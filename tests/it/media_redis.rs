@@ -174,6 +174,7 @@ async fn refused_while_away(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_keeps_audio_flowing_refuses_changes_and_recovers_without_a_restart() {
+    let _heavy = crate::support::HEAVY.lock().await;
     require_aiortc();
     let mut redis = RedisServer::start();
     let store = redis.url();

@@ -18,6 +18,7 @@ const SCENARIO_TIMEOUT: Duration = Duration::from_secs(150);
 
 #[tokio::test]
 async fn demo_app_in_chromium_approve_hear_move_back() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
     let web = root.join("web");
     assert!(

@@ -76,6 +76,7 @@ impl Node {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sdk_in_chromium_survives_a_hub_drain() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
     let web = root.join("web");
     assert!(
