@@ -58,11 +58,12 @@ fn datagrams(data: &[u8]) -> (u8, Vec<Datagram<'_>>) {
     (flags, out)
 }
 
-/// A client session with untrusted datagrams on a real worker; panics when an invariant breaks.
+/// Untrusted datagrams to a client session kept across inputs on a real worker ([`FuzzWorker::live`]); panics
+/// when an invariant breaks.
 pub fn media_datagram(data: &[u8]) {
     let (flags, datagrams) = datagrams(data);
     with_worker(|w| {
-        if let Err(e) = w.session(flags & 1 != 0, flags & 2 != 0, &datagrams) {
+        if let Err(e) = w.live(flags & 1 != 0, flags & 2 != 0, &datagrams) {
             panic!("{e}");
         }
     });
