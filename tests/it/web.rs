@@ -1,6 +1,6 @@
-//! The hub's plain HTTP routes over raw TCP: the demo app at `/`, the SDK at `/sdk/podium.js`, development tokens at
-//! `/dev/token` (only without a configured secret), 404 for anything else, bounded request heads; and the websocket
-//! at `/v1/ws` still works beside them.
+//! The hub's plain HTTP routes over raw TCP: the demo app at `/` (when enabled), the SDK at `/sdk/podium.js`,
+//! development tokens at `/dev/token` (only without a configured secret), health, problem+json 404/405 for anything
+//! else, bounded request heads, keep-alive; and the websocket at `/v1/ws` still works beside them.
 
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ async fn exchange(hub: &TestHub, pieces: &[&[u8]]) -> (String, String, Vec<u8>) 
 }
 
 async fn get(hub: &TestHub, path: &str) -> (String, String, Vec<u8>) {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: podium.test\r\nUser-Agent: test\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: podium.test\r\nUser-Agent: test\r\nConnection: close\r\n\r\n");
     exchange(hub, &[req.as_bytes()]).await
 }
 
@@ -42,7 +42,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn serves_the_demo_app_and_the_sdk() {
-    let hub = TestHub::start().await;
+    let hub = TestHub::start_with(|c| c.server.demo = Some(true)).await;
 
     let (status, head, body) = get(&hub, "/").await;
     assert_eq!(status, "HTTP/1.1 200 OK", "{head}");
@@ -59,13 +59,15 @@ async fn serves_the_demo_app_and_the_sdk() {
     assert!(js.contains("export") && js.contains("media_offer"), "an ES module speaking the protocol");
 
     // HEAD: the same head, no body.
-    let (status, head, body) = exchange(&hub, &[b"HEAD /sdk/podium.js HTTP/1.1\r\nHost: x\r\n\r\n"]).await;
+    let (status, head, body) =
+        exchange(&hub, &[b"HEAD /sdk/podium.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]).await;
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(header(&head, "content-length"), Some(podium_hub::SDK_JS.len().to_string().as_str()));
     assert!(body.is_empty());
 
     // A request line that arrives in pieces.
-    let (status, _, body) = exchange(&hub, &[b"GE", b"T / HT", b"TP/1.1\r\nHost: x\r\n", b"\r\n"]).await;
+    let (status, _, body) =
+        exchange(&hub, &[b"GE", b"T / HT", b"TP/1.1\r\nHost: x\r\nConnection: close\r\n", b"\r\n"]).await;
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert_eq!(body.len(), podium_hub::DEMO_HTML.len());
 
@@ -75,16 +77,39 @@ async fn serves_the_demo_app_and_the_sdk() {
 #[tokio::test]
 async fn unknown_paths_methods_and_huge_heads_are_refused() {
     let hub = TestHub::start().await;
-    for path in ["/v1", "/sdk/", "/favicon.ico", "/../etc/passwd", "/v1/wsx"] {
-        let (status, _, _) = get(&hub, path).await;
+    // With a configured secret the demo app is off unless enabled; unknown paths are problems (RFC 9457).
+    for path in ["/", "/index.html", "/v1", "/sdk/", "/favicon.ico", "/../etc/passwd", "/v1/wsx"] {
+        let (status, head, body) = get(&hub, path).await;
         assert_eq!(status, "HTTP/1.1 404 Not Found", "{path}");
+        assert_eq!(header(&head, "content-type"), Some("application/problem+json"), "{path}");
+        let problem: Value = serde_json::from_slice(&body).expect("problem json");
+        assert_eq!((problem["status"].as_u64(), problem["code"].as_str()), (Some(404), Some("not_found")), "{path}");
+        assert_eq!(problem["type"], "urn:podium:error:not_found");
     }
     // The hub has a configured secret here: no development tokens.
     let (status, _, _) = get(&hub, "/dev/token?identity=ann&room=demo").await;
     assert_eq!(status, "HTTP/1.1 404 Not Found");
 
-    let (status, _, _) = exchange(&hub, &[b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"]).await;
+    let post = b"POST /sdk/podium.js HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let (status, head, body) = exchange(&hub, &[post]).await;
     assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
+    assert_eq!(header(&head, "allow"), Some("GET,HEAD"));
+    assert_eq!(header(&head, "content-type"), Some("application/problem+json"));
+    let problem: Value = serde_json::from_slice(&body).expect("problem json");
+    assert_eq!(problem["status"], 405);
+
+    // The websocket path without an upgrade: 426, saying what to do.
+    let (status, head, _) = get(&hub, "/v1/ws").await;
+    assert_eq!(status, "HTTP/1.1 426 Upgrade Required", "{head}");
+    assert_eq!(header(&head, "upgrade"), Some("websocket"));
+
+    // Health: alive and ready.
+    let (status, _, body) = get(&hub, "/healthz").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(serde_json::from_slice::<Value>(&body).expect("json")["status"], "ok");
+    let (status, _, body) = get(&hub, "/readyz").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(serde_json::from_slice::<Value>(&body).expect("json")["status"], "ready");
 
     let huge = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
     let mut s = TcpStream::connect(hub.addr).await.expect("connect");
@@ -144,5 +169,20 @@ async fn development_tokens_in_development_mode() {
         let (status, _, _) = get(&hub, bad).await;
         assert_eq!(status, "HTTP/1.1 400 Bad Request", "{bad}");
     }
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn keep_alive_serves_several_requests_on_one_connection() {
+    let hub = TestHub::start().await;
+    let mut s = TcpStream::connect(hub.addr).await.expect("connect");
+    let two =
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /sdk/podium.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    s.write_all(two.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(TIMEOUT, s.read_to_end(&mut raw)).await.expect("answered and closed in time").expect("read");
+    let text = String::from_utf8_lossy(&raw);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{}", &text[..text.len().min(400)]);
+    assert!(text.ends_with(podium_hub::SDK_JS), "the second answer is the SDK");
     hub.stop().await;
 }

@@ -44,6 +44,8 @@ impl Node {
         config.server.listen = "127.0.0.1:0".parse().expect("literal address");
         config.server.shutdown_grace_ms = 500;
         config.auth.secret = Some(SECRET.into());
+        // The page the browser loads is the demo app, off by default once a secret is configured.
+        config.server.demo = Some(true);
         config.store.url = store.into();
         config.media.enabled = true;
         config.media.bind = [127, 0, 0, 1].into();

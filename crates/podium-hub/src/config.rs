@@ -50,6 +50,15 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Which header the trusted proxies append the client's address to: `x-forwarded-for` or `forwarded` (RFC 7239).
     pub proxy_header: ProxyHeader,
+    /// Serve the demo app at `/`. Unset: on with the development secret, off once `auth.secret` is configured.
+    pub demo: Option<bool>,
+}
+
+impl ServerConfig {
+    /// Whether the demo app is served (see [`Self::demo`]).
+    pub fn demo_enabled(&self, auth: &AuthConfig) -> bool {
+        self.demo.unwrap_or(auth.secret.is_none())
+    }
 }
 
 /// The header a trusted reverse proxy records the client's address in.
@@ -83,6 +92,7 @@ impl Default for ServerConfig {
             public_url: None,
             trusted_proxies: Vec::new(),
             proxy_header: ProxyHeader::default(),
+            demo: None,
         }
     }
 }

@@ -16,7 +16,6 @@ use tracing::{debug, info, warn};
 use crate::admission::Admission;
 use crate::auth::TokenKeys;
 use crate::config::{Config, StoreConfig};
-use crate::conn;
 use crate::room_task::{self, RoomHandle, RoomMsg};
 
 /// State shared by every task of one hub.
@@ -118,6 +117,11 @@ impl Shared {
 
     pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// True once a shutdown or drain was asked for.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
     }
 
     /// This hub's entry in the node registry.
@@ -416,6 +420,7 @@ impl Hub {
             Persistence::Memory(_) => None,
         };
         let mut shutdown = shared.shutdown_rx();
+        let router = crate::http::router(Arc::clone(&shared));
         let mut next_conn: u64 = 1;
         let mut sweep = tokio::time::interval(crate::admission::SWEEP_INTERVAL);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -459,8 +464,10 @@ impl Hub {
                     let conn_id = next_conn;
                     next_conn += 1;
                     let shared = Arc::clone(&shared);
+                    let router = router.clone();
                     tokio::spawn(async move {
-                        conn::serve(Arc::clone(&shared), stream, peer, conn_id, ticket).await;
+                        let accepted = crate::http::Accepted { stream, peer, conn_id, ticket };
+                        crate::http::serve(Arc::clone(&shared), router, accepted).await;
                         shared.n_connections.fetch_sub(1, Ordering::AcqRel);
                     });
                 }

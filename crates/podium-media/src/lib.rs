@@ -397,6 +397,8 @@ struct Inner {
     dir: Mutex<Directory>,
     closed: AtomicBool,
     peer_count: AtomicUsize,
+    /// The worker threads (never joined: they end with the SFU; `is_finished` tells whether one died).
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// Who is where: the control-plane view (locked only by API calls, never per packet).
@@ -478,6 +480,7 @@ impl Media {
             polls.push(poll);
         }
         let links: Arc<[WorkerLink]> = links.into();
+        let mut threads = Vec::with_capacity(n);
         for (i, (((socket, poll), frx), crx)) in sockets.into_iter().zip(polls).zip(fwd_rxs).zip(cmd_rxs).enumerate() {
             let local = addrs[i];
             let candidate = SocketAddr::new(config.public_ip.unwrap_or(local.ip()), local.port());
@@ -494,9 +497,11 @@ impl Media {
                 speaker_interval: std::time::Duration::from_millis(config.active_speaker_interval_ms.max(1)),
                 max_mlines: config.max_mlines,
             };
-            std::thread::Builder::new()
-                .name(format!("podium-media-{i}"))
-                .spawn(move || worker::Worker::new(init).run())?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("podium-media-{i}"))
+                    .spawn(move || worker::Worker::new(init).run())?,
+            );
         }
         tracing::info!(workers = n, addrs = ?addrs, "media plane started");
         let inner = Inner {
@@ -508,6 +513,7 @@ impl Media {
             dir: Mutex::new(Directory::default()),
             closed: AtomicBool::new(false),
             peer_count: AtomicUsize::new(0),
+            threads,
         };
         Ok((Self { inner: Arc::new(inner) }, MediaEvents { rx: ev_rx }))
     }
@@ -515,6 +521,16 @@ impl Media {
     /// The bound UDP socket addresses, one per worker.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.inner.addrs.clone()
+    }
+
+    /// How many worker threads are running (all of them, unless one panicked or the SFU was shut down).
+    pub fn workers_alive(&self) -> usize {
+        self.inner.threads.iter().filter(|t| !t.is_finished()).count()
+    }
+
+    /// How many worker threads were started.
+    pub fn workers(&self) -> usize {
+        self.inner.threads.len()
     }
 
     /// Counters over all workers.

@@ -3,12 +3,12 @@
 //! documented code. Everything it sends goes through its writer (`writer`), a second future in the same task, so a
 //! client that does not read can hold up nothing but its own writer, and loses its socket after the write timeout.
 //!
-//! Admission (`crate::admission`) happens before any of this: a connection arrives with its [`Ticket`] (or, behind a
-//! trusted proxy, gets one when the handshake's headers name the client), and gives it back when it joins.
+//! Admission (`crate::admission`) and the handshake (`crate::http`) happen before any of this: a connection arrives
+//! upgraded, with its [`Ticket`], and gives the ticket back when it joins.
 
 mod writer;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,19 +21,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::handshake::server::{
-    ErrorResponse, Request as HttpRequest, Response as HttpResponse,
-};
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{self, Message};
-use tracing::{Instrument as _, debug};
+use tracing::debug;
 
 use self::writer::{Out, Outbox, Stalled, WriterEnd};
-use crate::admission::{self, Ticket};
+use crate::admission::Ticket;
 use crate::auth::AuthError;
 use crate::convert;
-use crate::http;
 use crate::hub::Shared;
 use crate::link::{Control, Link};
 use crate::media::MediaRequest;
@@ -52,88 +48,18 @@ const ANSWER_BEFORE_CLOSE: Duration = Duration::from_millis(200);
 
 type Ws = WebSocketStream<TcpStream>;
 
-/// Accepts the websocket handshake and runs the connection to its end. `ticket` is the connection's admission
-/// (`None` when its peer is a trusted proxy: then it is admitted by the client address the handshake names).
-pub(crate) async fn serve(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    conn_id: u64,
-    ticket: Option<Ticket>,
-) {
-    let span = tracing::info_span!("conn", id = conn_id, %peer);
-    async move {
-        let _ = stream.set_nodelay(true);
-        let limits = &shared.config.limits;
-        let ws_config = tungstenite::protocol::WebSocketConfig::default()
-            .read_buffer_size(limits.read_buffer_bytes)
-            .write_buffer_size(0)
-            .max_write_buffer_size(limits.max_frame_bytes * 4)
-            .max_message_size(Some(limits.max_frame_bytes))
-            .max_frame_size(Some(limits.max_frame_bytes));
-        // Plain HTTP requests (the demo app, the SDK, development tokens) are answered here; only the websocket
-        // path goes on to the handshake. Both must complete within the auth timeout.
-        let deadline = Instant::now() + Duration::from_millis(shared.config.auth.auth_timeout_ms);
-        let mut stream = stream;
-        match tokio::time::timeout_at(deadline, http::peek_route(&stream)).await {
-            Ok(Some(http::Route::WebSocket)) => {}
-            Ok(Some(http::Route::Http)) => {
-                // Boxed, like the handshake below: the task's own size is what every idle connection pays for.
-                let served = Box::pin(http::serve(&shared.config, &shared.keys, &mut stream));
-                if tokio::time::timeout_at(deadline, served).await.is_err() {
-                    debug!("http request timed out");
-                }
-                return;
-            }
-            Ok(None) | Err(_) => {
-                debug!("no request line before the timeout");
-                return;
-            }
-        }
-        let mut ticket = ticket;
-        let admission = Arc::clone(&shared.admission);
-        let proxy_header = shared.config.server.proxy_header;
-        // The callback's signature is tungstenite's `Callback` trait; the large error type is theirs.
-        #[allow(clippy::result_large_err)]
-        let check = |req: &HttpRequest, resp: HttpResponse| -> Result<HttpResponse, ErrorResponse> {
-            if req.uri().path() != WS_PATH {
-                let mut err = ErrorResponse::new(Some(format!("not found; connect to {WS_PATH}")));
-                *err.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
-                return Err(err);
-            }
-            if ticket.is_none() {
-                // Through a trusted proxy: admitted by the client's address the proxy recorded.
-                let values = req.headers().get_all(proxy_header.name()).iter().filter_map(|v| v.to_str().ok());
-                let client = admission::forwarded_client(&admission, proxy_header, values).unwrap_or(peer.ip());
-                match admission.admit(client) {
-                    Ok(t) => ticket = Some(t),
-                    Err(refusal) => {
-                        let mut err = ErrorResponse::new(Some(format!("{}\n", refusal.message())));
-                        *err.status_mut() = tungstenite::http::StatusCode::TOO_MANY_REQUESTS;
-                        err.headers_mut().insert("retry-after", tungstenite::http::HeaderValue::from_static("1"));
-                        return Err(err);
-                    }
-                }
-            }
-            Ok(resp)
-        };
-        let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config));
-        let ws = match tokio::time::timeout_at(deadline, Box::pin(handshake)).await {
-            Ok(Ok(ws)) => ws,
-            Ok(Err(e)) => {
-                debug!(error = %e, "websocket handshake failed");
-                return;
-            }
-            Err(_) => {
-                debug!("websocket handshake timed out");
-                return;
-            }
-        };
-        let Some(ticket) = ticket else { return };
-        Connection::new(shared, ws, conn_id, ticket).run().await;
-    }
-    .instrument(span)
-    .await;
+/// Runs an upgraded websocket connection to its end (`crate::http` did the handshake). `read_buf` holds what was
+/// read past the handshake request; `ticket` is the connection's admission, given back when it joins.
+pub(crate) async fn run(shared: Arc<Shared>, stream: TcpStream, read_buf: Vec<u8>, conn_id: u64, ticket: Ticket) {
+    let limits = &shared.config.limits;
+    let ws_config = tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(limits.read_buffer_bytes)
+        .write_buffer_size(0)
+        .max_write_buffer_size(limits.max_frame_bytes * 4)
+        .max_message_size(Some(limits.max_frame_bytes))
+        .max_frame_size(Some(limits.max_frame_bytes));
+    let ws = WebSocketStream::from_partially_read(stream, read_buf, Role::Server, Some(ws_config)).await;
+    Box::pin(Connection::new(shared, ws, conn_id, ticket).run()).await;
 }
 
 /// The state of a joined connection.
