@@ -132,14 +132,45 @@ pub(crate) async fn serve(shared: Arc<Shared>, router: Router, accepted: Accepte
 
 /// [`serve`] without the span.
 async fn serve_connection(shared: Arc<Shared>, router: Router, accepted: Accepted) {
-    let Accepted { stream, peer, conn_id, ticket } = accepted;
+    let conn_id = accepted.conn_id;
+    let auth_timeout = Duration::from_millis(shared.config.auth.auth_timeout_ms);
+    // The HTTP phase is boxed and over before the websocket starts: nothing of hyper's connection (buffers, timers,
+    // the service) stays in this task while the websocket runs.
+    let Some((on_upgrade, ticket)) = Box::pin(http_phase(&shared, router, accepted)).await else { return };
+    let upgraded = match tokio::time::timeout(auth_timeout, on_upgrade).await {
+        Ok(Ok(upgraded)) => upgraded,
+        Ok(Err(e)) => {
+            debug!(error = %e, "websocket upgrade failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+        debug!("upgraded connection is not a TCP stream");
+        return;
+    };
+    // `read_buf` may share hyper's whole read buffer (8 KiB): copy what it holds and drop it before the websocket
+    // runs, or every idle connection keeps that buffer.
+    let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+    let read_buf = read_buf.to_vec();
+    Box::pin(crate::conn::run(shared, io.into_inner(), read_buf, conn_id, ticket)).await;
+}
+
+/// Serves HTTP requests on the connection until it closes (`None`) or a websocket upgrade was accepted (its
+/// upgrade and admission ticket).
+async fn http_phase(
+    shared: &Shared,
+    router: Router,
+    accepted: Accepted,
+) -> Option<(hyper::upgrade::OnUpgrade, Ticket)> {
+    let Accepted { stream, peer, ticket, .. } = accepted;
     let _ = stream.set_nodelay(true);
     let auth_timeout = Duration::from_millis(shared.config.auth.auth_timeout_ms);
     // A connection that sends nothing is dropped after the auth timeout (hyper's header timer starts only with
     // the first byte).
     if !matches!(tokio::time::timeout(auth_timeout, stream.readable()).await, Ok(Ok(()))) {
         debug!("nothing sent before the timeout");
-        return;
+        return None;
     }
     let info = Arc::new(ConnInfo { peer, ticket: Mutex::new(ticket), upgrade: Mutex::new(None) });
     let service = {
@@ -168,7 +199,7 @@ async fn serve_connection(shared: Arc<Shared>, router: Router, accepted: Accepte
             () = lifetime.as_mut() => {
                 if closing {
                     debug!("http connection did not close in time");
-                    return;
+                    return None;
                 }
                 connection.as_mut().graceful_shutdown();
                 closing = true;
@@ -179,19 +210,5 @@ async fn serve_connection(shared: Arc<Shared>, router: Router, accepted: Accepte
     if let Err(e) = result {
         debug!(error = %e, "http connection ended with an error");
     }
-    let Some((on_upgrade, ticket)) = info.take_upgrade() else { return };
-    drop(info);
-    let upgraded = match tokio::time::timeout(auth_timeout, on_upgrade).await {
-        Ok(Ok(upgraded)) => upgraded,
-        Ok(Err(e)) => {
-            debug!(error = %e, "websocket upgrade failed");
-            return;
-        }
-        Err(_) => return,
-    };
-    let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
-        debug!("upgraded connection is not a TCP stream");
-        return;
-    };
-    crate::conn::run(shared, parts.io.into_inner(), parts.read_buf.to_vec(), conn_id, ticket).await;
+    info.take_upgrade()
 }
