@@ -119,12 +119,12 @@ mod types;
 
 pub use command::{AudienceEntry, AudiencePage, Command, CommandError, Join, Joined, Reply};
 pub use event::{
-    DisconnectReason, EndReason, Event, InviteView, Output, ParticipantSummary, ParticipantView, Recipients, Snapshot,
-    StageCause, StageMember, YourState,
+    DisconnectReason, EndReason, Event, InviteView, Output, ParticipantSummary, ParticipantView, Recipients, RoomView,
+    Snapshot, StageCause, StageMember, YourState,
 };
-pub use room::Room;
-pub use state::{Changes, Invite, ParticipantState, RoomFields, RoomState};
-pub use types::{Counts, Millis, ParticipantId, Role, RoomConfig, Settings};
+pub use room::{Room, RoomSetup};
+pub use state::{Changes, Invite, ParticipantState, Revocation, RoomFields, RoomState};
+pub use types::{Actor, AdminId, Counts, Millis, ParticipantId, Reason, Role, RoomConfig, Settings};
 
 #[cfg(test)]
 mod tests;
