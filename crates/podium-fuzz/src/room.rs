@@ -174,15 +174,30 @@ impl From<Cmd> for Command {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Join { who: Who, ceiling: R, role: Option<R> },
+    Join {
+        who: Who,
+        ceiling: R,
+        role: Option<R>,
+    },
     Disconnect(Who),
     Leave(Who),
     Advance(u16),
     Command(Who, Cmd),
     /// A join with a token id, issued at 0 or now.
-    JoinToken { who: Who, ceiling: R, role: Option<R>, token: u8, fresh: bool },
+    JoinToken {
+        who: Who,
+        ceiling: R,
+        role: Option<R>,
+        token: u8,
+        fresh: bool,
+    },
     /// A command from a participant (`admin` false) or the administrator, with a reason.
-    Act { admin: bool, who: Who, cmd: Cmd, why: Option<Why> },
+    Act {
+        admin: bool,
+        who: Who,
+        cmd: Cmd,
+        why: Option<Why>,
+    },
 }
 
 impl Op {

@@ -25,7 +25,10 @@ fn pid(id: &str) -> room::ParticipantId {
 }
 
 /// A request other than `join`, `leave` and `ping` as a room command, with its reason (moderation requests).
-pub(crate) fn command_from_proto(request: proto::Request, default_page: usize) -> Option<(room::Command, Option<String>)> {
+pub(crate) fn command_from_proto(
+    request: proto::Request,
+    default_page: usize,
+) -> Option<(room::Command, Option<String>)> {
     use proto::Request as R;
     use room::Command as C;
     Some(match request {

@@ -168,7 +168,8 @@ impl Checker {
                     Err(e) => {
                         let revoked = self.room.revoked(self.now, &join.id, join.token_id.as_deref(), join.issued_at);
                         ensure!(
-                            (e == CommandError::Revoked) == (revoked && e != CommandError::Ended && e != CommandError::Banned),
+                            (e == CommandError::Revoked)
+                                == (revoked && e != CommandError::Ended && e != CommandError::Banned),
                             "a join is refused as revoked exactly when a revocation in force matches it (got {e:?})"
                         );
                         self.ensure_unchanged(seq_before, &state_before)?;
@@ -196,17 +197,30 @@ impl Checker {
                 }
             }
             Step::Command(from, command) => {
-                return self.act(&Actor::Participant(from.clone()), command, None, seq_before, &state_before, &roles_before, &queue_before);
+                return self.act(
+                    &Actor::Participant(from.clone()),
+                    command,
+                    None,
+                    seq_before,
+                    &state_before,
+                    &roles_before,
+                    &queue_before,
+                );
             }
             Step::Act { by, command, reason } => {
-                return self.act(by, command, reason.as_deref(), seq_before, &state_before, &roles_before, &queue_before);
+                return self.act(
+                    by,
+                    command,
+                    reason.as_deref(),
+                    seq_before,
+                    &state_before,
+                    &roles_before,
+                    &queue_before,
+                );
             }
         }
         let out = self.check_outputs(seq_before, &state_before, is_timeout)?;
-        ensure!(
-            !out.iter().any(|o| matches!(o, Output::Moderated { .. })),
-            "only commands emit Moderated: {out:?}"
-        );
+        ensure!(!out.iter().any(|o| matches!(o, Output::Moderated { .. })), "only commands emit Moderated: {out:?}");
         self.check_room(&queue_before)
     }
 
@@ -249,7 +263,10 @@ impl Checker {
                 ensure!(!ended, "an ended room accepts nothing");
                 ensure!(by.is_admin() || sender_role.is_some(), "only present participants command");
                 ensure!(!admin_only || by.is_admin(), "{command:?} accepted from {by:?}, not an administrator");
-                ensure!(!own_state || !by.is_admin(), "{command:?} acts on one's own state, accepted from an administrator");
+                ensure!(
+                    !own_state || !by.is_admin(),
+                    "{command:?} acts on one's own state, accepted from an administrator"
+                );
                 if !by.is_admin() && sender_role != Some(Role::Moderator) {
                     let after = roles(&self.room);
                     for (id, role) in roles_before {
@@ -269,8 +286,12 @@ impl Checker {
         let moderated: Vec<&Output> = out.iter().filter(|o| matches!(o, Output::Moderated { .. })).collect();
         let moderation = !own_state && !matches!(command, Command::GetState | Command::ListAudience { .. });
         if transition && moderation {
-            let expected =
-                Output::Moderated { seq: self.room.seq(), by: by.clone(), command: command.clone(), reason: parsed.clone() };
+            let expected = Output::Moderated {
+                seq: self.room.seq(),
+                by: by.clone(),
+                command: command.clone(),
+                reason: parsed.clone(),
+            };
             ensure!(moderated == [&expected], "expected exactly {expected:?} last, got {moderated:?}");
             ensure!(out.last() == Some(&expected), "Moderated comes last");
         } else {

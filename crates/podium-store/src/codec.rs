@@ -90,7 +90,8 @@ impl From<&Invite> for InviteRecord {
 
 impl From<InviteRecord> for Invite {
     fn from(r: InviteRecord) -> Self {
-        let by = if r.by_admin { Actor::Admin(AdminId::new(r.by)) } else { Actor::Participant(ParticipantId::new(r.by)) };
+        let by =
+            if r.by_admin { Actor::Admin(AdminId::new(r.by)) } else { Actor::Participant(ParticipantId::new(r.by)) };
         Self { by, expires_at: r.expires_at }
     }
 }
@@ -338,8 +339,10 @@ mod tests {
         let p = decode_participant("ada", old).unwrap();
         assert_eq!((p.token_id, p.issued_at), (None, 0));
         assert_eq!(p.invite.map(|i| i.by), Some(Actor::Participant(ParticipantId::new("m"))));
-        let f = decode_fields(r#"{"name":"r","open_mic":false,"closed":false,"stage_capacity":3,"ended":false,"next_order":4}"#)
-            .unwrap();
+        let f = decode_fields(
+            r#"{"name":"r","open_mic":false,"closed":false,"stage_capacity":3,"ended":false,"next_order":4}"#,
+        )
+        .unwrap();
         assert!(!f.persistent && f.revocations.is_empty());
         assert!(decode_fields(r#"{"name":"r"}"#).is_err());
     }

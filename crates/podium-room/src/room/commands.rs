@@ -99,13 +99,7 @@ impl Room {
     /// participant but is not one), with an optional reason for moderation commands (see the rules table). `Ok`
     /// means accepted (possibly as a no-op); `Err` changes nothing and emits nothing. An accepted moderation
     /// command that changed the room ends its outputs with [`Output::Moderated`].
-    pub fn handle_command_as(
-        &mut self,
-        now: Millis,
-        by: &Actor,
-        command: Command,
-        reason: Option<&str>,
-    ) -> Outcome {
+    pub fn handle_command_as(&mut self, now: Millis, by: &Actor, command: Command, reason: Option<&str>) -> Outcome {
         if self.ended {
             return Err(CommandError::Ended);
         }
@@ -351,8 +345,11 @@ impl Room {
         }
         let mut tx = self.begin();
         self.set_muted(from, muted, &mut tx);
-        let cause =
-            if muted { StageCause::Muted { id: from.clone(), by: None, reason: None } } else { StageCause::Unmuted(from.clone()) };
+        let cause = if muted {
+            StageCause::Muted { id: from.clone(), by: None, reason: None }
+        } else {
+            StageCause::Unmuted(from.clone())
+        };
         self.emit_stage(cause);
         self.finish(now, tx);
         Ok(Reply::Done)
@@ -385,7 +382,9 @@ impl Room {
                 return Err(CommandError::Forbidden("cannot remove a moderator"));
             }
             (Some(_), _) => true,
-            (None, DisconnectReason::Kicked | DisconnectReason::Revoked) => return Err(CommandError::NotFound(NO_TARGET)),
+            (None, DisconnectReason::Kicked | DisconnectReason::Revoked) => {
+                return Err(CommandError::NotFound(NO_TARGET));
+            }
             (None, DisconnectReason::Banned) => false,
         };
         let ban = reason == DisconnectReason::Banned;
@@ -571,24 +570,20 @@ impl Room {
     }
 
     /// Records a revocation and removes whoever present it matches.
-    fn revoke(
-        &mut self,
-        now: Millis,
-        act: &Act,
-        identity: Option<ParticipantId>,
-        token_id: Option<String>,
-    ) -> Outcome {
+    fn revoke(&mut self, now: Millis, act: &Act, identity: Option<ParticipantId>, token_id: Option<String>) -> Outcome {
         if !act.by.is_admin() {
             return Err(CommandError::Forbidden(ADMINS_ONLY));
         }
         if identity.is_none() && token_id.is_none() {
             return Err(CommandError::BadRequest("a revocation names an identity, a token id, or both"));
         }
-        let well_formed =
-            |s: &str| !s.is_empty() && s.len() <= MAX_REVOKED_BYTES && !s.chars().any(char::is_control);
-        if identity.as_ref().is_some_and(|i| !well_formed(i.as_str())) || token_id.as_deref().is_some_and(|t| !well_formed(t))
+        let well_formed = |s: &str| !s.is_empty() && s.len() <= MAX_REVOKED_BYTES && !s.chars().any(char::is_control);
+        if identity.as_ref().is_some_and(|i| !well_formed(i.as_str()))
+            || token_id.as_deref().is_some_and(|t| !well_formed(t))
         {
-            return Err(CommandError::BadRequest("identity and token id must be 1-128 bytes without control characters"));
+            return Err(CommandError::BadRequest(
+                "identity and token id must be 1-128 bytes without control characters",
+            ));
         }
         let entry = Revocation { until: now.saturating_add(self.config.revocation_ttl), identity, token_id, at: now };
         let same = |r: &&Revocation| r.identity == entry.identity && r.token_id == entry.token_id;

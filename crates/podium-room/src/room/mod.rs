@@ -417,9 +417,9 @@ impl Room {
             self.counts_flush_at,
             empty_end,
         ]
-            .into_iter()
-            .flatten()
-            .min()
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next output. Drain until `None` after every `handle_*` call.

@@ -95,8 +95,7 @@ fn an_admin_keeps_the_rules_of_a_moderator() {
 #[test]
 fn participant_commands_are_refused_from_an_admin() {
     let mut h = room();
-    for c in [C::RaiseHand, C::LowerHand, C::AcceptInvite, C::DeclineInvite, C::StepDown, C::SetMuted { muted: true }]
-    {
+    for c in [C::RaiseHand, C::LowerHand, C::AcceptInvite, C::DeclineInvite, C::StepDown, C::SetMuted { muted: true }] {
         h.refused_as(
             &ops(),
             c,
@@ -132,9 +131,7 @@ fn an_admin_reads_the_room_as_a_moderator_without_a_you() {
     assert_eq!(view, h.room.view());
     let RoomView { seq: s, hands, persistent, stage, .. } = view;
     assert_eq!((s, hands.1, persistent, stage.len()), (seq, 1, false, 2));
-    let Ok(Reply::Audience(page)) = h.cmd_as(&ops(), C::ListAudience { after: None, limit: 3 }, None) else {
-        panic!()
-    };
+    let Ok(Reply::Audience(page)) = h.cmd_as(&ops(), C::ListAudience { after: None, limit: 3 }, None) else { panic!() };
     assert_eq!(page.total, 3);
     assert!(h.drain().is_empty() && h.moderated.is_empty(), "reads change nothing");
 }
@@ -164,7 +161,9 @@ fn an_admin_ends_the_room() {
     let out = h.ok_as(&ops(), C::EndRoom, Some("event over"));
     assert_eq!(
         out.last(),
-        Some(&Output::Ended { reason: EndReason::ByModerator { by: ops(), reason: Reason::parse("event over").unwrap() } })
+        Some(&Output::Ended {
+            reason: EndReason::ByModerator { by: ops(), reason: Reason::parse("event over").unwrap() }
+        })
     );
     h.refused_as(&ops(), C::GetState, None, E::Ended);
 }
@@ -281,10 +280,17 @@ fn a_room_is_created_with_settings_persistence_and_guests() {
 fn revoking_an_identity_removes_it_and_refuses_its_older_tokens() {
     let mut h = room();
     h.now = 100;
-    h.refused("m", C::Revoke { identity: Some(pid("a")), token_id: None }, E::Forbidden("only administrators may do this"));
-    h.refused_as(&ops(), C::Revoke { identity: None, token_id: None }, None, E::BadRequest(
-        "a revocation names an identity, a token id, or both",
-    ));
+    h.refused(
+        "m",
+        C::Revoke { identity: Some(pid("a")), token_id: None },
+        E::Forbidden("only administrators may do this"),
+    );
+    h.refused_as(
+        &ops(),
+        C::Revoke { identity: None, token_id: None },
+        None,
+        E::BadRequest("a revocation names an identity, a token id, or both"),
+    );
     let out = h.ok_as(&ops(), C::Revoke { identity: Some(pid("s")), token_id: None }, Some("compromised"));
     let reason = Reason::parse("compromised").unwrap();
     assert_eq!(stage_causes(&out), vec![StageCause::Revoked { id: pid("s"), by: ops(), reason }]);

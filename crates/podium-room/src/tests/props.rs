@@ -152,9 +152,8 @@ fn command() -> impl Strategy<Value = Command> {
 }
 
 fn join_op() -> impl Strategy<Value = Op> {
-    (0..IDS.len(), role(), option::weighted(0.3, role()), option::of(0..TOKENS.len()), any::<bool>()).prop_map(
-        |(who, ceiling, role, token, fresh)| Op::Join { who, ceiling, role, token, fresh },
-    )
+    (0..IDS.len(), role(), option::weighted(0.3, role()), option::of(0..TOKENS.len()), any::<bool>())
+        .prop_map(|(who, ceiling, role, token, fresh)| Op::Join { who, ceiling, role, token, fresh })
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -215,9 +214,7 @@ fn resolve(room: &Room, from: &Pick, command: Command, target: &Pick) -> (Partic
         C::RevokeModerator { .. } => C::RevokeModerator { target: to(ids(&|p| p.role == Moderator)) },
         C::InviteToRoom { .. } => C::InviteToRoom { identity: to(vec![]) },
         C::UninviteFromRoom { .. } => C::UninviteFromRoom { identity: to(state.guests.clone()) },
-        C::Revoke { identity, token_id } => {
-            C::Revoke { identity: identity.map(|_| to(ids(&|_| true))), token_id }
-        }
+        C::Revoke { identity, token_id } => C::Revoke { identity: identity.map(|_| to(ids(&|_| true))), token_id },
         C::Handover { stage } => match target {
             Pick::Id(_) => C::Handover { stage },
             // A plausible new stage: up to k+1 participants whose tokens allow it, the first as moderator if allowed.

@@ -631,7 +631,11 @@ fn handover_replaces_the_stage_in_one_transition() {
     );
     assert_eq!(h.room.seq(), seq + 1);
     assert!(seq_of(&out).iter().all(|s| *s == seq + 1));
-    assert_eq!(stage_causes(&out), vec![StageCause::Handover { by: act("m"), reason: None }], "exactly one stage event");
+    assert_eq!(
+        stage_causes(&out),
+        vec![StageCause::Handover { by: act("m"), reason: None }],
+        "exactly one stage event"
+    );
     // Stayers keep their stage order and mute state; newcomers follow in list order, muted.
     assert_eq!(
         h.stage_ids(),
@@ -664,7 +668,10 @@ fn handover_to_speakers_only_triggers_succession() {
     h.join_as("e", Moderator, Some(Audience)).unwrap();
     h.drain();
     let out = h.ok("m", C::Handover { stage: vec![(pid("a"), Speaker), (pid("e"), Speaker)] });
-    assert_eq!(stage_causes(&out), vec![StageCause::Handover { by: act("m"), reason: None }, StageCause::Succession(pid("e"))]);
+    assert_eq!(
+        stage_causes(&out),
+        vec![StageCause::Handover { by: act("m"), reason: None }, StageCause::Succession(pid("e"))]
+    );
     assert_eq!(h.stage_ids(), vec![("a".into(), Speaker), ("e".into(), Moderator)]);
 }
 
