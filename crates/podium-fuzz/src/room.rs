@@ -2,15 +2,23 @@
 //! [`podium_room::conformance::Checker`] (the same checker as the property tests).
 //!
 //! The bytes decode (with `arbitrary`) into a room configuration and up to [`MAX_STEPS`] steps. Identities come
-//! from a pool of seven plus one that never joins, so senders and targets often exist; all else is arbitrary.
+//! from a pool of seven plus one that never joins, so senders and targets often exist; token ids from a pool of
+//! three; commands come from participants or from an administrator, with or without a reason (good, too long, or
+//! with a control character); all else is arbitrary. New kinds of input were added at the end of each enum, and the
+//! persistent flag in a spare bit, so older corpus inputs still decode much as they did.
 
 use arbitrary::{Arbitrary, Unstructured};
 use podium_room::conformance::{Checker, Step};
-use podium_room::{Command, Join, Millis, ParticipantId, Role, RoomConfig};
+use podium_room::{Actor, AdminId, Command, Join, Millis, ParticipantId, Role, RoomConfig};
 
 /// Steps per input at most (longer inputs are cut, so one input stays fast).
 const MAX_STEPS: usize = 64;
 const IDS: [&str; 8] = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "ghost"];
+const TOKENS: [&str; 3] = ["t0", "t1", "t2"];
+
+fn token(t: u8) -> String {
+    TOKENS[usize::from(t) % TOKENS.len()].to_owned()
+}
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum R {
@@ -59,6 +67,10 @@ impl From<Config> for RoomConfig {
         Self {
             stage_capacity,
             max_stage_capacity: stage_capacity + u32::from(c.max_extra % 4),
+            // The top bit of `max_extra` (unused by the line above) makes the room persistent.
+            persistent: c.max_extra & 0x80 != 0,
+            revocation_ttl: Millis::from(c.invite_ttl) * 2 + 1,
+            max_revocations: 2,
             open_mic: c.open_mic,
             closed: c.closed,
             invite_ttl: Millis::from(c.invite_ttl),
@@ -96,6 +108,28 @@ enum Cmd {
     ListAudience { after: Option<u8>, limit: u8 },
     GetState,
     EndRoom,
+    Revoke { identity: Option<Who>, token: Option<u8> },
+    SetPersistent(bool),
+}
+
+/// A reason: absent, good, empty, too long, or with a control character.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Why {
+    Good,
+    Empty,
+    TooLong,
+    Control,
+}
+
+impl Why {
+    fn text(self) -> String {
+        match self {
+            Self::Good => "spam".into(),
+            Self::Empty => String::new(),
+            Self::TooLong => "é".repeat(257),
+            Self::Control => "a\u{7}b".into(),
+        }
+    }
 }
 
 impl From<Cmd> for Command {
@@ -130,31 +164,69 @@ impl From<Cmd> for Command {
             }
             Cmd::GetState => Self::GetState,
             Cmd::EndRoom => Self::EndRoom,
+            Cmd::Revoke { identity, token: t } => {
+                Self::Revoke { identity: identity.map(Who::id), token_id: t.map(token) }
+            }
+            Cmd::SetPersistent(persistent) => Self::SetPersistent { persistent },
         }
     }
 }
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Join { who: Who, ceiling: R, role: Option<R> },
+    Join {
+        who: Who,
+        ceiling: R,
+        role: Option<R>,
+    },
     Disconnect(Who),
     Leave(Who),
     Advance(u16),
     Command(Who, Cmd),
+    /// A join with a token id, issued at 0 or now.
+    JoinToken {
+        who: Who,
+        ceiling: R,
+        role: Option<R>,
+        token: u8,
+        fresh: bool,
+    },
+    /// A command from a participant (`admin` false) or the administrator, with a reason.
+    Act {
+        admin: bool,
+        who: Who,
+        cmd: Cmd,
+        why: Option<Why>,
+    },
 }
 
-impl From<Op> for Step {
-    fn from(op: Op) -> Self {
-        match op {
-            Op::Join { who, ceiling, role } => {
+impl Op {
+    /// The step this stands for at time `now`.
+    fn step(self, now: Millis) -> Step {
+        match self {
+            Self::Join { who, ceiling, role } => {
                 let id = who.id();
                 let name = format!("{id} name");
-                Self::Join(Join { id, name, ceiling: ceiling.into(), role: role.map(Into::into) })
+                Step::Join(Join::new(id, name, ceiling.into(), role.map(Into::into)))
             }
-            Op::Disconnect(w) => Self::Disconnect(w.id()),
-            Op::Leave(w) => Self::Leave(w.id()),
-            Op::Advance(d) => Self::Advance(Millis::from(d)),
-            Op::Command(w, c) => Self::Command(w.id(), c.into()),
+            Self::Disconnect(w) => Step::Disconnect(w.id()),
+            Self::Leave(w) => Step::Leave(w.id()),
+            Self::Advance(d) => Step::Advance(Millis::from(d)),
+            Self::Command(w, c) => Step::Command(w.id(), c.into()),
+            Self::JoinToken { who, ceiling, role, token: t, fresh } => {
+                let id = who.id();
+                let name = format!("{id} name");
+                Step::Join(Join {
+                    token_id: Some(token(t)),
+                    issued_at: if fresh { now } else { 0 },
+                    ..Join::new(id, name, ceiling.into(), role.map(Into::into))
+                })
+            }
+            Self::Act { admin, who, cmd, why } => Step::Act {
+                by: if admin { Actor::Admin(AdminId::new("ops")) } else { Actor::Participant(who.id()) },
+                command: cmd.into(),
+                reason: why.map(Why::text),
+            },
         }
     }
 }
@@ -169,7 +241,7 @@ pub fn room_commands(data: &[u8]) {
             break;
         }
         let Ok(op) = Op::arbitrary(&mut u) else { break };
-        let step = Step::from(op);
+        let step = op.step(checker.now());
         if let Err(e) = checker.step(&step) {
             panic!("after {step:?} at {} ms: {e}", checker.now());
         }

@@ -37,6 +37,9 @@ pub struct Claims {
     /// Not valid before, seconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
+    /// Token id: a revocation may name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
 /// What a verified token grants for one join.
@@ -50,6 +53,10 @@ pub struct Grant {
     pub room: String,
     /// The role ceiling.
     pub ceiling: Role,
+    /// The token's id (`jti`), when it has one.
+    pub token_id: Option<String>,
+    /// When the token was issued, seconds since the Unix epoch: the later of `iat` and `nbf` (0 with neither).
+    pub issued_at: u64,
 }
 
 /// Why a token was refused.
@@ -145,7 +152,8 @@ impl TokenKeys {
         if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
             return Err(AuthError::BadClaim("name must be at most 64 characters without control characters"));
         }
-        Ok(Grant { identity: claims.sub, name, room, ceiling: claims.role })
+        let issued_at = claims.iat.unwrap_or(0).max(claims.nbf.unwrap_or(0));
+        Ok(Grant { identity: claims.sub, name, room, ceiling: claims.role, token_id: claims.jti, issued_at })
     }
 }
 
@@ -173,6 +181,7 @@ pub fn claims_for(identity: &str, name: Option<&str>, room: &str, role: Role, tt
         exp: now + ttl.as_secs(),
         iat: Some(now),
         nbf: None,
+        jti: None,
     }
 }
 
@@ -192,7 +201,14 @@ mod tests {
         let g = k.verify(&t, None).unwrap();
         assert_eq!(
             g,
-            Grant { identity: "alice".into(), name: "Alice".into(), room: "summit".into(), ceiling: Role::Moderator }
+            Grant {
+                identity: "alice".into(),
+                name: "Alice".into(),
+                room: "summit".into(),
+                ceiling: Role::Moderator,
+                token_id: None,
+                issued_at: g.issued_at,
+            }
         );
         assert_eq!(k.verify(&t, Some("summit")).unwrap().room, "summit");
     }

@@ -236,6 +236,7 @@ impl RoomDefaults {
             counts_interval: self.counts_interval_ms,
             hand_queue_event_limit: self.hand_queue_event_limit,
             max_page: self.max_page,
+            ..podium_room::RoomConfig::default()
         }
     }
 }

@@ -24,44 +24,60 @@ fn pid(id: &str) -> room::ParticipantId {
     room::ParticipantId::new(id)
 }
 
-/// A request other than `join`, `leave` and `ping` as a room command.
-pub(crate) fn command_from_proto(request: proto::Request, default_page: usize) -> Option<room::Command> {
+/// A request other than `join`, `leave` and `ping` as a room command, with its reason (moderation requests).
+pub(crate) fn command_from_proto(
+    request: proto::Request,
+    default_page: usize,
+) -> Option<(room::Command, Option<String>)> {
     use proto::Request as R;
     use room::Command as C;
     Some(match request {
         R::Join(_) | R::Leave | R::Ping | R::MediaOffer { .. } | R::MediaAnswer { .. } | R::MediaCandidate { .. } => {
             return None;
         }
-        R::GetState => C::GetState,
-        R::RaiseHand => C::RaiseHand,
-        R::LowerHand => C::LowerHand,
-        R::ApproveHand { participant } => C::ApproveHand { target: pid(&participant) },
-        R::InviteToStage { participant } => C::InviteToStage { target: pid(&participant) },
-        R::CancelInvite { participant } => C::CancelInvite { target: pid(&participant) },
-        R::AcceptInvite => C::AcceptInvite,
-        R::DeclineInvite => C::DeclineInvite,
-        R::StepDown => C::StepDown,
-        R::MoveToAudience { participant } => C::MoveToAudience { target: pid(&participant) },
-        R::SetMuted { muted } => C::SetMuted { muted },
-        R::Mute { participant } => C::Mute { target: pid(&participant) },
-        R::Kick { participant } => C::Kick { target: pid(&participant) },
-        R::Ban { participant } => C::Ban { target: pid(&participant) },
-        R::Unban { participant } => C::Unban { target: pid(&participant) },
-        R::MakeModerator { participant } => C::MakeModerator { target: pid(&participant) },
-        R::RevokeModerator { participant } => C::RevokeModerator { target: pid(&participant) },
-        R::Handover { stage } => {
-            C::Handover { stage: stage.into_iter().map(|s| (pid(&s.participant), role_from_proto(s.role))).collect() }
+        R::GetState => (C::GetState, None),
+        R::RaiseHand => (C::RaiseHand, None),
+        R::LowerHand => (C::LowerHand, None),
+        R::ApproveHand { participant, reason } => (C::ApproveHand { target: pid(&participant) }, reason),
+        R::InviteToStage { participant, reason } => (C::InviteToStage { target: pid(&participant) }, reason),
+        R::CancelInvite { participant, reason } => (C::CancelInvite { target: pid(&participant) }, reason),
+        R::AcceptInvite => (C::AcceptInvite, None),
+        R::DeclineInvite => (C::DeclineInvite, None),
+        R::StepDown => (C::StepDown, None),
+        R::MoveToAudience { participant, reason } => (C::MoveToAudience { target: pid(&participant) }, reason),
+        R::SetMuted { muted } => (C::SetMuted { muted }, None),
+        R::Mute { participant, reason } => (C::Mute { target: pid(&participant) }, reason),
+        R::Kick { participant, reason } => (C::Kick { target: pid(&participant) }, reason),
+        R::Ban { participant, reason } => (C::Ban { target: pid(&participant) }, reason),
+        R::Unban { participant, reason } => (C::Unban { target: pid(&participant) }, reason),
+        R::MakeModerator { participant, reason } => (C::MakeModerator { target: pid(&participant) }, reason),
+        R::RevokeModerator { participant, reason } => (C::RevokeModerator { target: pid(&participant) }, reason),
+        R::Handover { stage, reason } => (
+            C::Handover { stage: stage.into_iter().map(|s| (pid(&s.participant), role_from_proto(s.role))).collect() },
+            reason,
+        ),
+        R::UpdateSettings { open_mic, closed, stage_capacity, reason } => {
+            (C::UpdateSettings { open_mic, closed, stage_capacity }, reason)
         }
-        R::UpdateSettings { open_mic, closed, stage_capacity } => {
-            C::UpdateSettings { open_mic, closed, stage_capacity }
-        }
-        R::InviteToRoom { identity } => C::InviteToRoom { identity: pid(&identity) },
-        R::UninviteFromRoom { identity } => C::UninviteFromRoom { identity: pid(&identity) },
+        R::InviteToRoom { identity, reason } => (C::InviteToRoom { identity: pid(&identity) }, reason),
+        R::UninviteFromRoom { identity, reason } => (C::UninviteFromRoom { identity: pid(&identity) }, reason),
         R::ListAudience { after, limit } => {
-            C::ListAudience { after, limit: limit.map_or(default_page, |l| l as usize) }
+            (C::ListAudience { after, limit: limit.map_or(default_page, |l| l as usize) }, None)
         }
-        R::EndRoom => C::EndRoom,
+        R::EndRoom { reason } => (C::EndRoom, reason),
     })
+}
+
+/// An actor as the wire's `by` (a participant) and `by_admin` (an administrator).
+pub(crate) fn by(actor: &room::Actor) -> (Option<String>, Option<String>) {
+    match actor {
+        room::Actor::Participant(id) => (Some(id.to_string()), None),
+        room::Actor::Admin(id) => (None, Some(id.to_string())),
+    }
+}
+
+fn reason(r: Option<&room::Reason>) -> Option<String> {
+    r.map(|r| r.as_str().to_owned())
 }
 
 pub(crate) fn error_code(error: &room::CommandError) -> proto::ErrorCode {
@@ -76,6 +92,7 @@ pub(crate) fn error_code(error: &room::CommandError) -> proto::ErrorCode {
         C::Banned => E::Banned,
         C::NotInvited => E::NotInvited,
         C::Ended => E::RoomEnded,
+        C::Revoked => E::Unauthorized,
         #[allow(unreachable_patterns)]
         _ => E::Internal,
     }
@@ -109,7 +126,10 @@ pub(crate) fn you(y: &room::YourState) -> proto::YourState {
         ceiling: role_to_proto(y.ceiling),
         muted: y.muted,
         hand_position: y.hand_position,
-        invite: y.invite.as_ref().map(|i| proto::Invite { by: i.by.to_string(), expires_at_ms: i.expires_at }),
+        invite: y.invite.as_ref().map(|i| {
+            let (by, by_admin) = by(&i.by);
+            proto::Invite { by, by_admin, expires_at_ms: i.expires_at }
+        }),
     }
 }
 
@@ -154,6 +174,8 @@ pub(crate) fn reply(r: room::Reply) -> Option<proto::Reply> {
         room::Reply::Hand { position, promoted } => Some(proto::Reply::Hand { position, promoted }),
         room::Reply::Audience(page) => Some(proto::Reply::Audience(audience_page(&page))),
         room::Reply::State(snap) => Some(proto::Reply::State(Box::new(snapshot(&snap)))),
+        // Only administrators get it, and they do not use the websocket.
+        room::Reply::Room(_) => None,
     }
 }
 
@@ -161,19 +183,45 @@ fn cause(c: &room::StageCause) -> proto::StageCause {
     use proto::StageCause as P;
     use room::StageCause as C;
     let s = |id: &room::ParticipantId| id.to_string();
+    let opt = |b: Option<&room::Actor>| b.map_or((None, None), by);
     match c {
         C::Joined(id) => P::Joined { participant: s(id) },
         C::Left(id) => P::Left { participant: s(id) },
-        C::Promoted { id, by } => P::Promoted { participant: s(id), by: by.as_ref().map(s) },
+        C::Promoted { id, by: b, reason: r } => {
+            let (by, by_admin) = opt(b.as_ref());
+            P::Promoted { participant: s(id), by, by_admin, reason: reason(r.as_ref()) }
+        }
         C::InviteAccepted(id) => P::InviteAccepted { participant: s(id) },
         C::SteppedDown(id) => P::SteppedDown { participant: s(id) },
-        C::MovedToAudience { id, by } => P::MovedToAudience { participant: s(id), by: s(by) },
-        C::Muted { id, by } => P::Muted { participant: s(id), by: by.as_ref().map(s) },
+        C::MovedToAudience { id, by: b, reason: r } => {
+            let (by, by_admin) = by(b);
+            P::MovedToAudience { participant: s(id), by, by_admin, reason: reason(r.as_ref()) }
+        }
+        C::Muted { id, by: b, reason: r } => {
+            let (by, by_admin) = opt(b.as_ref());
+            P::Muted { participant: s(id), by, by_admin, reason: reason(r.as_ref()) }
+        }
         C::Unmuted(id) => P::Unmuted { participant: s(id) },
-        C::ModeratorGranted { id, by } => P::ModeratorGranted { participant: s(id), by: s(by) },
-        C::ModeratorRevoked { id, by } => P::ModeratorRevoked { participant: s(id), by: s(by) },
-        C::Removed { id, by } => P::Removed { participant: s(id), by: s(by) },
-        C::Handover { by } => P::Handover { by: s(by) },
+        C::ModeratorGranted { id, by: b, reason: r } => {
+            let (by, by_admin) = by(b);
+            P::ModeratorGranted { participant: s(id), by, by_admin, reason: reason(r.as_ref()) }
+        }
+        C::ModeratorRevoked { id, by: b, reason: r } => {
+            let (by, by_admin) = by(b);
+            P::ModeratorRevoked { participant: s(id), by, by_admin, reason: reason(r.as_ref()) }
+        }
+        C::Removed { id, by: b, reason: r } => {
+            let (by, by_admin) = by(b);
+            P::Removed { participant: s(id), by, by_admin, reason: reason(r.as_ref()) }
+        }
+        C::Revoked { id, by: b, reason: r } => {
+            let (by, by_admin) = by(b);
+            P::Revoked { participant: s(id), by, by_admin, reason: reason(r.as_ref()) }
+        }
+        C::Handover { by: b, reason: r } => {
+            let (by, by_admin) = by(b);
+            P::Handover { by, by_admin, reason: reason(r.as_ref()) }
+        }
         C::Succession(id) => P::Succession { participant: s(id) },
         C::Disconnected(id) => P::Disconnected { participant: s(id) },
         C::Reconnected(id) => P::Reconnected { participant: s(id) },

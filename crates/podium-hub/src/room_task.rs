@@ -65,6 +65,8 @@ pub(crate) enum RoomMsg {
         who: ParticipantId,
         conn_id: u64,
         command: room::Command,
+        /// The moderation request's `reason`, unchecked (the room checks it).
+        reason: Option<String>,
         reply: oneshot::Sender<Result<Option<proto::Reply>, Failure>>,
     },
     /// A joined connection dropped: start the grace period.
@@ -351,6 +353,8 @@ impl RoomTask {
                     name: grant.name.clone(),
                     ceiling: convert::role_from_proto(grant.ceiling),
                     role,
+                    token_id: grant.token_id.clone(),
+                    issued_at: grant.issued_at.saturating_mul(1000),
                 };
                 let mut attempt = 0;
                 let joined = loop {
@@ -430,7 +434,7 @@ impl RoomTask {
                     }
                 }
             }
-            RoomMsg::Command { who, conn_id, command, reply } => {
+            RoomMsg::Command { who, conn_id, command, reason, reply } => {
                 if !self.is_current(&who, conn_id) {
                     let _ = reply
                         .send(Err((ErrorCode::Conflict, "this session was taken over by another connection".into())));
@@ -440,7 +444,9 @@ impl RoomTask {
                 let started = Instant::now();
                 let (flushed, result) = loop {
                     let now = self.now();
-                    let result = self.guarded(|room| room.handle_command(now, &who, command.clone()));
+                    let by = room::Actor::Participant(who.clone());
+                    let result =
+                        self.guarded(|room| room.handle_command_as(now, &by, command.clone(), reason.as_deref()));
                     let flushed = self.flush(None).await;
                     if matches!(flushed, Err(StoreError::Conflict { .. }))
                         && started.elapsed() < CONFLICT_RETRY_FOR
@@ -923,6 +929,8 @@ impl RoomTask {
                         media.set_publish(&self.name, who.as_str(), allowed);
                     }
                 }
+                // For the audit log and webhooks (not delivered to participants).
+                room::Output::Moderated { .. } => {}
                 room::Output::Ended { reason } => {
                     info!(?reason, "room ended");
                     self.close_all(CloseCode::RoomEnded);
@@ -945,13 +953,21 @@ impl RoomTask {
     ) -> String {
         let announced = outputs
             .iter()
-            .map(|output| match output {
-                room::Output::Event { to, seq, event } => {
-                    Announced::Event { to: to.clone(), frame: convert::event(*seq, event).to_json() }
-                }
-                room::Output::Disconnect { who, reason } => Announced::Disconnect { who: who.clone(), reason: *reason },
-                room::Output::Publish { who, allowed } => Announced::Publish { who: who.clone(), allowed: *allowed },
-                room::Output::Ended { .. } => Announced::Ended,
+            .filter_map(|output| {
+                Some(match output {
+                    room::Output::Event { to, seq, event } => {
+                        Announced::Event { to: to.clone(), frame: convert::event(*seq, event).to_json() }
+                    }
+                    room::Output::Disconnect { who, reason } => {
+                        Announced::Disconnect { who: who.clone(), reason: *reason }
+                    }
+                    room::Output::Publish { who, allowed } => {
+                        Announced::Publish { who: who.clone(), allowed: *allowed }
+                    }
+                    room::Output::Ended { .. } => Announced::Ended,
+                    // Only the hub that ran the transition reports it (audit log, webhooks).
+                    room::Output::Moderated { .. } => return None,
+                })
             })
             .collect();
         Announcement { node: self.shared.node_id.clone(), seq: self.room.seq(), changes, outputs: announced, joined }
@@ -1064,6 +1080,7 @@ fn close_code(reason: room::DisconnectReason) -> CloseCode {
     match reason {
         room::DisconnectReason::Kicked => CloseCode::Removed,
         room::DisconnectReason::Banned => CloseCode::Banned,
+        room::DisconnectReason::Revoked => CloseCode::Revoked,
     }
 }
 

@@ -56,16 +56,28 @@ pub enum Request {
     ApproveHand {
         /// The identity to promote.
         participant: String,
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Moderator: invite an audience member to the stage; they must accept before the invite expires.
     InviteToStage {
         /// The identity to invite.
         participant: String,
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Moderator: withdraw an invitation to the stage.
     CancelInvite {
         /// The invited identity.
         participant: String,
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Accept a pending invitation to the stage.
     AcceptInvite,
@@ -77,6 +89,10 @@ pub enum Request {
     MoveToAudience {
         /// The speaker's identity.
         participant: String,
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Stage member: mute or unmute yourself.
     SetMuted {
@@ -87,37 +103,65 @@ pub enum Request {
     Mute {
         /// The stage member's identity.
         participant: String,
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Moderator: remove a participant from the room; they may join again.
     Kick {
         /// The identity to remove.
         participant: String,
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Moderator: remove a participant and refuse that identity from now on.
     Ban {
         /// The identity to ban (need not be present).
         participant: String,
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Moderator: lift a ban.
     Unban {
         /// The banned identity.
         participant: String,
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Moderator: make a participant a moderator (their token must allow it).
     MakeModerator {
         /// The identity.
         participant: String,
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Moderator: make a moderator a speaker again.
     RevokeModerator {
         /// The identity.
         participant: String,
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Moderator: replace the whole stage in one transition. Everyone on stage and not listed goes to the audience.
     Handover {
         /// The new stage. Members already on stage keep their place in the stage order; newcomers take the stage
         /// in list order after them.
         stage: Vec<StageAssignment>,
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Moderator: change room settings; absent fields stay as they are.
     UpdateSettings {
@@ -130,16 +174,28 @@ pub enum Request {
         /// Seats on stage (moderators plus speakers).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stage_capacity: Option<u32>,
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Moderator: put an identity on the guest list of a closed room.
     InviteToRoom {
         /// The identity to admit.
         identity: String,
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Moderator: take an identity off the guest list (does not remove them if present).
     UninviteFromRoom {
         /// The identity.
         identity: String,
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Moderator: page through the audience in join order.
     ListAudience {
@@ -151,7 +207,12 @@ pub enum Request {
         limit: Option<u32>,
     },
     /// Moderator: end the room for everyone.
-    EndRoom,
+    EndRoom {
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// Media: the client's SDP offer (first negotiation, renegotiation, ICE restart). The result is the answer.
     MediaOffer {
         /// The offer SDP: at least one audio m-line; Opus is the only codec accepted.
@@ -202,7 +263,7 @@ impl Request {
             Self::InviteToRoom { .. } => "invite_to_room",
             Self::UninviteFromRoom { .. } => "uninvite_from_room",
             Self::ListAudience { .. } => "list_audience",
-            Self::EndRoom => "end_room",
+            Self::EndRoom { .. } => "end_room",
             Self::MediaOffer { .. } => "media_offer",
             Self::MediaAnswer { .. } => "media_answer",
             Self::MediaCandidate { .. } => "media_candidate",

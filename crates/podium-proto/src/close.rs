@@ -37,6 +37,8 @@ pub enum CloseCode {
     SlowConsumer,
     /// 4011: the hub could not serve the room (its room task failed or its store is unreachable); reconnect and resume.
     Unavailable,
+    /// 4012: an administrator revoked your identity or token in this room.
+    Revoked,
 }
 
 impl CloseCode {
@@ -59,6 +61,7 @@ impl CloseCode {
             Self::NotInvited => 4009,
             Self::SlowConsumer => 4010,
             Self::Unavailable => 4011,
+            Self::Revoked => 4012,
         }
     }
 
@@ -81,6 +84,7 @@ impl CloseCode {
             Self::NotInvited => "not_invited",
             Self::SlowConsumer => "slow_consumer",
             Self::Unavailable => "unavailable",
+            Self::Revoked => "revoked",
         }
     }
 
@@ -107,5 +111,6 @@ impl CloseCode {
         Self::NotInvited,
         Self::SlowConsumer,
         Self::Unavailable,
+        Self::Revoked,
     ];
 }

@@ -266,7 +266,8 @@ pub struct StageMember {
     pub connected: bool,
 }
 
-/// What changed the stage. `by` names the moderator who did it, when one did.
+/// What changed the stage. `by` names the moderator who did it, when one did; `by_admin` the administrator, when
+/// one did (never both); `reason` what they said, if anything.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StageCause {
@@ -287,6 +288,12 @@ pub enum StageCause {
         /// The approving moderator.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// The administrator, when one did it (then `by` is absent). Admin names are not identities.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_admin: Option<String>,
+        /// Why, when they said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Accepted an invitation to the stage.
     InviteAccepted {
@@ -302,8 +309,15 @@ pub enum StageCause {
     MovedToAudience {
         /// Who.
         participant: String,
-        /// The moderator.
-        by: String,
+        /// The moderator, when a moderator did it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// The administrator, when one did it (then `by` is absent). Admin names are not identities.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_admin: Option<String>,
+        /// Why, when they said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Muted (by themselves when `by` is absent).
     Muted {
@@ -312,6 +326,12 @@ pub enum StageCause {
         /// The moderator.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// The administrator, when one did it (then `by` is absent). Admin names are not identities.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_admin: Option<String>,
+        /// Why, when they said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Unmuted themselves.
     Unmuted {
@@ -322,27 +342,69 @@ pub enum StageCause {
     ModeratorGranted {
         /// Who.
         participant: String,
-        /// The moderator.
-        by: String,
+        /// The moderator, when a moderator did it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// The administrator, when one did it (then `by` is absent). Admin names are not identities.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_admin: Option<String>,
+        /// Why, when they said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// No longer a moderator.
     ModeratorRevoked {
         /// Who.
         participant: String,
-        /// The moderator.
-        by: String,
+        /// The moderator, when a moderator did it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// The administrator, when one did it (then `by` is absent). Admin names are not identities.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_admin: Option<String>,
+        /// Why, when they said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Removed (kicked or banned) by a moderator.
     Removed {
         /// Who.
         participant: String,
-        /// The moderator.
-        by: String,
+        /// The moderator, when a moderator did it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// The administrator, when one did it (then `by` is absent). Admin names are not identities.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_admin: Option<String>,
+        /// Why, when they said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// A moderator replaced the whole stage.
     Handover {
-        /// The moderator.
-        by: String,
+        /// The moderator, when a moderator did it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// The administrator, when one did it (then `by` is absent). Admin names are not identities.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_admin: Option<String>,
+        /// Why, when they said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Removed because an administrator revoked their identity or token.
+    Revoked {
+        /// Who.
+        participant: String,
+        /// Always absent (only administrators revoke); kept for the shape every `by` cause shares.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// The administrator, when one did it (then `by` is absent). Admin names are not identities.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_admin: Option<String>,
+        /// Why, when they said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// The last moderator left; the longest-serving eligible speaker became moderator.
     Succession {
@@ -404,8 +466,12 @@ pub struct YourState {
 /// A pending invitation to the stage.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
 pub struct Invite {
-    /// The inviting moderator.
-    pub by: String,
+    /// The inviting moderator, when a moderator invited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The inviting administrator, when an administrator invited (then `by` is absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_admin: Option<String>,
     /// When it expires, in milliseconds since the Unix epoch (server clock).
     pub expires_at_ms: u64,
 }

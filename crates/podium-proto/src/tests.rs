@@ -11,7 +11,7 @@ fn unit_requests_parse_with_id() {
 fn struct_requests_parse() {
     let m: ClientMessage =
         serde_json::from_str(r#"{"type":"approve_hand","id":"a","participant":"bob"}"#).expect("valid");
-    assert_eq!(m.request, Request::ApproveHand { participant: "bob".into() });
+    assert_eq!(m.request, Request::ApproveHand { participant: "bob".into(), reason: None });
 }
 
 #[test]

@@ -1,7 +1,7 @@
-//! Inputs from participants: joins, commands, and their replies and errors.
+//! Inputs from participants and administrators: joins, commands, and their replies and errors.
 
-use crate::event::Snapshot;
-use crate::types::{ParticipantId, Role};
+use crate::event::{RoomView, Snapshot};
+use crate::types::{Millis, ParticipantId, Role};
 
 /// A request to join the room (the hub has verified the token).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,6 +14,18 @@ pub struct Join {
     pub ceiling: Role,
     /// The role asked for; `None` lets the room choose (moderator tokens go on stage when a seat is free).
     pub role: Option<Role>,
+    /// The token's id (`jti`), if it has one: a revocation may name it.
+    pub token_id: Option<String>,
+    /// When the token was issued, in [`Millis`]: the later of its `iat` and `nbf` (seconds × 1000), 0 when it has
+    /// neither. A revocation of the identity refuses tokens issued at or before it.
+    pub issued_at: Millis,
+}
+
+impl Join {
+    /// A join with a token that has no id and no issue time (revocable by identity only, as if issued at 0).
+    pub fn new(id: ParticipantId, name: impl Into<String>, ceiling: Role, role: Option<Role>) -> Self {
+        Self { id, name: name.into(), ceiling, role, token_id: None, issued_at: 0 }
+    }
 }
 
 /// The result of an accepted join.
@@ -25,7 +37,8 @@ pub struct Joined {
     pub role: Role,
 }
 
-/// A command from a participant who is in the room. See the rules table in the crate documentation.
+/// A command from a participant who is in the room, or from an administrator. See the rules table in the crate
+/// documentation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Audience: ask to speak (promoted at once in an open-mic room with a free seat).
@@ -128,6 +141,19 @@ pub enum Command {
     GetState,
     /// Moderator: end the room for everyone.
     EndRoom,
+    /// Administrator: refuse an identity's or a token's access to the room from now on, and remove whoever present
+    /// it matches. At least one of the two; see [`Revocation`](crate::Revocation) for what it matches.
+    Revoke {
+        /// The identity: its tokens issued at or before now are refused (all of them, with `token_id`: that one).
+        identity: Option<ParticipantId>,
+        /// The token id (`jti`): that token is refused.
+        token_id: Option<String>,
+    },
+    /// Administrator: make the room persistent (never ended by the empty timeout) or ad hoc again.
+    SetPersistent {
+        /// The new value.
+        persistent: bool,
+    },
 }
 
 /// The answer to an accepted command.
@@ -144,8 +170,10 @@ pub enum Reply {
     },
     /// Result of `ListAudience`.
     Audience(AudiencePage),
-    /// Result of `GetState`.
+    /// Result of `GetState` from a participant.
     State(Snapshot),
+    /// Result of `GetState` from an administrator: the room as a moderator sees it, without a `you`.
+    Room(RoomView),
 }
 
 /// One page of the audience.
@@ -200,6 +228,9 @@ pub enum CommandError {
     /// The room has ended; it accepts no more input.
     #[error("room ended")]
     Ended,
+    /// Join refused: the identity or token was revoked (code `unauthorized`, as for any token that is not valid).
+    #[error("access revoked")]
+    Revoked,
 }
 
 impl CommandError {
@@ -214,6 +245,7 @@ impl CommandError {
             Self::Banned => "banned",
             Self::NotInvited => "not_invited",
             Self::Ended => "room_ended",
+            Self::Revoked => "unauthorized",
         }
     }
 }

@@ -16,7 +16,17 @@
 //! - Outputs: each event goes to the recipients its kind allows; `Publish` is emitted only on change and the set
 //!   it builds equals `may_publish` over the room; `Disconnect` only for someone no longer present; `Ended` only
 //!   once the room is ended; an ended room refuses every command with `Ended`.
-//! - Authority: a command by a non-moderator never changes another participant's role.
+//! - Authority: a command by anyone but a moderator or an administrator never changes another participant's role;
+//!   administrator-only commands (`Revoke`, `SetPersistent`) are accepted only from administrators, and commands on
+//!   the sender's own state never from them.
+//! - Actors and reasons: an accepted moderation command that changed the room ends its outputs with exactly one
+//!   `Moderated` naming its actor, command and reason; every `by` in its events is that actor and every `reason`
+//!   that reason; a reason longer than 256 characters or with a control character is refused; other commands emit
+//!   no `Moderated`.
+//! - Revocations: at most `max_revocations`, each lapsing `revocation_ttl` after it was made; no present
+//!   participant's token matches a revocation in force; a join refused as revoked matches one; only `Revoke`
+//!   disconnects with `Revoked`.
+//! - Persistent rooms never end by the empty timeout.
 //! - Hand queue: no duplicates, audience only, positions are 1-based places, surviving entries keep their order;
 //!   the head counts match the room.
 //! - Timers: after `handle_timeout(now)` nothing is due at or before `now`.
@@ -27,7 +37,8 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::{
-    Command, CommandError, Event, Join, Millis, Output, ParticipantId, Recipients, Role, Room, RoomConfig, RoomState,
+    Actor, Command, CommandError, DisconnectReason, EndReason, Event, Join, Millis, Output, ParticipantId, Reason,
+    Recipients, Role, Room, RoomConfig, RoomState, StageCause,
 };
 
 /// Returns `Err(format!(..))` from the enclosing function when the condition is false.
@@ -52,6 +63,15 @@ pub enum Step {
     Advance(Millis),
     /// [`Room::handle_command`] from this participant.
     Command(ParticipantId, Command),
+    /// [`Room::handle_command_as`]: a command from a participant or an administrator, with a reason.
+    Act {
+        /// The sender.
+        by: Actor,
+        /// The command.
+        command: Command,
+        /// The reason, unchecked.
+        reason: Option<String>,
+    },
 }
 
 /// Checks the persistence mirrors of `room` at time `now` and advances them by the room's pending changes.
@@ -112,7 +132,11 @@ pub struct Checker {
 impl Checker {
     /// A new, empty room named `room` with `config`, at time 0.
     pub fn new(config: RoomConfig) -> Self {
-        let room = Room::new("room", config.clone(), 0);
+        Self::with_room(Room::new("room", config.clone(), 0), config)
+    }
+
+    /// Checks `room`, new at time 0 (as made by [`Room::new`] or [`Room::create`] with `config`).
+    pub fn with_room(room: Room, config: RoomConfig) -> Self {
         Self { room, config, now: 0, store: None, replica: None, publishing: HashSet::new() }
     }
 
@@ -141,7 +165,15 @@ impl Checker {
                         ensure!(Some(joined.role) == self.room.role(&join.id), "joined role differs from the room's");
                         ensure!(joined.role <= join.ceiling, "joined above the ceiling");
                     }
-                    Err(_) => self.ensure_unchanged(seq_before, &state_before)?,
+                    Err(e) => {
+                        let revoked = self.room.revoked(self.now, &join.id, join.token_id.as_deref(), join.issued_at);
+                        ensure!(
+                            (e == CommandError::Revoked)
+                                == (revoked && e != CommandError::Ended && e != CommandError::Banned),
+                            "a join is refused as revoked exactly when a revocation in force matches it (got {e:?})"
+                        );
+                        self.ensure_unchanged(seq_before, &state_before)?;
+                    }
                 }
             }
             Step::Disconnect(who) => {
@@ -165,33 +197,133 @@ impl Checker {
                 }
             }
             Step::Command(from, command) => {
-                let sender_role = self.room.role(from);
-                let ended = self.room.is_ended();
-                let r = self.room.handle_command(self.now, from, command.clone());
-                self.check_mirrors()?;
-                match &r {
-                    Err(_) => self.ensure_unchanged(seq_before, &state_before)?,
-                    Ok(_) => {
-                        ensure!(!ended, "an ended room accepts nothing");
-                        ensure!(sender_role.is_some(), "only present participants command");
-                        if sender_role != Some(Role::Moderator) {
-                            let after = roles(&self.room);
-                            for (id, role) in &roles_before {
-                                ensure!(
-                                    id == from || after.get(id) == Some(role),
-                                    "{command:?} by {from} (not a moderator) changed {id}'s role"
-                                );
-                            }
-                        }
+                return self.act(
+                    &Actor::Participant(from.clone()),
+                    command,
+                    None,
+                    seq_before,
+                    &state_before,
+                    &roles_before,
+                    &queue_before,
+                );
+            }
+            Step::Act { by, command, reason } => {
+                return self.act(
+                    by,
+                    command,
+                    reason.as_deref(),
+                    seq_before,
+                    &state_before,
+                    &roles_before,
+                    &queue_before,
+                );
+            }
+        }
+        let out = self.check_outputs(seq_before, &state_before, is_timeout)?;
+        ensure!(!out.iter().any(|o| matches!(o, Output::Moderated { .. })), "only commands emit Moderated: {out:?}");
+        self.check_room(&queue_before)
+    }
+
+    /// One command from `by`, checked.
+    #[allow(clippy::too_many_arguments)]
+    fn act(
+        &mut self,
+        by: &Actor,
+        command: &Command,
+        reason: Option<&str>,
+        seq_before: u64,
+        state_before: &RoomState,
+        roles_before: &HashMap<ParticipantId, Role>,
+        queue_before: &[ParticipantId],
+    ) -> Result<(), String> {
+        let sender_role = by.participant().and_then(|p| self.room.role(p));
+        let ended = self.room.is_ended();
+        let r = self.room.handle_command_as(self.now, by, command.clone(), reason);
+        self.check_mirrors()?;
+        let admin_only = matches!(command, Command::Revoke { .. } | Command::SetPersistent { .. });
+        let own_state = matches!(
+            command,
+            Command::RaiseHand
+                | Command::LowerHand
+                | Command::AcceptInvite
+                | Command::DeclineInvite
+                | Command::StepDown
+                | Command::SetMuted { .. }
+        );
+        let parsed = match reason.map(Reason::parse).transpose() {
+            Ok(parsed) => parsed.flatten(),
+            Err(_) => {
+                ensure!(r.is_err(), "{command:?} accepted with a malformed reason {reason:?}");
+                None
+            }
+        };
+        match &r {
+            Err(_) => self.ensure_unchanged(seq_before, state_before)?,
+            Ok(_) => {
+                ensure!(!ended, "an ended room accepts nothing");
+                ensure!(by.is_admin() || sender_role.is_some(), "only present participants command");
+                ensure!(!admin_only || by.is_admin(), "{command:?} accepted from {by:?}, not an administrator");
+                ensure!(
+                    !own_state || !by.is_admin(),
+                    "{command:?} acts on one's own state, accepted from an administrator"
+                );
+                if !by.is_admin() && sender_role != Some(Role::Moderator) {
+                    let after = roles(&self.room);
+                    for (id, role) in roles_before {
+                        ensure!(
+                            by.participant() == Some(id) || after.get(id) == Some(role),
+                            "{command:?} by {by:?} (not a moderator) changed {id}'s role"
+                        );
                     }
-                }
-                if ended {
-                    ensure!(r == Err(CommandError::Ended), "an ended room answers Ended, got {r:?}");
                 }
             }
         }
-        self.check_outputs(seq_before, &state_before, is_timeout)?;
-        self.check_room(&queue_before)
+        if ended {
+            ensure!(r == Err(CommandError::Ended), "an ended room answers Ended, got {r:?}");
+        }
+        let out = self.check_outputs(seq_before, state_before, false)?;
+        let transition = r.is_ok() && self.room.seq() != seq_before;
+        let moderated: Vec<&Output> = out.iter().filter(|o| matches!(o, Output::Moderated { .. })).collect();
+        let moderation = !own_state && !matches!(command, Command::GetState | Command::ListAudience { .. });
+        if transition && moderation {
+            let expected = Output::Moderated {
+                seq: self.room.seq(),
+                by: by.clone(),
+                command: command.clone(),
+                reason: parsed.clone(),
+            };
+            ensure!(moderated == [&expected], "expected exactly {expected:?} last, got {moderated:?}");
+            ensure!(out.last() == Some(&expected), "Moderated comes last");
+        } else {
+            ensure!(moderated.is_empty(), "{command:?} (no moderation transition) emitted {moderated:?}");
+        }
+        for o in &out {
+            let (by_seen, reason_seen) = match o {
+                Output::Event { event: Event::Stage { cause, .. }, .. } => {
+                    let (StageCause::Promoted { by: Some(b), reason, .. }
+                    | StageCause::Muted { by: Some(b), reason, .. }
+                    | StageCause::MovedToAudience { by: b, reason, .. }
+                    | StageCause::ModeratorGranted { by: b, reason, .. }
+                    | StageCause::ModeratorRevoked { by: b, reason, .. }
+                    | StageCause::Removed { by: b, reason, .. }
+                    | StageCause::Revoked { by: b, reason, .. }
+                    | StageCause::Handover { by: b, reason }) = cause
+                    else {
+                        continue;
+                    };
+                    (b, reason)
+                }
+                Output::Ended { reason: EndReason::ByModerator { by: b, reason } } => (b, reason),
+                Output::Disconnect { reason: DisconnectReason::Revoked, .. } => {
+                    ensure!(matches!(command, Command::Revoke { .. }), "Revoked disconnect from {command:?}");
+                    continue;
+                }
+                _ => continue,
+            };
+            ensure!(by_seen == by, "{o:?} names {by_seen:?}, but {by:?} sent it");
+            ensure!(reason_seen == &parsed, "{o:?} carries reason {reason_seen:?}, not {parsed:?}");
+        }
+        self.check_room(queue_before)
     }
 
     fn check_mirrors(&mut self) -> Result<(), String> {
@@ -205,7 +337,12 @@ impl Checker {
         Ok(())
     }
 
-    fn check_outputs(&mut self, seq_before: u64, state_before: &RoomState, is_timeout: bool) -> Result<(), String> {
+    fn check_outputs(
+        &mut self,
+        seq_before: u64,
+        state_before: &RoomState,
+        is_timeout: bool,
+    ) -> Result<Vec<Output>, String> {
         let seq = self.room.seq();
         let changed = &without_seq(&self.room) != state_before;
         let out: Vec<Output> = std::iter::from_fn(|| self.room.poll_output()).collect();
@@ -263,10 +400,17 @@ impl Checker {
                 Output::Disconnect { who, .. } => {
                     ensure!(self.room.role(who).is_none(), "{who} disconnected but present")
                 }
-                Output::Ended { .. } => ensure!(self.room.is_ended(), "Ended output but the room is not ended"),
+                Output::Ended { reason } => {
+                    ensure!(self.room.is_ended(), "Ended output but the room is not ended");
+                    ensure!(
+                        !(*reason == EndReason::Empty && self.room.is_persistent()),
+                        "a persistent room ended by the empty timeout"
+                    );
+                }
+                Output::Moderated { seq: s, .. } => ensure!(*s == seq, "Moderated at seq {s}, not {seq}"),
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     fn check_room(&self, queue_before: &[ParticipantId]) -> Result<(), String> {
@@ -301,6 +445,23 @@ impl Checker {
         ensure!(counts.total as usize == room.len(), "counts.total wrong");
         ensure!(counts.stage + counts.audience == counts.total, "stage + audience != total");
         ensure!(counts.hands as usize == queue.len(), "counts.hands wrong");
+
+        let ttl = self.config.revocation_ttl;
+        ensure!(state.revocations.len() <= self.config.max_revocations, "more revocations than max_revocations");
+        for r in &state.revocations {
+            ensure!(r.identity.is_some() || r.token_id.is_some(), "{r:?} names nothing");
+            ensure!(r.until == r.at.saturating_add(ttl), "{r:?} does not lapse revocation_ttl after it was made");
+            if r.until <= self.now {
+                continue;
+            }
+            for p in &state.participants {
+                ensure!(
+                    !r.matches(&p.id, p.token_id.as_deref(), p.issued_at),
+                    "{} present with a token {r:?} revokes",
+                    p.id
+                );
+            }
+        }
         Ok(())
     }
 }

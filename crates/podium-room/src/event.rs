@@ -1,6 +1,7 @@
 //! Outputs: events with their recipients, disconnects, media permissions, the end; and the views they carry.
 
-use crate::types::{Counts, Millis, ParticipantId, Role, Settings};
+use crate::command::Command;
+use crate::types::{Actor, Counts, Millis, ParticipantId, Reason, Role, Settings};
 
 /// Something the hub must do. Drain with [`Room::poll_output`](crate::Room::poll_output) after every input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +35,19 @@ pub enum Output {
         /// Why.
         reason: EndReason,
     },
+    /// For the audit log and webhooks, not for participants: a moderation command (from a moderator or an
+    /// administrator) was accepted and changed the room. Emitted after the transition's other outputs, with the
+    /// same `seq`; no-ops and refusals emit none.
+    Moderated {
+        /// The room's sequence number after the transition.
+        seq: u64,
+        /// Who did it.
+        by: Actor,
+        /// The command as accepted.
+        command: Command,
+        /// Why, if they said.
+        reason: Option<Reason>,
+    },
 }
 
 /// Who receives an event.
@@ -56,13 +70,21 @@ pub enum DisconnectReason {
     Kicked,
     /// Banned by a moderator; refused from now on.
     Banned,
+    /// Their identity or token was revoked by an administrator; refused until they present a newer token (identity
+    /// revocation) or another token (token revocation).
+    Revoked,
 }
 
 /// Why the room ended.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum EndReason {
-    /// A moderator ended it.
-    ByModerator(ParticipantId),
+    /// A moderator or an administrator ended it.
+    ByModerator {
+        /// Who.
+        by: Actor,
+        /// Why, if they said.
+        reason: Option<Reason>,
+    },
     /// Nobody was present for `empty_timeout`.
     Empty,
 }
@@ -135,7 +157,7 @@ pub struct ParticipantSummary {
     pub name: String,
 }
 
-/// What changed the stage. `by` names the moderator who did it.
+/// What changed the stage. `by` names the moderator or administrator who did it, `reason` what they said.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum StageCause {
     /// Joined the room straight onto the stage.
@@ -146,8 +168,10 @@ pub enum StageCause {
     Promoted {
         /// Who.
         id: ParticipantId,
-        /// The approving moderator.
-        by: Option<ParticipantId>,
+        /// The approving moderator or administrator.
+        by: Option<Actor>,
+        /// Why, if they said.
+        reason: Option<Reason>,
     },
     /// Accepted an invitation.
     InviteAccepted(ParticipantId),
@@ -157,15 +181,19 @@ pub enum StageCause {
     MovedToAudience {
         /// Who.
         id: ParticipantId,
-        /// The moderator.
-        by: ParticipantId,
+        /// The moderator or administrator.
+        by: Actor,
+        /// Why, if they said.
+        reason: Option<Reason>,
     },
     /// Muted, by a moderator or by themselves (`by` is `None`).
     Muted {
         /// Who.
         id: ParticipantId,
-        /// The moderator.
-        by: Option<ParticipantId>,
+        /// The moderator or administrator.
+        by: Option<Actor>,
+        /// Why, if they said.
+        reason: Option<Reason>,
     },
     /// Unmuted themselves.
     Unmuted(ParticipantId),
@@ -173,27 +201,44 @@ pub enum StageCause {
     ModeratorGranted {
         /// Who.
         id: ParticipantId,
-        /// The moderator.
-        by: ParticipantId,
+        /// The moderator or administrator.
+        by: Actor,
+        /// Why, if they said.
+        reason: Option<Reason>,
     },
     /// No longer a moderator.
     ModeratorRevoked {
         /// Who.
         id: ParticipantId,
-        /// The moderator.
-        by: ParticipantId,
+        /// The moderator or administrator.
+        by: Actor,
+        /// Why, if they said.
+        reason: Option<Reason>,
     },
     /// Kicked or banned by a moderator.
     Removed {
         /// Who.
         id: ParticipantId,
-        /// The moderator.
-        by: ParticipantId,
+        /// The moderator or administrator.
+        by: Actor,
+        /// Why, if they said.
+        reason: Option<Reason>,
+    },
+    /// Removed because an administrator revoked their identity or token.
+    Revoked {
+        /// Who.
+        id: ParticipantId,
+        /// The administrator.
+        by: Actor,
+        /// Why, if they said.
+        reason: Option<Reason>,
     },
     /// A moderator replaced the whole stage.
     Handover {
-        /// The moderator.
-        by: ParticipantId,
+        /// The moderator or administrator.
+        by: Actor,
+        /// Why, if they said.
+        reason: Option<Reason>,
     },
     /// The last moderator went; the longest-serving eligible speaker became moderator.
     Succession(ParticipantId),
@@ -238,6 +283,26 @@ pub struct Snapshot {
     pub hands: Option<(Vec<ParticipantSummary>, usize)>,
 }
 
+/// The room as an administrator sees it ([`Room::view`](crate::Room::view), `GetState` from an administrator): what a
+/// moderator sees, without a participant's own state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomView {
+    /// Room name.
+    pub room: String,
+    /// Sequence number.
+    pub seq: u64,
+    /// Settings.
+    pub settings: Settings,
+    /// Never ended by the empty timeout.
+    pub persistent: bool,
+    /// The stage roster.
+    pub stage: Vec<StageMember>,
+    /// Current head counts.
+    pub counts: Counts,
+    /// The first `hand_queue_event_limit` raised hands and the total.
+    pub hands: (Vec<ParticipantSummary>, usize),
+}
+
 /// Everything about one participant, for the hub and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParticipantView {
@@ -257,13 +322,17 @@ pub struct ParticipantView {
     pub hand_position: Option<u32>,
     /// Holds an invitation to the stage.
     pub invited: bool,
+    /// The id (`jti`) of the token the session joined with.
+    pub token_id: Option<String>,
+    /// When that token was issued (see [`Join::issued_at`](crate::Join::issued_at)).
+    pub issued_at: Millis,
 }
 
 /// An invitation to the stage, as its holder sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct InviteView {
-    /// The inviting moderator.
-    pub by: ParticipantId,
+    /// The inviting moderator or administrator.
+    pub by: Actor,
     /// When it lapses.
     pub expires_at: Millis,
 }

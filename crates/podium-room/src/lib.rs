@@ -19,12 +19,13 @@
 //!
 //! Modelled on `quinn-proto` (inputs `handle_*`, outputs `poll_*`, time as a parameter):
 //!
-//! 1. Feed an input: [`Room::handle_join`], [`Room::handle_command`], [`Room::handle_disconnect`],
+//! 1. Feed an input: [`Room::handle_join`], [`Room::handle_command`] (a participant, no reason),
+//!    [`Room::handle_command_as`] / [`Room::handle_admin`] (any [`Actor`], with a reason), [`Room::handle_disconnect`],
 //!    [`Room::handle_leave`], or [`Room::handle_timeout`].
 //! 2. After **every** `handle_*` call, take [`Room::take_changes`] (commit it to the store) and drain
 //!    [`Room::poll_output`] until `None`: events with their [`Recipients`], [`Output::Disconnect`] (close that
 //!    participant's connection), [`Output::Publish`] (media permission changed), [`Output::Ended`] (close
-//!    everyone, drop the room). Recipients are resolved against the room as it is after the call
+//!    everyone, drop the room), [`Output::Moderated`] (for the audit log and webhooks only). Recipients are resolved against the room as it is after the call
 //!    ([`Room::stage`]).
 //! 3. Wait until [`Room::poll_timeout`] (an absolute time; `None`: nothing to wait for) or the next input,
 //!    whichever comes first; at the deadline call [`Room::handle_timeout`] and go to 2.
@@ -49,8 +50,39 @@
 //! - The audience is always muted and never publishes; [`Room::may_publish`] is "on stage and not muted".
 //! - The hand queue holds audience members whose ceiling allows the stage, each once, in raise order; surviving
 //!   entries never change relative order. Invitations likewise exist only for such audience members.
-//! - Only a moderator's command changes another participant's role (besides succession, which follows a
-//!   moderator leaving).
+//! - Only a moderator's or an administrator's command changes another participant's role (besides succession,
+//!   which follows a moderator leaving).
+//! - No present participant's token (its `token_id` and `issued_at`, recorded at join) matches a revocation in
+//!   force; there are at most `max_revocations`, each lapsing `revocation_ttl` after it was made.
+//! - A persistent room never ends by the empty timeout.
+//!
+//! # Actors, reasons, persistence, revocation
+//!
+//! A command comes from an [`Actor`]: a present participant, or an administrator ([`AdminId`]). An administrator
+//! is not a side door: it goes through the same rules table, acting as a moderator over every participant (token
+//! ceilings, stage capacity, present targets, the last moderator, ...), with these differences: it is never a
+//! participant (no seat, not counted, no events; `GetState` answers [`Reply::Room`], a moderator's view without
+//! `you`), it may `Kick`/`Ban` a moderator, it cannot send the commands that act on the sender's own state
+//! (`Forbidden`), and only it may `Revoke` and `SetPersistent`. Admin names and identities are separate
+//! namespaces: events carry `by: Actor`, never a bare string.
+//!
+//! Moderation commands (every moderator command except `ListAudience`, plus the administrator's) take an optional
+//! [`Reason`]; any other command given one is refused (`BadRequest`), as is a reason over 256 characters or with a
+//! control character. The reason is carried in the transition's `Stage` causes and `Ended`, and every accepted
+//! moderation command that changed the room ends its outputs with one [`Output::Moderated`] (actor, command,
+//! reason), also for commands no participant sees (a ban of an absent identity, the guest list, a revocation).
+//!
+//! A persistent room ([`RoomConfig::persistent`], [`Room::create`] with a [`RoomSetup`], `SetPersistent`) keeps its
+//! settings, bans and guest list while empty and ends only by `EndRoom`.
+//!
+//! A [`Revocation`] names an identity and/or a token id (`jti`). It refuses a join (`CommandError::Revoked`, code
+//! `unauthorized`) whose token it matches: by token id exactly; by identity alone, tokens issued at or before it
+//! ([`Join::issued_at`]; a token minted later is accepted). Whoever present it matches is removed at once
+//! (`StageCause::Revoked`, [`DisconnectReason::Revoked`]). It lapses `revocation_ttl` after it was made (which
+//! must be at least the lifetime of any token the hub accepts), pruned by [`Room::handle_timeout`] as its own
+//! transition; a `Revoke` beyond `max_revocations` in force is refused (`Conflict`). Revoking the same
+//! identity/token id again refreshes its time. Revocations and the persistent flag are room fields
+//! ([`RoomFields`]), so they travel in [`Changes`] and survive [`Room::state`] / [`Room::from_state`].
 //! - `Room::from_state(room.state(), config).state() == room.state()`.
 //!
 //! # Rules
@@ -59,15 +91,18 @@
 //!
 //! | input | who may | preconditions | effect | errors |
 //! |---|---|---|---|---|
+//! | join (any) | — | checked first: not ended, not banned, no revocation in force matches the token | — | `Ended`, `Banned`, `Revoked` |
 //! | join (new identity) | anyone not banned; in a closed room only guests and moderator tokens | role `None`: moderator token and a free seat → Moderator, else Audience. `Some(Audience)` → Audience. `Some(Speaker \| Moderator)`: moderator token, free seat | added, connected; stage members start muted; empty timer stops | `Ended`, `Banned`, `NotInvited`, `Forbidden` (asking for the stage without a moderator token), `StageFull` |
 //! | join (identity present, connected or in grace) | same identity (not banned) | none (also in a closed room: they are already in) | takes over the session: connected, grace cleared, name and ceiling from the new token, role clamped down to the ceiling (audience ceiling: hand and invitation dropped); role, mute, hand place and invitation otherwise kept. `Stage` (`Reconnected`) if on stage. `Joined { resumed: true }`. Nothing changed (duplicate connection, same token) → no-op | `Ended`, `Banned` |
 //! | disconnect | hub | present and connected (else no-op) | connected = false, grace deadline = now + `grace`; `Stage` (`Disconnected`) if on stage | none |
 //! | leave / grace expiry | hub / timer | present (else no-op) | removed from room, queue, invitations; `Stage` (`Left`) if on stage, else `ParticipantLeft` to the stage; queue and positions behind updated; empty room starts the empty timer | none |
 //! | invitation expiry | timer | invitation open | cleared; `You` to them; `InviteAnswered { accepted: false, expired: true }` to moderators | none |
-//! | empty timeout | timer | nobody present for `empty_timeout` | room ends: `Ended { Empty }` | none |
+//! | empty timeout | timer | not persistent; nobody present for `empty_timeout` | room ends: `Ended { Empty }` | none |
+//! | revocation lapse | timer | `until` reached | dropped (one transition, no event) | none |
 //!
-//! Commands ([`Room::handle_command`]). The sender must be present (`NotFound` otherwise), and the room not ended
-//! (`Ended`). Checks run in the order listed: the sender's role first, then arguments, then the target.
+//! Commands ([`Room::handle_command_as`]). A participant sender must be present (`NotFound` otherwise), and the room
+//! not ended (`Ended`). Checks run in the order listed: the sender's role first, then arguments (the reason
+//! among them), then the target. "Moderator" below means a moderator or an administrator.
 //!
 //! | command | who may | preconditions | effect | errors |
 //! |---|---|---|---|---|
@@ -82,8 +117,8 @@
 //! | `MoveToAudience { target }` | moderator | target present and a speaker | Audience; `MovedToAudience` | `Forbidden` (also: target is a moderator, "revoke moderator first"), `NotFound`, `Conflict` (target in the audience) |
 //! | `SetMuted { muted }` | speaker or moderator (self) | differs (else no-op) | mute state set; `Muted { by: None }` / `Unmuted` | `Forbidden` (audience) |
 //! | `Mute { target }` | moderator | target present and on stage; not muted (else no-op) | muted; `Muted { by }`. There is no remote unmute | `Forbidden`, `NotFound`, `Conflict` |
-//! | `Kick { target }` | moderator | target ≠ self, present, not a moderator | removed like a leave (`Removed`); `Disconnect { Kicked }`; may rejoin | `Forbidden`, `BadRequest`, `NotFound` |
-//! | `Ban { target }` | moderator | target ≠ self; if present, not a moderator; not already banned (else no-op) | banned (present or not); if present removed (`Removed`), `Disconnect { Banned }` | `Forbidden`, `BadRequest` |
+//! | `Kick { target }` | moderator | target ≠ self, present, not a moderator (administrators may) | removed like a leave (`Removed`); `Disconnect { Kicked }`; may rejoin | `Forbidden`, `BadRequest`, `NotFound` |
+//! | `Ban { target }` | moderator | target ≠ self; if present, not a moderator (administrators may); not already banned (else no-op) | banned (present or not); if present removed (`Removed`), `Disconnect { Banned }` | `Forbidden`, `BadRequest` |
 //! | `Unban { target }` | moderator | banned | ban lifted | `Forbidden`, `NotFound` |
 //! | `MakeModerator { target }` | moderator | target present, ceiling = moderator; already moderator → no-op; audience needs a free seat | Moderator (from the audience: onto the stage, muted); `ModeratorGranted` | `Forbidden`, `NotFound`, `StageFull` |
 //! | `RevokeModerator { target }` | moderator | target present and a moderator, not the only one | Speaker; `ModeratorRevoked` | `Forbidden`, `NotFound`, `Conflict` ("last moderator") |
@@ -91,8 +126,10 @@
 //! | `UpdateSettings { .. }` | moderator | at least one field; capacity in `1..=max_stage_capacity` and ≥ stage size; differs (else no-op) | settings changed; `Settings` to everyone. Turning open mic on does not promote the queue | `Forbidden`, `BadRequest`, `Conflict` |
 //! | `InviteToRoom` / `UninviteFromRoom { identity }` | moderator | — (idempotent) | guest list changed | `Forbidden` |
 //! | `ListAudience { after, limit }` | moderator | limit in `1..=max_page` | read-only: audience in join order after the cursor; `next` is the last entry's join order, `None` on the last page | `Forbidden`, `BadRequest` |
-//! | `GetState` | anyone | — | read-only: [`Snapshot`] (hand queue for moderators only) | — |
+//! | `GetState` | anyone | — | read-only: [`Snapshot`] (hand queue for moderators only); an administrator gets [`RoomView`] | — |
 //! | `EndRoom` | moderator | — | room ends: `Publish { allowed: false }` for anyone publishing, `Ended { ByModerator }`; every later input → `Ended` | `Forbidden` |
+//! | `Revoke { identity, token_id }` | administrator | at least one; each 1-128 bytes, no control characters; fewer than `max_revocations` others in force; same entry at the same time → no-op | revocation recorded (lapsed ones pruned, an earlier one for the same identity/token id replaced); matching participants removed (`Revoked`), `Disconnect { Revoked }` | `Forbidden`, `BadRequest`, `Conflict` |
+//! | `SetPersistent { persistent }` | administrator | differs (else no-op) | flag set; no event | `Forbidden` |
 //!
 //! After every transition:
 //!
@@ -119,12 +156,12 @@ mod types;
 
 pub use command::{AudienceEntry, AudiencePage, Command, CommandError, Join, Joined, Reply};
 pub use event::{
-    DisconnectReason, EndReason, Event, InviteView, Output, ParticipantSummary, ParticipantView, Recipients, Snapshot,
-    StageCause, StageMember, YourState,
+    DisconnectReason, EndReason, Event, InviteView, Output, ParticipantSummary, ParticipantView, Recipients, RoomView,
+    Snapshot, StageCause, StageMember, YourState,
 };
-pub use room::Room;
-pub use state::{Changes, Invite, ParticipantState, RoomFields, RoomState};
-pub use types::{Counts, Millis, ParticipantId, Role, RoomConfig, Settings};
+pub use room::{Room, RoomSetup};
+pub use state::{Changes, Invite, ParticipantState, Revocation, RoomFields, RoomState};
+pub use types::{Actor, AdminId, Counts, Millis, ParticipantId, Reason, Role, RoomConfig, Settings};
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::types::{Millis, ParticipantId, Role, Settings};
+use crate::types::{Actor, Millis, ParticipantId, Role, Settings};
 
 /// Everything needed to rebuild a room ([`Room::state`](crate::Room::state) /
 /// [`Room::from_state`](crate::Room::from_state)). Participants are sorted by `join_order`; bans and guests by id.
@@ -21,6 +21,10 @@ pub struct RoomState {
     pub empty_since: Option<Millis>,
     /// The next value of the room's order counter (used for `join_order`, `stage_since` and `hand_raised`).
     pub next_order: u64,
+    /// Never ended by the empty timeout; only `EndRoom` ends it.
+    pub persistent: bool,
+    /// Revoked identities and token ids still in force, sorted by `(until, identity, token_id)`.
+    pub revocations: Vec<Revocation>,
     /// Everyone present (connected or in grace), sorted by `join_order`.
     pub participants: Vec<ParticipantState>,
     /// Banned identities, sorted.
@@ -54,18 +58,53 @@ pub struct ParticipantState {
     pub hand_raised: Option<u64>,
     /// An open invitation to the stage (audience only).
     pub invite: Option<Invite>,
+    /// The id (`jti`) of the token this session joined with, if it had one.
+    pub token_id: Option<String>,
+    /// When that token was issued (the later of its `iat` and `nbf`; 0 when it had neither).
+    pub issued_at: Millis,
+}
+
+/// A revoked identity or token id: joins it matches are refused until `until`.
+///
+/// It names an identity, a token id, or both, and matches a token when every part it names matches: the token's
+/// subject is `identity`, and its id is `token_id`; when it names no token id, only tokens issued at or before `at`
+/// match (a token minted after the revocation is accepted).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Revocation {
+    /// When it lapses (`at` plus the room's `revocation_ttl`): no token it could match is valid after it.
+    pub until: Millis,
+    /// The revoked identity.
+    pub identity: Option<ParticipantId>,
+    /// The revoked token id (`jti`).
+    pub token_id: Option<String>,
+    /// When it was made.
+    pub at: Millis,
+}
+
+impl Revocation {
+    /// Whether a token for `identity` with id `token_id`, issued at `issued_at`, is refused by this revocation (at any
+    /// time before `until`).
+    pub fn matches(&self, identity: &ParticipantId, token_id: Option<&str>, issued_at: Millis) -> bool {
+        let identity_ok = self.identity.as_ref().is_none_or(|i| i == identity);
+        let token_ok = match &self.token_id {
+            Some(t) => token_id == Some(t.as_str()),
+            None => issued_at <= self.at,
+        };
+        identity_ok && token_ok
+    }
 }
 
 /// A stored invitation to the stage.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Invite {
-    /// The inviting moderator.
-    pub by: ParticipantId,
+    /// The inviting moderator or administrator.
+    pub by: Actor,
     /// When it lapses.
     pub expires_at: Millis,
 }
 
-/// The room-level fields of a [`RoomState`] (everything except `seq`, participants, bans and guests).
+/// The room-level fields of a [`RoomState`] (everything except `seq`, participants, bans and guests). Revocations
+/// are few and short-lived (bounded by `max_revocations`, usually none), so they travel with the fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoomFields {
     /// Room name.
@@ -78,6 +117,10 @@ pub struct RoomFields {
     pub empty_since: Option<Millis>,
     /// The next order counter value.
     pub next_order: u64,
+    /// Never ended by the empty timeout.
+    pub persistent: bool,
+    /// Revocations in force, sorted.
+    pub revocations: Vec<Revocation>,
 }
 
 /// What changed between two versions of a room ([`Room::take_changes`](crate::Room::take_changes)): apply to the
@@ -110,6 +153,8 @@ impl RoomState {
             self.ended = f.ended;
             self.empty_since = f.empty_since;
             self.next_order = f.next_order;
+            self.persistent = f.persistent;
+            self.revocations.clone_from(&f.revocations);
         }
         if let Some(bans) = &changes.bans {
             self.bans.clone_from(bans);
@@ -142,6 +187,8 @@ impl RoomState {
             ended: fields.ended,
             empty_since: fields.empty_since,
             next_order: fields.next_order,
+            persistent: fields.persistent,
+            revocations: fields.revocations.clone(),
             participants: Vec::new(),
             bans: Vec::new(),
             guests: Vec::new(),

@@ -29,6 +29,99 @@ impl fmt::Display for ParticipantId {
     }
 }
 
+/// An administrator's name (from an admin API key or an admin-grant token). Not a participant: it holds no seat, is
+/// not counted and receives no events. Admin names and participant identities are separate namespaces: an `AdminId`
+/// and a `ParticipantId` with the same text are different actors (see [`Actor`]).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct AdminId(Arc<str>);
+
+impl AdminId {
+    /// Wraps an admin name.
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        Self(id.into())
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AdminId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who sent a command: a participant in the room, or an administrator acting on it from outside.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub enum Actor {
+    /// A present participant (a moderator, for moderation commands).
+    Participant(ParticipantId),
+    /// An administrator: moderator powers over every participant, but not a participant.
+    Admin(AdminId),
+}
+
+impl Actor {
+    /// The participant, when the actor is one.
+    pub fn participant(&self) -> Option<&ParticipantId> {
+        match self {
+            Self::Participant(id) => Some(id),
+            Self::Admin(_) => None,
+        }
+    }
+
+    /// True for administrators.
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Self::Admin(_))
+    }
+}
+
+impl From<ParticipantId> for Actor {
+    fn from(id: ParticipantId) -> Self {
+        Self::Participant(id)
+    }
+}
+
+impl From<AdminId> for Actor {
+    fn from(id: AdminId) -> Self {
+        Self::Admin(id)
+    }
+}
+
+/// Why a moderator or administrator did something: free text for the audit log, webhooks and the people affected.
+/// At most [`Reason::MAX_CHARS`] characters, no control characters. Cheap to clone (shared string).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Reason(Arc<str>);
+
+impl Reason {
+    /// The longest reason accepted, in characters.
+    pub const MAX_CHARS: usize = 256;
+
+    /// Checks and wraps a reason: `Err` (`BadRequest`) when it is longer than [`Reason::MAX_CHARS`] characters or
+    /// holds a control character. An empty reason counts as none (`Ok(None)`).
+    pub fn parse(text: &str) -> Result<Option<Self>, crate::CommandError> {
+        if text.chars().any(char::is_control) {
+            return Err(crate::CommandError::BadRequest("reason must not contain control characters"));
+        }
+        if text.chars().count() > Self::MAX_CHARS {
+            return Err(crate::CommandError::BadRequest("reason must be at most 256 characters"));
+        }
+        Ok((!text.is_empty()).then(|| Self(text.into())))
+    }
+
+    /// The reason as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A participant's role in the room, ordered by power: `Audience < Speaker < Moderator`.
 ///
 /// The same type is used for a token's *ceiling* (the highest role its holder may ever have in the room).
@@ -73,6 +166,13 @@ pub struct RoomConfig {
     pub hand_queue_event_limit: usize,
     /// The largest page `ListAudience` returns. Default 200.
     pub max_page: usize,
+    /// Whether a new room is persistent: never ended by the empty timeout, only by `EndRoom`. Default false.
+    pub persistent: bool,
+    /// How long a revocation is kept: the longest lifetime (issue to expiry) of a token the hub accepts. After it,
+    /// no token the revocation could refuse is still valid, so it is dropped. Default 24 h.
+    pub revocation_ttl: Millis,
+    /// The most revocations a room holds at once; a `Revoke` beyond it is refused (`Conflict`). Default 256.
+    pub max_revocations: usize,
 }
 
 impl Default for RoomConfig {
@@ -88,6 +188,9 @@ impl Default for RoomConfig {
             counts_interval: 1_000,
             hand_queue_event_limit: 100,
             max_page: 200,
+            persistent: false,
+            revocation_ttl: 24 * 3_600_000,
+            max_revocations: 256,
         }
     }
 }

@@ -131,9 +131,12 @@ enum OutputRecord {
         who: Option<String>,
         frame: String,
     },
+    /// `revoked` was added later: omitted when false, and an older hub reads a revoked participant as kicked.
     Disconnect {
         who: String,
         banned: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        revoked: bool,
     },
     Publish {
         who: String,
@@ -178,6 +181,7 @@ impl Announcement {
                 Announced::Disconnect { who, reason } => OutputRecord::Disconnect {
                     who: who.as_str().to_owned(),
                     banned: matches!(reason, DisconnectReason::Banned),
+                    revoked: matches!(reason, DisconnectReason::Revoked),
                 },
                 Announced::Publish { who, allowed } => {
                     OutputRecord::Publish { who: who.as_str().to_owned(), allowed: *allowed }
@@ -229,9 +233,13 @@ impl Announcement {
                     };
                     Ok(Announced::Event { to, frame })
                 }
-                OutputRecord::Disconnect { who, banned } => Ok(Announced::Disconnect {
+                OutputRecord::Disconnect { who, banned, revoked } => Ok(Announced::Disconnect {
                     who: ParticipantId::new(who),
-                    reason: if banned { DisconnectReason::Banned } else { DisconnectReason::Kicked },
+                    reason: match (banned, revoked) {
+                        (_, true) => DisconnectReason::Revoked,
+                        (true, false) => DisconnectReason::Banned,
+                        (false, false) => DisconnectReason::Kicked,
+                    },
                 }),
                 OutputRecord::Publish { who, allowed } => {
                     Ok(Announced::Publish { who: ParticipantId::new(who), allowed })
@@ -245,7 +253,7 @@ impl Announcement {
 
 #[cfg(test)]
 mod tests {
-    use podium_room::{ParticipantState, Role, RoomFields, Settings};
+    use podium_room::{ParticipantState, Revocation, Role, RoomFields, Settings};
 
     use super::*;
 
@@ -263,6 +271,8 @@ mod tests {
             stage_since: Some(2),
             hand_raised: None,
             invite: None,
+            token_id: Some("jti-1".into()),
+            issued_at: 7_000,
         };
         let a = Announcement {
             node: "n1".into(),
@@ -276,6 +286,13 @@ mod tests {
                     ended: false,
                     empty_since: None,
                     next_order: 3,
+                    persistent: true,
+                    revocations: vec![Revocation {
+                        until: 9,
+                        identity: Some(ParticipantId::new("mallory")),
+                        token_id: None,
+                        at: 1,
+                    }],
                 }),
                 upserted: vec![p],
                 removed: vec![ParticipantId::new("bob")],
@@ -286,6 +303,8 @@ mod tests {
                 Announced::Event { to: Recipients::One(ParticipantId::new("ada")), frame: "{\"type\":\"you\"}".into() },
                 Announced::Event { to: Recipients::Stage, frame: "{}".into() },
                 Announced::Disconnect { who: ParticipantId::new("bob"), reason: DisconnectReason::Kicked },
+                Announced::Disconnect { who: ParticipantId::new("eve"), reason: DisconnectReason::Banned },
+                Announced::Disconnect { who: ParticipantId::new("mallory"), reason: DisconnectReason::Revoked },
                 Announced::Publish { who: ParticipantId::new("ada"), allowed: true },
                 Announced::Ended,
             ],

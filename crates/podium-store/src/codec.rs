@@ -3,9 +3,11 @@
 //!
 //! A participant's identity is not in its record: it is the hash field the record is stored under. Optional values
 //! are omitted when `None`. Unknown fields are ignored when decoding, so a newer hub may add fields that an older one
-//! skips; removing or renaming a field needs a migration.
+//! skips; removing or renaming a field needs a migration. Fields added later (`persistent`, `revocations`,
+//! `token_id`, `issued_at`, an invitation's `by_admin`) are omitted at their default and default when missing, so
+//! records written before them decode unchanged.
 
-use podium_room::{Invite, ParticipantId, ParticipantState, Role, RoomFields, Settings};
+use podium_room::{Actor, AdminId, Invite, ParticipantId, ParticipantState, Revocation, Role, RoomFields, Settings};
 use serde::{Deserialize, Serialize};
 
 /// The room-level fields (the `fields` entry of `podium:{room}:meta`).
@@ -19,6 +21,21 @@ struct FieldsRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     empty_since: Option<u64>,
     next_order: u64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    persistent: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    revocations: Vec<RevocationRecord>,
+}
+
+/// One revocation in force (in the room's fields: there are few, and they lapse).
+#[derive(Serialize, Deserialize)]
+struct RevocationRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    identity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_id: Option<String>,
+    at: u64,
+    until: u64,
 }
 
 /// One participant (a value of the `podium:{room}:participants` hash).
@@ -38,6 +55,10 @@ struct ParticipantRecord {
     hand_raised: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     invite: Option<InviteRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_id: Option<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    issued_at: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
@@ -48,10 +69,41 @@ enum RoleRecord {
     Moderator,
 }
 
+/// `by` is a participant's identity, or an administrator's name when `by_admin` is set.
 #[derive(Serialize, Deserialize)]
 struct InviteRecord {
     by: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    by_admin: bool,
     expires_at: u64,
+}
+
+impl From<&Invite> for InviteRecord {
+    fn from(i: &Invite) -> Self {
+        let (by, by_admin) = match &i.by {
+            Actor::Participant(id) => (id.as_str().to_owned(), false),
+            Actor::Admin(id) => (id.as_str().to_owned(), true),
+        };
+        Self { by, by_admin, expires_at: i.expires_at }
+    }
+}
+
+impl From<InviteRecord> for Invite {
+    fn from(r: InviteRecord) -> Self {
+        let by =
+            if r.by_admin { Actor::Admin(AdminId::new(r.by)) } else { Actor::Participant(ParticipantId::new(r.by)) };
+        Self { by, expires_at: r.expires_at }
+    }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl From<Role> for RoleRecord {
@@ -89,6 +141,17 @@ pub(crate) fn encode_fields(f: &RoomFields) -> String {
         ended: f.ended,
         empty_since: f.empty_since,
         next_order: f.next_order,
+        persistent: f.persistent,
+        revocations: f
+            .revocations
+            .iter()
+            .map(|r| RevocationRecord {
+                identity: r.identity.as_ref().map(|i| i.as_str().to_owned()),
+                token_id: r.token_id.clone(),
+                at: r.at,
+                until: r.until,
+            })
+            .collect(),
     })
 }
 
@@ -101,6 +164,17 @@ pub(crate) fn decode_fields(text: &str) -> Result<RoomFields, String> {
         ended: r.ended,
         empty_since: r.empty_since,
         next_order: r.next_order,
+        persistent: r.persistent,
+        revocations: r
+            .revocations
+            .into_iter()
+            .map(|r| Revocation {
+                until: r.until,
+                identity: r.identity.map(ParticipantId::new),
+                token_id: r.token_id,
+                at: r.at,
+            })
+            .collect(),
     })
 }
 
@@ -116,7 +190,9 @@ pub(crate) fn encode_participant(p: &ParticipantState) -> String {
         join_order: p.join_order,
         stage_since: p.stage_since,
         hand_raised: p.hand_raised,
-        invite: p.invite.as_ref().map(|i| InviteRecord { by: i.by.as_str().to_owned(), expires_at: i.expires_at }),
+        invite: p.invite.as_ref().map(InviteRecord::from),
+        token_id: p.token_id.clone(),
+        issued_at: p.issued_at,
     })
 }
 
@@ -134,7 +210,9 @@ pub(crate) fn decode_participant(id: &str, text: &str) -> Result<ParticipantStat
         join_order: r.join_order,
         stage_since: r.stage_since,
         hand_raised: r.hand_raised,
-        invite: r.invite.map(|i| Invite { by: ParticipantId::new(i.by), expires_at: i.expires_at }),
+        invite: r.invite.map(Invite::from),
+        token_id: r.token_id,
+        issued_at: r.issued_at,
     })
 }
 
@@ -160,7 +238,9 @@ mod tests {
             join_order: u64,
             stage_since: Option<u64>,
             hand_raised: Option<u64>,
-            invite in proptest::option::of(("\\PC{0,12}", any::<u64>())),
+            invite in proptest::option::of(("\\PC{0,12}", any::<bool>(), any::<u64>())),
+            token_id in proptest::option::of("\\PC{0,12}"),
+            issued_at: u64,
         ) -> ParticipantState {
             ParticipantState {
                 id: ParticipantId::new(id),
@@ -173,7 +253,12 @@ mod tests {
                 join_order,
                 stage_since,
                 hand_raised,
-                invite: invite.map(|(by, expires_at)| Invite { by: ParticipantId::new(by), expires_at }),
+                invite: invite.map(|(by, admin, expires_at)| Invite {
+                    by: if admin { Actor::Admin(AdminId::new(by)) } else { Actor::Participant(ParticipantId::new(by)) },
+                    expires_at,
+                }),
+                token_id,
+                issued_at,
             }
         }
     }
@@ -187,8 +272,30 @@ mod tests {
             ended: bool,
             empty_since: Option<u64>,
             next_order: u64,
+            persistent: bool,
+            revocations in proptest::collection::vec(
+                (proptest::option::of("\\PC{0,12}"), proptest::option::of("\\PC{0,12}"), any::<u64>(), any::<u64>()),
+                0..3,
+            ),
         ) -> RoomFields {
-            RoomFields { name, settings: Settings { open_mic, closed, stage_capacity }, ended, empty_since, next_order }
+            let revocations = revocations
+                .into_iter()
+                .map(|(identity, token_id, at, until)| Revocation {
+                    until,
+                    identity: identity.map(ParticipantId::new),
+                    token_id,
+                    at,
+                })
+                .collect();
+            RoomFields {
+                name,
+                settings: Settings { open_mic, closed, stage_capacity },
+                ended,
+                empty_since,
+                next_order,
+                persistent,
+                revocations,
+            }
         }
     }
 
@@ -219,12 +326,24 @@ mod tests {
             stage_since: None,
             hand_raised: Some(7),
             invite: None,
+            token_id: None,
+            issued_at: 0,
         };
         assert_eq!(
             encode_participant(&p),
             r#"{"name":"Ada","ceiling":"moderator","role":"audience","muted":true,"connected":true,"join_order":3,"hand_raised":7}"#
         );
         assert!(decode_participant("x", "{").is_err());
+        // Records written before token ids, admin invitations, persistence and revocations decode with defaults.
+        let old = r#"{"name":"Ada","ceiling":"speaker","role":"audience","muted":true,"connected":true,"join_order":3,"invite":{"by":"m","expires_at":9}}"#;
+        let p = decode_participant("ada", old).unwrap();
+        assert_eq!((p.token_id, p.issued_at), (None, 0));
+        assert_eq!(p.invite.map(|i| i.by), Some(Actor::Participant(ParticipantId::new("m"))));
+        let f = decode_fields(
+            r#"{"name":"r","open_mic":false,"closed":false,"stage_capacity":3,"ended":false,"next_order":4}"#,
+        )
+        .unwrap();
+        assert!(!f.persistent && f.revocations.is_empty());
         assert!(decode_fields(r#"{"name":"r"}"#).is_err());
     }
 }

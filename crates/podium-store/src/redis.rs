@@ -1125,6 +1125,8 @@ fn decode_state(loaded: Loaded) -> Result<RoomState, String> {
         ended: fields.ended,
         empty_since: fields.empty_since,
         next_order: fields.next_order,
+        persistent: fields.persistent,
+        revocations: fields.revocations,
         participants: list,
         bans: sorted(bans),
         guests: sorted(guests),

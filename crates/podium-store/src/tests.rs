@@ -21,7 +21,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn join(room: &mut Room, now: u64, id: &str, ceiling: Role) {
-    room.handle_join(now, Join { id: ParticipantId::new(id), name: id.into(), ceiling, role: None }).expect("join");
+    room.handle_join(now, Join::new(ParticipantId::new(id), id, ceiling, None)).expect("join");
 }
 
 fn command(room: &mut Room, now: u64, who: &str, command: Command) {

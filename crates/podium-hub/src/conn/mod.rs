@@ -285,12 +285,12 @@ impl Connection {
             Request::MediaCandidate { .. } => self.media_request(id, who, &room, MediaRequest::Candidate).await,
             other => {
                 let page = self.shared.config.room.max_page.min(100);
-                let Some(command) = convert::command_from_proto(other, page) else {
+                let Some((command, reason)) = convert::command_from_proto(other, page) else {
                     self.send_error(Some(id), ErrorCode::Internal, "request has no room command")?;
                     return Ok(Step::Continue);
                 };
                 let conn_id = self.conn_id;
-                self.relay(id, &room, |reply| RoomMsg::Command { who, conn_id, command, reply }).await
+                self.relay(id, &room, |reply| RoomMsg::Command { who, conn_id, command, reason, reply }).await
             }
         }
     }
@@ -413,6 +413,8 @@ impl Connection {
                     ErrorCode::Banned => Some(CloseCode::Banned),
                     ErrorCode::NotInvited => Some(CloseCode::NotInvited),
                     ErrorCode::RoomEnded => Some(CloseCode::RoomEnded),
+                    // The room refused the token as revoked.
+                    ErrorCode::Unauthorized => Some(CloseCode::BadAuth),
                     ErrorCode::Forbidden | ErrorCode::StageFull | ErrorCode::BadRequest => None,
                     _ => None,
                 };

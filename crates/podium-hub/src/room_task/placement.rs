@@ -128,7 +128,11 @@ impl RoomTask {
         if p.connected || !self.conns.contains_key(&who) {
             return;
         }
-        let join = room::Join { id: who.clone(), name: p.name, ceiling: p.ceiling, role: None };
+        let join = room::Join {
+            token_id: p.token_id,
+            issued_at: p.issued_at,
+            ..room::Join::new(who.clone(), p.name, p.ceiling, None)
+        };
         let now = self.now();
         match self.guarded(|room| room.handle_join(now, join)) {
             Some(Ok(_)) => {

@@ -8,54 +8,179 @@ use std::ops::Bound;
 use super::Room;
 use crate::command::{AudienceEntry, AudiencePage, Command, CommandError, Reply};
 use crate::event::{DisconnectReason, EndReason, Event, Output, Recipients, StageCause};
-use crate::state::{Invite, ParticipantState};
-use crate::types::{Millis, ParticipantId, Role, Settings, sat_usize};
+use crate::state::{Invite, ParticipantState, Revocation};
+use crate::types::{Actor, AdminId, Millis, ParticipantId, Reason, Role, Settings, sat_usize};
 
 const NOT_IN_ROOM: &str = "you are not in this room";
 const NO_TARGET: &str = "no such participant in this room";
 const MODERATORS_ONLY: &str = "only moderators may do this";
+const ADMINS_ONLY: &str = "only administrators may do this";
+/// Longest identity or token id a revocation accepts, in bytes (the hub's identity limit).
+const MAX_REVOKED_BYTES: usize = 128;
 
 type Outcome = Result<Reply, CommandError>;
 
+/// Who may send a command.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum May {
+    /// Any present participant (administrators too, for reads).
+    Anyone,
+    /// A present participant acting on their own state (never an administrator).
+    Participant,
+    /// A moderator or an administrator.
+    Moderator,
+    /// An administrator only.
+    Admin,
+}
+
+fn who_may(command: &Command) -> May {
+    match command {
+        Command::GetState => May::Anyone,
+        Command::RaiseHand
+        | Command::LowerHand
+        | Command::AcceptInvite
+        | Command::DeclineInvite
+        | Command::StepDown
+        | Command::SetMuted { .. } => May::Participant,
+        Command::Revoke { .. } | Command::SetPersistent { .. } => May::Admin,
+        Command::ApproveHand { .. }
+        | Command::InviteToStage { .. }
+        | Command::CancelInvite { .. }
+        | Command::MoveToAudience { .. }
+        | Command::Mute { .. }
+        | Command::Kick { .. }
+        | Command::Ban { .. }
+        | Command::Unban { .. }
+        | Command::MakeModerator { .. }
+        | Command::RevokeModerator { .. }
+        | Command::Handover { .. }
+        | Command::UpdateSettings { .. }
+        | Command::InviteToRoom { .. }
+        | Command::UninviteFromRoom { .. }
+        | Command::ListAudience { .. }
+        | Command::EndRoom => May::Moderator,
+    }
+}
+
+/// Whether a command is a moderation action: it may carry a reason, and once accepted (as a transition) it is
+/// reported with [`Output::Moderated`].
+fn is_moderation(command: &Command) -> bool {
+    matches!(who_may(command), May::Moderator | May::Admin) && !matches!(command, Command::ListAudience { .. })
+}
+
+/// The sender of an accepted-so-far command: who, with what authority, and why.
+pub(super) struct Act {
+    by: Actor,
+    /// The sender's role; administrators act as moderators.
+    role: Role,
+    reason: Option<Reason>,
+}
+
+impl Act {
+    /// The sending participant (`None` for an administrator).
+    fn participant(&self) -> Option<&ParticipantId> {
+        self.by.participant()
+    }
+}
+
 impl Room {
-    /// A command from a present participant. `Ok` means accepted (possibly as a no-op); `Err` changes nothing.
+    /// A command from a present participant, without a reason: [`Room::handle_command_as`] with
+    /// [`Actor::Participant`]. `Ok` means accepted (possibly as a no-op); `Err` changes nothing.
     pub fn handle_command(&mut self, now: Millis, from: &ParticipantId, command: Command) -> Outcome {
+        self.handle_command_as(now, &Actor::Participant(from.clone()), command, None)
+    }
+
+    /// A command from an administrator: [`Room::handle_command_as`] with [`Actor::Admin`].
+    pub fn handle_admin(&mut self, now: Millis, admin: &AdminId, command: Command, reason: Option<&str>) -> Outcome {
+        self.handle_command_as(now, &Actor::Admin(admin.clone()), command, reason)
+    }
+
+    /// A command from a participant (who must be present) or an administrator (who acts as a moderator over every
+    /// participant but is not one), with an optional reason for moderation commands (see the rules table). `Ok`
+    /// means accepted (possibly as a no-op); `Err` changes nothing and emits nothing. An accepted moderation
+    /// command that changed the room ends its outputs with [`Output::Moderated`].
+    pub fn handle_command_as(&mut self, now: Millis, by: &Actor, command: Command, reason: Option<&str>) -> Outcome {
         if self.ended {
             return Err(CommandError::Ended);
         }
-        let sender = self.participants.get(from).ok_or(CommandError::NotFound(NOT_IN_ROOM))?;
-        let role = sender.role;
+        let may = who_may(&command);
+        let role = match by {
+            Actor::Participant(id) => {
+                let sender = self.participants.get(id).ok_or(CommandError::NotFound(NOT_IN_ROOM))?;
+                match may {
+                    May::Admin => return Err(CommandError::Forbidden(ADMINS_ONLY)),
+                    May::Moderator => require_moderator(sender.role)?,
+                    May::Anyone | May::Participant => {}
+                }
+                sender.role
+            }
+            Actor::Admin(_) => {
+                if may == May::Participant {
+                    return Err(CommandError::Forbidden(
+                        "an administrator is not a participant: this command acts on the sender's own state",
+                    ));
+                }
+                Role::Moderator
+            }
+        };
+        let reason = reason.map(Reason::parse).transpose()?.flatten();
+        if reason.is_some() && !is_moderation(&command) {
+            return Err(CommandError::BadRequest("only moderation commands take a reason"));
+        }
+        let act = Act { by: by.clone(), role, reason };
+        let seq = self.seq;
+        let audited = is_moderation(&command).then(|| command.clone());
+        let outcome = self.dispatch(now, &act, command);
+        if let Some(command) = audited
+            && outcome.is_ok()
+            && self.seq != seq
+        {
+            let Act { by, reason, .. } = act;
+            self.outputs.push_back(Output::Moderated { seq: self.seq, by, command, reason });
+        }
+        outcome
+    }
+
+    fn dispatch(&mut self, now: Millis, act: &Act, command: Command) -> Outcome {
+        let role = act.role;
+        // Participant-only commands: `handle_command_as` refused them from administrators.
+        let me = act.participant().cloned().ok_or(CommandError::Forbidden(ADMINS_ONLY));
         match command {
-            Command::RaiseHand => self.raise_hand_cmd(now, from),
-            Command::LowerHand => self.lower_hand_cmd(now, from),
-            Command::ApproveHand { target } => self.approve_hand(now, role, from, &target),
-            Command::InviteToStage { target } => self.invite_to_stage(now, role, from, &target),
+            Command::RaiseHand => self.raise_hand_cmd(now, &me?),
+            Command::LowerHand => self.lower_hand_cmd(now, &me?),
+            Command::ApproveHand { target } => self.approve_hand(now, act, &target),
+            Command::InviteToStage { target } => self.invite_to_stage(now, act, &target),
             Command::CancelInvite { target } => self.cancel_invite(now, role, &target),
-            Command::AcceptInvite => self.accept_invite(now, from),
-            Command::DeclineInvite => self.decline_invite(now, from),
-            Command::StepDown => self.step_down(now, from),
-            Command::MoveToAudience { target } => self.move_to_audience(now, role, from, &target),
-            Command::SetMuted { muted } => self.set_muted_cmd(now, from, muted),
-            Command::Mute { target } => self.mute(now, role, from, &target),
-            Command::Kick { target } => self.remove_cmd(now, role, from, &target, DisconnectReason::Kicked),
-            Command::Ban { target } => self.remove_cmd(now, role, from, &target, DisconnectReason::Banned),
+            Command::AcceptInvite => self.accept_invite(now, &me?),
+            Command::DeclineInvite => self.decline_invite(now, &me?),
+            Command::StepDown => self.step_down(now, &me?),
+            Command::MoveToAudience { target } => self.move_to_audience(now, act, &target),
+            Command::SetMuted { muted } => self.set_muted_cmd(now, &me?, muted),
+            Command::Mute { target } => self.mute(now, act, &target),
+            Command::Kick { target } => self.remove_cmd(now, act, &target, DisconnectReason::Kicked),
+            Command::Ban { target } => self.remove_cmd(now, act, &target, DisconnectReason::Banned),
             Command::Unban { target } => self.unban(now, role, &target),
-            Command::MakeModerator { target } => self.make_moderator(now, role, from, &target),
-            Command::RevokeModerator { target } => self.revoke_moderator(now, role, from, &target),
-            Command::Handover { stage } => self.handover(now, role, from, &stage),
+            Command::MakeModerator { target } => self.make_moderator(now, act, &target),
+            Command::RevokeModerator { target } => self.revoke_moderator(now, act, &target),
+            Command::Handover { stage } => self.handover(now, act, &stage),
             Command::UpdateSettings { open_mic, closed, stage_capacity } => {
                 self.update_settings(now, role, open_mic, closed, stage_capacity)
             }
             Command::InviteToRoom { identity } => self.guest_list(now, role, identity, true),
             Command::UninviteFromRoom { identity } => self.guest_list(now, role, identity, false),
             Command::ListAudience { after, limit } => self.list_audience(role, after, limit),
-            Command::GetState => self.snapshot_for(from).map(Reply::State).ok_or(CommandError::NotFound(NOT_IN_ROOM)),
+            Command::GetState => match act.participant() {
+                Some(from) => self.snapshot_for(from).map(Reply::State).ok_or(CommandError::NotFound(NOT_IN_ROOM)),
+                None => Ok(Reply::Room(self.view())),
+            },
             Command::EndRoom => {
                 require_moderator(role)?;
                 let tx = self.begin();
-                self.end(&tx, EndReason::ByModerator(from.clone()));
+                self.end(&tx, EndReason::ByModerator { by: act.by.clone(), reason: act.reason.clone() });
                 Ok(Reply::Done)
             }
+            Command::Revoke { identity, token_id } => self.revoke(now, act, identity, token_id),
+            Command::SetPersistent { persistent } => self.set_persistent(now, act, persistent),
         }
     }
 
@@ -77,7 +202,7 @@ impl Room {
         let mut tx = self.begin();
         let reply = if self.settings.open_mic && self.seat_free() {
             self.set_role(from, Role::Speaker, &mut tx);
-            self.emit_stage(StageCause::Promoted { id: from.clone(), by: None });
+            self.emit_stage(StageCause::Promoted { id: from.clone(), by: None, reason: None });
             Reply::Hand { position: None, promoted: true }
         } else {
             let position = self.raise_hand(from, &mut tx);
@@ -97,8 +222,8 @@ impl Room {
         Ok(Reply::Done)
     }
 
-    fn approve_hand(&mut self, now: Millis, role: Role, from: &ParticipantId, target: &ParticipantId) -> Outcome {
-        require_moderator(role)?;
+    fn approve_hand(&mut self, now: Millis, act: &Act, target: &ParticipantId) -> Outcome {
+        require_moderator(act.role)?;
         if self.target(target)?.hand_raised.is_none() {
             return Err(CommandError::Conflict("hand not raised"));
         }
@@ -107,13 +232,17 @@ impl Room {
         }
         let mut tx = self.begin();
         self.set_role(target, Role::Speaker, &mut tx);
-        self.emit_stage(StageCause::Promoted { id: target.clone(), by: Some(from.clone()) });
+        self.emit_stage(StageCause::Promoted {
+            id: target.clone(),
+            by: Some(act.by.clone()),
+            reason: act.reason.clone(),
+        });
         self.finish(now, tx);
         Ok(Reply::Done)
     }
 
-    fn invite_to_stage(&mut self, now: Millis, role: Role, from: &ParticipantId, target: &ParticipantId) -> Outcome {
-        require_moderator(role)?;
+    fn invite_to_stage(&mut self, now: Millis, act: &Act, target: &ParticipantId) -> Outcome {
+        require_moderator(act.role)?;
         let p = self.target(target)?;
         if p.role != Role::Audience {
             return Err(CommandError::Conflict("already on stage"));
@@ -121,7 +250,7 @@ impl Room {
         if p.ceiling < Role::Speaker {
             return Err(CommandError::Forbidden("token does not allow the stage"));
         }
-        let invite = Invite { by: from.clone(), expires_at: now.saturating_add(self.config.invite_ttl) };
+        let invite = Invite { by: act.by.clone(), expires_at: now.saturating_add(self.config.invite_ttl) };
         if p.invite.as_ref() == Some(&invite) {
             return Ok(Reply::Done);
         }
@@ -188,8 +317,8 @@ impl Room {
         Ok(Reply::Done)
     }
 
-    fn move_to_audience(&mut self, now: Millis, role: Role, from: &ParticipantId, target: &ParticipantId) -> Outcome {
-        require_moderator(role)?;
+    fn move_to_audience(&mut self, now: Millis, act: &Act, target: &ParticipantId) -> Outcome {
+        require_moderator(act.role)?;
         match self.target(target)?.role {
             Role::Moderator => return Err(CommandError::Forbidden("revoke moderator first")),
             Role::Audience => return Err(CommandError::Conflict("not on stage")),
@@ -197,7 +326,11 @@ impl Room {
         }
         let mut tx = self.begin();
         self.set_role(target, Role::Audience, &mut tx);
-        self.emit_stage(StageCause::MovedToAudience { id: target.clone(), by: from.clone() });
+        self.emit_stage(StageCause::MovedToAudience {
+            id: target.clone(),
+            by: act.by.clone(),
+            reason: act.reason.clone(),
+        });
         self.finish(now, tx);
         Ok(Reply::Done)
     }
@@ -212,15 +345,18 @@ impl Room {
         }
         let mut tx = self.begin();
         self.set_muted(from, muted, &mut tx);
-        let cause =
-            if muted { StageCause::Muted { id: from.clone(), by: None } } else { StageCause::Unmuted(from.clone()) };
+        let cause = if muted {
+            StageCause::Muted { id: from.clone(), by: None, reason: None }
+        } else {
+            StageCause::Unmuted(from.clone())
+        };
         self.emit_stage(cause);
         self.finish(now, tx);
         Ok(Reply::Done)
     }
 
-    fn mute(&mut self, now: Millis, role: Role, from: &ParticipantId, target: &ParticipantId) -> Outcome {
-        require_moderator(role)?;
+    fn mute(&mut self, now: Millis, act: &Act, target: &ParticipantId) -> Outcome {
+        require_moderator(act.role)?;
         let p = self.target(target)?;
         if !p.role.on_stage() {
             return Err(CommandError::Conflict("not on stage"));
@@ -230,30 +366,25 @@ impl Room {
         }
         let mut tx = self.begin();
         self.set_muted(target, true, &mut tx);
-        self.emit_stage(StageCause::Muted { id: target.clone(), by: Some(from.clone()) });
+        self.emit_stage(StageCause::Muted { id: target.clone(), by: Some(act.by.clone()), reason: act.reason.clone() });
         self.finish(now, tx);
         Ok(Reply::Done)
     }
 
-    /// Kick or ban.
-    fn remove_cmd(
-        &mut self,
-        now: Millis,
-        role: Role,
-        from: &ParticipantId,
-        target: &ParticipantId,
-        reason: DisconnectReason,
-    ) -> Outcome {
-        require_moderator(role)?;
-        if target == from {
+    /// Kick or ban. Moderators cannot remove moderators; administrators can.
+    fn remove_cmd(&mut self, now: Millis, act: &Act, target: &ParticipantId, reason: DisconnectReason) -> Outcome {
+        require_moderator(act.role)?;
+        if act.participant() == Some(target) {
             return Err(CommandError::BadRequest("cannot remove yourself"));
         }
         let present = match (self.participants.get(target), reason) {
-            (Some(p), _) if p.role == Role::Moderator => {
+            (Some(p), _) if p.role == Role::Moderator && !act.by.is_admin() => {
                 return Err(CommandError::Forbidden("cannot remove a moderator"));
             }
             (Some(_), _) => true,
-            (None, DisconnectReason::Kicked) => return Err(CommandError::NotFound(NO_TARGET)),
+            (None, DisconnectReason::Kicked | DisconnectReason::Revoked) => {
+                return Err(CommandError::NotFound(NO_TARGET));
+            }
             (None, DisconnectReason::Banned) => false,
         };
         let ban = reason == DisconnectReason::Banned;
@@ -266,8 +397,9 @@ impl Room {
             self.bans_dirty = true;
         }
         if present {
-            self.remove_with_events(target, StageCause::Removed { id: target.clone(), by: from.clone() }, &mut tx);
-            tx.disconnect = Some(Output::Disconnect { who: target.clone(), reason });
+            let cause = StageCause::Removed { id: target.clone(), by: act.by.clone(), reason: act.reason.clone() };
+            self.remove_with_events(target, cause, &mut tx);
+            tx.disconnect.push(Output::Disconnect { who: target.clone(), reason });
         }
         self.finish(now, tx);
         Ok(Reply::Done)
@@ -285,8 +417,8 @@ impl Room {
         Ok(Reply::Done)
     }
 
-    fn make_moderator(&mut self, now: Millis, role: Role, from: &ParticipantId, target: &ParticipantId) -> Outcome {
-        require_moderator(role)?;
+    fn make_moderator(&mut self, now: Millis, act: &Act, target: &ParticipantId) -> Outcome {
+        require_moderator(act.role)?;
         let p = self.target(target)?;
         if p.ceiling != Role::Moderator {
             return Err(CommandError::Forbidden("token does not allow moderating"));
@@ -298,13 +430,17 @@ impl Room {
         }
         let mut tx = self.begin();
         self.set_role(target, Role::Moderator, &mut tx);
-        self.emit_stage(StageCause::ModeratorGranted { id: target.clone(), by: from.clone() });
+        self.emit_stage(StageCause::ModeratorGranted {
+            id: target.clone(),
+            by: act.by.clone(),
+            reason: act.reason.clone(),
+        });
         self.finish(now, tx);
         Ok(Reply::Done)
     }
 
-    fn revoke_moderator(&mut self, now: Millis, role: Role, from: &ParticipantId, target: &ParticipantId) -> Outcome {
-        require_moderator(role)?;
+    fn revoke_moderator(&mut self, now: Millis, act: &Act, target: &ParticipantId) -> Outcome {
+        require_moderator(act.role)?;
         if self.target(target)?.role != Role::Moderator {
             return Err(CommandError::Conflict("not a moderator"));
         }
@@ -313,13 +449,17 @@ impl Room {
         }
         let mut tx = self.begin();
         self.set_role(target, Role::Speaker, &mut tx);
-        self.emit_stage(StageCause::ModeratorRevoked { id: target.clone(), by: from.clone() });
+        self.emit_stage(StageCause::ModeratorRevoked {
+            id: target.clone(),
+            by: act.by.clone(),
+            reason: act.reason.clone(),
+        });
         self.finish(now, tx);
         Ok(Reply::Done)
     }
 
-    fn handover(&mut self, now: Millis, role: Role, from: &ParticipantId, stage: &[(ParticipantId, Role)]) -> Outcome {
-        require_moderator(role)?;
+    fn handover(&mut self, now: Millis, act: &Act, stage: &[(ParticipantId, Role)]) -> Outcome {
+        require_moderator(act.role)?;
         if stage.is_empty() {
             return Err(CommandError::BadRequest("a handover needs at least one stage member"));
         }
@@ -344,12 +484,13 @@ impl Room {
             return Err(CommandError::StageFull);
         }
         let leaving: Vec<ParticipantId> = self.stage.values().filter(|id| !listed.contains_key(id)).cloned().collect();
-        // The outcome includes succession (the sender is a moderator, so there is one before): with no moderator
-        // listed, the longest-serving listed member whose token allows it becomes moderator (stayers keep their
-        // stage order, newcomers follow in list order). A handover that would end where it started is a no-op.
+        // The outcome includes succession when the stage has a moderator now (always, when a moderator sends it; an
+        // administrator may hand over an unmoderated stage): with no moderator listed, the longest-serving listed
+        // member whose token allows it becomes moderator (stayers keep their stage order, newcomers follow in list
+        // order). A handover that would end where it started is a no-op.
         let may_moderate =
             |id: &&ParticipantId| self.participants.get(*id).is_some_and(|p| p.ceiling == Role::Moderator);
-        let heir = if listed.values().any(|r| *r == Role::Moderator) {
+        let heir = if listed.values().any(|r| *r == Role::Moderator) || self.moderators().is_empty() {
             None
         } else {
             let stayer = self.stage.values().filter(|id| listed.contains_key(id)).find(may_moderate);
@@ -370,7 +511,7 @@ impl Room {
         for (id, r) in stage {
             self.set_role(id, *r, &mut tx);
         }
-        self.emit_stage(StageCause::Handover { by: from.clone() });
+        self.emit_stage(StageCause::Handover { by: act.by.clone(), reason: act.reason.clone() });
         self.finish(now, tx);
         Ok(Reply::Done)
     }
@@ -424,6 +565,70 @@ impl Room {
             self.guests.remove(&identity);
         }
         self.guests_dirty = true;
+        self.finish(now, tx);
+        Ok(Reply::Done)
+    }
+
+    /// Records a revocation and removes whoever present it matches.
+    fn revoke(&mut self, now: Millis, act: &Act, identity: Option<ParticipantId>, token_id: Option<String>) -> Outcome {
+        if !act.by.is_admin() {
+            return Err(CommandError::Forbidden(ADMINS_ONLY));
+        }
+        if identity.is_none() && token_id.is_none() {
+            return Err(CommandError::BadRequest("a revocation names an identity, a token id, or both"));
+        }
+        let well_formed = |s: &str| !s.is_empty() && s.len() <= MAX_REVOKED_BYTES && !s.chars().any(char::is_control);
+        if identity.as_ref().is_some_and(|i| !well_formed(i.as_str()))
+            || token_id.as_deref().is_some_and(|t| !well_formed(t))
+        {
+            return Err(CommandError::BadRequest(
+                "identity and token id must be 1-128 bytes without control characters",
+            ));
+        }
+        let entry = Revocation { until: now.saturating_add(self.config.revocation_ttl), identity, token_id, at: now };
+        let same = |r: &&Revocation| r.identity == entry.identity && r.token_id == entry.token_id;
+        let replaced = self.revocations.iter().find(same).cloned();
+        let others = self.revocations.iter().filter(|r| r.until > now && Some(*r) != replaced.as_ref()).count();
+        if others >= self.config.max_revocations {
+            return Err(CommandError::Conflict("too many revocations in force"));
+        }
+        let matched: Vec<ParticipantId> = self
+            .participants
+            .values()
+            .filter(|p| entry.matches(&p.id, p.token_id.as_deref(), p.issued_at))
+            .map(|p| p.id.clone())
+            .collect();
+        if replaced.as_ref() == Some(&entry) && matched.is_empty() {
+            return Ok(Reply::Done);
+        }
+        let mut tx = self.begin();
+        self.prune_revocations(now);
+        if let Some(old) = &replaced {
+            self.revocations.remove(old);
+        }
+        self.revocations.insert(entry);
+        self.fields_dirty = true;
+        let mut matched = matched;
+        matched.sort();
+        for id in matched {
+            let cause = StageCause::Revoked { id: id.clone(), by: act.by.clone(), reason: act.reason.clone() };
+            self.remove_with_events(&id, cause, &mut tx);
+            tx.disconnect.push(Output::Disconnect { who: id, reason: DisconnectReason::Revoked });
+        }
+        self.finish(now, tx);
+        Ok(Reply::Done)
+    }
+
+    fn set_persistent(&mut self, now: Millis, act: &Act, persistent: bool) -> Outcome {
+        if !act.by.is_admin() {
+            return Err(CommandError::Forbidden(ADMINS_ONLY));
+        }
+        if self.persistent == persistent {
+            return Ok(Reply::Done);
+        }
+        let tx = self.begin();
+        self.persistent = persistent;
+        self.fields_dirty = true;
         self.finish(now, tx);
         Ok(Reply::Done)
     }

@@ -15,9 +15,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use crate::command::{CommandError, Join, Joined};
 use crate::event::{
-    EndReason, Event, Output, ParticipantSummary, ParticipantView, Recipients, Snapshot, StageCause, StageMember,
+    EndReason, Event, Output, ParticipantSummary, ParticipantView, Recipients, RoomView, Snapshot, StageCause,
+    StageMember,
 };
-use crate::state::ParticipantState;
+use crate::state::{ParticipantState, Revocation};
 use crate::types::{Counts, Millis, ParticipantId, Role, RoomConfig, Settings, sat_u32};
 
 /// The state machine of one room. See the crate documentation for the run-loop contract and the rules.
@@ -34,6 +35,10 @@ pub struct Room {
     participants: HashMap<ParticipantId, ParticipantState>,
     bans: BTreeSet<ParticipantId>,
     guests: BTreeSet<ParticipantId>,
+    /// Never ended by the empty timeout.
+    persistent: bool,
+    /// Revocations, ordered by `until` first (the next to lapse is the first).
+    revocations: BTreeSet<Revocation>,
 
     // Indexes, always consistent with `participants` (see `check_invariants`).
     /// `join_order → id` for every audience member.
@@ -74,7 +79,7 @@ struct Tx {
     you: Vec<ParticipantId>,
     you_set: HashSet<ParticipantId>,
     /// Emitted after the events.
-    disconnect: Option<Output>,
+    disconnect: Vec<Output>,
 }
 
 impl Tx {
@@ -90,17 +95,61 @@ impl Tx {
     }
 }
 
+/// What a room is created with ([`Room::create`]); `None` takes the value from the [`RoomConfig`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoomSetup {
+    /// Open mic.
+    pub open_mic: Option<bool>,
+    /// Closed room.
+    pub closed: Option<bool>,
+    /// Seats on the stage, in `1..=max_stage_capacity`.
+    pub stage_capacity: Option<u32>,
+    /// Persistent: never ended by the empty timeout, only by `EndRoom`.
+    pub persistent: Option<bool>,
+    /// The closed-room guest list to start with.
+    pub guests: Vec<ParticipantId>,
+}
+
 impl Room {
-    /// A new, empty room. Its empty timer starts at `now`: if nobody joins within `empty_timeout` it ends.
+    /// A new, empty room with the settings of `config`. Its empty timer starts at `now`: unless the room is
+    /// persistent, it ends if nobody joins within `empty_timeout`.
     pub fn new(name: impl Into<String>, config: RoomConfig, now: Millis) -> Self {
         let settings =
             Settings { open_mic: config.open_mic, closed: config.closed, stage_capacity: config.stage_capacity };
+        let persistent = config.persistent;
         let mut room = Self::blank(name.into(), config, settings);
+        room.persistent = persistent;
         room.empty_since = Some(now);
         room.counts_sent = Some(Counts::default());
         // The first changes of a new room carry its fields, so a store can create it.
         room.fields_dirty = true;
         room
+    }
+
+    /// A new, empty room (as [`Room::new`]) whose settings, persistence and guest list come from `setup` where it
+    /// gives them. `BadRequest` when the stage capacity is outside `1..=max_stage_capacity`. Its first
+    /// [`Room::take_changes`] carries all of it, so the store creates the room with it.
+    pub fn create(
+        name: impl Into<String>,
+        config: RoomConfig,
+        now: Millis,
+        setup: RoomSetup,
+    ) -> Result<Self, CommandError> {
+        if let Some(capacity) = setup.stage_capacity
+            && (capacity == 0 || capacity > config.max_stage_capacity)
+        {
+            return Err(CommandError::BadRequest("stage_capacity out of range"));
+        }
+        let mut room = Self::new(name, config, now);
+        room.settings = Settings {
+            open_mic: setup.open_mic.unwrap_or(room.settings.open_mic),
+            closed: setup.closed.unwrap_or(room.settings.closed),
+            stage_capacity: setup.stage_capacity.unwrap_or(room.settings.stage_capacity),
+        };
+        room.persistent = setup.persistent.unwrap_or(room.persistent);
+        room.guests = setup.guests.into_iter().collect();
+        room.guests_dirty = !room.guests.is_empty();
+        Ok(room)
     }
 
     fn blank(name: String, config: RoomConfig, settings: Settings) -> Self {
@@ -115,6 +164,8 @@ impl Room {
             participants: HashMap::new(),
             bans: BTreeSet::new(),
             guests: BTreeSet::new(),
+            persistent: false,
+            revocations: BTreeSet::new(),
             audience: BTreeMap::new(),
             stage: BTreeMap::new(),
             hands: BTreeMap::new(),
@@ -140,6 +191,9 @@ impl Room {
         }
         if self.bans.contains(&join.id) {
             return Err(CommandError::Banned);
+        }
+        if self.revoked(now, &join.id, join.token_id.as_deref(), join.issued_at) {
+            return Err(CommandError::Revoked);
         }
         if self.participants.contains_key(&join.id) {
             return Ok(self.resume(now, join));
@@ -177,6 +231,8 @@ impl Room {
             stage_since,
             hand_raised: None,
             invite: None,
+            token_id: join.token_id,
+            issued_at: join.issued_at,
         };
         let summary = ParticipantSummary { id: id.clone(), name: p.name.clone() };
         match stage_since {
@@ -210,10 +266,11 @@ impl Room {
         let name_changed = p.name != join.name;
         let ceiling_changed = p.ceiling != join.ceiling;
         let role_changed = role != p.role;
+        let token_changed = p.token_id != join.token_id || p.issued_at != join.issued_at;
         let on_stage_before = p.role.on_stage();
         let grace_key = p.grace_deadline.map(|d| (d, id.clone()));
         let hand_raised = p.hand_raised.is_some();
-        if !(was_disconnected || name_changed || ceiling_changed || role_changed) {
+        if !(was_disconnected || name_changed || ceiling_changed || role_changed || token_changed) {
             return Joined { resumed: true, role };
         }
 
@@ -226,6 +283,8 @@ impl Room {
             p.grace_deadline = None;
             p.name = join.name;
             p.ceiling = join.ceiling;
+            p.token_id = join.token_id;
+            p.issued_at = join.issued_at;
         }
         if ceiling_changed {
             tx.you(&id);
@@ -314,7 +373,13 @@ impl Room {
                 self.finish(now, tx);
             }
         }
-        if self.participants.is_empty()
+        if self.revocations.first().is_some_and(|r| r.until <= now) {
+            let tx = self.begin();
+            self.prune_revocations(now);
+            self.finish(now, tx);
+        }
+        if !self.persistent
+            && self.participants.is_empty()
             && self.empty_since.is_some_and(|since| now >= since.saturating_add(self.config.empty_timeout))
         {
             let tx = self.begin();
@@ -333,21 +398,28 @@ impl Room {
 
     // ----------------------------------------------------------------------------------------------- outputs
 
-    /// The earliest time [`Room::handle_timeout`] has work: a grace period or invitation ending, a counts flush,
-    /// or the empty room's end. `None` when there is nothing to wait for (or the room ended).
+    /// The earliest time [`Room::handle_timeout`] has work: a grace period, invitation or revocation ending, a
+    /// counts flush, or the empty room's end (not for a persistent room). `None` when there is nothing to wait for
+    /// (or the room ended).
     pub fn poll_timeout(&self) -> Option<Millis> {
         if self.ended {
             return None;
         }
-        let empty_end = if self.participants.is_empty() {
+        let empty_end = if self.participants.is_empty() && !self.persistent {
             self.empty_since.map(|since| since.saturating_add(self.config.empty_timeout))
         } else {
             None
         };
-        [self.graces.first().map(|g| g.0), self.invites.first().map(|i| i.0), self.counts_flush_at, empty_end]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.graces.first().map(|g| g.0),
+            self.invites.first().map(|i| i.0),
+            self.revocations.first().map(|r| r.until),
+            self.counts_flush_at,
+            empty_end,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next output. Drain until `None` after every `handle_*` call.
@@ -389,7 +461,47 @@ impl Room {
             connected: p.connected,
             hand_position: self.hand_position(p),
             invited: p.invite.is_some(),
+            token_id: p.token_id.clone(),
+            issued_at: p.issued_at,
         })
+    }
+
+    /// The room as an administrator sees it: a moderator's view without a participant's own state.
+    pub fn view(&self) -> RoomView {
+        RoomView {
+            room: self.name.clone(),
+            seq: self.seq,
+            settings: self.settings,
+            persistent: self.persistent,
+            stage: self.stage(),
+            counts: self.counts(),
+            hands: (self.hand_summaries(), self.hands.len()),
+        }
+    }
+
+    /// Whether the room is persistent (never ended by the empty timeout).
+    pub fn is_persistent(&self) -> bool {
+        self.persistent
+    }
+
+    /// The revocations in force (some may have lapsed at `now` until the next [`Room::handle_timeout`]), the next
+    /// to lapse first.
+    pub fn revocations(&self) -> impl Iterator<Item = &Revocation> {
+        self.revocations.iter()
+    }
+
+    /// Whether a join with this token would be refused as revoked at `now`.
+    pub fn revoked(&self, now: Millis, identity: &ParticipantId, token_id: Option<&str>, issued_at: Millis) -> bool {
+        self.revocations.iter().any(|r| r.until > now && r.matches(identity, token_id, issued_at))
+    }
+
+    /// Drops the revocations that lapsed at `now` (the caller runs the transition).
+    fn prune_revocations(&mut self, now: Millis) {
+        let before = self.revocations.len();
+        self.revocations.retain(|r| r.until > now);
+        if self.revocations.len() != before {
+            self.fields_dirty = true;
+        }
     }
 
     /// Moderators and speakers, in the order they took the stage.
@@ -474,7 +586,7 @@ impl Room {
             hands_from: None,
             you: Vec::new(),
             you_set: HashSet::new(),
-            disconnect: None,
+            disconnect: Vec::new(),
         }
     }
 
@@ -498,9 +610,7 @@ impl Room {
         }
         self.emit_you(&tx);
         self.emit_publish(&tx);
-        if let Some(disconnect) = tx.disconnect.take() {
-            self.outputs.push_back(disconnect);
-        }
+        self.outputs.extend(tx.disconnect.drain(..));
         if self.participants.is_empty() {
             if self.empty_since.is_none() {
                 self.empty_since = Some(now);

@@ -19,6 +19,8 @@ impl Room {
             ended: self.ended,
             empty_since: self.empty_since,
             next_order: self.next_order,
+            persistent: self.persistent,
+            revocations: self.revocations.iter().cloned().collect(),
             participants,
             bans: self.bans.iter().cloned().collect(),
             guests: self.guests.iter().cloned().collect(),
@@ -44,10 +46,17 @@ impl Room {
         room.empty_since = state.empty_since;
         room.bans = state.bans.into_iter().collect();
         room.guests = state.guests.into_iter().collect();
+        room.persistent = state.persistent;
+        let revocations_sorted = state.revocations.is_sorted() && {
+            let mut unique = state.revocations.clone();
+            unique.dedup();
+            unique.len() == state.revocations.len()
+        };
+        room.revocations = state.revocations.into_iter().collect();
         let max_used =
             state.participants.iter().flat_map(|p| [Some(p.join_order), p.stage_since, p.hand_raised]).flatten().max();
         room.next_order = state.next_order.max(max_used.map_or(0, |m| m.saturating_add(1)));
-        let mut repaired = room.next_order != state.next_order;
+        let mut repaired = room.next_order != state.next_order || !revocations_sorted;
 
         let mut join_orders = HashSet::with_capacity(state.participants.len());
         let mut dropped = Vec::new();
@@ -147,6 +156,8 @@ impl Room {
             self.ended = f.ended;
             self.empty_since = f.empty_since;
             self.next_order = f.next_order;
+            self.persistent = f.persistent;
+            self.revocations = f.revocations.iter().cloned().collect();
         }
         if let Some(bans) = &changes.bans {
             self.bans = bans.iter().cloned().collect();
@@ -245,6 +256,8 @@ impl Room {
                 ended: self.ended,
                 empty_since: self.empty_since,
                 next_order: self.next_order,
+                persistent: self.persistent,
+                revocations: self.revocations.iter().cloned().collect(),
             }),
             upserted,
             removed,

@@ -6,18 +6,29 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod admin;
 mod props;
 mod rules;
 mod scenario;
 
 use crate::conformance::check_mirrors;
 use crate::{
-    Command, CommandError, Counts, Event, Join, Joined, Millis, Output, ParticipantId, Recipients, Reply, Role, Room,
-    RoomConfig, RoomState, StageCause,
+    Actor, AdminId, Command, CommandError, Counts, Event, Join, Joined, Millis, Output, ParticipantId, Recipients,
+    Reply, Role, Room, RoomConfig, RoomState, StageCause,
 };
 
 pub(crate) fn pid(s: &str) -> ParticipantId {
     ParticipantId::new(s)
+}
+
+/// A participant as an actor.
+pub(crate) fn act(s: &str) -> Actor {
+    Actor::Participant(pid(s))
+}
+
+/// An administrator as an actor.
+pub(crate) fn admin(s: &str) -> Actor {
+    Actor::Admin(AdminId::new(s))
 }
 
 /// A config with small numbers, so tests hit the limits quickly.
@@ -43,12 +54,18 @@ pub(crate) struct Harness {
     pub(crate) store: Option<RoomState>,
     /// Another hub's copy of the room, following it only through `apply_changes`.
     pub(crate) replica: Option<Room>,
+    /// The `Moderated` outputs [`Harness::drain`] took out, in order.
+    pub(crate) moderated: Vec<Output>,
 }
 
 impl Harness {
     pub(crate) fn new(config: RoomConfig) -> Self {
         let room = Room::new("room", config.clone(), 0);
-        let mut h = Self { room, config, now: 0, store: None, replica: None };
+        Self::with_room(room, config)
+    }
+
+    pub(crate) fn with_room(room: Room, config: RoomConfig) -> Self {
+        let mut h = Self { room, config, now: 0, store: None, replica: None, moderated: Vec::new() };
         h.check();
         h
     }
@@ -64,12 +81,16 @@ impl Harness {
         }
     }
 
+    /// The outputs, without `Moderated` (kept in [`Harness::moderated`]).
     pub(crate) fn drain(&mut self) -> Vec<Output> {
-        std::iter::from_fn(|| self.room.poll_output()).collect()
+        let (moderated, out) = std::iter::from_fn(|| self.room.poll_output())
+            .partition::<Vec<_>, _>(|o| matches!(o, Output::Moderated { .. }));
+        self.moderated.extend(moderated);
+        out
     }
 
     pub(crate) fn join_as(&mut self, who: &str, ceiling: Role, role: Option<Role>) -> Result<Joined, CommandError> {
-        let r = self.room.handle_join(self.now, Join { id: pid(who), name: format!("{who} name"), ceiling, role });
+        let r = self.room.handle_join(self.now, Join::new(pid(who), format!("{who} name"), ceiling, role));
         self.check();
         r
     }
@@ -85,6 +106,30 @@ impl Harness {
         let r = self.room.handle_command(self.now, &pid(from), command);
         self.check();
         r
+    }
+
+    /// A command from any actor, with a reason.
+    pub(crate) fn cmd_as(&mut self, by: &Actor, command: Command, reason: Option<&str>) -> Result<Reply, CommandError> {
+        let r = self.room.handle_command_as(self.now, by, command, reason);
+        self.check();
+        r
+    }
+
+    /// A command from any actor that must succeed; returns its outputs (without `Moderated`).
+    pub(crate) fn ok_as(&mut self, by: &Actor, command: Command, reason: Option<&str>) -> Vec<Output> {
+        if let Err(e) = self.cmd_as(by, command.clone(), reason) {
+            panic!("{by:?}: {command:?} refused: {e}");
+        }
+        self.drain()
+    }
+
+    /// A command from any actor that must be refused with `expected`, changing nothing.
+    pub(crate) fn refused_as(&mut self, by: &Actor, command: Command, reason: Option<&str>, expected: CommandError) {
+        let (seq, state) = (self.room.seq(), self.room.state());
+        assert_eq!(self.cmd_as(by, command.clone(), reason), Err(expected), "{by:?}: {command:?}");
+        assert_eq!(self.room.seq(), seq);
+        assert_eq!(self.room.state(), state);
+        assert_eq!(self.drain(), vec![], "a refused command emits nothing");
     }
 
     /// A command that must succeed; returns its outputs.

@@ -1,5 +1,6 @@
 //! Property tests: random sequences of joins (random ceilings and role requests), disconnects, leaves, time
-//! advancing, and random commands from random participants with random targets. After every step
+//! advancing, and random commands from random participants or an administrator with random targets and reasons
+//! (revocations and persistence among them), in ad hoc and persistent rooms. After every step
 //! [`Checker`](crate::conformance::Checker) checks everything the crate promises (invariants, persistence mirrors,
 //! seq discipline, outputs, hand queue); the `room_commands` fuzz target runs the same checker.
 
@@ -15,6 +16,8 @@ use Command as C;
 use Role::{Audience, Moderator, Speaker};
 
 const IDS: [&str; 7] = ["p0", "p1", "p2", "p3", "p4", "p5", "p6"];
+/// Token ids joins present and revocations name.
+const TOKENS: [&str; 3] = ["t0", "t1", "t2"];
 
 fn config() -> RoomConfig {
     RoomConfig {
@@ -26,6 +29,8 @@ fn config() -> RoomConfig {
         counts_interval: 50,
         hand_queue_event_limit: 2,
         max_page: 3,
+        revocation_ttl: 700,
+        max_revocations: 2,
         ..RoomConfig::default()
     }
 }
@@ -38,13 +43,15 @@ fn any_config() -> impl Strategy<Value = RoomConfig> {
         prop::bool::weighted(0.2),
         prop_oneof![Just(0u64), Just(200)],
         prop_oneof![Just(0u64), Just(50)],
+        prop::bool::weighted(0.25),
     )
-        .prop_map(|(stage_capacity, open_mic, closed, grace, counts_interval)| RoomConfig {
+        .prop_map(|(stage_capacity, open_mic, closed, grace, counts_interval, persistent)| RoomConfig {
             stage_capacity,
             open_mic,
             closed,
             grace,
             counts_interval,
+            persistent,
             invite_ttl: grace * 5,
             ..config()
         })
@@ -66,6 +73,10 @@ enum Op {
         who: usize,
         ceiling: Role,
         role: Option<Role>,
+        /// An index into `TOKENS`.
+        token: Option<usize>,
+        /// Issued now (else at 0: before any revocation).
+        fresh: bool,
     },
     Disconnect(usize),
     Leave(usize),
@@ -75,7 +86,21 @@ enum Op {
         from: Pick,
         command: Command,
         target: Pick,
+        /// Sent by the administrator instead of `from`.
+        admin: bool,
+        reason: Option<String>,
     },
+}
+
+/// No reason mostly; sometimes a good one, one too long, or one with a control character.
+fn reason() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        6 => Just(None),
+        3 => Just(Some("spam".to_owned())),
+        1 => Just(Some(String::new())),
+        1 => Just(Some("x".repeat(257))),
+        1 => Just(Some("bad\nline".to_owned())),
+    ]
 }
 
 fn role() -> impl Strategy<Value = Role> {
@@ -118,15 +143,17 @@ fn command() -> impl Strategy<Value = Command> {
         1 => Just(C::UninviteFromRoom { identity: t() }),
         1 => (option::of(0u64..30), 0usize..5).prop_map(|(after, limit)| C::ListAudience { after, limit }),
         1 => Just(C::GetState),
+        2 => (any::<bool>(), option::of(0..TOKENS.len())).prop_map(|(identity, token)| C::Revoke {
+            identity: identity.then(|| pid("?")),
+            token_id: token.map(|i| TOKENS[i].to_owned()),
+        }),
+        1 => any::<bool>().prop_map(|persistent| C::SetPersistent { persistent }),
     ]
 }
 
 fn join_op() -> impl Strategy<Value = Op> {
-    (0..IDS.len(), role(), option::weighted(0.3, role())).prop_map(|(who, ceiling, role)| Op::Join {
-        who,
-        ceiling,
-        role,
-    })
+    (0..IDS.len(), role(), option::weighted(0.3, role()), option::of(0..TOKENS.len()), any::<bool>())
+        .prop_map(|(who, ceiling, role, token, fresh)| Op::Join { who, ceiling, role, token, fresh })
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -136,9 +163,16 @@ fn op() -> impl Strategy<Value = Op> {
         10 => who.clone().prop_map(Op::Disconnect),
         10 => who.prop_map(Op::Leave),
         20 => prop_oneof![0..60u64, 100..400u64].prop_map(Op::Advance),
-        120 => (pick(), command(), pick()).prop_map(|(from, command, target)| Op::Cmd { from, command, target }),
+        120 => (pick(), command(), pick(), prop::bool::weighted(0.25), reason())
+            .prop_map(|(from, command, target, admin, reason)| Op::Cmd { from, command, target, admin, reason }),
         // Rarely: end the room (everything after must be refused).
-        2 => (0..3usize).prop_map(|k| Op::Cmd { from: Pick::Smart(k), command: C::EndRoom, target: Pick::Id(0) }),
+        2 => (0..3usize, any::<bool>()).prop_map(|(k, admin)| Op::Cmd {
+            from: Pick::Smart(k),
+            command: C::EndRoom,
+            target: Pick::Id(0),
+            admin,
+            reason: None,
+        }),
     ]
 }
 
@@ -180,6 +214,7 @@ fn resolve(room: &Room, from: &Pick, command: Command, target: &Pick) -> (Partic
         C::RevokeModerator { .. } => C::RevokeModerator { target: to(ids(&|p| p.role == Moderator)) },
         C::InviteToRoom { .. } => C::InviteToRoom { identity: to(vec![]) },
         C::UninviteFromRoom { .. } => C::UninviteFromRoom { identity: to(state.guests.clone()) },
+        C::Revoke { identity, token_id } => C::Revoke { identity: identity.map(|_| to(ids(&|_| true))), token_id },
         C::Handover { stage } => match target {
             Pick::Id(_) => C::Handover { stage },
             // A plausible new stage: up to k+1 participants whose tokens allow it, the first as moderator if allowed.
@@ -200,17 +235,23 @@ fn resolve(room: &Room, from: &Pick, command: Command, target: &Pick) -> (Partic
 }
 
 /// Turns a generated operation into the room input it stands for (resolving `Pick`s against the room).
-fn to_step(room: &Room, op: &Op) -> Step {
+fn to_step(room: &Room, now: Millis, op: &Op) -> Step {
     match op {
-        Op::Join { who, ceiling, role } => {
-            Step::Join(Join { id: pid(IDS[*who]), name: format!("{} name", IDS[*who]), ceiling: *ceiling, role: *role })
-        }
+        Op::Join { who, ceiling, role, token, fresh } => Step::Join(Join {
+            token_id: token.map(|i| TOKENS[i].to_owned()),
+            issued_at: if *fresh { now } else { 0 },
+            ..Join::new(pid(IDS[*who]), format!("{} name", IDS[*who]), *ceiling, *role)
+        }),
         Op::Disconnect(who) => Step::Disconnect(pid(IDS[*who])),
         Op::Leave(who) => Step::Leave(pid(IDS[*who])),
         Op::Advance(d) => Step::Advance(*d),
-        Op::Cmd { from, command, target } => {
+        Op::Cmd { from, command, target, admin, reason } => {
             let (from, command) = resolve(room, from, command.clone(), target);
-            Step::Command(from, command)
+            match (admin, reason) {
+                (false, None) => Step::Command(from, command),
+                (false, Some(_)) => Step::Act { by: Actor::Participant(from), command, reason: reason.clone() },
+                (true, _) => Step::Act { by: admin_actor(), command, reason: reason.clone() },
+            }
         }
     }
 }
@@ -226,9 +267,9 @@ proptest! {
     ) {
         let mut checker = Checker::new(config);
         // Start with a moderator on stage, so moderator commands are exercised from the first step.
-        let opening = Op::Join { who: 0, ceiling: Moderator, role: None };
+        let opening = Op::Join { who: 0, ceiling: Moderator, role: None, token: None, fresh: false };
         for op in std::iter::once(&opening).chain(&joins).chain(&ops) {
-            let step = to_step(checker.room(), op);
+            let step = to_step(checker.room(), checker.now(), op);
             checker.step(&step).map_err(TestCaseError::fail)?;
         }
     }
@@ -273,7 +314,9 @@ fn arbitrary_state() -> impl Strategy<Value = RoomState> {
                     join_order,
                     stage_since,
                     hand_raised,
-                    invite: invite.map(|(by, expires_at)| Invite { by: pid(IDS[by]), expires_at }),
+                    invite: invite.map(|(by, expires_at)| Invite { by: act(IDS[by]), expires_at }),
+                    token_id: None,
+                    issued_at: 0,
                 }
             },
         );
@@ -296,5 +339,11 @@ fn arbitrary_state() -> impl Strategy<Value = RoomState> {
             participants,
             bans: bans.into_iter().map(|i| pid(IDS[i])).collect(),
             guests: vec![],
+            persistent: false,
+            revocations: vec![],
         })
+}
+
+fn admin_actor() -> Actor {
+    Actor::Admin(AdminId::new("ops"))
 }

@@ -353,7 +353,7 @@ fn open_mic_promotes_at_once_while_a_seat_is_free() {
     assert_eq!(h.room.hand_queue(), vec![pid("b")], "turning open mic on does not promote the queue");
     assert_eq!(h.cmd("a", C::RaiseHand), Ok(Reply::Hand { position: None, promoted: true }));
     let out = h.drain();
-    assert_eq!(stage_causes(&out), vec![StageCause::Promoted { id: pid("a"), by: None }]);
+    assert_eq!(stage_causes(&out), vec![StageCause::Promoted { id: pid("a"), by: None, reason: None }]);
     assert_eq!(h.role("a"), Some(Speaker));
     assert!(h.room.participant(&pid("a")).unwrap().muted);
     // The stage is full now (m, a, and c gets the last seat); then hands queue.
@@ -372,7 +372,7 @@ fn approve_hand() {
     h.refused("m", C::ApproveHand { target: pid("zz") }, E::NotFound("no such participant in this room"));
     h.refused("m", C::ApproveHand { target: pid("m") }, E::Conflict("hand not raised"));
     let out = h.ok("m", C::ApproveHand { target: pid("b") });
-    assert_eq!(stage_causes(&out), vec![StageCause::Promoted { id: pid("b"), by: Some(pid("m")) }]);
+    assert_eq!(stage_causes(&out), vec![StageCause::Promoted { id: pid("b"), by: Some(act("m")), reason: None }]);
     let you: Vec<_> = yous(&out).into_iter().map(|(id, y)| (id, y.role, y.hand_position)).collect();
     assert_eq!(you, vec![("b".into(), Speaker, None), ("c".into(), Audience, Some(2))]);
     assert!(h.room.participant(&pid("b")).unwrap().muted);
@@ -396,7 +396,7 @@ fn invite_accept_decline_cancel_and_expire() {
     h.refused("m", C::CancelInvite { target: pid("a") }, E::NotFound("no invitation"));
 
     let out = h.ok("m", C::InviteToStage { target: pid("a") });
-    let invite = Some(InviteView { by: pid("m"), expires_at: 1_000 });
+    let invite = Some(InviteView { by: act("m"), expires_at: 1_000 });
     assert_eq!(
         yous(&out),
         vec![(
@@ -473,7 +473,7 @@ fn step_down_and_move_to_audience() {
     h.refused("m", C::MoveToAudience { target: pid("zz") }, E::NotFound("no such participant in this room"));
     h.ok("a", C::SetMuted { muted: false });
     let out = h.ok("m", C::MoveToAudience { target: pid("a") });
-    assert_eq!(stage_causes(&out), vec![StageCause::MovedToAudience { id: pid("a"), by: pid("m") }]);
+    assert_eq!(stage_causes(&out), vec![StageCause::MovedToAudience { id: pid("a"), by: act("m"), reason: None }]);
     assert_eq!(publishes(&out), vec![("a".into(), false)]);
     assert_eq!(yous(&out)[0].1.role, Audience);
     assert!(h.room.participant(&pid("a")).unwrap().muted);
@@ -501,12 +501,12 @@ fn self_mute_and_moderator_mute() {
     h.refused("b", C::Mute { target: pid("a") }, E::Forbidden("only moderators may do this"));
     h.refused("m", C::Mute { target: pid("b") }, E::Conflict("not on stage"));
     let out = h.ok("m", C::Mute { target: pid("a") });
-    assert_eq!(stage_causes(&out), vec![StageCause::Muted { id: pid("a"), by: Some(pid("m")) }]);
+    assert_eq!(stage_causes(&out), vec![StageCause::Muted { id: pid("a"), by: Some(act("m")), reason: None }]);
     assert_eq!(publishes(&out), vec![("a".into(), false)]);
     h.noop("m", C::Mute { target: pid("a") });
     h.ok("a", C::SetMuted { muted: false });
     let out = h.ok("a", C::SetMuted { muted: true });
-    assert_eq!(stage_causes(&out), vec![StageCause::Muted { id: pid("a"), by: None }]);
+    assert_eq!(stage_causes(&out), vec![StageCause::Muted { id: pid("a"), by: None, reason: None }]);
     assert!(!h.room.may_publish(&pid("b")));
 }
 
@@ -524,7 +524,7 @@ fn kick() {
     h.refused("m", C::Kick { target: pid("m2") }, E::Forbidden("cannot remove a moderator"));
     h.refused("m", C::Kick { target: pid("zz") }, E::NotFound("no such participant in this room"));
     let out = h.ok("m", C::Kick { target: pid("a") });
-    assert_eq!(stage_causes(&out), vec![StageCause::Removed { id: pid("a"), by: pid("m") }]);
+    assert_eq!(stage_causes(&out), vec![StageCause::Removed { id: pid("a"), by: act("m"), reason: None }]);
     assert_eq!(publishes(&out), vec![("a".into(), false)]);
     assert_eq!(out.last(), Some(&Output::Disconnect { who: pid("a"), reason: DisconnectReason::Kicked }));
     let out = h.ok("m", C::Kick { target: pid("b") });
@@ -568,7 +568,7 @@ fn make_and_revoke_moderator() {
     h.noop("m", C::MakeModerator { target: pid("m") });
     h.ok("e", C::RaiseHand);
     let out = h.ok("m", C::MakeModerator { target: pid("e") });
-    assert_eq!(stage_causes(&out), vec![StageCause::ModeratorGranted { id: pid("e"), by: pid("m") }]);
+    assert_eq!(stage_causes(&out), vec![StageCause::ModeratorGranted { id: pid("e"), by: act("m"), reason: None }]);
     assert_eq!(h.role("e"), Some(Moderator));
     assert!(h.room.participant(&pid("e")).unwrap().muted);
     assert_eq!(h.room.hand_queue(), vec![]);
@@ -576,7 +576,7 @@ fn make_and_revoke_moderator() {
     h.ok("m", C::ApproveHand { target: pid("f") });
     assert_eq!(h.role("f"), Some(Speaker));
     let out = h.ok("e", C::MakeModerator { target: pid("f") });
-    assert_eq!(stage_causes(&out), vec![StageCause::ModeratorGranted { id: pid("f"), by: pid("e") }]);
+    assert_eq!(stage_causes(&out), vec![StageCause::ModeratorGranted { id: pid("f"), by: act("e"), reason: None }]);
     h.ok("f", C::StepDown);
     h.ok("a", C::RaiseHand);
     h.ok("m", C::ApproveHand { target: pid("a") });
@@ -585,7 +585,7 @@ fn make_and_revoke_moderator() {
     h.refused("a", C::RevokeModerator { target: pid("e") }, E::Forbidden("only moderators may do this"));
     h.refused("m", C::RevokeModerator { target: pid("a") }, E::Conflict("not a moderator"));
     let out = h.ok("m", C::RevokeModerator { target: pid("e") });
-    assert_eq!(stage_causes(&out), vec![StageCause::ModeratorRevoked { id: pid("e"), by: pid("m") }]);
+    assert_eq!(stage_causes(&out), vec![StageCause::ModeratorRevoked { id: pid("e"), by: act("m"), reason: None }]);
     assert_eq!(h.role("e"), Some(Speaker));
     h.refused("m", C::RevokeModerator { target: pid("m") }, E::Conflict("last moderator"));
 }
@@ -631,7 +631,11 @@ fn handover_replaces_the_stage_in_one_transition() {
     );
     assert_eq!(h.room.seq(), seq + 1);
     assert!(seq_of(&out).iter().all(|s| *s == seq + 1));
-    assert_eq!(stage_causes(&out), vec![StageCause::Handover { by: pid("m") }], "exactly one stage event");
+    assert_eq!(
+        stage_causes(&out),
+        vec![StageCause::Handover { by: act("m"), reason: None }],
+        "exactly one stage event"
+    );
     // Stayers keep their stage order and mute state; newcomers follow in list order, muted.
     assert_eq!(
         h.stage_ids(),
@@ -664,7 +668,10 @@ fn handover_to_speakers_only_triggers_succession() {
     h.join_as("e", Moderator, Some(Audience)).unwrap();
     h.drain();
     let out = h.ok("m", C::Handover { stage: vec![(pid("a"), Speaker), (pid("e"), Speaker)] });
-    assert_eq!(stage_causes(&out), vec![StageCause::Handover { by: pid("m") }, StageCause::Succession(pid("e"))]);
+    assert_eq!(
+        stage_causes(&out),
+        vec![StageCause::Handover { by: act("m"), reason: None }, StageCause::Succession(pid("e"))]
+    );
     assert_eq!(h.stage_ids(), vec![("a".into(), Speaker), ("e".into(), Moderator)]);
 }
 
@@ -773,7 +780,7 @@ fn get_state_shows_the_queue_to_moderators_only() {
     assert_eq!(s.stage.len(), 1);
     assert_eq!(s.counts, Counts { stage: 1, audience: 3, hands: 1, total: 4 });
     let Ok(Reply::State(s)) = h.cmd("b", C::GetState) else { panic!() };
-    assert_eq!(s.you.invite, Some(InviteView { by: pid("m"), expires_at: 1_000 }));
+    assert_eq!(s.you.invite, Some(InviteView { by: act("m"), expires_at: 1_000 }));
     assert_eq!(h.room.seq(), seq);
     assert!(h.drain().is_empty());
     h.refused("zz", C::GetState, E::NotFound("you are not in this room"));
@@ -791,7 +798,7 @@ fn end_room() {
         out,
         vec![
             Output::Publish { who: pid("a"), allowed: false },
-            Output::Ended { reason: EndReason::ByModerator(pid("m")) }
+            Output::Ended { reason: EndReason::ByModerator { by: act("m"), reason: None } }
         ]
     );
     assert!(h.room.is_ended());

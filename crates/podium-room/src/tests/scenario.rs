@@ -28,7 +28,7 @@ fn full_scenario() {
     h.ok("l1", C::RaiseHand);
     h.ok("l2", C::RaiseHand);
     let out = h.ok("mod", C::ApproveHand { target: pid("l1") });
-    assert_eq!(stage_causes(&out), vec![StageCause::Promoted { id: pid("l1"), by: Some(pid("mod")) }]);
+    assert_eq!(stage_causes(&out), vec![StageCause::Promoted { id: pid("l1"), by: Some(act("mod")), reason: None }]);
     assert_eq!(h.room.participant(&pid("l2")).unwrap().hand_position, Some(1));
 
     // Invitations: l3 accepts, l4 declines, m2's expires.
