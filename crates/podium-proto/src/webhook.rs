@@ -319,7 +319,9 @@ mod tests {
             assert_eq!(v["type"], *kind);
             assert!(v["data"].is_object());
         }
-        assert!(WebhookPayload::new("nope", WebhookBody { timestamp: String::new(), data: WebhookData::default() })
-            .is_none());
+        assert!(
+            WebhookPayload::new("nope", WebhookBody { timestamp: String::new(), data: WebhookData::default() })
+                .is_none()
+        );
     }
 }
