@@ -24,10 +24,12 @@ mod media;
 mod nodes;
 mod relay;
 mod room_task;
+pub mod webhooks;
 
 pub use config::Config;
 pub use conn::WS_PATH;
 pub use http::{DEMO_HTML, DEV_TOKEN_PATH, SDK_JS};
 pub use hub::{Hub, ShutdownHandle};
 pub use nodes::NODE_TTL;
+pub use webhooks::Webhooks;
 pub use podium_proto::Role;
