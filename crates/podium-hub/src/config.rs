@@ -624,6 +624,27 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/podium.toml");
         let c = Config::load(Some(Path::new(path))).unwrap();
         assert_eq!(c.room.stage_capacity, 13);
+        let defaults = WebhooksConfig::default();
+        assert_eq!(c.webhooks.retry_schedule_ms, defaults.retry_schedule_ms);
+        assert_eq!((c.webhooks.lease_ms, c.audit.max_entries), (defaults.lease_ms, AuditConfig::default().max_entries));
+    }
+
+    #[test]
+    fn webhook_endpoints_from_the_environment() {
+        let mut table = toml::Table::new();
+        let endpoints = r#"[{name = "app", url = "https://x.example/h", secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], exclude = ["hand.*"]}]"#;
+        let vars = [("PODIUM_WEBHOOKS__ENDPOINTS", endpoints), ("PODIUM_WEBHOOKS__AUDIENCE", "coalesced")];
+        overlay_env(&mut table, vars.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned()))).unwrap();
+        let c: Config = toml::Value::Table(table).try_into().unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.webhooks.endpoints[0].timeout_ms, 15_000);
+        assert_eq!(c.webhooks.audience, AudiencePolicy::Coalesced);
+        let mut bad = c.clone();
+        bad.webhooks.endpoints[0].secrets = vec!["whsec_short".into()];
+        assert!(bad.validate().is_err());
+        let mut bad = c;
+        bad.webhooks.endpoints[0].include = vec!["nothing.*".into()];
+        assert!(bad.validate().is_err());
     }
 
     #[test]
