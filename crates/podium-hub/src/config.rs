@@ -27,6 +27,127 @@ pub struct Config {
     pub store: StoreConfig,
     /// The SFU (WebRTC audio).
     pub media: MediaSection,
+    /// Signed webhooks (Standard Webhooks) to your backend.
+    pub webhooks: WebhooksConfig,
+    /// The per-room audit log of moderation actions.
+    pub audit: AuditConfig,
+}
+
+/// `[webhooks]`: where events go and how hard delivery tries (see `proto/WEBHOOKS.md`).
+#[derive(Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// The receivers. None: no events are queued at all.
+    pub endpoints: Vec<EndpointConfig>,
+    /// Audience members' `participant.joined` / `participant.left`: `on` (each one), `off` (none) or `coalesced`
+    /// (an `audience.summary` at most every `audience_interval_ms`). Stage members' always go out.
+    pub audience: AudiencePolicy,
+    /// With `audience = "coalesced"`: the shortest time between two summaries of a room.
+    pub audience_interval_ms: u64,
+    /// Delays before the retries of a failed delivery (after the first attempt), in ms; once all failed, the
+    /// event is given up. Each delay gets up to `retry_jitter` of itself added or taken off at random.
+    pub retry_schedule_ms: Vec<u64>,
+    /// Jitter of the retry delays, as a fraction (0 to 1).
+    pub retry_jitter: f64,
+    /// A `Retry-After` answer delays the retry to at least that long, but never more than this.
+    pub max_retry_after_ms: u64,
+    /// How long a hub's claim to deliver a room's events lasts without renewal (renewed every third of it); after
+    /// a hub dies, another takes its rooms over this long after.
+    pub lease_ms: u64,
+    /// How often each hub looks for rooms with queued events that no hub delivers.
+    pub poll_interval_ms: u64,
+    /// Most rooms one hub delivers at once (each has at most one request in flight per endpoint).
+    pub max_rooms_in_flight: usize,
+    /// Most events queued per room (Redis); past it the oldest are dropped and counted.
+    pub max_queue_per_room: u64,
+    /// With the in-memory store: most events queued on this hub in all; past it the oldest are dropped and
+    /// counted.
+    pub memory_max_events: usize,
+    /// Largest payload sent, in bytes; an event over it is sent without its optional data fields.
+    pub max_body_bytes: usize,
+    /// How many rooms with queued events the status looks at (queue depth, oldest age).
+    pub status_scan_rooms: usize,
+}
+
+/// One webhook receiver.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// A name for status and logs (unique; letters, digits, `-` and `_`).
+    pub name: String,
+    /// `https://...` (or `http://...`) URL the events are POSTed to.
+    pub url: String,
+    /// Signing secrets, `whsec_<base64>`; several during a rotation (every one signs: several signatures).
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Event types sent (exact, or a prefix ending in `.*`, like `participant.*`); empty: all.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Event types never sent (same forms), applied after `include`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// How long one attempt may take, in ms.
+    #[serde(default = "default_endpoint_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_endpoint_timeout_ms() -> u64 {
+    15_000
+}
+
+/// Which audience joins and leaves become webhooks.
+#[derive(Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AudiencePolicy {
+    /// Each one.
+    #[default]
+    On,
+    /// None.
+    Off,
+    /// Counted into `audience.summary` events.
+    Coalesced,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            audience: AudiencePolicy::On,
+            audience_interval_ms: 10_000,
+            // Standard Webhooks' example schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
+            retry_schedule_ms: [5, 300, 1_800, 7_200, 18_000, 36_000, 50_400, 72_000, 86_400]
+                .map(|s| s * 1_000)
+                .to_vec(),
+            retry_jitter: 0.2,
+            max_retry_after_ms: 3_600_000,
+            lease_ms: 30_000,
+            poll_interval_ms: 1_000,
+            max_rooms_in_flight: 256,
+            max_queue_per_room: 10_000,
+            memory_max_events: 100_000,
+            max_body_bytes: 20_480,
+            status_scan_rooms: 1_000,
+        }
+    }
+}
+
+/// `[audit]`
+#[derive(Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Entries kept per room (about: Redis trims whole blocks, `MAXLEN ~`).
+    pub max_entries: u64,
+    /// Entries older than this are dropped too (0: kept by count only); with Redis, a room's whole log expires
+    /// this long after its last entry.
+    pub max_age_s: u64,
+    /// With the in-memory store: most rooms whose log is kept (the least recently written go first).
+    pub memory_max_rooms: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { max_entries: 10_000, max_age_s: 0, memory_max_rooms: 10_000 }
+    }
 }
 
 /// `[server]`
@@ -378,6 +499,50 @@ impl Config {
             "store.url: `memory`, or a URL starting with one of {:?}",
             StoreConfig::REDIS_SCHEMES
         );
+        self.validate_webhooks()?;
+        Ok(())
+    }
+
+    fn validate_webhooks(&self) -> anyhow::Result<()> {
+        let w = &self.webhooks;
+        let mut names = std::collections::HashSet::new();
+        for e in &w.endpoints {
+            anyhow::ensure!(
+                !e.name.is_empty()
+                    && e.name.len() <= 64
+                    && e.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "webhooks.endpoints: name {:?}: 1-64 letters, digits, - or _",
+                e.name
+            );
+            anyhow::ensure!(names.insert(e.name.as_str()), "webhooks.endpoints: name {:?} used twice", e.name);
+            anyhow::ensure!(
+                e.url.starts_with("https://") || e.url.starts_with("http://"),
+                "webhooks.endpoints.{}: url must start with https:// or http://",
+                e.name
+            );
+            for secret in &e.secrets {
+                crate::webhooks::parse_secret(secret)
+                    .map_err(|why| anyhow::anyhow!("webhooks.endpoints.{}: secret: {why}", e.name))?;
+            }
+            for pattern in e.include.iter().chain(&e.exclude) {
+                anyhow::ensure!(
+                    crate::webhooks::known_pattern(pattern),
+                    "webhooks.endpoints.{}: {pattern:?} names no event type",
+                    e.name
+                );
+            }
+            anyhow::ensure!(e.timeout_ms > 0, "webhooks.endpoints.{}: timeout_ms must be positive", e.name);
+        }
+        anyhow::ensure!(!w.retry_schedule_ms.is_empty(), "webhooks.retry_schedule_ms: at least one delay");
+        anyhow::ensure!((0.0..=1.0).contains(&w.retry_jitter), "webhooks.retry_jitter: between 0 and 1");
+        anyhow::ensure!(w.lease_ms >= 300 && w.poll_interval_ms > 0, "webhooks: lease_ms >= 300, poll_interval_ms > 0");
+        anyhow::ensure!(
+            w.max_rooms_in_flight > 0 && w.max_queue_per_room > 0 && w.memory_max_events > 0,
+            "webhooks: queue and in-flight bounds must be positive"
+        );
+        anyhow::ensure!(w.max_body_bytes >= 1_024, "webhooks.max_body_bytes: at least 1024");
+        anyhow::ensure!(w.audience_interval_ms > 0, "webhooks.audience_interval_ms must be positive");
+        anyhow::ensure!(self.audit.max_entries > 0, "audit.max_entries must be positive");
         Ok(())
     }
 
@@ -470,6 +635,27 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/podium.toml");
         let c = Config::load(Some(Path::new(path))).unwrap();
         assert_eq!(c.room.stage_capacity, 13);
+        let defaults = WebhooksConfig::default();
+        assert_eq!(c.webhooks.retry_schedule_ms, defaults.retry_schedule_ms);
+        assert_eq!((c.webhooks.lease_ms, c.audit.max_entries), (defaults.lease_ms, AuditConfig::default().max_entries));
+    }
+
+    #[test]
+    fn webhook_endpoints_from_the_environment() {
+        let mut table = toml::Table::new();
+        let endpoints = r#"[{name = "app", url = "https://x.example/h", secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], exclude = ["hand.*"]}]"#;
+        let vars = [("PODIUM_WEBHOOKS__ENDPOINTS", endpoints), ("PODIUM_WEBHOOKS__AUDIENCE", "coalesced")];
+        overlay_env(&mut table, vars.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned()))).unwrap();
+        let c: Config = toml::Value::Table(table).try_into().unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.webhooks.endpoints[0].timeout_ms, 15_000);
+        assert_eq!(c.webhooks.audience, AudiencePolicy::Coalesced);
+        let mut bad = c.clone();
+        bad.webhooks.endpoints[0].secrets = vec!["whsec_short".into()];
+        assert!(bad.validate().is_err());
+        let mut bad = c;
+        bad.webhooks.endpoints[0].include = vec!["nothing.*".into()];
+        assert!(bad.validate().is_err());
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     drain_requested: AtomicBool,
     /// What the node registry said last (shared store only).
     pub(crate) registry: Mutex<Registry>,
+    /// Webhooks and the audit log (`webhooks` module).
+    pub(crate) hooks: Arc<crate::webhooks::Hooks>,
 }
 
 /// The last reading of the node registry.
@@ -213,17 +215,29 @@ impl Persistence {
     }
 
     /// Stores one transition (an error means it was not acknowledged, see [`StoreError`]) and, on Redis, publishes
-    /// `announcement` with it (see [`RedisStore::commit_present`]), also recording (when `present` is set) which hub that participant is connected to.
-    pub(crate) async fn commit_present(
+    /// `announcement` with it (see [`RedisStore::commit_present`]), also recording (when `present` is set) which hub
+    /// that participant is connected to, and writing the transition's webhook events and audit entries (`at`):
+    /// with Redis in the commit's script (after adding the room to the webhook index when `at.touch`), in memory
+    /// right after the commit succeeded.
+    pub(crate) async fn commit_with(
         &self,
         room: &str,
         changes: &Changes,
         announcement: Option<&str>,
         present: Option<(&str, &str)>,
+        at: Option<&crate::webhooks::AtCommit>,
     ) -> Result<(), StoreError> {
         match self {
             Self::Memory(s) => s.commit(room, changes).await,
-            Self::Redis(s) => s.commit_present(room, changes, announcement, present).await,
+            Self::Redis(s) => {
+                if at.is_some_and(|at| at.touch) {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                    s.hooks_touch(room, now).await?;
+                }
+                s.commit_with(room, changes, announcement, present, at.map(|at| &at.extras)).await
+            }
         }
     }
 
@@ -357,7 +371,13 @@ impl Hub {
         } else {
             (None, None)
         };
+        let redis = match &store {
+            Persistence::Redis(redis) => Some(redis.clone()),
+            Persistence::Memory(_) => None,
+        };
+        let hooks = Arc::new(crate::webhooks::Hooks::new(&config.webhooks, &config.audit, &node_id, redis));
         let shared = Arc::new(Shared {
+            hooks,
             keys: TokenKeys::new(config.auth.secret().as_bytes()),
             store,
             media,
@@ -401,6 +421,11 @@ impl Hub {
         self.shared.media.as_ref().map(podium_media::Media::local_addrs).unwrap_or_default()
     }
 
+    /// Webhook delivery status and the audit log, for the admin API.
+    pub fn webhooks(&self) -> crate::webhooks::Webhooks {
+        crate::webhooks::Webhooks(Arc::clone(&self.shared.hooks))
+    }
+
     /// A handle to stop the hub later.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle { shared: Arc::clone(&self.shared) }
@@ -412,6 +437,8 @@ impl Hub {
         if let Some(events) = media_events {
             tokio::spawn(crate::media::dispatch(Arc::clone(&shared), events));
         }
+        // Webhook delivery runs until the hub has stopped (a draining hub keeps delivering meanwhile).
+        tokio::spawn(crate::webhooks::run(Arc::clone(&shared.hooks), shared.stopped.subscribe()));
         let heartbeat = match &shared.store {
             Persistence::Redis(store) => {
                 tokio::spawn(crate::bus::follow(Arc::clone(&shared), store.clone(), subscription));

@@ -24,6 +24,7 @@ mod media;
 mod nodes;
 mod relay;
 mod room_task;
+pub mod webhooks;
 
 pub use config::Config;
 pub use conn::WS_PATH;
@@ -31,3 +32,4 @@ pub use http::{DEMO_HTML, DEV_TOKEN_PATH, SDK_JS};
 pub use hub::{Hub, ShutdownHandle};
 pub use nodes::NODE_TTL;
 pub use podium_proto::Role;
+pub use webhooks::Webhooks;

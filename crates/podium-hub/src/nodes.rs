@@ -71,6 +71,7 @@ pub(crate) async fn heartbeat(shared: Arc<Shared>, store: RedisStore) {
 /// hub is alive (nothing was handed over).
 pub(crate) async fn drain(shared: &Arc<Shared>, store: &RedisStore, timeout: Duration) -> bool {
     shared.draining.store(true, std::sync::atomic::Ordering::Release);
+    shared.hooks.node_drained().await;
     if let Err(e) = store.heartbeat(&shared.node_info()).await {
         warn!(error = %e, "draining: the registry is unreachable; shutting down without handing rooms over");
         return false;

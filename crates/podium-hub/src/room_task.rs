@@ -151,6 +151,10 @@ pub(crate) struct RoomTask {
     /// The participant whose join is being committed: its new connection is in `conns` (to get the join's events)
     /// but not welcomed yet, so a reload during the commit neither closes it nor resyncs it.
     joining: Option<ParticipantId>,
+    /// Webhook state of the room (audience summaries, index touches).
+    hooks: crate::webhooks::RoomHooks,
+    /// Who caused the transition being flushed (a request), for webhooks and the audit log.
+    cause: Option<crate::webhooks::Cause>,
     /// The hub running the room's media (the lease holder, as last seen; with the in-memory store, this hub).
     media_holder: Option<String>,
     /// The room's media epoch as last seen (0: not known yet, or no media): it changes whenever the media hub does.
@@ -213,6 +217,8 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomH
         reload_pending: false,
         recheck_pending: false,
         joining: None,
+        hooks: crate::webhooks::RoomHooks::default(),
+        cause: None,
         media_holder,
         media_epoch,
         deferred: std::collections::VecDeque::new(),
@@ -447,6 +453,9 @@ impl RoomTask {
                     let by = room::Actor::Participant(who.clone());
                     let result =
                         self.guarded(|room| room.handle_command_as(now, &by, command.clone(), reason.as_deref()));
+                    let mut cause = crate::webhooks::Cause::websocket(&who);
+                    cause.reason = reason.clone();
+                    self.cause = Some(cause);
                     let flushed = self.flush(None).await;
                     if matches!(flushed, Err(StoreError::Conflict { .. }))
                         && started.elapsed() < CONFLICT_RETRY_FOR
@@ -495,6 +504,7 @@ impl RoomTask {
                     self.dropped.insert(who.clone());
                     let now = self.now();
                     self.guarded(|room| room.handle_leave(now, &who));
+                    self.cause = Some(crate::webhooks::Cause::websocket(&who));
                     // On failure the leave becomes a dropped connection (grace period) at the retry.
                     let _ = self.flush(None).await;
                 }
@@ -865,6 +875,7 @@ impl RoomTask {
     /// With a shared store the transition is announced to the other hubs in the same round trip as the commit
     /// (`joined`: the participant whose session this transition's join took over, so other hubs close theirs).
     async fn flush(&mut self, joined: Option<ParticipantId>) -> Result<(), StoreError> {
+        let cause = self.cause.take();
         let changes = self.room.take_changes();
         let outputs: Vec<room::Output> = std::iter::from_fn(|| self.room.poll_output()).collect();
         let announcement =
@@ -875,11 +886,23 @@ impl RoomTask {
             };
         if let Some(changes) = changes {
             let present = joined.as_ref().map(|who| (who.as_str(), self.shared.node_id.as_str()));
+            let hooks = Arc::clone(&self.shared.hooks);
+            let at = hooks.at_commit(
+                &mut self.hooks,
+                &self.name,
+                self.committed.as_ref(),
+                &changes,
+                &outputs,
+                cause.as_ref(),
+            );
             if let Err(e) =
-                self.shared.store.commit_present(&self.name, &changes, announcement.as_deref(), present).await
+                self.shared.store.commit_with(&self.name, &changes, announcement.as_deref(), present, at.as_ref()).await
             {
                 self.commit_failed(&e).await;
                 return Err(e);
+            }
+            if let Some(at) = at {
+                hooks.committed(&self.name, at.extras);
             }
             match &mut self.committed {
                 Some(state) => state.apply(&changes),

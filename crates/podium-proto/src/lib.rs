@@ -18,6 +18,7 @@ mod close;
 mod decode;
 mod error;
 mod server;
+pub mod webhook;
 
 pub use client::{ClientMessage, Envelope, JoinRequest, Request, RequestId, StageAssignment};
 pub use close::CloseCode;
@@ -74,6 +75,8 @@ pub fn client_schema() -> schemars::Schema {
 pub fn server_schema() -> schemars::Schema {
     schemars::schema_for!(ServerMessage)
 }
+
+pub use webhook::webhook_schema;
 
 #[cfg(test)]
 mod tests;

@@ -25,6 +25,7 @@ fn schemas() -> Vec<(&'static str, schemars::Schema)> {
     vec![
         ("client-message.schema.json", podium_proto::client_schema()),
         ("server-message.schema.json", podium_proto::server_schema()),
+        ("webhook.schema.json", podium_proto::webhook_schema()),
     ]
 }
 

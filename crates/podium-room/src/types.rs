@@ -75,6 +75,15 @@ impl Actor {
     pub fn is_admin(&self) -> bool {
         matches!(self, Self::Admin(_))
     }
+
+    /// A label for logs, webhooks and the audit log: the participant's identity, or `admin:<name>` (no identity
+    /// can be mistaken for it: identities are checked by the hub, and an admin is never a participant).
+    pub fn label(&self) -> String {
+        match self {
+            Self::Participant(id) => id.as_str().to_owned(),
+            Self::Admin(admin) => format!("admin:{admin}"),
+        }
+    }
 }
 
 impl From<ParticipantId> for Actor {

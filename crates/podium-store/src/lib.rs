@@ -20,6 +20,7 @@ use std::sync::Mutex;
 pub use podium_room::{Changes, RoomState};
 
 pub use self::bus::{Announced, Announcement, BusMessage};
+pub use self::redis::outbox::{CommitExtras, LanePeek};
 pub use self::redis::{Lease, NodeInfo, NodeStatus, RedisOptions, RedisStore, Subscription};
 
 pub mod bus;

@@ -71,6 +71,9 @@ use crate::bus::BusMessage;
 use crate::codec;
 use crate::{RoomStore, StoreError};
 
+pub mod outbox;
+use outbox::CommitExtras;
+
 /// The commit script. KEYS: meta, participants, bans, guests, presence. ARGV (a fixed header of nine, then
 /// variable-length lists in header order):
 ///
@@ -88,6 +91,13 @@ use crate::{RoomStore, StoreError};
 ///
 /// From ARGV 10 on: the removed ids, the upserted (id, record) pairs, the bans, the guests, the announcement
 /// (channel, message) pairs, the presence (identity, node) pairs.
+///
+/// With the optional KEYS 6-8 (the room's webhook outbox list, its outbox state hash and its audit stream, see
+/// the `outbox` module) the ARGV end with: the number of outbox entries and the outbox's cap, the entries (appended
+/// to the list; the state's `next` counts them; past the cap the oldest are trimmed, `base` moves up and `dropped`
+/// counts them), then the number of audit entries, the stream's `MAXLEN ~`, the retention age in ms (0: by count
+/// only) and the entries (`XADD` field `e`; with an age, trimmed by `MINID ~` and the key expires after it). So the
+/// room's webhook events and audit entries are written exactly when, and in the same atomic step as, its transition.
 ///
 /// After the checks and writes it sets each presence entry (`HSET presence identity node`), then removes every
 /// removed id from the presence hash (so a removed participant never stays present), then publishes the
@@ -136,6 +146,29 @@ for j = removed_at, removed_at + n_removed - 1 do
 end
 for j = announced_at, announced_at + 2 * n_announced - 1, 2 do
   redis.call('PUBLISH', ARGV[j], ARGV[j + 1])
+end
+if KEYS[6] then
+  local n_hooks, cap = tonumber(ARGV[i]), tonumber(ARGV[i + 1]); i = i + 2
+  if n_hooks > 0 then
+    for _ = 1, n_hooks do redis.call('RPUSH', KEYS[6], ARGV[i]); i = i + 1 end
+    local tail = redis.call('HINCRBY', KEYS[7], 'next', n_hooks)
+    local base = tonumber(redis.call('HGET', KEYS[7], 'base') or '0')
+    if tail - base > cap then
+      redis.call('LTRIM', KEYS[6], tail - base - cap, -1)
+      redis.call('HSET', KEYS[7], 'base', tail - cap)
+      redis.call('HINCRBY', KEYS[7], 'dropped', tail - base - cap)
+    end
+  end
+  local n_audit, max_len, max_age = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2]); i = i + 3
+  for _ = 1, n_audit do
+    redis.call('XADD', KEYS[8], 'MAXLEN', '~', max_len, '*', 'e', ARGV[i]); i = i + 1
+  end
+  if n_audit > 0 and max_age > 0 then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    redis.call('XTRIM', KEYS[8], 'MINID', '~', string.format('%d', now - max_age))
+    redis.call('PEXPIRE', KEYS[8], max_age)
+  end
 end
 return {'ok'}
 ";
@@ -759,6 +792,20 @@ impl RedisStore {
         announcement: Option<&str>,
         present: Option<(&str, &str)>,
     ) -> Result<(), StoreError> {
+        self.commit_with(room, changes, announcement, present, None).await
+    }
+
+    /// Like [`RedisStore::commit_present`] (the same single script and round trip), and when the commit takes
+    /// place, also appends `extras`' webhook events to the room's outbox and its audit entries to the room's audit
+    /// stream (see [`CommitExtras`]).
+    pub async fn commit_with(
+        &self,
+        room: &str,
+        changes: &Changes,
+        announcement: Option<&str>,
+        present: Option<(&str, &str)>,
+        extras: Option<&CommitExtras>,
+    ) -> Result<(), StoreError> {
         let mut invocation = self.commit_script.prepare_invoke();
         for key in room_keys(room) {
             invocation.key(key);
@@ -767,6 +814,12 @@ impl RedisStore {
         let channel = crate::bus::events_channel(room);
         for arg in commit_args(changes, announcement.map(|text| (channel.as_str(), text)), present) {
             invocation.arg(arg);
+        }
+        if let Some(extras) = extras {
+            invocation.key(outbox::hooks_key(room)).key(outbox::hookstate_key(room)).key(outbox::audit_key(room));
+            for arg in extras.args() {
+                invocation.arg(arg);
+            }
         }
         let reply: Vec<String> =
             self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;

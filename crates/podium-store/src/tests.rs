@@ -693,3 +693,88 @@ fn sentinel_store_commits_and_follows_a_failover() {
         assert_eq!(next_message(&mut sub).await, Some(BusMessage::Node { text: "hello".into() }));
     });
 }
+
+/// Webhook outbox and audit entries are written by the commit that carries them, and only by one that applies;
+/// lanes are read, advanced under their lease, trimmed and forgotten as `redis::outbox` describes.
+async fn outbox_and_audit(store: &RedisStore) {
+    let mut room = Room::new("o", RoomConfig::default(), 1_000);
+    join(&mut room, 1_000, "mod", Role::Moderator);
+    while room.poll_output().is_some() {}
+    let first = room.take_changes().expect("created");
+    let extras = |hooks: &[&str], audit: &[&str]| CommitExtras {
+        hooks: hooks.iter().map(|s| (*s).to_owned()).collect(),
+        hooks_cap: 3,
+        audit: audit.iter().map(|s| (*s).to_owned()).collect(),
+        audit_max_len: 1_000,
+        audit_max_age_ms: 60_000,
+    };
+    store.hooks_touch("o", 1).await.expect("touch");
+    store.commit_with("o", &first, None, None, Some(&extras(&["e0", "e1"], &["a0"]))).await.expect("commit");
+    // A conflicting commit writes none of its extras.
+    let stale = store.commit_with("o", &first, None, None, Some(&extras(&["zz"], &["zz"]))).await;
+    assert!(matches!(stale, Err(StoreError::Conflict { .. })), "{stale:?}");
+    let peek = store.hooks_peek("o", &["a", "b"]).await.expect("peek");
+    assert_eq!((peek.base, peek.next, peek.dropped), (0, 2, 0));
+    assert_eq!(peek.endpoints, [(0, String::new(), Some("e0".into())), (0, String::new(), Some("e0".into()))]);
+    // Advancing needs the lane's lease.
+    assert_eq!(store.hooks_advance("o", "n1", "a", Some(1), "", &["a", "b"]).await, Ok(None));
+    assert!(store.hooks_lease("o", "n1", std::time::Duration::from_secs(5)).await.expect("lease"));
+    assert!(!store.hooks_lease("o", "n2", std::time::Duration::from_secs(5)).await.expect("lease"));
+    assert_eq!(store.hooks_advance("o", "n1", "a", Some(1), "", &["a", "b"]).await, Ok(Some(2)));
+    assert_eq!(store.hooks_advance("o", "n1", "b", None, "{\"attempts\":1}", &["a", "b"]).await, Ok(Some(2)));
+    let peek = store.hooks_peek("o", &["a", "b"]).await.expect("peek");
+    assert_eq!(peek.endpoints[0], (1, String::new(), Some("e1".into())));
+    assert_eq!(peek.endpoints[1], (0, "{\"attempts\":1}".into(), Some("e0".into())));
+    // Both past event 0: it is trimmed.
+    assert_eq!(store.hooks_advance("o", "n1", "b", Some(1), "", &["a", "b"]).await, Ok(Some(1)));
+    assert_eq!(store.hooks_peek("o", &["a"]).await.expect("peek").base, 1);
+    // Past the cap (3), the oldest go and are counted; a cursor below the base reads as the base.
+    command(&mut room, 1_001, "mod", Command::SetMuted { muted: false });
+    while room.poll_output().is_some() {}
+    let second = room.take_changes().expect("changed");
+    store.commit_with("o", &second, None, None, Some(&extras(&["e2", "e3", "e4"], &["a1"]))).await.expect("commit");
+    let peek = store.hooks_peek("o", &["a", "b"]).await.expect("peek");
+    assert_eq!((peek.base, peek.next, peek.dropped), (2, 5, 1));
+    assert_eq!(peek.endpoints[0], (2, String::new(), Some("e2".into())));
+    // The index: listed, kept while fresh, forgotten once stale.
+    let (lanes, total) = store.hooks_lanes(10).await.expect("lanes");
+    assert_eq!((lanes, total), (vec![("o".to_owned(), 1)], 1));
+    assert!(!store.hooks_forget("o", 1).await.expect("forget"));
+    assert!(store.hooks_forget("o", 2).await.expect("forget"));
+    assert_eq!(store.hooks_lanes(10).await.expect("lanes").1, 0);
+    store.hooks_unlease("o", "n1").await.expect("unlease");
+    assert!(store.hooks_lease("o", "n2", std::time::Duration::from_secs(5)).await.expect("lease"));
+    // Hub events outside a commit.
+    store.hooks_append("@nodes", &["n0".into()], 10, 7).await.expect("append");
+    assert_eq!(store.hooks_peek("@nodes", &["a"]).await.expect("peek").endpoints[0].2.as_deref(), Some("n0"));
+    // The audit stream, read with a cursor.
+    let page = store.audit("o", None, 1).await.expect("audit");
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].1, "a0");
+    let rest = store.audit("o", Some(&page[0].0), 10).await.expect("audit");
+    assert_eq!(rest.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>(), ["a1"]);
+    assert!(store.audit("o", Some(&rest[0].0), 10).await.expect("audit").is_empty());
+    // Counters.
+    store.hooks_record("app", &[("delivered", 2)], &[("last_error", "boom".into())]).await.expect("record");
+    let fields = store.hooks_endpoints().await.expect("endpoints");
+    assert_eq!(fields.get("app:delivered").map(String::as_str), Some("2"));
+    assert_eq!(fields.get("app:last_error").map(String::as_str), Some("boom"));
+}
+
+#[test]
+fn redis_outbox_and_audit() {
+    let server = RedisServer::start();
+    runtime().block_on(async {
+        let store = RedisStore::connect(&server.url(), &RedisOptions::default()).await.expect("connect");
+        outbox_and_audit(&store).await;
+    });
+}
+
+#[test]
+fn redis_cluster_outbox_and_audit() {
+    let server = RedisServer::start_cluster();
+    runtime().block_on(async {
+        let store = RedisStore::connect(&server.cluster_url(), &RedisOptions::default()).await.expect("connect");
+        outbox_and_audit(&store).await;
+    });
+}

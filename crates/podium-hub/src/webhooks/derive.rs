@@ -1,0 +1,348 @@
+//! What a committed transition means for webhooks and the audit log: derived in one place, from the room as last
+//! committed, the transition's changes and its outputs, and what caused it (a participant's request, or the room's
+//! own timers when there is no cause).
+
+use podium_proto::webhook::WebhookParticipant;
+use podium_room::{self as room, Changes, ParticipantId, Role, RoomState};
+
+use crate::convert;
+
+/// Who caused a transition, when a request did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Cause {
+    /// The participant (or `admin:<key>`) whose request it was.
+    pub(crate) actor: String,
+    /// `websocket` or `api`.
+    pub(crate) via: &'static str,
+    /// The reason given with a moderation request.
+    pub(crate) reason: Option<String>,
+}
+
+impl Cause {
+    /// A participant's request over the websocket.
+    pub(crate) fn websocket(who: &ParticipantId) -> Self {
+        Self { actor: who.as_str().to_owned(), via: "websocket", reason: None }
+    }
+}
+
+/// One derived event, before it gets its id and time.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Derived {
+    pub(crate) kind: &'static str,
+    pub(crate) participant: Option<WebhookParticipant>,
+    pub(crate) actor: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) settings: Option<podium_proto::RoomSettings>,
+}
+
+/// Event types that are moderation actions (audited whoever the target is).
+const MODERATION: &[&str] = &[
+    "participant.kicked",
+    "participant.banned",
+    "participant.unbanned",
+    "moderator.granted",
+    "moderator.revoked",
+    "guest.added",
+    "guest.removed",
+    "room.settings_changed",
+];
+
+/// Event types that are moderation actions when someone did them to another participant.
+const ON_OTHERS: &[&str] =
+    &["participant.promoted", "participant.moved_to_audience", "participant.muted", "participant.invited"];
+
+impl Derived {
+    fn new(kind: &'static str) -> Self {
+        Self { kind, participant: None, actor: None, reason: None, settings: None }
+    }
+
+    /// True when the audit log records it.
+    pub(crate) fn audited(&self) -> bool {
+        let target = self.participant.as_ref().map(|p| p.id.as_str());
+        match self.kind {
+            "room.ended" => self.reason.as_deref() == Some("moderator"),
+            k if MODERATION.contains(&k) => self.actor.is_some(),
+            k if ON_OTHERS.contains(&k) => self.actor.is_some() && self.actor.as_deref() != target,
+            _ => false,
+        }
+    }
+
+    /// An audience member's join or leave (subject to `webhooks.audience`).
+    pub(crate) fn audience_movement(&self) -> Option<bool> {
+        let p = self.participant.as_ref()?;
+        match self.kind {
+            "participant.joined" if p.role == Some(podium_proto::Role::Audience) => Some(true),
+            "participant.left" if p.previous_role == Some(podium_proto::Role::Audience) => Some(false),
+            _ => None,
+        }
+    }
+}
+
+fn who(p: &room::ParticipantState, role: Option<Role>, previous: Option<Role>) -> WebhookParticipant {
+    WebhookParticipant {
+        id: p.id.as_str().to_owned(),
+        name: Some(p.name.clone()),
+        role: role.map(convert::role_to_proto),
+        previous_role: previous.map(convert::role_to_proto),
+    }
+}
+
+fn add<'a>(
+    out: &'a mut Vec<Derived>,
+    kind: &'static str,
+    participant: Option<WebhookParticipant>,
+    actor: Option<String>,
+) -> &'a mut Derived {
+    let at = out.len();
+    out.push(Derived { participant, actor, ..Derived::new(kind) });
+    &mut out[at]
+}
+
+fn bare(id: &ParticipantId) -> WebhookParticipant {
+    WebhookParticipant { id: id.as_str().to_owned(), name: None, role: None, previous_role: None }
+}
+
+/// The events of one committed transition, in a fixed order: room started, joins, stage changes, removals,
+/// bans, guests, settings, room ended. Also the audience size after it.
+pub(crate) fn derive(
+    before: Option<&RoomState>,
+    changes: &Changes,
+    outputs: &[room::Output],
+    cause: Option<&Cause>,
+) -> (Vec<Derived>, u64) {
+    let created = changes.base_seq == 0;
+    let empty;
+    let before = match before {
+        Some(b) => b,
+        None => {
+            match RoomState::created_by(&Changes { upserted: Vec::new(), removed: Vec::new(), ..changes.clone() }) {
+                Some(state) if created => {
+                    empty = state;
+                    &empty
+                }
+                // Not the room's first commit and nothing to compare with: only what the outputs say.
+                _ => return (ended(outputs), 0),
+            }
+        }
+    };
+    let mut after = before.clone();
+    after.apply(changes);
+    let actor = cause.map(|c| c.actor.clone());
+    let reason = cause.and_then(|c| c.reason.clone());
+    let find = |state: &RoomState, id: &ParticipantId| state.participants.iter().find(|p| &p.id == id).cloned();
+    let mut out = Vec::new();
+    if created {
+        let at = add(&mut out, "room.started", None, actor.clone());
+        at.settings = Some(convert::settings(&after.settings));
+    }
+    // Joins first, then what changed for those already in.
+    for p in &changes.upserted {
+        if find(before, &p.id).is_none() {
+            add(&mut out, "participant.joined", Some(who(p, Some(p.role), None)), Some(p.id.as_str().to_owned()));
+        }
+    }
+    for p in &changes.upserted {
+        let Some(old) = find(before, &p.id) else { continue };
+        let roles = |kind| (kind, Some(who(p, Some(p.role), Some(old.role))));
+        if old.role != p.role {
+            let (kind, target) = match (old.role, p.role) {
+                (Role::Audience, _) => roles("participant.promoted"),
+                (_, Role::Audience) => roles("participant.moved_to_audience"),
+                (Role::Speaker, Role::Moderator) => roles("moderator.granted"),
+                _ => roles("moderator.revoked"),
+            };
+            let at = add(&mut out, kind, target, actor.clone());
+            at.reason.clone_from(&reason);
+        } else if p.role.on_stage() && old.muted != p.muted {
+            let kind = if p.muted { "participant.muted" } else { "participant.unmuted" };
+            let at = add(&mut out, kind, Some(who(p, Some(p.role), None)), actor.clone());
+            at.reason.clone_from(&reason);
+        }
+        if old.hand_raised.is_none() && p.hand_raised.is_some() {
+            add(&mut out, "hand.raised", Some(who(p, Some(p.role), None)), actor.clone());
+        } else if old.hand_raised.is_some() && p.hand_raised.is_none() && p.role == Role::Audience {
+            add(&mut out, "hand.lowered", Some(who(p, Some(p.role), None)), actor.clone());
+        }
+        if old.invite.is_none()
+            && let Some(invite) = &p.invite
+        {
+            let at = add(&mut out, "participant.invited", Some(who(p, Some(p.role), None)), Some(invite.by.label()));
+            at.reason.clone_from(&reason);
+        }
+    }
+    let removed_why = |id: &ParticipantId| {
+        outputs.iter().find_map(|o| match o {
+            room::Output::Disconnect { who, reason } if who == id => Some(*reason),
+            _ => None,
+        })
+    };
+    for id in &changes.removed {
+        let Some(old) = find(before, id) else { continue };
+        let why = match removed_why(id) {
+            Some(room::DisconnectReason::Kicked) => {
+                let at = add(&mut out, "participant.kicked", Some(who(&old, None, Some(old.role))), actor.clone());
+                at.reason.clone_from(&reason);
+                "kicked"
+            }
+            Some(room::DisconnectReason::Banned) => "banned",
+            Some(room::DisconnectReason::Revoked) => "revoked",
+            None if after.ended => "ended",
+            None if actor.as_deref() == Some(id.as_str()) => "left",
+            None => "timeout",
+        };
+        let at = add(&mut out, "participant.left", Some(who(&old, None, Some(old.role))), actor.clone());
+        at.reason = Some(why.to_owned());
+    }
+    for (list_before, list_after, added, gone) in [
+        (&before.bans, &after.bans, "participant.banned", "participant.unbanned"),
+        (&before.guests, &after.guests, "guest.added", "guest.removed"),
+    ] {
+        for id in list_after.iter().filter(|id| !list_before.contains(id)) {
+            let target = find(before, id).map_or_else(|| bare(id), |p| who(&p, None, Some(p.role)));
+            let at = add(&mut out, added, Some(target), actor.clone());
+            at.reason.clone_from(&reason);
+        }
+        for id in list_before.iter().filter(|id| !list_after.contains(id)) {
+            let at = add(&mut out, gone, Some(bare(id)), actor.clone());
+            at.reason.clone_from(&reason);
+        }
+    }
+    if !created && before.settings != after.settings {
+        let at = add(&mut out, "room.settings_changed", None, actor.clone());
+        at.settings = Some(convert::settings(&after.settings));
+        at.reason.clone_from(&reason);
+    }
+    out.extend(ended(outputs));
+    let audience = after.participants.iter().filter(|p| p.role == Role::Audience).count();
+    (out, u64::try_from(audience).unwrap_or(u64::MAX))
+}
+
+fn ended(outputs: &[room::Output]) -> Vec<Derived> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            room::Output::Ended { reason } => {
+                let mut d = Derived::new("room.ended");
+                match reason {
+                    room::EndReason::ByModerator { by, reason } => {
+                        d.actor = Some(by.label());
+                        d.reason = Some(reason.as_ref().map_or_else(|| "moderator".to_owned(), |r| r.to_string()));
+                    }
+                    room::EndReason::Empty => d.reason = Some("empty".into()),
+                }
+                Some(d)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use podium_room::{Command, Join, Room, RoomConfig};
+
+    use super::*;
+
+    fn join(room: &mut Room, now: u64, id: &str, ceiling: Role) {
+        room.handle_join(now, Join::new(ParticipantId::new(id), id.to_uppercase(), ceiling, None)).expect("join");
+    }
+
+    /// Runs `step` on the room and derives its events as the room task would.
+    fn step(
+        room: &mut Room,
+        committed: &mut Option<RoomState>,
+        actor: Option<&str>,
+        f: impl FnOnce(&mut Room),
+    ) -> Vec<String> {
+        f(room);
+        let outputs: Vec<_> = std::iter::from_fn(|| room.poll_output()).collect();
+        let Some(changes) = room.take_changes() else { return Vec::new() };
+        let cause = actor.map(|a| Cause::websocket(&ParticipantId::new(a)));
+        let (events, _) = derive(committed.as_ref(), &changes, &outputs, cause.as_ref());
+        match committed {
+            Some(state) => state.apply(&changes),
+            None => *committed = RoomState::created_by(&changes),
+        }
+        events
+            .iter()
+            .map(|d| {
+                let target = d.participant.as_ref().map_or("-", |p| p.id.as_str());
+                let by = d.actor.as_deref().unwrap_or("-");
+                let why = d.reason.as_deref().unwrap_or("-");
+                format!("{} {target} by {by} ({why}){}", d.kind, if d.audited() { " audited" } else { "" })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn transitions_become_events() {
+        let mut room = Room::new("r", RoomConfig::default(), 1_000);
+        let mut c = None;
+        let m = ParticipantId::new("m");
+        let a = ParticipantId::new("a");
+        assert_eq!(
+            step(&mut room, &mut c, None, |r| join(r, 1_000, "m", Role::Moderator)),
+            ["room.started - by - (-)", "participant.joined m by m (-)"]
+        );
+        assert_eq!(
+            step(&mut room, &mut c, None, |r| join(r, 1_001, "a", Role::Speaker)),
+            ["participant.joined a by a (-)"]
+        );
+        let cmd = |r: &mut Room, now, who: &ParticipantId, command| {
+            r.handle_command(now, who, command).expect("accepted");
+        };
+        assert_eq!(
+            step(&mut room, &mut c, Some("a"), |r| cmd(r, 1_002, &a, Command::RaiseHand)),
+            ["hand.raised a by a (-)"]
+        );
+        assert_eq!(
+            step(&mut room, &mut c, Some("m"), |r| cmd(r, 1_003, &m, Command::ApproveHand { target: a.clone() })),
+            ["participant.promoted a by m (-) audited"]
+        );
+        assert_eq!(
+            step(&mut room, &mut c, Some("a"), |r| cmd(r, 1_004, &a, Command::SetMuted { muted: false })),
+            ["participant.unmuted a by a (-)"]
+        );
+        assert_eq!(
+            step(&mut room, &mut c, Some("m"), |r| cmd(r, 1_005, &m, Command::Mute { target: a.clone() })),
+            ["participant.muted a by m (-) audited"]
+        );
+        assert_eq!(
+            step(&mut room, &mut c, Some("m"), |r| cmd(r, 1_006, &m, Command::Kick { target: a.clone() })),
+            ["participant.kicked a by m (-) audited", "participant.left a by m (kicked)"]
+        );
+        assert_eq!(
+            step(&mut room, &mut c, Some("m"), |r| cmd(r, 1_007, &m, Command::Ban { target: ParticipantId::new("x") })),
+            ["participant.banned x by m (-) audited"]
+        );
+        assert_eq!(
+            step(&mut room, &mut c, Some("m"), |r| cmd(
+                r,
+                1_008,
+                &m,
+                Command::Unban { target: ParticipantId::new("x") }
+            )),
+            ["participant.unbanned x by m (-) audited"]
+        );
+        assert_eq!(
+            step(&mut room, &mut c, Some("m"), |r| cmd(r, 1_009, &m, Command::EndRoom)),
+            ["room.ended - by m (moderator) audited"]
+        );
+    }
+
+    #[test]
+    fn audience_movements_are_recognised() {
+        let mut d = Derived::new("participant.joined");
+        d.participant = Some(WebhookParticipant {
+            id: "l".into(),
+            name: None,
+            role: Some(podium_proto::Role::Audience),
+            previous_role: None,
+        });
+        assert_eq!(d.audience_movement(), Some(true));
+        if let Some(p) = d.participant.as_mut() {
+            p.role = Some(podium_proto::Role::Speaker);
+        }
+        assert_eq!(d.audience_movement(), None);
+    }
+}
