@@ -125,35 +125,37 @@ pub(crate) struct Accepted {
 
 /// Serves one admitted TCP connection: HTTP requests until it closes, or a websocket once it upgrades.
 pub(crate) async fn serve(shared: Arc<Shared>, router: Router, accepted: Accepted) {
-    let span = tracing::info_span!("conn", id = accepted.conn_id, peer = %accepted.peer);
-    // Boxed: the task's own size is what every idle websocket pays for.
-    Box::pin(serve_connection(shared, router, accepted).instrument(span)).await;
+    let conn_id = accepted.conn_id;
+    let span = tracing::info_span!("conn", id = conn_id, peer = %accepted.peer);
+    // The HTTP phase is boxed and over before the websocket starts: nothing of hyper's connection (buffers, timers,
+    // the service) stays in this task while the websocket runs, and the websocket's future is the task's own
+    // (one allocation less per idle connection).
+    let upgraded = Box::pin(upgrade(&shared, router, accepted).instrument(span.clone())).await;
+    let Some((stream, read_buf, ticket)) = upgraded else { return };
+    crate::conn::run(shared, stream, read_buf, conn_id, ticket).instrument(span).await;
 }
 
-/// [`serve`] without the span.
-async fn serve_connection(shared: Arc<Shared>, router: Router, accepted: Accepted) {
-    let conn_id = accepted.conn_id;
+/// Serves HTTP on the connection; once a websocket upgrade was accepted, the plain socket, what was read past the
+/// upgrade request, and the connection's admission ticket.
+async fn upgrade(shared: &Shared, router: Router, accepted: Accepted) -> Option<(TcpStream, Vec<u8>, Ticket)> {
     let auth_timeout = Duration::from_millis(shared.config.auth.auth_timeout_ms);
-    // The HTTP phase is boxed and over before the websocket starts: nothing of hyper's connection (buffers, timers,
-    // the service) stays in this task while the websocket runs.
-    let Some((on_upgrade, ticket)) = Box::pin(http_phase(&shared, router, accepted)).await else { return };
+    let (on_upgrade, ticket) = http_phase(shared, router, accepted).await?;
     let upgraded = match tokio::time::timeout(auth_timeout, on_upgrade).await {
         Ok(Ok(upgraded)) => upgraded,
         Ok(Err(e)) => {
             debug!(error = %e, "websocket upgrade failed");
-            return;
+            return None;
         }
-        Err(_) => return,
+        Err(_) => return None,
     };
     let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
         debug!("upgraded connection is not a TCP stream");
-        return;
+        return None;
     };
-    // `read_buf` may share hyper's whole read buffer (8 KiB): copy what it holds and drop it before the websocket
-    // runs, or every idle connection keeps that buffer.
-    let hyper::upgrade::Parts { io, read_buf, .. } = parts;
-    let read_buf = read_buf.to_vec();
-    Box::pin(crate::conn::run(shared, io.into_inner(), read_buf, conn_id, ticket)).await;
+    // `read_buf` may share hyper's whole read buffer (8 KiB): copy what it holds and let the buffer go, or every idle
+    // connection keeps it.
+    let hyper::upgrade::Parts { io, read_buf: pre_read, .. } = parts;
+    Some((io.into_inner(), pre_read.to_vec(), ticket))
 }
 
 /// Serves HTTP requests on the connection until it closes (`None`) or a websocket upgrade was accepted (its

@@ -15,16 +15,32 @@ pub(crate) struct Serve {
 
 impl Drop for Serve {
     fn drop(&mut self) {
+        if std::env::var("PODIUM_BENCH_WRAP").is_ok() {
+            let _ = Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status();
+            let _ = self.child.wait();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// Starts `podium` with `args` and `envs`, waits for the websocket URL on its stdout and keeps draining stdout so it
+/// Starts `podium` with `args` and `envs` (under the command in `PODIUM_BENCH_WRAP` when set, e.g.
+/// `valgrind --tool=massif --massif-out-file=/tmp/massif.out`; the hub then gets SIGINT at the end instead of
+/// SIGKILL, so the profiler can write its report), waits for the websocket URL on its stdout and keeps draining stdout so it
 /// never blocks on a full pipe. Its stderr goes to `stderr` (take it from `child` when piped). `RUST_LOG` and
 /// `PODIUM_CONFIG` are not inherited (set them in `envs`).
 pub(crate) fn serve(args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> Serve {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_podium"))
+    let wrap = std::env::var("PODIUM_BENCH_WRAP").unwrap_or_default();
+    let mut wrap = wrap.split_whitespace();
+    let mut child = match wrap.next() {
+        Some(cmd) => {
+            let mut c = Command::new(cmd);
+            c.args(wrap).arg(env!("CARGO_BIN_EXE_podium"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_podium")),
+    };
+    let mut child = child
         .args(args)
         .env_remove("RUST_LOG")
         .env_remove("PODIUM_CONFIG")
