@@ -2,6 +2,7 @@
 
 mod abuse;
 mod abuse_media;
+mod admin;
 mod aiortc;
 mod bad_input;
 mod media_aiortc;

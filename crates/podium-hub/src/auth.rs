@@ -157,6 +157,77 @@ impl TokenKeys {
     }
 }
 
+/// What an administrator may do through the admin API; each scope includes the ones before it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Read rooms, participants, nodes, webhook status and the audit log.
+    Read,
+    /// Also act on participants (mute, move, invite, kick, ban, guest list, revoke).
+    Moderate,
+    /// Also create, update and end rooms, mint tokens and drain nodes.
+    Admin,
+}
+
+impl Scope {
+    /// The scope's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Moderate => "moderate",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// The `admin` claim of an admin-grant token.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AdminGrantClaim {
+    /// The highest scope granted.
+    pub scope: Scope,
+}
+
+/// The claims of an admin-grant token: `sub` names the administrator (audit log, webhooks), `admin` grants a
+/// scope. It carries no `room` and `role`, so it cannot join a room; a participant token has no `admin`, so it
+/// cannot call the admin API.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AdminClaims {
+    /// The administrator's name.
+    pub sub: String,
+    /// The grant.
+    pub admin: AdminGrantClaim,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Issued at, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+}
+
+impl TokenKeys {
+    /// Mints an admin-grant token.
+    pub fn mint_admin(&self, claims: &AdminClaims) -> Result<String, AuthError> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .map_err(|e| AuthError::Invalid(token_problem(e.kind())))
+    }
+
+    /// Verifies an admin-grant token: the administrator's name and scope.
+    pub fn verify_admin(&self, token: &str) -> Result<(String, Scope), AuthError> {
+        let data = jsonwebtoken::decode::<AdminClaims>(token, &self.decoding, &self.validation).map_err(|e| match e
+            .kind()
+        {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+            jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            jsonwebtoken::errors::ErrorKind::Json(_) => AuthError::Invalid("not an admin-grant token"),
+            kind => AuthError::Invalid(token_problem(kind)),
+        })?;
+        let claims = data.claims;
+        if claims.sub.is_empty() || claims.sub.len() > MAX_IDENTITY_BYTES || claims.sub.chars().any(char::is_control) {
+            return Err(AuthError::BadClaim("sub must be 1-128 bytes without control characters"));
+        }
+        Ok((claims.sub, claims.admin.scope))
+    }
+}
+
 /// Checks a room name: 1-128 bytes of `[A-Za-z0-9._-]`.
 pub fn validate_room_name(room: &str) -> Result<(), AuthError> {
     let ok = !room.is_empty()

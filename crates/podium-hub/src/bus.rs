@@ -118,6 +118,10 @@ fn to_node(shared: &Arc<Shared>, text: &str) {
             info!(room, "adopting a room from a draining hub");
             send(&shared.room(&room), RoomMsg::ClaimLease);
         }
+        NodeMessage::Drain { by } => {
+            info!(by, "draining, as an administrator asked");
+            shared.request_drain();
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The SFU (WebRTC audio).
     pub media: MediaSection,
+    /// The admin API.
+    pub admin: AdminConfig,
     /// Signed webhooks (Standard Webhooks) to your backend.
     pub webhooks: WebhooksConfig,
     /// The per-room audit log of moderation actions.
@@ -216,6 +218,27 @@ impl Default for ServerConfig {
             demo: None,
         }
     }
+}
+
+/// `[admin]`: who may call the admin API (`/v1/admin/`), besides holders of admin-grant tokens signed with the
+/// token secret.
+#[derive(Deserialize, Clone, Debug, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// API keys, each stored as the SHA-256 of the key (`podium admin-key` makes one).
+    pub keys: Vec<AdminKey>,
+}
+
+/// One admin API key.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct AdminKey {
+    /// Names the key's holder in the audit log and webhooks (`admin:<name>`).
+    pub name: String,
+    /// SHA-256 of the key, 64 hex digits.
+    pub sha256: String,
+    /// What the key may do: `read`, `moderate` or `admin` (each includes the ones before it).
+    pub scope: crate::auth::Scope,
 }
 
 /// `[auth]`
@@ -485,6 +508,17 @@ impl Config {
             "limits.heartbeat_timeout_ms must exceed the interval"
         );
         anyhow::ensure!(self.media.max_mlines >= 1, "media.max_mlines must be at least 1");
+        for key in &self.admin.keys {
+            anyhow::ensure!(
+                key.sha256.len() == 64 && key.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+                "admin.keys: {:?}: sha256 must be 64 hex digits (the SHA-256 of the key)",
+                key.name
+            );
+            anyhow::ensure!(
+                !key.name.is_empty() && key.name.len() <= 64 && !key.name.chars().any(char::is_control),
+                "admin.keys: names are 1-64 bytes without control characters"
+            );
+        }
         let r = &self.room;
         anyhow::ensure!(
             r.stage_capacity >= 1 && r.stage_capacity <= r.max_stage_capacity,

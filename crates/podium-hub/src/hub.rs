@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     /// grace periods started) while they are still connected to it.
     stopped: watch::Sender<bool>,
     n_connections: AtomicUsize,
+    /// The admin API's keys (`[admin] keys`).
+    pub(crate) admin_keys: crate::admin::AdminKeys,
     /// Per-source limits on connections that have not joined (and the summary of refused tokens).
     pub(crate) admission: Arc<Admission>,
     resume_secret: [u8; 16],
@@ -121,6 +123,12 @@ impl Shared {
         self.draining.load(Ordering::Acquire)
     }
 
+    /// Starts a drain (see [`ShutdownHandle::drain`]).
+    pub(crate) fn request_drain(&self) {
+        self.drain_requested.store(true, Ordering::Release);
+        let _ = self.shutdown.send(true);
+    }
+
     /// True once a shutdown or drain was asked for.
     pub(crate) fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
@@ -192,6 +200,14 @@ impl Persistence {
             info!(url = %config.url, "room store: redis");
         }
         Ok(Self::Redis(store))
+    }
+
+    /// Up to `limit` stored room names after `after`, by name.
+    pub(crate) async fn rooms_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        match self {
+            Self::Memory(s) => s.rooms_after(after, limit).await,
+            Self::Redis(s) => s.rooms_after(after, limit).await,
+        }
     }
 
     pub(crate) async fn load(&self, room: &str) -> Result<Option<RoomState>, StoreError> {
@@ -335,8 +351,7 @@ impl ShutdownHandle {
     /// connections, hands each room (and its media) to the other hub, then closes its connections with
     /// `server_shutdown` so clients reconnect there and resume. Otherwise the same as [`Self::shutdown`].
     pub fn drain(&self) {
-        self.shared.drain_requested.store(true, Ordering::Release);
-        let _ = self.shared.shutdown.send(true);
+        self.shared.request_drain();
     }
 }
 
@@ -386,6 +401,7 @@ impl Hub {
             shutdown,
             stopped,
             n_connections: AtomicUsize::new(0),
+            admin_keys: crate::admin::AdminKeys::new(&config.admin),
             admission: Admission::new(&config.limits, config.server.trusted_proxies.clone()),
             resume_secret: rand::random(),
             node_id,

@@ -10,6 +10,7 @@
 //! Key types: [`Hub`] (bind, run, shut down), [`Config`] (file plus environment), [`auth::TokenKeys`] (mint and
 //! verify tokens).
 
+mod admin;
 mod admission;
 pub mod auth;
 mod bus;
@@ -26,6 +27,7 @@ mod relay;
 mod room_task;
 pub mod webhooks;
 
+pub use admin::{key_hash as admin_key_hash, openapi_json};
 pub use config::Config;
 pub use conn::WS_PATH;
 pub use http::{DEMO_HTML, DEV_TOKEN_PATH, SDK_JS};

@@ -53,6 +53,8 @@ pub(crate) enum NodeMessage {
     },
     /// Start (or keep) a task for this room and claim its lease: the sender is draining.
     Adopt { room: String },
+    /// Drain (what SIGTERM does): asked by an administrator through another hub's admin API.
+    Drain { by: String },
 }
 
 /// A relayed media request's payload.
@@ -132,6 +134,7 @@ mod tests {
             NodeMessage::MediaReply { req: 7, sdp: Some("v=0".into()), error: None },
             NodeMessage::MediaReply { req: 8, sdp: None, error: Some((ErrorCode::Unauthorized, "no".into())) },
             NodeMessage::Adopt { room: "summit".into() },
+            NodeMessage::Drain { by: "admin:ops".into() },
         ];
         for m in messages {
             assert_eq!(NodeMessage::decode(&m.encode()).expect("decodes"), m);

@@ -69,6 +69,17 @@ pub(crate) enum RoomMsg {
         reason: Option<String>,
         reply: oneshot::Sender<Result<Option<proto::Reply>, Failure>>,
     },
+    /// An administrator's command (admin API): the same rules as a moderator's, from an actor that is not a
+    /// participant (see `podium_room::Room::handle_admin`).
+    Admin {
+        admin: room::AdminId,
+        command: room::Command,
+        /// The action's `reason`, unchecked (the room checks it).
+        reason: Option<String>,
+        reply: oneshot::Sender<Result<room::Reply, Failure>>,
+    },
+    /// Create the room (admin API): refused with `conflict` when it is already stored.
+    Create { admin: room::AdminId, setup: room::RoomSetup, reply: oneshot::Sender<Result<room::RoomView, Failure>> },
     /// A joined connection dropped: start the grace period.
     Disconnect { who: ParticipantId, conn_id: u64 },
     /// A joined connection sent `leave`.
@@ -481,6 +492,62 @@ impl RoomTask {
                         debug!(identity = %who, error = %e, "command refused");
                         Err((convert::error_code(&e), e.to_string()))
                     }
+                    (Ok(()), None) => Err((
+                        ErrorCode::Internal,
+                        "the room failed and was restored; the request did not take effect".into(),
+                    )),
+                };
+                let _ = reply.send(answer);
+            }
+            RoomMsg::Create { admin, setup, reply } => {
+                if self.committed.is_some() || self.room.seq() > 0 {
+                    let _ = reply.send(Err((ErrorCode::Conflict, format!("room {:?} already exists", self.name))));
+                    return;
+                }
+                let now = self.now();
+                match Room::create(self.name.clone(), self.shared.config.room.room_config(), now, setup) {
+                    Ok(room) => self.room = room,
+                    Err(e) => {
+                        let _ = reply.send(Err((convert::error_code(&e), e.to_string())));
+                        return;
+                    }
+                }
+                self.cause =
+                    Some(crate::webhooks::Cause { actor: room::Actor::Admin(admin).label(), via: "api", reason: None });
+                let answer = match self.flush(None).await {
+                    Ok(()) => Ok(self.room.view()),
+                    Err(StoreError::Conflict { .. }) => {
+                        Err((ErrorCode::Conflict, format!("room {:?} already exists", self.name)))
+                    }
+                    Err(e) => Err(store_failure(&e)),
+                };
+                let _ = reply.send(answer);
+            }
+            RoomMsg::Admin { admin, command, reason, reply } => {
+                let mut attempt = 0;
+                let started = Instant::now();
+                let (flushed, result) = loop {
+                    let now = self.now();
+                    let result =
+                        self.guarded(|room| room.handle_admin(now, &admin, command.clone(), reason.as_deref()));
+                    self.cause = Some(crate::webhooks::Cause {
+                        actor: room::Actor::Admin(admin.clone()).label(),
+                        via: "api",
+                        reason: reason.clone(),
+                    });
+                    let flushed = self.flush(None).await;
+                    if matches!(flushed, Err(StoreError::Conflict { .. })) && started.elapsed() < CONFLICT_RETRY_FOR {
+                        attempt += 1;
+                        debug!(%admin, attempt, "admin command lost a race; running it again on the reloaded room");
+                        race_backoff(attempt).await;
+                        continue;
+                    }
+                    break (flushed, result);
+                };
+                let answer = match (flushed, result) {
+                    (Err(e), _) => Err(store_failure(&e)),
+                    (Ok(()), Some(Ok(r))) => Ok(r),
+                    (Ok(()), Some(Err(e))) => Err((convert::error_code(&e), e.to_string())),
                     (Ok(()), None) => Err((
                         ErrorCode::Internal,
                         "the room failed and was restored; the request did not take effect".into(),
@@ -1126,6 +1193,12 @@ pub(crate) fn refuse(msg: RoomMsg, code: ErrorCode, message: &str) {
             let _ = reply.send(Err((code, message.into())));
         }
         RoomMsg::Command { reply, .. } => {
+            let _ = reply.send(Err((code, message.into())));
+        }
+        RoomMsg::Admin { reply, .. } => {
+            let _ = reply.send(Err((code, message.into())));
+        }
+        RoomMsg::Create { reply, .. } => {
             let _ = reply.send(Err((code, message.into())));
         }
         RoomMsg::Leave { reply, .. } => {

@@ -59,6 +59,12 @@ pub trait RoomStore: Send + Sync + 'static {
 
     /// Forgets `room` (it ended).
     fn remove(&self, room: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Up to `limit` names of stored rooms, in byte order, after `after` (exclusive; `None`: from the first).
+    fn rooms_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 }
 
 /// The embedded store: rooms live in this process's memory. It lets a room task that failed be rebuilt, but does
@@ -117,6 +123,13 @@ impl RoomStore for MemoryStore {
     async fn remove(&self, room: &str) -> Result<(), StoreError> {
         self.lock().remove(room);
         Ok(())
+    }
+
+    async fn rooms_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        let rooms = self.lock();
+        let mut names: Vec<&String> = rooms.keys().filter(|n| after.is_none_or(|a| n.as_str() > a)).collect();
+        names.sort_unstable();
+        Ok(names.into_iter().take(limit).cloned().collect())
     }
 }
 

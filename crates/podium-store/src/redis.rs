@@ -325,6 +325,11 @@ pub fn claims_key(room: &str) -> String {
     format!("podium:{{{room}}}:claims")
 }
 
+/// The index of stored rooms (a sorted set, all scores 0, so members sort by name): for listing rooms. It is its own
+/// key (not in any room's slot), so it is written beside the commit, not in it: a room is added before its first
+/// commit and removed after it is forgotten, and a listing skips (and cleans) names whose room is gone.
+pub const ROOMS_KEY: &str = "podium:rooms";
+
 /// The four keys of `room`, in the order the scripts take them: meta, participants, bans, guests.
 pub fn room_keys(room: &str) -> [String; 4] {
     // The keys' suffixes contain no `}:`, so distinct rooms never share a key; the hash tag is the text between the
@@ -806,6 +811,12 @@ impl RedisStore {
         present: Option<(&str, &str)>,
         extras: Option<&CommitExtras>,
     ) -> Result<(), StoreError> {
+        if changes.base_seq == 0 {
+            // A new room: indexed first, so a crash between the two leaves at worst a name the listing skips.
+            let mut cmd = ::redis::cmd("ZADD");
+            cmd.arg(ROOMS_KEY).arg(0).arg(room);
+            self.link.run(|mut conn| async move { cmd.query_async::<i64>(&mut conn).await }).await?;
+        }
         let mut invocation = self.commit_script.prepare_invoke();
         for key in room_keys(room) {
             invocation.key(key);
@@ -1209,6 +1220,44 @@ impl RoomStore for RedisStore {
             .arg(media_key(room))
             .arg(presence_key(room))
             .arg(claims_key(room));
+        self.link.run(|mut conn| async move { cmd.query_async::<i64>(&mut conn).await }).await?;
+        self.unindex(room).await
+    }
+
+    async fn rooms_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut names = Vec::with_capacity(limit);
+        let mut cursor = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
+        // Names whose room is gone (a crash between unindexing steps) are skipped and cleaned; a few rounds at most.
+        for _ in 0..8 {
+            let want = limit - names.len();
+            let mut cmd = ::redis::cmd("ZRANGE");
+            cmd.arg(ROOMS_KEY).arg(&cursor).arg("+").arg("BYLEX").arg("LIMIT").arg(0).arg(want);
+            let batch: Vec<String> = self.link.run(|mut conn| async move { cmd.query_async(&mut conn).await }).await?;
+            let Some(last) = batch.last() else { break };
+            cursor = format!("({last}");
+            let full = batch.len() == want;
+            for name in batch {
+                let mut exists = ::redis::cmd("EXISTS");
+                exists.arg(&room_keys(&name)[0]);
+                let n: i64 = self.link.run(|mut conn| async move { exists.query_async(&mut conn).await }).await?;
+                if n > 0 {
+                    names.push(name);
+                } else {
+                    self.unindex(&name).await?;
+                }
+            }
+            if !full || names.len() == limit {
+                break;
+            }
+        }
+        Ok(names)
+    }
+}
+
+impl RedisStore {
+    async fn unindex(&self, room: &str) -> Result<(), StoreError> {
+        let mut cmd = ::redis::cmd("ZREM");
+        cmd.arg(ROOMS_KEY).arg(room);
         self.link.run(|mut conn| async move { cmd.query_async::<i64>(&mut conn).await }).await.map(drop)
     }
 }

@@ -89,8 +89,23 @@ pub(crate) async fn conformance(store: &impl RoomStore) {
     store.commit("r", &changes).await.expect("commit");
     assert_eq!(store.load("r").await.expect("load"), Some(room.state()));
 
+    // The listing: by name, paged, the removed room gone from it.
+    for name in ["r3", "r1", "r2"] {
+        let mut other = Room::new(name, RoomConfig::default(), 2_000);
+        join(&mut other, 2_000, "mod", Role::Moderator);
+        store.commit(name, &other.take_changes().expect("join")).await.expect("commit");
+    }
+    assert_eq!(store.rooms_after(None, 10).await.expect("list"), ["r", "r1", "r2", "r3"]);
+    assert_eq!(store.rooms_after(None, 2).await.expect("list"), ["r", "r1"]);
+    assert_eq!(store.rooms_after(Some("r1"), 2).await.expect("list"), ["r2", "r3"]);
+    assert_eq!(store.rooms_after(Some("r3"), 2).await.expect("list"), Vec::<String>::new());
+    for name in ["r1", "r2", "r3"] {
+        store.remove(name).await.expect("remove");
+    }
+
     store.remove("r").await.expect("remove");
     assert_eq!(store.load("r").await, Ok(None));
+    assert_eq!(store.rooms_after(None, 10).await.expect("list"), Vec::<String>::new());
 }
 
 #[test]

@@ -1,0 +1,255 @@
+//! The admin API (`/v1/admin/`) against a real hub over HTTP, with real websocket participants: authentication and
+//! scopes, rooms (create, list, show, update, end; persistent rooms outlive their last participant), participants
+//! (list with role filter and cursor, show), moderation that reaches the participants at once, bans, revocation,
+//! minted tokens, nodes, and problem+json errors.
+
+use std::time::Duration;
+
+use podium_hub::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Client, TestHub};
+
+const ADMIN_KEY: &str = "adm_test_0123456789abcdef";
+const READ_KEY: &str = "adm_read_0123456789abcdef";
+
+async fn hub() -> TestHub {
+    TestHub::start_with(|c| {
+        c.admin.keys = vec![
+            podium_hub::config::AdminKey {
+                name: "ops".into(),
+                sha256: podium_hub::admin_key_hash(ADMIN_KEY),
+                scope: podium_hub::auth::Scope::Admin,
+            },
+            podium_hub::config::AdminKey {
+                name: "dashboard".into(),
+                sha256: podium_hub::admin_key_hash(READ_KEY),
+                scope: podium_hub::auth::Scope::Read,
+            },
+        ];
+        // Ad hoc rooms end 300 ms after their last participant; persistent rooms never do.
+        c.room.empty_timeout_ms = 300;
+        c.room.grace_ms = 300;
+    })
+    .await
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(hub: &TestHub) -> Self {
+        Self { http: reqwest::Client::new(), base: format!("http://{}", hub.addr) }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let problem = resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap_or_default() == "application/problem+json");
+        let text = resp.text().await.expect("body");
+        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON body") };
+        if !status.is_success() {
+            assert!(problem, "{status} answered as problem+json: {text}");
+            assert_eq!(value["status"].as_u64(), Some(u64::from(status.as_u16())), "{value}");
+        }
+        (status, value)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, Some(ADMIN_KEY), None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(ADMIN_KEY), Some(body)).await
+    }
+}
+
+#[tokio::test]
+async fn authentication_and_scopes() {
+    let hub = hub().await;
+    let api = Api::new(&hub);
+    let (status, problem) = api.call(reqwest::Method::GET, "/v1/admin/rooms", None, None).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
+    let (status, _) = api.call(reqwest::Method::GET, "/v1/admin/rooms", Some("wrong-key"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A participant token is not an admin credential.
+    let participant = hub.token("ann", "r", Role::Moderator);
+    let (status, _) = api.call(reqwest::Method::GET, "/v1/admin/rooms", Some(&participant), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // An admin-grant token signed with the secret is.
+    let claims = podium_hub::auth::AdminClaims {
+        sub: "cli".into(),
+        admin: podium_hub::auth::AdminGrantClaim { scope: podium_hub::auth::Scope::Moderate },
+        exp: podium_hub::auth::unix_now() + 60,
+        iat: None,
+    };
+    let admin_token = hub.keys.mint_admin(&claims).expect("mint");
+    let (status, me) = api.call(reqwest::Method::GET, "/v1/admin/whoami", Some(&admin_token), None).await;
+    assert_eq!((status, me), (StatusCode::OK, json!({"name": "cli", "scope": "moderate"})));
+    // Scopes: read may list, not create; moderate may not create either.
+    let (status, _) = api.call(reqwest::Method::GET, "/v1/admin/rooms", Some(READ_KEY), None).await;
+    assert_eq!(status, StatusCode::OK);
+    for key in [READ_KEY, admin_token.as_str()] {
+        let (status, problem) =
+            api.call(reqwest::Method::POST, "/v1/admin/rooms", Some(key), Some(json!({"name": "x"}))).await;
+        assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+    }
+    // Malformed bodies and unknown fields are problems too.
+    let (status, _) = api.post("/v1/admin/rooms", json!({"name": "x", "colour": "red"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, problem) = api.post("/v1/admin/rooms", json!({"name": "no spaces"})).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")));
+    // The document is served.
+    let (status, doc) = api.call(reqwest::Method::GET, "/v1/admin/openapi.json", None, None).await;
+    assert_eq!((status, doc["openapi"].as_str()), (StatusCode::OK, Some("3.1.0")));
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn rooms_participants_and_moderation() {
+    let hub = hub().await;
+    let api = Api::new(&hub);
+
+    let (status, room) = api
+        .post(
+            "/v1/admin/rooms",
+            json!({"name": "summit", "stage_capacity": 4, "closed": true, "guests": ["mod", "sam", "al", "bo"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{room}");
+    assert_eq!(room["persistent"], true);
+    assert_eq!(room["settings"], json!({"open_mic": false, "closed": true, "stage_capacity": 4}));
+    let (status, problem) = api.post("/v1/admin/rooms", json!({"name": "summit"})).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")));
+
+    // Participants join over the websocket; the closed room admits its guests only.
+    let (mut moderator, _) = hub.join("mod", "summit", Role::Moderator).await;
+    let (mut speaker, _) = hub.join("sam", "summit", Role::Speaker).await;
+    let (mut al, _) = hub.join("al", "summit", Role::Audience).await;
+    let (mut bo, _) = hub.join("bo", "summit", Role::Audience).await;
+    let mut stranger = Client::connect(&hub.url()).await;
+    stranger
+        .expect_error(json!({"type": "join", "token": hub.token("zed", "summit", Role::Audience)}), "not_invited")
+        .await;
+
+    // The administrator invites sam onto the stage; sam accepts.
+    let (status, _) = api.post("/v1/admin/rooms/summit/participants/sam/invite_to_stage", json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let you = speaker.event("you", |e| !e["you"]["invite"].is_null()).await;
+    assert_eq!(you["you"]["invite"]["by_admin"], "ops", "{you}");
+    speaker.ok(json!({"type": "accept_invite"})).await;
+    speaker.ok(json!({"type": "set_muted", "muted": false})).await;
+
+    let (status, page) = api.get("/v1/admin/rooms/summit/participants?role=audience&limit=1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["participants"].as_array().map(Vec::len), Some(1));
+    assert_eq!(page["participants"][0]["identity"], "al");
+    let cursor = page["next"].as_str().expect("a next page").to_owned();
+    let (_, page) =
+        api.get(&format!("/v1/admin/rooms/summit/participants?role=audience&limit=1&cursor={cursor}")).await;
+    assert_eq!(page["participants"][0]["identity"], "bo");
+    assert!(page.get("next").is_none(), "{page}");
+    let (status, sam) = api.get("/v1/admin/rooms/summit/participants/sam").await;
+    assert_eq!((status, sam["role"].as_str(), sam["muted"].as_bool()), (StatusCode::OK, Some("speaker"), Some(false)));
+    let (status, _) = api.get("/v1/admin/rooms/summit/participants/nobody").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Moderation through the API reaches everyone at once, named as the administrator, with its reason.
+    let (status, _) =
+        api.post("/v1/admin/rooms/summit/participants/sam/mute", json!({"reason": "feedback on the line"})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let stage = moderator.event("stage", |e| e["cause"]["kind"] == "muted").await;
+    assert_eq!(stage["cause"]["by_admin"], "ops", "{stage}");
+    assert_eq!(stage["cause"]["reason"], "feedback on the line", "{stage}");
+    speaker.event("stage", |e| e["cause"]["kind"] == "muted").await;
+    // The same rules as a moderator: muting someone in the audience is refused.
+    let (status, problem) = api.post("/v1/admin/rooms/summit/participants/al/mute", json!({})).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "{problem}");
+    // ... and so are the token ceilings: al's token allows the audience only.
+    let (status, problem) = api.post("/v1/admin/rooms/summit/participants/al/invite_to_stage", json!({})).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{problem}");
+    let (status, _) = api.post("/v1/admin/rooms/summit/participants/sam/move_to_audience", json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = api.post("/v1/admin/rooms/summit/participants/bo/kick", json!({"reason": "spam"})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(bo.closed().await.0, 4004);
+    let (status, problem) = api.post("/v1/admin/rooms/summit/participants/bo/launch", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+
+    // A ban holds whether or not they are present; the room keeps it.
+    let (status, _) = api.call(reqwest::Method::PUT, "/v1/admin/rooms/summit/bans/bo", Some(ADMIN_KEY), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let mut again = Client::connect(&hub.url()).await;
+    again.expect_error(json!({"type": "join", "token": hub.token("bo", "summit", Role::Audience)}), "banned").await;
+    let (_, room) = api.get("/v1/admin/rooms/summit").await;
+    assert_eq!(room["bans"], json!(["bo"]));
+    assert_eq!(room["counts"]["total"], 3);
+
+    // Revocation: the identity's present session ends (4012) and its old token no longer joins; a token minted
+    // through the API after the revocation does.
+    let (status, _) =
+        api.post("/v1/admin/rooms/summit/revocations", json!({"identity": "al", "reason": "leaked"})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(al.closed().await.0, 4012);
+    let mut old = Client::connect(&hub.url()).await;
+    let reply = old.request(json!({"type": "join", "token": hub.token("al", "summit", Role::Audience)})).await;
+    assert_eq!(reply["code"], "unauthorized", "{reply}");
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // issue times are in whole seconds
+    let (status, minted) =
+        api.post("/v1/admin/tokens", json!({"identity": "al", "room": "summit", "role": "audience"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{minted}");
+    let mut fresh = Client::connect(&hub.url()).await;
+    fresh.ok(json!({"type": "join", "token": minted["token"]})).await;
+
+    // Settings.
+    let (status, room) = api
+        .call(reqwest::Method::PATCH, "/v1/admin/rooms/summit", Some(ADMIN_KEY), Some(json!({"open_mic": true})))
+        .await;
+    assert_eq!((status, room["settings"]["open_mic"].as_bool()), (StatusCode::OK, Some(true)));
+
+    // Everyone leaves: the persistent room stays (with its ban), an ad hoc room ends.
+    let (mut adhoc, _) = hub.join("mod", "adhoc", Role::Moderator).await;
+    for c in [&mut moderator, &mut speaker, &mut fresh, &mut adhoc] {
+        c.ok(json!({"type": "leave"})).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (status, room) = api.get("/v1/admin/rooms/summit").await;
+    assert_eq!((status, room["counts"]["total"].as_u64()), (StatusCode::OK, Some(0)), "{room}");
+    assert_eq!(room["bans"], json!(["bo"]));
+    let (status, _) = api.get("/v1/admin/rooms/adhoc").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, list) = api.get("/v1/admin/rooms").await;
+    let names: Vec<&str> = list["rooms"].as_array().expect("rooms").iter().filter_map(|r| r["name"].as_str()).collect();
+    assert_eq!(names, ["summit"]);
+
+    // Nodes: this hub.
+    let (_, nodes) = api.get("/v1/admin/nodes").await;
+    assert_eq!(nodes["nodes"].as_array().map(Vec::len), Some(1));
+    assert_eq!(nodes["nodes"][0]["this"], true);
+
+    // The end.
+    let (status, _) = api.call(reqwest::Method::DELETE, "/v1/admin/rooms/summit", Some(ADMIN_KEY), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = api.get("/v1/admin/rooms/summit").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    hub.stop().await;
+}
