@@ -27,7 +27,7 @@ mod relay;
 mod room_task;
 pub mod webhooks;
 
-pub use admin::{key_hash as admin_key_hash, openapi_json};
+pub use admin::{key_hash as admin_key_hash, new_key as new_admin_key, openapi_json};
 pub use config::Config;
 pub use conn::WS_PATH;
 pub use http::{DEMO_HTML, DEV_TOKEN_PATH, SDK_JS};

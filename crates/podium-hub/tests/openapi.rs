@@ -22,3 +22,51 @@ fn the_committed_openapi_document_matches_the_code() {
          PODIUM_BLESS=1 cargo test -p podium-hub --test openapi\n"
     );
 }
+
+/// Every `curl` example in `proto/ADMIN.md` is an operation of the document, and every operation of the document
+/// has an example there.
+#[test]
+fn admin_md_examples_match_the_document() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc: serde_json::Value =
+        serde_json::from_str(&podium_hub::openapi_json()).expect("the document is JSON");
+    let paths = doc["paths"].as_object().expect("paths");
+    let text = std::fs::read_to_string(root.join("proto/ADMIN.md")).expect("proto/ADMIN.md");
+    // Join continued lines, then take each curl command's method and path.
+    let joined = text.replace("\\\n", " ");
+    let mut used = std::collections::HashSet::new();
+    let mut examples = 0;
+    for line in joined.lines().map(str::trim).filter(|l| l.starts_with("curl ")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let method = words.windows(2).find(|w| w[0] == "-X").map_or("GET", |w| w[1]).to_ascii_lowercase();
+        let url = words
+            .iter()
+            .map(|w| w.trim_matches('"'))
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line}"));
+        let path = url.split_once("7880").map_or(url, |(_, p)| p);
+        let path = path.split('?').next().unwrap_or(path);
+        let matched = paths.iter().find(|(template, ops)| {
+            ops.get(&method).is_some() && {
+                let t: Vec<&str> = template.split('/').collect();
+                let p: Vec<&str> = path.split('/').collect();
+                t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| t.starts_with('{') || t == p)
+            }
+        });
+        let (template, _) = matched.unwrap_or_else(|| panic!("ADMIN.md: `{method} {path}` is not in the document"));
+        used.insert((method, template.clone()));
+        examples += 1;
+    }
+    assert!(examples >= 10, "ADMIN.md has curl examples");
+    for (template, ops) in paths {
+        for method in ops.as_object().expect("operations").keys() {
+            if template.ends_with("openapi.json") {
+                continue;
+            }
+            assert!(
+                used.contains(&(method.clone(), template.clone())),
+                "ADMIN.md has no example of `{method} {template}`"
+            );
+        }
+    }
+}

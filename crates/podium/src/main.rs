@@ -62,11 +62,44 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 6 * 3600)]
         ttl: u64,
+        /// Mint an admin-grant token for the admin API instead (`--identity` names the administrator; `--room`
+        /// and `--role` do not apply).
+        #[arg(long)]
+        admin: bool,
+        /// The admin-grant token's scope (with `--admin`).
+        #[arg(long, value_enum, default_value_t = ScopeArg::Read)]
+        scope: ScopeArg,
         /// Configuration file whose `auth.secret` signs the token (without one: PODIUM_AUTH__SECRET, else the
         /// development secret).
         #[arg(long, short, env = "PODIUM_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Make an admin API key: prints the key (keep it; it is not stored) and the `[admin] keys` entry to configure.
+    AdminKey {
+        /// Names the key's holder in the audit log and webhooks (`admin:<name>`).
+        #[arg(long)]
+        name: String,
+        /// What the key may do.
+        #[arg(long, value_enum, default_value_t = ScopeArg::Read)]
+        scope: ScopeArg,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScopeArg {
+    Read,
+    Moderate,
+    Admin,
+}
+
+impl From<ScopeArg> for auth::Scope {
+    fn from(s: ScopeArg) -> Self {
+        match s {
+            ScopeArg::Read => Self::Read,
+            ScopeArg::Moderate => Self::Moderate,
+            ScopeArg::Admin => Self::Admin,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -91,7 +124,33 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, listen, store, media_port } => serve(config, listen, store, media_port),
         Command::Nodes { config, store } => nodes(config, store),
-        Command::Token { identity, name, room, role, ttl, config } => {
+        Command::AdminKey { name, scope } => {
+            anyhow::ensure!(
+                !name.is_empty() && name.len() <= 64 && !name.chars().any(char::is_control),
+                "--name: 1-64 bytes without control characters"
+            );
+            let key = podium_hub::new_admin_key();
+            let scope = auth::Scope::from(scope).as_str();
+            let hash = podium_hub::admin_key_hash(&key);
+            println!("key: {key}");
+            println!("[admin]");
+            println!("keys = [{{ name = {name:?}, sha256 = \"{hash}\", scope = \"{scope}\" }}]");
+            Ok(())
+        }
+        Command::Token { identity, admin: true, scope, ttl, config, .. } => {
+            let config = Config::load(config.as_deref())?;
+            let keys = TokenKeys::new(config.auth.secret().as_bytes());
+            let now = auth::unix_now();
+            let claims = auth::AdminClaims {
+                sub: identity,
+                admin: auth::AdminGrantClaim { scope: scope.into() },
+                exp: now + ttl,
+                iat: Some(now),
+            };
+            println!("{}", keys.mint_admin(&claims).map_err(|e| anyhow::anyhow!("{e}"))?);
+            Ok(())
+        }
+        Command::Token { identity, name, room, role, ttl, config, .. } => {
             let config = Config::load(config.as_deref())?;
             let keys = TokenKeys::new(config.auth.secret().as_bytes());
             if room != auth::ANY_ROOM {

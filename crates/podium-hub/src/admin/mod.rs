@@ -66,6 +66,11 @@ pub fn openapi_json() -> String {
     text
 }
 
+/// A new random admin API key (256 bits).
+pub fn new_key() -> String {
+    format!("pdm_{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>())
+}
+
 /// SHA-256 of `key` as hex: what `[admin] keys` stores.
 pub fn key_hash(key: &str) -> String {
     Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
