@@ -253,3 +253,47 @@ async fn rooms_participants_and_moderation() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     hub.stop().await;
 }
+
+/// schemathesis (PyPI) against the live API with the committed document: no 5xx, and every response (status, content
+/// type, headers, body) as the document says. Draining the hub is left out (it would stop the hub under test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_errors_and_no_response_outside_the_document() {
+    let python = crate::aiortc::python();
+    let st = std::path::Path::new(&python).with_file_name("st");
+    assert!(
+        st.is_file(),
+        "schemathesis not found at {} (PODIUM_PYTHON's venv): `bash tests/run` installs it into .venv-media",
+        st.display()
+    );
+    let hub = hub().await;
+    let api = Api::new(&hub);
+    // Something to find: a room with people in it.
+    let (status, _) = api.post("/v1/admin/rooms", json!({"name": "0", "guests": ["0"]})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_moderator, _) = hub.join("0", "0", Role::Moderator).await;
+    let (_listener, _) = hub.join("listener", "0", Role::Audience).await;
+    let document = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../proto/openapi.json");
+    let out = tokio::process::Command::new(&st)
+        .arg("run")
+        .arg(&document)
+        .args(["--url", &format!("http://{}", hub.addr)])
+        .args(["-H", &format!("Authorization: Bearer {ADMIN_KEY}")])
+        .args(["--max-examples", "25", "--seed", "20261205", "--workers", "1"])
+        .args(["--exclude-operation-id", "drain_node"])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,\
+             response_schema_conformance",
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("run schemathesis");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "schemathesis failed:\n{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(report.contains("passed"), "{report}");
+    // The hub still serves.
+    let (status, _) = api.get("/v1/admin/rooms/0").await;
+    assert!(status == StatusCode::OK || status == StatusCode::NOT_FOUND, "{status}");
+    hub.stop().await;
+}

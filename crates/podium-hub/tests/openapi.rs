@@ -28,8 +28,7 @@ fn the_committed_openapi_document_matches_the_code() {
 #[test]
 fn admin_md_examples_match_the_document() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let doc: serde_json::Value =
-        serde_json::from_str(&podium_hub::openapi_json()).expect("the document is JSON");
+    let doc: serde_json::Value = serde_json::from_str(&podium_hub::openapi_json()).expect("the document is JSON");
     let paths = doc["paths"].as_object().expect("paths");
     let text = std::fs::read_to_string(root.join("proto/ADMIN.md")).expect("proto/ADMIN.md");
     // Join continued lines, then take each curl command's method and path.

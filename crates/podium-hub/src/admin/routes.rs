@@ -40,7 +40,7 @@ const INBOX_WAIT: Duration = Duration::from_secs(5);
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    components(schemas(ProblemDoc)),
+    components(schemas(ProblemDoc, Action)),
     tags((name = "admin", description = "The admin API"))
 )]
 struct ApiDoc;
@@ -59,6 +59,39 @@ impl utoipa::Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Documents on every operation the problems any request may get: a malformed request (400), no or a wrong
+/// credential (401), too small a scope (403), a body too large (413), of the wrong type (415) or that does not
+/// deserialize (422), a source over its limits (429), and the store or the room being unavailable (503).
+struct CommonProblems;
+
+impl utoipa::Modify for CommonProblems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = || {
+            ResponseBuilder::new()
+                .description("A problem (RFC 9457); `code` is the protocol error code")
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ProblemDoc"))).build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for op in
+                [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
+            {
+                let with_body = op.request_body.is_some();
+                for status in ["400", "401", "403", "413", "415", "422", "429", "503"] {
+                    if !with_body && matches!(status, "413" | "415" | "422") {
+                        continue;
+                    }
+                    op.responses.responses.entry(status.to_owned()).or_insert_with(|| problem().into());
+                }
+            }
+        }
     }
 }
 
@@ -82,7 +115,8 @@ fn api() -> OpenApiRouter<AppState> {
 
 /// The admin API's routes.
 pub(crate) fn router() -> axum::Router<AppState> {
-    let (router, openapi) = api().split_for_parts();
+    let (router, mut openapi) = api().split_for_parts();
+    utoipa::Modify::modify(&CommonProblems, &mut openapi);
     let document = openapi.to_pretty_json().unwrap_or_default();
     router.route(
         "/v1/admin/openapi.json",
@@ -95,7 +129,10 @@ pub(crate) fn router() -> axum::Router<AppState> {
 
 /// The OpenAPI document (committed as `proto/openapi.json`).
 pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
-    api().split_for_parts().1
+    let mut openapi = api().split_for_parts().1;
+    // After the routes are in: `ApiDoc`'s own modifiers run before `OpenApiRouter` adds the paths.
+    utoipa::Modify::modify(&CommonProblems, &mut openapi);
+    openapi
 }
 
 type ApiResult<T> = Result<T, Problem>;
@@ -207,7 +244,11 @@ async fn list_rooms(
     caller.require(Scope::Read)?;
     let limit = page_size(q.limit)?;
     let shared = &state.shared;
-    let names = shared.store.rooms_after(q.cursor.as_deref(), limit).await.map_err(|e| store_problem(&e))?;
+    let names = shared
+        .store
+        .rooms_after(q.cursor.as_deref().filter(|c| !c.is_empty()), limit)
+        .await
+        .map_err(|e| store_problem(&e))?;
     let next = (names.len() == limit).then(|| names.last().cloned()).flatten();
     let mut rooms = Vec::with_capacity(names.len());
     for name in names {
@@ -326,7 +367,7 @@ async fn list_participants(
 ) -> ApiResult<Json<ParticipantPage>> {
     caller.require(Scope::Read)?;
     let limit = page_size(q.limit)?;
-    let after = match q.cursor.as_deref() {
+    let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
         Some(c) => Some(c.parse::<u64>().map_err(|_| Problem::new(ErrorCode::BadRequest, "malformed cursor"))?),
     };
@@ -500,8 +541,18 @@ async fn audit(
     check_room_name(&room)?;
     let limit = page_size(q.limit)?;
     let hooks = crate::webhooks::Webhooks(std::sync::Arc::clone(&state.shared.hooks));
-    match hooks.audit(&room, q.cursor.as_deref(), limit).await {
+    let cursor = q.cursor.as_deref().filter(|c| !c.is_empty());
+    // Cursors are audit entry ids: `<ms>-<n>` (Redis stream ids) or `<n>` (the in-memory log).
+    let well_formed = |c: &str| {
+        let (a, b) = c.split_once('-').unwrap_or((c, "0"));
+        a.len() <= 20 && b.len() <= 20 && a.parse::<u64>().is_ok() && b.parse::<u64>().is_ok()
+    };
+    if cursor.is_some_and(|c| !well_formed(c)) {
+        return Err(Problem::new(ErrorCode::BadRequest, "malformed cursor"));
+    }
+    match hooks.audit(&room, cursor, limit).await {
         Ok(page) => Ok(Json(page).into_response()),
+        Err(e) if e.contains("cursor") => Err(Problem::new(ErrorCode::BadRequest, "malformed cursor")),
         Err(e) => Err(Problem::new(ErrorCode::Unavailable, e).retry_after(1)),
     }
 }
