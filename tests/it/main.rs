@@ -9,6 +9,7 @@ mod media_aiortc;
 mod media_chromium;
 mod media_redis;
 mod media_signaling;
+mod metrics;
 mod raw;
 mod scenario;
 mod support;

@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Mutex<Registry>,
     /// Webhooks and the audit log (`webhooks` module).
     pub(crate) hooks: Arc<crate::webhooks::Hooks>,
+    /// What `/metrics` exports (`metrics` module).
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 /// The last reading of the node registry.
@@ -104,6 +106,16 @@ impl Shared {
     /// Every running room task, with its room's name.
     pub(crate) fn running_room_names(&self) -> Vec<(String, RoomHandle)> {
         self.lock_rooms().iter().map(|(name, handle)| (name.clone(), handle.clone())).collect()
+    }
+
+    /// How many room tasks run (for metrics).
+    pub(crate) fn running_room_count(&self) -> usize {
+        self.lock_rooms().len()
+    }
+
+    /// Open TCP connections, HTTP and websockets (for metrics).
+    pub(crate) fn connection_count(&self) -> usize {
+        self.n_connections.load(Ordering::Relaxed)
     }
 
     /// Removes a room task that ended (unless a newer task already took its place).
@@ -393,6 +405,7 @@ impl Hub {
         let hooks = Arc::new(crate::webhooks::Hooks::new(&config.webhooks, &config.audit, &node_id, redis));
         let shared = Arc::new(Shared {
             hooks,
+            metrics: crate::metrics::Metrics::new(),
             keys: TokenKeys::new(config.auth.secret().as_bytes()),
             store,
             media,

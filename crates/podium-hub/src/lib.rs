@@ -22,6 +22,7 @@ mod hub;
 mod link;
 pub mod logging;
 mod media;
+mod metrics;
 mod nodes;
 mod relay;
 mod room_task;

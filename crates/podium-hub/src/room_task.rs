@@ -172,6 +172,10 @@ pub(crate) struct RoomTask {
     media_epoch: u64,
     /// Messages taken from the inbox while following announcements after a lost race; they run next, in order.
     deferred: std::collections::VecDeque<RoomMsg>,
+    /// This room's share of the hub's gauges, and the room's `(seq, connections)` when its participants were
+    /// last counted (they are counted again only when either changed).
+    gauges: crate::metrics::RoomGauges,
+    counted_at: (u64, usize),
 }
 
 /// What must follow an announcement applied by `apply_remote`.
@@ -210,6 +214,8 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomH
     let media_holder = (!shared.store.is_shared()).then(|| shared.node_id.clone());
     let media_epoch = if shared.store.is_shared() || shared.media.is_none() { 0 } else { shared.local_media_epoch };
     let task = RoomTask {
+        gauges: shared.metrics.room_gauges(),
+        counted_at: (0, 0),
         room: Room::new(name.clone(), shared.config.room.room_config(), wall_ms()),
         name,
         generation,
@@ -284,6 +290,7 @@ impl RoomTask {
         let mut lease_tick = tokio::time::interval_at(tokio::time::Instant::now() + LEASE_RENEW, LEASE_RENEW);
         lease_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            self.report_metrics();
             // After a failed commit, the room's timers wait for the retry (else an overdue timer would spin). Only
             // the hub holding the timer lease runs them.
             let deadline = match self.store_retry_at {
@@ -336,6 +343,29 @@ impl RoomTask {
         if self.owner_until.take().is_some() {
             self.shared.store.release_owner(&self.name, &self.shared.node_id).await;
         }
+    }
+
+    /// Reports this room's share of the hub's gauges: participants connected here by role (counted again only
+    /// after a transition or a connection change: the stage is small, the audience is the rest), lagged
+    /// connections, and whether this hub holds the room's lease.
+    fn report_metrics(&mut self) {
+        let mut figures = self.gauges.reported();
+        let at = (self.room.seq(), self.conns.len());
+        if at != self.counted_at {
+            self.counted_at = at;
+            let mut by_role = [0i64; 3];
+            for member in self.room.stage() {
+                if self.conns.contains_key(&member.id) {
+                    by_role[crate::metrics::role_index(member.role)] += 1;
+                }
+            }
+            by_role[crate::metrics::role_index(room::Role::Audience)] =
+                i64::try_from(self.conns.len()).unwrap_or(i64::MAX) - by_role[1] - by_role[2];
+            figures.participants = by_role;
+        }
+        figures.lagged = i64::try_from(self.n_lagged).unwrap_or(i64::MAX);
+        figures.lease = self.owner_until.is_some_and(|until| tokio::time::Instant::now() < until);
+        self.gauges.report(figures);
     }
 
     /// True when this hub runs the room's timers: always with the in-memory store; with a shared store, while it
@@ -1065,6 +1095,7 @@ impl RoomTask {
     }
 
     fn deliver(&mut self, to: &room::Recipients, frame: Utf8Bytes) {
+        let lagged_before = self.n_lagged;
         match to {
             room::Recipients::Everyone => {
                 let now = Instant::now();
@@ -1090,6 +1121,8 @@ impl RoomTask {
                 }
             }
         }
+        // Delivering only ever marks connections lagged.
+        self.shared.metrics.lagged().inc_by(u64::try_from(self.n_lagged - lagged_before).unwrap_or(0));
     }
 
     /// Sends lagged connections a snapshot once their queue has room; closes those behind for too long.
@@ -1125,6 +1158,7 @@ impl RoomTask {
             {
                 entry.lagged_since = None;
                 self.n_lagged -= 1;
+                self.shared.metrics.resynced();
                 debug!(identity = %who, "resync sent");
                 if let Some(tracks) = tracks {
                     let _ = entry.link.frames.try_send(tracks.into());

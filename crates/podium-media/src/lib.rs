@@ -246,11 +246,13 @@ fn hist_upper(idx: usize) -> u64 {
 pub struct FanoutHistogram {
     /// Counts per log-linear bucket of microseconds.
     pub buckets: [u64; FANOUT_BUCKETS],
+    /// Sum of the recorded times, in microseconds.
+    pub sum_us: u64,
 }
 
 impl Default for FanoutHistogram {
     fn default() -> Self {
-        Self { buckets: [0; FANOUT_BUCKETS] }
+        Self { buckets: [0; FANOUT_BUCKETS], sum_us: 0 }
     }
 }
 
@@ -267,7 +269,14 @@ impl FanoutHistogram {
         for (o, e) in out.buckets.iter_mut().zip(earlier.buckets.iter()) {
             *o = o.saturating_sub(*e);
         }
+        out.sum_us = self.sum_us.saturating_sub(earlier.sum_us);
         out
+    }
+
+    /// The largest value (µs) that bucket `idx` holds (the last bucket also holds every larger value): for
+    /// exporting the histogram with coarser bounds (Prometheus).
+    pub fn bucket_upper_us(idx: usize) -> u64 {
+        hist_upper(idx)
     }
 
     /// The `q` quantile (0..=1) as the upper bound of its bucket (≤ 1/16 above the true value); `None` when empty.
@@ -333,6 +342,7 @@ pub(crate) struct Stats {
     pub(crate) cross_worker_dropped: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
     pub(crate) fanout: Box<[AtomicU64]>,
+    pub(crate) fanout_sum_us: AtomicU64,
 }
 
 impl Default for Stats {
@@ -351,6 +361,7 @@ impl Default for Stats {
             cross_worker_dropped: AtomicU64::default(),
             events_dropped: AtomicU64::default(),
             fanout: (0..FANOUT_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            fanout_sum_us: AtomicU64::default(),
         }
     }
 }
@@ -360,6 +371,7 @@ impl Stats {
     pub(crate) fn record_fanout(&self, elapsed: std::time::Duration) {
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.fanout[hist_bucket(us)].fetch_add(1, Ordering::Relaxed);
+        self.fanout_sum_us.fetch_add(us.min(1 << 32), Ordering::Relaxed);
     }
 
     fn snapshot(&self) -> MediaStats {
@@ -377,7 +389,10 @@ impl Stats {
             no_slot_dropped: g(&self.no_slot_dropped),
             cross_worker_dropped: g(&self.cross_worker_dropped),
             events_dropped: g(&self.events_dropped),
-            fanout: FanoutHistogram { buckets: std::array::from_fn(|i| g(&self.fanout[i])) },
+            fanout: FanoutHistogram {
+                buckets: std::array::from_fn(|i| g(&self.fanout[i])),
+                sum_us: g(&self.fanout_sum_us),
+            },
         }
     }
 }
@@ -776,6 +791,7 @@ mod tests {
         }
         let h = stats.snapshot().fanout;
         assert_eq!(h.count(), 100);
+        assert_eq!(h.sum_us, 5_050_000);
         let p50 = h.quantile(0.5).unwrap().as_micros();
         assert!((50_000..=53_200).contains(&p50), "{p50}");
         assert_eq!(h.since(&h).count(), 0);

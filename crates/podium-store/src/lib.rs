@@ -21,7 +21,9 @@ pub use podium_room::{Changes, RoomState};
 
 pub use self::bus::{Announced, Announcement, BusMessage};
 pub use self::redis::outbox::{CommitExtras, LanePeek};
-pub use self::redis::{Lease, NodeInfo, NodeStatus, RedisOptions, RedisStore, Subscription};
+pub use self::redis::{
+    Lease, NodeInfo, NodeStatus, OP_LATENCY_BOUNDS, RedisOpStats, RedisOptions, RedisStore, Subscription,
+};
 
 pub mod bus;
 mod codec;

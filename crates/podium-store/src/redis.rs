@@ -71,7 +71,10 @@ use crate::bus::BusMessage;
 use crate::codec;
 use crate::{RoomStore, StoreError};
 
+mod op_stats;
 pub mod outbox;
+
+pub use self::op_stats::{OP_LATENCY_BOUNDS, RedisOpStats};
 use outbox::CommitExtras;
 
 /// The commit script. KEYS: meta, participants, bans, guests, presence. ARGV (a fixed header of nine, then
@@ -395,6 +398,8 @@ struct Link {
     open_until: Mutex<Option<Instant>>,
     /// A probe task is running.
     probing: AtomicBool,
+    /// Latencies and failures of operations (for metrics).
+    ops: op_stats::OpCounters,
 }
 
 impl Link {
@@ -459,6 +464,7 @@ impl Link {
     /// The connection to send an operation on, or a fast failure while the breaker is open.
     async fn conn(self: &Arc<Self>) -> Result<Conn, StoreError> {
         if self.is_open() {
+            self.ops.error();
             return Err(StoreError::Unavailable(
                 "redis is unreachable (failing fast; reconnecting in the background)".into(),
             ));
@@ -466,7 +472,10 @@ impl Link {
         let existing = self.lock_conn().clone();
         match existing {
             Some(conn) => Ok(conn),
-            None => self.establish().await.inspect_err(|_| self.trip()),
+            None => self.establish().await.inspect_err(|_| {
+                self.ops.error();
+                self.trip();
+            }),
         }
     }
 
@@ -476,9 +485,13 @@ impl Link {
         F: Future<Output = Result<T, RedisError>>,
     {
         let conn = self.conn().await?;
-        match tokio::time::timeout(self.options.response_timeout, op(conn)).await {
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.options.response_timeout, op(conn)).await;
+        self.ops.record(started.elapsed());
+        match result {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
+                self.ops.error();
                 // With Sentinel, a read-only reply means the master we know was demoted: find the new one.
                 let demoted = matches!(self.target, Target::Sentinel(_))
                     && e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::ReadOnly);
@@ -488,6 +501,7 @@ impl Link {
                 Err(unavailable(&e))
             }
             Err(_) => {
+                self.ops.error();
                 self.trip();
                 Err(StoreError::Unavailable(format!("no reply from redis within {:?}", self.options.response_timeout)))
             }
@@ -498,6 +512,7 @@ impl Link {
     /// connection, so the next one goes to whichever server the sentinels name master by then (the connection
     /// would otherwise reconnect to the old master's address).
     fn trip(self: &Arc<Self>) {
+        self.ops.trip();
         *self.lock_open() = Some(Instant::now() + self.options.breaker_open);
         if matches!(self.target, Target::Sentinel(_)) {
             *self.lock_conn() = None;
@@ -728,6 +743,11 @@ impl RedisStore {
         self.link.is_open()
     }
 
+    /// Latencies and failures of this store's operations so far (shared by its clones), for metrics.
+    pub fn op_stats(&self) -> RedisOpStats {
+        self.link.ops.snapshot()
+    }
+
     fn new(url: &str, options: &RedisOptions) -> Result<Self, StoreError> {
         let bad_url = |e: RedisError| StoreError::Unavailable(format!("store url {url:?}: {e}"));
         let mut pubsub_url = url.to_owned();
@@ -759,6 +779,7 @@ impl RedisStore {
                 conn: Mutex::new(None),
                 open_until: Mutex::new(None),
                 probing: AtomicBool::new(false),
+                ops: op_stats::OpCounters::default(),
             }),
             pubsub_url,
             commit_script: Script::new(COMMIT_LUA),

@@ -102,6 +102,8 @@ struct Connection {
     frames_rx: Option<mpsc::Receiver<tungstenite::Utf8Bytes>>,
     bucket: TokenBucket,
     last_heard: Instant,
+    /// When the websocket was upgraded (join latency).
+    opened: Instant,
 }
 
 impl Connection {
@@ -125,6 +127,7 @@ impl Connection {
             frames_rx: Some(rx),
             bucket,
             last_heard: Instant::now(),
+            opened: Instant::now(),
             shared,
         }
     }
@@ -215,6 +218,7 @@ impl Connection {
     }
 
     fn send_error(&self, id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> Result<(), Stalled> {
+        self.shared.metrics.error(code);
         self.send(&ServerMessage::error(id, code, message))
     }
 
@@ -236,7 +240,10 @@ impl Connection {
         }
         // The whole decode path from untrusted text to a request lives in `podium_proto` (and is fuzzed there).
         let (id, request) = match proto::decode_client(&text, self.shared.config.limits.max_message_bytes) {
-            Ok(decoded) => decoded,
+            Ok(decoded) => {
+                self.shared.metrics.request(&decoded.1);
+                decoded
+            }
             Err(e) => {
                 self.send_error(e.id, e.code, e.message)?;
                 return Ok(Step::Continue);
@@ -248,7 +255,15 @@ impl Connection {
     async fn on_request(&mut self, id: RequestId, request: Request) -> Result<Step, Stalled> {
         let Some(joined) = &self.joined else {
             return match request {
-                Request::Join(join) => self.on_join(id, join).await,
+                Request::Join(join) => {
+                    let step = self.on_join(id, join).await;
+                    if self.joined.is_some() {
+                        self.shared.metrics.joined(self.opened.into_std());
+                    } else {
+                        self.shared.metrics.join_refused();
+                    }
+                    step
+                }
                 Request::Ping => {
                     self.send(&ServerMessage::Ok { id, result: None })?;
                     Ok(Step::Continue)

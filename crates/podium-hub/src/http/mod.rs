@@ -101,6 +101,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/sdk/podium.js", get(pages::sdk))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz));
+    router = router.route("/metrics", get(crate::metrics::serve));
     if demo {
         router = router.route("/", get(pages::demo)).route("/index.html", get(pages::demo));
     }
