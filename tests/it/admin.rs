@@ -254,6 +254,33 @@ async fn rooms_participants_and_moderation() {
     hub.stop().await;
 }
 
+#[tokio::test]
+async fn idempotent_retries_of_a_create_return_the_same_room() {
+    let hub = hub().await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/v1/admin/rooms", hub.addr);
+    let create = |body: Value, key: &'static str| {
+        http.post(&url).bearer_auth(ADMIN_KEY).header("Idempotency-Key", key).json(&body).send()
+    };
+    let first = create(json!({"name": "once", "stage_capacity": 3}), "\"k-1\"").await.expect("create");
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.expect("room");
+    // The retry gets the same answer (not 409 `conflict`), marked as a replay; nothing is created twice.
+    let retry = create(json!({"name": "once", "stage_capacity": 3}), "\"k-1\"").await.expect("retry");
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(retry.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
+    assert_eq!(retry.json::<Value>().await.expect("room"), first);
+    // Without the key, the same create is a conflict; with the key and another body, 422.
+    let plain = http.post(&url).bearer_auth(ADMIN_KEY).json(&json!({"name": "once"})).send().await.expect("create");
+    assert_eq!(plain.status(), StatusCode::CONFLICT);
+    let other = create(json!({"name": "twice"}), "\"k-1\"").await.expect("create");
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let bad = create(json!({"name": "x"}), "\"\"").await.expect("create");
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    hub.stop().await;
+}
+
 /// schemathesis (PyPI) against the live API with the committed document: no 5xx, and every response (status, content
 /// type, headers, body) as the document says. Draining the hub is left out (it would stop the hub under test).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

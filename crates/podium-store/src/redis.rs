@@ -1017,6 +1017,32 @@ impl RedisStore {
         self.link.run(|mut conn| async move { cmd.query_async::<u64>(&mut conn).await }).await
     }
 
+    /// Sets `key` to `value` for `ttl` unless it exists; returns what it holds when it does (`None`: set now).
+    /// Keys are the caller's (e.g. `podium:idem:…`), in no room's slot.
+    pub async fn put_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<Option<String>, StoreError> {
+        let script = ::redis::Script::new(
+            "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end \
+             return redis.call('GET', KEYS[1])",
+        );
+        let mut invocation = script.prepare_invoke();
+        invocation.key(key).arg(value).arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await
+    }
+
+    /// Sets `key` to `value` for `ttl`.
+    pub async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut cmd = ::redis::cmd("SET");
+        cmd.arg(key).arg(value).arg("PX").arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        self.link.run(|mut conn| async move { cmd.query_async::<()>(&mut conn).await }).await
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let mut cmd = ::redis::cmd("DEL");
+        cmd.arg(key);
+        self.link.run(|mut conn| async move { cmd.query_async::<i64>(&mut conn).await }).await.map(drop)
+    }
+
     /// Sends `PING` (a health check).
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.link

@@ -16,6 +16,7 @@
 //!   `podium token --admin`). Scopes: `read` < `moderate` < `admin`.
 //! - **Errors** are RFC 9457 problems with the websocket protocol's error codes (`crate::http::problem`).
 
+pub(crate) mod idempotency;
 mod model;
 mod routes;
 

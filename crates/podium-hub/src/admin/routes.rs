@@ -114,8 +114,9 @@ fn api() -> OpenApiRouter<AppState> {
 }
 
 /// The admin API's routes.
-pub(crate) fn router() -> axum::Router<AppState> {
+pub(crate) fn router(state: AppState) -> axum::Router<AppState> {
     let (router, mut openapi) = api().split_for_parts();
+    let router = router.layer(axum::middleware::from_fn_with_state(state, super::idempotency::layer));
     utoipa::Modify::modify(&CommonProblems, &mut openapi);
     let document = openapi.to_pretty_json().unwrap_or_default();
     router.route(

@@ -109,7 +109,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         router = router.route(DEV_TOKEN_PATH, get(pages::dev_token));
     }
     router
-        .merge(crate::admin::router())
+        .merge(crate::admin::router(AppState { shared: Arc::clone(&shared) }))
         .fallback(problem::not_found)
         .layer(axum::middleware::from_fn(problem::problems_only))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
