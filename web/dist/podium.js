@@ -413,7 +413,8 @@ var FINAL_CLOSE_CODES = /* @__PURE__ */ new Set([
   4004,
   4005,
   4006,
-  4009
+  4009,
+  4012
 ]);
 var FINAL_JOIN_ERRORS = /* @__PURE__ */ new Set([
   "unsupported_protocol",
@@ -441,7 +442,8 @@ var CLOSE_REASONS = {
   4008: "heartbeat_timeout",
   4009: "not_invited",
   4010: "slow_consumer",
-  4011: "unavailable"
+  4011: "unavailable",
+  4012: "revoked"
 };
 
 // sdk/src/state.ts

@@ -17,7 +17,12 @@ export interface Counts {
     total: number;
 }
 export interface Invite {
-    by: string;
+    /** The moderator who invited; absent when an administrator did (then `by_admin`). */
+    by?: string;
+    /** The administrator who invited (admin API). */
+    by_admin?: string;
+    /** Why, if they said. */
+    reason?: string;
     expires_at_ms: number;
 }
 export interface YourState {
@@ -68,7 +73,12 @@ export interface Welcome {
 export interface StageCause {
     kind: string;
     participant?: string;
+    /** The moderator who did it (absent for an administrator, then `by_admin`, or for the participant's own act). */
     by?: string;
+    /** The administrator who did it (admin API). */
+    by_admin?: string;
+    /** Why, if the moderator or administrator said. */
+    reason?: string;
 }
 export interface AudienceEntry {
     id: string;
@@ -106,7 +116,7 @@ export interface ServerMessage {
 export declare const CLOSE_SERVER_SHUTDOWN = 4007;
 /**
  * Close codes after which the SDK does not reconnect by itself (see "Close codes" in PROTOCOL.md and MOBILE.md
- * section 7): the client left, was refused, removed or replaced, the room ended, or the client broke the WebSocket
+ * section 7): the client left, was refused, removed or replaced, the room ended, the client's token was revoked (4012), or the client broke the WebSocket
  * protocol (1002) or sent text that is not UTF-8 (1007), which a reconnect would only repeat until the client is fixed.
  */
 export declare const FINAL_CLOSE_CODES: ReadonlySet<number>;

@@ -23,7 +23,12 @@ export interface Counts {
 }
 
 export interface Invite {
-  by: string;
+  /** The moderator who invited; absent when an administrator did (then `by_admin`). */
+  by?: string;
+  /** The administrator who invited (admin API). */
+  by_admin?: string;
+  /** Why, if they said. */
+  reason?: string;
   expires_at_ms: number;
 }
 
@@ -81,7 +86,12 @@ export interface Welcome {
 export interface StageCause {
   kind: string;
   participant?: string;
+  /** The moderator who did it (absent for an administrator, then `by_admin`, or for the participant's own act). */
   by?: string;
+  /** The administrator who did it (admin API). */
+  by_admin?: string;
+  /** Why, if the moderator or administrator said. */
+  reason?: string;
 }
 
 export interface AudienceEntry {
@@ -128,11 +138,11 @@ export const CLOSE_SERVER_SHUTDOWN = 4007;
 
 /**
  * Close codes after which the SDK does not reconnect by itself (see "Close codes" in PROTOCOL.md and MOBILE.md
- * section 7): the client left, was refused, removed or replaced, the room ended, or the client broke the WebSocket
+ * section 7): the client left, was refused, removed or replaced, the room ended, the client's token was revoked (4012), or the client broke the WebSocket
  * protocol (1002) or sent text that is not UTF-8 (1007), which a reconnect would only repeat until the client is fixed.
  */
 export const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([
-  1000, 1002, 1007, 4000, 4002, 4003, 4004, 4005, 4006, 4009,
+  1000, 1002, 1007, 4000, 4002, 4003, 4004, 4005, 4006, 4009, 4012,
 ]);
 
 /** `join` errors after which the hub closes the connection for good. */
@@ -164,4 +174,5 @@ export const CLOSE_REASONS: Readonly<Record<number, string>> = {
   4009: "not_invited",
   4010: "slow_consumer",
   4011: "unavailable",
+  4012: "revoked",
 };
