@@ -244,6 +244,19 @@ async fn operators_drive_rooms_and_moderation_from_the_command_line() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ended room summit");
     assert_eq!(admin(&hub, &["rooms", "show", "summit"]).code, 4);
+
+    // Drain: an unknown hub is not found; this one drains and, with no other hub, stops.
+    assert_eq!(admin(&hub, &["hubs", "drain", "0000000000000000"]).code, 4);
+    let hubs = json_of(&admin(&hub, &["hubs", "list", "--json"]));
+    let id = hubs["nodes"][0]["id"].as_str().unwrap().to_owned();
+    let run = admin(&hub, &["hubs", "drain", &id]);
+    assert_eq!(ok(&run).trim(), format!("draining hub {id}"));
+    let mut hub = hub;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while hub.child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the drained hub did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// One request the receiver got: its headers (lowercase names) and body.
