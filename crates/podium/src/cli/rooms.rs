@@ -109,7 +109,14 @@ impl Rooms {
         match self.command {
             RoomsCommand::List { limit, all, cursor } => list(&client, limit, all, cursor),
             RoomsCommand::Create { name, stage_capacity, closed, open_mic, ephemeral, guests } => {
-                let mut body = json!({"name": name, "closed": closed, "open_mic": open_mic, "persistent": !ephemeral});
+                // Settings not given are left to the hub's defaults (`[room]`).
+                let mut body = json!({"name": name, "persistent": !ephemeral});
+                if closed {
+                    body["closed"] = json!(true);
+                }
+                if open_mic {
+                    body["open_mic"] = json!(true);
+                }
                 if let Some(n) = stage_capacity {
                     body["stage_capacity"] = json!(n);
                 }
