@@ -1,6 +1,10 @@
-//! The `podium` command: `podium serve` runs the hub; `podium token` mints access tokens.
+//! The `podium` command: `podium serve` runs the hub; `podium token` mints access tokens; `podium rooms`,
+//! `moderate`, `hubs` and `webhooks` drive the admin API (`cli/`).
+
+mod cli;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -11,7 +15,14 @@ use podium_hub::{Config, Hub};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "podium", version, about = "Podium: live audio rooms (signaling hub and SFU)")]
+#[command(
+    name = "podium",
+    version,
+    about = "Podium: live audio rooms (signaling hub and SFU)",
+    after_help = "The admin API commands (rooms, moderate, hubs, webhooks status) take --url (PODIUM_URL, default \
+                  http://127.0.0.1:7880), --key (PODIUM_ADMIN_KEY) and --json. Exit codes: 0 done, 1 failed, 2 usage, \
+                  3 credential refused, 4 not found, 5 hub unreachable. See proto/ADMIN.md, \"Command line\"."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,6 +85,14 @@ enum Command {
         #[arg(long, short, env = "PODIUM_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Rooms through the admin API: list, create, show, update, end, participants.
+    Rooms(cli::rooms::Rooms),
+    /// A moderation action on a participant or identity through the admin API (scope moderate).
+    Moderate(cli::moderate::Moderate),
+    /// The hubs sharing the store through the admin API: list, drain.
+    Hubs(cli::hubs::Hubs),
+    /// Webhooks: delivery status through the admin API, or a signed test event to the endpoints.
+    Webhooks(cli::webhooks::Webhooks),
     /// Make an admin API key: prints the key (keep it; it is not stored) and the `[admin] keys` entry to configure.
     AdminKey {
         /// Names the key's holder in the audit log and webhooks (`admin:<name>`).
@@ -119,9 +138,27 @@ impl From<RoleArg> for podium_hub::Role {
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Rooms(c) => cli::finish(c.run()),
+        Command::Moderate(c) => cli::finish(c.run()),
+        Command::Hubs(c) => cli::finish(c.run()),
+        Command::Webhooks(c) => cli::finish(c.run()),
+        other => match run(other) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                // What returning the error from `main` printed.
+                eprintln!("Error: {e:?}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// The commands that do not use the admin API.
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Rooms(_) | Command::Moderate(_) | Command::Hubs(_) | Command::Webhooks(_) => Ok(()),
         Command::Serve { config, listen, store, media_port } => serve(config, listen, store, media_port),
         Command::Nodes { config, store } => nodes(config, store),
         Command::AdminKey { name, scope } => {

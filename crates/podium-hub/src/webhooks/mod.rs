@@ -36,6 +36,19 @@ use crate::config::{AudiencePolicy, AuditConfig, WebhooksConfig};
 pub(crate) use derive::Cause;
 pub(crate) use sign::parse_secret;
 
+/// The `webhook-signature` header of a request (Standard Webhooks v1): `v1,<base64 HMAC-SHA256>` of
+/// `{id}.{timestamp}.{body}` for each secret (`whsec_<base64>`), space-separated. What the hub sends; public for
+/// `podium webhooks test`. An error names a malformed secret.
+pub fn sign<S: AsRef<str>>(secrets: &[S], id: &str, timestamp: u64, body: &[u8]) -> Result<String, String> {
+    let keys = secrets.iter().map(|s| parse_secret(s.as_ref())).collect::<Result<Vec<_>, _>>()?;
+    Ok(sign::signature(&keys, id, timestamp, body))
+}
+
+/// `ms` since the Unix epoch as the payloads' `timestamp` (ISO 8601, UTC, milliseconds).
+pub fn timestamp(ms: u64) -> String {
+    iso8601(ms)
+}
+
 /// The lane of hub events (`node.drained`); room names cannot contain `@`.
 pub(crate) const NODES_LANE: &str = "@nodes";
 
@@ -830,6 +843,19 @@ mod tests {
         assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso8601(1_614_265_330_123), "2021-02-25T15:02:10.123Z");
         assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn public_sign_uses_the_hubs_signatures() {
+        let sig = sign(
+            &["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1_614_265_330,
+            br#"{"test": 2432232314}"#,
+        );
+        assert_eq!(sig.as_deref(), Ok("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="));
+        assert!(sign(&["whsec_AAAA"], "msg_1", 1, b"{}").is_err());
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
     }
 
     /// Audience joins under each policy: one event each, none, or a summary per interval.
