@@ -240,6 +240,28 @@ async fn rooms_participants_and_moderation() {
     let (_, list) = api.get("/v1/admin/rooms").await;
     let names: Vec<&str> = list["rooms"].as_array().expect("rooms").iter().filter_map(|r| r["name"].as_str()).collect();
     assert_eq!(names, ["summit"]);
+    // The empty persistent room costs the hub no task (reads come from the store).
+    let metrics = api.http.get(format!("{}/metrics", api.base)).send().await.expect("metrics");
+    let metrics = metrics.text().await.expect("text");
+    assert!(metrics.lines().any(|l| l == "podium_rooms 0"), "{metrics}");
+    // An action on it starts one for the moment: a guest added, then the task stops again.
+    let (status, _) =
+        api.call(reqwest::Method::PUT, "/v1/admin/rooms/summit/guests/newcomer", Some(ADMIN_KEY), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, room) = api.get("/v1/admin/rooms/summit").await;
+    assert!(room["guests"].as_array().expect("guests").iter().any(|g| g == "newcomer"), "{room}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = api.http.get(format!("{}/metrics", api.base)).send().await.expect("metrics");
+        if metrics.text().await.expect("text").lines().any(|l| l == "podium_rooms 0") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the idle room's task did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And a join wakes it.
+    let (mut back, _) = hub.join("mod", "summit", Role::Moderator).await;
+    back.ok(json!({"type": "leave"})).await;
 
     // Nodes: this hub.
     let (_, nodes) = api.get("/v1/admin/nodes").await;

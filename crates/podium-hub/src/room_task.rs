@@ -338,6 +338,10 @@ impl RoomTask {
             if self.room.is_ended() || (self.shutting_down && self.inbox.is_empty()) {
                 break;
             }
+            if self.is_idle() {
+                self.go_idle().await;
+                return;
+            }
         }
         self.stop(ErrorCode::RoomEnded, "the room has ended");
         if self.owner_until.take().is_some() {
@@ -372,6 +376,45 @@ impl RoomTask {
     /// holds the room's timer lease.
     fn runs_timers(&self) -> bool {
         !self.shared.store.is_shared() || self.owner_until.is_some_and(|until| tokio::time::Instant::now() < until)
+    }
+
+    /// A persistent room with nobody in it and nothing to do: its task is not needed (it has no timers; the next
+    /// request or join starts a new task, which loads the room from the store). So an empty persistent room costs
+    /// the hub no task and no Redis traffic.
+    fn is_idle(&self) -> bool {
+        self.room.is_persistent()
+            && self.room.is_empty()
+            && self.conns.is_empty()
+            && self.committed.is_some()
+            && self.joining.is_none()
+            && self.deferred.is_empty()
+            && self.inbox.is_empty()
+            && self.store_retry_at.is_none()
+            && !self.reload_pending
+            && !self.recheck_pending
+    }
+
+    /// Ends the task of an idle room (see [`Self::is_idle`]): leaves the directory first, so anything that comes
+    /// later starts a new task, then hands what raced into the inbox to that new task, in order.
+    async fn go_idle(&mut self) {
+        self.shared.forget_room(&self.name, self.generation);
+        self.inbox.close();
+        let mut raced = Vec::new();
+        while let Ok(msg) = self.inbox.try_recv() {
+            raced.push(msg);
+        }
+        if self.owner_until.take().is_some() {
+            self.shared.store.release_owner(&self.name, &self.shared.node_id).await;
+        }
+        if !raced.is_empty() {
+            let next = self.shared.room(&self.name);
+            for msg in raced {
+                if let Err(e) = next.inbox.send(msg).await {
+                    refuse(e.0, ErrorCode::Unavailable, "the room is restarting; retry");
+                }
+            }
+        }
+        info!("room task idle: stopped (the room stays in the store)");
     }
 
     /// Leaves the directory and answers every queued request with `code`.

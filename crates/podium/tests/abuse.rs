@@ -239,10 +239,7 @@ async fn refused_tokens_are_logged_as_one_summary_not_one_line_each() {
     }
     // The summary comes within one sweep interval (10 s); the attempts may straddle two intervals, so two summaries.
     let failures_in = |line: &String| -> u64 {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix("failures="))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+        line.split_whitespace().find_map(|w| w.strip_prefix("failures=")).and_then(|n| n.parse().ok()).unwrap_or(0)
     };
     let deadline = Instant::now() + Duration::from_secs(25);
     let summaries = loop {

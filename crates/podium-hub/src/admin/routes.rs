@@ -180,10 +180,15 @@ async fn ask<T>(
         return Err(Problem::new(ErrorCode::Unavailable, "this hub is shutting down; use another").retry_after(1));
     }
     let (tx, rx) = oneshot::channel();
-    let handle = shared.room(room);
-    match handle.inbox.send_timeout(message(tx), INBOX_WAIT).await {
-        Ok(()) => {}
-        Err(_) => return Err(Problem::new(ErrorCode::Unavailable, "the room is busy; retry").retry_after(1)),
+    let mut msg = message(tx);
+    for attempt in 0..2 {
+        let handle = shared.room(room);
+        match handle.inbox.send_timeout(msg, INBOX_WAIT).await {
+            Ok(()) => break,
+            // The task stopped between lookup and send (an idle persistent room): once more, with a new one.
+            Err(tokio::sync::mpsc::error::SendTimeoutError::Closed(back)) if attempt == 0 => msg = back,
+            Err(_) => return Err(Problem::new(ErrorCode::Unavailable, "the room is busy; retry").retry_after(1)),
+        }
     }
     match rx.await {
         Ok(Ok(value)) => Ok(value),

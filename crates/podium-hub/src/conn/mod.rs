@@ -398,6 +398,11 @@ impl Connection {
             let (tx, rx) = oneshot::channel();
             let msg = RoomMsg::Join { grant: grant.clone(), role, protocol, link: link.clone(), reply: tx };
             if !self.ask_room(&handle, msg).await {
+                // The task stopped between lookup and send (an idle persistent room): once more, with a new one.
+                if attempt == 0 && handle.inbox.is_closed() {
+                    attempt += 1;
+                    continue;
+                }
                 self.send_error(Some(id), ErrorCode::Unavailable, "the room is not available; retry")?;
                 return Ok(Step::Continue);
             }
