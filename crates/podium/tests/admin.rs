@@ -197,6 +197,16 @@ fn token(room: &str, identity: &str, role: Role) -> String {
         .expect("mint")
 }
 
+/// Redis, hubs A and B on it, and a room created through B's API (persistent by default).
+async fn two_hubs_with_room(name: &str) -> (RedisServer, Hub, Hub) {
+    let redis = RedisServer::start();
+    let a = Hub::start("a", &redis.url()).await;
+    let b = Hub::start("b", &redis.url()).await;
+    let room = b.api_ok(Method::POST, "/v1/admin/rooms", Some(json!({"name": name})), StatusCode::CREATED).await;
+    assert_eq!(room["persistent"], true, "{room}");
+    (redis, a, b)
+}
+
 /// Runs `action` (an API call), then waits for `client`'s next `kind` event matching `pred`; asserts that it came
 /// within [`AT_ONCE`] of the call.
 async fn reaches(
@@ -223,12 +233,7 @@ async fn closed_with(client: &mut Client, code: u16, start: Instant) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_actions_through_hub_b_reach_participants_on_hub_a_at_once() {
-    let redis = RedisServer::start();
-    let a = Hub::start("a", &redis.url()).await;
-    let b = Hub::start("b", &redis.url()).await;
-
-    let room = b.api_ok(Method::POST, "/v1/admin/rooms", Some(json!({"name": "summit"})), StatusCode::CREATED).await;
-    assert_eq!(room["persistent"], true, "{room}");
+    let (_redis, a, b) = two_hubs_with_room("summit").await;
     let mut moderator = a.join("summit", "mod", Role::Moderator).await;
     let mut sam = a.join("summit", "sam", Role::Speaker).await;
     let mut bo = a.join("summit", "bo", Role::Audience).await;
@@ -302,10 +307,7 @@ async fn admin_actions_through_hub_b_reach_participants_on_hub_a_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_through_hub_b_cuts_an_identity_off_on_every_hub() {
-    let redis = RedisServer::start();
-    let a = Hub::start("a", &redis.url()).await;
-    let b = Hub::start("b", &redis.url()).await;
-    b.api_ok(Method::POST, "/v1/admin/rooms", Some(json!({"name": "town"})), StatusCode::CREATED).await;
+    let (_redis, a, b) = two_hubs_with_room("town").await;
     let mut moderator = a.join("town", "mod", Role::Moderator).await;
 
     // By identity: al's session on A ends with 4012, and the token al had is refused on both hubs.
@@ -445,4 +447,32 @@ async fn persistent_rooms_survive_hub_and_redis_restarts_and_ad_hoc_rooms_end() 
     let (_, welcome) = b.join_with(&token("keep", "gus", Role::Speaker)).await;
     assert_eq!(welcome["type"], "ok", "{welcome}");
     b.kill9();
+}
+
+/// A departure committed on one hub a moment after another hub's commit, before its announcement arrived, loses the
+/// commit race: it must run again on the newer room, not vanish (the participant would stay in the room, connected,
+/// with no connection anywhere; in a persistent room, for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn departures_right_after_a_commit_on_the_other_hub_are_not_lost() {
+    let (_redis, a, b) = two_hubs_with_room("busy").await;
+    for round in 0..12 {
+        let mut x = a.join("busy", "x", Role::Audience).await;
+        let mut y = b.join("busy", "y", Role::Audience).await;
+        x.ok(json!({"type": "leave"})).await;
+        if round % 2 == 0 {
+            y.ok(json!({"type": "leave"})).await;
+        } else {
+            // A dropped connection: its grace period must start (and end).
+            drop(y);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let room = b.api_ok(Method::GET, "/v1/admin/rooms/busy", None, StatusCode::OK).await;
+            if room["counts"]["total"] == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "round {round}: someone stayed after leaving: {room}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
