@@ -1167,9 +1167,7 @@ impl RoomTask {
                     entry.link.control.close(CloseCode::SlowConsumer);
                 }
                 self.dropped.insert(who.clone());
-                let now = self.now();
-                self.guarded(|room| room.handle_disconnect(now, &who));
-                let _ = self.flush(None).await;
+                self.depart(&who, false).await;
                 continue;
             }
             let Some(snapshot) = self.room.snapshot_for(&who) else { continue };
