@@ -42,9 +42,11 @@ const AT_ONCE: Duration = Duration::from_secs(2);
 /// The ad hoc rooms' empty timeout (and everyone's grace period) in these tests.
 const EMPTY_TIMEOUT_MS: u64 = 500;
 
-/// A `podium serve` child process (media off); killed on drop. Its log (stderr) goes to a file named at start.
+/// A `podium serve` child process (media off); killed on drop. Its log (stderr) goes to a file named at start, kept
+/// when the test fails.
 struct Hub {
     child: Child,
+    log: std::path::PathBuf,
     /// Its websocket URL, as it printed it.
     url: String,
     /// `http://127.0.0.1:PORT`.
@@ -97,7 +99,7 @@ impl Hub {
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
         let base = url.strip_prefix("ws://").and_then(|rest| rest.split_once('/')).map(|(host, _)| host);
         let base = format!("http://{}", base.expect("ws://HOST:PORT/PATH"));
-        Self { child, url, base }
+        Self { child, log, url, base }
     }
 
     /// SIGTERM (a drain), then waits for the process to exit by itself.
@@ -188,6 +190,9 @@ impl Hub {
 impl Drop for Hub {
     fn drop(&mut self) {
         self.kill9();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
