@@ -632,21 +632,14 @@ impl RoomTask {
                 if self.is_current(&who, conn_id) {
                     self.remove_conn(&who);
                     self.dropped.insert(who.clone());
-                    let now = self.now();
-                    self.guarded(|room| room.handle_disconnect(now, &who));
-                    // On failure, the retry after the backoff starts the grace period again (`disconnect_orphans`).
-                    let _ = self.flush(None).await;
+                    self.depart(&who, false).await;
                 }
             }
             RoomMsg::Leave { who, conn_id, reply } => {
                 if self.is_current(&who, conn_id) {
                     self.remove_conn(&who);
                     self.dropped.insert(who.clone());
-                    let now = self.now();
-                    self.guarded(|room| room.handle_leave(now, &who));
-                    self.cause = Some(crate::webhooks::Cause::websocket(&who));
-                    // On failure the leave becomes a dropped connection (grace period) at the retry.
-                    let _ = self.flush(None).await;
+                    self.depart(&who, true).await;
                 }
                 let _ = reply.send(());
             }
@@ -685,6 +678,41 @@ impl RoomTask {
                 self.conns.clear();
                 self.n_lagged = 0;
                 self.shutting_down = true;
+            }
+        }
+    }
+
+    /// Commits the end of `who`'s connection to this hub (already out of `conns`): a `leave`, or a dropped
+    /// connection (its grace period starts). Like a request, a transition that lost a commit race to another hub
+    /// runs again on the newer room: the race is lost whenever another hub committed a moment before and its
+    /// announcement had not arrived yet, and following that announcement must not swallow the departure (the
+    /// participant would stay in the room, connected, with no connection anywhere). If it still fails, the retry
+    /// after the backoff starts the grace period (`disconnect_orphans`).
+    async fn depart(&mut self, who: &ParticipantId, leave: bool) {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            let now = self.now();
+            if leave {
+                self.guarded(|room| room.handle_leave(now, who));
+                self.cause = Some(crate::webhooks::Cause::websocket(who));
+            } else {
+                self.guarded(|room| room.handle_disconnect(now, who));
+            }
+            let flushed = self.flush(None).await;
+            let orphan = !self.conns.contains_key(who) && self.room.participant(who).is_some_and(|p| p.connected);
+            match flushed {
+                Err(StoreError::Conflict { .. }) if orphan && started.elapsed() < CONFLICT_RETRY_FOR => {
+                    attempt += 1;
+                    debug!(identity = %who, attempt, leave, "a departure lost a race; running it again");
+                    race_backoff(attempt).await;
+                }
+                Err(_) if orphan => {
+                    // Also after a conflict that was followed (`commit_failed` schedules no retry then).
+                    self.store_retry_at.get_or_insert_with(|| tokio::time::Instant::now() + STORE_RETRY);
+                    return;
+                }
+                Ok(()) | Err(_) => return,
             }
         }
     }
@@ -1182,9 +1210,7 @@ impl RoomTask {
                     entry.link.control.close(CloseCode::SlowConsumer);
                 }
                 self.dropped.insert(who.clone());
-                let now = self.now();
-                self.guarded(|room| room.handle_disconnect(now, &who));
-                let _ = self.flush(None).await;
+                self.depart(&who, false).await;
                 continue;
             }
             let Some(snapshot) = self.room.snapshot_for(&who) else { continue };
