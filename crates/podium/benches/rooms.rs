@@ -4,8 +4,8 @@
 //! nothing), creates `PODIUM_BENCH_ROOMS` persistent rooms (default 10,000) through hub A's admin API (64 requests
 //! in flight), then makes `PODIUM_BENCH_ACTIVE` of them (default 1 %) active: one listener each, connected to hub A
 //! or hub B in turn, kept open and read. After 5 s of settling it counts the commands Redis processed over
-//! `PODIUM_BENCH_SECS` (default 20 s; `INFO stats` `total_commands_processed`, the two `INFO` calls subtracted) and
-//! divides by the number of rooms: the idle Redis cost per room. Memory is each hub's `VmRSS` before the rooms were
+//! `PODIUM_BENCH_SECS` (default 20 s; Redis's `MONITOR` stream: top-level commands, i.e. round trips, and separately
+//! all commands including those Lua scripts run) and divides by the number of rooms: the idle Redis cost per room. Memory is each hub's `VmRSS` before the rooms were
 //! created and after, divided by the number of rooms, and Redis's `used_memory` the same way. Last, it joins
 //! `PODIUM_BENCH_WAKES` (default 200) idle rooms, one listener each, 8 at a time, alternating hubs, and reports the
 //! join latency (websocket open to welcome: the room wakes on demand, loading from Redis) p50 / p99 / max.
@@ -59,7 +59,10 @@ fn redis_info(port: u16, section: &str, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
 }
 
-async fn join(url: &str, token: &str) -> (Duration, tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>) {
+async fn join(
+    url: &str,
+    token: &str,
+) -> (Duration, tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>) {
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
     let started = Instant::now();
     let join = serde_json::json!({"type": "join", "id": 1, "token": token}).to_string();
@@ -74,6 +77,36 @@ async fn join(url: &str, token: &str) -> (Duration, tokio_tungstenite::WebSocket
     }
 }
 
+/// Top-level commands Redis receives in `window` (its `MONITOR` stream, without the commands Lua scripts run, which
+/// are not round trips), and all commands including those.
+fn redis_monitor(port: u16, window: Duration) -> (u64, u64) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("redis");
+    s.write_all(b"MONITOR\r\n").expect("write");
+    s.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    let deadline = Instant::now() + window;
+    let (mut top, mut all) = (0u64, 0u64);
+    let mut pending = String::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while Instant::now() < deadline {
+        let n = match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => continue,
+        };
+        pending.push_str(&String::from_utf8_lossy(&buf[..n]));
+        while let Some(end) = pending.find("\r\n") {
+            let line: String = pending.drain(..end + 2).collect();
+            if line.starts_with('+') && line.contains('[') {
+                all += 1;
+                if !line.contains(" lua]") {
+                    top += 1;
+                }
+            }
+        }
+    }
+    (top, all)
+}
+
 fn main() {
     let rooms: usize = env_or("PODIUM_BENCH_ROOMS", 10_000);
     let active: usize = env_or("PODIUM_BENCH_ACTIVE", rooms / 100);
@@ -81,10 +114,7 @@ fn main() {
     let wakes: usize = env_or("PODIUM_BENCH_WAKES", 200).min(rooms - active);
     let redis = RedisServer::start();
     let store = redis.url();
-    let keys_env = format!(
-        "[{{name=\"bench\",sha256=\"{}\",scope=\"admin\"}}]",
-        podium_hub::admin_key_hash(KEY)
-    );
+    let keys_env = format!("[{{name=\"bench\",sha256=\"{}\",scope=\"admin\"}}]", podium_hub::admin_key_hash(KEY));
     let mut envs = vec![
         ("PODIUM_AUTH__SECRET", SECRET),
         ("PODIUM_MEDIA__ENABLED", "false"),
@@ -148,11 +178,11 @@ fn main() {
             }));
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let c0 = redis_info(redis.port(), "stats", "total_commands_processed");
-        tokio::time::sleep(Duration::from_secs(secs)).await;
-        let c1 = redis_info(redis.port(), "stats", "total_commands_processed");
-        let commands = c1.saturating_sub(c0).saturating_sub(1);
+        let port = redis.port();
+        let (commands, all_commands) =
+            tokio::task::spawn_blocking(move || redis_monitor(port, Duration::from_secs(secs))).await.expect("monitor");
         let per_sec = commands as f64 / secs as f64;
+        let all_per_sec = all_commands as f64 / secs as f64;
 
         // Wake idle rooms with joins.
         let mut latencies = Vec::new();
@@ -178,9 +208,14 @@ fn main() {
             rooms as f64 / create_secs
         );
         println!(
-            "redis commands: {commands} in {secs} s = {per_sec:.1}/s → {:.4} per room per second ({:.3} per active room)",
+            "redis round trips (top-level commands): {commands} in {secs} s = {per_sec:.1}/s → {:.4} per room per second \
+             ({:.2} per active room)",
             per_sec / rooms as f64,
             per_sec / active.max(1) as f64
+        );
+        println!(
+            "redis commands including those run inside scripts: {all_per_sec:.1}/s → {:.4} per room per second",
+            all_per_sec / rooms as f64
         );
         for (i, (b, a)) in rss_before.iter().zip(&rss_idle).enumerate() {
             println!(
