@@ -124,25 +124,40 @@ impl RoomTask {
     /// Marks a participant connected again whose connection here is alive but whom another hub disconnected (it
     /// took this hub for gone): the same transition as their resuming, so role, hand and mute state stay.
     pub(super) async fn reassert(&mut self, who: ParticipantId) {
-        let Some(p) = self.room.participant(&who) else { return };
-        if p.connected || !self.conns.contains_key(&who) {
-            return;
-        }
-        let join = room::Join {
-            token_id: p.token_id,
-            issued_at: p.issued_at,
-            ..room::Join::new(who.clone(), p.name, p.ceiling, None)
-        };
-        let now = self.now();
-        match self.guarded(|room| room.handle_join(now, join)) {
-            Some(Ok(_)) => {
-                let stored = self.flush(Some(who.clone())).await;
-                if stored.is_ok() {
-                    info!(identity = %who, "participant marked connected again");
-                }
+        // Like a departure, a reassertion that loses a commit race is run again on the updated room: lost, the
+        // participant's grace period would end while their connection here is alive.
+        let started = tokio::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            let Some(p) = self.room.participant(&who) else { return };
+            if p.connected || !self.conns.contains_key(&who) {
+                return;
             }
-            Some(Err(e)) => debug!(identity = %who, error = %e, "reasserting a participant was refused"),
-            None => {}
+            let join = room::Join {
+                token_id: p.token_id,
+                issued_at: p.issued_at,
+                ..room::Join::new(who.clone(), p.name, p.ceiling, None)
+            };
+            let now = self.now();
+            match self.guarded(|room| room.handle_join(now, join)) {
+                Some(Ok(_)) => match self.flush(Some(who.clone())).await {
+                    Ok(()) => {
+                        info!(identity = %who, "participant marked connected again");
+                        return;
+                    }
+                    Err(StoreError::Conflict { .. }) if started.elapsed() < CONFLICT_RETRY_FOR => {
+                        attempt += 1;
+                        debug!(identity = %who, attempt, "reasserting lost a race; running it again");
+                        race_backoff(attempt).await;
+                    }
+                    Err(_) => return,
+                },
+                Some(Err(e)) => {
+                    debug!(identity = %who, error = %e, "reasserting a participant was refused");
+                    return;
+                }
+                None => return,
+            }
         }
     }
 
