@@ -33,7 +33,7 @@ const SECRET: &str = "webhooks-secret";
 const OLD_KEY: &str = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 const NEW_KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// How long the receiver is down.
-const OUTAGE: Duration = Duration::from_secs(10);
+const OUTAGE: Duration = Duration::from_secs(60);
 const SETUP: Duration = Duration::from_secs(30);
 /// Every event must have arrived within this long of the receiver's return.
 const CATCH_UP: Duration = Duration::from_secs(40);
@@ -112,7 +112,7 @@ impl Hub {
             .env("PODIUM_SERVER__PUBLIC_URL", &public_url)
             .env("PODIUM_ROOM__GRACE_MS", "2000")
             .env("PODIUM_WEBHOOKS__ENDPOINTS", endpoints)
-            .env("PODIUM_WEBHOOKS__RETRY_SCHEDULE_MS", format!("[{}]", ["1000"; 40].join(",")))
+            .env("PODIUM_WEBHOOKS__RETRY_SCHEDULE_MS", format!("[{}]", ["1000"; 120].join(",")))
             .env("PODIUM_WEBHOOKS__RETRY_JITTER", "0.2")
             .env("PODIUM_WEBHOOKS__LEASE_MS", "3000")
             .env("PODIUM_WEBHOOKS__POLL_INTERVAL_MS", "200")
