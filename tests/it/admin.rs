@@ -121,6 +121,14 @@ async fn authentication_and_scopes() {
     // The document is served.
     let (status, doc) = api.call(reqwest::Method::GET, "/v1/admin/openapi.json", None, None).await;
     assert_eq!((status, doc["openapi"].as_str()), (StatusCode::OK, Some("3.1.0")));
+    // Counted: admin API responses by status class.
+    let metrics = api.http.get(format!("{}/metrics", api.base)).send().await.expect("metrics");
+    let metrics = metrics.text().await.expect("text");
+    let count = |class: &str| -> u64 {
+        let prefix = format!("podium_http_responses_total{{surface=\"admin\",class=\"{class}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    assert!(count("4xx") >= 7 && count("2xx") >= 3, "{metrics}");
     hub.stop().await;
 }
 

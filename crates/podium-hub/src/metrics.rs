@@ -66,6 +66,16 @@ struct CodeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabel {
+    /// `admin` (the admin API) or `other` (health, SDK, demo, development tokens, refused upgrades).
+    surface: &'static str,
+    /// `2xx`, `3xx`, `4xx` or `5xx` (`1xx`: websocket upgrades).
+    class: &'static str,
+}
+
+const HTTP_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
 }
@@ -109,6 +119,7 @@ pub(crate) struct Metrics {
     errors: Family<CodeLabel, Counter>,
     lagged: Counter,
     resyncs: Counter,
+    http: Family<HttpLabel, Counter>,
 }
 
 impl Metrics {
@@ -166,6 +177,17 @@ impl Metrics {
             "Resync snapshots sent (after a lag, or a reload of the room from the store)",
             resyncs.clone(),
         );
+        let http = Family::<HttpLabel, Counter>::default();
+        for surface in ["admin", "other"] {
+            for class in HTTP_CLASSES {
+                let _ = http.get_or_create(&HttpLabel { surface, class });
+            }
+        }
+        registry.register(
+            "http_responses",
+            "HTTP responses sent, by surface (admin API or other) and status class (1xx: websocket upgrades)",
+            http.clone(),
+        );
         Self {
             registry,
             participants,
@@ -178,7 +200,14 @@ impl Metrics {
             errors,
             lagged,
             resyncs,
+            http,
         }
+    }
+
+    /// An HTTP response went out.
+    pub(crate) fn http_response(&self, admin: bool, status: u16) {
+        let class = HTTP_CLASSES[usize::from(status / 100).clamp(1, 5) - 1];
+        self.http.get_or_create(&HttpLabel { surface: if admin { "admin" } else { "other" }, class }).inc();
     }
 
     /// A websocket request of this kind was decoded.

@@ -112,6 +112,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .merge(crate::admin::router(AppState { shared: Arc::clone(&shared) }))
         .fallback(problem::not_found)
         .layer(axum::middleware::from_fn(problem::problems_only))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&shared), count_responses))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(AppState { shared })
 }
@@ -123,6 +124,18 @@ pub(crate) struct Accepted {
     pub(crate) conn_id: u64,
     /// `None` when the peer is a trusted proxy.
     pub(crate) ticket: Option<Ticket>,
+}
+
+/// Counts every HTTP response by surface and status class (`podium_http_responses_total`).
+async fn count_responses(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let admin = request.uri().path().starts_with("/v1/admin/");
+    let response = next.run(request).await;
+    shared.metrics.http_response(admin, response.status().as_u16());
+    response
 }
 
 /// Serves one admitted TCP connection: HTTP requests until it closes, or a websocket once it upgrades.
