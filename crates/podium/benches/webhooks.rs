@@ -402,13 +402,18 @@ fn pass(audience: &str, rate: u64, secs: u64, drain_secs: u64) {
         .map(|w| w[1].at_us.saturating_sub(w[0].at_us))
         .collect();
     drain_cycles.sort_unstable();
-    println!(
-        "delivery cycle after the last join (backlog, no join load): n={} p50 {:.2} ms, p99 {:.2} ms → {:.0} events/s",
-        drain_cycles.len(),
-        ms(percentile(&drain_cycles, 0.5)),
-        ms(percentile(&drain_cycles, 0.99)),
-        1e6 / percentile(&drain_cycles, 0.5).max(1) as f64
-    );
+    if drain_cycles.is_empty() {
+        println!("delivery cycle after the last join: no backlog was left");
+    } else {
+        println!(
+            "delivery cycle after the last join (backlog, no join load): n={} p50 {:.2} ms, p99 {:.2} ms → {:.0} \
+             events/s",
+            drain_cycles.len(),
+            ms(percentile(&drain_cycles, 0.5)),
+            ms(percentile(&drain_cycles, 0.99)),
+            1e6 / percentile(&drain_cycles, 0.5).max(1) as f64
+        );
+    }
     println!(
         "CPU over {run_secs:.1} s (joins and drain): hub {:.2} s ({:.0} % of one core), redis {:.2} s ({:.0} %)",
         (cpu1 - cpu0) as f64 / 100.0,
