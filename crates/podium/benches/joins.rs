@@ -25,15 +25,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt as _, StreamExt as _};
 use podium_hub::Role;
 use podium_hub::auth::{TokenKeys, claims_for};
 use podium_store::redis_server::RedisServer;
-use tokio_tungstenite::tungstenite::Message;
 
 mod common;
 
-use common::{Serve, UNLIMITED_SOURCES, env_or, percentile, serve};
+use common::{Serve, UNLIMITED_SOURCES, drain, env_or, join, percentile, serve};
 
 const SECRET: &str = "bench-secret";
 
@@ -227,37 +225,4 @@ fn main() {
 
 fn ttl() -> Duration {
     Duration::from_secs(3600)
-}
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Opens a websocket and joins; returns it and the time from sending `join` to the welcome, in µs.
-async fn join(url: &str, token: &str) -> Result<(Ws, u64), String> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| format!("connect: {e}"))?;
-    let request = serde_json::json!({"type": "join", "id": 1, "token": token}).to_string();
-    let sent = Instant::now();
-    ws.send(Message::Text(request.into())).await.map_err(|e| format!("send: {e}"))?;
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .map_err(|_| "no welcome within 10 s".to_owned())?;
-        let Some(Ok(Message::Text(text))) = msg else {
-            if msg.is_none() {
-                return Err("closed before the welcome".into());
-            }
-            continue;
-        };
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-        if v["id"] == 1 {
-            if v["type"] == "ok" {
-                return Ok((ws, u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX)));
-            }
-            return Err(format!("join refused: {v}"));
-        }
-    }
-}
-
-/// Reads (and drops) what the hub sends until the connection ends.
-async fn drain(mut ws: Ws) {
-    while let Some(Ok(_)) = ws.next().await {}
 }

@@ -5,6 +5,10 @@
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio_tungstenite::tungstenite::Message;
 
 /// A running `podium serve`, killed on drop.
 pub(crate) struct Serve {
@@ -81,4 +85,37 @@ pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     }
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
+}
+
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a websocket and joins; returns it and the time from sending `join` to the welcome, in µs.
+pub(crate) async fn join(url: &str, token: &str) -> Result<(Ws, u64), String> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| format!("connect: {e}"))?;
+    let request = serde_json::json!({"type": "join", "id": 1, "token": token}).to_string();
+    let sent = Instant::now();
+    ws.send(Message::Text(request.into())).await.map_err(|e| format!("send: {e}"))?;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .map_err(|_| "no welcome within 10 s".to_owned())?;
+        let Some(Ok(Message::Text(text))) = msg else {
+            if msg.is_none() {
+                return Err("closed before the welcome".into());
+            }
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        if v["id"] == 1 {
+            if v["type"] == "ok" {
+                return Ok((ws, u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX)));
+            }
+            return Err(format!("join refused: {v}"));
+        }
+    }
+}
+
+/// Reads (and drops) what the hub sends until the connection ends.
+pub(crate) async fn drain(mut ws: Ws) {
+    while let Some(Ok(_)) = ws.next().await {}
 }
