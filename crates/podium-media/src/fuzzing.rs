@@ -305,14 +305,7 @@ impl FuzzWorker {
         if !self.worker.is_idle() {
             return Err("the worker kept state of a removed peer".into());
         }
-        let mut n = 0usize;
-        while self.events.try_recv().is_ok() {
-            n += 1;
-        }
-        if n > max_events {
-            return Err(format!("{n} events for at most {max_events}"));
-        }
-        Ok(())
+        self.drain_events(max_events)
     }
 
     fn recycle(&mut self) {
