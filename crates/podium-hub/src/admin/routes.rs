@@ -30,6 +30,8 @@ const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 100;
 /// How long a request waits for room in a busy room's inbox.
 const INBOX_WAIT: Duration = Duration::from_secs(5);
+/// How long a request waits for the room's answer (its commit included) before it gets `unavailable`.
+const ANSWER_WAIT: Duration = Duration::from_secs(15);
 
 #[derive(OpenApi)]
 #[openapi(
@@ -190,10 +192,12 @@ async fn ask<T>(
             Err(_) => return Err(Problem::new(ErrorCode::Unavailable, "the room is busy; retry").retry_after(1)),
         }
     }
-    match rx.await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err((code, message))) => Err(Problem::new(code, message)),
-        Err(_) => Err(Problem::new(ErrorCode::Unavailable, "the room's task stopped; retry").retry_after(1)),
+    match tokio::time::timeout(ANSWER_WAIT, rx).await {
+        Ok(Ok(Ok(value))) => Ok(value),
+        Ok(Ok(Err((code, message)))) => Err(Problem::new(code, message)),
+        Ok(Err(_)) => Err(Problem::new(ErrorCode::Unavailable, "the room's task stopped; retry").retry_after(1)),
+        // The command may still take effect: a retry with the same Idempotency-Key is safe.
+        Err(_) => Err(Problem::new(ErrorCode::Unavailable, "the room did not answer in time").retry_after(1)),
     }
 }
 
