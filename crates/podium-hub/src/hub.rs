@@ -474,6 +474,7 @@ impl Hub {
         let heartbeat = match &shared.store {
             Persistence::Redis(store) => {
                 tokio::spawn(crate::bus::follow(Arc::clone(&shared), store.clone(), subscription));
+                tokio::spawn(crate::leases::keep(Arc::clone(&shared), store.clone()));
                 Some(tokio::spawn(crate::nodes::heartbeat(Arc::clone(&shared), store.clone())))
             }
             Persistence::Memory(_) => None,

@@ -19,6 +19,7 @@ mod conn;
 mod convert;
 mod http;
 mod hub;
+mod leases;
 mod link;
 pub mod logging;
 mod media;

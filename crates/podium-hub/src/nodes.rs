@@ -33,15 +33,10 @@ pub(crate) async fn heartbeat(shared: Arc<Shared>, store: RedisStore) {
             _ = stopped.changed() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = store.heartbeat(&shared.node_info()).await {
-            debug!(error = %e, "heartbeat failed");
-            alive_before = None;
-            continue;
-        }
-        let nodes = match store.nodes(NODE_TTL).await {
+        let nodes = match store.heartbeat_and_nodes(&shared.node_info(), NODE_TTL).await {
             Ok(nodes) => nodes,
             Err(e) => {
-                debug!(error = %e, "reading the node registry failed");
+                debug!(error = %e, "heartbeat failed");
                 alive_before = None;
                 continue;
             }
@@ -55,6 +50,9 @@ pub(crate) async fn heartbeat(shared: Arc<Shared>, store: RedisStore) {
             let gone: HashSet<String> = before.difference(&alive).cloned().collect();
             if !gone.is_empty() {
                 warn!(nodes = ?gone, "hubs stopped heartbeating; their participants' grace periods start");
+                if !shared.is_draining() {
+                    tokio::spawn(adopt(Arc::clone(&shared), store.clone(), gone.clone()));
+                }
                 let gone = Arc::new(gone);
                 for room in shared.running_rooms() {
                     let _ = room.inbox.try_send(RoomMsg::NodesGone(Arc::clone(&gone)));
@@ -62,6 +60,29 @@ pub(crate) async fn heartbeat(shared: Arc<Shared>, store: RedisStore) {
             }
         }
         alive_before = Some(alive);
+    }
+}
+
+/// Starts a task here for every room whose lease one of the `gone` hubs held ([`podium_store::redis::leases`]),
+/// so that some hub takes each of them over even when no live hub has a connection in it (and so no task): the task
+/// claims the lease (every live hub tries; one wins, the others' tasks see it held and stop), and the winner starts
+/// the grace periods of the participants who were connected to the gone hub. Rooms already running here need
+/// nothing: their task claims the lease anyway.
+async fn adopt(shared: Arc<Shared>, store: RedisStore, gone: HashSet<String>) {
+    for node in gone {
+        match store.held_rooms(&node).await {
+            Ok(rooms) => {
+                let new: Vec<String> = rooms.into_iter().filter(|room| shared.running_room(room).is_none()).collect();
+                if !new.is_empty() {
+                    info!(node = %node, rooms = new.len(), "taking over the rooms a gone hub held");
+                }
+                for room in new {
+                    // A fresh task asks for the lease as it starts, then keeps claiming it with the others.
+                    let _ = shared.room(&room);
+                }
+            }
+            Err(e) => warn!(node = %node, error = %e, "reading the rooms a gone hub held failed"),
+        }
     }
 }
 

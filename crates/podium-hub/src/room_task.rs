@@ -36,6 +36,7 @@ use tracing::{Instrument as _, debug, error, info, trace, warn};
 use crate::auth::Grant;
 use crate::convert;
 use crate::hub::Shared;
+use crate::leases::{LEASE, LEASE_RENEW};
 use crate::link::Link;
 use crate::media::MediaRequest;
 use crate::relay::{NodeMessage, RelayedRequest};
@@ -105,6 +106,8 @@ pub(crate) enum RoomMsg {
     Relayed { from: String, req: u64, who: ParticipantId, request: RelayedRequest },
     /// Claim the room's lease now (a draining hub handed the room over).
     ClaimLease,
+    /// The lease keeper's answer for this room (see `leases`), asked at `asked_at`.
+    Lease { lease: Result<podium_store::Lease, StoreError>, asked_at: tokio::time::Instant },
     /// These hubs stopped heartbeating: their participants' connections are gone.
     NodesGone(Arc<HashSet<String>>),
     /// The hub drains: stop claiming the lease, give it up, and ask `target` to take the room over.
@@ -168,6 +171,8 @@ pub(crate) struct RoomTask {
     cause: Option<crate::webhooks::Cause>,
     /// The hub running the room's media (the lease holder, as last seen; with the in-memory store, this hub).
     media_holder: Option<String>,
+    /// Who held the room's lease at the last reading (or, while it lapsed, the hub it waits for).
+    lease_holder: Option<String>,
     /// The room's media epoch as last seen (0: not known yet, or no media): it changes whenever the media hub does.
     media_epoch: u64,
     /// Messages taken from the inbox while following announcements after a lost race; they run next, in order.
@@ -176,6 +181,8 @@ pub(crate) struct RoomTask {
     /// last counted (they are counted again only when either changed).
     gauges: crate::metrics::RoomGauges,
     counted_at: (u64, usize),
+    /// The lease keeper's answers taken in (for the presence sweep every `PRESENCE_SWEEP_RENEWALS`).
+    renewals: u64,
 }
 
 /// What must follow an announcement applied by `apply_remote`.
@@ -192,11 +199,6 @@ const FOLLOW_AHEAD_WAIT: Duration = Duration::from_millis(50);
 
 /// How long a room waits after a failed commit before its timers run again.
 const STORE_RETRY: Duration = Duration::from_millis(500);
-
-/// How long a room's lease (timers and media) lasts, and how often its holder renews it (others try to take it as
-/// often). When its hub dies, another takes the room over within `LEASE + LEASE_RENEW`.
-const LEASE: Duration = Duration::from_millis(1500);
-const LEASE_RENEW: Duration = Duration::from_millis(500);
 
 /// Every this many lease renewals (30 s), the lease holder also compares the room's presence with the whole node
 /// registry (the registry watcher only reports hubs it saw alive and then gone).
@@ -216,6 +218,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomH
     let task = RoomTask {
         gauges: shared.metrics.room_gauges(),
         counted_at: (0, 0),
+        renewals: 0,
         room: Room::new(name.clone(), shared.config.room.room_config(), wall_ms()),
         name,
         generation,
@@ -237,6 +240,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomH
         hooks: crate::webhooks::RoomHooks::default(),
         cause: None,
         media_holder,
+        lease_holder: None,
         media_epoch,
         deferred: std::collections::VecDeque::new(),
     };
@@ -285,10 +289,6 @@ impl RoomTask {
         }
         let mut lag_tick = tokio::time::interval(Duration::from_millis(100));
         lag_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let shared_store = self.shared.store.is_shared();
-        let mut renewals: u64 = 0;
-        let mut lease_tick = tokio::time::interval_at(tokio::time::Instant::now() + LEASE_RENEW, LEASE_RENEW);
-        lease_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             self.report_metrics();
             // After a failed commit, the room's timers wait for the retry (else an overdue timer would spin). Only
@@ -326,14 +326,6 @@ impl RoomTask {
                     let _ = self.flush(None).await;
                 }
                 _ = lag_tick.tick(), if self.n_lagged > 0 => self.retry_lagged().await,
-                _ = lease_tick.tick(), if shared_store => {
-                    self.renew_lease().await;
-                    renewals += 1;
-                    if renewals.is_multiple_of(PRESENCE_SWEEP_RENEWALS) {
-                        // Catches hubs that died before this one ever saw them alive.
-                        self.expire_dead_presence(None).await;
-                    }
-                }
             }
             if self.room.is_ended() || (self.shutting_down && self.inbox.is_empty()) {
                 break;
@@ -344,9 +336,7 @@ impl RoomTask {
             }
         }
         self.stop(ErrorCode::RoomEnded, "the room has ended");
-        if self.owner_until.take().is_some() {
-            self.shared.store.release_owner(&self.name, &self.shared.node_id).await;
-        }
+        self.release_lease().await;
     }
 
     /// Reports this room's share of the hub's gauges: participants connected here by role (counted again only
@@ -378,20 +368,25 @@ impl RoomTask {
         !self.shared.store.is_shared() || self.owner_until.is_some_and(|until| tokio::time::Instant::now() < until)
     }
 
-    /// A persistent room with nobody in it and nothing to do: its task is not needed (it has no timers; the next
-    /// request or join starts a new task, which loads the room from the store). So an empty persistent room costs
-    /// the hub no task and no Redis traffic.
+    /// True when this hub's task is not needed for the room: nobody is connected to the room here, nothing is
+    /// pending, and either the room is persistent and empty (it has no timers), or another hub, alive, holds its
+    /// lease (it runs the timers and the media), or the room is not stored at all. The next request or join starts
+    /// a new task, which loads the room from the store. So an empty persistent room costs the hub no task and no
+    /// Redis traffic, and neither does a room whose participants are all connected to other hubs.
     fn is_idle(&self) -> bool {
-        self.room.is_persistent()
-            && self.room.is_empty()
-            && self.conns.is_empty()
-            && self.committed.is_some()
+        let quiet = self.conns.is_empty()
             && self.joining.is_none()
             && self.deferred.is_empty()
             && self.inbox.is_empty()
             && self.store_retry_at.is_none()
+            && self.dropped.is_empty()
             && !self.reload_pending
-            && !self.recheck_pending
+            && !self.recheck_pending;
+        let stored = self.committed.is_some();
+        quiet
+            && ((stored && self.room.is_persistent() && self.room.is_empty())
+                || (stored && self.shared.store.is_shared() && !self.runs_media() && self.held_elsewhere())
+                || (!stored && self.room.is_empty()))
     }
 
     /// Ends the task of an idle room (see [`Self::is_idle`]): leaves the directory first, so anything that comes
@@ -399,13 +394,25 @@ impl RoomTask {
     async fn go_idle(&mut self) {
         self.shared.forget_room(&self.name, self.generation);
         self.inbox.close();
+        // Only what needs an answer or carries a request starts the next task; lease answers, announcements and
+        // the like are this task's and end with it (the next task reads the room and its lease afresh).
         let mut raced = Vec::new();
         while let Ok(msg) = self.inbox.try_recv() {
-            raced.push(msg);
+            if matches!(
+                msg,
+                RoomMsg::Join { .. }
+                    | RoomMsg::Command { .. }
+                    | RoomMsg::Admin { .. }
+                    | RoomMsg::Create { .. }
+                    | RoomMsg::Leave { .. }
+                    | RoomMsg::Media { .. }
+                    | RoomMsg::Relayed { .. }
+                    | RoomMsg::ClaimLease
+            ) {
+                raced.push(msg);
+            }
         }
-        if self.owner_until.take().is_some() {
-            self.shared.store.release_owner(&self.name, &self.shared.node_id).await;
-        }
+        self.release_lease().await;
         if !raced.is_empty() {
             let next = self.shared.room(&self.name);
             for msg in raced {
@@ -648,12 +655,18 @@ impl RoomTask {
             }
             RoomMsg::Relayed { from, req, who, request } => self.on_relayed(from, req, who, request),
             RoomMsg::ClaimLease => self.renew_lease().await,
+            RoomMsg::Lease { lease, asked_at } => {
+                self.apply_lease(lease, asked_at).await;
+                self.renewals += 1;
+                if self.renewals.is_multiple_of(PRESENCE_SWEEP_RENEWALS) {
+                    // Catches hubs that died before this one ever saw them alive.
+                    self.expire_dead_presence(None).await;
+                }
+            }
             RoomMsg::Reassert(who) => self.reassert(who).await,
             RoomMsg::NodesGone(gone) => self.expire_dead_presence(Some(&gone)).await,
             RoomMsg::Drain { target } => {
-                if self.owner_until.take().is_some() || self.runs_media() {
-                    self.shared.store.release_owner(&self.name, &self.shared.node_id).await;
-                }
+                self.release_lease().await;
                 info!(%target, "draining: handing the room over");
                 let adopt = NodeMessage::Adopt { room: self.name.clone() }.encode();
                 if let Err(e) = self.shared.store.send_to_node(&target, &adopt).await {
@@ -1313,6 +1326,7 @@ pub(crate) fn refuse(msg: RoomMsg, code: ErrorCode, message: &str) {
         RoomMsg::Disconnect { .. }
         | RoomMsg::Relayed { .. }
         | RoomMsg::ClaimLease
+        | RoomMsg::Lease { .. }
         | RoomMsg::NodesGone(_)
         | RoomMsg::Drain { .. }
         | RoomMsg::Reassert(_)

@@ -391,3 +391,73 @@ async fn a_drain_spreads_its_rooms_over_the_other_hubs() {
     b.stop().await;
     c.stop().await;
 }
+
+/// The number of room tasks a hub runs (its `podium_rooms` gauge, read from `/metrics`).
+async fn running_rooms(node: &Node) -> u64 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = node.url.trim_start_matches("ws://").split('/').next().unwrap().to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(TIMEOUT, s.read_to_string(&mut text)).await.unwrap().unwrap();
+    let line =
+        text.lines().find(|l| l.starts_with("podium_rooms ")).unwrap_or_else(|| panic!("no podium_rooms: {text}"));
+    line["podium_rooms ".len()..].trim().parse().unwrap()
+}
+
+/// Waits until `node` runs `n` room tasks.
+async fn until_running(node: &Node, n: u64, what: &str) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let running = running_rooms(node).await;
+        if running == n {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {running} room tasks, not {n}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A hub keeps no task for a room it has no connection in while another hub, alive, runs the room; when that hub
+/// dies, a hub without a task takes the room over from the dead hub's list of held rooms, and the dead hub's
+/// participants get their grace period and leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_without_connections_in_a_room_keeps_no_task_and_adopts_it_when_its_hub_dies() {
+    let redis = RedisServer::start();
+    let tweak = |c: &mut podium_hub::Config| {
+        c.room.grace_ms = 1_000;
+    };
+    let a = Node::start(&redis.url(), tweak).await;
+    let b = Node::start(&redis.url(), tweak).await;
+    let (_alice, _) = a.join("alice", Role::Moderator).await;
+    let (mut bob, _) = b.join("bob", Role::Moderator).await;
+    until_running(&b, 1, "bob is connected to hub B").await;
+
+    // Bob leaves: hub B has nobody in the room any more, and hub A (alive) holds its lease.
+    let reply = bob.request(json!({"type": "leave"})).await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    until_running(&b, 0, "hub B stops following a room it has no connection in").await;
+    until_running(&a, 1, "hub A keeps the room").await;
+
+    // Hub A dies (its registry readings have seen B alive by now) without recording alice's disconnect.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let died = std::time::Instant::now();
+    a.stop().await;
+    until_running(&b, 1, "hub B adopts the room the gone hub held").await;
+    let store = podium_store::RedisStore::connect(&redis.url(), &podium_store::RedisOptions::default()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + TIMEOUT * 2;
+    loop {
+        let state = podium_store::RoomStore::load(&store, common::ROOM).await.unwrap();
+        if state.as_ref().is_none_or(|s| s.participants.iter().all(|p| p.id.as_str() != "alice")) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "alice is still in the room: {state:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = died.elapsed();
+    eprintln!("hub A gone → alice removed after {left:?}");
+    assert!(left >= Duration::from_millis(1_000), "not before the grace period: {left:?}");
+    b.stop().await;
+}

@@ -16,6 +16,7 @@
 //! | `podium:{R}:presence`     | hash   | identity → node id of the hub holding that participant's connection      |
 //! | `podium:{R}:claims`       | hash   | node id → `<since_ms> <last_ms>`: who claims the lease since when (1 h)  |
 //! | `podium:nodes`            | hash   | node id → `{"url": string or null, "draining": bool, "seen_ms": ms}`     |
+//! | `podium:held:<node>`      | set    | rooms whose lease hub `<node>` holds (60 s past its last heartbeat)      |
 //!
 //! Records are JSON (see `codec.rs`). A room exists exactly when its `meta` hash has a `seq`. The media epoch
 //! grows by one whenever the room's lease goes to a node other than the one the media key names
@@ -71,6 +72,7 @@ use crate::bus::BusMessage;
 use crate::codec;
 use crate::{RoomStore, StoreError};
 
+pub mod leases;
 mod op_stats;
 pub mod outbox;
 
@@ -226,7 +228,8 @@ return 0
 /// holder (the media key's node, named as `holder`) may still come back for it (below). The media key is unchanged
 /// then; epoch 0 when there is none. An unreadable media value counts as none.
 ///
-/// Every call first records the claimer's *watch* in the claims hash: `"<since_ms> <last_ms>"` by Redis's `TIME`,
+/// Every call first records the claimer's *watch* in the claims hash: `"<since_ms> <last_ms>"` by Redis's `TIME`
+/// (the hash's hour-long expiry is renewed by a node's first claim in each minute, not by every claim),
 /// where `since_ms` is when its current run of claims began (a gap longer than the contact window between two
 /// claims starts a new run: the claimer, or Redis, was away). A lapsed lease whose media node is another node goes
 /// to the claimer only when that node's lease ran out while the claimer was watching (its run began before the
@@ -240,13 +243,15 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease, contact, grace = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local since = now
+local refresh = true
 local mine = redis.call('HGET', KEYS[3], ARGV[1])
 if mine then
   local s, last = string.match(mine, '^(%d+) (%d+)$')
   if s and now - tonumber(last) <= contact then since = tonumber(s) end
+  if last and math.floor(tonumber(last) / 60000) == math.floor(now / 60000) then refresh = false end
 end
 redis.call('HSET', KEYS[3], ARGV[1], string.format('%d %d', since, now))
-redis.call('PEXPIRE', KEYS[3], 3600000)
+if refresh then redis.call('PEXPIRE', KEYS[3], 3600000) end
 local holder = redis.call('GET', KEYS[1])
 local epoch, media_node = 0, false
 local media = redis.call('GET', KEYS[2])
@@ -403,6 +408,11 @@ struct Link {
 }
 
 impl Link {
+    /// True for a Redis Cluster (a pipeline there must stay within one slot).
+    fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
     fn lock_conn(&self) -> std::sync::MutexGuard<'_, Option<Conn>> {
         // Only a clone or an assignment happens under this lock: a poisoned lock still holds a whole value.
         self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -957,19 +967,14 @@ impl RedisStore {
         cmd.arg(owner_key(room)).arg(media_key(room));
         let (holder, media): (Option<String>, Option<String>) =
             self.link.run(|mut conn| async move { cmd.query_async(&mut conn).await }).await?;
-        let epoch = media.as_deref().and_then(|m| m.split_once(' ')).and_then(|(e, _)| e.parse().ok()).unwrap_or(0);
-        Ok(Lease { held: holder.as_deref() == Some(node), holder, epoch })
+        Ok(lease_of(holder, media, node))
     }
 
     /// Records that hub `info.id` is alive now, with its URL and whether it drains, in the node registry
     /// ([`NODES_KEY`]), stamped with Redis's clock (the hubs' clocks do not matter). One script
     /// ([`HEARTBEAT_LUA`]).
     pub async fn heartbeat(&self, info: &NodeInfo) -> Result<(), StoreError> {
-        let record = serde_json::to_string(&NodeRecordOut { url: info.url.as_deref(), draining: info.draining })
-            // A string, an optional string and a boolean: serialising cannot fail.
-            .unwrap_or_else(|e| unreachable!("plain records always serialise: {e}"));
-        // The record is a JSON object, so it ends with its closing brace; the script appends the time and the brace.
-        let head = format!("{},\"seen_ms\":", record.strip_suffix('}').unwrap_or(&record));
+        let head = heartbeat_head(info);
         let mut invocation = self.heartbeat_script.prepare_invoke();
         invocation.key(NODES_KEY).arg(&info.id).arg(head);
         let _: i64 = self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
@@ -980,23 +985,11 @@ impl RedisStore {
     /// when that age is at most `ttl`. The same script ([`NODES_LUA`]) deletes the entries older than `10 * ttl`
     /// or 60 s, whichever is longer. Entries this build cannot read are left out.
     pub async fn nodes(&self, ttl: Duration) -> Result<Vec<NodeStatus>, StoreError> {
-        let limit = ttl.saturating_mul(10).max(Duration::from_secs(60));
-        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
         let mut invocation = self.nodes_script.prepare_invoke();
-        invocation.key(NODES_KEY).arg(limit_ms);
+        invocation.key(NODES_KEY).arg(nodes_limit_ms(ttl));
         let (now_ms, entries): (u64, Vec<String>) =
             self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
-        let mut nodes: Vec<NodeStatus> = entries
-            .chunks_exact(2)
-            .filter_map(|pair| {
-                let record: NodeRecordIn = serde_json::from_str(&pair[1]).ok()?;
-                let age = Duration::from_millis(now_ms.saturating_sub(record.seen_ms));
-                let info = NodeInfo { id: pair[0].clone(), url: record.url, draining: record.draining };
-                Some(NodeStatus { info, alive: age <= ttl, age })
-            })
-            .collect();
-        nodes.sort_by(|a, b| a.info.id.cmp(&b.info.id));
-        Ok(nodes)
+        Ok(node_statuses(now_ms, &entries, ttl))
     }
 
     /// Deletes hub `id` from the node registry (a hub leaving for good). One `HDEL`.
@@ -1120,6 +1113,42 @@ impl Subscription {
             return Some(BusMessage::Room { room: room.to_owned(), text: text.to_owned() });
         }
     }
+}
+
+/// The lease `node` sees in a room's owner and media keys (read, not claimed).
+fn lease_of(holder: Option<String>, media: Option<String>, node: &str) -> Lease {
+    let epoch = media.as_deref().and_then(|m| m.split_once(' ')).and_then(|(e, _)| e.parse().ok()).unwrap_or(0);
+    Lease { held: holder.as_deref() == Some(node), holder, epoch }
+}
+
+/// A heartbeat's record for [`HEARTBEAT_LUA`]: the JSON object without its closing brace, ending in `"seen_ms":`.
+fn heartbeat_head(info: &NodeInfo) -> String {
+    let record = serde_json::to_string(&NodeRecordOut { url: info.url.as_deref(), draining: info.draining })
+        // A string, an optional string and a boolean: serialising cannot fail.
+        .unwrap_or_else(|e| unreachable!("plain records always serialise: {e}"));
+    // The record is a JSON object, so it ends with its closing brace; the script appends the time and the brace.
+    format!("{},\"seen_ms\":", record.strip_suffix('}').unwrap_or(&record))
+}
+
+/// The age past which [`NODES_LUA`] deletes a registry entry: `10 * ttl` or 60 s, whichever is longer.
+fn nodes_limit_ms(ttl: Duration) -> u64 {
+    let limit = ttl.saturating_mul(10).max(Duration::from_secs(60));
+    u64::try_from(limit.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The registry entries [`NODES_LUA`] returned, read at Redis time `now_ms`: sorted by id, unreadable ones left out.
+fn node_statuses(now_ms: u64, entries: &[String], ttl: Duration) -> Vec<NodeStatus> {
+    let mut nodes: Vec<NodeStatus> = entries
+        .chunks_exact(2)
+        .filter_map(|pair| {
+            let record: NodeRecordIn = serde_json::from_str(&pair[1]).ok()?;
+            let age = Duration::from_millis(now_ms.saturating_sub(record.seen_ms));
+            let info = NodeInfo { id: pair[0].clone(), url: record.url, draining: record.draining };
+            Some(NodeStatus { info, alive: age <= ttl, age })
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.info.id.cmp(&b.info.id));
+    nodes
 }
 
 /// A hub's claim on a room's lease ([`RedisStore::claim_media`]).

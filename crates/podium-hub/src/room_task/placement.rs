@@ -42,20 +42,68 @@ impl RoomTask {
     ) {
         match lease {
             Ok(lease) => {
+                let mut gained = false;
                 if lease.held && !self.shared.is_draining() {
                     if self.owner_until.is_none() {
                         info!(epoch = lease.epoch, "this hub now holds the room's lease");
+                        self.note_held(true);
+                        gained = true;
                     }
                     self.owner_until = Some(asked_at + LEASE - LEASE_RENEW / 2);
                 } else if self.owner_until.take().is_some() {
                     info!(holder = ?lease.holder, "another hub holds the room's lease now");
+                    self.note_held(false);
                 }
-                self.follow_media(lease.holder, lease.epoch).await;
+                self.lease_holder.clone_from(&lease.holder);
+                let media_came = self.follow_media(lease.holder, lease.epoch).await;
+                if gained && !media_came {
+                    // The room's timers are this hub's now: participants of hubs that are gone get their grace
+                    // period (becoming the media hub does the same).
+                    self.expire_dead_presence(None).await;
+                }
             }
             // Keep what we had: the timers lapse by themselves at `owner_until`; media stays until another hub
             // takes the lease (nobody can while the store is unreachable).
             Err(e) => debug!(error = %e, "renewing the room's lease failed"),
         }
+    }
+
+    /// Gives up the room's lease (if this hub holds it or runs the room's media) and leaves this hub's list of held
+    /// rooms, except when the hub shuts down: its participants stay in the room, marked connected, for their clients
+    /// to resume elsewhere, and the list lets another hub adopt the room once this one is gone, to start the grace
+    /// period of those who do not.
+    pub(super) async fn release_lease(&mut self) {
+        if self.owner_until.take().is_some() || self.runs_media() {
+            self.shared.store.release_owner(&self.name, &self.shared.node_id).await;
+            if !self.shutting_down {
+                self.note_held(false);
+            }
+        }
+    }
+
+    /// Keeps this hub's list of held rooms (`podium:held:<node>`) in step with its leases, on a task of its own (the
+    /// list is only read when this hub is gone, so a late or lost write costs at most a needless adoption).
+    fn note_held(&self, held: bool) {
+        let Persistence::Redis(store) = &self.shared.store else { return };
+        let (store, node, room) = (store.clone(), self.shared.node_id.clone(), self.name.clone());
+        tokio::spawn(async move {
+            let result = if held { store.held_add(&node, &room).await } else { store.held_remove(&node, &room).await };
+            if let Err(e) = result {
+                debug!(room, error = %e, "updating this hub's list of held rooms failed");
+            }
+        });
+    }
+
+    /// True when, at the last reading, another hub held the room's lease and the node registry (fresh) lists that
+    /// hub alive and not draining: the room is looked after without this hub's task.
+    pub(super) fn held_elsewhere(&self) -> bool {
+        let Some(holder) = self.lease_holder.as_deref() else { return false };
+        if holder == self.shared.node_id || self.owner_until.is_some() {
+            return false;
+        }
+        let registry = self.shared.lock_registry();
+        registry.alive(REGISTRY_FRESH).is_some_and(|alive| alive.contains(holder))
+            && registry.nodes.iter().any(|n| n.info.id == holder && !n.info.draining)
     }
 
     /// True when this hub runs the room's media.
@@ -70,12 +118,13 @@ impl RoomTask {
 
     /// The room's media is at `holder` in `epoch` now. Becoming the media hub sets every stage member's publish
     /// permission in this SFU, tells every client of the room (`media_moved`) and starts the grace period of
-    /// participants whose hub is gone; losing it drops this SFU's peers of the room.
-    pub(super) async fn follow_media(&mut self, holder: Option<String>, epoch: u64) {
+    /// participants whose hub is gone; losing it drops this SFU's peers of the room. True when this hub has just
+    /// become the room's media hub.
+    pub(super) async fn follow_media(&mut self, holder: Option<String>, epoch: u64) -> bool {
         if !self.set_media(holder, epoch) {
-            return;
+            return false;
         }
-        let Some(media) = self.shared.media.clone() else { return };
+        let Some(media) = self.shared.media.clone() else { return false };
         info!(epoch, "this hub now runs the room's media");
         // The other hubs' clients hear it at once (their hubs also notice at their next lease renewal).
         let frame = proto::ServerMessage::MediaMoved { media_epoch: self.media_epoch }.to_json();
@@ -84,6 +133,7 @@ impl RoomTask {
             media.set_publish(&self.name, member.id.as_str(), self.room.may_publish(&member.id));
         }
         self.expire_dead_presence(None).await;
+        true
     }
 
     /// Records that the room's media is at `holder` (unchanged when `None`) in `epoch`; an older epoch than the one
