@@ -76,7 +76,15 @@ impl RedisServer {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("creating the redis-server directory");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+        // A cluster node also listens on its port + 10000 (the cluster bus): that one must be free and valid too.
+        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        let port = loop {
+            let port =
+                std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+            if !matches!(kind, Kind::Cluster) || port.checked_add(10_000).is_some_and(free) {
+                break port;
+            }
+        };
         let mut server = Self { port, dir, child: None, kind };
         server.restart();
         server

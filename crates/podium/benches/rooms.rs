@@ -4,7 +4,8 @@
 //! nothing), creates `PODIUM_BENCH_ROOMS` persistent rooms (default 10,000) through hub A's admin API (64 requests
 //! in flight), then makes `PODIUM_BENCH_ACTIVE` of them (default 1 %) active: one listener each, connected to hub A
 //! or hub B in turn, kept open and read. After 5 s of settling it counts the commands Redis processed over
-//! `PODIUM_BENCH_SECS` (default 20 s; Redis's `MONITOR` stream: top-level commands, i.e. round trips, and separately
+//! `PODIUM_BENCH_SECS` (default 20 s; Redis's `MONITOR` stream: top-level commands (each command of a pipeline
+//! counts, so this is more than the round trips: a hub's lease renewals are one pipeline per 0.5 s), and separately
 //! all commands including those Lua scripts run) and divides by the number of rooms: the idle Redis cost per room. Memory is each hub's `VmRSS` before the rooms were
 //! created and after, divided by the number of rooms, and Redis's `used_memory` the same way. Last, it joins
 //! `PODIUM_BENCH_WAKES` (default 200) idle rooms, one listener each, 8 at a time, alternating hubs, and reports the
@@ -77,8 +78,8 @@ async fn join(
     }
 }
 
-/// Top-level commands Redis receives in `window` (its `MONITOR` stream, without the commands Lua scripts run, which
-/// are not round trips), and all commands including those.
+/// Top-level commands Redis receives in `window` (its `MONITOR` stream, without the commands Lua scripts run), and
+/// all commands including those.
 fn redis_monitor(port: u16, window: Duration) -> (u64, u64) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("redis");
     s.write_all(b"MONITOR\r\n").expect("write");
@@ -208,7 +209,7 @@ fn main() {
             rooms as f64 / create_secs
         );
         println!(
-            "redis round trips (top-level commands): {commands} in {secs} s = {per_sec:.1}/s → {:.4} per room per second \
+            "redis top-level commands: {commands} in {secs} s = {per_sec:.1}/s → {:.4} per room per second \
              ({:.2} per active room)",
             per_sec / rooms as f64,
             per_sec / active.max(1) as f64

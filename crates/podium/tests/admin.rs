@@ -274,6 +274,16 @@ async fn admin_actions_through_hub_b_reach_participants_on_hub_a_at_once() {
     );
     sam.event("stage", |e| e["cause"]["kind"] == "muted").await;
 
+    // The hubs, as B sees them: A holds the room's lease (its participants are there), B none (it ran the room
+    // only for the requests); both heartbeat.
+    let nodes = b.api_ok(Method::GET, "/v1/admin/nodes", None, StatusCode::OK).await;
+    let rows = nodes["nodes"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{nodes}");
+    for n in rows {
+        assert_eq!(n["leases"], if n["this"] == true { 0 } else { 1 }, "{nodes}");
+        assert!(n["heartbeat_age_ms"].as_u64().unwrap() < 3_000, "{nodes}");
+    }
+
     // Back to the audience.
     let moved = reaches(
         &mut moderator,

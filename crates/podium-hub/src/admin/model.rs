@@ -297,6 +297,10 @@ pub(crate) struct NodeView {
     pub(crate) draining: bool,
     /// Heartbeating.
     pub(crate) alive: bool,
+    /// How long ago its last heartbeat was, by the store's clock (0 with the in-memory store).
+    pub(crate) heartbeat_age_ms: u64,
+    /// How many rooms' leases it holds (it runs their timers and media); with the in-memory store, the rooms it runs.
+    pub(crate) leases: u64,
     /// The hub answering this request.
     pub(crate) this: bool,
 }

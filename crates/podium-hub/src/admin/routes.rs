@@ -596,22 +596,35 @@ async fn list_nodes(State(state): State<AppState>, caller: Caller) -> ApiResult<
     caller.require(Scope::Read)?;
     let shared = &state.shared;
     let nodes = match &shared.store {
-        crate::hub::Persistence::Redis(store) => store
-            .nodes(crate::NODE_TTL)
-            .await
-            .map_err(|e| store_problem(&e))?
-            .into_iter()
-            .map(|n| NodeView {
-                this: n.info.id == shared.node_id,
-                id: n.info.id,
-                url: n.info.url,
-                draining: n.info.draining,
-                alive: n.alive,
-            })
-            .collect(),
+        crate::hub::Persistence::Redis(store) => {
+            let nodes = store.nodes(crate::NODE_TTL).await.map_err(|e| store_problem(&e))?;
+            let mut views = Vec::with_capacity(nodes.len());
+            for n in nodes {
+                let leases = store.held_count(&n.info.id).await.map_err(|e| store_problem(&e))?;
+                views.push(NodeView {
+                    this: n.info.id == shared.node_id,
+                    id: n.info.id,
+                    url: n.info.url,
+                    draining: n.info.draining,
+                    alive: n.alive,
+                    heartbeat_age_ms: u64::try_from(n.age.as_millis()).unwrap_or(u64::MAX),
+                    leases,
+                });
+            }
+            views
+        }
         crate::hub::Persistence::Memory(_) => {
             let me = shared.node_info();
-            vec![NodeView { id: me.id, url: me.url, draining: me.draining, alive: true, this: true }]
+            let leases = u64::try_from(shared.running_room_count()).unwrap_or(u64::MAX);
+            vec![NodeView {
+                id: me.id,
+                url: me.url,
+                draining: me.draining,
+                alive: true,
+                heartbeat_age_ms: 0,
+                leases,
+                this: true,
+            }]
         }
     };
     Ok(Json(NodeList { nodes }))

@@ -174,6 +174,13 @@ impl RedisStore {
         self.link.run(|mut conn| async move { cmd.query_async::<i64>(&mut conn).await }).await.map(drop)
     }
 
+    /// How many rooms' leases hub `node` holds (its list of held rooms, [`held_key`]).
+    pub async fn held_count(&self, node: &str) -> Result<u64, StoreError> {
+        let mut cmd = ::redis::cmd("SCARD");
+        cmd.arg(held_key(node));
+        self.link.run(|mut conn| async move { cmd.query_async(&mut conn).await }).await
+    }
+
     /// The rooms whose lease hub `node` held at its last heartbeat (within [`HELD_TTL`] of it; empty after).
     pub async fn held_rooms(&self, node: &str) -> Result<Vec<String>, StoreError> {
         let mut cmd = ::redis::cmd("SMEMBERS");
@@ -235,6 +242,7 @@ mod tests {
         store.held_remove("n1", "a").await.expect("remove");
         assert_eq!(store.held_rooms("n1").await, Ok(vec!["b".to_owned()]));
         assert_eq!(store.held_rooms("n2").await, Ok(Vec::new()));
+        assert_eq!((store.held_count("n1").await, store.held_count("n2").await), (Ok(1), Ok(0)));
         let nodes = store.heartbeat_and_nodes(&me, ttl).await.expect("heartbeat");
         assert_eq!(nodes.len(), 1);
         assert!(nodes[0].alive && nodes[0].info == me, "{nodes:?}");

@@ -1,5 +1,7 @@
 //! `podium hubs`: the hubs sharing the store, through the admin API (`podium nodes` reads Redis directly).
 
+use std::time::Duration;
+
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::Value;
@@ -36,7 +38,7 @@ impl Hubs {
                     return Ok(());
                 }
                 let nodes = answer.json()?;
-                let mut table = Table::new(&["ID", "STATE", "URL", "THIS"]);
+                let mut table = Table::new(&["ID", "STATE", "LAST HEARTBEAT", "LEASES", "URL", "THIS"]);
                 for n in nodes["nodes"].as_array().into_iter().flatten() {
                     let flag = |k: &str| n.get(k).and_then(Value::as_bool).unwrap_or(false);
                     let state = match (flag("alive"), flag("draining")) {
@@ -45,7 +47,10 @@ impl Hubs {
                         (false, _) => "gone",
                     };
                     let this = if flag("this") { "*" } else { "" };
-                    table.row(vec![text(n, "id"), state.to_owned(), text(n, "url"), this.to_owned()]);
+                    let number = |k: &str| n.get(k).and_then(Value::as_u64).unwrap_or(0);
+                    let age = format!("{:.1} s ago", Duration::from_millis(number("heartbeat_age_ms")).as_secs_f64());
+                    let row = [text(n, "id"), state.to_owned(), age, number("leases").to_string(), text(n, "url")];
+                    table.row(row.into_iter().chain([this.to_owned()]).collect());
                 }
                 print!("{table}");
                 Ok(())
