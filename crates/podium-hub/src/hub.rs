@@ -23,6 +23,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) keys: TokenKeys,
     pub(crate) store: Persistence,
+    /// Subscribes room tasks to their room's announcements (Redis only; `bus`).
+    pub(crate) watches: Option<crate::bus::Watches>,
     /// The SFU, when `[media] enabled`.
     pub(crate) media: Option<podium_media::Media>,
     /// Running room tasks by room name. The lock guards only this map (looked up at join, changed when a room
@@ -345,8 +347,10 @@ pub struct Hub {
     listener: TcpListener,
     shared: Arc<Shared>,
     media_events: Option<podium_media::MediaEvents>,
-    /// Other hubs' announcements (Redis only), subscribed before the first client can join a room.
+    /// This hub's pub/sub connection (Redis only), subscribed before the first client can join a room.
     subscription: Option<podium_store::Subscription>,
+    /// The room tasks' requests to watch their rooms on that connection (Redis only).
+    watch_requests: Option<crate::bus::WatchRequests>,
 }
 
 /// Tells a running hub to shut down; dropping it does not.
@@ -380,7 +384,7 @@ impl Hub {
         let (stopped, _) = watch::channel(false);
         let store = Persistence::open(&config.store).await?;
         // Subscribed before the first client can join a room, when Redis is up; otherwise `bus::follow` keeps
-        // trying (rooms cannot load meanwhile, and every running room rechecks the store once it has subscribed).
+        // trying (rooms cannot start meanwhile: they watch their room on this connection before loading it).
         let node_id = format!("{:016x}", rand::random::<u64>());
         let subscription = match &store {
             Persistence::Redis(redis) if !redis.is_degraded() => match redis.subscribe(&node_id).await {
@@ -404,12 +408,20 @@ impl Hub {
             Persistence::Redis(redis) => Some(redis.clone()),
             Persistence::Memory(_) => None,
         };
+        let (watches, watch_requests) = match &redis {
+            Some(_) => {
+                let (watches, requests) = crate::bus::Watches::new();
+                (Some(watches), Some(requests))
+            }
+            None => (None, None),
+        };
         let hooks = Arc::new(crate::webhooks::Hooks::new(&config.webhooks, &config.audit, &node_id, redis));
         let shared = Arc::new(Shared {
             hooks,
             metrics: crate::metrics::Metrics::new(),
             keys: TokenKeys::new(config.auth.secret().as_bytes()),
             store,
+            watches,
             media,
             rooms: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(1),
@@ -429,7 +441,7 @@ impl Hub {
             registry: Mutex::new(Registry::default()),
             config,
         });
-        Ok(Self { listener, shared, media_events, subscription })
+        Ok(Self { listener, shared, media_events, subscription, watch_requests })
     }
 
     /// The bound address (useful with port 0).
@@ -465,7 +477,7 @@ impl Hub {
 
     /// Accepts connections until shut down, then closes every connection with `server_shutdown`.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Self { listener, shared, media_events, subscription } = self;
+        let Self { listener, shared, media_events, subscription, watch_requests } = self;
         if let Some(events) = media_events {
             tokio::spawn(crate::media::dispatch(Arc::clone(&shared), events));
         }
@@ -473,7 +485,10 @@ impl Hub {
         tokio::spawn(crate::webhooks::run(Arc::clone(&shared.hooks), shared.stopped.subscribe()));
         let heartbeat = match &shared.store {
             Persistence::Redis(store) => {
-                tokio::spawn(crate::bus::follow(Arc::clone(&shared), store.clone(), subscription));
+                // Always set with Redis (`bind`).
+                if let Some(requests) = watch_requests {
+                    tokio::spawn(crate::bus::follow(Arc::clone(&shared), store.clone(), subscription, requests));
+                }
                 tokio::spawn(crate::leases::keep(Arc::clone(&shared), store.clone()));
                 Some(tokio::spawn(crate::nodes::heartbeat(Arc::clone(&shared), store.clone())))
             }

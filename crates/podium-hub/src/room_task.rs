@@ -262,14 +262,24 @@ impl RoomTask {
     async fn run(mut self) {
         info!("room task started");
         // With a shared store the lease is asked for together with the room (one round trip's wait), so the first
-        // join is welcomed with the room's media epoch.
+        // join is welcomed with the room's media epoch. The room's announcements are subscribed to before it is
+        // loaded (so none published after the load is missed), and unsubscribed from when the task ends, however
+        // it ends (`watched` is dropped with this function's locals).
         let asked_at = tokio::time::Instant::now();
+        let mut watched = None;
         let (loaded, lease) = if self.shared.store.is_shared() {
-            let (loaded, lease) = tokio::join!(self.shared.store.load(&self.name), self.ask_lease());
+            let watch_then_load = async {
+                if let Some(watches) = &self.shared.watches {
+                    watched = Some(watches.watch(&self.name).await?);
+                }
+                self.shared.store.load(&self.name).await
+            };
+            let (loaded, lease) = tokio::join!(watch_then_load, self.ask_lease());
             (loaded, Some(lease))
         } else {
             (self.shared.store.load(&self.name).await, None)
         };
+        let _watched = watched;
         match loaded {
             Ok(Some(state)) => {
                 info!(seq = state.seq, "room restored from the store");

@@ -119,7 +119,7 @@ async fn moderators_on_two_hubs_racing_for_the_last_seat_one_wins() {
 async fn counts_include_participants_on_both_hubs() {
     let (_redis, a, b) = two_nodes(13).await;
     let (mut alice, _) = a.join("alice", Role::Moderator).await;
-    let (mut bob, _) = b.join("bob", Role::Audience).await;
+    let (mut bob, _) = b.join("bob", Role::Speaker).await;
     let (_carol, _) = b.join("carol", Role::Audience).await;
     let (_erin, _) = a.join("erin", Role::Audience).await;
     let full = |v: &Value| v["type"] == "counts" && v["counts"]["total"] == 4;
@@ -459,5 +459,51 @@ async fn a_hub_without_connections_in_a_room_keeps_no_task_and_adopts_it_when_it
     let left = died.elapsed();
     eprintln!("hub A gone → alice removed after {left:?}");
     assert!(left >= Duration::from_millis(1_000), "not before the grace period: {left:?}");
+/// How many connections subscribe to `room`'s announcement channel (`PUBSUB NUMSUB`).
+fn subscribers(redis: &RedisServer, room: &str) -> u64 {
+    let reply = redis.command(&["PUBSUB", "NUMSUB", &format!("podium:{{{room}}}:events")]);
+    let last = reply.trim_end().rsplit("\r\n").next().unwrap_or_default();
+    last.strip_prefix(':').and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("PUBSUB NUMSUB: {reply:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_subscribes_to_a_room_only_while_it_runs_the_room() {
+    let redis = RedisServer::start();
+    let tweak = |c: &mut podium_hub::Config| {
+        c.room.empty_timeout_ms = 200;
+        c.room.counts_interval_ms = 100;
+    };
+    let a = Node::start(&redis.url(), tweak).await;
+    let b = Node::start(&redis.url(), tweak).await;
+    assert_eq!(subscribers(&redis, "summit"), 0, "no hub runs the room yet");
+
+    // A room task subscribes before it loads the room, so it is subscribed once its first join is answered.
+    let (mut alice, _) = a.join("alice", Role::Moderator).await;
+    assert_eq!(subscribers(&redis, "summit"), 1, "hub A only");
+    let (mut bob, _) = b.join("bob", Role::Speaker).await;
+    assert_eq!(subscribers(&redis, "summit"), 2, "both hubs");
+    assert_eq!(subscribers(&redis, "elsewhere"), 0);
+
+    // B's task, started after A's commits, follows the later ones (and A follows B's).
+    assert_eq!(bob.request(json!({"type": "raise_hand"})).await["type"], "ok");
+    alice.wait_for("bob's hand on A", |v| v["type"] == "hand_queue" && v["queue"]["total"] == 1).await;
+    assert_eq!(alice.request(json!({"type": "approve_hand", "participant": "bob"})).await["type"], "ok");
+    bob.wait_for("bob promoted, on B", |v| v["type"] == "you" && v["you"]["role"] == "speaker").await;
+    assert!(!bob.seen.iter().chain(&alice.seen).any(|v| v["type"] == "resync"), "followed, not resynced");
+
+    // Everyone leaves; the room ends, both tasks stop and unsubscribe.
+    for c in [&mut bob, &mut alice] {
+        let _ = c.request(json!({"type": "leave"})).await;
+    }
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while subscribers(&redis, "summit") > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "both hubs unsubscribed within {TIMEOUT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The room starts again on B: subscribed again.
+    let (_carol, _) = b.join("carol", Role::Moderator).await;
+    assert_eq!(subscribers(&redis, "summit"), 1, "hub B only");
+    a.stop().await;
     b.stop().await;
 }

@@ -6,6 +6,11 @@
 //! Messages for one hub (such as media signaling relayed to the room's media node) go on that hub's own channel
 //! `podium:node:<id>` (see [`node_channel`]); a subscription reads both kinds as [`BusMessage`]s.
 //!
+//! A hub subscribes to its own channel and to the channels of the rooms it runs a task for, one plain `SUBSCRIBE`
+//! per room ([`crate::Watcher`]), never to a pattern: a room's announcements reach only the hubs running it, and
+//! Redis matches a `PUBLISH` against no pattern. [`EVENTS_PATTERN`] remains for tools and tests that follow every
+//! room ([`crate::RedisStore::subscribe_all`]).
+//!
 //! The encoding is JSON; changes reuse the store's participant and field records (`codec.rs`). Unknown fields are
 //! ignored, so a newer hub may add some.
 
@@ -85,10 +90,10 @@ pub enum BusMessage {
     },
 }
 
-/// The pattern matching every room's channel.
+/// The pattern matching every room's channel ([`crate::RedisStore::subscribe_all`] only: hubs subscribe per room).
 pub const EVENTS_PATTERN: &str = "podium:{*}:events";
 
-/// The room a channel from [`EVENTS_PATTERN`] belongs to.
+/// The room an [`events_channel`] belongs to.
 pub fn channel_room(channel: &str) -> Option<&str> {
     channel.strip_prefix("podium:{")?.strip_suffix("}:events")
 }

@@ -22,7 +22,7 @@ pub use podium_room::{Changes, RoomState};
 pub use self::bus::{Announced, Announcement, BusMessage};
 pub use self::redis::outbox::{CommitExtras, LanePeek};
 pub use self::redis::{
-    Lease, NodeInfo, NodeStatus, OP_LATENCY_BOUNDS, RedisOpStats, RedisOptions, RedisStore, Subscription,
+    Lease, NodeInfo, NodeStatus, OP_LATENCY_BOUNDS, RedisOpStats, RedisOptions, RedisStore, Subscription, Watcher,
 };
 
 pub mod bus;

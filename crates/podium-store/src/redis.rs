@@ -27,7 +27,9 @@
 //! [`RedisStore::nodes`].
 //!
 //! Pub/sub channels: `podium:{R}:events` (room `R`'s announcements, see [`crate::bus`]) and `podium:node:<id>`
-//! (messages for hub `<id>`, [`RedisStore::send_to_node`]).
+//! (messages for hub `<id>`, [`RedisStore::send_to_node`]). A hub's one pub/sub connection
+//! ([`RedisStore::subscribe`]) subscribes to its node channel, and to the channel of each room it runs a task for
+//! ([`Watcher`]): plain `SUBSCRIBE`s, no pattern, so a `PUBLISH` reaches only the hubs running the room.
 //!
 //! # Round trips
 //!
@@ -1055,18 +1057,23 @@ impl RedisStore {
             .map(drop)
     }
 
-    /// Subscribes to every room's announcements on a connection of its own; each item is `(room, message)`. The
-    /// stream ends when the connection drops (messages sent meanwhile are lost: resubscribe and reload). Fails
-    /// within the connect and response timeouts when Redis does not answer.
+    /// Subscribes to every room's announcements (`PSUBSCRIBE` [`EVENTS_PATTERN`]) on a connection of its own; each
+    /// item is `(room, message)`. The stream ends when the connection drops (messages sent meanwhile are lost:
+    /// resubscribe and reload). Fails within the connect and response timeouts when Redis does not answer. For
+    /// tools and tests: a hub follows only the rooms it runs ([`RedisStore::subscribe`]).
+    ///
+    /// [`EVENTS_PATTERN`]: crate::bus::EVENTS_PATTERN
     pub async fn subscribe_all(&self) -> Result<Subscription, StoreError> {
         self.subscribe_to(None).await
     }
 
-    /// Subscribes, on one connection of its own, to every room's announcements and to the messages for hub `node`
-    /// ([`RedisStore::send_to_node`]); read them with [`Subscription::next_message`]. Both arrive on the same
-    /// connection, so messages published in some order on one Redis server (the room channel and the node channel
-    /// alike) arrive in that order. The stream ends when the connection drops (messages sent meanwhile are lost:
-    /// resubscribe and reload). Fails within the connect and response timeouts when Redis does not answer.
+    /// Subscribes, on one connection of its own, to the messages for hub `node` ([`RedisStore::send_to_node`]),
+    /// and to no room yet: [`Subscription::watcher`] adds and removes rooms' announcement channels on the same
+    /// connection. Read both with [`Subscription::next_message`]. They arrive on the same connection, so messages
+    /// published in some order on one Redis server (a room channel and the node channel alike) arrive in that
+    /// order. The stream ends when the connection drops (messages sent meanwhile are lost, and so are the
+    /// connection's room subscriptions: subscribe again, watch the rooms again and reload). Fails within the
+    /// connect and response timeouts when Redis does not answer.
     pub async fn subscribe(&self, node: &str) -> Result<Subscription, StoreError> {
         self.subscribe_to(Some(crate::bus::node_channel(node))).await
     }
@@ -1076,26 +1083,32 @@ impl RedisStore {
         let subscribed = tokio::time::timeout(bound, async {
             let client = self.link.target.pubsub_client(&self.pubsub_url).await?;
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.psubscribe(crate::bus::EVENTS_PATTERN).await?;
-            if let Some(channel) = &node_channel {
-                pubsub.subscribe(channel).await?;
+            match &node_channel {
+                Some(channel) => pubsub.subscribe(channel).await?,
+                None => pubsub.psubscribe(crate::bus::EVENTS_PATTERN).await?,
             }
             Ok::<_, RedisError>(pubsub)
         })
         .await;
         match subscribed {
-            Ok(Ok(pubsub)) => Ok(Subscription { stream: pubsub.into_on_message(), node_channel }),
+            Ok(Ok(pubsub)) => {
+                let (sink, stream) = pubsub.split();
+                let watcher = Watcher { sink, bound: self.link.options.response_timeout };
+                Ok(Subscription { stream, node_channel, watcher })
+            }
             Ok(Err(e)) => Err(unavailable(&e)),
             Err(_) => Err(StoreError::Unavailable(format!("no subscription to redis within {bound:?}"))),
         }
     }
 }
 
-/// Every room's announcements and, from [`RedisStore::subscribe`], one hub's own messages.
+/// A pub/sub connection: one hub's own messages and the announcements of the rooms its [`Watcher`] watches (from
+/// [`RedisStore::subscribe`]), or every room's announcements (from [`RedisStore::subscribe_all`]).
 pub struct Subscription {
     stream: ::redis::aio::PubSubStream,
     /// The hub's own channel ([`RedisStore::subscribe`]); `None` from [`RedisStore::subscribe_all`].
     node_channel: Option<String>,
+    watcher: Watcher,
 }
 
 impl Subscription {
@@ -1123,6 +1136,76 @@ impl Subscription {
             let Some(room) = crate::bus::channel_room(channel) else { continue };
             return Some(BusMessage::Room { room: room.to_owned(), text: text.to_owned() });
         }
+    }
+
+    /// The handle that adds and removes rooms on this connection (it fails once the subscription is dropped).
+    pub fn watcher(&self) -> Watcher {
+        self.watcher.clone()
+    }
+}
+
+/// Adds rooms' announcement channels to a [`Subscription`]'s connection and removes them (`SUBSCRIBE` /
+/// `UNSUBSCRIBE` `podium:{R}:events`). Plain channels, so on a Redis Cluster too a room's announcements reach the
+/// connection (a `PUBLISH` is forwarded to every node), whichever node it is on.
+///
+/// Redis keeps one subscription per channel and connection: watching a room twice and unwatching it once leaves it
+/// unwatched. Counting watchers of a room is the caller's business, and so is issuing a connection's commands in a
+/// sensible order: the commands of all clones go on the connection in the order they are called, and each waits
+/// for all of Redis's confirmations (at most the store's response timeout; a command that timed out may still be
+/// applied later, when Redis wakes).
+#[derive(Clone)]
+pub struct Watcher {
+    sink: ::redis::aio::PubSubSink,
+    /// How long to wait for each command's confirmations.
+    bound: Duration,
+}
+
+/// How many channels one `SUBSCRIBE` or `UNSUBSCRIBE` names at most (larger sets are sent in several commands).
+const WATCH_CHUNK: usize = 512;
+
+impl Watcher {
+    /// Subscribes to `room`'s announcements; returns once Redis confirmed, so whatever is published on the room's
+    /// channel afterwards reaches the subscription (unless its connection drops).
+    pub async fn watch(&self, room: &str) -> Result<(), StoreError> {
+        self.watch_rooms([room]).await
+    }
+
+    /// Unsubscribes from `room`'s announcements; returns once Redis confirmed (messages already on their way may
+    /// still arrive).
+    pub async fn unwatch(&self, room: &str) -> Result<(), StoreError> {
+        self.unwatch_rooms([room]).await
+    }
+
+    /// [`Watcher::watch`] for several rooms, in as few commands as possible.
+    pub async fn watch_rooms<'a>(&self, rooms: impl IntoIterator<Item = &'a str>) -> Result<(), StoreError> {
+        self.send(true, rooms).await
+    }
+
+    /// [`Watcher::unwatch`] for several rooms, in as few commands as possible.
+    pub async fn unwatch_rooms<'a>(&self, rooms: impl IntoIterator<Item = &'a str>) -> Result<(), StoreError> {
+        self.send(false, rooms).await
+    }
+
+    async fn send<'a>(&self, subscribe: bool, rooms: impl IntoIterator<Item = &'a str>) -> Result<(), StoreError> {
+        let channels: Vec<String> = rooms.into_iter().map(crate::bus::events_channel).collect();
+        for chunk in channels.chunks(WATCH_CHUNK) {
+            let mut sink = self.sink.clone();
+            let sent = tokio::time::timeout(self.bound, async {
+                if subscribe { sink.subscribe(chunk).await } else { sink.unsubscribe(chunk).await }
+            })
+            .await;
+            match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(unavailable(&e)),
+                Err(_) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "no subscription confirmation from redis within {:?}",
+                        self.bound
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

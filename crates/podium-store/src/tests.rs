@@ -602,6 +602,7 @@ fn node_messages_keep_their_order_with_room_announcements() {
     runtime().block_on(async {
         let store = RedisStore::connect(&server.url(), &RedisOptions::default()).await.expect("connect");
         let mut n1 = store.subscribe("n1").await.expect("subscribe");
+        n1.watcher().watch("r").await.expect("watch");
         let mut all = store.subscribe_all().await.expect("subscribe");
 
         let mut room = Room::new("r", RoomConfig::default(), 1_000);
@@ -630,6 +631,71 @@ fn node_messages_keep_their_order_with_room_announcements() {
         // "not for n1" was sent between "second" and "third": n1 never saw it.
         let quiet = tokio::time::timeout(std::time::Duration::from_millis(200), n1.next_message()).await;
         assert!(quiet.is_err(), "nothing more for n1: {quiet:?}");
+    });
+}
+
+/// A hub's subscription carries only the rooms it watches: a watched room's announcements published after
+/// `watch` returned arrive, with the node's messages; a room never watched, or no longer watched, sends nothing.
+/// `ordered`: one server, so the messages arrive in the order they were published (on a cluster each `PUBLISH`
+/// reaches the subscription's node through the cluster bus, so only the set is checked).
+async fn watch_and_unwatch(store: &RedisStore, ordered: bool) {
+    let mut sub = store.subscribe("n1").await.expect("subscribe");
+    let watcher = sub.watcher();
+    if ordered {
+        // (On a cluster it might reach the subscription's node after the watch.)
+        store.publish("r", "before the watch").await.expect("publish");
+    }
+    watcher.watch("r").await.expect("watch");
+    store.publish("r", "a").await.expect("publish");
+    store.publish("u", "never watched").await.expect("publish");
+    assert_eq!(store.send_to_node("n1", "b").await, Ok(1));
+    watcher.watch_rooms(["s", "t"]).await.expect("watch");
+    store.publish("s", "c").await.expect("publish");
+    store.publish("t", "d").await.expect("publish");
+    watcher.unwatch("r").await.expect("unwatch");
+    store.publish("r", "after the unwatch").await.expect("publish");
+    store.publish("u", "never watched").await.expect("publish");
+    watcher.clone().unwatch_rooms(["s"]).await.expect("unwatch");
+    store.publish("s", "after the unwatch").await.expect("publish");
+    store.publish("t", "e").await.expect("publish");
+
+    let room_msg = |room: &str, text: &str| BusMessage::Room { room: room.into(), text: text.into() };
+    let mut expected =
+        vec![room_msg("r", "a"), BusMessage::Node { text: "b".into() }, room_msg("s", "c"), room_msg("t", "d")];
+    expected.push(room_msg("t", "e"));
+    let mut got = Vec::new();
+    for _ in 0..expected.len() {
+        got.push(next_message(&mut sub).await.expect("the subscription is up"));
+    }
+    if !ordered {
+        let key = |m: &BusMessage| format!("{m:?}");
+        got.sort_by_key(key);
+        expected.sort_by_key(key);
+    }
+    assert_eq!(got, expected);
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), sub.next_message()).await;
+    assert!(quiet.is_err(), "nothing from unwatched rooms: {quiet:?}");
+
+    // The watcher fails (does not hang) once its subscription is gone.
+    drop(sub);
+    assert!(matches!(watcher.watch("r").await, Err(StoreError::Unavailable(_))));
+}
+
+#[test]
+fn a_subscription_carries_only_the_watched_rooms() {
+    let server = RedisServer::start();
+    runtime().block_on(async {
+        let store = RedisStore::connect(&server.url(), &RedisOptions::default()).await.expect("connect");
+        watch_and_unwatch(&store, true).await;
+    });
+}
+
+#[test]
+fn watched_rooms_on_a_cluster() {
+    let server = RedisServer::start_cluster();
+    runtime().block_on(async {
+        let store = RedisStore::connect(&server.cluster_url(), &RedisOptions::default()).await.expect("connect");
+        watch_and_unwatch(&store, false).await;
     });
 }
 
