@@ -20,7 +20,7 @@ use std::sync::Mutex;
 pub use podium_room::{Changes, RoomState};
 
 pub use self::bus::{Announced, Announcement, BusMessage};
-pub use self::redis::outbox::{CommitExtras, LanePeek};
+pub use self::redis::outbox::{CommitExtras, EndpointPeek, LaneAdvance, LanePeek};
 pub use self::redis::{
     Lease, NodeInfo, NodeStatus, OP_LATENCY_BOUNDS, RedisOpStats, RedisOptions, RedisStore, Subscription, Watcher,
 };

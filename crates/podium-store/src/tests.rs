@@ -794,29 +794,41 @@ async fn outbox_and_audit(store: &RedisStore) {
     // A conflicting commit writes none of its extras.
     let stale = store.commit_with("o", &first, None, None, Some(&extras(&["zz"], &["zz"]))).await;
     assert!(matches!(stale, Err(StoreError::Conflict { .. })), "{stale:?}");
-    let peek = store.hooks_peek("o", &["a", "b"]).await.expect("peek");
+    let ep = |cursor: u64, state: &str, events: &[&str]| EndpointPeek {
+        cursor,
+        state: state.to_owned(),
+        events: events.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let peek = store.hooks_peek("o", &["a", "b"], 1).await.expect("peek");
     assert_eq!((peek.base, peek.next, peek.dropped), (0, 2, 0));
-    assert_eq!(peek.endpoints, [(0, String::new(), Some("e0".into())), (0, String::new(), Some("e0".into()))]);
+    assert_eq!(peek.endpoints, [ep(0, "", &["e0"]), ep(0, "", &["e0"])]);
+    // A window of events from each cursor, at most what is queued.
+    assert_eq!(store.hooks_peek("o", &["a"], 5).await.expect("peek").endpoints, [ep(0, "", &["e0", "e1"])]);
+    let advance = |endpoint, cursor, state, delivered| LaneAdvance { endpoint, cursor, state, delivered, now_ms: 77 };
     // Advancing needs the lane's lease.
-    assert_eq!(store.hooks_advance("o", "n1", "a", Some(1), "", &["a", "b"]).await, Ok(None));
+    assert_eq!(store.hooks_advance("o", "n1", &advance("a", Some(1), "", 1), &["a", "b"]).await, Ok(None));
     assert!(store.hooks_lease("o", "n1", std::time::Duration::from_secs(5)).await.expect("lease"));
     assert!(!store.hooks_lease("o", "n2", std::time::Duration::from_secs(5)).await.expect("lease"));
-    assert_eq!(store.hooks_advance("o", "n1", "a", Some(1), "", &["a", "b"]).await, Ok(Some(2)));
-    assert_eq!(store.hooks_advance("o", "n1", "b", None, "{\"attempts\":1}", &["a", "b"]).await, Ok(Some(2)));
-    let peek = store.hooks_peek("o", &["a", "b"]).await.expect("peek");
-    assert_eq!(peek.endpoints[0], (1, String::new(), Some("e1".into())));
-    assert_eq!(peek.endpoints[1], (0, "{\"attempts\":1}".into(), Some("e0".into())));
-    // Both past event 0: it is trimmed.
-    assert_eq!(store.hooks_advance("o", "n1", "b", Some(1), "", &["a", "b"]).await, Ok(Some(1)));
-    assert_eq!(store.hooks_peek("o", &["a"]).await.expect("peek").base, 1);
+    assert_eq!(store.hooks_advance("o", "n1", &advance("a", Some(1), "", 1), &["a", "b"]).await, Ok(Some(2)));
+    let failed = advance("b", None, "{\"attempts\":1}", 0);
+    assert_eq!(store.hooks_advance("o", "n1", &failed, &["a", "b"]).await, Ok(Some(2)));
+    let peek = store.hooks_peek("o", &["a", "b"], 2).await.expect("peek");
+    assert_eq!(peek.endpoints, [ep(1, "", &["e1"]), ep(0, "{\"attempts\":1}", &["e0", "e1"])]);
+    // Both past event 0: it is trimmed. One advance moves b over a run of two events and clears its retry state.
+    assert_eq!(store.hooks_advance("o", "n1", &advance("b", Some(2), "", 2), &["a", "b"]).await, Ok(Some(1)));
+    let peek = store.hooks_peek("o", &["a", "b"], 2).await.expect("peek");
+    assert_eq!((peek.base, peek.endpoints), (1, vec![ep(1, "", &["e1"]), ep(2, "", &[])]));
+    // The deliveries were counted with the lane, and are taken once.
+    assert_eq!(store.hooks_take_delivered("o", &["a", "b", "c"]).await, Ok(vec![(1, 77), (2, 77), (0, 0)]));
+    assert_eq!(store.hooks_take_delivered("o", &["a", "b"]).await, Ok(vec![(0, 0), (0, 0)]));
     // Past the cap (3), the oldest go and are counted; a cursor below the base reads as the base.
     command(&mut room, 1_001, "mod", Command::SetMuted { muted: false });
     while room.poll_output().is_some() {}
     let second = room.take_changes().expect("changed");
     store.commit_with("o", &second, None, None, Some(&extras(&["e2", "e3", "e4"], &["a1"]))).await.expect("commit");
-    let peek = store.hooks_peek("o", &["a", "b"]).await.expect("peek");
+    let peek = store.hooks_peek("o", &["a", "b"], 2).await.expect("peek");
     assert_eq!((peek.base, peek.next, peek.dropped), (2, 5, 1));
-    assert_eq!(peek.endpoints[0], (2, String::new(), Some("e2".into())));
+    assert_eq!(peek.endpoints, [ep(2, "", &["e2", "e3"]), ep(2, "", &["e2", "e3"])]);
     // The index: listed, kept while fresh, forgotten once stale.
     let (lanes, total) = store.hooks_lanes(10).await.expect("lanes");
     assert_eq!((lanes, total), (vec![("o".to_owned(), 1)], 1));
@@ -827,7 +839,7 @@ async fn outbox_and_audit(store: &RedisStore) {
     assert!(store.hooks_lease("o", "n2", std::time::Duration::from_secs(5)).await.expect("lease"));
     // Hub events outside a commit.
     store.hooks_append("@nodes", &["n0".into()], 10, 7).await.expect("append");
-    assert_eq!(store.hooks_peek("@nodes", &["a"]).await.expect("peek").endpoints[0].2.as_deref(), Some("n0"));
+    assert_eq!(store.hooks_peek("@nodes", &["a"], 8).await.expect("peek").endpoints, [ep(0, "", &["n0"])]);
     // The audit stream, read with a cursor.
     let page = store.audit("o", None, 1).await.expect("audit");
     assert_eq!(page.len(), 1);

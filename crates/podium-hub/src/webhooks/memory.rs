@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use podium_store::LanePeek;
+use podium_store::{EndpointPeek, LanePeek};
 
 #[derive(Default)]
 struct Lane {
@@ -63,20 +63,25 @@ impl MemoryOutbox {
         (all.into_iter().take(limit).cloned().collect(), total)
     }
 
-    pub(crate) fn peek(&self, lane: &str, endpoints: &[&str]) -> LanePeek {
+    /// Like `RedisStore::hooks_peek`: up to `window` (at least 1) events from each endpoint's cursor.
+    pub(crate) fn peek(&self, lane: &str, endpoints: &[&str], window: usize) -> LanePeek {
         let inner = self.lock();
         let Some(l) = inner.lanes.get(lane) else {
             return LanePeek {
-                endpoints: endpoints.iter().map(|_| (0, String::new(), None)).collect(),
+                endpoints: endpoints.iter().map(|_| EndpointPeek::default()).collect(),
                 ..LanePeek::default()
             };
         };
         let endpoints = endpoints
             .iter()
             .map(|e| {
-                let c = l.cursors.get(*e).copied().unwrap_or(l.base).max(l.base);
-                let at = usize::try_from(c - l.base).unwrap_or(usize::MAX);
-                (c, l.states.get(*e).cloned().unwrap_or_default(), l.items.get(at).cloned())
+                let cursor = l.cursors.get(*e).copied().unwrap_or(l.base).max(l.base);
+                let at = usize::try_from(cursor - l.base).unwrap_or(usize::MAX);
+                EndpointPeek {
+                    cursor,
+                    state: l.states.get(*e).cloned().unwrap_or_default(),
+                    events: l.items.iter().skip(at).take(window.max(1)).cloned().collect(),
+                }
             })
             .collect();
         LanePeek { base: l.base, next: l.next, dropped: l.dropped, endpoints }
@@ -196,12 +201,13 @@ mod tests {
     fn lanes_are_bounded_trimmed_and_forgotten() {
         let o = MemoryOutbox::default();
         o.append("r", vec!["a".into(), "b".into(), "c".into()], 2, 100);
-        let p = o.peek("r", &["x", "y"]);
+        let p = o.peek("r", &["x", "y"], 1);
         assert_eq!((p.base, p.next, p.dropped), (1, 3, 1));
-        assert_eq!(p.endpoints[0], (1, String::new(), Some("b".into())));
+        assert_eq!(p.endpoints[0], EndpointPeek { cursor: 1, state: String::new(), events: vec!["b".into()] });
+        assert_eq!(o.peek("r", &["x"], 5).endpoints[0].events, ["b", "c"], "a window, at most what is queued");
         assert_eq!(o.advance("r", "x", Some(2), "", &["x", "y"]), 2);
         assert_eq!(o.advance("r", "y", Some(3), "", &["x", "y"]), 1);
-        assert_eq!(o.peek("r", &["x"]).base, 2);
+        assert_eq!(o.peek("r", &["x"], 1).base, 2);
         o.forget("r", &["x", "y"]);
         assert_eq!(o.lanes(10).1, 1, "x has one left");
         assert_eq!(o.advance("r", "x", Some(3), "", &["x", "y"]), 0);
@@ -209,7 +215,7 @@ mod tests {
         assert_eq!(o.lanes(10).1, 0);
         // The hub-wide bound drops the oldest of the lane written.
         o.append("s", (0..5).map(|i| i.to_string()).collect(), 100, 3);
-        assert_eq!(o.peek("s", &["x"]).endpoints[0].2.as_deref(), Some("2"));
+        assert_eq!(o.peek("s", &["x"], 1).endpoints[0].events, ["2"]);
         assert_eq!(o.dropped(), 2);
     }
 

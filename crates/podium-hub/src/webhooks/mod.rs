@@ -27,7 +27,7 @@ use podium_proto::webhook::{
 };
 use podium_room::{self as room, Changes, RoomState};
 use podium_store::redis::outbox::{FORGET_AFTER, TOUCH_EVERY};
-use podium_store::{CommitExtras, LanePeek, RedisStore, StoreError};
+use podium_store::{CommitExtras, EndpointPeek, LaneAdvance, LanePeek, RedisStore, StoreError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
@@ -396,31 +396,66 @@ impl Hooks {
         }
     }
 
-    async fn peek(&self, lane: &str, endpoints: &[&str]) -> Result<LanePeek, StoreError> {
+    /// Up to `window` events from each endpoint's cursor.
+    async fn peek(&self, lane: &str, endpoints: &[&str], window: usize) -> Result<LanePeek, StoreError> {
         match &self.redis {
-            Some(r) => r.hooks_peek(lane, endpoints).await,
-            None => Ok(self.memory.peek(lane, endpoints)),
+            Some(r) => r.hooks_peek(lane, endpoints, window).await,
+            None => Ok(self.memory.peek(lane, endpoints, window)),
         }
     }
 
-    /// `None`: the lane's lease was lost.
+    /// Stores an endpoint's progress on `lane`: its cursor (when given), its retry state (none clears it) and the
+    /// deliveries since the last advance (counted with the lane; see [`Hooks::flush_delivered`]). One write. `None`:
+    /// the lane's lease was lost.
     async fn advance(
         &self,
         lane: &str,
         endpoint: &str,
         cursor: Option<u64>,
         retry: Option<&Retry>,
+        delivered: u64,
     ) -> Result<Option<u64>, StoreError> {
         let state = retry.map(|r| serde_json::to_string(r).unwrap_or_default()).unwrap_or_default();
         let active = self.active();
+        let now_ms = wall_ms();
         match &self.redis {
-            Some(r) => r.hooks_advance(lane, &self.node, endpoint, cursor, &state, &active).await,
-            None => Ok(Some(self.memory.advance(lane, endpoint, cursor, &state, &active))),
+            Some(r) => {
+                let advance = LaneAdvance { endpoint, cursor, state: &state, delivered, now_ms };
+                r.hooks_advance(lane, &self.node, &advance, &active).await
+            }
+            None => {
+                let left = self.memory.advance(lane, endpoint, cursor, &state, &active);
+                if delivered > 0 {
+                    let by = i64::try_from(delivered).unwrap_or(i64::MAX);
+                    self.record(endpoint, &[("delivered", by)], &[("last_success_ms", now_ms.to_string())]).await;
+                }
+                Ok(Some(left))
+            }
         }
     }
 
-    /// The lane is caught up: forget it (if its index entry is stale) and give its lease up.
+    /// Adds the deliveries counted with `lane` to the shared counters (Redis; in memory they are added at once).
+    async fn flush_delivered(&self, lane: &str) {
+        let Some(r) = &self.redis else { return };
+        let names: Vec<&str> = self.endpoints.iter().map(|e| e.name.as_str()).collect();
+        let taken = match r.hooks_take_delivered(lane, &names).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                debug!(error = %e, lane, "reading a lane's delivery counts failed (they stay with the lane)");
+                return;
+            }
+        };
+        for (name, (delivered, last_ms)) in names.iter().zip(taken) {
+            if delivered > 0 {
+                let by = i64::try_from(delivered).unwrap_or(i64::MAX);
+                self.record(name, &[("delivered", by)], &[("last_success_ms", last_ms.to_string())]).await;
+            }
+        }
+    }
+
+    /// The lane is caught up: count its deliveries, forget it (if its index entry is stale) and give its lease up.
     async fn finish(&self, lane: &str) {
+        self.flush_delivered(lane).await;
         match &self.redis {
             Some(r) => {
                 let before = wall_ms().saturating_sub(u64::try_from(FORGET_AFTER.as_millis()).unwrap_or(u64::MAX));
@@ -579,10 +614,19 @@ pub(crate) async fn run(hooks: Arc<Hooks>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Events read per endpoint and lane at once, delivered one by one in order; also the most delivered events whose
+/// cursor move is not stored yet (a hub dying then makes the next one send them again).
+const WINDOW: usize = 32;
+/// Delivered events' cursor move is stored before the next request once the oldest of them is this old.
+const STORE_AFTER: Duration = Duration::from_millis(100);
+/// How often a lane's deliveries, counted with the lane, are added to the shared counters while it is delivered.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
 /// Delivers one lane's events, in order per endpoint, until it is caught up or its lease is lost.
 async fn deliver_lane(hooks: &Hooks, lane: &str) {
     let renew_every = Duration::from_millis(hooks.config.lease_ms / 3);
     let mut renewed = Instant::now();
+    let mut flushed = Instant::now();
     loop {
         if renewed.elapsed() >= renew_every {
             match hooks.lease(lane).await {
@@ -594,8 +638,12 @@ async fn deliver_lane(hooks: &Hooks, lane: &str) {
                 }
             }
         }
+        if flushed.elapsed() >= FLUSH_EVERY {
+            hooks.flush_delivered(lane).await;
+            flushed = Instant::now();
+        }
         let active = hooks.active();
-        let peek = match hooks.peek(lane, &active).await {
+        let peek = match hooks.peek(lane, &active, WINDOW).await {
             Ok(p) => p,
             Err(e) => {
                 debug!(error = %e, lane, "reading a webhook lane failed");
@@ -603,93 +651,28 @@ async fn deliver_lane(hooks: &Hooks, lane: &str) {
                 continue;
             }
         };
-        if peek.endpoints.iter().all(|(_, _, item)| item.is_none()) {
+        if peek.endpoints.iter().all(|p| p.events.is_empty()) {
             hooks.finish(lane).await;
             return;
         }
-        let now = wall_ms();
-        let mut wait_until: Option<u64> = None;
-        let mut attempts = Vec::new();
-        for (name, (cursor, state, item)) in active.iter().zip(&peek.endpoints) {
-            let Some(item) = item else { continue };
-            let Some(ep) = hooks.endpoints.iter().find(|e| e.name == *name) else { continue };
-            let retry: Retry = serde_json::from_str(state).unwrap_or_default();
-            let Some((id, kind, _, body)) = parse_entry(item) else {
-                warn!(lane, endpoint = %name, "skipping an unreadable outbox entry");
-                attempts.push((ep, *cursor, retry, None));
-                continue;
-            };
-            if !ep.wants(kind) {
-                attempts.push((ep, *cursor, retry, None));
-            } else if retry.next_ms > now {
-                wait_until = Some(wait_until.map_or(retry.next_ms, |w| w.min(retry.next_ms)));
-            } else {
-                attempts.push((ep, *cursor, retry, Some((id.to_owned(), body.to_owned()))));
-            }
+        // Runs stop taking new events when the lease is due for renewal.
+        let until = renewed + renew_every;
+        let runs = active.iter().zip(peek.endpoints).filter_map(|(name, p)| {
+            let ep = hooks.endpoints.iter().find(|e| e.name == *name)?;
+            (!p.events.is_empty()).then(|| deliver_run(hooks, lane, ep, p, until))
+        });
+        let ends = futures_util::future::join_all(runs).await;
+        if ends.iter().any(|e| matches!(e, RunEnd::LeaseLost)) {
+            info!(lane, "lost a webhook lane's lease; another hub delivers it");
+            return;
         }
-        let sent = futures_util::future::join_all(attempts.into_iter().map(|(ep, cursor, retry, send)| async move {
-            let outcome = match &send {
-                Some((id, body)) => Some(hooks.send(ep, id, body).await),
-                None => None,
-            };
-            (ep, cursor, retry, outcome)
-        }))
-        .await;
-        let progressed = !sent.is_empty();
-        for (ep, cursor, mut retry, outcome) in sent {
-            let now = wall_ms();
-            let advanced = match outcome {
-                None => hooks.advance(lane, &ep.name, Some(cursor + 1), None).await,
-                Some(Outcome::Delivered) => {
-                    hooks.record(&ep.name, &[("delivered", 1)], &[("last_success_ms", now.to_string())]).await;
-                    hooks.advance(lane, &ep.name, Some(cursor + 1), None).await
-                }
-                Some(Outcome::Gone) => {
-                    warn!(endpoint = %ep.name, "webhook endpoint answered 410 Gone: disabled");
-                    hooks
-                        .record(
-                            &ep.name,
-                            &[("failed", 1)],
-                            &[
-                                ("disabled", now.to_string()),
-                                ("last_error", "HTTP 410: disabled".into()),
-                                ("last_error_ms", now.to_string()),
-                            ],
-                        )
-                        .await;
-                    hooks.disabled.lock().unwrap_or_else(PoisonError::into_inner).insert(ep.name.clone());
-                    Ok(Some(0))
-                }
-                Some(Outcome::Failed { error, retry_after }) => {
-                    retry.attempts += 1;
-                    let fields = [("last_error", format!("{lane}: {error}")), ("last_error_ms", now.to_string())];
-                    match hooks.backoff(retry.attempts, retry_after) {
-                        Some(delay) => {
-                            retry.next_ms = now + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-                            retry.error = Some(error);
-                            debug!(lane, endpoint = %ep.name, attempts = retry.attempts, ?delay, "webhook delivery failed; retrying later");
-                            hooks.record(&ep.name, &[("failed", 1)], &fields).await;
-                            hooks.advance(lane, &ep.name, None, Some(&retry)).await
-                        }
-                        None => {
-                            warn!(lane, endpoint = %ep.name, attempts = retry.attempts, "webhook given up after the whole retry schedule");
-                            hooks.record(&ep.name, &[("failed", 1), ("given_up", 1)], &fields).await;
-                            hooks.advance(lane, &ep.name, Some(cursor + 1), None).await
-                        }
-                    }
-                }
-            };
-            match advanced {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    info!(lane, "lost a webhook lane's lease; another hub delivers it");
-                    return;
-                }
-                Err(e) => debug!(error = %e, lane, "storing webhook progress failed (the attempt repeats)"),
+        if !ends.iter().any(|e| matches!(e, RunEnd::Progressed)) {
+            let wait_until =
+                ends.iter().filter_map(|e| if let RunEnd::Waiting(at) = e { Some(*at) } else { None }).min();
+            let mut cap = renew_every.min(Duration::from_millis(hooks.config.poll_interval_ms.max(1) * 5));
+            if ends.iter().any(|e| matches!(e, RunEnd::Failed)) {
+                cap = cap.min(Duration::from_secs(1));
             }
-        }
-        if !progressed {
-            let cap = renew_every.min(Duration::from_millis(hooks.config.poll_interval_ms.max(1) * 5));
             let wait = wait_until.map_or(cap, |w| Duration::from_millis(w.saturating_sub(wall_ms())).min(cap));
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
@@ -697,6 +680,133 @@ async fn deliver_lane(hooks: &Hooks, lane: &str) {
             }
         }
     }
+}
+
+/// How a run of one endpoint's events ended.
+enum RunEnd {
+    /// Some events were delivered, given up or skipped, or an attempt failed (its retry is stored).
+    Progressed,
+    /// The event at the cursor waits for its next attempt (ms since the epoch).
+    Waiting(u64),
+    /// Storing progress failed; the events not stored are sent again.
+    Failed,
+    /// This hub no longer holds the lane.
+    LeaseLost,
+}
+
+/// Delivers `peek.events` (from `peek.cursor` on) to `ep` one by one, in order, while they succeed: stores the
+/// cursor once over a run of successes (and skipped or given-up events), at the latest before the next request once
+/// the oldest unstored one is [`STORE_AFTER`] old, and at the end. A failure stores the cursor past the events
+/// before it and the failed event's retry state, and ends the run. No new request starts after `until`.
+async fn deliver_run(hooks: &Hooks, lane: &str, ep: &Endpoint, peek: EndpointPeek, until: Instant) -> RunEnd {
+    let EndpointPeek { cursor, state, events } = peek;
+    // The stored retry state is the event at the cursor's.
+    let mut first_retry = Some(serde_json::from_str::<Retry>(&state).unwrap_or_default());
+    let mut stored = cursor;
+    let mut pos = cursor;
+    let mut delivered = 0u64;
+    let mut pending_since: Option<Instant> = None;
+    let store = |pos: u64, retry: Option<Retry>, delivered: u64| async move {
+        match hooks.advance(lane, &ep.name, Some(pos), retry.as_ref(), delivered).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(RunEnd::LeaseLost),
+            Err(e) => {
+                debug!(error = %e, lane, endpoint = %ep.name, "storing webhook progress failed (the attempts repeat)");
+                Err(RunEnd::Failed)
+            }
+        }
+    };
+    for (i, item) in events.iter().enumerate() {
+        if i > 0 && Instant::now() >= until {
+            break;
+        }
+        let retry = if i == 0 { first_retry.take().unwrap_or_default() } else { Retry::default() };
+        let Some((id, kind, _, body)) = parse_entry(item) else {
+            warn!(lane, endpoint = %ep.name, "skipping an unreadable outbox entry");
+            pos += 1;
+            pending_since.get_or_insert_with(Instant::now);
+            continue;
+        };
+        if !ep.wants(kind) {
+            pos += 1;
+            pending_since.get_or_insert_with(Instant::now);
+            continue;
+        }
+        if retry.next_ms > wall_ms() {
+            // Only the event at the stored cursor can have a retry pending (so nothing is unstored here).
+            return RunEnd::Waiting(retry.next_ms);
+        }
+        if pos > stored
+            && (pos - stored >= u64::try_from(WINDOW).unwrap_or(u64::MAX)
+                || pending_since.is_some_and(|t| t.elapsed() >= STORE_AFTER))
+        {
+            if let Err(end) = store(pos, None, delivered).await {
+                return end;
+            }
+            (stored, delivered, pending_since) = (pos, 0, None);
+        }
+        let outcome = hooks.send(ep, id, body).await;
+        let now = wall_ms();
+        match outcome {
+            Outcome::Delivered => {
+                pos += 1;
+                delivered += 1;
+                pending_since.get_or_insert_with(Instant::now);
+            }
+            Outcome::Gone => {
+                warn!(endpoint = %ep.name, "webhook endpoint answered 410 Gone: disabled");
+                hooks
+                    .record(
+                        &ep.name,
+                        &[("failed", 1)],
+                        &[
+                            ("disabled", now.to_string()),
+                            ("last_error", "HTTP 410: disabled".into()),
+                            ("last_error_ms", now.to_string()),
+                        ],
+                    )
+                    .await;
+                hooks.disabled.lock().unwrap_or_else(PoisonError::into_inner).insert(ep.name.clone());
+                // The cursor stays at the refused event (sent first when the endpoint is enabled again).
+                if pos > stored
+                    && let Err(end) = store(pos, None, delivered).await
+                {
+                    return end;
+                }
+                return RunEnd::Progressed;
+            }
+            Outcome::Failed { error, retry_after } => {
+                let mut retry = retry;
+                retry.attempts += 1;
+                let fields = [("last_error", format!("{lane}: {error}")), ("last_error_ms", now.to_string())];
+                match hooks.backoff(retry.attempts, retry_after) {
+                    Some(delay) => {
+                        retry.next_ms = now + u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                        retry.error = Some(error);
+                        debug!(lane, endpoint = %ep.name, attempts = retry.attempts, ?delay, "webhook delivery failed; retrying later");
+                        hooks.record(&ep.name, &[("failed", 1)], &fields).await;
+                        return match store(pos, Some(retry), delivered).await {
+                            Ok(()) => RunEnd::Progressed,
+                            Err(end) => end,
+                        };
+                    }
+                    None => {
+                        warn!(lane, endpoint = %ep.name, attempts = retry.attempts, "webhook given up after the whole retry schedule");
+                        hooks.record(&ep.name, &[("failed", 1), ("given_up", 1)], &fields).await;
+                        pos += 1;
+                        pending_since.get_or_insert_with(Instant::now);
+                    }
+                }
+            }
+        }
+    }
+    // The run's end (this also clears a retry state left for an event skipped now).
+    if pos > stored
+        && let Err(end) = store(pos, None, delivered).await
+    {
+        return end;
+    }
+    RunEnd::Progressed
 }
 
 /// The admin API's view of webhooks and the audit log. Cheap to clone.
@@ -736,15 +846,15 @@ impl Webhooks {
         status.truncated = total > status.rooms_scanned;
         let now = wall_ms();
         for (lane, _) in lanes {
-            let Ok(peek) = h.peek(&lane, &names).await else { continue };
+            let Ok(peek) = h.peek(&lane, &names, 1).await else { continue };
             status.dropped += peek.dropped;
-            for (s, (cursor, state, item)) in status.endpoints.iter_mut().zip(&peek.endpoints) {
-                s.queue_depth += peek.next.saturating_sub(*cursor);
-                if let Some((_, _, ms, _)) = item.as_deref().and_then(parse_entry) {
+            for (s, p) in status.endpoints.iter_mut().zip(&peek.endpoints) {
+                s.queue_depth += peek.next.saturating_sub(p.cursor);
+                if let Some((_, _, ms, _)) = p.events.first().and_then(|e| parse_entry(e)) {
                     let age = now.saturating_sub(ms);
                     s.oldest_age_ms = Some(s.oldest_age_ms.map_or(age, |a| a.max(age)));
                 }
-                if let Ok(retry) = serde_json::from_str::<Retry>(state) {
+                if let Ok(retry) = serde_json::from_str::<Retry>(&p.state) {
                     s.rooms_retrying += 1;
                     s.max_attempts = s.max_attempts.max(retry.attempts);
                     s.next_attempt_ms = Some(s.next_attempt_ms.map_or(retry.next_ms, |n| n.min(retry.next_ms)));
@@ -856,6 +966,93 @@ mod tests {
         assert_eq!(sig.as_deref(), Ok("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="));
         assert!(sign(&["whsec_AAAA"], "msg_1", 1, b"{}").is_err());
         assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    /// A receiver on 127.0.0.1 answering each request with the next of `statuses` (then 204); returns its URL and
+    /// the `webhook-id`s it got, in order.
+    async fn receiver(statuses: Vec<u16>) -> (String, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let ids = Arc::clone(&got);
+        tokio::spawn(async move {
+            let mut statuses = statuses.into_iter();
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else { return };
+                let mut buf = Vec::new();
+                loop {
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(str::to_owned))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            let id = text
+                                .lines()
+                                .find_map(|l| l.strip_prefix("webhook-id: ").map(str::to_owned))
+                                .unwrap_or_default();
+                            ids.lock().expect("ids").push(id);
+                            let status = statuses.next().unwrap_or(204);
+                            let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                            if conn.write_all(reply.as_bytes()).await.is_err() {
+                                break;
+                            }
+                            buf.drain(..end + 4 + len);
+                            continue;
+                        }
+                    }
+                    let mut chunk = [0u8; 4096];
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            }
+        });
+        (url, got)
+    }
+
+    /// A run delivers a window in order, stores the cursor once over its successes, and on a failure stores the
+    /// successes before it and the failed event's retry state; the deliveries are counted.
+    #[tokio::test]
+    async fn a_run_delivers_in_order_and_stores_its_progress() {
+        let (url, got) = receiver(vec![204, 204, 204, 500]).await;
+        let h = hooks(|c| {
+            c.endpoints[0].url = url;
+            c.retry_schedule_ms = vec![60_000];
+        });
+        let events: Vec<String> = (0..6).map(|i| entry(&format!("e{i}"), "participant.joined", 1, "{}")).collect();
+        let hand = entry("h", "hand.raised", 1, "{}");
+        let queued = [&events[..2], &[hand], &events[2..]].concat();
+        h.memory.append("r", queued, 100, 100);
+        let peek = h.memory.peek("r", &["app"], WINDOW).endpoints.remove(0);
+        assert_eq!(peek.events.len(), 7);
+        let until = Instant::now() + Duration::from_secs(30);
+        assert!(matches!(deliver_run(&h, "r", &h.endpoints[0], peek, until).await, RunEnd::Progressed));
+        // e0, e1, (the hand is filtered out), e2 delivered; e3 failed: the cursor is at e3 with its retry state.
+        assert_eq!(*got.lock().expect("ids"), ["e0", "e1", "e2", "e3"]);
+        let p = h.memory.peek("r", &["app"], 1).endpoints.remove(0);
+        assert_eq!((p.cursor, p.events), (4, vec![events[3].clone()]));
+        let retry: Retry = serde_json::from_str(&p.state).expect("retry state");
+        assert_eq!(retry.attempts, 1);
+        assert!(retry.next_ms > wall_ms());
+        let fields = h.fields().await;
+        assert_eq!(fields.get("app:delivered").map(String::as_str), Some("3"));
+        assert_eq!(fields.get("app:failed").map(String::as_str), Some("1"));
+        // Not before its next attempt; then the rest in one run.
+        let peek = h.memory.peek("r", &["app"], WINDOW).endpoints.remove(0);
+        assert!(matches!(deliver_run(&h, "r", &h.endpoints[0], peek.clone(), until).await, RunEnd::Waiting(_)));
+        let due = Retry { next_ms: 0, ..retry };
+        h.memory.advance("r", "app", None, &serde_json::to_string(&due).expect("json"), &["app"]);
+        let peek = h.memory.peek("r", &["app"], WINDOW).endpoints.remove(0);
+        assert!(matches!(deliver_run(&h, "r", &h.endpoints[0], peek, until).await, RunEnd::Progressed));
+        assert_eq!(*got.lock().expect("ids"), ["e0", "e1", "e2", "e3", "e3", "e4", "e5"]);
+        let p = h.memory.peek("r", &["app"], 1).endpoints.remove(0);
+        assert_eq!((p.cursor, p.state.as_str(), p.events.len()), (7, "", 0));
+        assert_eq!(h.fields().await.get("app:delivered").map(String::as_str), Some("6"));
     }
 
     /// Audience joins under each policy: one event each, none, or a summary per interval.

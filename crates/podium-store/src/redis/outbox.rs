@@ -8,7 +8,7 @@
 //! | key                        | type   | contents                                                                  |
 //! |----------------------------|--------|---------------------------------------------------------------------------|
 //! | `podium:{L}:hooks`         | list   | queued events, oldest first: `"<id> <type> <created_ms> <body>"`          |
-//! | `podium:{L}:hookstate`     | hash   | `next` (events ever queued), `base` (number of the list's head), `dropped` (trimmed past the cap), `cur:<endpoint>` (number of the next event for it), `st:<endpoint>` (its retry state, JSON, opaque here) |
+//! | `podium:{L}:hookstate`     | hash   | `next` (events ever queued), `base` (number of the list's head), `dropped` (trimmed past the cap), `cur:<endpoint>` (number of the next event for it), `st:<endpoint>` (its retry state, JSON, opaque here), `dlv:<endpoint>` and `ok:<endpoint>` (deliveries and the last one's time, ms, not yet added to the shared counters) |
 //! | `podium:{L}:hooklease`     | string | node id of the hub delivering the lane's events (`PX`, renewed)           |
 //! | `podium:{R}:audit`         | stream | room `R`'s audit entries (field `e`, JSON), capped by `MAXLEN ~` / `MINID ~` |
 //! | `podium:hooks:lanes`       | zset   | lanes that may have queued events → when a hub last wrote one (ms)        |
@@ -16,6 +16,14 @@
 //!
 //! Event number `n` of a lane sits at list index `n - base`. An endpoint's cursor below `base` (events trimmed
 //! past the cap) counts as `base`; an endpoint without a cursor starts at `base`.
+//!
+//! # Counting deliveries
+//!
+//! A deliverer moves a cursor over a run of delivered events with one script ([`RedisStore::hooks_advance`]), which
+//! also counts them (`dlv:<endpoint>`, `ok:<endpoint>` in the lane's hash): so a run of successes costs one write.
+//! The shared counters live in another Cluster slot than the lane, so the script cannot add to them; the deliverer
+//! moves the lane's counts there now and then ([`RedisStore::hooks_take_delivered`], then
+//! [`RedisStore::hooks_record`]). A crash between those two loses the counts taken (never events).
 //!
 //! # The index and crashes
 //!
@@ -103,9 +111,34 @@ pub struct LanePeek {
     pub next: u64,
     /// Events dropped past the cap, in all.
     pub dropped: u64,
-    /// Per endpoint asked: its cursor, its retry state (opaque, empty when none) and the event at its cursor (none
-    /// when it is caught up).
-    pub endpoints: Vec<(u64, String, Option<String>)>,
+    /// Per endpoint asked, in order.
+    pub endpoints: Vec<EndpointPeek>,
+}
+
+/// One endpoint's place in a lane ([`LanePeek`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointPeek {
+    /// Number of the next event for it.
+    pub cursor: u64,
+    /// Its retry state for the event at the cursor (opaque; empty when none).
+    pub state: String,
+    /// The events from its cursor on, oldest first, at most the window asked for (none when it is caught up).
+    pub events: Vec<String>,
+}
+
+/// What [`RedisStore::hooks_advance`] stores for one endpoint of a lane.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LaneAdvance<'a> {
+    /// The endpoint.
+    pub endpoint: &'a str,
+    /// Its new cursor (`None`: unchanged).
+    pub cursor: Option<u64>,
+    /// Its retry state for the event at the (new) cursor; `""` clears it.
+    pub state: &'a str,
+    /// Events delivered to it since the last advance (counted with the lane).
+    pub delivered: u64,
+    /// Now, ms since the epoch: the last success's time when `delivered > 0`.
+    pub now_ms: u64,
 }
 
 /// Queue and trim a lane outside a commit. KEYS: hooks, hookstate. ARGV: cap, entries...
@@ -122,28 +155,34 @@ end
 return tail
 ";
 
-/// KEYS: hooks, hookstate. ARGV: endpoint names. Returns `{base, next, dropped, cursor1, state1, event1, ...}`
-/// (`''` for no state or no event).
+/// KEYS: hooks, hookstate. ARGV: window (most events returned per endpoint), endpoint names. Returns `{base, next,
+/// dropped}`, then per endpoint `{cursor, state, n, event1, ..., eventn}` (`''` for no state).
 const PEEK_LUA: &str = r"
 local base = tonumber(redis.call('HGET', KEYS[2], 'base') or '0')
 local tail = tonumber(redis.call('HGET', KEYS[2], 'next') or '0')
+local window = tonumber(ARGV[1])
 local out = {tostring(base), tostring(tail), redis.call('HGET', KEYS[2], 'dropped') or '0'}
-for j = 1, #ARGV do
+for j = 2, #ARGV do
   local c = tonumber(redis.call('HGET', KEYS[2], 'cur:' .. ARGV[j]) or base)
   if c < base then c = base end
-  local item = ''
-  if c < tail then item = redis.call('LINDEX', KEYS[1], c - base) or '' end
+  local items = {}
+  if c < tail then
+    local stop = c + window - 1
+    if stop > tail - 1 then stop = tail - 1 end
+    items = redis.call('LRANGE', KEYS[1], c - base, stop - base)
+  end
   out[#out + 1] = string.format('%d', c)
   out[#out + 1] = redis.call('HGET', KEYS[2], 'st:' .. ARGV[j]) or ''
-  out[#out + 1] = item
+  out[#out + 1] = tostring(#items)
+  for k = 1, #items do out[#out + 1] = items[k] end
 end
 return out
 ";
 
-/// Moves one endpoint's cursor and/or sets its retry state, if this node still holds the lane's lease, then trims
-/// what every active endpoint has passed. KEYS: hooks, hookstate, hooklease. ARGV: node, endpoint, new cursor (''
-/// for unchanged), state ('' to clear), then the active endpoints. Returns -1 without the lease, else the events
-/// still queued for the slowest active endpoint.
+/// Moves one endpoint's cursor and/or sets its retry state and counts its deliveries, if this node still holds the
+/// lane's lease, then trims what every active endpoint has passed. KEYS: hooks, hookstate, hooklease. ARGV: node,
+/// endpoint, new cursor ('' for unchanged), state ('' to clear), delivered, now (ms), then the active endpoints.
+/// Returns -1 without the lease, else the events still queued for the slowest active endpoint.
 const ADVANCE_LUA: &str = r"
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'cur:' .. ARGV[2], ARGV[3]) end
@@ -152,10 +191,14 @@ if ARGV[4] ~= '' then
 else
   redis.call('HDEL', KEYS[2], 'st:' .. ARGV[2])
 end
+if tonumber(ARGV[5]) > 0 then
+  redis.call('HINCRBY', KEYS[2], 'dlv:' .. ARGV[2], ARGV[5])
+  redis.call('HSET', KEYS[2], 'ok:' .. ARGV[2], ARGV[6])
+end
 local base = tonumber(redis.call('HGET', KEYS[2], 'base') or '0')
 local tail = tonumber(redis.call('HGET', KEYS[2], 'next') or '0')
 local low = tail
-for j = 5, #ARGV do
+for j = 7, #ARGV do
   local c = tonumber(redis.call('HGET', KEYS[2], 'cur:' .. ARGV[j]) or base)
   if c < base then c = base end
   if c < low then low = c end
@@ -165,6 +208,18 @@ if low > base then
   redis.call('HSET', KEYS[2], 'base', string.format('%d', low))
 end
 return tail - low
+";
+
+/// Takes (reads and clears) the deliveries counted with a lane. KEYS: hookstate. ARGV: endpoint names. Returns
+/// `{delivered1, ok1, ...}` (`'0'` when none).
+const TAKE_LUA: &str = r"
+local out = {}
+for j = 1, #ARGV do
+  out[#out + 1] = redis.call('HGET', KEYS[1], 'dlv:' .. ARGV[j]) or '0'
+  out[#out + 1] = redis.call('HGET', KEYS[1], 'ok:' .. ARGV[j]) or '0'
+  redis.call('HDEL', KEYS[1], 'dlv:' .. ARGV[j], 'ok:' .. ARGV[j])
+end
+return out
 ";
 
 /// Takes or renews a lane's delivery lease. KEYS: hooklease. ARGV: node, ms. 1 when held.
@@ -240,11 +295,12 @@ impl RedisStore {
         self.link.run(|mut conn| async move { invocation.invoke_async::<i64>(&mut conn).await }).await.map(drop)
     }
 
-    /// `lane`'s queue as `endpoints` see it: one script.
-    pub async fn hooks_peek(&self, lane: &str, endpoints: &[&str]) -> Result<LanePeek, StoreError> {
+    /// `lane`'s queue as `endpoints` see it, with up to `window` (at least 1) events from each one's cursor: one
+    /// script.
+    pub async fn hooks_peek(&self, lane: &str, endpoints: &[&str], window: usize) -> Result<LanePeek, StoreError> {
         let script = ::redis::Script::new(PEEK_LUA);
         let mut invocation = script.prepare_invoke();
-        invocation.key(hooks_key(lane)).key(hookstate_key(lane));
+        invocation.key(hooks_key(lane)).key(hookstate_key(lane)).arg(window.max(1));
         for e in endpoints {
             invocation.arg(*e);
         }
@@ -252,38 +308,64 @@ impl RedisStore {
             self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
         let corrupt = |what: &str| StoreError::Corrupt(format!("outbox of {lane:?}: {what}"));
         let num = |s: &str| s.parse::<u64>().map_err(|_| corrupt("not a number"));
-        let (head, rest) = reply.split_at_checked(3).ok_or_else(|| corrupt("short reply"))?;
-        if rest.len() != 3 * endpoints.len() {
+        let (head, mut rest) = reply.split_at_checked(3).ok_or_else(|| corrupt("short reply"))?;
+        let mut peeked = Vec::with_capacity(endpoints.len());
+        for _ in endpoints {
+            let [cursor, state, n, tail @ ..] = rest else { return Err(corrupt("short reply")) };
+            let n = usize::try_from(num(n)?).map_err(|_| corrupt("count"))?;
+            let (events, tail) = tail.split_at_checked(n).ok_or_else(|| corrupt("short reply"))?;
+            peeked.push(EndpointPeek { cursor: num(cursor)?, state: state.clone(), events: events.to_vec() });
+            rest = tail;
+        }
+        if !rest.is_empty() {
             return Err(corrupt("reply length"));
         }
-        let endpoints = rest
-            .chunks_exact(3)
-            .map(|c| Ok((num(&c[0])?, c[1].clone(), (!c[2].is_empty()).then(|| c[2].clone()))))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(LanePeek { base: num(&head[0])?, next: num(&head[1])?, dropped: num(&head[2])?, endpoints })
+        Ok(LanePeek { base: num(&head[0])?, next: num(&head[1])?, dropped: num(&head[2])?, endpoints: peeked })
     }
 
-    /// Sets `endpoint`'s cursor on `lane` (when `cursor` is given) and its retry state (`""` clears it), then
-    /// trims what all `active` endpoints have passed; only while `node` holds the lane's lease. `None` when it does
-    /// not, else how many events the slowest active endpoint still has queued.
+    /// Stores `advance` (an endpoint's cursor when given, its retry state, its deliveries since the last advance)
+    /// on `lane`, then trims what all `active` endpoints have passed; only while `node` holds the lane's lease. One
+    /// script. `None` when it does not hold it, else how many events the slowest active endpoint still has queued.
     pub async fn hooks_advance(
         &self,
         lane: &str,
         node: &str,
-        endpoint: &str,
-        cursor: Option<u64>,
-        state: &str,
+        advance: &LaneAdvance<'_>,
         active: &[&str],
     ) -> Result<Option<u64>, StoreError> {
         let script = ::redis::Script::new(ADVANCE_LUA);
         let mut invocation = script.prepare_invoke();
         invocation.key(hooks_key(lane)).key(hookstate_key(lane)).key(hooklease_key(lane));
-        invocation.arg(node).arg(endpoint).arg(cursor.map(|c| c.to_string()).unwrap_or_default()).arg(state);
+        invocation
+            .arg(node)
+            .arg(advance.endpoint)
+            .arg(advance.cursor.map(|c| c.to_string()).unwrap_or_default())
+            .arg(advance.state)
+            .arg(advance.delivered)
+            .arg(advance.now_ms);
         for e in active {
             invocation.arg(*e);
         }
         let left: i64 = self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
         Ok(u64::try_from(left).ok())
+    }
+
+    /// Takes the deliveries counted with `lane` for `endpoints` (clearing them): per endpoint, in order, how many
+    /// and the last one's time (ms; 0 when none). One script; the caller adds them to the shared counters.
+    pub async fn hooks_take_delivered(&self, lane: &str, endpoints: &[&str]) -> Result<Vec<(u64, u64)>, StoreError> {
+        let script = ::redis::Script::new(TAKE_LUA);
+        let mut invocation = script.prepare_invoke();
+        invocation.key(hookstate_key(lane));
+        for e in endpoints {
+            invocation.arg(*e);
+        }
+        let reply: Vec<String> =
+            self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
+        if reply.len() != 2 * endpoints.len() {
+            return Err(StoreError::Corrupt(format!("outbox of {lane:?}: reply length")));
+        }
+        // A non-number (never written so) counts as none rather than failing the lane's delivery.
+        Ok(reply.chunks_exact(2).map(|c| (c[0].parse().unwrap_or(0), c[1].parse().unwrap_or(0))).collect())
     }
 
     /// Removes `lane` from the index if its entry was last touched before `before_ms` (the caller saw its queue
