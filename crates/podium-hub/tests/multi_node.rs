@@ -459,6 +459,9 @@ async fn a_hub_without_connections_in_a_room_keeps_no_task_and_adopts_it_when_it
     let left = died.elapsed();
     eprintln!("hub A gone → alice removed after {left:?}");
     assert!(left >= Duration::from_millis(1_000), "not before the grace period: {left:?}");
+    b.stop().await;
+}
+
 /// How many connections subscribe to `room`'s announcement channel (`PUBSUB NUMSUB`).
 fn subscribers(redis: &RedisServer, room: &str) -> u64 {
     let reply = redis.command(&["PUBSUB", "NUMSUB", &format!("podium:{{{room}}}:events")]);
