@@ -354,3 +354,54 @@ async fn schemathesis_finds_no_server_errors_and_no_response_outside_the_documen
     assert!(status == StatusCode::OK || status == StatusCode::NOT_FOUND, "{status}");
     hub.stop().await;
 }
+
+/// Each caller has its own request rate (`[admin] requests_per_second`, `request_burst`): past it, 429
+/// `rate_limited` with `Retry-After`; another caller is not held up, and the bucket fills again with time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_over_its_rate_is_refused_with_429_and_others_are_not() {
+    let hub = TestHub::start_with(|c| {
+        c.admin.keys = vec![
+            podium_hub::config::AdminKey {
+                name: "ops".into(),
+                sha256: podium_hub::admin_key_hash(ADMIN_KEY),
+                scope: podium_hub::auth::Scope::Admin,
+            },
+            podium_hub::config::AdminKey {
+                name: "dashboard".into(),
+                sha256: podium_hub::admin_key_hash(READ_KEY),
+                scope: podium_hub::auth::Scope::Read,
+            },
+        ];
+        c.admin.requests_per_second = 1;
+        c.admin.request_burst = 5;
+    })
+    .await;
+    let api = Api::new(&hub);
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(api.call(reqwest::Method::GET, "/v1/admin/rooms", Some(ADMIN_KEY), None).await.0);
+    }
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    // The burst, plus at most one refilled while the requests were made.
+    assert!((5..=6).contains(&ok), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+
+    let response = reqwest::Client::new()
+        .get(format!("http://{}/v1/admin/rooms", hub.addr))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "rate_limited", "{problem}");
+
+    // Another caller has its own bucket; the first one's refills.
+    let (status, _) = api.call(reqwest::Method::GET, "/v1/admin/rooms", Some(READ_KEY), None).await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (status, _) = api.call(reqwest::Method::GET, "/v1/admin/rooms", Some(ADMIN_KEY), None).await;
+    assert_eq!(status, StatusCode::OK);
+}

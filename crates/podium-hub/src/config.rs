@@ -222,11 +222,22 @@ impl Default for ServerConfig {
 
 /// `[admin]`: who may call the admin API (`/v1/admin/`), besides holders of admin-grant tokens signed with the
 /// token secret.
-#[derive(Deserialize, Clone, Debug, Default)]
+#[derive(Deserialize, Clone, Debug)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// API keys, each stored as the SHA-256 of the key (`podium admin-key` makes one).
     pub keys: Vec<AdminKey>,
+    /// Requests per second each caller (an API key's or an admin token's name) may make, on average; more are
+    /// refused with 429 `rate_limited` and `Retry-After`. 0: no limit.
+    pub requests_per_second: u32,
+    /// How many requests a caller may make at once beyond the average (the bucket's size; 0: the rate).
+    pub request_burst: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { keys: Vec::new(), requests_per_second: 50, request_burst: 100 }
+    }
 }
 
 /// One admin API key.

@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     n_connections: AtomicUsize,
     /// The admin API's keys (`[admin] keys`).
     pub(crate) admin_keys: crate::admin::AdminKeys,
+    /// The admin API's request rate per caller (`[admin] requests_per_second`).
+    pub(crate) admin_rate: crate::admin::AdminRate,
     /// The admin API's idempotency keys, with the in-memory store (with Redis they live there).
     pub(crate) idempotency: crate::admin::idempotency::MemoryKeys,
     /// Per-source limits on connections that have not joined (and the summary of refused tokens).
@@ -429,6 +431,7 @@ impl Hub {
             stopped,
             n_connections: AtomicUsize::new(0),
             admin_keys: crate::admin::AdminKeys::new(&config.admin),
+            admin_rate: crate::admin::AdminRate::new(&config.admin),
             idempotency: crate::admin::idempotency::MemoryKeys::default(),
             admission: Admission::new(&config.limits, config.server.trusted_proxies.clone()),
             resume_secret: rand::random(),

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use podium_store::RedisStore;
+use podium_store::redis::leases::WATCH_EVERY;
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -33,6 +34,7 @@ pub(crate) async fn keep(shared: Arc<Shared>, store: RedisStore) {
     let mut stopped = shared.stopped_rx();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + LEASE_RENEW, LEASE_RENEW);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batches: u64 = 0;
     loop {
         tokio::select! {
             _ = stopped.changed() => return,
@@ -47,7 +49,11 @@ pub(crate) async fn keep(shared: Arc<Shared>, store: RedisStore) {
         let leases = if shared.is_draining() {
             store.media_holders(&names, &shared.node_id).await
         } else {
-            store.claim_media_many(&names, &shared.node_id, LEASE).await
+            // A holder's renewal only extends its lease, except every `WATCH_EVERY` batches, when it also records
+            // this hub's watch (which others compare with once a lease has lapsed).
+            batches += 1;
+            let watch = batches.is_multiple_of(WATCH_EVERY);
+            store.claim_media_many(&names, &shared.node_id, LEASE, watch).await
         };
         let mut failed = 0usize;
         for ((_, handle), lease) in rooms.iter().zip(leases) {

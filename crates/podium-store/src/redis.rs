@@ -224,29 +224,28 @@ return 0
 ";
 
 /// Claims or renews the room's lease and tells its media epoch ([`RedisStore::claim_media`]). KEYS: the owner key,
-/// the media key, the claims key. ARGV: node id, lease in ms, contact in ms, grace in ms. Returns `{1, node, epoch}`
+/// the media key, the claims key. ARGV: node id, lease in ms, contact in ms, grace in ms, watch (`1`: record the
+/// claimer's watch even when it holds the lease; `0`: not then). Returns `{1, node, epoch}`
 /// when the node holds the lease (now renewed; the media key names it, with a new epoch if it named another node or
 /// none), `{0, holder, epoch}` when it does not: another node holds the lease, or the lease lapsed but its last
 /// holder (the media key's node, named as `holder`) may still come back for it (below). The media key is unchanged
 /// then; epoch 0 when there is none. An unreadable media value counts as none.
 ///
-/// Every claim by a node that does not hold the lease records the claimer's *watch* in the claims hash:
-/// `"<since_ms> <last_ms>"` by Redis's `TIME`, where `since_ms` is when its current run of claims began (a gap longer
-/// than the contact window between two claims starts a new run: the claimer, or Redis, was away). The holder's
-/// renewal (the lease and the media key name it) is the cheap path (five commands): it rewrites its own watch only
-/// in the first renewal of each minute, keeping its `since_ms`, so the `last_ms` others compare with is at most a
-/// minute old; the hash's hour-long expiry is renewed the same way. A lapsed lease whose media node is another node goes
+/// A claim records the claimer's *watch* in the claims hash: `"<since_ms> <last_ms>"` by Redis's `TIME`, where
+/// `since_ms` is when its current run of claims began (a gap longer than the contact window between two claims
+/// starts a new run: the claimer, or Redis, was away); the hash's hour-long expiry is renewed by a node's first
+/// claim in each minute. The exception is the holder's renewal without `watch` (ARGV 5 is `0`; the lease and the
+/// media key name the claimer): three commands, the lease extended and nothing else written. A hub's batched
+/// renewals ask for the watch every 30 s ([`RedisStore::claim_media_many`]), so the holder's `last_ms` that others
+/// compare with is at most that old (plus a renewal). A lapsed lease whose media node is another node goes
 /// to the claimer only when the claimer was watching while that node still renewed (its run began before the media
 /// node's last recorded watch plus the lease: the media node stopped renewing while Redis answered, so it is dead or
 /// cut off), or when the claimer has been watching for the grace window (the media node had that long to come back
 /// and did not), or when the media node left no watch (it released the lease, or an older build held it). So after
 /// a Redis outage, which every hub's run spans, the media node re-claims its own lease, while a hub killed with
 /// Redis up loses it as soon as it lapses to any hub that has been claiming for the grace window (a hub that only
-/// began claiming within the last minute may wait out the rest of that window).
+/// began claiming within the last 30 s may wait out the rest of that window).
 pub const CLAIM_MEDIA_LUA: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local lease, contact, grace = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local holder = redis.call('GET', KEYS[1])
 local epoch, media_node = 0, false
 local media = redis.call('GET', KEYS[2])
@@ -257,30 +256,29 @@ if media then
     media_node = string.sub(media, space + 1)
   end
 end
-local s, last = false, false
-local mine = redis.call('HGET', KEYS[3], ARGV[1])
-if mine then s, last = string.match(mine, '^(%d+) (%d+)$') end
-local fresh = last and math.floor(tonumber(last) / 60000) == math.floor(now / 60000)
-if holder == ARGV[1] and media_node == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  if not fresh then
-    redis.call('HSET', KEYS[3], ARGV[1], string.format('%d %d', s and tonumber(s) or now, now))
-    redis.call('PEXPIRE', KEYS[3], 3600000)
-  end
+if ARGV[5] == '0' and holder == ARGV[1] and media_node == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return {1, ARGV[1], epoch}
 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease, contact, grace = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local since = now
-if s and now - tonumber(last) <= contact then since = tonumber(s) end
+local refresh = true
+local mine = redis.call('HGET', KEYS[3], ARGV[1])
+if mine then
+  local s, last = string.match(mine, '^(%d+) (%d+)$')
+  if s and now - tonumber(last) <= contact then since = tonumber(s) end
+  if last and math.floor(tonumber(last) / 60000) == math.floor(now / 60000) then refresh = false end
+end
 redis.call('HSET', KEYS[3], ARGV[1], string.format('%d %d', since, now))
-if not fresh then redis.call('PEXPIRE', KEYS[3], 3600000) end
+if refresh then redis.call('PEXPIRE', KEYS[3], 3600000) end
 if holder and holder ~= ARGV[1] then return {0, holder, epoch} end
 if not holder and media_node and media_node ~= ARGV[1] then
   local theirs = redis.call('HGET', KEYS[3], media_node)
   if theirs then
-    local _, their_last = string.match(theirs, '^(%d+) (%d+)$')
-    if their_last and since > tonumber(their_last) + lease and now < since + grace then
-      return {0, media_node, epoch}
-    end
+    local _, last = string.match(theirs, '^(%d+) (%d+)$')
+    if last and since > tonumber(last) + lease and now < since + grace then return {0, media_node, epoch} end
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -963,11 +961,22 @@ impl RedisStore {
     ///
     /// [`MemoryStore`]: crate::MemoryStore
     pub async fn claim_media(&self, room: &str, node: &str, lease: Duration) -> Result<Lease, StoreError> {
+        self.claim_media_watching(room, node, lease, true).await
+    }
+
+    /// [`RedisStore::claim_media`], with the holder's watch recorded only when `watch` (see [`CLAIM_MEDIA_LUA`]).
+    async fn claim_media_watching(
+        &self,
+        room: &str,
+        node: &str,
+        lease: Duration,
+        watch: bool,
+    ) -> Result<Lease, StoreError> {
         let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
         let (contact, grace) = (ms * 2 / 3, ms.saturating_mul(2));
         let mut invocation = self.claim_media_script.prepare_invoke();
         invocation.key(owner_key(room)).key(media_key(room)).key(claims_key(room)).arg(node).arg(ms);
-        invocation.arg(contact).arg(grace);
+        invocation.arg(contact).arg(grace).arg(u8::from(watch));
         let (held, holder, epoch): (i64, String, u64) =
             self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
         Ok(Lease { held: held == 1, holder: Some(holder), epoch })

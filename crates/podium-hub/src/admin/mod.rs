@@ -119,10 +119,14 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|c| !c.is_empty())
             .ok_or_else(|| unauthorized("the Authorization scheme must be Bearer"))?;
         if let Some((name, scope)) = state.shared.admin_keys.lookup(credential) {
+            state.shared.admin_rate.check(name)?;
             return Ok(Self { name: name.clone(), scope: *scope });
         }
         match state.shared.keys.verify_admin(credential) {
-            Ok((name, scope)) => Ok(Self { name, scope }),
+            Ok((name, scope)) => {
+                state.shared.admin_rate.check(&name)?;
+                Ok(Self { name, scope })
+            }
             Err(e) => {
                 // Counted per source and logged as a summary, like refused participant tokens.
                 if let Some(info) = parts.extensions.get::<Arc<crate::http::ConnInfo>>() {
@@ -131,6 +135,45 @@ impl FromRequestParts<AppState> for Caller {
                 Err(unauthorized(&format!("not an admin key, and not a valid admin-grant token: {e}")))
             }
         }
+    }
+}
+
+/// The admin API's request rate per caller (`[admin] requests_per_second`, `request_burst`): a bucket per caller
+/// name (an API key's, or an admin token's), so one runaway script cannot take the hub from the others. Callers are
+/// authenticated first, so the buckets are bounded by the configured keys and the names the token secret's holders
+/// mint; idle full buckets are dropped now and then.
+pub(crate) struct AdminRate {
+    limiter: Option<governor::DefaultKeyedRateLimiter<String>>,
+    rate: u32,
+}
+
+impl AdminRate {
+    /// Buckets are dropped once full again when more than this many exist.
+    const TIDY_ABOVE: usize = 1024;
+
+    pub(crate) fn new(config: &AdminConfig) -> Self {
+        let limiter = std::num::NonZeroU32::new(config.requests_per_second).map(|rate| {
+            let burst = std::num::NonZeroU32::new(config.request_burst).unwrap_or(rate);
+            governor::RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(burst))
+        });
+        Self { limiter, rate: config.requests_per_second }
+    }
+
+    /// `rate_limited` (429, with `Retry-After`) when `caller` is over its rate.
+    pub(crate) fn check(&self, caller: &str) -> Result<(), Problem> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
+        if limiter.len() > Self::TIDY_ABOVE {
+            limiter.retain_recent();
+        }
+        limiter.check_key(&caller.to_owned()).map_err(|not_until| {
+            use governor::clock::Clock as _;
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            Problem::new(
+                ErrorCode::RateLimited,
+                format!("{caller:?} made more than {} requests per second; retry later", self.rate),
+            )
+            .retry_after(wait.as_secs().max(1))
+        })
     }
 }
 

@@ -20,6 +20,10 @@ use futures_util::future::join_all;
 use super::{Lease, NODES_KEY, NodeInfo, NodeStatus, RedisStore, claims_key, media_key, owner_key};
 use crate::StoreError;
 
+/// A hub's batched renewals record its watch of each lease every this many batches (see
+/// [`RedisStore::claim_media_many`]): every 30 s at one batch per 0.5 s.
+pub const WATCH_EVERY: u64 = 60;
+
 /// At most this many rooms' claims go in one pipeline (more are sent in several, one after the other).
 pub const LEASE_BATCH: usize = 1024;
 
@@ -40,11 +44,15 @@ pub fn held_key(node: &str) -> String {
 impl RedisStore {
     /// [`RedisStore::claim_media`] for each of `rooms` (see the module docs): one result per room, in order. A hub
     /// that has to read the script into Redis again (after a Redis restart) does so for the rooms that said so.
+    /// Without `watch`, renewing a lease this node holds only extends it (three commands, see
+    /// [`CLAIM_MEDIA_LUA`](super::CLAIM_MEDIA_LUA)); with it, the claim also records the node's watch, which a hub
+    /// asks for every [`WATCH_EVERY`] batches so that others see it is alive.
     pub async fn claim_media_many(
         &self,
         rooms: &[&str],
         node: &str,
         lease: Duration,
+        watch: bool,
     ) -> Vec<Result<Lease, StoreError>> {
         let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
         let (contact, grace) = (ms * 2 / 3, ms.saturating_mul(2));
@@ -54,14 +62,16 @@ impl RedisStore {
             if self.link.is_cluster() {
                 // A cluster pipeline must stay within one slot: send the claims side by side instead (the cluster
                 // connection multiplexes them, so the batch still waits about one round trip).
-                out.extend(join_all(chunk.iter().map(|room| self.claim_media(room, node, lease))).await);
+                out.extend(
+                    join_all(chunk.iter().map(|room| self.claim_media_watching(room, node, lease, watch))).await,
+                );
                 continue;
             }
             let mut pipe = ::redis::pipe();
             pipe.ignore_errors();
             for room in chunk {
                 pipe.cmd("EVALSHA").arg(hash).arg(3).arg(owner_key(room)).arg(media_key(room)).arg(claims_key(room));
-                pipe.arg(node).arg(ms).arg(contact).arg(grace);
+                pipe.arg(node).arg(ms).arg(contact).arg(grace).arg(u8::from(watch));
             }
             let replies: Result<Vec<RedisResult<ClaimReply>>, StoreError> =
                 self.link.run(|mut conn| async move { pipe.query_async(&mut conn).await }).await;
@@ -78,7 +88,7 @@ impl RedisStore {
                     Some(Ok((held, holder, epoch))) => Ok(Lease { held: held == 1, holder: Some(holder), epoch }),
                     Some(Err(e)) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                         // `claim_media` loads the script and runs it.
-                        self.claim_media(room, node, lease).await
+                        self.claim_media_watching(room, node, lease, watch).await
                     }
                     Some(Err(e)) => Err(super::unavailable(&e)),
                     None => Err(StoreError::Unavailable("redis answered fewer claims than were sent".into())),
@@ -212,24 +222,37 @@ mod tests {
         assert_eq!(store.claim_media("b", "n2", lease).await, lease_of(true, "n2", 1));
         let rooms: Vec<String> = (0..50).map(|i| format!("room-{i}")).chain(["b".to_owned()]).collect();
         let names: Vec<&str> = rooms.iter().map(String::as_str).collect();
-        let claimed = store.claim_media_many(&names, "n1", lease).await;
+        let claimed = store.claim_media_many(&names, "n1", lease, true).await;
         assert_eq!(claimed.len(), names.len());
         assert!(claimed[..50].iter().all(|l| *l == lease_of(true, "n1", 1)), "{claimed:?}");
         assert_eq!(claimed[50], lease_of(false, "n2", 1));
         // Renewing keeps the epoch; the individual claim agrees.
-        let renewed = store.claim_media_many(&names[..3], "n1", lease).await;
+        let watch_of = |room: &str| server.command(&["HGET", &claims_key(room), "n1"]);
+        let watched = watch_of("room-0");
+        let renewed = store.claim_media_many(&names[..3], "n1", lease, false).await;
         assert_eq!(renewed, vec![lease_of(true, "n1", 1); 3]);
+        assert_eq!(watch_of("room-0"), watched, "a renewal without the watch writes nothing but the lease");
+        let pttl: i64 =
+            server.command(&["PTTL", &owner_key("room-0")]).trim().trim_start_matches(':').parse().expect("PTTL");
+        assert!(pttl > 4_000, "the lease was extended: {pttl} ms left");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(store.claim_media_many(&names[..1], "n1", lease, true).await, vec![lease_of(true, "n1", 1)]);
+        assert_ne!(watch_of("room-0"), watched, "with the watch, it is recorded");
+        // Another node's claim without the watch still records its watch (only a holder's renewal skips it).
+        let others = store.claim_media_many(&["room-1"], "n3", lease, false).await;
+        assert_eq!(others, vec![lease_of(false, "n1", 1)]);
+        assert!(server.command(&["HGET", &claims_key("room-1"), "n3"]).contains(' '), "n3's watch is recorded");
         assert_eq!(store.claim_media("room-7", "n1", lease).await, lease_of(true, "n1", 1));
 
         server.command(&["SCRIPT", "FLUSH"]);
-        assert_eq!(store.claim_media_many(&names[..2], "n1", lease).await, vec![lease_of(true, "n1", 1); 2]);
+        assert_eq!(store.claim_media_many(&names[..2], "n1", lease, false).await, vec![lease_of(true, "n1", 1); 2]);
 
         let read = store.media_holders(&["room-1", "b", "nothing"], "n1").await;
         assert_eq!(
             read,
             vec![lease_of(true, "n1", 1), lease_of(false, "n2", 1), Ok(Lease { held: false, holder: None, epoch: 0 })]
         );
-        assert!(store.claim_media_many(&[], "n1", lease).await.is_empty());
+        assert!(store.claim_media_many(&[], "n1", lease, false).await.is_empty());
     }
 
     /// The heartbeat pipeline records the beat, reads the registry, and keeps the node's list of held rooms alive;
