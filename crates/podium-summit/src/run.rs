@@ -1110,7 +1110,9 @@ impl StageRun {
         slot.overrun = false;
         let guid = slot.guid;
         self.state.active = None;
-        self.hand_over(at, Some(guid), None, &[], false);
+        // Between slots only an always-on stage keeps what the empty policy started.
+        let stop_fallback = !self.state.stage.always_on;
+        self.hand_over(at, Some(guid), None, &[], stop_fallback);
         if status == SlotStatus::Completed {
             self.push_event(at, Event::SlotEnded { slot: guid });
         }
