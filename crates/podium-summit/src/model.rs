@@ -767,7 +767,7 @@ impl Schedule {
     pub fn move_slot(&mut self, guid: SlotGuid, stage: &StageId, start: Millis) -> Result<(), ScheduleError> {
         self.stage(stage)?;
         let slot = self.slots.get(&guid).ok_or_else(|| not_found("slot", &guid.to_string()))?;
-        let end = start.saturating_add(slot.end - slot.start);
+        let end = start.saturating_add(slot.end.saturating_sub(slot.start));
         check_interval("slot", start, end)?;
         if let Some(slot) = self.slots.get_mut(&guid) {
             slot.stage = stage.clone();

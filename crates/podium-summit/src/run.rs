@@ -1153,7 +1153,7 @@ impl StageRun {
                 self.push_event(at, Event::SlotMoved { slot: guid, start, end });
                 break;
             }
-            let drift = edge - slot.start;
+            let drift = edge.saturating_sub(slot.start);
             slot.start = edge;
             slot.end = slot.end.saturating_add(drift);
             edge = slot.end;
