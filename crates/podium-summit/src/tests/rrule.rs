@@ -120,3 +120,52 @@ fn rules_outside_the_subset_are_refused() {
     .expect("valid");
     assert!(matches!(too_many.expand("UTC", GapRule::Skip), Err(ScheduleError::BadInstanceCount(_))));
 }
+
+mod props {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use crate::{GapRule, Series, local_time};
+
+    const ZONES: [&str; 4] = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "UTC"];
+
+    proptest! {
+        /// A daily series at any local time, starting any day of 2024-2026, in zones with 1 h and 30 min DST
+        /// shifts: under the Podium rule it has exactly one instance per local day, COUNT of them, ascending.
+        #[test]
+        fn daily_series_run_once_every_local_day(
+            zone in 0..ZONES.len(),
+            day in 0i64..(3 * 365),
+            hour in 0i8..24,
+            minute in 0i8..60,
+            count in 1u32..120,
+        ) {
+            let date = jiff::civil::date(2024, 1, 1)
+                .checked_add(jiff::Span::new().days(day))
+                .expect("in range");
+            let dtstart = format!("{date}T{hour:02}:{minute:02}");
+            let series = Series::new(&dtstart, &format!("FREQ=DAILY;COUNT={count}")).expect("valid");
+            let instants = series.expand(ZONES[zone], GapRule::ShiftForward).expect("expands");
+            prop_assert_eq!(instants.len(), count as usize);
+            prop_assert!(instants.windows(2).all(|w| w[0] < w[1]));
+            let days: BTreeSet<String> = instants
+                .iter()
+                .map(|at| local_time(ZONES[zone], *at).expect("in range")[..10].to_owned())
+                .collect();
+            prop_assert_eq!(days.len(), count as usize);
+            // RFC 5545's rule drops gap instances but still yields COUNT of them, and never more days than Podium's.
+            let skipped = series.expand(ZONES[zone], GapRule::Skip).expect("expands");
+            prop_assert_eq!(skipped.len(), count as usize);
+            prop_assert!(skipped.last() >= instants.last());
+        }
+
+        /// Any rule string never panics: it parses and expands, or is refused.
+        #[test]
+        fn arbitrary_rules_never_panic(rule in "[A-Z=;,0-9TZ]{0,60}", dtstart in "[0-9T:-]{0,20}") {
+            if let Ok(series) = Series::new(&dtstart, &rule) {
+                let _ = series.expand("Europe/Berlin", GapRule::ShiftForward);
+            }
+        }
+    }
+}
