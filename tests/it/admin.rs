@@ -14,20 +14,25 @@ use crate::support::{Client, TestHub};
 const ADMIN_KEY: &str = "adm_test_0123456789abcdef";
 const READ_KEY: &str = "adm_read_0123456789abcdef";
 
+/// `ops` (scope admin, `ADMIN_KEY`) and `dashboard` (scope read, `READ_KEY`).
+fn admin_keys() -> Vec<podium_hub::config::AdminKey> {
+    vec![
+        podium_hub::config::AdminKey {
+            name: "ops".into(),
+            sha256: podium_hub::admin_key_hash(ADMIN_KEY),
+            scope: podium_hub::auth::Scope::Admin,
+        },
+        podium_hub::config::AdminKey {
+            name: "dashboard".into(),
+            sha256: podium_hub::admin_key_hash(READ_KEY),
+            scope: podium_hub::auth::Scope::Read,
+        },
+    ]
+}
+
 async fn hub() -> TestHub {
     TestHub::start_with(|c| {
-        c.admin.keys = vec![
-            podium_hub::config::AdminKey {
-                name: "ops".into(),
-                sha256: podium_hub::admin_key_hash(ADMIN_KEY),
-                scope: podium_hub::auth::Scope::Admin,
-            },
-            podium_hub::config::AdminKey {
-                name: "dashboard".into(),
-                sha256: podium_hub::admin_key_hash(READ_KEY),
-                scope: podium_hub::auth::Scope::Read,
-            },
-        ];
+        c.admin.keys = admin_keys();
         // Ad hoc rooms end 300 ms after their last participant; persistent rooms never do.
         c.room.empty_timeout_ms = 300;
         c.room.grace_ms = 300;
@@ -360,18 +365,7 @@ async fn schemathesis_finds_no_server_errors_and_no_response_outside_the_documen
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_over_its_rate_is_refused_with_429_and_others_are_not() {
     let hub = TestHub::start_with(|c| {
-        c.admin.keys = vec![
-            podium_hub::config::AdminKey {
-                name: "ops".into(),
-                sha256: podium_hub::admin_key_hash(ADMIN_KEY),
-                scope: podium_hub::auth::Scope::Admin,
-            },
-            podium_hub::config::AdminKey {
-                name: "dashboard".into(),
-                sha256: podium_hub::admin_key_hash(READ_KEY),
-                scope: podium_hub::auth::Scope::Read,
-            },
-        ];
+        c.admin.keys = admin_keys();
         c.admin.requests_per_second = 1;
         c.admin.request_burst = 5;
     })
