@@ -100,11 +100,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ical;
+pub mod import;
 pub mod model;
 pub mod release;
 pub mod rrule;
 pub mod run;
 
+pub use ical::{Filter, IcalError, IcalOptions, PRODID, SlotUrl, export_ical, last_modified};
+pub use import::{
+    Details, ImportError, ImportOptions, Imported, SessionInfo, SourceSlot, export_podium_json, import_frab,
+    import_podium_json,
+};
 pub use model::{
     EmptyPolicy, MAX_DURATION, MAX_INSTANT, Millis, OverrunPolicy, PODIUM_NAMESPACE, Person, PersonId, Recurrence,
     Schedule, ScheduleError, Session, SessionCode, SessionRole, SessionState, Shift, ShiftId, ShiftRole, Slot,
