@@ -21,12 +21,24 @@
 //!   inputs and gives [`Action`]s for the hub (open backstage, hand over, grant and revoke moderators, filler, open
 //!   mic, house host, reminders) and [`Event`]s for webhooks.
 //!
+//! - **Import** ([`import`]): [`import_frab`] reads a pretalx/frab `schedule.json` into a [`Schedule`] (stages from
+//!   rooms, with deterministic persistent room names; people; sessions; slots), with the display data the model
+//!   does not hold ([`Details`]: room names, abstracts, tracks, URLs) and each slot's source `guid`/`id`
+//!   ([`Imported::sources`]: Podium slot GUIDs are always derived, uuid v5 of summit id and session code, so the
+//!   source GUIDs are kept beside them, not as them). [`export_podium_json`] / [`import_podium_json`] are Podium's
+//!   own versioned JSON of a schedule (the serde of [`Schedule`], validated on import).
+//! - **iCalendar export** ([`ical`]): [`export_ical`] writes a [`Release`] as RFC 5545 text for the whole summit,
+//!   one stage, one person or a subscriber's set of slots ([`Filter`]): one VEVENT per concrete slot, `UID` =
+//!   `{slot guid}@{host}`, UTC `DTSTART`/`DTEND`, `SEQUENCE` = the slot's counter, canceled slots kept as
+//!   `STATUS:CANCELLED`, a stable [`PRODID`] and `REFRESH-INTERVAL` (RFC 7986). [`last_modified`] gives each slot's
+//!   `LAST-MODIFIED` from the release history.
+//!
 //! # What it does not do
 //!
-//! No IO, no async, no clock reads, no randomness: time is an input. It never panics on any input; a refused
-//! input returns an error and changes nothing. The tz database is jiff's bundled copy, never the host's. It does
-//! not import pretalx/frab JSON, export iCalendar, persist, deliver webhooks or touch rooms: the hub does, from
-//! the values here (all serde).
+//! No IO, no async, no clock reads, no randomness: time is an input (the export's `DTSTAMP` too). It never panics
+//! on any input; a refused input returns an error and changes nothing. The tz database is jiff's bundled copy,
+//! never the host's. It does not fetch schedules, serve feeds, persist, deliver webhooks or touch rooms: the hub
+//! does, from the values here (all serde).
 //!
 //! # The run-loop contract
 //!
@@ -100,11 +112,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ical;
+pub mod import;
 pub mod model;
 pub mod release;
 pub mod rrule;
 pub mod run;
 
+pub use ical::{Filter, IcalError, IcalOptions, PRODID, SlotUrl, export_ical, last_modified};
+pub use import::{
+    Details, ImportError, ImportOptions, Imported, SessionInfo, SourceSlot, export_podium_json, import_frab,
+    import_podium_json,
+};
 pub use model::{
     EmptyPolicy, MAX_DURATION, MAX_INSTANT, Millis, OverrunPolicy, PODIUM_NAMESPACE, Person, PersonId, Recurrence,
     Schedule, ScheduleError, Session, SessionCode, SessionRole, SessionState, Shift, ShiftId, ShiftRole, Slot,

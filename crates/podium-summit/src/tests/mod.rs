@@ -7,6 +7,7 @@ use crate::{
     ShiftId, ShiftRole, Stage, StageId, StagePlan, StageRun,
 };
 
+mod import_ical;
 mod props;
 mod release;
 mod rrule;
