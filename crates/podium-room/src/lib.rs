@@ -63,8 +63,8 @@
 //! ceilings, stage capacity, present targets, the last moderator, ...), with these differences: it is never a
 //! participant (no seat, not counted, no events; `GetState` answers [`Reply::Room`], a moderator's view without
 //! `you`), it may `Kick`/`Ban` a moderator, it cannot send the commands that act on the sender's own state
-//! (`Forbidden`), and only it may `Revoke` and `SetPersistent`. Admin names and identities are separate
-//! namespaces: events carry `by: Actor`, never a bare string.
+//! (`Forbidden`), and only it may `Revoke`, `SetPersistent` and `HandoverDelta`. Admin names and identities are
+//! separate namespaces: events carry `by: Actor`, never a bare string.
 //!
 //! Moderation commands (every moderator command except `ListAudience`, plus the administrator's) take an optional
 //! [`Reason`]; any other command given one is refused (`BadRequest`), as is a reason over 256 characters or with a
