@@ -110,6 +110,7 @@ enum Cmd {
     EndRoom,
     Revoke { identity: Option<Who>, token: Option<u8> },
     SetPersistent(bool),
+    HandoverDelta { demote: Vec<Who>, promote: Vec<(Who, R)>, moderators_add: Vec<Who>, moderators_remove: Vec<Who> },
 }
 
 /// A reason: absent, good, empty, too long, or with a control character.
@@ -168,6 +169,12 @@ impl From<Cmd> for Command {
                 Self::Revoke { identity: identity.map(Who::id), token_id: t.map(token) }
             }
             Cmd::SetPersistent(persistent) => Self::SetPersistent { persistent },
+            Cmd::HandoverDelta { demote, promote, moderators_add, moderators_remove } => Self::HandoverDelta {
+                demote: demote.into_iter().map(Who::id).collect(),
+                promote: promote.into_iter().map(|(w, r)| (w.id(), r.into())).collect(),
+                moderators_add: moderators_add.into_iter().map(Who::id).collect(),
+                moderators_remove: moderators_remove.into_iter().map(Who::id).collect(),
+            },
         }
     }
 }

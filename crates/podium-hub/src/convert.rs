@@ -174,8 +174,8 @@ pub(crate) fn reply(r: room::Reply) -> Option<proto::Reply> {
         room::Reply::Hand { position, promoted } => Some(proto::Reply::Hand { position, promoted }),
         room::Reply::Audience(page) => Some(proto::Reply::Audience(audience_page(&page))),
         room::Reply::State(snap) => Some(proto::Reply::State(Box::new(snapshot(&snap)))),
-        // Only administrators get it, and they do not use the websocket.
-        room::Reply::Room(_) => None,
+        // Only administrators get these, and they do not use the websocket.
+        room::Reply::Room(_) | room::Reply::HandedOver { .. } => None,
     }
 }
 

@@ -380,7 +380,9 @@ pub enum StageCause {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
-    /// A moderator replaced the whole stage.
+    /// Several seats changed in one step: a moderator (or administrator) replaced the whole stage (`handover`), or
+    /// an administrator, such as the summit scheduler at a slot's start, handed over part of it (some members to
+    /// the audience, others onto the stage, moderator rights moved). The new stage is in the event.
     Handover {
         /// The moderator, when a moderator did it.
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -111,6 +111,20 @@ pub enum Command {
         /// The new stage, each with `Speaker` or `Moderator`.
         stage: Vec<(ParticipantId, Role)>,
     },
+    /// Administrator (the summit scheduler): change part of the stage in one transition, given as changes to the
+    /// stage as it is (unlike [`Command::Handover`], which lists the whole new stage). Identities not present are
+    /// skipped (reported in [`Reply::HandedOver`]); everything else is validated first and the command is applied
+    /// whole or refused whole. See the rules table.
+    HandoverDelta {
+        /// Leave the stage for the audience (muted); audience members listed are left as they are.
+        demote: Vec<ParticipantId>,
+        /// Take the stage with at least this role (`Speaker` or `Moderator`); a role is never lowered.
+        promote: Vec<(ParticipantId, Role)>,
+        /// Become moderators (onto the stage if in the audience).
+        moderators_add: Vec<ParticipantId>,
+        /// Lose moderator rights: a moderator becomes a speaker (and leaves the stage if also in `demote`).
+        moderators_remove: Vec<ParticipantId>,
+    },
     /// Moderator: change settings (`None` leaves a setting as it is).
     UpdateSettings {
         /// Open mic.
@@ -174,6 +188,11 @@ pub enum Reply {
     State(Snapshot),
     /// Result of `GetState` from an administrator: the room as a moderator sees it, without a `you`.
     Room(RoomView),
+    /// Result of `HandoverDelta` (accepted, possibly as a no-op).
+    HandedOver {
+        /// The listed identities that were not present and were skipped, each once, in the order first listed.
+        absent: Vec<ParticipantId>,
+    },
 }
 
 /// One page of the audience.

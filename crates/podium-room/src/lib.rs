@@ -63,8 +63,8 @@
 //! ceilings, stage capacity, present targets, the last moderator, ...), with these differences: it is never a
 //! participant (no seat, not counted, no events; `GetState` answers [`Reply::Room`], a moderator's view without
 //! `you`), it may `Kick`/`Ban` a moderator, it cannot send the commands that act on the sender's own state
-//! (`Forbidden`), and only it may `Revoke` and `SetPersistent`. Admin names and identities are separate
-//! namespaces: events carry `by: Actor`, never a bare string.
+//! (`Forbidden`), and only it may `Revoke`, `SetPersistent` and `HandoverDelta`. Admin names and identities are
+//! separate namespaces: events carry `by: Actor`, never a bare string.
 //!
 //! Moderation commands (every moderator command except `ListAudience`, plus the administrator's) take an optional
 //! [`Reason`]; any other command given one is refused (`BadRequest`), as is a reason over 256 characters or with a
@@ -123,6 +123,7 @@
 //! | `MakeModerator { target }` | moderator | target present, ceiling = moderator; already moderator → no-op; audience needs a free seat | Moderator (from the audience: onto the stage, muted); `ModeratorGranted` | `Forbidden`, `NotFound`, `StageFull` |
 //! | `RevokeModerator { target }` | moderator | target present and a moderator, not the only one | Speaker; `ModeratorRevoked` | `Forbidden`, `NotFound`, `Conflict` ("last moderator") |
 //! | `Handover { stage }` | moderator | non-empty; roles speaker/moderator; no duplicates; all present; ceilings allow the roles; len ≤ capacity; same as now → no-op | one transition: unlisted stage members → Audience; listed get their role (newcomers muted, take the stage in list order, hand and invitation cleared; stayers keep mute and stage order); one `Stage` (`Handover`); succession applies after | `Forbidden`, `BadRequest`, `NotFound`, `StageFull` |
+//! | `HandoverDelta { demote, promote, moderators_add, moderators_remove }` | administrator | at least one identity listed; `promote` roles speaker/moderator; no identity twice in a list; none both demoted and promoted/added, none both added (or promoted to moderator) and removed; identities not present are skipped and reported (`HandedOver { absent }`); every new role within its ceiling; stage size after the whole change ≤ capacity (a full stage can be swapped in one step); no role changes (or only succession would undo them) → no-op | one transition, all or nothing: `demote` → Audience (muted; audience members listed left as they are); `moderators_remove`: a moderator → Speaker; `promote (id, r)`: role raised to at least `r` (never lowered); `moderators_add` → Moderator. Applied leavers first, then role changes on stage, then newcomers (muted, hand and invitation cleared, taking the stage in list order); one `Stage` (`Handover`); succession applies after | `Forbidden`, `BadRequest`, `StageFull` |
 //! | `UpdateSettings { .. }` | moderator | at least one field; capacity in `1..=max_stage_capacity` and ≥ stage size; differs (else no-op) | settings changed; `Settings` to everyone. Turning open mic on does not promote the queue | `Forbidden`, `BadRequest`, `Conflict` |
 //! | `InviteToRoom` / `UninviteFromRoom { identity }` | moderator | — (idempotent) | guest list changed | `Forbidden` |
 //! | `ListAudience { after, limit }` | moderator | limit in `1..=max_page` | read-only: audience in join order after the cursor; `next` is the last entry's join order, `None` on the last page | `Forbidden`, `BadRequest` |

@@ -2,7 +2,7 @@
 //! transition, so a refused command changes nothing. A command that would change nothing is accepted as a no-op
 //! without a transition.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 
 use super::Room;
@@ -42,7 +42,7 @@ fn who_may(command: &Command) -> May {
         | Command::DeclineInvite
         | Command::StepDown
         | Command::SetMuted { .. } => May::Participant,
-        Command::Revoke { .. } | Command::SetPersistent { .. } => May::Admin,
+        Command::Revoke { .. } | Command::SetPersistent { .. } | Command::HandoverDelta { .. } => May::Admin,
         Command::ApproveHand { .. }
         | Command::InviteToStage { .. }
         | Command::CancelInvite { .. }
@@ -163,6 +163,9 @@ impl Room {
             Command::MakeModerator { target } => self.make_moderator(now, act, &target),
             Command::RevokeModerator { target } => self.revoke_moderator(now, act, &target),
             Command::Handover { stage } => self.handover(now, act, &stage),
+            Command::HandoverDelta { demote, promote, moderators_add, moderators_remove } => {
+                self.handover_delta(now, act, &Delta { demote, promote, moderators_add, moderators_remove })
+            }
             Command::UpdateSettings { open_mic, closed, stage_capacity } => {
                 self.update_settings(now, role, open_mic, closed, stage_capacity)
             }
@@ -516,6 +519,125 @@ impl Room {
         Ok(Reply::Done)
     }
 
+    /// The administrator's handover as changes to the current stage (the rules table, `HandoverDelta`).
+    fn handover_delta(&mut self, now: Millis, act: &Act, delta: &Delta) -> Outcome {
+        if !act.by.is_admin() {
+            return Err(CommandError::Forbidden(ADMINS_ONLY));
+        }
+        let Delta { demote, promote, moderators_add, moderators_remove } = delta;
+        if demote.is_empty() && promote.is_empty() && moderators_add.is_empty() && moderators_remove.is_empty() {
+            return Err(CommandError::BadRequest("a handover names at least one participant"));
+        }
+        if promote.iter().any(|(_, r)| !r.on_stage()) {
+            return Err(CommandError::BadRequest("handover roles must be speaker or moderator"));
+        }
+        let demoted = distinct(demote.iter())?;
+        let promoted: HashMap<&ParticipantId, Role> = {
+            let mut map = HashMap::with_capacity(promote.len());
+            for (id, r) in promote {
+                if map.insert(id, *r).is_some() {
+                    return Err(CommandError::BadRequest(DUPLICATE));
+                }
+            }
+            map
+        };
+        let added = distinct(moderators_add.iter())?;
+        let removed = distinct(moderators_remove.iter())?;
+        if demoted.iter().any(|id| promoted.contains_key(id) || added.contains(id)) {
+            return Err(CommandError::BadRequest("a participant is both demoted and promoted"));
+        }
+        if removed.iter().any(|id| added.contains(id) || promoted.get(id) == Some(&Role::Moderator)) {
+            return Err(CommandError::BadRequest("a participant both gains and loses moderator rights"));
+        }
+        // Every listed identity once, in the order first listed (demote, promote, moderators_add,
+        // moderators_remove): the absent are skipped, the present get their new role.
+        let listed = demote
+            .iter()
+            .chain(promote.iter().map(|(id, _)| id))
+            .chain(moderators_add.iter())
+            .chain(moderators_remove.iter());
+        let mut seen: HashSet<&ParticipantId> = HashSet::new();
+        let mut absent: Vec<ParticipantId> = Vec::new();
+        let mut changes: Vec<(&ParticipantId, Role)> = Vec::new();
+        for id in listed {
+            if !seen.insert(id) {
+                continue;
+            }
+            let Some(p) = self.participants.get(id) else {
+                absent.push(id.clone());
+                continue;
+            };
+            let role = if demoted.contains(id) {
+                Role::Audience
+            } else {
+                let mut role = p.role;
+                if removed.contains(id) && role == Role::Moderator {
+                    role = Role::Speaker;
+                }
+                if let Some(r) = promoted.get(id) {
+                    role = role.max(*r);
+                }
+                if added.contains(id) {
+                    role = Role::Moderator;
+                }
+                role
+            };
+            if role > p.ceiling {
+                return Err(CommandError::Forbidden("token does not allow that role"));
+            }
+            if role != p.role {
+                changes.push((id, role));
+            }
+        }
+        let joining = changes.iter().filter(|(id, r)| r.on_stage() && !self.stage_member(id)).count();
+        let leaving = changes.iter().filter(|(_, r)| !r.on_stage()).count();
+        let size = self.stage.len().saturating_sub(leaving).saturating_add(joining);
+        if size > sat_usize(self.settings.stage_capacity) {
+            return Err(CommandError::StageFull);
+        }
+        let reply = Reply::HandedOver { absent };
+        if changes.is_empty() || self.undone_by_succession(&changes) {
+            return Ok(reply);
+        }
+        // Leaving first, then role changes on stage, then newcomers (who take the stage in list order).
+        changes.sort_by_key(|(id, r)| match (r.on_stage(), self.stage_member(id)) {
+            (false, _) => 0u8,
+            (true, true) => 1,
+            (true, false) => 2,
+        });
+        let mut tx = self.begin();
+        for (id, role) in changes {
+            self.set_role(id, role, &mut tx);
+        }
+        self.emit_stage(StageCause::Handover { by: act.by.clone(), reason: act.reason.clone() });
+        self.finish(now, tx);
+        Ok(reply)
+    }
+
+    /// Whether succession after applying `changes` (present participants, each once, with a role that differs
+    /// from theirs) would put every role back as it was: then the command is a no-op, not a transition.
+    fn undone_by_succession(&self, changes: &[(&ParticipantId, Role)]) -> bool {
+        let new_role = |id: &ParticipantId| {
+            changes
+                .iter()
+                .find(|(c, _)| *c == id)
+                .map(|(_, r)| *r)
+                .or_else(|| self.participants.get(id).map(|p| p.role))
+        };
+        let moderated_after = self.stage.values().any(|id| new_role(id) == Some(Role::Moderator))
+            || changes.iter().any(|(_, r)| *r == Role::Moderator);
+        if self.moderators().is_empty() || moderated_after {
+            return false;
+        }
+        // Succession picks the longest-serving speaker who may moderate: stayers in stage order, then newcomers.
+        let may_moderate = |id: &ParticipantId| self.participants.get(id).is_some_and(|p| p.ceiling == Role::Moderator);
+        let stayers = self.stage.values().filter(|id| new_role(id).is_some_and(Role::on_stage));
+        let newcomers = changes.iter().filter(|(id, r)| r.on_stage() && !self.stage_member(id)).map(|(id, _)| *id);
+        let heir = stayers.chain(newcomers).find(|id| may_moderate(id));
+        // The only change undone is a single moderator losing rights and getting them straight back.
+        matches!((heir, changes), (Some(heir), [(id, Role::Speaker)]) if heir == *id)
+    }
+
     fn update_settings(
         &mut self,
         now: Millis,
@@ -662,6 +784,27 @@ impl Room {
     fn stage_member(&self, id: &ParticipantId) -> bool {
         self.participants.get(id).is_some_and(|p| p.role.on_stage())
     }
+}
+
+const DUPLICATE: &str = "duplicate participant in handover";
+
+/// The lists of a `HandoverDelta`.
+struct Delta {
+    demote: Vec<ParticipantId>,
+    promote: Vec<(ParticipantId, Role)>,
+    moderators_add: Vec<ParticipantId>,
+    moderators_remove: Vec<ParticipantId>,
+}
+
+/// The identities of one list, refused if one appears twice.
+fn distinct<'a>(ids: impl Iterator<Item = &'a ParticipantId>) -> Result<HashSet<&'a ParticipantId>, CommandError> {
+    let mut set = HashSet::new();
+    for id in ids {
+        if !set.insert(id) {
+            return Err(CommandError::BadRequest(DUPLICATE));
+        }
+    }
+    Ok(set)
 }
 
 fn require_moderator(role: Role) -> Result<(), CommandError> {

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod handover;
 mod props;
 mod rules;
 mod scenario;

@@ -136,6 +136,18 @@ fn command() -> impl Strategy<Value = Command> {
         2 => Just(C::MakeModerator { target: t() }),
         2 => Just(C::RevokeModerator { target: t() }),
         3 => proptest::collection::vec((any_id(), role()), 0..5).prop_map(|stage| C::Handover { stage }),
+        4 => (
+            proptest::collection::vec(any_id(), 0..3),
+            proptest::collection::vec((any_id(), role()), 0..4),
+            proptest::collection::vec(any_id(), 0..2),
+            proptest::collection::vec(any_id(), 0..2),
+        )
+            .prop_map(|(demote, promote, moderators_add, moderators_remove)| C::HandoverDelta {
+                demote,
+                promote,
+                moderators_add,
+                moderators_remove,
+            }),
         2 => (option::of(any::<bool>()), option::of(any::<bool>()), option::of(0u32..6)).prop_map(
             |(open_mic, closed, stage_capacity)| C::UpdateSettings { open_mic, closed, stage_capacity }
         ),
@@ -229,6 +241,31 @@ fn resolve(room: &Room, from: &Pick, command: Command, target: &Pick) -> (Partic
                     .collect(),
             },
         },
+        C::HandoverDelta { demote, promote, moderators_add, moderators_remove } => match target {
+            Pick::Id(_) => C::HandoverDelta { demote, promote, moderators_add, moderators_remove },
+            // A plausible scheduler handover: the first stage members out, as many allowed listeners in (the first
+            // as its ceiling), moderator rights moved from a stayer to a newcomer now and then.
+            Pick::Smart(k) => {
+                let stage = room.stage();
+                let out: Vec<ParticipantId> = stage.iter().take(k % 3 + 1).map(|m| m.id.clone()).collect();
+                let incoming: Vec<&ParticipantState> = ps
+                    .iter()
+                    .filter(|p| p.role == Audience && p.ceiling >= Speaker)
+                    .skip(k % 2)
+                    .take(k % 4 + 1)
+                    .collect();
+                let promote = incoming
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (p.id.clone(), if i == 0 { p.ceiling } else { Speaker }))
+                    .collect();
+                let stayer_mods = stage.iter().skip(out.len()).filter(|m| m.role == Moderator).map(|m| m.id.clone());
+                let moderators_remove = if k % 2 == 0 { stayer_mods.take(1).collect() } else { Vec::new() };
+                let moderators_add =
+                    incoming.iter().filter(|p| p.ceiling == Moderator).take(k % 2).map(|p| p.id.clone()).collect();
+                C::HandoverDelta { demote: out, promote, moderators_add, moderators_remove }
+            }
+        },
         other => other,
     };
     (from, command)
@@ -246,6 +283,8 @@ fn to_step(room: &Room, now: Millis, op: &Op) -> Step {
         Op::Leave(who) => Step::Leave(pid(IDS[*who])),
         Op::Advance(d) => Step::Advance(*d),
         Op::Cmd { from, command, target, admin, reason } => {
+            // An administrator-only handover is mostly sent by one (a `Pick::Id` sender still tries it).
+            let admin = *admin || (matches!(command, C::HandoverDelta { .. }) && matches!(from, Pick::Smart(_)));
             let (from, command) = resolve(room, from, command.clone(), target);
             match (admin, reason) {
                 (false, None) => Step::Command(from, command),
