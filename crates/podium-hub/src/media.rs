@@ -34,7 +34,7 @@ pub(crate) enum MediaRequest {
 /// error's text is logged at debug level instead).
 pub(crate) fn failure(e: &MediaError) -> Failure {
     match e {
-        MediaError::BadSdp(_) => (ErrorCode::BadRequest, e.to_string()),
+        MediaError::BadSdp(_) | MediaError::BadFiller(_) => (ErrorCode::BadRequest, e.to_string()),
         MediaError::TooLarge { .. } | MediaError::TooMany { .. } => (ErrorCode::TooLarge, e.to_string()),
         MediaError::Conflict | MediaError::NoPendingOffer => (ErrorCode::Conflict, e.to_string()),
         MediaError::UnknownPeer => (ErrorCode::NotFound, e.to_string()),
@@ -46,9 +46,10 @@ pub(crate) fn failure(e: &MediaError) -> Failure {
     }
 }
 
-/// The protocol message for an SFU event, and its recipient (`None`: everyone in the room).
-pub(crate) fn event_message(event: MediaEvent) -> (Option<String>, proto::ServerMessage) {
-    match event {
+/// The protocol message for an SFU event, and its recipient (`None`: everyone in the room); `None` for the events
+/// no client is told (filler audio: for the scheduler).
+pub(crate) fn event_message(event: MediaEvent) -> Option<(Option<String>, proto::ServerMessage)> {
+    Some(match event {
         MediaEvent::Offer { identity, sdp, .. } => (Some(identity), proto::ServerMessage::MediaOffer { sdp }),
         MediaEvent::State { identity, state, .. } => {
             let state = match state {
@@ -67,7 +68,8 @@ pub(crate) fn event_message(event: MediaEvent) -> (Option<String>, proto::Server
                 speaking.into_iter().map(|(participant, level)| proto::Speaking { participant, level }).collect();
             (None, proto::ServerMessage::ActiveSpeakers { speaking, stopped })
         }
-    }
+        MediaEvent::FillerStarted { .. } | MediaEvent::FillerStopped { .. } => return None,
+    })
 }
 
 fn event_room(event: &MediaEvent) -> &str {
@@ -75,7 +77,9 @@ fn event_room(event: &MediaEvent) -> &str {
         MediaEvent::Offer { room, .. }
         | MediaEvent::State { room, .. }
         | MediaEvent::Tracks { room, .. }
-        | MediaEvent::ActiveSpeakers { room, .. } => room,
+        | MediaEvent::ActiveSpeakers { room, .. }
+        | MediaEvent::FillerStarted { room }
+        | MediaEvent::FillerStopped { room, .. } => room,
     }
 }
 
@@ -84,6 +88,11 @@ pub(crate) async fn dispatch(shared: Arc<Shared>, mut events: MediaEvents) {
     // Media events follow remote input (offers, talking): one line per interval at most.
     let mut dropped_log = LogLimiter::new(Duration::from_secs(10));
     while let Some(event) = events.recv().await {
+        if matches!(event, MediaEvent::FillerStarted { .. } | MediaEvent::FillerStopped { .. }) {
+            // Filler audio is the summit scheduler's (not wired yet): no client is told.
+            debug!(?event, "filler event");
+            continue;
+        }
         let Some(room) = shared.running_room(event_room(&event)) else {
             debug!(room = event_room(&event), "media event for a room not running here");
             continue;

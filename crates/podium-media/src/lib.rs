@@ -91,6 +91,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 
+mod filler;
 #[doc(hidden)]
 pub mod fuzzing;
 mod log_limit;
@@ -98,6 +99,7 @@ mod send;
 mod wire;
 mod worker;
 
+pub use filler::{FILLER_IDENTITY, FillerSource, MAX_FILLER_BYTES, MAX_FILLER_PACKET};
 pub use log_limit::LogLimiter;
 
 use worker::{Command, Forwarded, WorkerLink};
@@ -163,6 +165,21 @@ pub enum MediaEvent {
     Tracks { room: String, identity: String, tracks: Vec<(String, Option<String>)> },
     /// Who started (with level 0..=127, 127 loudest) and who stopped speaking.
     ActiveSpeakers { room: String, speaking: Vec<(String, u8)>, stopped: Vec<String> },
+    /// Filler audio started playing into the room ([`Media::play_filler`]).
+    FillerStarted { room: String },
+    /// The room's filler audio stopped, and why. Sent once per [`MediaEvent::FillerStarted`].
+    FillerStopped { room: String, reason: FillerStopReason },
+}
+
+/// Why filler audio stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FillerStopReason {
+    /// A real publisher of the room spoke (its RFC 6464 level counted as speech).
+    Speech,
+    /// [`Media::stop_filler`], or [`Media::play_filler`] replacing it.
+    Stopped,
+    /// [`Media::remove_room`].
+    Removed,
 }
 
 /// Connection state of a peer.
@@ -196,6 +213,9 @@ pub enum MediaError {
     UnknownPeer,
     #[error("media plane unavailable")]
     Unavailable,
+    /// A filler file was refused: not Ogg, not Opus, malformed, or too large; the message says which.
+    #[error("{0}")]
+    BadFiller(String),
     #[error("media I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -421,6 +441,8 @@ struct Inner {
 struct Directory {
     rooms: HashMap<String, DirRoom>,
     next_gen: u64,
+    /// Rooms with filler audio: the worker hosting it and its generation (a stop for an older filler is ignored).
+    fillers: HashMap<String, (usize, u64)>,
 }
 
 #[derive(Default)]
@@ -758,6 +780,56 @@ impl Media {
             self.command(w, Command::RemoveRoom { room: room_arc.clone() });
         }
         self.broadcast_room_workers(&room_arc, &[]);
+        if let Some((w, _)) = dir.fillers.remove(room) {
+            self.end_filler(&room_arc, w, FillerStopReason::Removed);
+        }
+    }
+
+    /// Plays `source` into `room` as a virtual publisher named [`FILLER_IDENTITY`], looping, until a real publisher
+    /// of the room speaks, [`Media::stop_filler`] or [`Media::remove_room`] ([`MediaEvent::FillerStopped`] says
+    /// which). Replaces the room's current filler, if any. The room need not have peers yet: listeners who join
+    /// later hear it too. Emits [`MediaEvent::FillerStarted`].
+    pub fn play_filler(&self, room: &str, source: &FillerSource) -> Result<(), MediaError> {
+        if self.is_closed() {
+            return Err(MediaError::Unavailable);
+        }
+        let mut dir = self.dir();
+        let room_arc: Arc<str> = Arc::from(room);
+        if let Some((old, _)) = dir.fillers.remove(room) {
+            self.end_filler(&room_arc, old, FillerStopReason::Stopped);
+        }
+        // Host it where most of the room's peers are (fewest cross-worker copies), else on the least-loaded worker.
+        let n = self.inner.cmd_txs.len();
+        let w = dir
+            .rooms
+            .get(room)
+            .and_then(|r| (0..r.counts.len()).filter(|w| r.counts[*w] > 0).max_by_key(|w| r.counts[*w]))
+            .unwrap_or_else(|| (0..n).min_by_key(|i| self.inner.links[*i].load.load(Ordering::Relaxed)).unwrap_or(0));
+        let generation = dir.next_gen;
+        dir.next_gen += 1;
+        dir.fillers.insert(room.to_owned(), (w, generation));
+        // Every worker learns where the filler is first (so speech anywhere can stop it), then the host starts it.
+        for x in 0..n {
+            self.command(x, Command::FillerAt { room: room_arc.clone(), at: Some((w, generation)) });
+        }
+        self.command(w, Command::PlayFiller { room: room_arc, source: source.clone(), generation });
+        Ok(())
+    }
+
+    /// Stops the room's filler audio, if it plays ([`MediaEvent::FillerStopped`] with
+    /// [`FillerStopReason::Stopped`] when it did).
+    pub fn stop_filler(&self, room: &str) {
+        let mut dir = self.dir();
+        if let Some((w, _)) = dir.fillers.remove(room) {
+            self.end_filler(&Arc::from(room), w, FillerStopReason::Stopped);
+        }
+    }
+
+    fn end_filler(&self, room: &Arc<str>, host: usize, reason: FillerStopReason) {
+        self.command(host, Command::StopFiller { room: room.clone(), reason });
+        for x in 0..self.inner.cmd_txs.len() {
+            self.command(x, Command::FillerAt { room: room.clone(), at: None });
+        }
     }
 
     /// Stops the workers. Later calls return `Unavailable`; the event stream ends.

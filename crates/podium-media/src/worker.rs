@@ -24,10 +24,11 @@ use str0m::rtp::{Extension, ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::filler::{FILLER_IDENTITY, FillerSource};
 use crate::log_limit::LogLimiter;
 use crate::send::SendBatch;
 use crate::wire::SdpKind;
-use crate::{MediaError, MediaEvent, PeerState, Stats, wire};
+use crate::{FillerStopReason, MediaError, MediaEvent, PeerState, Stats, wire};
 
 pub(crate) const WAKER: Token = Token(0);
 pub(crate) const SOCKET: Token = Token(1);
@@ -47,6 +48,10 @@ const LOG_INTERVAL: Duration = Duration::from_secs(10);
 const OPUS_HZ: u64 = 48_000;
 /// One 20 ms Opus frame in RTP ticks.
 const FRAME_TICKS: u64 = 960;
+/// Filler packets a worker sends per filler per loop turn when it fell behind.
+const FILLER_CATCH_UP: usize = 5;
+/// A filler this late (the worker stalled) skips ahead instead of bursting.
+const FILLER_MAX_LATE: Duration = Duration::from_millis(200);
 
 /// What other threads hold of a worker.
 pub(crate) struct WorkerLink {
@@ -56,16 +61,17 @@ pub(crate) struct WorkerLink {
     pub(crate) load: AtomicUsize,
 }
 
-/// A frame from a publisher on another worker.
-pub(crate) struct Forwarded {
-    room: Arc<str>,
-    source: Arc<str>,
-    frame: Frame,
+/// What workers hand each other (one bounded channel per worker, in order).
+pub(crate) enum Forwarded {
+    /// A frame from a publisher (or the filler) on another worker.
+    Frame { room: Arc<str>, source: Arc<str>, frame: Frame },
+    /// A publisher of `room` spoke on another worker: filler `generation` stops, and its slots free.
+    FillerSpeech { room: Arc<str>, generation: u64 },
 }
 
 /// What a listener needs of a received frame.
 #[derive(Clone)]
-struct Frame {
+pub(crate) struct Frame {
     /// RTP time in 48 kHz ticks (str0m's extended timestamp).
     time: u64,
     network_time: Instant,
@@ -105,6 +111,22 @@ pub(crate) enum Command {
     SourceGone {
         room: Arc<str>,
         identity: Arc<str>,
+    },
+    /// Where the room's filler plays (worker, generation), or that it stopped (a full replacement; to every worker).
+    FillerAt {
+        room: Arc<str>,
+        at: Option<(usize, u64)>,
+    },
+    /// Host the room's filler on this worker.
+    PlayFiller {
+        room: Arc<str>,
+        source: FillerSource,
+        generation: u64,
+    },
+    /// Stop the room's filler hosted here, if it plays.
+    StopFiller {
+        room: Arc<str>,
+        reason: FillerStopReason,
     },
     Shutdown,
 }
@@ -184,6 +206,18 @@ struct Room {
     levels: HashMap<Arc<str>, Level>,
 }
 
+/// Filler audio hosted by this worker: a virtual publisher paced by deadline.
+struct Filler {
+    source: FillerSource,
+    generation: u64,
+    /// Next packet to send.
+    next: usize,
+    /// When it is due (deadlines advance by packet durations from the start, so they do not drift).
+    due: Instant,
+    /// Its RTP time (48 kHz ticks, continuous across loops of the file).
+    time: u64,
+}
+
 /// Everything except the peers, so a peer and the rest can be borrowed at once.
 struct Ctx {
     idx: usize,
@@ -223,6 +257,13 @@ pub(crate) struct Worker {
     next_tick: Instant,
     /// The worker's DTLS certificate, shared by its peers (saves generating a key pair per join).
     cert: Option<DtlsCert>,
+    /// Fillers hosted here, by room.
+    fillers: HashMap<Arc<str>, Filler>,
+    /// Where each room's filler plays (worker, generation), as far as this worker knows: speech of a local
+    /// publisher stops it; forwarded filler frames of a room not listed here are dropped (a late one after a stop).
+    filler_at: HashMap<Arc<str>, (usize, u64)>,
+    /// [`FILLER_IDENTITY`], shared.
+    filler_id: Arc<str>,
 }
 
 fn emit(ctx: &Ctx, ev: MediaEvent) {
@@ -264,6 +305,9 @@ impl Worker {
             speaker_interval: init.speaker_interval,
             next_tick: Instant::now() + init.speaker_interval,
             cert: str0m::crypto::from_feature_flags().dtls_provider.generate_certificate(),
+            fillers: HashMap::new(),
+            filler_at: HashMap::new(),
+            filler_id: Arc::from(FILLER_IDENTITY),
         }
     }
 
@@ -280,7 +324,11 @@ impl Worker {
             let wait = if more_socket || more_fwd {
                 Duration::ZERO
             } else {
-                let next = self.ctx.timers.peek().map_or(self.next_tick, |Reverse((t, _))| (*t).min(self.next_tick));
+                let mut next =
+                    self.ctx.timers.peek().map_or(self.next_tick, |Reverse((t, _))| (*t).min(self.next_tick));
+                for f in self.fillers.values() {
+                    next = next.min(f.due);
+                }
                 next.saturating_duration_since(now).min(MAX_WAIT)
             };
             if let Err(e) = self.poll.poll(&mut events, Some(wait))
@@ -302,6 +350,7 @@ impl Worker {
             }
             more_fwd = self.run_forwarded();
             self.run_timers();
+            self.run_fillers();
             let now = Instant::now();
             if now >= self.next_tick {
                 self.tick(now);
@@ -390,29 +439,94 @@ impl Worker {
             self.ctx.stats.media_in.fetch_add(1, Ordering::Relaxed);
             let room = src.room.clone();
             let source = src.identity.clone();
-            if let Some(r) = self.rooms.get_mut(&room) {
-                note_level(r, &source, &frame, now);
+            let loud = self.rooms.get_mut(&room).is_some_and(|r| note_level(r, &source, &frame, now));
+            if loud && self.filler_at.contains_key(&room) {
+                // Before this frame goes anywhere: the filler's slots must be free for it.
+                self.filler_speech(&room);
             }
-            if let Some(workers) = self.room_workers.get(&room) {
-                for &w in workers {
-                    if w == self.ctx.idx {
-                        continue;
-                    }
-                    let fwd = Forwarded { room: room.clone(), source: source.clone(), frame: frame.clone() };
-                    match self.ctx.links[w].fwd_tx.try_send(fwd) {
-                        Ok(()) => self.ctx.to_wake[w] = true,
-                        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                            self.ctx.stats.cross_worker_dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            }
+            forward(&mut self.ctx, &self.room_workers, &room, &source, &frame);
             self.fan_out_local(&room, &source, &frame, now);
         }
         // Keep the allocation.
         if self.ctx.received.is_empty() {
             self.ctx.received = received;
         }
+    }
+
+    /// A local publisher of `room` spoke while a filler plays: stop it here or tell its host, and free its slots on
+    /// every worker of the room (the messages go ahead of the speech frame in each worker's queue).
+    fn filler_speech(&mut self, room: &Arc<str>) {
+        let Some(&(host, generation)) = self.filler_at.get(room) else { return };
+        self.filler_gone(room, generation, FillerStopReason::Speech);
+        let mut told_all = true;
+        let others = self.room_workers.get(room).map(|v| &v[..]).unwrap_or_default();
+        let mut targets =
+            others.iter().copied().chain((host != self.ctx.idx && !others.contains(&host)).then_some(host));
+        for w in &mut targets {
+            if w == self.ctx.idx {
+                continue;
+            }
+            match self.ctx.links[w].fwd_tx.try_send(Forwarded::FillerSpeech { room: room.clone(), generation }) {
+                Ok(()) => self.ctx.to_wake[w] = true,
+                Err(_) => told_all = false,
+            }
+        }
+        if !told_all {
+            // Retried on the next loud packet.
+            self.filler_at.insert(room.clone(), (host, generation));
+        }
+    }
+
+    /// Filler `generation` of `room` is over, as far as this worker is concerned: forget where it plays, stop it if
+    /// hosted here (with the event), and free the slots it had on local listeners.
+    fn filler_gone(&mut self, room: &Arc<str>, generation: u64, reason: FillerStopReason) {
+        if self.filler_at.get(room).is_some_and(|(_, g)| *g == generation) {
+            self.filler_at.remove(room);
+        }
+        if self.fillers.get(room).is_some_and(|f| f.generation == generation) {
+            self.fillers.remove(room);
+            emit(&self.ctx, MediaEvent::FillerStopped { room: room.to_string(), reason });
+            tracing::debug!(room = %room, ?reason, "filler stopped");
+        }
+        let id = self.filler_id.clone();
+        self.source_gone(room, &id);
+    }
+
+    /// Sends the due packets of the fillers hosted here.
+    fn run_fillers(&mut self) {
+        if self.fillers.is_empty() {
+            return;
+        }
+        let mut fillers = std::mem::take(&mut self.fillers);
+        let source = self.filler_id.clone();
+        for (room, f) in &mut fillers {
+            let now = Instant::now();
+            if now.saturating_duration_since(f.due) > FILLER_MAX_LATE {
+                f.due = now;
+            }
+            for _ in 0..FILLER_CATCH_UP {
+                if f.due > now {
+                    break;
+                }
+                let Some(p) = f.source.packets.get(f.next) else {
+                    f.next = 0;
+                    break;
+                };
+                let frame = Frame {
+                    time: f.time,
+                    network_time: now,
+                    data: p.data.clone(),
+                    audio_level: None,
+                    voice_activity: None,
+                };
+                forward(&mut self.ctx, &self.room_workers, room, &source, &frame);
+                self.fan_out_local(room, &source, &frame, now);
+                f.time = f.time.wrapping_add(u64::from(p.ticks));
+                f.due += Duration::from_micros(u64::from(p.ticks) * 1_000_000 / OPUS_HZ);
+                f.next = (f.next + 1) % f.source.packets.len();
+            }
+        }
+        self.fillers = fillers;
     }
 
     /// Writes a frame of `source` to every local peer of `room` except `source` itself.
@@ -483,6 +597,39 @@ impl Worker {
                 }
             }
             Command::SourceGone { room, identity } => self.source_gone(&room, &identity),
+            Command::FillerAt { room, at } => match at {
+                Some(at) => {
+                    self.filler_at.insert(room, at);
+                }
+                None => {
+                    if self.filler_at.remove(&room).is_some() {
+                        let id = self.filler_id.clone();
+                        self.source_gone(&room, &id);
+                    }
+                }
+            },
+            Command::PlayFiller { room, source, generation } => {
+                if source.packets.is_empty() {
+                    return;
+                }
+                if let Some(old) = self.fillers.remove(&room) {
+                    emit(
+                        &self.ctx,
+                        MediaEvent::FillerStopped { room: room.to_string(), reason: FillerStopReason::Stopped },
+                    );
+                    tracing::debug!(room = %room, generation = old.generation, "filler replaced");
+                }
+                emit(&self.ctx, MediaEvent::FillerStarted { room: room.to_string() });
+                tracing::debug!(room = %room, generation, packets = source.packets.len(), "filler started");
+                // A random first RTP time, as for any new stream.
+                let time = u64::from(rand_u16(&Mid::from("filler"))) * FRAME_TICKS;
+                self.fillers.insert(room, Filler { source, generation, next: 0, due: now, time });
+            }
+            Command::StopFiller { room, reason } => {
+                if let Some(generation) = self.fillers.get(&room).map(|f| f.generation) {
+                    self.filler_gone(&room, generation, reason);
+                }
+            }
             Command::Shutdown => {}
         }
     }
@@ -628,13 +775,13 @@ impl Worker {
     }
 
     /// Frees the slots `identity` had on the local peers of `room`.
-    fn source_gone(&mut self, room: &Arc<str>, identity: &Arc<str>) {
+    fn source_gone(&mut self, room: &Arc<str>, identity: &str) {
         let Some(r) = self.rooms.get(room) else { return };
         for id in r.peers.values() {
             let Some(peer) = self.peers.get_mut(id) else { continue };
             let mut changed = false;
             for s in &mut peer.slots {
-                if s.source.as_deref() == Some(&**identity) {
+                if s.source.as_deref() == Some(identity) {
                     s.source = None;
                     s.last_write = None;
                     changed = true;
@@ -650,9 +797,16 @@ impl Worker {
     fn run_forwarded(&mut self) -> bool {
         for _ in 0..FORWARD_BUDGET {
             match self.fwd_rx.try_recv() {
-                Ok(f) => {
+                Ok(Forwarded::Frame { room, source, frame }) => {
+                    // A filler frame that crossed a stop (speech, stop_filler) in flight must not take a slot back.
+                    if *source == *self.filler_id && !self.filler_at.contains_key(&room) {
+                        continue;
+                    }
                     let now = Instant::now();
-                    self.fan_out_local(&f.room, &f.source, &f.frame, now);
+                    self.fan_out_local(&room, &source, &frame, now);
+                }
+                Ok(Forwarded::FillerSpeech { room, generation }) => {
+                    self.filler_gone(&room, generation, FillerStopReason::Speech);
                 }
                 Err(_) => return false,
             }
@@ -727,14 +881,39 @@ impl Worker {
     }
 }
 
-/// Updates the speaking state of `source` from a frame's RFC 6464 audio level.
-fn note_level(r: &mut Room, source: &Arc<str>, frame: &Frame, now: Instant) {
-    let Some(level) = frame.audio_level else { return };
+/// Hands a frame of `source` to the other workers hosting peers of `room` (`try_send`: dropped and counted when a
+/// queue is full).
+fn forward(
+    ctx: &mut Ctx,
+    room_workers: &HashMap<Arc<str>, Vec<usize>>,
+    room: &Arc<str>,
+    source: &Arc<str>,
+    frame: &Frame,
+) {
+    let Some(workers) = room_workers.get(room) else { return };
+    for &w in workers {
+        if w == ctx.idx {
+            continue;
+        }
+        let fwd = Forwarded::Frame { room: room.clone(), source: source.clone(), frame: frame.clone() };
+        match ctx.links[w].fwd_tx.try_send(fwd) {
+            Ok(()) => ctx.to_wake[w] = true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                ctx.stats.cross_worker_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Updates the speaking state of `source` from a frame's RFC 6464 audio level; returns whether the frame counts as
+/// speech.
+fn note_level(r: &mut Room, source: &Arc<str>, frame: &Frame, now: Instant) -> bool {
+    let Some(level) = frame.audio_level else { return false };
     // str0m gives -dBov as a negative number (0 loudest, -127 silence).
     let dbov = level.unsigned_abs().min(127);
     let loud = dbov <= 50 || (frame.voice_activity == Some(true) && dbov <= 70);
     if !loud && !r.levels.contains_key(source) {
-        return;
+        return false;
     }
     let l = match r.levels.get_mut(source) {
         Some(l) => l,
@@ -744,6 +923,7 @@ fn note_level(r: &mut Room, source: &Arc<str>, frame: &Frame, now: Instant) {
         l.last_loud = Some(now);
         l.peak = l.peak.max(127 - dbov);
     }
+    loud
 }
 
 fn set_state(ctx: &Ctx, peer: &mut Peer, state: PeerState) {

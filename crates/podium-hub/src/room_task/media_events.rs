@@ -47,7 +47,7 @@ impl RoomTask {
             // A late event from peers this hub no longer serves.
             return;
         }
-        let (to, msg) = media::event_message(event);
+        let Some((to, msg)) = media::event_message(event) else { return };
         let to = match to {
             Some(who) => room::Recipients::One(ParticipantId::new(who.as_str())),
             None => room::Recipients::Everyone,
