@@ -64,6 +64,24 @@
 //!   -70 dBov) within the last `max(2 × interval, 400 ms)`. Every `active_speaker_interval_ms` only the changes are
 //!   emitted ([`MediaEvent::ActiveSpeakers`]). A room whose publishers sit on several workers gets one event per
 //!   worker with changes (each lists only its own publishers).
+//! * **Filler.** [`Media::play_filler`] plays a [`FillerSource`] (an Ogg Opus file read and demuxed once by
+//!   [`FillerSource::open`] or [`FillerSource::from_ogg`], off the packet path, into an `Arc` list of `Arc<[u8]>`
+//!   Opus packets with their durations from the TOC byte; at most [`MAX_FILLER_BYTES`]; anything not mono/stereo
+//!   Ogg Opus or malformed is refused with [`MediaError::BadFiller`]) into a room as a virtual publisher named
+//!   [`FILLER_IDENTITY`]. It has no peer: one worker hosts it (the one with most of the room's peers, else the
+//!   least loaded) and sends its next packet when due (the deadline advances by each packet's duration, normally
+//!   20 ms, so it does not drift; a stalled worker sends at most 5 late packets per turn and skips ahead after
+//!   200 ms), with a continuous RTP time across loops of the file, into the same fan-out as a received packet:
+//!   local listeners, and the other workers of the room through their forwarding queues. Listeners get it on a
+//!   slot like any publisher (marker bit, rewritten timestamps), late joiners too. Every worker knows where each
+//!   room's filler plays (a `FillerAt` command to all of them); when a local publisher sends a packet that counts
+//!   as speech (the active-speaker rule below), its worker frees the filler's slots on its listeners and, through
+//!   the bounded forwarding queues and ahead of that packet, tells the host and the room's other workers, which
+//!   do the same; the host stops it and emits [`MediaEvent::FillerStopped`] (reason `Speech`). A forwarded filler
+//!   packet reaching a worker that already heard of the stop is dropped. [`Media::stop_filler`], a replacing
+//!   [`Media::play_filler`] and [`Media::remove_room`] stop it too (`Stopped`, `Removed`);
+//!   [`MediaEvent::FillerStarted`] reports the start. Speech stops only the filler generation it knew of, so a
+//!   stop in flight never ends a newer filler.
 //! * **State.** [`MediaEvent::State`]: `Connected` on str0m's `Event::Connected` (ICE + DTLS + SRTP up) and when ICE
 //!   recovers, `Disconnected` when ICE reports disconnected, `Failed` when it stays disconnected for 15 s or the
 //!   `Rtc` dies. A new offer (ICE restart or a fresh one) renegotiates; if the `Rtc` is dead, a new one is built
@@ -71,10 +89,16 @@
 //!
 //! # Invariants
 //!
-//! * Every queue is bounded: commands (1024 per worker), forwarded packets (4096 per worker), events (8192), the
-//!   send batch (64), datagrams read per loop turn (256). Overflow drops and counts; it never blocks a worker
-//!   (only the synchronous [`Media::set_publish`]/[`Media::remove_peer`] may block briefly on a full command queue).
+//! * Every queue is bounded: commands (1024 per worker), forwarded packets and filler stops (4096 per worker; a
+//!   filler stop that finds a queue full is retried on the speaker's next loud packet), events (8192), the send
+//!   batch (64), datagrams read per loop turn (256). Overflow drops and counts; it never blocks a worker (only the
+//!   synchronous [`Media::set_publish`]/[`Media::remove_peer`]/[`Media::play_filler`]/[`Media::stop_filler`] may
+//!   block briefly on a full command queue).
 //! * All state of a peer lives on exactly one worker; all commands for a peer go to that worker in order.
+//! * A room has at most one filler, hosted on one worker, and each start ([`MediaEvent::FillerStarted`]) gets
+//!   exactly one [`MediaEvent::FillerStopped`] (unless the event channel overflows). The filler never speaks
+//!   (its packets carry no audio level and never reach the active-speaker logic), so it cannot stop itself.
+//!   Its packets are shared `Arc<[u8]>` slices made at load: sending one allocates nothing of ours.
 //! * No input panics a worker: every parse is fallible and every error path drops and counts.
 //! * Per-packet work on our side allocates nothing (hash lookups, `Arc` clones, preallocated channel slots).
 //!   str0m itself allocates per packet: the received payload's `Arc<[u8]>`, and a `Vec<u8>` per `Transmit`.
