@@ -5,28 +5,13 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Client, start, talk, wait_for};
+use common::{Client, Log, T, collect, start, talk, wait_for};
 use ogg::writing::{PacketWriteEndInfo, PacketWriter};
-use podium_media::{FillerSource, FillerStopReason, MediaError, MediaEvent, MediaEvents};
+use podium_media::{FillerSource, FillerStopReason, MediaError, MediaEvent};
 use str0m::media::Direction;
 
-type Log = Arc<Mutex<Vec<MediaEvent>>>;
-
-fn collect(mut ev: MediaEvents) -> Log {
-    let log: Log = Arc::default();
-    let l = log.clone();
-    tokio::spawn(async move {
-        while let Some(e) = ev.recv().await {
-            l.lock().unwrap().push(e);
-        }
-    });
-    log
-}
-
-const T: Duration = Duration::from_secs(10);
 /// TOC byte of a CELT fullband 20 ms mono Opus packet with one frame (RFC 6716 §3.1: config 31, code 0).
 const TOC: u8 = 31 << 3;
 

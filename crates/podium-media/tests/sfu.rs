@@ -4,27 +4,11 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Client, start, talk, wait_for};
-use podium_media::{Media, MediaConfig, MediaError, MediaEvent, MediaEvents, PeerState};
+use common::{Client, Log, T, collect, start, talk, wait_for};
+use podium_media::{Media, MediaConfig, MediaError, MediaEvent, PeerState};
 use str0m::media::{Direction, MediaKind};
-
-type Log = Arc<Mutex<Vec<MediaEvent>>>;
-
-fn collect(mut ev: MediaEvents) -> Log {
-    let log: Log = Arc::default();
-    let l = log.clone();
-    tokio::spawn(async move {
-        while let Some(e) = ev.recv().await {
-            l.lock().unwrap().push(e);
-        }
-    });
-    log
-}
-
-const T: Duration = Duration::from_secs(10);
 
 async fn connect_all(clients: &[&Client]) {
     wait_for("ICE+DTLS connected", T, || clients.iter().all(|c| c.connected())).await;

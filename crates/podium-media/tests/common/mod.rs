@@ -215,3 +215,21 @@ pub async fn drain_events(ev: &mut MediaEvents, wait: Duration) -> Vec<MediaEven
     }
     out
 }
+
+/// The media events seen so far, in order.
+pub type Log = Arc<Mutex<Vec<MediaEvent>>>;
+
+/// Collects every media event into a [`Log`] on a task of its own.
+pub fn collect(mut ev: MediaEvents) -> Log {
+    let log: Log = Arc::default();
+    let l = log.clone();
+    tokio::spawn(async move {
+        while let Some(e) = ev.recv().await {
+            l.lock().unwrap().push(e);
+        }
+    });
+    log
+}
+
+/// The tests' patience for anything to happen.
+pub const T: Duration = Duration::from_secs(10);
