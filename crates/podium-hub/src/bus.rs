@@ -383,7 +383,7 @@ fn to_node(shared: &Arc<Shared>, text: &str) {
 /// Hands `msg` to the room without holding up the other rooms: when its inbox is full the message waits on a task
 /// of its own. That may reorder it after later announcements, which the room's sequence check absorbs (an early
 /// later one looks like a gap and reloads; the late one is then stale and skipped).
-fn send(handle: &RoomHandle, msg: RoomMsg) {
+pub(crate) fn send(handle: &RoomHandle, msg: RoomMsg) {
     if let Err(mpsc::error::TrySendError::Full(msg)) = handle.inbox.try_send(msg) {
         let inbox = handle.inbox.clone();
         tokio::spawn(async move {

@@ -18,11 +18,10 @@ use std::time::Duration;
 
 use podium_store::RedisStore;
 use podium_store::redis::leases::WATCH_EVERY;
-use tokio::sync::mpsc;
 use tracing::debug;
 
 use crate::hub::Shared;
-use crate::room_task::{RoomHandle, RoomMsg};
+use crate::room_task::RoomMsg;
 
 /// How long a room's lease (timers and media) lasts, and how often it is renewed (others try to take it as often).
 /// When its hub dies, another takes the room over within `LEASE + LEASE_RENEW`.
@@ -61,20 +60,10 @@ pub(crate) async fn keep(shared: Arc<Shared>, store: RedisStore) {
                 failed += 1;
                 continue;
             }
-            deliver(handle, RoomMsg::Lease { lease, asked_at });
+            crate::bus::send(handle, RoomMsg::Lease { lease, asked_at });
         }
         if failed > 0 {
             debug!(rooms = rooms.len(), failed, "renewing room leases failed");
         }
-    }
-}
-
-/// Hands `msg` to the room without holding up the other rooms: when its inbox is full it waits on a task of its own.
-fn deliver(handle: &RoomHandle, msg: RoomMsg) {
-    if let Err(mpsc::error::TrySendError::Full(msg)) = handle.inbox.try_send(msg) {
-        let inbox = handle.inbox.clone();
-        tokio::spawn(async move {
-            let _ = inbox.send(msg).await;
-        });
     }
 }
