@@ -127,6 +127,69 @@ pub enum ServerMessage {
         /// The room's new media epoch (as in [`RoomSnapshot::media_epoch`]).
         media_epoch: u64,
     },
+    /// Summit stages only: the stage's programme now and next (see [`ScheduleView`]). Sent right after the `join`
+    /// reply in a scheduled stage room and in its backstage room, then whenever it changes (a slot starts or ends,
+    /// backstage opens, a release moves a slot, a check-in). Each message is the whole view, never a diff: a
+    /// client keeps the last one. Not part of the room's state: no `seq`.
+    Schedule(Box<ScheduleView>),
+}
+
+/// What a summit stage runs now and next, with times. Times are milliseconds since the Unix epoch (UTC);
+/// `server_time_ms` is the hub's clock when the view was made, so a client can correct its own for countdowns.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleView {
+    /// The summit's id.
+    pub summit: String,
+    /// The stage's id in the summit.
+    pub stage: String,
+    /// The stage's room.
+    pub room: String,
+    /// The stage's backstage room (where a slot's people check in before it starts).
+    pub backstage: String,
+    /// The release the stage runs.
+    pub release: u64,
+    /// The slot on stage now, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now: Option<ScheduledSlot>,
+    /// The next slots (not yet started, not canceled), soonest first, at most three.
+    pub next: Vec<ScheduledSlot>,
+    /// The hub's clock when this view was made.
+    pub server_time_ms: u64,
+}
+
+/// One slot of a stage's programme.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct ScheduledSlot {
+    /// The slot's GUID (stable across releases; the iCalendar `UID` is `{guid}@{host}`).
+    pub guid: String,
+    /// Title.
+    pub title: String,
+    /// A break (nobody on stage).
+    #[serde(default)]
+    pub is_break: bool,
+    /// `scheduled`, `backstage`, `active`, `completed` or `canceled`.
+    pub status: String,
+    /// Start (as it stands now: an overrun or `extend` moves it).
+    pub start_ms: u64,
+    /// End (as it stands now).
+    pub end_ms: u64,
+    /// The slot's people, in the schedule's order.
+    pub people: Vec<ScheduledPerson>,
+}
+
+/// A person of a slot.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct ScheduledPerson {
+    /// Identity (the same as in access tokens).
+    pub id: String,
+    /// Display name, when the schedule has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `host`, `co_host`, `speaker` or `moderator`.
+    pub role: String,
+    /// Checked in (joined the backstage, or checked in through the admin API).
+    #[serde(default)]
+    pub checked_in: bool,
 }
 
 /// The state of a connection's WebRTC transport.

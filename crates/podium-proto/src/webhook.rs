@@ -75,6 +75,57 @@ pub enum WebhookPayload {
     /// A hub drained (SIGTERM): its rooms moved to other hubs.
     #[serde(rename = "node.drained")]
     NodeDrained(WebhookBody),
+    /// A summit release was installed on a stage (`summit.release`).
+    #[serde(rename = "schedule.released")]
+    ScheduleReleased(WebhookBody),
+    /// A slot's backstage opened (T − the stage's backstage lead).
+    #[serde(rename = "slot.backstage_opened")]
+    SlotBackstageOpened(WebhookBody),
+    /// A slot went on stage (its handover).
+    #[serde(rename = "slot.started")]
+    SlotStarted(WebhookBody),
+    /// A slot ended.
+    #[serde(rename = "slot.ended")]
+    SlotEnded(WebhookBody),
+    /// A slot ran past its planned end (`summit.until_ms`: it ends at the latest then).
+    #[serde(rename = "slot.overrun")]
+    SlotOverrun(WebhookBody),
+    /// A slot was extended (`summit.end_ms`).
+    #[serde(rename = "slot.extended")]
+    SlotExtended(WebhookBody),
+    /// An overrun cascade moved a slot (`summit.start_ms`, `summit.end_ms`).
+    #[serde(rename = "slot.moved")]
+    SlotMoved(WebhookBody),
+    /// A slot was canceled (`summit.reason`: `manual`, `release`, `absorbed`).
+    #[serde(rename = "slot.canceled")]
+    SlotCanceled(WebhookBody),
+    /// A slot starts in `summit.offset_ms`: one event per subscriber (`summit.subscriber`), rate-capped.
+    #[serde(rename = "slot.reminder")]
+    SlotReminder(WebhookBody),
+    /// A slot's person (or a standby host) checked in.
+    #[serde(rename = "speaker.checked_in")]
+    SpeakerCheckedIn(WebhookBody),
+    /// A slot's person had not checked in by the check-in deadline.
+    #[serde(rename = "speaker.no_show")]
+    SpeakerNoShow(WebhookBody),
+    /// A standby host replaced a slot's missing hosts (`summit.person`).
+    #[serde(rename = "speaker.substituted")]
+    SpeakerSubstituted(WebhookBody),
+    /// The stage's empty policy ran (`summit.reason`: `dead_air` or `no_show`).
+    #[serde(rename = "stage.empty")]
+    StageEmpty(WebhookBody),
+    /// A moderator checked in for their shift.
+    #[serde(rename = "shift.checked_in")]
+    ShiftCheckedIn(WebhookBody),
+    /// A moderator shift started: its person got stage-moderator rights.
+    #[serde(rename = "shift.started")]
+    ShiftStarted(WebhookBody),
+    /// A shift started without its person checked in: page `summit.backups`.
+    #[serde(rename = "shift.missed")]
+    ShiftMissed(WebhookBody),
+    /// A moderator shift ended.
+    #[serde(rename = "shift.ended")]
+    ShiftEnded(WebhookBody),
 }
 
 /// Every event type, in documentation order (the names of [`WebhookPayload`]'s variants on the wire).
@@ -100,6 +151,23 @@ pub const WEBHOOK_TYPES: &[&str] = &[
     "guest.removed",
     "audience.summary",
     "node.drained",
+    "schedule.released",
+    "slot.backstage_opened",
+    "slot.started",
+    "slot.ended",
+    "slot.overrun",
+    "slot.extended",
+    "slot.moved",
+    "slot.canceled",
+    "slot.reminder",
+    "speaker.checked_in",
+    "speaker.no_show",
+    "speaker.substituted",
+    "stage.empty",
+    "shift.checked_in",
+    "shift.started",
+    "shift.missed",
+    "shift.ended",
 ];
 
 /// The common part of every payload.
@@ -150,6 +218,59 @@ pub struct WebhookData {
     /// `node.drained`: the hub's node id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Summit events (`schedule.*`, `slot.*`, `speaker.*`, `stage.*`, `shift.*`): what the scheduler did. `room`
+    /// is then the stage's room and `seq` is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summit: Option<SummitEvent>,
+}
+
+/// The summit part of a scheduler event.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+pub struct SummitEvent {
+    /// The summit's id.
+    pub summit: String,
+    /// The stage's id.
+    pub stage: String,
+    /// The stage's event counter: events of one stage are numbered 1, 2, ... in order (a scheduler failover
+    /// continues the count, and an event re-sent after a failover has the same `id`).
+    pub stage_seq: u64,
+    /// When it was due (ISO 8601, UTC). Later than `timestamp` never; earlier after a clock jump or failover.
+    pub due: String,
+    /// The release the stage runs.
+    pub release: u64,
+    /// The slot, for slot and speaker events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    /// The slot's title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The person (speaker and shift events; the standby host for `speaker.substituted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
+    /// The shift, for shift events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<String>,
+    /// `shift.missed`: the backup moderators on duty then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<String>,
+    /// `slot.canceled`, `stage.empty`: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The slot's start (milliseconds since the Unix epoch), where it matters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<u64>,
+    /// The slot's end, where it matters (`slot.extended`, `slot.moved`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_ms: Option<u64>,
+    /// `slot.overrun`: it ends at the latest then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+    /// `slot.reminder`: how long before the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_ms: Option<u64>,
+    /// `slot.reminder`: the subscriber to remind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriber: Option<String>,
 }
 
 /// A participant named by an event.
@@ -290,6 +411,23 @@ impl WebhookPayload {
             "guest.removed" => Self::GuestRemoved(body),
             "audience.summary" => Self::AudienceSummary(body),
             "node.drained" => Self::NodeDrained(body),
+            "schedule.released" => Self::ScheduleReleased(body),
+            "slot.backstage_opened" => Self::SlotBackstageOpened(body),
+            "slot.started" => Self::SlotStarted(body),
+            "slot.ended" => Self::SlotEnded(body),
+            "slot.overrun" => Self::SlotOverrun(body),
+            "slot.extended" => Self::SlotExtended(body),
+            "slot.moved" => Self::SlotMoved(body),
+            "slot.canceled" => Self::SlotCanceled(body),
+            "slot.reminder" => Self::SlotReminder(body),
+            "speaker.checked_in" => Self::SpeakerCheckedIn(body),
+            "speaker.no_show" => Self::SpeakerNoShow(body),
+            "speaker.substituted" => Self::SpeakerSubstituted(body),
+            "stage.empty" => Self::StageEmpty(body),
+            "shift.checked_in" => Self::ShiftCheckedIn(body),
+            "shift.started" => Self::ShiftStarted(body),
+            "shift.missed" => Self::ShiftMissed(body),
+            "shift.ended" => Self::ShiftEnded(body),
             _ => return None,
         })
     }

@@ -171,6 +171,9 @@ fn every_object_table_matches_the_schema() {
         ("AudienceEntry", "AudienceEntry"),
         ("MediaTrack", "MediaTrack"),
         ("Speaking", "Speaking"),
+        ("ScheduledSlot", "ScheduledSlot"),
+        ("ScheduledPerson", "ScheduledPerson"),
+        ("`schedule`", "ScheduleView"),
     ];
     for (heading, def) in objects {
         let heading = format!("### {heading}");
