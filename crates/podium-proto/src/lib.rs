@@ -26,7 +26,8 @@ pub use decode::{DecodeError, MAX_ID_BYTES, decode_client, request_id};
 pub use error::ErrorCode;
 pub use server::{
     AudienceEntry, AudiencePage, Counts, HandQueue, Invite, Limits, MediaState, MediaTrack, Participant, Reply,
-    RoomSettings, RoomSnapshot, ScheduleView, ScheduledPerson, ScheduledSlot, ServerMessage, Speaking, StageCause, StageMember, Welcome, YourState,
+    RoomSettings, RoomSnapshot, ScheduleView, ScheduledPerson, ScheduledSlot, ServerMessage, Speaking, StageCause,
+    StageMember, Welcome, YourState,
 };
 
 use schemars::JsonSchema;

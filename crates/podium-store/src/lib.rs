@@ -24,10 +24,12 @@ pub use self::redis::outbox::{CommitExtras, EndpointPeek, LaneAdvance, LanePeek}
 pub use self::redis::{
     Lease, NodeInfo, NodeStatus, OP_LATENCY_BOUNDS, RedisOpStats, RedisOptions, RedisStore, Subscription, Watcher,
 };
+pub use self::summit::{CtlField, MemorySummits, StageCtl, SummitStore, Versioned};
 
 pub mod bus;
 mod codec;
 pub mod redis;
+pub mod summit;
 
 /// Why a store operation failed.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]

@@ -647,6 +647,29 @@ pub struct RedisStore {
     nodes_script: Script,
 }
 
+impl RedisStore {
+    /// Runs one command (for the store's other modules).
+    pub(crate) async fn run_cmd<T: ::redis::FromRedisValue + Send + 'static>(
+        &self,
+        cmd: ::redis::Cmd,
+    ) -> Result<T, StoreError> {
+        self.link.run(|mut conn| async move { cmd.query_async(&mut conn).await }).await
+    }
+
+    /// Runs one script invocation (for the store's other modules).
+    pub(crate) async fn run_script<T: ::redis::FromRedisValue + Send + 'static>(
+        &self,
+        invocation: ::redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await
+    }
+
+    /// Runs one pipeline whose replies are all ignored (for the store's other modules).
+    pub(crate) async fn run_pipe(&self, pipe: ::redis::Pipeline) -> Result<(), StoreError> {
+        self.link.run(|mut conn| async move { pipe.query_async::<()>(&mut conn).await }).await
+    }
+}
+
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.link.target {

@@ -871,3 +871,98 @@ fn redis_cluster_outbox_and_audit() {
         outbox_and_audit(&store).await;
     });
 }
+
+/// What every summit store does (`summit` module).
+async fn summit_conformance(store: &impl SummitStore) {
+    use crate::{CtlField, StageCtl};
+    let ttl = std::time::Duration::from_secs(5);
+    assert_eq!(store.summit_ids().await.unwrap(), Vec::<String>::new());
+    assert_eq!(store.doc_get("s1", "wip").await.unwrap(), None);
+    assert_eq!(store.doc_put("s1", "wip", "a", Some(0)).await.unwrap(), 1);
+    // Created only if absent; then only at the version read.
+    assert!(matches!(
+        store.doc_put("s1", "wip", "b", Some(0)).await,
+        Err(StoreError::Conflict { expected: 0, found: Some(1) })
+    ));
+    assert_eq!(store.doc_put("s1", "wip", "b", Some(1)).await.unwrap(), 2);
+    assert!(matches!(store.doc_put("s1", "wip", "c", Some(1)).await, Err(StoreError::Conflict { .. })));
+    assert_eq!(store.doc_put("s1", "wip", "c", None).await.unwrap(), 3);
+    let got = store.doc_get("s1", "wip").await.unwrap().unwrap();
+    assert_eq!((got.version, got.body.as_str()), (3, "c"));
+    store.doc_put("s0", "wip", "x", None).await.unwrap();
+    assert_eq!(store.summit_ids().await.unwrap(), vec!["s0".to_owned(), "s1".to_owned()]);
+
+    // The lease, and writes fenced by it.
+    assert!(store.lease("s1", "hub-a", ttl).await.unwrap());
+    assert!(!store.lease("s1", "hub-b", ttl).await.unwrap());
+    assert!(store.lease("s1", "hub-a", ttl).await.unwrap(), "renewal");
+    assert_eq!(store.lease_holder("s1").await.unwrap().as_deref(), Some("hub-a"));
+    let rec = |s: &str, r: &str| (s.to_owned(), r.to_owned());
+    assert!(store.runs_put("s1", "hub-a", &[rec("main", "r1"), rec("side", "r2")]).await.unwrap());
+    assert!(!store.runs_put("s1", "hub-b", &[rec("main", "stale")]).await.unwrap(), "fenced");
+    let runs = store.runs_get("s1").await.unwrap();
+    assert_eq!(runs.get("main").map(String::as_str), Some("r1"));
+    assert_eq!(runs.len(), 2);
+    store.unlease("s1", "hub-b").await.unwrap();
+    assert_eq!(store.lease_holder("s1").await.unwrap().as_deref(), Some("hub-a"), "not b's to give up");
+    store.unlease("s1", "hub-a").await.unwrap();
+    assert!(store.lease("s1", "hub-b", ttl).await.unwrap());
+    assert!(!store.runs_put("s1", "hub-a", &[rec("main", "stale")]).await.unwrap());
+    // A lapsed lease goes to whoever asks.
+    assert!(store.lease("s9", "hub-a", std::time::Duration::from_millis(30)).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+    assert!(store.lease("s9", "hub-b", ttl).await.unwrap());
+
+    // The inbox, in order, and answers taken once.
+    for i in 0..5 {
+        store.inbox_push("s1", &format!("c{i}")).await.unwrap();
+    }
+    assert_eq!(store.inbox_take("s1", 3).await.unwrap(), vec!["c0", "c1", "c2"]);
+    assert_eq!(store.inbox_take("s1", 10).await.unwrap(), vec!["c3", "c4"]);
+    assert!(store.inbox_take("s1", 10).await.unwrap().is_empty());
+    store.result_put("s1", "c3", "done").await.unwrap();
+    assert_eq!(store.result_take("s1", "c3").await.unwrap().as_deref(), Some("done"));
+    assert_eq!(store.result_take("s1", "c3").await.unwrap(), None);
+
+    // The stage control record.
+    assert_eq!(store.ctl_get("room-a").await.unwrap(), StageCtl::default());
+    store.ctl_set("room-a", CtlField::Schedule, Some("{}")).await.unwrap();
+    store.ctl_set("room-a", CtlField::Filler, Some("/x.ogg")).await.unwrap();
+    store.ctl_set("room-a", CtlField::Heard, Some("1234")).await.unwrap();
+    let ctl = store.ctl_get("room-a").await.unwrap();
+    assert_eq!(ctl.schedule.as_deref(), Some("{}"));
+    assert_eq!(ctl.filler.as_deref(), Some("/x.ogg"));
+    assert_eq!(ctl.heard_ms, Some(1234));
+    store.ctl_set("room-a", CtlField::Filler, None).await.unwrap();
+    assert_eq!(store.ctl_get("room-a").await.unwrap().filler, None);
+
+    store.summit_delete("s1").await.unwrap();
+    assert_eq!(store.doc_get("s1", "wip").await.unwrap(), None);
+    assert!(store.runs_get("s1").await.unwrap().is_empty());
+    assert_eq!(store.lease_holder("s1").await.unwrap(), None);
+    // A lease alone makes no summit.
+    assert_eq!(store.summit_ids().await.unwrap(), vec!["s0".to_owned()]);
+}
+
+#[test]
+fn memory_summits_conform() {
+    runtime().block_on(summit_conformance(&MemorySummits::new()));
+}
+
+#[test]
+fn redis_summits_conform() {
+    let server = RedisServer::start();
+    runtime().block_on(async {
+        let store = RedisStore::connect(&server.url(), &RedisOptions::default()).await.expect("connect");
+        summit_conformance(&store).await;
+    });
+}
+
+#[test]
+fn redis_cluster_summits_conform() {
+    let server = RedisServer::start_cluster();
+    runtime().block_on(async {
+        let store = RedisStore::connect(&server.cluster_url(), &RedisOptions::default()).await.expect("connect");
+        summit_conformance(&store).await;
+    });
+}
