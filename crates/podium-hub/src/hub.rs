@@ -23,6 +23,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) keys: TokenKeys,
     pub(crate) store: Persistence,
+    /// The summit store beside it (`summit`).
+    pub(crate) summits: crate::summit::Summits,
     /// Subscribes room tasks to their room's announcements (Redis only; `bus`).
     pub(crate) watches: Option<crate::bus::Watches>,
     /// The SFU, when `[media] enabled`.
@@ -422,6 +424,10 @@ impl Hub {
             hooks,
             metrics: crate::metrics::Metrics::new(),
             keys: TokenKeys::new(config.auth.secret().as_bytes()),
+            summits: match &store {
+                Persistence::Memory(_) => crate::summit::Summits::Memory(Arc::default()),
+                Persistence::Redis(r) => crate::summit::Summits::Redis(r.clone()),
+            },
             store,
             watches,
             media,
