@@ -446,6 +446,53 @@ var CLOSE_REASONS = {
   4012: "revoked"
 };
 
+// sdk/src/schedule.ts
+function scheduleFromMessage(msg) {
+  if (typeof msg.backstage !== "string" || typeof msg.server_time_ms !== "number") return null;
+  const view = {
+    summit: String(msg.summit ?? ""),
+    stage: String(msg.stage ?? ""),
+    room: String(msg.room ?? ""),
+    backstage: msg.backstage,
+    release: typeof msg.release === "number" ? msg.release : 0,
+    next: Array.isArray(msg.next) ? JSON.parse(JSON.stringify(msg.next)) : [],
+    server_time_ms: msg.server_time_ms
+  };
+  if (msg.now) view.now = JSON.parse(JSON.stringify(msg.now));
+  return view;
+}
+function clockOffsetMs(view, receivedAtMs) {
+  return view.server_time_ms - receivedAtMs;
+}
+function slotCountdown(view, localNowMs, clockOffsetMs2 = 0) {
+  const serverNowMs = localNowMs + clockOffsetMs2;
+  const out = {
+    serverNowMs,
+    next: view.next.map((slot) => ({ slot, startsInMs: Math.max(0, slot.start_ms - serverNowMs) }))
+  };
+  if (view.now) {
+    out.now = {
+      slot: view.now,
+      remainingMs: Math.max(0, view.now.end_ms - serverNowMs),
+      elapsedMs: Math.max(0, serverNowMs - view.now.start_ms)
+    };
+  }
+  return out;
+}
+function slotFor(view, identity) {
+  if (!view || !identity) return null;
+  const lists = (slot) => slot.people.some((p) => p.id === identity);
+  if (view.now && lists(view.now)) return view.now;
+  return view.next.find(lists) ?? null;
+}
+function formatCountdown(ms) {
+  const total = Math.max(0, Math.ceil(ms / 1e3));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor(total % 3600 / 60);
+  const s = String(total % 60).padStart(2, "0");
+  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+}
+
 // sdk/src/state.ts
 var NOTHING = { changes: [], notices: [] };
 function clone(v) {
@@ -574,10 +621,13 @@ var CLOSE_DROPPED = 1006;
 function defaultSocket(url) {
   return new WebSocket(url);
 }
+function isStageRole(role) {
+  return role === "speaker" || role === "moderator";
+}
 function hasWebRtc() {
   return typeof RTCPeerConnection !== "undefined" && typeof navigator !== "undefined";
 }
-var Room = class extends Emitter {
+var Room = class _Room extends Emitter {
   constructor(options) {
     super();
     this.options = options;
@@ -600,6 +650,10 @@ var Room = class extends Emitter {
     this.speaking = /* @__PURE__ */ new Map();
     this.mediaSession = null;
     this.mediaInfo = { state: "new", tracks: [], publishing: false, epoch: 0 };
+    this.scheduleView = null;
+    this.scheduleOffset = 0;
+    this.backstageRoom = null;
+    this.backstageJoin = null;
     this.urls = hubUrls(options);
   }
   /** The websocket URL of the hub this room is connected (or connecting) to. */
@@ -642,6 +696,85 @@ var Room = class extends Emitter {
   }
   get media() {
     return this.mediaInfo;
+  }
+  // ---- summit stages: schedule and backstage ----
+  /** The last `schedule` view (summit stages and their backstage rooms), or null. */
+  get schedule() {
+    return this.scheduleView;
+  }
+  /** How far the hub's clock is ahead of this one: `server_time_ms` minus `Date.now()` when the view arrived. */
+  get scheduleClockOffsetMs() {
+    return this.scheduleOffset;
+  }
+  /** The backstage room joined with `joinBackstage`, while it is open. */
+  get backstage() {
+    return this.backstageRoom;
+  }
+  /** The schedule's `now` or `next` slot that lists you (`now` first), or null. */
+  mySlot() {
+    return slotFor(this.scheduleView, this.participant?.id);
+  }
+  /** The schedule's countdowns at local time `localNowMs`, corrected to the hub's clock; null without a schedule. */
+  scheduleCountdown(localNowMs = Date.now()) {
+    return this.scheduleView ? slotCountdown(this.scheduleView, localNowMs, this.scheduleOffset) : null;
+  }
+  /**
+   * Joins the stage's backstage room (`schedule.backstage`) in the audience, on a second connection to the same
+   * hub(s): joining it checks you in, and the hub puts you on its stage for a mic check. When this room then puts you
+   * on its stage (your slot starts), the backstage room is left by itself. Resolves with the backstage Room (the
+   * one already open, if any); rejects without a schedule, or if you are on this room's stage already.
+   */
+  joinBackstage(options) {
+    if (this.backstageRoom) return Promise.resolve(this.backstageRoom);
+    if (!this.backstageJoin) {
+      this.backstageJoin = this.openBackstage(options).finally(() => {
+        this.backstageJoin = null;
+      });
+    }
+    return this.backstageJoin;
+  }
+  /** Leaves the backstage room, if one is open. */
+  async leaveBackstage() {
+    const backstage = this.backstageRoom;
+    if (!backstage) return;
+    this.backstageRoom = null;
+    this.emit("backstage", null);
+    await backstage.leave().catch(() => void 0);
+  }
+  async openBackstage(options) {
+    const view = this.scheduleView;
+    if (!view) throw new PodiumError("not_found", "no schedule: not a summit stage's room", "join");
+    this.checkBackstageAllowed();
+    const urls = [...this.urls.slice(this.urlIndex), ...this.urls.slice(0, this.urlIndex)];
+    const backstage = new _Room({
+      urls,
+      token: options.token,
+      room: view.backstage,
+      role: "audience",
+      media: options.media === void 0 ? this.options.media : options.media,
+      reconnect: this.options.reconnect,
+      requestTimeoutMs: this.options.requestTimeoutMs,
+      socket: this.options.socket
+    });
+    await backstage.open();
+    try {
+      this.checkBackstageAllowed();
+    } catch (e) {
+      await backstage.leave().catch(() => void 0);
+      throw e;
+    }
+    this.backstageRoom = backstage;
+    backstage.on("closed", () => {
+      if (this.backstageRoom !== backstage) return;
+      this.backstageRoom = null;
+      this.emit("backstage", null);
+    });
+    this.emit("backstage", backstage);
+    return backstage;
+  }
+  checkBackstageAllowed() {
+    if (this.connState === "closed") throw new PodiumError("closed", "the stage room is closed", "join");
+    if (isStageRole(this.you?.role)) throw new PodiumError("conflict", "you are on the stage already", "join");
   }
   /** Totals of the peer connection's audio stats (zeros without media). */
   stats() {
@@ -878,6 +1011,14 @@ var Room = class extends Emitter {
         for (const p of msg.stopped ?? []) this.speaking.delete(p);
         this.emit("speakers", this.speakers);
         return;
+      case "schedule": {
+        const view = scheduleFromMessage(msg);
+        if (!view) return;
+        this.scheduleView = view;
+        this.scheduleOffset = clockOffsetMs(view, Date.now());
+        this.emit("schedule", view);
+        return;
+      }
       case "media_moved":
         if (typeof msg.media_epoch !== "number") return;
         this.store.mediaMoved(msg.media_epoch);
@@ -906,6 +1047,7 @@ var Room = class extends Emitter {
   applied(result) {
     const s = this.store.state;
     if (!s) return;
+    if (this.backstageRoom && isStageRole(s.you.role) && result.changes.includes("you")) void this.leaveBackstage();
     for (const change of result.changes) {
       switch (change) {
         case "state":
@@ -1064,6 +1206,7 @@ var Room = class extends Emitter {
     this.reconnectTimer = null;
     this.dropSocket();
     this.mediaSession?.close();
+    void this.leaveBackstage();
     this.setConnection("closed");
     this.emit("closed", info);
   }
@@ -1080,7 +1223,7 @@ async function connect(options) {
 
 // sdk/src/index.ts
 var PROTOCOL_VERSION = 1;
-var Podium = { connect, Room, PodiumError, PROTOCOL_VERSION };
+var Podium = { connect, Room, PodiumError, PROTOCOL_VERSION, slotCountdown, slotFor, formatCountdown };
 var index_default = Podium;
 export {
   CLOSE_REASONS,
@@ -1094,6 +1237,11 @@ export {
   PodiumError,
   Room,
   StateStore,
+  clockOffsetMs,
   connect,
-  index_default as default
+  index_default as default,
+  formatCountdown,
+  scheduleFromMessage,
+  slotCountdown,
+  slotFor
 };

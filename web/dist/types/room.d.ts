@@ -1,6 +1,7 @@
 import { Emitter } from "./emitter.js";
 import { type MediaInfo, type MediaOptions, type MediaStats } from "./media.js";
-import { type AudiencePage, type Counts, type HandQueue, type Participant, type Role, type RoomSettings, type Speaking, type StageMember, type Welcome, type YourState } from "./protocol.js";
+import { type AudiencePage, type Counts, type HandQueue, type Participant, type Role, type RoomSettings, type ScheduledSlot, type ScheduleView, type Speaking, type StageMember, type Welcome, type YourState } from "./protocol.js";
+import { type SlotCountdown } from "./schedule.js";
 import { type RoomState } from "./state.js";
 /** The part of the browser's WebSocket the client uses (tests pass a fake). */
 export interface SocketLike {
@@ -49,6 +50,13 @@ export interface ConnectOptions {
     /** Creates the websocket (default: the browser's WebSocket). */
     socket?: SocketFactory;
 }
+/** `joinBackstage`'s options: the rest (hub URLs, reconnect, timeouts) are the stage room's. */
+export interface BackstageOptions {
+    /** An access token for the backstage room (ceiling speaker or moderator), or a function returning a fresh one. */
+    token: string | (() => string | Promise<string>);
+    /** WebRTC settings for the backstage connection, or `false` (default: the stage room's). */
+    media?: MediaOptions | false;
+}
 /** A refused request (`error` reply), or a request that could not complete (`disconnected`, `timeout`). */
 export declare class PodiumError extends Error {
     /** The protocol's error code (`forbidden`, `not_found`, ...), or `disconnected` / `timeout` / `closed`. */
@@ -94,6 +102,10 @@ export interface RoomEvents {
         accepted: boolean;
         expired: boolean;
     };
+    /** Summit stages: what the stage runs now and next (the whole view, on every change). */
+    schedule: ScheduleView;
+    /** The backstage room once joined (`joinBackstage`), then null when it is left (promotion, `leaveBackstage`, a close). */
+    backstage: Room | null;
 }
 export declare class Room extends Emitter<RoomEvents> {
     private readonly options;
@@ -117,6 +129,10 @@ export declare class Room extends Emitter<RoomEvents> {
     private speaking;
     private mediaSession;
     private mediaInfo;
+    private scheduleView;
+    private scheduleOffset;
+    private backstageRoom;
+    private backstageJoin;
     constructor(options: ConnectOptions);
     /** The websocket URL of the hub this room is connected (or connecting) to. */
     get url(): string;
@@ -134,6 +150,27 @@ export declare class Room extends Emitter<RoomEvents> {
     get connection(): ConnectionState;
     get speakers(): Speaking[];
     get media(): MediaInfo;
+    /** The last `schedule` view (summit stages and their backstage rooms), or null. */
+    get schedule(): ScheduleView | null;
+    /** How far the hub's clock is ahead of this one: `server_time_ms` minus `Date.now()` when the view arrived. */
+    get scheduleClockOffsetMs(): number;
+    /** The backstage room joined with `joinBackstage`, while it is open. */
+    get backstage(): Room | null;
+    /** The schedule's `now` or `next` slot that lists you (`now` first), or null. */
+    mySlot(): ScheduledSlot | null;
+    /** The schedule's countdowns at local time `localNowMs`, corrected to the hub's clock; null without a schedule. */
+    scheduleCountdown(localNowMs?: number): SlotCountdown | null;
+    /**
+     * Joins the stage's backstage room (`schedule.backstage`) in the audience, on a second connection to the same
+     * hub(s): joining it checks you in, and the hub puts you on its stage for a mic check. When this room then puts you
+     * on its stage (your slot starts), the backstage room is left by itself. Resolves with the backstage Room (the
+     * one already open, if any); rejects without a schedule, or if you are on this room's stage already.
+     */
+    joinBackstage(options: BackstageOptions): Promise<Room>;
+    /** Leaves the backstage room, if one is open. */
+    leaveBackstage(): Promise<void>;
+    private openBackstage;
+    private checkBackstageAllowed;
     /** Totals of the peer connection's audio stats (zeros without media). */
     stats(): Promise<MediaStats | null>;
     /** Plays the room's audio again; call from a click handler if the browser blocked autoplay. */

@@ -176,3 +176,59 @@ export const CLOSE_REASONS: Readonly<Record<number, string>> = {
   4011: "unavailable",
   4012: "revoked",
 };
+
+// ---- summit stages (the `schedule` event) ----
+
+/** A slot's status: waiting, its people checking in backstage, on stage, over, or called off. */
+export type SlotStatus = "scheduled" | "backstage" | "active" | "completed" | "canceled";
+
+/** A person's part in a slot. */
+export type ScheduleRole = "host" | "co_host" | "speaker" | "moderator";
+
+/** A person of a ScheduledSlot. */
+export interface ScheduledPerson {
+  /** Identity: the same as in access tokens. */
+  id: string;
+  /** Display name (absent when the schedule has none). */
+  name?: string | null;
+  role: ScheduleRole;
+  /** Joined the backstage room, or was checked in through the admin API. */
+  checked_in: boolean;
+}
+
+/** One slot of a summit stage's programme. Times are milliseconds since the Unix epoch, on the hub's clock. */
+export interface ScheduledSlot {
+  /** Stable across releases. */
+  guid: string;
+  title: string;
+  /** A break: nobody is on stage. */
+  is_break: boolean;
+  status: SlotStatus;
+  /** Start, as it stands now (an overrun or `extend` moves it). */
+  start_ms: number;
+  end_ms: number;
+  /** In the schedule's order. */
+  people: ScheduledPerson[];
+}
+
+/**
+ * What a summit stage runs now and next (the `schedule` event without its `type`): sent in the stage's room and in
+ * its backstage room after the join and on every change, always the whole view. Not part of the room state (no seq).
+ */
+export interface ScheduleView {
+  summit: string;
+  /** The stage's id in the summit. */
+  stage: string;
+  /** The stage's room. */
+  room: string;
+  /** The stage's backstage room, `{room}.backstage`. */
+  backstage: string;
+  /** The release the stage runs. */
+  release: number;
+  /** The slot on stage now; absent between slots. */
+  now?: ScheduledSlot;
+  /** Up to three slots still to come, soonest first (canceled ones left out). */
+  next: ScheduledSlot[];
+  /** The hub's clock when the view was made. */
+  server_time_ms: number;
+}

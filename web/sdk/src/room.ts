@@ -1,5 +1,5 @@
 // A connection to one Podium room: join, requests and replies, room state as events, automatic reconnect and
-// resume, and the media session.
+// resume, and the media session; in a summit stage's room, its schedule and the backstage room.
 
 import { Emitter } from "./emitter.js";
 import { MediaSession, type MediaInfo, type MediaOptions, type MediaStats } from "./media.js";
@@ -17,12 +17,15 @@ import {
   type Role,
   type RoomSettings,
   type RoomSnapshot,
+  type ScheduledSlot,
+  type ScheduleView,
   type ServerMessage,
   type Speaking,
   type StageMember,
   type Welcome,
   type YourState,
 } from "./protocol.js";
+import { clockOffsetMs, scheduleFromMessage, slotCountdown, slotFor, type SlotCountdown } from "./schedule.js";
 import { type ApplyResult, type RoomState, StateStore } from "./state.js";
 
 /** The part of the browser's WebSocket the client uses (tests pass a fake). */
@@ -79,6 +82,14 @@ export interface ConnectOptions {
   socket?: SocketFactory;
 }
 
+/** `joinBackstage`'s options: the rest (hub URLs, reconnect, timeouts) are the stage room's. */
+export interface BackstageOptions {
+  /** An access token for the backstage room (ceiling speaker or moderator), or a function returning a fresh one. */
+  token: string | (() => string | Promise<string>);
+  /** WebRTC settings for the backstage connection, or `false` (default: the stage room's). */
+  media?: MediaOptions | false;
+}
+
 /** A refused request (`error` reply), or a request that could not complete (`disconnected`, `timeout`). */
 export class PodiumError extends Error {
   constructor(
@@ -122,6 +133,10 @@ export interface RoomEvents {
   participant_joined: Participant;
   participant_left: string;
   invite_answered: { participant: string; accepted: boolean; expired: boolean };
+  /** Summit stages: what the stage runs now and next (the whole view, on every change). */
+  schedule: ScheduleView;
+  /** The backstage room once joined (`joinBackstage`), then null when it is left (promotion, `leaveBackstage`, a close). */
+  backstage: Room | null;
 }
 
 interface Pending {
@@ -137,6 +152,10 @@ const CLOSE_DROPPED = 1006;
 
 function defaultSocket(url: string): SocketLike {
   return new WebSocket(url) as unknown as SocketLike;
+}
+
+function isStageRole(role: Role | undefined): boolean {
+  return role === "speaker" || role === "moderator";
 }
 
 function hasWebRtc(): boolean {
@@ -164,6 +183,10 @@ export class Room extends Emitter<RoomEvents> {
   private speaking = new Map<string, number>();
   private mediaSession: MediaSession | null = null;
   private mediaInfo: MediaInfo = { state: "new", tracks: [], publishing: false, epoch: 0 };
+  private scheduleView: ScheduleView | null = null;
+  private scheduleOffset = 0;
+  private backstageRoom: Room | null = null;
+  private backstageJoin: Promise<Room> | null = null;
 
   constructor(private readonly options: ConnectOptions) {
     super();
@@ -214,6 +237,95 @@ export class Room extends Emitter<RoomEvents> {
   }
   get media(): MediaInfo {
     return this.mediaInfo;
+  }
+
+  // ---- summit stages: schedule and backstage ----
+
+  /** The last `schedule` view (summit stages and their backstage rooms), or null. */
+  get schedule(): ScheduleView | null {
+    return this.scheduleView;
+  }
+  /** How far the hub's clock is ahead of this one: `server_time_ms` minus `Date.now()` when the view arrived. */
+  get scheduleClockOffsetMs(): number {
+    return this.scheduleOffset;
+  }
+  /** The backstage room joined with `joinBackstage`, while it is open. */
+  get backstage(): Room | null {
+    return this.backstageRoom;
+  }
+
+  /** The schedule's `now` or `next` slot that lists you (`now` first), or null. */
+  mySlot(): ScheduledSlot | null {
+    return slotFor(this.scheduleView, this.participant?.id);
+  }
+
+  /** The schedule's countdowns at local time `localNowMs`, corrected to the hub's clock; null without a schedule. */
+  scheduleCountdown(localNowMs = Date.now()): SlotCountdown | null {
+    return this.scheduleView ? slotCountdown(this.scheduleView, localNowMs, this.scheduleOffset) : null;
+  }
+
+  /**
+   * Joins the stage's backstage room (`schedule.backstage`) in the audience, on a second connection to the same
+   * hub(s): joining it checks you in, and the hub puts you on its stage for a mic check. When this room then puts you
+   * on its stage (your slot starts), the backstage room is left by itself. Resolves with the backstage Room (the
+   * one already open, if any); rejects without a schedule, or if you are on this room's stage already.
+   */
+  joinBackstage(options: BackstageOptions): Promise<Room> {
+    if (this.backstageRoom) return Promise.resolve(this.backstageRoom);
+    if (!this.backstageJoin) {
+      this.backstageJoin = this.openBackstage(options).finally(() => {
+        this.backstageJoin = null;
+      });
+    }
+    return this.backstageJoin;
+  }
+
+  /** Leaves the backstage room, if one is open. */
+  async leaveBackstage(): Promise<void> {
+    const backstage = this.backstageRoom;
+    if (!backstage) return;
+    this.backstageRoom = null;
+    this.emit("backstage", null);
+    await backstage.leave().catch(() => undefined);
+  }
+
+  private async openBackstage(options: BackstageOptions): Promise<Room> {
+    const view = this.scheduleView;
+    if (!view) throw new PodiumError("not_found", "no schedule: not a summit stage's room", "join");
+    this.checkBackstageAllowed();
+    // The hub this room reached first, then the others in turn.
+    const urls = [...this.urls.slice(this.urlIndex), ...this.urls.slice(0, this.urlIndex)];
+    const backstage = new Room({
+      urls,
+      token: options.token,
+      room: view.backstage,
+      role: "audience",
+      media: options.media === undefined ? this.options.media : options.media,
+      reconnect: this.options.reconnect,
+      requestTimeoutMs: this.options.requestTimeoutMs,
+      socket: this.options.socket,
+    });
+    await backstage.open();
+    try {
+      // Promoted here (or gone) while the backstage join was on its way: it is over already.
+      this.checkBackstageAllowed();
+    } catch (e) {
+      await backstage.leave().catch(() => undefined);
+      throw e;
+    }
+    this.backstageRoom = backstage;
+    backstage.on("closed", () => {
+      if (this.backstageRoom !== backstage) return;
+      this.backstageRoom = null;
+      this.emit("backstage", null);
+    });
+    this.emit("backstage", backstage);
+    return backstage;
+  }
+
+  private checkBackstageAllowed(): void {
+    if (this.connState === "closed") throw new PodiumError("closed", "the stage room is closed", "join");
+    if (isStageRole(this.you?.role)) throw new PodiumError("conflict", "you are on the stage already", "join");
   }
 
   /** Totals of the peer connection's audio stats (zeros without media). */
@@ -466,6 +578,14 @@ export class Room extends Emitter<RoomEvents> {
         for (const p of (msg.stopped as string[]) ?? []) this.speaking.delete(p);
         this.emit("speakers", this.speakers);
         return;
+      case "schedule": {
+        const view = scheduleFromMessage(msg);
+        if (!view) return;
+        this.scheduleView = view;
+        this.scheduleOffset = clockOffsetMs(view, Date.now());
+        this.emit("schedule", view);
+        return;
+      }
       case "media_moved":
         if (typeof msg.media_epoch !== "number") return;
         this.store.mediaMoved(msg.media_epoch);
@@ -497,6 +617,8 @@ export class Room extends Emitter<RoomEvents> {
   private applied(result: ApplyResult): void {
     const s = this.store.state;
     if (!s) return;
+    // On this room's stage now (your slot started): from here on you speak on this connection, not backstage.
+    if (this.backstageRoom && isStageRole(s.you.role) && result.changes.includes("you")) void this.leaveBackstage();
     for (const change of result.changes) {
       switch (change) {
         case "state":
@@ -672,6 +794,7 @@ export class Room extends Emitter<RoomEvents> {
     this.reconnectTimer = null;
     this.dropSocket();
     this.mediaSession?.close();
+    void this.leaveBackstage();
     this.setConnection("closed");
     this.emit("closed", info);
   }
