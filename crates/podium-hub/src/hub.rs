@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     pub(crate) store: Persistence,
     /// The summit store beside it (`summit`).
     pub(crate) summits: crate::summit::Summits,
+    /// Wakes this hub's summit runner (an admin request queued a command or released a schedule).
+    pub(crate) summit_wake: Arc<tokio::sync::Notify>,
     /// Subscribes room tasks to their room's announcements (Redis only; `bus`).
     pub(crate) watches: Option<crate::bus::Watches>,
     /// The SFU, when `[media] enabled`.
@@ -424,6 +426,7 @@ impl Hub {
             hooks,
             metrics: crate::metrics::Metrics::new(),
             keys: TokenKeys::new(config.auth.secret().as_bytes()),
+            summit_wake: Arc::default(),
             summits: match &store {
                 Persistence::Memory(_) => crate::summit::Summits::Memory(Arc::default()),
                 Persistence::Redis(r) => crate::summit::Summits::Redis(r.clone()),
@@ -492,6 +495,7 @@ impl Hub {
         }
         // Webhook delivery runs until the hub has stopped (a draining hub keeps delivering meanwhile).
         tokio::spawn(crate::webhooks::run(Arc::clone(&shared.hooks), shared.stopped.subscribe()));
+        crate::summit::spawn_runner(&shared, Arc::clone(&shared.summit_wake), shared.shutdown_rx());
         let heartbeat = match &shared.store {
             Persistence::Redis(store) => {
                 // Always set with Redis (`bind`).

@@ -97,6 +97,8 @@ pub trait SummitStore: Send + Sync + 'static {
     fn summit_ids(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
     /// A summit's document `name`.
     fn doc_get(&self, summit: &str, name: &str) -> impl Future<Output = Result<Option<Versioned>, StoreError>> + Send;
+    /// The version of document `name` (0: absent), without its text.
+    fn doc_version(&self, summit: &str, name: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Writes document `name` and returns its new version. `expect`: `None` writes whatever is there; `Some(0)`
     /// only if it does not exist; `Some(v)` only if it is at version `v` (else [`StoreError::Conflict`] with what
     /// is there). Adds the summit to the set of summits.
@@ -231,6 +233,11 @@ impl SummitStore for RedisStore {
             .run_cmd(::redis::cmd("HMGET").arg(doc_key(summit)).arg(name).arg(format!("{name}#v")).to_owned())
             .await?;
         Ok(body.map(|body| Versioned { version: version.unwrap_or(1), body }))
+    }
+
+    async fn doc_version(&self, summit: &str, name: &str) -> Result<u64, StoreError> {
+        let v: Option<u64> = self.run_cmd(::redis::cmd("HGET").arg(doc_key(summit)).arg(format!("{name}#v")).to_owned()).await?;
+        Ok(v.unwrap_or(0))
     }
 
     async fn doc_put(&self, summit: &str, name: &str, body: &str, expect: Option<u64>) -> Result<u64, StoreError> {
@@ -377,6 +384,10 @@ impl SummitStore for MemorySummits {
 
     async fn doc_get(&self, summit: &str, name: &str) -> Result<Option<Versioned>, StoreError> {
         Ok(self.lock().docs.get(summit).and_then(|d| d.get(name)).cloned())
+    }
+
+    async fn doc_version(&self, summit: &str, name: &str) -> Result<u64, StoreError> {
+        Ok(self.lock().docs.get(summit).and_then(|d| d.get(name)).map_or(0, |d| d.version))
     }
 
     async fn doc_put(&self, summit: &str, name: &str, body: &str, expect: Option<u64>) -> Result<u64, StoreError> {

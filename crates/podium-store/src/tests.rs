@@ -889,6 +889,8 @@ async fn summit_conformance(store: &impl SummitStore) {
     assert_eq!(store.doc_put("s1", "wip", "c", None).await.unwrap(), 3);
     let got = store.doc_get("s1", "wip").await.unwrap().unwrap();
     assert_eq!((got.version, got.body.as_str()), (3, "c"));
+    assert_eq!(store.doc_version("s1", "wip").await.unwrap(), 3);
+    assert_eq!(store.doc_version("s1", "nope").await.unwrap(), 0);
     store.doc_put("s0", "wip", "x", None).await.unwrap();
     assert_eq!(store.summit_ids().await.unwrap(), vec!["s0".to_owned(), "s1".to_owned()]);
 

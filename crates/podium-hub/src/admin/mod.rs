@@ -28,7 +28,7 @@ use axum::http::request::Parts;
 use podium_proto::ErrorCode;
 use sha2::{Digest as _, Sha256};
 
-pub(crate) use self::routes::router;
+pub(crate) use self::routes::{ask, router};
 use crate::auth::Scope;
 use crate::config::AdminConfig;
 use crate::http::AppState;

@@ -138,7 +138,7 @@ pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
     openapi
 }
 
-type ApiResult<T> = Result<T, Problem>;
+pub(crate) type ApiResult<T> = Result<T, Problem>;
 
 fn check_room_name(room: &str) -> ApiResult<()> {
     auth::validate_room_name(room).map_err(|e| Problem::new(ErrorCode::BadRequest, e.to_string()))
@@ -173,7 +173,7 @@ fn page_size(limit: Option<u32>) -> ApiResult<usize> {
 }
 
 /// Hands a message to the room's task (started if needed) and waits for its answer.
-async fn ask<T>(
+pub(crate) async fn ask<T>(
     shared: &Shared,
     room: &str,
     message: impl FnOnce(oneshot::Sender<Result<T, (ErrorCode, String)>>) -> RoomMsg,

@@ -29,6 +29,11 @@ pub(crate) struct Problem {
 }
 
 impl Problem {
+    /// The protocol error code and the detail, for logs.
+    pub(crate) fn describe(&self) -> String {
+        format!("{}: {}", self.code, self.detail)
+    }
+
     /// A problem with the HTTP status that goes with `code` (see [`status_of`]).
     pub(crate) fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self::with_status(status_of(code), code, detail)

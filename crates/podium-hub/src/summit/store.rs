@@ -31,6 +31,9 @@ impl SummitStore for Summits {
     async fn doc_get(&self, summit: &str, name: &str) -> Result<Option<Versioned>, StoreError> {
         dispatch!(self, s => s.doc_get(summit, name).await)
     }
+    async fn doc_version(&self, summit: &str, name: &str) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.doc_version(summit, name).await)
+    }
     async fn doc_put(&self, summit: &str, name: &str, body: &str, expect: Option<u64>) -> Result<u64, StoreError> {
         dispatch!(self, s => s.doc_put(summit, name, body, expect).await)
     }

@@ -351,6 +351,43 @@ impl Hooks {
         self.wake.notify_waiters();
     }
 
+    /// Queues scheduler events of a summit stage, in order, on the lane of the stage's room (so a stage's events
+    /// and its room's events reach an endpoint in one order). `events`: (id, type, data); the id is stable across a
+    /// scheduler failover, so an event queued again after one is de-duplicated by receivers on `webhook-id`.
+    /// Errors are the store's: the caller keeps the events and tries again.
+    pub(crate) async fn summit_events(
+        &self,
+        room: &str,
+        events: Vec<(String, &'static str, podium_proto::webhook::SummitEvent)>,
+    ) -> Result<(), StoreError> {
+        let now = wall_ms();
+        let entries: Vec<String> = events
+            .into_iter()
+            .filter(|(_, kind, _)| self.endpoints.iter().any(|e| e.wants(kind)))
+            .filter_map(|(id, kind, summit)| {
+                let data = WebhookData {
+                    id: id.clone(),
+                    room: Some(room.to_owned()),
+                    summit: Some(summit),
+                    ..WebhookData::default()
+                };
+                let body = WebhookPayload::new(kind, WebhookBody { timestamp: iso8601(now), data })?.to_json();
+                Some(entry(&id, kind, now, &body))
+            })
+            .collect();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        match &self.redis {
+            Some(r) => r.hooks_append(room, &entries, self.config.max_queue_per_room, now).await?,
+            None => {
+                self.memory.append(room, entries, self.config.max_queue_per_room, self.config.memory_max_events)
+            }
+        }
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
     /// Queues `node.drained` for this hub (a drain started).
     pub(crate) async fn node_drained(&self) {
         if !self.endpoints.iter().any(|e| e.wants("node.drained")) {
