@@ -429,7 +429,7 @@ impl Hub {
             summit_wake: Arc::default(),
             summits: match &store {
                 Persistence::Memory(_) => crate::summit::Summits::Memory(Arc::default()),
-                Persistence::Redis(r) => crate::summit::Summits::Redis(r.clone()),
+                Persistence::Redis(r) => crate::summit::Summits::Redis(Box::new(r.clone())),
             },
             store,
             watches,

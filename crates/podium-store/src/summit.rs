@@ -236,7 +236,8 @@ impl SummitStore for RedisStore {
     }
 
     async fn doc_version(&self, summit: &str, name: &str) -> Result<u64, StoreError> {
-        let v: Option<u64> = self.run_cmd(::redis::cmd("HGET").arg(doc_key(summit)).arg(format!("{name}#v")).to_owned()).await?;
+        let v: Option<u64> =
+            self.run_cmd(::redis::cmd("HGET").arg(doc_key(summit)).arg(format!("{name}#v")).to_owned()).await?;
         Ok(v.unwrap_or(0))
     }
 

@@ -28,7 +28,8 @@ use axum::http::request::Parts;
 use podium_proto::ErrorCode;
 use sha2::{Digest as _, Sha256};
 
-pub(crate) use self::routes::{ask, router};
+pub(crate) use self::model::ProblemDoc;
+pub(crate) use self::routes::{ApiResult, ask, router};
 use crate::auth::Scope;
 use crate::config::AdminConfig;
 use crate::http::AppState;

@@ -43,7 +43,7 @@ const ANSWER_WAIT: Duration = Duration::from_secs(15);
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     components(schemas(ProblemDoc, Action)),
-    tags((name = "admin", description = "The admin API"))
+    tags((name = "admin", description = "The admin API"), (name = "summits", description = "Summit schedules, their runs and feeds"))
 )]
 struct ApiDoc;
 
@@ -113,7 +113,17 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(list_nodes))
         .routes(routes!(drain_node))
         .routes(routes!(webhooks))
+        .pipe(crate::summit::api::routes)
 }
+
+/// `x.pipe(f)` is `f(x)`: keeps the route list one chain.
+trait Pipe: Sized {
+    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
+        f(self)
+    }
+}
+
+impl<S> Pipe for OpenApiRouter<S> {}
 
 /// The admin API's routes.
 pub(crate) fn router(state: AppState) -> axum::Router<AppState> {

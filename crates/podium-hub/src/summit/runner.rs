@@ -250,12 +250,8 @@ impl Runner {
     /// Gives every stage of `release` its plan: a new run, or `handle_release` of the running one (unless it runs
     /// that release already, as after a failover). Makes sure the stage and backstage rooms exist.
     async fn adopt_release(&self, id: &str, held: &mut Held, release: Arc<Release>, now: i64) {
-        let names: HashMap<String, String> = release
-            .schedule
-            .people()
-            .values()
-            .map(|p| (p.id.as_str().to_owned(), p.name.clone()))
-            .collect();
+        let names: HashMap<String, String> =
+            release.schedule.people().values().map(|p| (p.id.as_str().to_owned(), p.name.clone())).collect();
         held.names = Arc::new(names);
         for stage_id in release.stages.keys() {
             let plan = match release.stage_plan(stage_id) {
@@ -415,7 +411,11 @@ impl Runner {
             if !stage.dirty {
                 continue;
             }
-            let record = Record { state: stage.run.state().clone(), pending: stage.pending.clone(), absent: stage.absent.clone() };
+            let record = Record {
+                state: stage.run.state().clone(),
+                pending: stage.pending.clone(),
+                absent: stage.absent.clone(),
+            };
             records.push((stage_id.clone(), serde_json::to_string(&record).map_err(|e| e.to_string())?));
         }
         if records.is_empty() {
@@ -502,10 +502,7 @@ fn poll(stage: &mut StageRunning) {
 
 /// Checks `who` in, if the run expects them; quietly otherwise.
 async fn check_in(stage: &mut StageRunning, who: &ParticipantId, _role: room::Role) {
-    let person = match PersonId::new(who.as_str()) {
-        Ok(p) => p,
-        Err(_) => return,
-    };
+    let Ok(person) = PersonId::new(who.as_str()) else { return };
     let state = stage.run.state();
     let known = state.slots.iter().any(|s| {
         matches!(s.status, SlotStatus::Backstage | SlotStatus::Active)
@@ -595,7 +592,10 @@ async fn do_action(
         Action::Handover(h) => {
             let promote: Vec<(ParticipantId, room::Role)> =
                 h.promote.iter().map(|p| (pid(p), room::Role::Speaker)).collect();
-            if h.demote.is_empty() && promote.is_empty() && h.moderators_add.is_empty() && h.moderators_remove.is_empty()
+            if h.demote.is_empty()
+                && promote.is_empty()
+                && h.moderators_add.is_empty()
+                && h.moderators_remove.is_empty()
             {
                 return Ok(());
             }
@@ -820,7 +820,7 @@ fn apply(held: &mut Held, kind: &super::CommandKind, now: i64) -> CommandResult 
     let result = match kind {
         K::Start { .. } => stage.run.handle_start(now).map(|g| CommandResult::slot(g, None)),
         K::End { .. } => stage.run.handle_end(now).map(|g| CommandResult::slot(g, None)),
-        K::Extend { ms, .. } => stage.run.handle_extend(*ms, now).map(|end| CommandResult::end(end)),
+        K::Extend { ms, .. } => stage.run.handle_extend(*ms, now).map(CommandResult::end),
         K::Cancel { slot, .. } => match slot.parse::<SlotGuid>() {
             Ok(g) => stage.run.handle_cancel(g, now).map(|()| CommandResult::slot(g, None)),
             Err(_) => return CommandResult::error("bad_request", "`slot` is not a slot GUID"),

@@ -12,7 +12,7 @@ pub(crate) enum Summits {
     /// In this process (the in-memory store: one hub).
     Memory(Arc<MemorySummits>),
     /// In Redis, shared by the hubs.
-    Redis(RedisStore),
+    Redis(Box<RedisStore>),
 }
 
 macro_rules! dispatch {

@@ -380,9 +380,7 @@ impl Hooks {
         }
         match &self.redis {
             Some(r) => r.hooks_append(room, &entries, self.config.max_queue_per_room, now).await?,
-            None => {
-                self.memory.append(room, entries, self.config.max_queue_per_room, self.config.memory_max_events)
-            }
+            None => self.memory.append(room, entries, self.config.max_queue_per_room, self.config.memory_max_events),
         }
         self.wake.notify_waiters();
         Ok(())
