@@ -12,6 +12,7 @@ mod media_signaling;
 mod metrics;
 mod raw;
 mod scenario;
+mod summit;
 mod support;
 mod web;
 mod web_browser;

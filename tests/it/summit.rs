@@ -1,0 +1,247 @@
+//! The summit scheduler on a real hub, with real websocket participants: a schedule written and released through
+//! the admin API runs by itself. Backstage check-in by joining the backstage room (and its mic-check stage), the
+//! handover at the slot's time promoting people from the audience of the stage room, the host as moderator, a
+//! no-show replaced by a standby host who checked in, the `schedule` view, status, runtime actions and the
+//! iCalendar feed.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use podium_hub::Role;
+use podium_summit::{
+    PersonId, Person, Schedule, Session, SessionCode, SessionRole, Stage, StageId, Summit, export_podium_json,
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Client, TestHub};
+
+const ADMIN_KEY: &str = "adm_summit_0123456789abcdef";
+
+fn now_ms() -> i64 {
+    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis()).expect("ms")
+}
+
+async fn hub() -> TestHub {
+    TestHub::start_with(|c| {
+        c.admin.keys = vec![podium_hub::config::AdminKey {
+            name: "ops".into(),
+            sha256: podium_hub::admin_key_hash(ADMIN_KEY),
+            scope: podium_hub::auth::Scope::Admin,
+        }];
+    })
+    .await
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(hub: &TestHub) -> Self {
+        Self { http: reqwest::Client::new(), base: format!("http://{}/v1/admin/summits", hub.addr) }
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<String>) -> (StatusCode, String) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(ADMIN_KEY);
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        (status, resp.text().await.expect("body"))
+    }
+
+    async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let (status, text) = self.send(method, path, body.map(|b| b.to_string())).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+fn pid(s: &str) -> PersonId {
+    PersonId::new(s).expect("person id")
+}
+
+/// A stage `main` in room `s1-main` with two back-to-back sessions: `opening` (host ada) at `t`, `panel` (host
+/// bob, speaker cy) right after; `sam` is the stage's standby host. Backstage opens 2 s before, check-in closes
+/// 1 s before.
+fn schedule(t: i64, slot_ms: i64) -> Schedule {
+    let mut s = Schedule::new(Summit::new("s1", "Summit One", "Europe/Berlin").expect("summit"));
+    let mut stage = Stage::new(StageId::new("main").expect("id"), "s1-main").expect("stage");
+    stage.backstage_lead_ms = 2_000;
+    stage.checkin_deadline_ms = 1_000;
+    stage.standby_hosts = vec![pid("sam")];
+    for (id, name) in [("ada", "Ada"), ("bob", "Bob"), ("cy", "Cy"), ("sam", "Sam")] {
+        s.put_person(Person::new(pid(id), name).expect("person")).expect("person");
+    }
+    s.put_stage(stage).expect("stage");
+    let opening = SessionCode::new("opening").expect("code");
+    s.add_session(
+        Session::new(opening.clone(), "Opening", slot_ms, vec![(pid("ada"), SessionRole::Host)]).expect("session"),
+    )
+    .expect("add");
+    let panel = SessionCode::new("panel").expect("code");
+    s.add_session(
+        Session::new(
+            panel.clone(),
+            "Panel",
+            slot_ms,
+            vec![(pid("bob"), SessionRole::Host), (pid("cy"), SessionRole::Speaker)],
+        )
+        .expect("session"),
+    )
+    .expect("add");
+    let main = StageId::new("main").expect("id");
+    s.place(&opening, &main, t).expect("place");
+    s.place(&panel, &main, t + slot_ms).expect("place");
+    s
+}
+
+/// Joins `room` as audience (the handover promotes; a moderator ceiling alone must not take the stage).
+async fn join_audience(hub: &TestHub, identity: &str, room: &str, ceiling: Role) -> Client {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = hub.connect().await;
+        let token = hub.token(identity, room, ceiling);
+        let reply = c.request(json!({"type": "join", "token": token, "role": "audience"})).await;
+        if reply["type"] == "ok" {
+            return c;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "join of {identity} to {room}: {reply}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for `you` with `role`, reading through everything else, for up to `within`.
+async fn role_becomes(c: &mut Client, role: &str, within: Duration) -> Value {
+    tokio::time::timeout(within, c.event("you", |e| e["role"] == role))
+        .await
+        .unwrap_or_else(|_| panic!("no `you` with role {role} within {within:?}"))
+}
+
+#[tokio::test]
+async fn a_released_schedule_runs_itself_backstage_handovers_and_a_substituted_no_show() {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    let hub = hub().await;
+    let api = Api::new(&hub);
+    let slot_ms = 4_000;
+    let t = now_ms() + 5_000;
+
+    let body = export_podium_json(&schedule(t, slot_ms));
+    let (status, text) = api.send(reqwest::Method::PUT, "/s1/schedule?expect_version=0", Some(body.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    // A second create-only write loses.
+    let (status, _) = api.send(reqwest::Method::PUT, "/s1/schedule?expect_version=0", Some(body)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, release) = api.json(reqwest::Method::POST, "/s1/releases", Some(json!({"comment": "first"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{release}");
+    assert_eq!(release["seq"], 1);
+    assert_eq!(release["diff"]["new"].as_array().map(Vec::len), Some(2));
+
+    // The runner creates the stage and backstage rooms; a listener and the opening's host join the stage as
+    // audience, and the host checks in by joining the backstage.
+    let mut listener = join_audience(&hub, "lee", "s1-main", Role::Audience).await;
+    let mut ada = join_audience(&hub, "ada", "s1-main", Role::Moderator).await;
+    let mut ada_back = join_audience(&hub, "ada", "s1-main.backstage", Role::Moderator).await;
+    // The schedule view, on joining and as it changes.
+    //V1
+
+    // Backstage opens at T − 2 s: ada, checked in, takes the backstage stage (mic check).
+    role_becomes(&mut ada_back, "speaker", Duration::from_secs(6)).await;
+    let opened = now_ms();
+    assert!(opened >= t - 2_000 - 300, "backstage opened {} ms early", t - 2_000 - opened);
+
+    // The standby host checks in too, while bob (the panel's host) never comes.
+    let mut sam = join_audience(&hub, "sam", "s1-main", Role::Moderator).await;
+    let _sam_back = join_audience(&hub, "sam", "s1-main.backstage", Role::Moderator).await;
+
+    // At T the opening goes on stage: ada is promoted in the stage room (the host moderates), within 1 s.
+    role_becomes(&mut ada, "moderator", Duration::from_secs(6)).await;
+    let late = now_ms() - t;
+    assert!((-300..1_000).contains(&late), "handover {late} ms from its time");
+    let stage = listener.event("stage", |e| e["stage"].as_array().is_some_and(|s| s.iter().any(|m| m["id"] == "ada"))).await;
+    assert!(stage["stage"].is_array());
+    //V2
+
+    // At T + slot the panel starts: bob is a no-show, sam (standby, checked in) replaces him; ada leaves the stage.
+    role_becomes(&mut sam, "moderator", Duration::from_secs(8)).await;
+    let late = now_ms() - (t + slot_ms);
+    assert!((-300..1_000).contains(&late), "second handover {late} ms from its time");
+    role_becomes(&mut ada, "audience", Duration::from_secs(3)).await;
+
+    // The status shows what ran.
+    let (status, st) = api.json(reqwest::Method::GET, "/s1", None).await;
+    assert_eq!(status, StatusCode::OK, "{st}");
+    let slots = st["stages"][0]["slots"].as_array().expect("slots").clone();
+    assert_eq!(slots[0]["status"], "completed");
+    assert_eq!(slots[1]["status"], "active");
+    assert_eq!(slots[1]["substitute"], "sam");
+    assert!(slots[1]["no_show"].as_array().expect("no_show").iter().any(|p| p == "bob"));
+
+    // Ending the running slot by hand, through the runner.
+    let (status, done) = api
+        .json(reqwest::Method::POST, "/s1/stages/main/actions", Some(json!({"action": "end"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    role_becomes(&mut sam, "audience", Duration::from_secs(3)).await;
+    let (status, p) = api
+        .json(reqwest::Method::POST, "/s1/stages/main/actions", Some(json!({"action": "end"})))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "nothing runs now: {p}");
+    let (status, _) = api
+        .json(reqwest::Method::POST, "/s1/stages/nope/actions", Some(json!({"action": "end"})))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The calendar: one VEVENT per slot, UIDs from the slot GUIDs.
+    let (status, ics) = api.send(reqwest::Method::GET, "/s1/calendar.ics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ics.matches("BEGIN:VEVENT").count(), 2, "{ics}");
+    for slot in &slots {
+        assert!(ics.contains(&format!("UID:{}@", slot["guid"].as_str().expect("guid"))), "{ics}");
+    }
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn schedule_writes_and_releases_refuse_bad_input_with_documented_codes() {
+    let hub = hub().await;
+    let api = Api::new(&hub);
+    let t = now_ms() + 3_600_000;
+    let body = export_podium_json(&schedule(t, 60_000));
+    // Not a schedule; another summit's schedule; a bad id.
+    let (status, _) = api.send(reqwest::Method::PUT, "/s1/schedule", Some("{\"nope\": 1}".into())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = api.send(reqwest::Method::PUT, "/other/schedule", Some(body.clone())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = api.send(reqwest::Method::PUT, "/bad%20id/schedule", Some(body.clone())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = api.json(reqwest::Method::POST, "/s1/releases", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no summit yet");
+    let (status, _) = api.send(reqwest::Method::PUT, "/s1/schedule", Some(body)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Overlapping slots on one stage: the release is refused, nothing is released.
+    let mut overlapping = schedule(t, 60_000);
+    let code = SessionCode::new("extra").expect("code");
+    overlapping
+        .add_session(Session::new(code.clone(), "Extra", 60_000, vec![(pid("cy"), SessionRole::Speaker)]).expect("s"))
+        .expect("add");
+    overlapping.place(&code, &StageId::new("main").expect("id"), t + 30_000).expect("place");
+    let (status, _) =
+        api.send(reqwest::Method::PUT, "/s1/schedule", Some(export_podium_json(&overlapping))).await;
+    assert_eq!(status, StatusCode::OK, "the WIP may overlap");
+    let (status, p) = api.json(reqwest::Method::POST, "/s1/releases", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    assert_eq!(p["code"], "conflict");
+    let (status, list) = api.json(reqwest::Method::GET, "/s1/releases", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list.as_array().map(Vec::len), Some(0));
+
+    // Runtime actions validate before they reach the runner.
+    let (status, _) = api
+        .json(reqwest::Method::POST, "/s1/stages/main/actions", Some(json!({"action": "extend", "minutes": 0})))
+        .await;
+    assert!(status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND, "{status}");
+    hub.stop().await;
+}
