@@ -107,9 +107,12 @@ fn filler_path(value: &str) -> Option<&str> {
     (!token.is_empty() && !path.is_empty()).then_some(path)
 }
 
-/// True for a `schedule` frame.
+/// True for a `schedule` frame: one starting as `ServerMessage::to_json` writes it, or (rarely: not written by a
+/// hub) one naming its type elsewhere that parses as one.
 pub(super) fn is_schedule_frame(frame: &str) -> bool {
     frame.starts_with(SCHEDULE_PREFIX)
+        || (frame.contains(r#""type":"schedule""#)
+            && matches!(serde_json::from_str::<proto::ServerMessage>(frame), Ok(proto::ServerMessage::Schedule(_))))
 }
 
 impl Schedule {
@@ -385,6 +388,10 @@ mod tests {
         let frame = proto::ServerMessage::Schedule(Box::new(view())).to_json();
         assert!(is_schedule_frame(&frame), "{frame}");
         assert!(!is_schedule_frame(&proto::ServerMessage::MediaMoved { media_epoch: 1 }.to_json()));
+        // Keys in another order (a frame made from a JSON map).
+        let sorted = serde_json::from_str::<serde_json::Value>(&frame).unwrap().to_string();
+        assert!(!sorted.starts_with(SCHEDULE_PREFIX) && is_schedule_frame(&sorted), "{sorted}");
+        assert!(!is_schedule_frame(r#"{"title":"\"type\":\"schedule\""}"#));
         let before = wall_ms();
         for stored in [frame.clone(), serde_json::to_string(&view()).unwrap()] {
             let schedule = Schedule::from_stored(&stored).expect("a schedule");
