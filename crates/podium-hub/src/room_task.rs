@@ -18,7 +18,8 @@
 //! only feeds the room inputs from its own connections (it never disconnects a participant connected elsewhere),
 //! and only the hub holding the room's lease (`podium:{room}:owner`) runs its timers and its media: `placement`
 //! holds that part (the lease and media epoch, media requests run here or relayed, presence of gone hubs), and
-//! `media_events` what the SFU says about the room's participants.
+//! `media_events` what the SFU says about the room's participants. `stage` is what a summit stage's task does for
+//! the scheduler (its `schedule` frames; on its media hub, the stage control record's `heard` and `filler`).
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
