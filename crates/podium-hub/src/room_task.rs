@@ -18,7 +18,8 @@
 //! only feeds the room inputs from its own connections (it never disconnects a participant connected elsewhere),
 //! and only the hub holding the room's lease (`podium:{room}:owner`) runs its timers and its media: `placement`
 //! holds that part (the lease and media epoch, media requests run here or relayed, presence of gone hubs), and
-//! `media_events` what the SFU says about the room's participants.
+//! `media_events` what the SFU says about the room's participants. `stage` is what a summit stage's task does for
+//! the scheduler (its `schedule` frames; on its media hub, the stage control record's `heard` and `filler`).
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use podium_proto::{self as proto, CloseCode, ErrorCode};
 use podium_room::{self as room, ParticipantId, Room, RoomState};
-use podium_store::{Announced, Announcement, StoreError};
+use podium_store::{Announced, Announcement, StoreError, SummitStore as _};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -43,6 +44,7 @@ use crate::relay::{NodeMessage, RelayedRequest};
 
 mod media_events;
 mod placement;
+mod stage;
 
 use placement::media_moved_epoch;
 pub(crate) use placement::media_moved_reply;
@@ -115,6 +117,12 @@ pub(crate) enum RoomMsg {
     /// Another hub marked this participant disconnected while its connection here is alive (it took this hub for
     /// gone): mark them connected again.
     Reassert(ParticipantId),
+    /// The summit scheduler's new `schedule` for this stage room: a whole server message (`{"type":"schedule",...}`,
+    /// `ServerMessage::Schedule`). Remembered (a joining participant gets it right after its `join` reply),
+    /// delivered to the room's connections here and announced to the other hubs' (see `stage`).
+    // The summit runner (`crate::summit`, being written) sends it.
+    #[allow(dead_code)]
+    Schedule { frame: Arc<str> },
 }
 
 /// The handle the directory keeps for a running room task.
@@ -183,6 +191,8 @@ pub(crate) struct RoomTask {
     counted_at: (u64, usize),
     /// The lease keeper's answers taken in (for the presence sweep every `PRESENCE_SWEEP_RENEWALS`).
     renewals: u64,
+    /// What the room does as a summit stage (nothing for other rooms).
+    stage: stage::Stage,
 }
 
 /// What must follow an announcement applied by `apply_remote`.
@@ -243,6 +253,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomH
         lease_holder: None,
         media_epoch,
         deferred: std::collections::VecDeque::new(),
+        stage: stage::Stage::default(),
     };
     tokio::spawn(task.run().instrument(span));
     RoomHandle { generation, inbox: tx }
@@ -267,17 +278,25 @@ impl RoomTask {
         // it ends (`watched` is dropped with this function's locals).
         let asked_at = tokio::time::Instant::now();
         let mut watched = None;
-        let (loaded, lease) = if self.shared.store.is_shared() {
+        // The stage control record is read with the room (after the watch: a `schedule` announced later arrives).
+        let (loaded, lease, ctl) = if self.shared.store.is_shared() {
             let watch_then_load = async {
                 if let Some(watches) = &self.shared.watches {
                     watched = Some(watches.watch(&self.name).await?);
                 }
-                self.shared.store.load(&self.name).await
+                let (loaded, ctl) =
+                    tokio::join!(self.shared.store.load(&self.name), self.shared.summits.ctl_get(&self.name));
+                Ok::<_, StoreError>((loaded?, ctl))
             };
             let (loaded, lease) = tokio::join!(watch_then_load, self.ask_lease());
-            (loaded, Some(lease))
+            let (loaded, ctl) = match loaded {
+                Ok((loaded, ctl)) => (Ok(loaded), Some(ctl)),
+                Err(e) => (Err(e), None),
+            };
+            (loaded, Some(lease), ctl)
         } else {
-            (self.shared.store.load(&self.name).await, None)
+            let loaded = self.shared.store.load(&self.name).await;
+            (loaded, None, Some(self.shared.summits.ctl_get(&self.name).await))
         };
         let _watched = watched;
         match loaded {
@@ -294,9 +313,14 @@ impl RoomTask {
                 return;
             }
         }
+        if let Some(ctl) = ctl {
+            self.take_stored_stage(ctl);
+        }
         if let Some(lease) = lease {
             self.apply_lease(lease, asked_at).await;
         }
+        let mut stage_tick = tokio::time::interval(stage::RECONCILE_EVERY);
+        stage_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut lag_tick = tokio::time::interval(Duration::from_millis(100));
         lag_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -336,6 +360,8 @@ impl RoomTask {
                     let _ = self.flush(None).await;
                 }
                 _ = lag_tick.tick(), if self.n_lagged > 0 => self.retry_lagged().await,
+                _ = stage_tick.tick(), if self.tends_stage() => self.stage_tick(),
+                done = stage::join_opt(&mut self.stage.reconcile) => self.reconciled(done),
             }
             if self.room.is_ended() || (self.shutting_down && self.inbox.is_empty()) {
                 break;
@@ -418,6 +444,8 @@ impl RoomTask {
                     | RoomMsg::Media { .. }
                     | RoomMsg::Relayed { .. }
                     | RoomMsg::ClaimLease
+                    // The other hubs' connections of the room still need it.
+                    | RoomMsg::Schedule { .. }
             ) {
                 raced.push(msg);
             }
@@ -535,6 +563,7 @@ impl RoomTask {
                         let handled_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                         info!(identity = %who, resumed = joined.resumed, role = ?joined.role, handled_us, "joined");
                         let _ = reply.send(Ok(Box::new(welcome)));
+                        self.send_schedule(&who);
                         if joined.resumed {
                             self.send_tracks(&who).await;
                         }
@@ -693,6 +722,7 @@ impl RoomTask {
             RoomMsg::MediaEvent(event) => self.on_media_event(event).await,
             RoomMsg::Remote(announcement) => self.on_remote(*announcement).await,
             RoomMsg::Recheck => self.recheck().await,
+            RoomMsg::Schedule { frame } => self.on_schedule(frame).await,
             RoomMsg::Shutdown => {
                 info!(connections = self.conns.len(), "closing connections for shutdown");
                 for entry in self.conns.values() {
@@ -938,7 +968,12 @@ impl RoomTask {
                         next.media_moved = true;
                         self.set_media(Some(a.node.clone()), epoch);
                     }
-                    None => self.deliver(&to, frame.into()),
+                    None => {
+                        if stage::is_schedule_frame(&frame) {
+                            self.stage.remember(&frame);
+                        }
+                        self.deliver(&to, frame.into());
+                    }
                 },
                 Announced::Disconnect { who, reason } => {
                     if let Some(entry) = self.remove_conn(&who) {
@@ -1344,6 +1379,7 @@ pub(crate) fn refuse(msg: RoomMsg, code: ErrorCode, message: &str) {
         | RoomMsg::MediaEvent(_)
         | RoomMsg::Remote(_)
         | RoomMsg::Recheck
+        | RoomMsg::Schedule { .. }
         | RoomMsg::Shutdown => {}
     }
 }

@@ -38,6 +38,7 @@ impl RoomTask {
                 self.speaking.retain(|(id, _)| !stopped.contains(id) && !speaking.iter().any(|(s, _)| s == id));
                 self.speaking.extend(speaking.iter().cloned());
                 self.speaking.sort_by_key(|s| std::cmp::Reverse(s.1));
+                self.note_heard();
                 None
             }
             MediaEvent::State { identity, state: PeerState::Connected, .. } => Some(identity.clone()),

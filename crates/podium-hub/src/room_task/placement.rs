@@ -156,6 +156,7 @@ impl RoomTask {
         {
             info!(holder = ?self.media_holder, epoch, "the room's media moved to another hub");
             self.tracks.clear();
+            self.stage.media_lost();
             if !self.shared.is_draining() {
                 media.remove_room(&self.name);
             }
