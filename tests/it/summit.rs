@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use podium_hub::Role;
 use podium_summit::{
-    PersonId, Person, Schedule, Session, SessionCode, SessionRole, Stage, StageId, Summit, export_podium_json,
+    Person, PersonId, Schedule, Session, SessionCode, SessionRole, Stage, StageId, Summit, export_podium_json,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -114,14 +114,17 @@ async fn join_audience(hub: &TestHub, identity: &str, room: &str, ceiling: Role)
 
 /// Waits for `you` with `role`, reading through everything else, for up to `within`.
 async fn role_becomes(c: &mut Client, role: &str, within: Duration) -> Value {
-    tokio::time::timeout(within, c.event("you", |e| e["role"] == role))
+    tokio::time::timeout(within, c.event("you", |e| e["you"]["role"] == role))
         .await
         .unwrap_or_else(|_| panic!("no `you` with role {role} within {within:?}"))
 }
 
 #[tokio::test]
 async fn a_released_schedule_runs_itself_backstage_handovers_and_a_substituted_no_show() {
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let hub = hub().await;
     let api = Api::new(&hub);
     let slot_ms = 4_000;
@@ -144,7 +147,10 @@ async fn a_released_schedule_runs_itself_backstage_handovers_and_a_substituted_n
     let mut ada = join_audience(&hub, "ada", "s1-main", Role::Moderator).await;
     let mut ada_back = join_audience(&hub, "ada", "s1-main.backstage", Role::Moderator).await;
     // The schedule view, on joining and as it changes.
-    //V1
+    let view = listener.event("schedule", |_| true).await;
+    assert_eq!(view["stage"], "main");
+    assert_eq!(view["backstage"], "s1-main.backstage");
+    assert_eq!(view["next"][0]["title"], "Opening");
 
     // Backstage opens at T − 2 s: ada, checked in, takes the backstage stage (mic check).
     role_becomes(&mut ada_back, "speaker", Duration::from_secs(6)).await;
@@ -159,9 +165,12 @@ async fn a_released_schedule_runs_itself_backstage_handovers_and_a_substituted_n
     role_becomes(&mut ada, "moderator", Duration::from_secs(6)).await;
     let late = now_ms() - t;
     assert!((-300..1_000).contains(&late), "handover {late} ms from its time");
-    let stage = listener.event("stage", |e| e["stage"].as_array().is_some_and(|s| s.iter().any(|m| m["id"] == "ada"))).await;
+    let stage =
+        listener.event("stage", |e| e["stage"].as_array().is_some_and(|s| s.iter().any(|m| m["id"] == "ada"))).await;
     assert!(stage["stage"].is_array());
-    //V2
+    let view = listener.event("schedule", |v| v["now"]["title"] == "Opening").await;
+    assert_eq!(view["now"]["status"], "active");
+    assert_eq!(view["now"]["people"][0]["checked_in"], true);
 
     // At T + slot the panel starts: bob is a no-show, sam (standby, checked in) replaces him; ada leaves the stage.
     role_becomes(&mut sam, "moderator", Duration::from_secs(8)).await;
@@ -179,18 +188,13 @@ async fn a_released_schedule_runs_itself_backstage_handovers_and_a_substituted_n
     assert!(slots[1]["no_show"].as_array().expect("no_show").iter().any(|p| p == "bob"));
 
     // Ending the running slot by hand, through the runner.
-    let (status, done) = api
-        .json(reqwest::Method::POST, "/s1/stages/main/actions", Some(json!({"action": "end"})))
-        .await;
+    let (status, done) =
+        api.json(reqwest::Method::POST, "/s1/stages/main/actions", Some(json!({"action": "end"}))).await;
     assert_eq!(status, StatusCode::OK, "{done}");
     role_becomes(&mut sam, "audience", Duration::from_secs(3)).await;
-    let (status, p) = api
-        .json(reqwest::Method::POST, "/s1/stages/main/actions", Some(json!({"action": "end"})))
-        .await;
+    let (status, p) = api.json(reqwest::Method::POST, "/s1/stages/main/actions", Some(json!({"action": "end"}))).await;
     assert_eq!(status, StatusCode::CONFLICT, "nothing runs now: {p}");
-    let (status, _) = api
-        .json(reqwest::Method::POST, "/s1/stages/nope/actions", Some(json!({"action": "end"})))
-        .await;
+    let (status, _) = api.json(reqwest::Method::POST, "/s1/stages/nope/actions", Some(json!({"action": "end"}))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // The calendar: one VEVENT per slot, UIDs from the slot GUIDs.
@@ -228,8 +232,7 @@ async fn schedule_writes_and_releases_refuse_bad_input_with_documented_codes() {
         .add_session(Session::new(code.clone(), "Extra", 60_000, vec![(pid("cy"), SessionRole::Speaker)]).expect("s"))
         .expect("add");
     overlapping.place(&code, &StageId::new("main").expect("id"), t + 30_000).expect("place");
-    let (status, _) =
-        api.send(reqwest::Method::PUT, "/s1/schedule", Some(export_podium_json(&overlapping))).await;
+    let (status, _) = api.send(reqwest::Method::PUT, "/s1/schedule", Some(export_podium_json(&overlapping))).await;
     assert_eq!(status, StatusCode::OK, "the WIP may overlap");
     let (status, p) = api.json(reqwest::Method::POST, "/s1/releases", Some(json!({}))).await;
     assert_eq!(status, StatusCode::CONFLICT, "{p}");

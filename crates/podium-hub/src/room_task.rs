@@ -120,8 +120,6 @@ pub(crate) enum RoomMsg {
     /// The summit scheduler's new `schedule` for this stage room: a whole server message (`{"type":"schedule",...}`,
     /// `ServerMessage::Schedule`). Remembered (a joining participant gets it right after its `join` reply),
     /// delivered to the room's connections here and announced to the other hubs' (see `stage`).
-    // The summit runner (`crate::summit`, being written) sends it.
-    #[allow(dead_code)]
     Schedule { frame: Arc<str> },
 }
 

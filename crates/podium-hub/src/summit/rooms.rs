@@ -62,7 +62,6 @@ impl StageRooms {
 
     /// Sends the room's hubs its new `schedule` frame (through this hub's task of the room).
     pub(crate) fn schedule(&self, room: &str, frame: Arc<str>) {
-        // MERGE: RoomMsg::Schedule lands with the room task's side.
-        let _ = (room, frame);
+        crate::bus::send(&self.shared.room(room), RoomMsg::Schedule { frame });
     }
 }

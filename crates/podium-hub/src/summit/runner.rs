@@ -52,7 +52,7 @@ use crate::webhooks::Hooks;
 /// How often the runner looks at its summits.
 pub(crate) const TICK: Duration = Duration::from_millis(250);
 /// The summit lease's time to live (renewed every tick).
-pub(crate) const LEASE_TTL: Duration = Duration::from_secs(3);
+pub(crate) const LEASE_TTL: Duration = Duration::from_millis(1_500);
 /// Commands taken from an inbox per tick.
 const INBOX_BATCH: usize = 32;
 /// Attempts at an action before it is given up (about 30 s of ticks).
@@ -519,14 +519,15 @@ async fn check_in(stage: &mut StageRunning, who: &ParticipantId, _role: room::Ro
     }
 }
 
-/// Everyone who may be on the backstage stage now: people of slots in backstage or on stage, standby hosts while a
-/// slot is in backstage, and moderators on shift.
+/// Everyone who may be on the backstage stage now: people of slots in backstage, standby hosts while a slot is in
+/// backstage, and moderators on shift (so they hear the next session's mic check). Not the running slot's people:
+/// they are on the main stage.
 fn expected_backstage(state: &RunState) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut any_backstage = false;
     for slot in &state.slots {
-        if matches!(slot.status, SlotStatus::Backstage | SlotStatus::Active) {
-            any_backstage |= slot.status == SlotStatus::Backstage;
+        if slot.status == SlotStatus::Backstage {
+            any_backstage = true;
             out.extend(slot.people.iter().map(|(p, _)| p.as_str().to_owned()));
         }
     }
