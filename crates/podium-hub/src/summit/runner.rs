@@ -80,6 +80,9 @@ struct StageRunning {
     attempts: u32,
     heard_seen: u64,
     view: Option<String>,
+    /// Subscribers already reminded for the reminder at the head of `pending` (in memory: a failover reminds
+    /// them again, with the same event ids).
+    reminded: usize,
     /// The record changed since it was last written.
     dirty: bool,
 }
@@ -208,6 +211,7 @@ impl Runner {
                                 absent: record.absent,
                                 attempts: 0,
                                 heard_seen: 0,
+                                reminded: 0,
                                 view: None,
                                 dirty: false,
                             },
@@ -285,6 +289,7 @@ impl Runner {
                             absent: BTreeMap::new(),
                             attempts: 0,
                             heard_seen: 0,
+                            reminded: 0,
                             view: None,
                             dirty: true,
                         };
@@ -437,6 +442,15 @@ impl Runner {
         for (stage_id, stage) in &mut held.stages {
             while let Some(output) = stage.pending.front().cloned() {
                 let done = match &output.item {
+                    Item::Action(Action::Remind { slot, offset_ms }) => {
+                        match remind(&self.summits, &self.hooks, id, stage_id, stage, &output, *slot, *offset_ms).await
+                        {
+                            Ok(true) => Ok(()),
+                            // The budget of this tick is spent: the rest next tick.
+                            Ok(false) => break,
+                            Err(e) => Err((true, e)),
+                        }
+                    }
                     Item::Action(action) => do_action(&self.rooms, &self.summits, stage, &output, action).await,
                     Item::Event(event) => {
                         let data = event_data(id, stage_id, release.as_deref(), &stage.run, &output, event);
@@ -490,6 +504,63 @@ impl Runner {
             }
         }
     }
+}
+
+/// `slot.reminder` events per tick and stage, at most: the reminder fan-out's rate cap (400 per second per stage).
+const REMINDERS_PER_TICK: usize = 100;
+
+/// Queues the `slot.reminder` of one reminder output for the slot's subscribers, [`REMINDERS_PER_TICK`] at a time;
+/// true when all are queued.
+#[allow(clippy::too_many_arguments)]
+async fn remind(
+    summits: &Summits,
+    hooks: &Hooks,
+    summit: &str,
+    stage_id: &str,
+    stage: &mut StageRunning,
+    output: &Output,
+    slot: SlotGuid,
+    offset_ms: i64,
+) -> Result<bool, String> {
+    let subs: BTreeMap<String, BTreeSet<SlotGuid>> = match summits.doc_get(summit, super::SUBSCRIPTIONS_DOC).await {
+        Ok(Some(d)) => serde_json::from_str(&d.body).unwrap_or_default(),
+        Ok(None) => BTreeMap::new(),
+        Err(e) => return Err(e.to_string()),
+    };
+    let following: Vec<&String> = subs.iter().filter(|(_, slots)| slots.contains(&slot)).map(|(who, _)| who).collect();
+    let batch: Vec<_> = following
+        .iter()
+        .skip(stage.reminded)
+        .take(REMINDERS_PER_TICK)
+        .enumerate()
+        .map(|(i, who)| {
+            let run = stage.run.slots().iter().find(|s| s.guid == slot);
+            let data = SummitEvent {
+                summit: summit.to_owned(),
+                stage: stage_id.to_owned(),
+                stage_seq: output.seq,
+                due: crate::webhooks::timestamp(ms_u64(output.at)),
+                release: stage.run.release_seq(),
+                slot: Some(slot.to_string()),
+                title: run.map(|s| s.title.clone()),
+                start_ms: run.map(|s| ms_u64(s.start)),
+                offset_ms: Some(ms_u64(offset_ms)),
+                subscriber: Some((*who).clone()),
+                ..SummitEvent::default()
+            };
+            (format!("sum_{summit}_{stage_id}_{}_{}", output.seq, stage.reminded + i), "slot.reminder", data)
+        })
+        .collect();
+    let n = batch.len();
+    if n > 0 {
+        hooks.summit_events(&stage.room, batch).await.map_err(|e| e.to_string())?;
+    }
+    stage.reminded += n;
+    if stage.reminded >= following.len() {
+        stage.reminded = 0;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// Moves what the run has to say into the pending list.
@@ -679,10 +750,8 @@ async fn do_action(
                 Err(e) => Err(refused(e)),
             }
         }
-        Action::Remind { slot, offset_ms } => {
-            debug!(room = %room, slot = %slot, offset_ms, "reminder due");
-            Ok(())
-        }
+        // Done by `remind`, which has the subscriptions.
+        Action::Remind { .. } => Ok(()),
     }
 }
 
