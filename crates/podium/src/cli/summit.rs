@@ -27,6 +27,7 @@ enum SummitCommand {
     /// Replace a summit's work-in-progress schedule with a file (scope admin); creates the summit. Prints the counts
     /// and what a release would warn about. Nothing runs until `podium summit release`.
     Import {
+        /// The summit's id.
         summit: String,
         /// A pretalx/frab `schedule.json` or a Podium JSON schedule (`podium summit export`); `-` reads stdin.
         file: PathBuf,
@@ -45,10 +46,14 @@ enum SummitCommand {
         expect_version: Option<u64>,
     },
     /// Print a summit's work-in-progress schedule as Podium JSON (scope read): edit it and import it again.
-    Export { summit: String },
+    Export {
+        /// The summit's id.
+        summit: String,
+    },
     /// Release the work in progress (scope admin): prints the release number, what changed from the previous
     /// release and the warnings. Refused (exit 1, `conflict`) when slots overlap on a stage.
     Release {
+        /// The summit's id.
         summit: String,
         /// Name (default `v<number>`).
         #[arg(long)]
@@ -58,9 +63,13 @@ enum SummitCommand {
         comment: Option<String>,
     },
     /// Every release, oldest first (scope read).
-    Releases { summit: String },
+    Releases {
+        /// The summit's id.
+        summit: String,
+    },
     /// Release an earlier release's schedule again, as a new number (scope admin).
     Rollback {
+        /// The summit's id.
         summit: String,
         /// The release to go back to.
         seq: u64,
@@ -74,6 +83,7 @@ enum SummitCommand {
     /// Each stage as it runs (scope read): the active slot and the next ones, check-ins, pending outputs, and the
     /// hub running the summit. Times in UTC.
     Status {
+        /// The summit's id.
         summit: String,
         /// How many waiting slots to show per stage.
         #[arg(long, default_value_t = 5, value_name = "N")]
@@ -84,7 +94,9 @@ enum SummitCommand {
     },
     /// A runtime action on a stage (scope moderate), done by the hub running the summit.
     Action {
+        /// The summit's id.
         summit: String,
+        /// The stage's id.
         stage: String,
         #[command(subcommand)]
         action: ActionCommand,
@@ -92,11 +104,15 @@ enum SummitCommand {
     /// The latest release as iCalendar (scope read): the whole summit, one stage, one person's sessions, or the
     /// slots a subscriber follows.
     Calendar {
+        /// The summit's id.
         summit: String,
+        /// Only this stage's slots.
         #[arg(long, conflicts_with_all = ["person", "subscriber"])]
         stage: Option<String>,
+        /// Only the slots of sessions naming this person.
         #[arg(long, conflicts_with = "subscriber")]
         person: Option<String>,
+        /// Only the slots this subscriber follows.
         #[arg(long)]
         subscriber: Option<String>,
     },
