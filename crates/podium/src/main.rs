@@ -93,6 +93,8 @@ enum Command {
     Hubs(cli::hubs::Hubs),
     /// Webhooks: delivery status through the admin API, or a signed test event to the endpoints.
     Webhooks(cli::webhooks::Webhooks),
+    /// Summits through the admin API: import and release schedules, status, stage actions, calendar.
+    Summit(cli::summit::Summit),
     /// Make an admin API key: prints the key (keep it; it is not stored) and the `[admin] keys` entry to configure.
     AdminKey {
         /// Names the key's holder in the audit log and webhooks (`admin:<name>`).
@@ -144,6 +146,7 @@ fn main() -> ExitCode {
         Command::Moderate(c) => cli::finish(c.run()),
         Command::Hubs(c) => cli::finish(c.run()),
         Command::Webhooks(c) => cli::finish(c.run()),
+        Command::Summit(c) => cli::finish(c.run()),
         other => match run(other) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -158,7 +161,9 @@ fn main() -> ExitCode {
 /// The commands that do not use the admin API.
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Rooms(_) | Command::Moderate(_) | Command::Hubs(_) | Command::Webhooks(_) => Ok(()),
+        Command::Rooms(_) | Command::Moderate(_) | Command::Hubs(_) | Command::Webhooks(_) | Command::Summit(_) => {
+            Ok(())
+        }
         Command::Serve { config, listen, store, media_port } => serve(config, listen, store, media_port),
         Command::Nodes { config, store } => nodes(config, store),
         Command::AdminKey { name, scope } => {

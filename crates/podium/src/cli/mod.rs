@@ -1,5 +1,5 @@
 //! Operator commands on top of the admin API (`proto/ADMIN.md`): `podium rooms`, `podium moderate`,
-//! `podium hubs` and `podium webhooks`. Each prints a table, or with `--json` the API's JSON as it came.
+//! `podium hubs`, `podium webhooks` and `podium summit`. Each prints a table, or with `--json` the API's JSON as it came.
 //!
 //! Exit codes: 0 done; 1 any other failure (a refusal such as `conflict`, a server error, a failed webhook test);
 //! 2 a usage error (clap's, or the API's `400`/`413`/`415`/`422`); 3 no, a wrong or too small a credential
@@ -8,6 +8,7 @@
 pub(crate) mod hubs;
 pub(crate) mod moderate;
 pub(crate) mod rooms;
+pub(crate) mod summit;
 mod table;
 pub(crate) mod webhooks;
 
