@@ -33,6 +33,34 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// The per-room audit log of moderation actions.
     pub audit: AuditConfig,
+    /// The summit scheduler.
+    pub summit: SummitConfig,
+}
+
+/// `[summit]`: the summit scheduler (see `proto/ADMIN.md`, "Summits").
+#[derive(Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct SummitConfig {
+    /// This hub runs summits (takes their leases). Off: it still serves the API and the stage rooms.
+    pub enabled: bool,
+    /// How often the runner looks at its summits, in ms (50-5000).
+    pub tick_ms: u64,
+    /// The summit lease's time to live, in ms: how long a summit waits for another hub after the one running it
+    /// died. At least three ticks.
+    pub lease_ms: u64,
+    /// **Tests and benchmarks only**: the scheduler's clock runs this many times faster than real time from
+    /// `clock_origin_ms` (schedule times, releases' `published_at` and the `schedule` view's times are then on that
+    /// clock; rooms, tokens and webhooks stay on real time). 1: real time.
+    pub time_scale: u32,
+    /// With `time_scale` above 1: the real instant (ms since the Unix epoch) where the scheduler's clock equals
+    /// real time. Every hub of a group must have the same. 0: when this hub started.
+    pub clock_origin_ms: u64,
+}
+
+impl Default for SummitConfig {
+    fn default() -> Self {
+        Self { enabled: true, tick_ms: 250, lease_ms: 1_500, time_scale: 1, clock_origin_ms: 0 }
+    }
 }
 
 /// `[webhooks]`: where events go and how hard delivery tries (see `proto/WEBHOOKS.md`).
@@ -545,6 +573,15 @@ impl Config {
             StoreConfig::REDIS_SCHEMES
         );
         self.validate_webhooks()?;
+        self.validate_summit()?;
+        Ok(())
+    }
+
+    fn validate_summit(&self) -> anyhow::Result<()> {
+        let s = &self.summit;
+        anyhow::ensure!((50..=5_000).contains(&s.tick_ms), "summit.tick_ms must be 50-5000");
+        anyhow::ensure!(s.lease_ms >= 3 * s.tick_ms, "summit.lease_ms must be at least three ticks");
+        anyhow::ensure!((1..=100_000).contains(&s.time_scale), "summit.time_scale must be 1-100000");
         Ok(())
     }
 

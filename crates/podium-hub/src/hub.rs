@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) summits: crate::summit::Summits,
     /// Wakes this hub's summit runner (an admin request queued a command or released a schedule).
     pub(crate) summit_wake: Arc<tokio::sync::Notify>,
+    /// The summit scheduler's clock (`[summit] time_scale`).
+    pub(crate) summit_clock: crate::summit::Clock,
     /// Subscribes room tasks to their room's announcements (Redis only; `bus`).
     pub(crate) watches: Option<crate::bus::Watches>,
     /// The SFU, when `[media] enabled`.
@@ -427,6 +429,7 @@ impl Hub {
             metrics: crate::metrics::Metrics::new(),
             keys: TokenKeys::new(config.auth.secret().as_bytes()),
             summit_wake: Arc::default(),
+            summit_clock: crate::summit::Clock::new(&config.summit),
             summits: match &store {
                 Persistence::Memory(_) => crate::summit::Summits::Memory(Arc::default()),
                 Persistence::Redis(r) => crate::summit::Summits::Redis(Box::new(r.clone())),

@@ -22,7 +22,6 @@ use podium_summit::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::runner::now_ms;
 use super::{Command, CommandKind, CommandResult, DETAILS_DOC, SCHEDULE_DOC, SUBSCRIPTIONS_DOC, backstage_room};
 use crate::admin::ApiResult;
 use crate::admin::Caller;
@@ -357,7 +356,7 @@ async fn release(
     let next = releases.latest().map_or(1, |r| r.seq + 1);
     let name = body.name.unwrap_or_else(|| format!("v{next}"));
     let info = releases
-        .release(&name, body.comment.as_deref().unwrap_or(""), now_ms())
+        .release(&name, body.comment.as_deref().unwrap_or(""), state.shared.summit_clock.now())
         .map(release_info)
         .map_err(|e| release_problem(&e))?;
     save(&state, &summit, &releases, Some(version)).await?;
@@ -394,7 +393,7 @@ async fn rollback(
     let (version, mut releases) = load_releases(&state, &summit).await?;
     let name = body.name.unwrap_or_else(|| format!("rollback to {seq}"));
     let info = releases
-        .rollback(seq, &name, body.comment.as_deref().unwrap_or(""), now_ms())
+        .rollback(seq, &name, body.comment.as_deref().unwrap_or(""), state.shared.summit_clock.now())
         .map(release_info)
         .map_err(|e| release_problem(&e))?;
     save(&state, &summit, &releases, Some(version)).await?;
@@ -686,7 +685,7 @@ async fn calendar(
         .filter(|h| !h.is_empty())
         .unwrap_or("podium.invalid")
         .to_owned();
-    let mut options = IcalOptions::new(&host, now_ms());
+    let mut options = IcalOptions::new(&host, state.shared.summit_clock.now());
     options.details = details.as_ref();
     options.last_modified = Some(&modified);
     let text = export_ical(release, &filter, &options).map_err(|e| match e {

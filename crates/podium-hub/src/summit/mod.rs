@@ -33,6 +33,38 @@ pub(crate) const DETAILS_DOC: &str = "details";
 /// The document holding subscriptions (identity → slot GUIDs).
 pub(crate) const SUBSCRIPTIONS_DOC: &str = "subscriptions";
 
+/// Real milliseconds since the Unix epoch.
+pub(crate) fn real_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The scheduler's clock: real time, or (tests and benchmarks, `[summit] time_scale`) real time sped up from an
+/// origin, so a week of schedule runs in minutes against real rooms.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    origin: i64,
+    scale: i64,
+}
+
+impl Clock {
+    pub(crate) fn new(config: &crate::config::SummitConfig) -> Self {
+        let origin = if config.clock_origin_ms == 0 {
+            real_ms()
+        } else {
+            i64::try_from(config.clock_origin_ms).unwrap_or(i64::MAX)
+        };
+        Self { origin, scale: i64::from(config.time_scale.max(1)) }
+    }
+
+    /// The scheduler's now (ms since the Unix epoch on its clock).
+    pub(crate) fn now(&self) -> i64 {
+        let real = real_ms();
+        self.origin.saturating_add(real.saturating_sub(self.origin).saturating_mul(self.scale))
+    }
+}
+
 /// The backstage room of a stage room.
 pub(crate) fn backstage_room(stage_room: &str) -> String {
     format!("{stage_room}.backstage")
@@ -121,11 +153,16 @@ pub(crate) fn spawn_runner(
     wake: Arc<tokio::sync::Notify>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    if !shared.config.summit.enabled {
+        return;
+    }
     let runner = runner::Runner::new(
         shared.summits.clone(),
         StageRooms::new(Arc::clone(shared)),
         Arc::clone(&shared.hooks),
         shared.node_id.clone(),
+        shared.summit_clock,
+        &shared.config.summit,
     );
     tokio::spawn(runner.run(wake, stop));
 }

@@ -32,7 +32,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use podium_proto::webhook::SummitEvent;
 use podium_proto::{ScheduleView, ScheduledPerson, ScheduledSlot, ServerMessage};
@@ -49,10 +49,6 @@ use super::rooms::StageRooms;
 use super::{Command, CommandResult, SCHEDULE_DOC, Summits, backstage_room};
 use crate::webhooks::Hooks;
 
-/// How often the runner looks at its summits.
-pub(crate) const TICK: Duration = Duration::from_millis(250);
-/// The summit lease's time to live (renewed every tick).
-pub(crate) const LEASE_TTL: Duration = Duration::from_millis(1_500);
 /// Commands taken from an inbox per tick.
 const INBOX_BATCH: usize = 32;
 /// Attempts at an action before it is given up (about 30 s of ticks).
@@ -102,11 +98,11 @@ pub(crate) struct Runner {
     hooks: Arc<Hooks>,
     node: String,
     held: HashMap<String, Held>,
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    clock: super::Clock,
+    /// How often it looks (`[summit] tick_ms`).
+    tick: Duration,
+    /// The summit lease's time to live (`[summit] lease_ms`), renewed every tick.
+    lease_ttl: Duration,
 }
 
 fn ms_u64(ms: i64) -> u64 {
@@ -114,8 +110,24 @@ fn ms_u64(ms: i64) -> u64 {
 }
 
 impl Runner {
-    pub(crate) fn new(summits: Summits, rooms: StageRooms, hooks: Arc<Hooks>, node: String) -> Self {
-        Self { summits, rooms, hooks, node, held: HashMap::new() }
+    pub(crate) fn new(
+        summits: Summits,
+        rooms: StageRooms,
+        hooks: Arc<Hooks>,
+        node: String,
+        clock: super::Clock,
+        config: &crate::config::SummitConfig,
+    ) -> Self {
+        Self {
+            summits,
+            rooms,
+            hooks,
+            node,
+            held: HashMap::new(),
+            clock,
+            tick: Duration::from_millis(config.tick_ms),
+            lease_ttl: Duration::from_millis(config.lease_ms),
+        }
     }
 
     /// Runs until `stop`, then gives the leases up.
@@ -125,7 +137,7 @@ impl Runner {
             tokio::select! {
                 _ = stop.changed() => break,
                 () = wake.notified() => {}
-                () = tokio::time::sleep(TICK) => {}
+                () = tokio::time::sleep(self.tick) => {}
             }
         }
         for id in self.held.keys() {
@@ -143,7 +155,7 @@ impl Runner {
         };
         self.held.retain(|id, _| ids.contains(id));
         for id in ids {
-            match self.summits.lease(&id, &self.node, LEASE_TTL).await {
+            match self.summits.lease(&id, &self.node, self.lease_ttl).await {
                 Ok(true) => {
                     if let Err(e) = self.tick_summit(&id).await {
                         warn!(summit = %id, error = %e, "the summit's run stopped on this hub");
@@ -161,7 +173,7 @@ impl Runner {
     }
 
     async fn tick_summit(&mut self, id: &str) -> Result<(), String> {
-        let now = now_ms();
+        let now = self.clock.now();
         if !self.held.contains_key(id) {
             let held = self.load(id, now).await?;
             info!(summit = %id, stages = held.stages.len(), "running the summit on this hub");
@@ -171,7 +183,7 @@ impl Runner {
         self.apply_inbox(id, now).await;
         self.feed_rooms(id).await;
         let Some(held) = self.held.get_mut(id) else { return Ok(()) };
-        let now = now_ms();
+        let now = self.clock.now();
         for stage in held.stages.values_mut() {
             stage.run.handle_timeout(now);
             poll(stage);
@@ -345,7 +357,7 @@ impl Runner {
                 match self.rooms.present(&backstage_room(&stage.room)).await {
                     Ok(present) => {
                         for (who, role) in present {
-                            check_in(stage, &who, role).await;
+                            check_in(stage, &who, role, self.clock.now());
                         }
                     }
                     Err(e) => debug!(room = %stage.room, error = %e, "reading the backstage failed"),
@@ -378,7 +390,8 @@ impl Runner {
                         && heard > stage.heard_seen
                     {
                         stage.heard_seen = heard;
-                        stage.run.handle_speaking(i64::try_from(heard).unwrap_or(i64::MAX));
+                        // `heard` is real time; the run is on the scheduler's clock.
+                        stage.run.handle_speaking(self.clock.now());
                         stage.dirty = true;
                         poll(stage);
                     }
@@ -451,7 +464,9 @@ impl Runner {
                             Err(e) => Err((true, e)),
                         }
                     }
-                    Item::Action(action) => do_action(&self.rooms, &self.summits, stage, &output, action).await,
+                    Item::Action(action) => {
+                        do_action(&self.rooms, &self.summits, stage, &output, action, self.clock.now()).await
+                    }
                     Item::Event(event) => {
                         let data = event_data(id, stage_id, release.as_deref(), &stage.run, &output, event);
                         let event_id = format!("sum_{id}_{stage_id}_{}", output.seq);
@@ -489,7 +504,7 @@ impl Runner {
                 continue;
             }
             let mut view = view;
-            view.server_time_ms = ms_u64(now_ms());
+            view.server_time_ms = ms_u64(self.clock.now());
             let frame: Arc<str> = ServerMessage::Schedule(Box::new(view)).to_json().into();
             let mut ok = true;
             for room in [stage.room.clone(), backstage_room(&stage.room)] {
@@ -572,7 +587,7 @@ fn poll(stage: &mut StageRunning) {
 }
 
 /// Checks `who` in, if the run expects them; quietly otherwise.
-async fn check_in(stage: &mut StageRunning, who: &ParticipantId, _role: room::Role) {
+fn check_in(stage: &mut StageRunning, who: &ParticipantId, _role: room::Role, now: i64) {
     let Ok(person) = PersonId::new(who.as_str()) else { return };
     let state = stage.run.state();
     let known = state.slots.iter().any(|s| {
@@ -584,7 +599,7 @@ async fn check_in(stage: &mut StageRunning, who: &ParticipantId, _role: room::Ro
     if !known {
         return;
     }
-    match stage.run.handle_check_in(&person, now_ms()) {
+    match stage.run.handle_check_in(&person, now) {
         Ok(()) | Err(RunError::NotExpected) => poll(stage),
         Err(e) => debug!(person = person.as_str(), error = %e, "a check-in was refused"),
     }
@@ -630,6 +645,7 @@ async fn do_action(
     stage: &mut StageRunning,
     output: &Output,
     action: &Action,
+    now: i64,
 ) -> Result<(), (bool, String)> {
     let room = stage.room.clone();
     let refused = |e: String| {
@@ -689,7 +705,7 @@ async fn do_action(
                     }
                 }
             }
-            info!(room = %room, from = ?h.from, to = ?h.to, late_ms = now_ms() - output.at, "handover");
+            info!(room = %room, from = ?h.from, to = ?h.to, late_ms = now - output.at, "handover");
             Ok(())
         }
         Action::Promote { person, .. } | Action::CallHouseHost { identity: person } => {
