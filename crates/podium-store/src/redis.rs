@@ -932,6 +932,32 @@ impl RedisStore {
         Ok(set == 1)
     }
 
+    /// The stored records of these participants of `room` (`None`: not in the room), in order: one `HMGET`,
+    /// whatever the room's size.
+    pub async fn participants_among(
+        &self,
+        room: &str,
+        ids: &[&str],
+    ) -> Result<Vec<Option<podium_room::ParticipantState>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = ::redis::cmd("HMGET");
+        cmd.arg(format!("podium:{{{room}}}:participants"));
+        for id in ids {
+            cmd.arg(*id);
+        }
+        let texts: Vec<Option<String>> = self.run_cmd(cmd).await?;
+        texts
+            .into_iter()
+            .zip(ids)
+            .map(|(text, id)| match text {
+                None => Ok(None),
+                Some(t) => codec::decode_participant(id, &t).map(Some).map_err(StoreError::Corrupt),
+            })
+            .collect()
+    }
+
     /// `room`'s presence hash: identity → node id of the hub holding that participant's connection (see
     /// [`RedisStore::commit_present`]). One `HGETALL`.
     pub async fn presence(&self, room: &str) -> Result<HashMap<String, String>, StoreError> {

@@ -968,3 +968,22 @@ fn redis_cluster_summits_conform() {
         summit_conformance(&store).await;
     });
 }
+
+#[test]
+fn participants_among_reads_just_the_named_records() {
+    let server = RedisServer::start();
+    runtime().block_on(async {
+        let store = RedisStore::connect(&server.url(), &RedisOptions::default()).await.expect("connect");
+        let mut commits = Vec::new();
+        let room = busy_room(&mut commits);
+        for c in &commits {
+            store.commit("summit", c).await.expect("commit");
+        }
+        let got = store.participants_among("summit", &["mod", "nobody", "l1"]).await.expect("read");
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].as_ref().map(|p| p.role), room.role(&ParticipantId::new("mod")));
+        assert!(got[1].is_none());
+        assert_eq!(got[2].as_ref().map(|p| p.role), room.role(&ParticipantId::new("l1")));
+        assert!(store.participants_among("summit", &[]).await.expect("none").is_empty());
+    });
+}

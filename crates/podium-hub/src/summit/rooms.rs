@@ -38,6 +38,23 @@ impl StageRooms {
             .unwrap_or_default())
     }
 
+    /// Which of `ids` are in the room (connected or in their grace period), with their roles: with Redis one read of
+    /// just those records, so asking about a stage with thousands of listeners costs the same as an empty one.
+    pub(crate) async fn present_among(
+        &self,
+        room: &str,
+        ids: &[&str],
+    ) -> Result<Vec<(ParticipantId, room::Role)>, StoreError> {
+        match &self.shared.store {
+            crate::hub::Persistence::Redis(r) => {
+                Ok(r.participants_among(room, ids).await?.into_iter().flatten().map(|p| (p.id, p.role)).collect())
+            }
+            crate::hub::Persistence::Memory(_) => {
+                Ok(self.present(room).await?.into_iter().filter(|(p, _)| ids.contains(&p.as_str())).collect())
+            }
+        }
+    }
+
     /// Runs an administrator's command in the room.
     pub(crate) async fn command(&self, room: &str, command: room::Command) -> Result<room::Reply, String> {
         let admin = room::AdminId::new(SCHEDULER);

@@ -98,6 +98,8 @@ pub(crate) struct Runner {
     hooks: Arc<Hooks>,
     node: String,
     held: HashMap<String, Held>,
+    /// The last failure reported per summit and when: the same failure is warned about once a minute at most.
+    failures: HashMap<String, (String, std::time::Instant)>,
     clock: super::Clock,
     /// How often it looks (`[summit] tick_ms`).
     tick: Duration,
@@ -124,6 +126,7 @@ impl Runner {
             hooks,
             node,
             held: HashMap::new(),
+            failures: HashMap::new(),
             clock,
             tick: Duration::from_millis(config.tick_ms),
             lease_ttl: Duration::from_millis(config.lease_ms),
@@ -156,12 +159,25 @@ impl Runner {
         self.held.retain(|id, _| ids.contains(id));
         for id in ids {
             match self.summits.lease(&id, &self.node, self.lease_ttl).await {
-                Ok(true) => {
-                    if let Err(e) = self.tick_summit(&id).await {
-                        warn!(summit = %id, error = %e, "the summit's run stopped on this hub");
+                Ok(true) => match self.tick_summit(&id).await {
+                    Ok(()) => {
+                        self.failures.remove(&id);
+                    }
+                    Err(e) => {
+                        let now = std::time::Instant::now();
+                        let repeat = self
+                            .failures
+                            .get(&id)
+                            .is_some_and(|(last, at)| *last == e && now.duration_since(*at) < Duration::from_secs(60));
+                        if repeat {
+                            debug!(summit = %id, error = %e, "the summit's run failed again; retrying");
+                        } else {
+                            warn!(summit = %id, error = %e, "the summit's run failed on this hub; retrying");
+                            self.failures.insert(id.clone(), (e, now));
+                        }
                         self.held.remove(&id);
                     }
-                }
+                },
                 Ok(false) => {
                     if self.held.remove(&id).is_some() {
                         info!(summit = %id, "another hub runs the summit now");
@@ -398,8 +414,10 @@ impl Runner {
                 }
                 Err(e) => debug!(room = %stage.room, error = %e, "reading the stage control record failed"),
             }
-            if !stage.absent.is_empty()
-                && let Ok(present) = self.rooms.present(&stage.room).await
+            let absent: Vec<String> = stage.absent.keys().cloned().collect();
+            let asked: Vec<&str> = absent.iter().map(String::as_str).collect();
+            if !absent.is_empty()
+                && let Ok(present) = self.rooms.present_among(&stage.room, &asked).await
             {
                 let here: Vec<(String, bool)> = stage
                     .absent
