@@ -14,6 +14,9 @@ pub const ANY_ROOM: &str = "*";
 pub const MAX_IDENTITY_BYTES: usize = 128;
 /// Longest display name accepted, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
+/// Identities starting with this are the hub's virtual speakers (`~filler`): no token may claim one.
+pub const RESERVED_IDENTITY_PREFIX: char = '~';
+
 /// Longest room name accepted, in bytes.
 pub const MAX_ROOM_BYTES: usize = 128;
 
@@ -147,6 +150,9 @@ impl TokenKeys {
         validate_room_name(&room)?;
         if claims.sub.is_empty() || claims.sub.len() > MAX_IDENTITY_BYTES || claims.sub.chars().any(char::is_control) {
             return Err(AuthError::BadClaim("identity must be 1-128 bytes without control characters"));
+        }
+        if claims.sub.starts_with(RESERVED_IDENTITY_PREFIX) {
+            return Err(AuthError::BadClaim("identities starting with `~` are reserved for virtual speakers"));
         }
         let name = claims.name.unwrap_or_else(|| claims.sub.clone());
         if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
@@ -282,6 +288,15 @@ mod tests {
             }
         );
         assert_eq!(k.verify(&t, Some("summit")).unwrap().room, "summit");
+    }
+
+    #[test]
+    fn refuses_reserved_identities() {
+        let k = keys();
+        let t = k.mint(&claims_for("~filler", None, "r1", Role::Speaker, Duration::from_secs(60))).unwrap();
+        assert!(matches!(k.verify(&t, None), Err(AuthError::BadClaim(_))));
+        let t = k.mint(&claims_for("a~b", None, "r1", Role::Speaker, Duration::from_secs(60))).unwrap();
+        assert!(k.verify(&t, None).is_ok(), "only a leading `~` is reserved");
     }
 
     #[test]

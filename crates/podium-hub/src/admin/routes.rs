@@ -158,6 +158,12 @@ fn check_identity(identity: &str) -> ApiResult<()> {
     if identity.is_empty() || identity.len() > auth::MAX_IDENTITY_BYTES || identity.chars().any(char::is_control) {
         return Err(Problem::new(ErrorCode::BadRequest, "identities are 1-128 bytes without control characters"));
     }
+    if identity.starts_with(auth::RESERVED_IDENTITY_PREFIX) {
+        return Err(Problem::new(
+            ErrorCode::BadRequest,
+            "identities starting with `~` are reserved for virtual speakers",
+        ));
+    }
     Ok(())
 }
 
