@@ -248,3 +248,95 @@ async fn schedule_writes_and_releases_refuse_bad_input_with_documented_codes() {
     assert!(status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND, "{status}");
     hub.stop().await;
 }
+
+fn python() -> String {
+    std::env::var("PODIUM_PYTHON").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| {
+        let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv-media/bin/python");
+        if std::path::Path::new(venv).exists() { venv.to_owned() } else { "python3".to_owned() }
+    })
+}
+
+/// The scheduler's events reach a receiver that verifies every request with PyPI's `standardwebhooks`
+/// (`tests/webhooks/receiver.py`), in the stage's order, with ids derived from the stage's output counter.
+#[tokio::test]
+async fn scheduler_events_arrive_signed_and_in_order() {
+    use std::io::BufRead as _;
+    const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/webhooks/receiver.py");
+    let mut receiver = std::process::Command::new(python())
+        .args([script, "0", KEY])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the receiver (python with standardwebhooks)");
+    let mut lines = std::io::BufReader::new(receiver.stdout.take().expect("stdout")).lines();
+    let first: Value = serde_json::from_str(&lines.next().and_then(Result::ok).unwrap_or_default())
+        .expect("the receiver needs `standardwebhooks` (tests/media/requirements.txt; PODIUM_PYTHON)");
+    let port = first["port"].as_u64().expect("port");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let sink = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                sink.lock().expect("log").push(v);
+            }
+        }
+    });
+
+    let hub = TestHub::start_with(|c| {
+        c.admin.keys = vec![podium_hub::config::AdminKey {
+            name: "ops".into(),
+            sha256: podium_hub::admin_key_hash(ADMIN_KEY),
+            scope: podium_hub::auth::Scope::Admin,
+        }];
+        c.webhooks.endpoints = vec![podium_hub::config::EndpointConfig {
+            name: "app".into(),
+            url: format!("http://127.0.0.1:{port}/hook"),
+            secrets: vec![KEY.into()],
+            include: vec!["slot.*".into(), "speaker.*".into(), "schedule.*".into()],
+            exclude: Vec::new(),
+            timeout_ms: 2_000,
+        }];
+    })
+    .await;
+    let api = Api::new(&hub);
+    let slot_ms = 2_000;
+    let t = now_ms() + 3_500;
+    let (status, text) =
+        api.send(reqwest::Method::PUT, "/s1/schedule", Some(export_podium_json(&schedule(t, slot_ms)))).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let (status, _) = api.json(reqwest::Method::POST, "/s1/releases", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let _ada = join_audience(&hub, "ada", "s1-main", Role::Moderator).await;
+    let _ada_back = join_audience(&hub, "ada", "s1-main.backstage", Role::Moderator).await;
+
+    // Both slots run and end (t + 2 slots), then the events are delivered.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let events = loop {
+        let events: Vec<Value> = log.lock().expect("log").clone();
+        if events.iter().filter(|e| e["payload"]["type"] == "slot.ended").count() == 2 {
+            break events;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not every slot.ended arrived: {events:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(events.iter().all(|e| e["ok"] == true), "every request verifies: {events:?}");
+    let kinds: Vec<&str> = events.iter().map(|e| e["payload"]["type"].as_str().unwrap_or("")).collect();
+    let pos = |k: &str| kinds.iter().position(|x| *x == k).unwrap_or_else(|| panic!("no {k} in {kinds:?}"));
+    assert!(pos("schedule.released") < pos("slot.backstage_opened"));
+    assert!(pos("slot.backstage_opened") < pos("speaker.checked_in"));
+    assert!(pos("speaker.checked_in") < pos("slot.started"));
+    assert!(kinds.contains(&"speaker.no_show"), "bob never checked in: {kinds:?}");
+    // The stage's own counter orders them, and names them.
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["payload"]["data"]["summit"]["stage_seq"].as_u64()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "stage_seq in order: {seqs:?}");
+    for e in &events {
+        let data = &e["payload"]["data"];
+        assert_eq!(data["room"], "s1-main");
+        assert_eq!(e["id"], format!("sum_s1_main_{}", data["summit"]["stage_seq"]));
+    }
+    let started = events.iter().find(|e| e["payload"]["type"] == "slot.started").expect("started");
+    assert_eq!(started["payload"]["data"]["summit"]["title"], "Opening");
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    hub.stop().await;
+}
