@@ -17,3 +17,4 @@ mod support;
 mod web;
 mod web_browser;
 mod web_drain;
+mod web_summit;
