@@ -70,11 +70,8 @@ async fn demo_summit_panel_in_chromium_countdown_backstage_and_live() {
 }
 
 /// The same with web/README.md's host link, `?room=..&name=Ada&identity=ada`: the demo's default speaker ceiling.
-/// Fails at the handover today: the runner's `HandoverDelta` makes the host a moderator, the room refuses the whole
-/// transition (`forbidden: token does not allow that role`) and the runner gives the output up, so the slot is
-/// `active` with nobody on stage.
+/// The handover fits roles to ceilings: the host goes on stage as a speaker (their token does not allow more).
 #[tokio::test]
-#[ignore = "hub bug: a host whose token ceiling is speaker blocks the whole handover (forbidden)"]
 async fn demo_summit_host_with_a_speaker_ceiling_goes_live() {
     scenario("speaker").await;
 }

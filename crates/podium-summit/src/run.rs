@@ -461,8 +461,9 @@ pub struct StageRun {
 }
 
 impl StageRun {
-    /// Starts running `plan` at `now`: nothing is on stage yet; what is due at `now` runs at once (a slot whose
-    /// start has passed goes on stage now; see "The jump rule").
+    /// Starts running `plan` at `now`: nothing is on stage yet; its first output is [`Event::ScheduleReleased`]
+    /// (as for a later release), then what is due at `now` runs at once (a slot whose start has passed goes on stage
+    /// now; see "The jump rule").
     pub fn new(plan: StagePlan, now: Millis) -> Result<Self, RunError> {
         plan.validate()?;
         let mut run = Self {
@@ -485,7 +486,9 @@ impl StageRun {
                 outputs: VecDeque::new(),
             },
         };
+        let seq = plan.release_seq;
         run.merge(plan);
+        run.push_event(now, Event::ScheduleReleased { seq });
         run.advance(now);
         Ok(run)
     }

@@ -16,6 +16,14 @@ pub(crate) struct StageRooms {
     shared: Arc<crate::hub::Shared>,
 }
 
+/// Someone in a room.
+#[derive(Clone, Debug)]
+pub(crate) struct Present {
+    pub(crate) id: ParticipantId,
+    /// Their token's ceiling: the highest role they may be given.
+    pub(crate) ceiling: room::Role,
+}
+
 /// The administrator name scheduler actions carry (webhooks: `actor: "admin:scheduler"`).
 pub(crate) const SCHEDULER: &str = "scheduler";
 
@@ -38,21 +46,19 @@ impl StageRooms {
             .unwrap_or_default())
     }
 
-    /// Which of `ids` are in the room (connected or in their grace period), with their roles: with Redis one read of
-    /// just those records, so asking about a stage with thousands of listeners costs the same as an empty one.
-    pub(crate) async fn present_among(
-        &self,
-        room: &str,
-        ids: &[&str],
-    ) -> Result<Vec<(ParticipantId, room::Role)>, StoreError> {
-        match &self.shared.store {
-            crate::hub::Persistence::Redis(r) => {
-                Ok(r.participants_among(room, ids).await?.into_iter().flatten().map(|p| (p.id, p.role)).collect())
-            }
-            crate::hub::Persistence::Memory(_) => {
-                Ok(self.present(room).await?.into_iter().filter(|(p, _)| ids.contains(&p.as_str())).collect())
-            }
-        }
+    /// Which of `ids` are in the room (connected or in their grace period), with their roles and token ceilings:
+    /// with Redis one read of just those records, so asking about a stage with thousands of listeners costs the
+    /// same as an empty one.
+    pub(crate) async fn present_among(&self, room: &str, ids: &[&str]) -> Result<Vec<Present>, StoreError> {
+        let records: Vec<room::ParticipantState> = match &self.shared.store {
+            crate::hub::Persistence::Redis(r) => r.participants_among(room, ids).await?.into_iter().flatten().collect(),
+            crate::hub::Persistence::Memory(_) => self
+                .load(room)
+                .await?
+                .map(|s| s.participants.into_iter().filter(|p| ids.contains(&p.id.as_str())).collect())
+                .unwrap_or_default(),
+        };
+        Ok(records.into_iter().map(|p| Present { id: p.id, ceiling: p.ceiling }).collect())
     }
 
     /// Runs an administrator's command in the room.

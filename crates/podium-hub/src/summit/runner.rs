@@ -422,12 +422,11 @@ impl Runner {
                 let here: Vec<(String, bool)> = stage
                     .absent
                     .iter()
-                    .filter(|(p, _)| present.iter().any(|(who, _)| who.as_str() == p.as_str()))
+                    .filter(|(p, _)| present.iter().any(|q| q.id.as_str() == p.as_str()))
                     .map(|(p, m)| (p.clone(), *m))
                     .collect();
                 for (person, moderator) in here {
-                    let command = promote_command(&person, moderator);
-                    match self.rooms.command(&stage.room, command).await {
+                    match promote_person(&self.rooms, &stage.room, &person, moderator).await {
                         Ok(_) => {
                             stage.absent.remove(&person);
                             stage.dirty = true;
@@ -646,14 +645,69 @@ fn pid(p: &PersonId) -> ParticipantId {
     ParticipantId::new(p.as_str())
 }
 
-fn promote_command(person: &str, moderator: bool) -> room::Command {
-    let who = ParticipantId::new(person);
-    room::Command::HandoverDelta {
-        demote: Vec::new(),
-        promote: vec![(who.clone(), if moderator { room::Role::Moderator } else { room::Role::Speaker })],
-        moderators_add: if moderator { vec![who] } else { Vec::new() },
-        moderators_remove: Vec::new(),
+/// A stage change the scheduler wants.
+#[derive(Default)]
+struct Change {
+    demote: Vec<ParticipantId>,
+    promote: Vec<ParticipantId>,
+    moderators_add: Vec<ParticipantId>,
+    moderators_remove: Vec<ParticipantId>,
+}
+
+/// `change` as one `HandoverDelta`, fitted to what the people's tokens allow (the room refuses a whole transition
+/// that gives anyone more than their ceiling): a moderator's role beyond someone's ceiling becomes a speaker's, and
+/// someone whose ceiling is the audience is left out (returned, for the log). People not in the room are listed as
+/// they are (the room skips them and reports them absent).
+async fn fitted(rooms: &StageRooms, room: &str, mut change: Change) -> Result<(room::Command, Vec<String>), String> {
+    let asked: Vec<String> =
+        change.promote.iter().chain(&change.moderators_add).map(|p| p.as_str().to_owned()).collect();
+    let ids: Vec<&str> = asked.iter().map(String::as_str).collect();
+    let present = rooms.present_among(room, &ids).await.map_err(|e| format!("unavailable: {e}"))?;
+    let ceiling = |p: &ParticipantId| present.iter().find(|q| q.id == *p).map(|q| q.ceiling);
+    let mut left_out = Vec::new();
+    let mut moderators_add = Vec::new();
+    for p in std::mem::take(&mut change.moderators_add) {
+        match ceiling(&p) {
+            Some(room::Role::Moderator) | None => moderators_add.push(p),
+            Some(room::Role::Speaker) => {
+                if !change.promote.contains(&p) {
+                    change.promote.push(p);
+                }
+            }
+            Some(room::Role::Audience) => left_out.push(p.as_str().to_owned()),
+        }
     }
+    let mut promote = Vec::new();
+    for p in change.promote {
+        if ceiling(&p) == Some(room::Role::Audience) {
+            left_out.push(p.as_str().to_owned());
+        } else {
+            promote.push((p, room::Role::Speaker));
+        }
+    }
+    left_out.dedup();
+    let command = room::Command::HandoverDelta {
+        demote: change.demote,
+        promote,
+        moderators_add,
+        moderators_remove: change.moderators_remove,
+    };
+    Ok((command, left_out))
+}
+
+/// Puts `person` on stage (and makes them a moderator), as their token allows.
+async fn promote_person(rooms: &StageRooms, room: &str, person: &str, moderator: bool) -> Result<room::Reply, String> {
+    let who = ParticipantId::new(person);
+    let change = Change {
+        promote: vec![who.clone()],
+        moderators_add: if moderator { vec![who] } else { Vec::new() },
+        ..Change::default()
+    };
+    let (command, left_out) = fitted(rooms, room, change).await?;
+    if !left_out.is_empty() {
+        warn!(room, person, "a scheduled person's token does not allow the stage; left in the audience");
+    }
+    rooms.command(room, command).await
 }
 
 /// Does one action. `Err((retry, why))`: `retry` when it may work later (the store or the room was unavailable).
@@ -696,21 +750,23 @@ async fn do_action(
             rooms.command(&backstage_room(&room), command).await.map(drop).map_err(refused)
         }
         Action::Handover(h) => {
-            let promote: Vec<(ParticipantId, room::Role)> =
-                h.promote.iter().map(|p| (pid(p), room::Role::Speaker)).collect();
             if h.demote.is_empty()
-                && promote.is_empty()
+                && h.promote.is_empty()
                 && h.moderators_add.is_empty()
                 && h.moderators_remove.is_empty()
             {
                 return Ok(());
             }
-            let command = room::Command::HandoverDelta {
+            let change = Change {
                 demote: h.demote.iter().map(pid).collect(),
-                promote,
+                promote: h.promote.iter().map(pid).collect(),
                 moderators_add: h.moderators_add.iter().map(pid).collect(),
                 moderators_remove: h.moderators_remove.iter().map(pid).collect(),
             };
+            let (command, left_out) = fitted(rooms, &room, change).await.map_err(refused)?;
+            if !left_out.is_empty() {
+                warn!(room = %room, ?left_out, "scheduled people whose tokens do not allow the stage; left in the audience");
+            }
             let reply = rooms.command(&room, command).await.map_err(refused)?;
             for gone in h.demote.iter().chain(&h.moderators_remove) {
                 stage.absent.remove(gone.as_str());
@@ -732,7 +788,7 @@ async fn do_action(
                 Action::Promote { moderator, .. } => *moderator,
                 _ => true,
             };
-            let reply = rooms.command(&room, promote_command(person.as_str(), m)).await.map_err(refused)?;
+            let reply = promote_person(rooms, &room, person.as_str(), m).await.map_err(refused)?;
             if let room::Reply::HandedOver { absent } = reply
                 && !absent.is_empty()
             {
@@ -741,13 +797,12 @@ async fn do_action(
             Ok(())
         }
         Action::GrantModerator { person } => {
-            let who = pid(person);
-            let command = room::Command::HandoverDelta {
-                demote: Vec::new(),
-                promote: Vec::new(),
-                moderators_add: vec![who],
-                moderators_remove: Vec::new(),
-            };
+            let change = Change { moderators_add: vec![pid(person)], ..Change::default() };
+            let (command, left_out) = fitted(rooms, &room, change).await.map_err(refused)?;
+            if !left_out.is_empty() {
+                warn!(room = %room, person = person.as_str(), "a shift moderator's token does not allow the stage");
+                return Ok(());
+            }
             let reply = rooms.command(&room, command).await.map_err(refused)?;
             if let room::Reply::HandedOver { absent } = reply
                 && !absent.is_empty()

@@ -20,7 +20,7 @@ fn a_slot_goes_backstage_then_on_stage_then_off() {
     let s = stage("main");
     let p = plan(s, vec![slot(1, T0, T0 + H, &[("alice", Host), ("bob", Speaker), ("mo", Moderator)])], vec![]);
     let mut run = StageRun::new(p, T0 - 2 * H).expect("valid");
-    assert!(drain(&mut run).is_empty());
+    assert_eq!(events(&drain(&mut run)), vec![(T0 - 2 * H, Event::ScheduleReleased { seq: 1 })], "the release first");
     assert_eq!(run.poll_timeout(), Some(T0 - 10 * M));
     assert_eq!(run.handle_check_in(&pid("alice"), T0 - 20 * M), Err(RunError::NotExpected), "backstage not open");
     run.handle_timeout(T0 - 10 * M);
