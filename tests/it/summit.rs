@@ -197,6 +197,26 @@ async fn a_released_schedule_runs_itself_backstage_handovers_and_a_substituted_n
     let (status, _) = api.json(reqwest::Method::POST, "/s1/stages/nope/actions", Some(json!({"action": "end"}))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // The programme as JSON, and a subscriber's calendar with just the slot they follow.
+    let (status, prog) = api.json(reqwest::Method::GET, "/s1/releases/latest", None).await;
+    assert_eq!(status, StatusCode::OK, "{prog}");
+    assert_eq!(prog["release"]["seq"], 1);
+    let titles: Vec<&str> =
+        prog["slots"].as_array().expect("slots").iter().filter_map(|s| s["title"].as_str()).collect();
+    assert_eq!(titles, ["Opening", "Panel"]);
+    assert_eq!(prog["slots"][0]["room"], "s1-main");
+    assert_eq!(prog["slots"][0]["people"][0]["name"], "Ada");
+    let (status, _) = api.json(reqwest::Method::GET, "/s1/releases/9", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let panel = prog["slots"][1]["guid"].as_str().expect("guid").to_owned();
+    let (status, _) =
+        api.json(reqwest::Method::PUT, "/s1/subscribers/lee", Some(json!({"slots": [panel.clone()]}))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, ics) = api.send(reqwest::Method::GET, "/s1/calendar.ics?subscriber=lee", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ics.matches("BEGIN:VEVENT").count(), 1, "{ics}");
+    assert!(ics.contains(&format!("UID:{panel}@")), "{ics}");
+
     // The calendar: one VEVENT per slot, UIDs from the slot GUIDs.
     let (status, ics) = api.send(reqwest::Method::GET, "/s1/calendar.ics", None).await;
     assert_eq!(status, StatusCode::OK);

@@ -377,6 +377,90 @@ async fn list_releases(
     Ok(Json(releases.all().iter().map(release_info).collect()))
 }
 
+/// One slot of a released programme.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ProgrammeSlot {
+    /// GUID (stable across releases; the iCalendar `UID` is `{guid}@{host}`).
+    guid: String,
+    /// Stage id.
+    stage: String,
+    /// The stage's room.
+    room: String,
+    /// Title.
+    title: String,
+    /// A break.
+    is_break: bool,
+    /// Start, ms since the Unix epoch.
+    start_ms: i64,
+    /// End.
+    end_ms: i64,
+    /// Canceled (kept in every later release).
+    canceled: bool,
+    /// iCalendar `SEQUENCE`: releases after its first that moved or canceled it.
+    sequence: u32,
+    /// People: `{id, name, role}`.
+    #[schema(value_type = Vec<Object>)]
+    people: Vec<serde_json::Value>,
+}
+
+/// A released programme: the feed's JSON twin.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Programme {
+    /// The release.
+    release: ReleaseInfo,
+    /// Its slots, by start.
+    slots: Vec<ProgrammeSlot>,
+}
+
+/// Release `seq` as JSON (scope `read`): every slot, live or canceled, with its GUID, times, people and
+/// `sequence` (`latest` for the newest release).
+#[utoipa::path(get, path = "/v1/admin/summits/{summit}/releases/{seq}", tag = "summits",
+    params(("summit" = String, Path), ("seq" = String, Path, description = "A release number, or `latest`")),
+    responses((status = 200, description = "OK", body = Programme),
+        (status = 404, description = "A problem (RFC 9457); `code` is the protocol error code", body = crate::admin::ProblemDoc, content_type = "application/problem+json")))]
+async fn get_release(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((summit, seq)): Path<(String, String)>,
+) -> ApiResult<Json<Programme>> {
+    caller.require(Scope::Read)?;
+    let (_, releases) = load_releases(&state, &summit).await?;
+    let release = match seq.as_str() {
+        "latest" => latest(&releases)?,
+        n => {
+            let n: u64 = n.parse().map_err(|_| Problem::new(ErrorCode::BadRequest, "seq: a number or `latest`"))?;
+            releases.get(n).ok_or_else(|| Problem::new(ErrorCode::NotFound, format!("no release {n}")))?
+        }
+    };
+    let people = release.schedule.people();
+    let mut slots: Vec<ProgrammeSlot> = release
+        .slots
+        .values()
+        .map(|r| {
+            ProgrammeSlot {
+            guid: r.slot.guid.to_string(),
+            stage: r.slot.stage.as_str().to_owned(),
+            room: release.stages.get(&r.slot.stage).map(|s| s.room.clone()).unwrap_or_default(),
+            title: r.title.clone(),
+            is_break: matches!(r.slot.kind, podium_summit::SlotKind::Break { .. }),
+            start_ms: r.slot.start,
+            end_ms: r.slot.end,
+            canceled: r.canceled,
+            sequence: r.sequence,
+            people: r
+                .people
+                .iter()
+                .map(|(p, role)| {
+                    serde_json::json!({"id": p.as_str(), "name": people.get(p).map(|x| x.name.clone()), "role": role})
+                })
+                .collect(),
+        }
+        })
+        .collect();
+    slots.sort_by(|a, b| (a.start_ms, &a.guid).cmp(&(b.start_ms, &b.guid)));
+    Ok(Json(Programme { release: release_info(release), slots }))
+}
+
 /// Rolls back to release `seq` (scope `admin`): its schedule is released again as a new number.
 #[utoipa::path(post, path = "/v1/admin/summits/{summit}/releases/{seq}/rollback", tag = "summits",
     params(("summit" = String, Path), ("seq" = u64, Path)), request_body = NewRelease,
@@ -778,6 +862,7 @@ pub(crate) fn routes(
         .routes(routes!(get_schedule, put_schedule))
         .routes(routes!(import))
         .routes(routes!(list_releases, release))
+        .routes(routes!(get_release))
         .routes(routes!(rollback))
         .routes(routes!(stage_action))
         .routes(routes!(person_tokens))
