@@ -178,6 +178,21 @@ async fn a_released_schedule_runs_itself_backstage_handovers_and_a_substituted_n
     assert!((-300..1_000).contains(&late), "second handover {late} ms from its time");
     role_becomes(&mut ada, "audience", Duration::from_secs(3)).await;
 
+    // Metrics: this hub runs the summit, and timed both handovers.
+    let metrics =
+        reqwest::get(format!("http://{}/metrics", hub.addr)).await.expect("metrics").text().await.expect("text");
+    let sample = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    assert_eq!(sample("podium_summits_running"), 1.0);
+    assert!(sample("podium_summit_handover_lateness_seconds_count") >= 2.0);
+    assert!(sample("podium_summit_handover_lateness_seconds_sum") < 2.0, "both within 1 s");
+
     // The status shows what ran.
     let (status, st) = api.json(reqwest::Method::GET, "/s1", None).await;
     assert_eq!(status, StatusCode::OK, "{st}");

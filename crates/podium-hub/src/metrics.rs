@@ -120,6 +120,23 @@ pub(crate) struct Metrics {
     lagged: Counter,
     resyncs: Counter,
     http: Family<HttpLabel, Counter>,
+    summit: SummitMetrics,
+}
+
+/// Buckets of a handover's lateness, in seconds.
+const HANDOVER_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+
+/// What the summit runner counts (handles on the hub's registry).
+#[derive(Clone)]
+pub(crate) struct SummitMetrics {
+    /// Summits this hub runs (holds the lease of).
+    pub(crate) running: Gauge,
+    /// Handovers done, by how late after their time (scheduler seconds).
+    pub(crate) handover_lateness: Histogram,
+    /// Outputs done.
+    pub(crate) outputs: Counter,
+    /// Outputs given up after their retries.
+    pub(crate) given_up: Counter,
 }
 
 impl Metrics {
@@ -188,8 +205,32 @@ impl Metrics {
             "HTTP responses sent, by surface (admin API or other) and status class (1xx: websocket upgrades)",
             http.clone(),
         );
+        let summit = SummitMetrics {
+            running: Gauge::default(),
+            handover_lateness: Histogram::new(HANDOVER_BUCKETS),
+            outputs: Counter::default(),
+            given_up: Counter::default(),
+        };
+        registry.register(
+            "summits_running",
+            "Summits whose scheduler runs on this hub (it holds their lease)",
+            summit.running.clone(),
+        );
+        registry.register_with_unit(
+            "summit_handover_lateness",
+            "How late after its slot's time each stage handover was done (on the scheduler's clock)",
+            Unit::Seconds,
+            summit.handover_lateness.clone(),
+        );
+        registry.register("summit_outputs", "Scheduler outputs done (actions and events)", summit.outputs.clone());
+        registry.register(
+            "summit_outputs_given_up",
+            "Scheduler outputs given up: refused by the room, or failing for about 30 s",
+            summit.given_up.clone(),
+        );
         Self {
             registry,
+            summit,
             participants,
             connections_lagged,
             leases,
@@ -205,6 +246,11 @@ impl Metrics {
     }
 
     /// An HTTP response went out.
+    /// The summit runner's handles.
+    pub(crate) fn summit(&self) -> SummitMetrics {
+        self.summit.clone()
+    }
+
     pub(crate) fn http_response(&self, admin: bool, status: u16) {
         let class = HTTP_CLASSES[usize::from(status / 100).clamp(1, 5) - 1];
         self.http.get_or_create(&HttpLabel { surface: if admin { "admin" } else { "other" }, class }).inc();

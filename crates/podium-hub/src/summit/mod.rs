@@ -163,6 +163,7 @@ pub(crate) fn spawn_runner(
         shared.node_id.clone(),
         shared.summit_clock,
         &shared.config.summit,
+        shared.metrics.summit(),
     );
     tokio::spawn(runner.run(wake, stop));
 }

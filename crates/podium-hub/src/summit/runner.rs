@@ -101,6 +101,7 @@ pub(crate) struct Runner {
     /// The last failure reported per summit and when: the same failure is warned about once a minute at most.
     failures: HashMap<String, (String, std::time::Instant)>,
     clock: super::Clock,
+    metrics: crate::metrics::SummitMetrics,
     /// How often it looks (`[summit] tick_ms`).
     tick: Duration,
     /// The summit lease's time to live (`[summit] lease_ms`), renewed every tick.
@@ -119,6 +120,7 @@ impl Runner {
         node: String,
         clock: super::Clock,
         config: &crate::config::SummitConfig,
+        metrics: crate::metrics::SummitMetrics,
     ) -> Self {
         Self {
             summits,
@@ -128,6 +130,7 @@ impl Runner {
             held: HashMap::new(),
             failures: HashMap::new(),
             clock,
+            metrics,
             tick: Duration::from_millis(config.tick_ms),
             lease_ttl: Duration::from_millis(config.lease_ms),
         }
@@ -157,7 +160,8 @@ impl Runner {
             }
         };
         self.held.retain(|id, _| ids.contains(id));
-        for id in ids {
+        for id in &ids {
+            let id = id.clone();
             match self.summits.lease(&id, &self.node, self.lease_ttl).await {
                 Ok(true) => match self.tick_summit(&id).await {
                     Ok(()) => {
@@ -186,6 +190,7 @@ impl Runner {
                 Err(e) => debug!(summit = %id, error = %e, "summit lease failed"),
             }
         }
+        self.metrics.running.set(i64::try_from(self.held.len()).unwrap_or(i64::MAX));
     }
 
     async fn tick_summit(&mut self, id: &str) -> Result<(), String> {
@@ -502,8 +507,15 @@ impl Runner {
                             break;
                         }
                         warn!(summit = %id, stage = %stage_id, seq = output.seq, error = %e, "a scheduler output was given up");
+                        self.metrics.given_up.inc();
                     }
                 }
+                if let Item::Action(Action::Handover(_)) = &output.item {
+                    let late = (self.clock.now() - output.at).max(0);
+                    #[allow(clippy::cast_precision_loss)]
+                    self.metrics.handover_lateness.observe(late as f64 / 1_000.0);
+                }
+                self.metrics.outputs.inc();
                 stage.attempts = 0;
                 stage.pending.pop_front();
                 stage.dirty = true;
