@@ -336,11 +336,22 @@ async fn scheduler_events_arrive_signed_and_in_order() {
     let api = Api::new(&hub);
     let slot_ms = 2_000;
     let t = now_ms() + 3_500;
-    let (status, text) =
-        api.send(reqwest::Method::PUT, "/s1/schedule", Some(export_podium_json(&schedule(t, slot_ms)))).await;
+    // Reminders 1.5 s before each session, for its subscribers.
+    let mut sched = schedule(t, slot_ms);
+    let mut stage = sched.stages().values().next().expect("stage").clone();
+    stage.reminder_offsets_ms = vec![1_500];
+    sched.put_stage(stage).expect("stage");
+    let (status, text) = api.send(reqwest::Method::PUT, "/s1/schedule", Some(export_podium_json(&sched))).await;
     assert_eq!(status, StatusCode::OK, "{text}");
     let (status, _) = api.json(reqwest::Method::POST, "/s1/releases", Some(json!({}))).await;
     assert_eq!(status, StatusCode::CREATED);
+    let (_, prog) = api.json(reqwest::Method::GET, "/s1/releases/latest", None).await;
+    let opening = prog["slots"][0]["guid"].as_str().expect("guid").to_owned();
+    for who in ["lee", "max"] {
+        let (status, _) =
+            api.json(reqwest::Method::PUT, &format!("/s1/subscribers/{who}"), Some(json!({"slots": [opening]}))).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
     let _ada = join_audience(&hub, "ada", "s1-main", Role::Moderator).await;
     let _ada_back = join_audience(&hub, "ada", "s1-main.backstage", Role::Moderator).await;
 
@@ -363,12 +374,26 @@ async fn scheduler_events_arrive_signed_and_in_order() {
     assert!(kinds.contains(&"speaker.no_show"), "bob never checked in: {kinds:?}");
     // The stage's own counter orders them, and names them.
     let seqs: Vec<u64> = events.iter().filter_map(|e| e["payload"]["data"]["summit"]["stage_seq"].as_u64()).collect();
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "stage_seq in order: {seqs:?}");
+    assert!(seqs.windows(2).all(|w| w[0] <= w[1]), "stage_seq in order (reminders share one): {seqs:?}");
     for e in &events {
         let data = &e["payload"]["data"];
         assert_eq!(data["room"], "s1-main");
-        assert_eq!(e["id"], format!("sum_s1_main_{}", data["summit"]["stage_seq"]));
+        let id = e["id"].as_str().expect("id");
+        assert!(id.starts_with(&format!("sum_s1_main_{}", data["summit"]["stage_seq"])), "{id}");
     }
+    // One reminder per subscriber of the opening; none for the panel (nobody follows it).
+    let mut reminded: Vec<&str> = events
+        .iter()
+        .filter(|e| e["payload"]["type"] == "slot.reminder")
+        .map(|e| {
+            let s = &e["payload"]["data"]["summit"];
+            assert_eq!(s["slot"], opening.as_str());
+            assert_eq!(s["offset_ms"], 1_500);
+            s["subscriber"].as_str().expect("subscriber")
+        })
+        .collect();
+    reminded.sort_unstable();
+    assert_eq!(reminded, ["lee", "max"]);
     let started = events.iter().find(|e| e["payload"]["type"] == "slot.started").expect("started");
     assert_eq!(started["payload"]["data"]["summit"]["title"], "Opening");
     let _ = receiver.kill();
