@@ -95,7 +95,7 @@ fn media_script(name: &str) -> std::path::PathBuf {
 }
 
 fn tone_of(slot: usize) -> f64 {
-    if slot % 2 == 0 { 440.0 } else { 660.0 }
+    if slot.is_multiple_of(2) { 440.0 } else { 660.0 }
 }
 
 /// Who the handover of `slot` puts on stage.
@@ -722,7 +722,7 @@ async fn a_compressed_summit_day_runs_on_time_through_a_no_show_dead_air_and_a_k
                 None => fail(format!("lis{n:03} saw no handover to {who} (session {slot})")),
                 Some((at, ids, roles)) => {
                     lats.push(at - t);
-                    if ids != &[who.clone()] || roles != &["moderator".to_owned()] {
+                    if ids != std::slice::from_ref(&who) || roles != &["moderator".to_owned()] {
                         fail(format!("lis{n:03}: session {slot}'s stage is {ids:?} {roles:?}"));
                     }
                 }
@@ -799,7 +799,7 @@ async fn a_compressed_summit_day_runs_on_time_through_a_no_show_dead_air_and_a_k
                 if from >= t { from - t } else { r["t"].as_f64().unwrap_or(f64::NAN) - WINDOW / 2.0 - t }
             });
             let limit = if slot == KILL_BEFORE { HANDOVER_AFTER_KILL_WITHIN + 1.0 } else { HEAR_WITHIN };
-            if !(heard <= limit) {
+            if heard.is_nan() || heard > limit {
                 fail(format!("{who}: session {slot}'s {hz} Hz heard {heard:.3} s after its time (limit {limit} s)"));
             }
             hear.push(heard);
