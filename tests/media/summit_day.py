@@ -172,7 +172,8 @@ class Conn:
             await self.negotiate()
             self.emit("renegotiated", epoch=epoch, t=now())
         except Exception as e:
-            self.emit("error", message=f"renegotiation for epoch {epoch}: {type(e).__name__}: {e}")
+            if not self.leaving:  # a speaker that left the stage meanwhile closed its peer connection
+                self.emit("error", message=f"renegotiation for epoch {epoch}: {type(e).__name__}: {e}")
 
     def set_role(self, role: str) -> None:
         old, self.role = self.role, role
