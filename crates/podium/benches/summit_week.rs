@@ -314,15 +314,54 @@ fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(Iterator::count).unwrap_or(0)
 }
 
+/// Established TCP connections whose local port is `port` (the hub's accepted client connections), from
+/// `/proc/net/tcp` and `/proc/net/tcp6`.
+fn accepted(port: u16) -> usize {
+    let port = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    cols.len() > 3 && cols[1].ends_with(&port) && cols[3] == "01"
+                })
+                .count()
+        })
+        .sum()
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit_once(':').and_then(|(_, rest)| rest.split('/').next()?.parse().ok()).unwrap_or(0)
+}
+
 fn redis_field(info: &str, field: &str) -> u64 {
     info.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
-/// Redis keys grouped by pattern (`{…}` hash tags and digits folded).
-fn key_patterns(port: u16) -> BTreeMap<String, u64> {
+/// Redis keys grouped by pattern (`{…}` hash tags and digit runs folded): how many, and their `MEMORY USAGE` in all.
+fn key_patterns(port: u16) -> BTreeMap<String, (u64, u64)> {
     let out = Command::new("redis-cli").args(["-p", &port.to_string(), "--scan"]).output().expect("redis-cli");
+    let keys: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    // One redis-cli for every key's MEMORY USAGE (the keys have no spaces).
+    let mut child = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("redis-cli");
+    let script: String = keys.iter().map(|k| format!("MEMORY USAGE {k}\n")).collect();
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write as _;
+        let _ = stdin.write_all(script.as_bytes());
+    }
+    let sizes = child.wait_with_output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let sizes: Vec<u64> = sizes.lines().map(|l| l.trim().parse().unwrap_or(0)).collect();
     let mut groups = BTreeMap::new();
-    for key in String::from_utf8_lossy(&out.stdout).lines() {
+    for (i, key) in keys.iter().enumerate() {
         let mut pattern = String::new();
         let mut in_tag = false;
         for c in key.chars() {
@@ -341,7 +380,9 @@ fn key_patterns(port: u16) -> BTreeMap<String, u64> {
                 _ => pattern.push(c),
             }
         }
-        *groups.entry(pattern).or_insert(0u64) += 1;
+        let entry: &mut (u64, u64) = groups.entry(pattern).or_default();
+        entry.0 += 1;
+        entry.1 += sizes.get(i).copied().unwrap_or(0);
     }
     groups
 }
@@ -368,12 +409,14 @@ struct Sample {
     day: i64,
     rss: [u64; 2],
     fds: [usize; 2],
+    /// Client websockets open on each hub then (part of `fds`).
+    conns: [usize; 2],
     generation: [u32; 2],
     uptime_sched_h: [f64; 2],
     dbsize: u64,
     used_memory: u64,
     nodes: u64,
-    patterns: BTreeMap<String, u64>,
+    patterns: BTreeMap<String, (u64, u64)>,
     grace_leftover: u64,
 }
 
@@ -426,6 +469,56 @@ fn build_schedule(t0: i64) -> Schedule {
     s
 }
 
+/// What the hubs' logs say: every `handover` line's `late_ms`, how often a hub took the summit over and lost its
+/// lease, and the other warnings (message text, counted).
+struct Logged {
+    late_ms: Vec<i64>,
+    took_over: u64,
+    lost_lease: u64,
+    warnings: BTreeMap<String, u64>,
+}
+
+fn hub_logs(dir: &str) -> Logged {
+    let mut out = Logged { late_ms: Vec::new(), took_over: 0, lost_lease: 0, warnings: BTreeMap::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for entry in entries.flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines() {
+            // Without the ANSI colours.
+            let mut plain = String::new();
+            let mut esc = false;
+            for c in line.chars() {
+                match c {
+                    '\u{1b}' => esc = true,
+                    'm' if esc => esc = false,
+                    _ if esc => {}
+                    _ => plain.push(c),
+                }
+            }
+            if plain.contains(" handover ")
+                && let Some(v) = plain.split("late_ms=").nth(1)
+                && let Ok(ms) = v.split_whitespace().next().unwrap_or_default().parse::<i64>()
+            {
+                out.late_ms.push(ms);
+            } else if plain.contains("running the summit on this hub") {
+                out.took_over += 1;
+            } else if plain.contains("lost the lease") {
+                out.lost_lease += 1;
+            } else if plain.contains(" WARN ") || plain.contains(" ERROR ") {
+                // The message without its fields (`name=value`, which vary).
+                let message = plain.splitn(2, ": ").nth(1).unwrap_or(&plain);
+                let message = match message.split_once('=') {
+                    Some((head, _)) => head.rsplit_once(' ').map_or(head, |(m, _)| m),
+                    None => message,
+                };
+                let message: String = message.chars().take(90).collect();
+                *out.warnings.entry(message).or_default() += 1;
+            }
+        }
+    }
+    out
+}
+
 fn pct(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {
         return 0;
@@ -444,6 +537,7 @@ fn main() {
     let logs = std::env::var("PODIUM_BENCH_LOGS").unwrap_or_else(|_| {
         format!("{}/../../target/summit-week-logs", env!("CARGO_MANIFEST_DIR"))
     });
+    let _ = std::fs::remove_dir_all(&logs);
     std::fs::create_dir_all(&logs).expect("log dir");
 
     let redis = RedisServer::start();
@@ -619,6 +713,7 @@ fn main() {
                 day,
                 rss: [rss_kib(pids[0]), rss_kib(pids[1])],
                 fds: [fds(pids[0]), fds(pids[1])],
+                conns: [0usize, 1].map(|i| accepted(port_of(&hubs[i].serve.url))),
                 generation: [hubs[0].generation, hubs[1].generation],
                 uptime_sched_h: [0usize, 1].map(|i| (now - hubs[i].started_real) as f64 * scale as f64 / HOUR as f64),
                 dbsize,
@@ -750,7 +845,27 @@ fn main() {
             .take(8)
             .map(|(late, i)| format!("slot {i} (day {} {:02}:00) {:.1} min", i / 24 + 1, i % 24, min(*late)))
             .collect();
-        println!("latest handovers: {}", worst.join("; "));
+        println!("latest handovers by the records: {}", worst.join("; "));
+        let logged = hub_logs(&logs);
+        let mut late_log = logged.late_ms.clone();
+        late_log.sort_unstable();
+        println!(
+            "handovers done by the runner (its `handover` log lines, `late_ms` = scheduler time from the output's due \
+             time to the room command's answer): {} lines; p50 {:.1} / p99 {:.1} / max {:.1} scheduler min \
+             (= real {:.0} / {:.0} / {:.0} ms)",
+            late_log.len(),
+            min(pct(&late_log, 0.5)),
+            min(pct(&late_log, 0.99)),
+            min(late_log.last().copied().unwrap_or(0)),
+            pct(&late_log, 0.5) as f64 / scale as f64,
+            pct(&late_log, 0.99) as f64 / scale as f64,
+            late_log.last().copied().unwrap_or(0) as f64 / scale as f64,
+        );
+        println!(
+            "runner moves: {} times a hub started running the summit, {} lost its lease while running it; \
+             other warnings in the hubs' logs: {:?}",
+            logged.took_over, logged.lost_lease, logged.warnings
+        );
         for (day, name, kind, at, down) in &restarts {
             let hour = (at - t0) / HOUR;
             println!(
@@ -772,22 +887,28 @@ fn main() {
             println!("  error ×{n}: {e}");
         }
         println!();
-        println!("| Day | Hub A gen / up (sched h) | Hub A RSS KiB | Hub A fds | Hub B gen / up | Hub B RSS KiB | Hub B fds | Redis DBSIZE | used_memory B | podium:nodes |");
-        println!("|---:|---|---:|---:|---|---:|---:|---:|---:|---:|");
+        println!(
+            "| Day | Hub A gen / up (sched h) | Hub A RSS KiB | Hub A fds (client sockets) | Hub B gen / up | Hub B RSS KiB | Hub B fds (client sockets) | \
+             Redis DBSIZE | used_memory B | audit streams B | podium:nodes |"
+        );
+        println!("|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|");
         for s in &samples {
             println!(
-                "| {} | {} / {:.0} | {} | {} | {} / {:.0} | {} | {} | {} | {} | {} |",
+                "| {} | {} / {:.0} | {} | {} ({}) | {} / {:.0} | {} | {} ({}) | {} | {} | {} | {} |",
                 s.day,
                 s.generation[0],
                 s.uptime_sched_h[0],
                 s.rss[0],
                 s.fds[0],
+                s.conns[0],
                 s.generation[1],
                 s.uptime_sched_h[1],
                 s.rss[1],
                 s.fds[1],
+                s.conns[1],
                 s.dbsize,
                 s.used_memory,
+                s.patterns.iter().filter(|(p, _)| p.ends_with(":audit")).map(|(_, (_, b))| b).sum::<u64>(),
                 s.nodes
             );
         }
@@ -804,16 +925,14 @@ fn main() {
                 d(first.dbsize as f64, last.dbsize as f64),
                 d(first.used_memory as f64, last.used_memory as f64),
             );
-            println!("redis keys by pattern, day 1 → day {}:", last.day);
+            println!("redis keys by pattern (hash tags and digits folded), day 1 → day {}:", last.day);
             let mut all: Vec<&String> = first.patterns.keys().chain(last.patterns.keys()).collect();
             all.sort();
             all.dedup();
             for p in all {
-                println!(
-                    "  {p}: {} → {}",
-                    first.patterns.get(p).copied().unwrap_or(0),
-                    last.patterns.get(p).copied().unwrap_or(0)
-                );
+                let (k0, b0) = first.patterns.get(p).copied().unwrap_or_default();
+                let (k1, b1) = last.patterns.get(p).copied().unwrap_or_default();
+                println!("  {p}: {k0} → {k1} keys, {b0} → {b1} bytes (MEMORY USAGE)");
             }
             println!(
                 "listeners still counted active at the measurements (should be 0): {:?}",
