@@ -29,8 +29,9 @@
 //! - **Handovers.** Counted failed when a slot is not `completed` in `GET /v1/admin/summits/wk` at the end, has no
 //!   `actual_start`, reports a no-show or a substitute, or when its host never saw `you` with role `moderator` (its
 //!   speaker `speaker`) on its stage-room connection before the slot's end. Lateness is reported from the runner's
-//!   records (`actual_start − start`, scheduler time) and from the host's client (the `you` event's arrival, real
-//!   time, minus the slot's start converted to real time).
+//!   `handover` log lines (`late_ms`: scheduler time from the output's due time to the room command's answer) and
+//!   from the host's client (the `you` event's arrival, real time, minus the slot's start converted to real time).
+//!   The records' `actual_start − start` is printed too, but it is always 0: the run stamps the due time.
 //! - **Resources.** At 23:20 of every simulated day the churn pauses (workers leave politely); at 23:50 (3 s real
 //!   later at scale 600) the bench reads each hub's `VmRSS` and open fds (`/proc/<pid>/status`, `/proc/<pid>/fd`),
 //!   Redis `DBSIZE`, `used_memory` and the keys grouped by pattern, then the churn resumes. The hub restarted that
