@@ -507,7 +507,7 @@ fn hub_logs(dir: &str) -> Logged {
                 out.lost_lease += 1;
             } else if plain.contains(" WARN ") || plain.contains(" ERROR ") {
                 // The message without its fields (`name=value`, which vary).
-                let message = plain.splitn(2, ": ").nth(1).unwrap_or(&plain);
+                let message = plain.split_once(": ").map_or(plain.as_str(), |(_, m)| m);
                 let message = match message.split_once('=') {
                     Some((head, _)) => head.rsplit_once(' ').map_or(head, |(m, _)| m),
                     None => message,
@@ -535,9 +535,8 @@ fn main() {
     let listeners: u64 = env_or("PODIUM_BENCH_LISTENERS", 100);
     let lead_secs: i64 = env_or("PODIUM_BENCH_LEAD_SECS", 20);
     let days: i64 = env_or("PODIUM_BENCH_DAYS", 7).clamp(1, 7);
-    let logs = std::env::var("PODIUM_BENCH_LOGS").unwrap_or_else(|_| {
-        format!("{}/../../target/summit-week-logs", env!("CARGO_MANIFEST_DIR"))
-    });
+    let logs = std::env::var("PODIUM_BENCH_LOGS")
+        .unwrap_or_else(|_| format!("{}/../../target/summit-week-logs", env!("CARGO_MANIFEST_DIR")));
     let _ = std::fs::remove_dir_all(&logs);
     std::fs::create_dir_all(&logs).expect("log dir");
 
@@ -642,7 +641,7 @@ fn main() {
         // Listener churn.
         let mut workers = Vec::new();
         for w in 0..listeners {
-            workers.push(tokio::spawn(listener_worker(Arc::clone(&world), 0x9E37_79B9_7F4A_7C15 ^ (w + 1) * 7_919)));
+            workers.push(tokio::spawn(listener_worker(Arc::clone(&world), 0x9E37_79B9_7F4A_7C15 ^ ((w + 1) * 7_919))));
         }
 
         // Days: one restart each, one measurement at the end of each.
