@@ -400,3 +400,60 @@ async fn scheduler_events_arrive_signed_and_in_order() {
     let _ = receiver.wait();
     hub.stop().await;
 }
+
+/// Schedules are bigger than the admin API's other bodies: a 85-day summit's worth of people and sessions (well over
+/// the hub's usual 64 KiB) is written, with an `Idempotency-Key` too, and read back; beyond 4 MiB is `413`.
+#[tokio::test]
+async fn large_schedules_are_accepted_up_to_four_mebibytes() {
+    let hub = hub().await;
+    let api = Api::new(&hub);
+    let t = now_ms() + 3_600_000;
+    let mut s = schedule(t, 60_000);
+    let main = StageId::new("main").expect("id");
+    for i in 0..600 {
+        let id = format!("speaker-{i:04}");
+        s.put_person(Person::new(pid(&id), &format!("Speaker number {i} with a longer display name")).expect("p"))
+            .expect("person");
+        let code = SessionCode::new(format!("talk-{i:04}")).expect("code");
+        s.add_session(
+            Session::new(
+                code.clone(),
+                &format!("Talk {i}: a title of realistic length"),
+                1_800_000,
+                vec![(pid(&id), SessionRole::Host)],
+            )
+            .expect("session"),
+        )
+        .expect("add");
+        s.place(&code, &main, t + 3_600_000 + i64::from(i) * 1_800_000).expect("place");
+    }
+    let body = export_podium_json(&s);
+    assert!(body.len() > 256 * 1024, "{} bytes", body.len());
+    let resp = api
+        .http
+        .put(format!("{}/s1/schedule", api.base))
+        .bearer_auth(ADMIN_KEY)
+        .header("content-type", "application/json")
+        .header("idempotency-key", "\"big-1\"")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap_or_default());
+    let (status, back) = api.send(reqwest::Method::GET, "/s1/schedule", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(back.len(), body.len());
+    let (status, release) = api.json(reqwest::Method::POST, "/s1/releases", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(release["slots"], 602);
+    // Over the limit.
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(5 << 20));
+    let (status, _) = api.send(reqwest::Method::PUT, "/s1/schedule", Some(huge)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Other admin bodies keep the usual limit.
+    let (status, _) = api
+        .send(reqwest::Method::POST, "/s1/releases", Some(format!("{{\"comment\": \"{}\"}}", "x".repeat(100 << 10))))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    hub.stop().await;
+}

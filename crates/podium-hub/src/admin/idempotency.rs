@@ -130,7 +130,12 @@ pub(crate) async fn layer(State(state): State<AppState>, request: Request, next:
     let credential = request.headers().get(header::AUTHORIZATION).map_or(&b""[..], HeaderValue::as_bytes);
     let scope = sha256_b64(&[credential]);
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, crate::http::MAX_BODY_BYTES).await else {
+    let limit = if crate::summit::api::is_schedule_upload(parts.uri.path()) {
+        crate::summit::api::MAX_SCHEDULE_BYTES
+    } else {
+        crate::http::MAX_BODY_BYTES
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return Problem::new(ErrorCode::TooLarge, "the body is too large").into_response();
     };
     let fingerprint = sha256_b64(&[parts.method.as_str().as_bytes(), parts.uri.path().as_bytes(), &bytes]);
