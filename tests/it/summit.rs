@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use podium_hub::Role;
 use podium_summit::{
-    Person, PersonId, Schedule, Session, SessionCode, SessionRole, Stage, StageId, Summit, export_podium_json,
+    EmptyPolicy, Person, PersonId, Schedule, Session, SessionCode, SessionRole, Shift, ShiftId, ShiftRole, Stage,
+    StageId, Summit, export_podium_json,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -455,5 +456,59 @@ async fn large_schedules_are_accepted_up_to_four_mebibytes() {
         .send(reqwest::Method::POST, "/s1/releases", Some(format!("{{\"comment\": \"{}\"}}", "x".repeat(100 << 10))))
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    hub.stop().await;
+}
+
+/// A moderator shift gives its person the stage's moderator rights for its time and takes them away after, and dead
+/// air on a stage whose empty policy is the open mic opens the mic (no audio here, so nobody is ever heard).
+#[tokio::test]
+async fn shifts_rotate_moderators_and_dead_air_opens_the_mic() {
+    let hub = hub().await;
+    let api = Api::new(&hub);
+    let slot_ms = 6_000;
+    let t = now_ms() + 4_000;
+    let mut s = schedule(t, slot_ms);
+    let mut stage = s.stages().values().next().expect("stage").clone();
+    stage.empty = EmptyPolicy::OpenMic;
+    stage.dead_air_ms = 1_500;
+    s.put_stage(stage).expect("stage");
+    s.put_person(Person::new(pid("mo"), "Mo").expect("p")).expect("person");
+    let main = StageId::new("main").expect("id");
+    s.put_shift(
+        Shift::new(ShiftId::new("mo-1").expect("id"), main, pid("mo"), ShiftRole::Lead, t, t + 3_000).expect("s"),
+    )
+    .expect("shift");
+    let (status, text) = api.send(reqwest::Method::PUT, "/s1/schedule", Some(export_podium_json(&s))).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let (status, _) = api.json(reqwest::Method::POST, "/s1/releases", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let mut listener = join_audience(&hub, "lee", "s1-main", Role::Audience).await;
+    let mut mo = join_audience(&hub, "mo", "s1-main", Role::Moderator).await;
+    let _ada = join_audience(&hub, "ada", "s1-main", Role::Moderator).await;
+    let _ada_back = join_audience(&hub, "ada", "s1-main.backstage", Role::Moderator).await;
+
+    // The shift starts with the slot: mo moderates the stage.
+    role_becomes(&mut mo, "moderator", Duration::from_secs(8)).await;
+    let late = now_ms() - t;
+    assert!((-300..1_000).contains(&late), "shift start {late} ms from its time");
+    // Nobody is heard: 1.5 s into the slot the mic opens.
+    let settings =
+        tokio::time::timeout(Duration::from_secs(4), listener.event("settings", |e| e["settings"]["open_mic"] == true))
+            .await
+            .expect("the mic opens on dead air");
+    assert_eq!(settings["settings"]["open_mic"], true);
+    let opened = now_ms() - t;
+    assert!((1_300..3_000).contains(&opened), "open mic {opened} ms into the slot");
+    // The shift ends at t + 3 s: mo leaves the stage.
+    role_becomes(&mut mo, "audience", Duration::from_secs(4)).await;
+    let ended = now_ms() - (t + 3_000);
+    assert!((-300..1_000).contains(&ended), "shift end {ended} ms from its time");
+
+    let (status, st) = api.json(reqwest::Method::GET, "/s1", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let shift = &st["stages"][0]["shifts"][0];
+    assert_eq!(shift["started"], true);
+    assert_eq!(shift["ended"], true);
     hub.stop().await;
 }
