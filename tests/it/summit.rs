@@ -233,6 +233,34 @@ async fn a_released_schedule_runs_itself_backstage_handovers_and_a_substituted_n
     assert_eq!(ics.matches("BEGIN:VEVENT").count(), 1, "{ics}");
     assert!(ics.contains(&format!("UID:{panel}@")), "{ics}");
 
+    // Public feeds for calendar apps: the summit's without a credential, a subscriber's only with its signed link.
+    let (status, links) = api.json(reqwest::Method::GET, "/s1/feeds?subscriber=lee&person=ada", None).await;
+    assert_eq!(status, StatusCode::OK, "{links}");
+    let public = |path: &str| {
+        let url = format!("http://{}{path}", hub.addr);
+        async move {
+            let resp = reqwest::get(url).await.expect("get");
+            (resp.status(), resp.text().await.expect("text"))
+        }
+    };
+    let (status, ics) = public(links["summit"].as_str().expect("summit")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ics.matches("BEGIN:VEVENT").count(), 2);
+    let (status, ics) = public(links["stages"]["main"].as_str().expect("stage")).await;
+    assert_eq!((status, ics.matches("BEGIN:VEVENT").count()), (StatusCode::OK, 2));
+    let mine = links["subscriber"].as_str().expect("subscriber link");
+    let (status, ics) = public(mine).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ics.matches("BEGIN:VEVENT").count(), 1, "{ics}");
+    let (status, ics) = public(links["person"].as_str().expect("person link")).await;
+    assert_eq!((status, ics.matches("BEGIN:VEVENT").count()), (StatusCode::OK, 1), "ada hosts one session");
+    let unsigned = mine.split("&sig=").next().expect("path");
+    assert_eq!(public(unsigned).await.0, StatusCode::UNAUTHORIZED);
+    let other = mine.replace("subscriber=lee", "subscriber=max");
+    assert_eq!(public(&other).await.0, StatusCode::UNAUTHORIZED, "a link is for its subscriber only");
+    assert_eq!(public("/v1/summits/s1/calendar.ics?person=ada&sig=zz").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(public("/v1/summits/nope/calendar.ics").await.0, StatusCode::NOT_FOUND);
+
     // The calendar: one VEVENT per slot, UIDs from the slot GUIDs.
     let (status, ics) = api.send(reqwest::Method::GET, "/s1/calendar.ics", None).await;
     assert_eq!(status, StatusCode::OK);

@@ -62,9 +62,31 @@ mod params {
         /// The slots this subscriber follows.
         pub(crate) subscriber: Option<String>,
     }
+
+    /// Which slots a public calendar has.
+    #[derive(Deserialize, IntoParams)]
+    pub(crate) struct PublicCalendarQuery {
+        /// One stage's slots.
+        pub(crate) stage: Option<String>,
+        /// The slots of sessions naming this person (needs `sig`).
+        pub(crate) person: Option<String>,
+        /// The slots this subscriber follows (needs `sig`).
+        pub(crate) subscriber: Option<String>,
+        /// The signature from the link the admin API gave.
+        pub(crate) sig: Option<String>,
+    }
+
+    /// Whose signed feed links to make.
+    #[derive(Deserialize, IntoParams)]
+    pub(crate) struct FeedQuery {
+        /// A person of the schedule.
+        pub(crate) person: Option<String>,
+        /// A subscriber.
+        pub(crate) subscriber: Option<String>,
+    }
 }
 
-use params::{CalendarQuery, ImportQuery, WriteQuery};
+use params::{CalendarQuery, FeedQuery, ImportQuery, PublicCalendarQuery, WriteQuery};
 
 /// How long a runtime action waits for the runner's answer.
 pub(crate) const ACTION_WAIT: Duration = Duration::from_secs(5);
@@ -748,7 +770,18 @@ async fn calendar(
         (None, None, Some(sub)) => Filter::Slots(subscribed(&state, &summit, &sub).await?),
         _ => return Err(bad("give at most one of stage, person, subscriber".into())),
     };
-    let details = match state.shared.summits.doc_get(&summit, DETAILS_DOC).await {
+    feed(&state, &summit, release, &releases, &filter).await
+}
+
+/// The iCalendar text of `release` for `filter`, as a `text/calendar` response.
+async fn feed(
+    state: &AppState,
+    summit: &str,
+    release: &Release,
+    releases: &Releases,
+    filter: &Filter,
+) -> ApiResult<Response> {
+    let details = match state.shared.summits.doc_get(summit, DETAILS_DOC).await {
         Ok(Some(d)) => serde_json::from_str(&d.body).ok(),
         _ => None,
     };
@@ -767,13 +800,159 @@ async fn calendar(
     let mut options = IcalOptions::new(&host, state.shared.summit_clock.now());
     options.details = details.as_ref();
     options.last_modified = Some(&modified);
-    let text = export_ical(release, &filter, &options).map_err(|e| match e {
+    let text = export_ical(release, filter, &options).map_err(|e| match e {
         podium_summit::IcalError::NoStage(_) | podium_summit::IcalError::NoPerson(_) => {
             Problem::new(ErrorCode::NotFound, e.to_string())
         }
         e => Problem::new(ErrorCode::Internal, e.to_string()),
     })?;
     Ok(([(header::CONTENT_TYPE, "text/calendar; charset=utf-8")], text).into_response())
+}
+
+fn feed_mac(secret: &str, summit: &str, kind: &str, id: &str) -> Option<hmac::Hmac<sha2::Sha256>> {
+    use hmac::{KeyInit as _, Mac as _};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).ok()?;
+    mac.update(format!("podium-calendar\n{summit}\n{kind}\n{id}").as_bytes());
+    Some(mac)
+}
+
+/// Whether `sig` (hex) is the feed's signature; compared in constant time.
+pub(crate) fn feed_signature_ok(secret: &str, summit: &str, kind: &str, id: &str, sig: &str) -> bool {
+    use hmac::Mac as _;
+    if sig.len() != 32 || !sig.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return false;
+    }
+    let bytes: Vec<u8> = (0..16).filter_map(|i| u8::from_str_radix(&sig[2 * i..2 * i + 2], 16).ok()).collect();
+    feed_mac(secret, summit, kind, id).is_some_and(|mac| mac.verify_truncated_left(&bytes).is_ok())
+}
+
+/// A personal feed's signature: the first 16 bytes of HMAC-SHA256 under the hub's token secret of
+/// `podium-calendar\n{summit}\n{kind}\n{id}`, in hex. Links stay valid until the secret changes.
+pub(crate) fn feed_signature(secret: &str, summit: &str, kind: &str, id: &str) -> String {
+    use hmac::Mac as _;
+    feed_mac(secret, summit, kind, id)
+        .map(|mac| mac.finalize().into_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect())
+        .unwrap_or_default()
+}
+
+/// The public feed's path and query for a person or subscriber (with its signature), or for the summit or a stage.
+fn feed_link(state: &AppState, summit: &str, kind: Option<(&str, &str)>) -> String {
+    let base = format!("/v1/summits/{summit}/calendar.ics");
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    match kind {
+        None => base,
+        Some(("stage", id)) => format!("{base}?stage={}", enc(id)),
+        Some((kind, id)) => {
+            let sig = feed_signature(state.shared.config.auth.secret(), summit, kind, id);
+            format!("{base}?{kind}={}&sig={sig}", enc(id))
+        }
+    }
+}
+
+/// The public iCalendar feed (no credential: what calendar apps subscribe to). The whole summit and each stage are
+/// public, like a conference's published programme; a person's or a subscriber's feed needs the `sig` the admin API
+/// hands out (`GET /v1/admin/summits/{summit}/feeds`). Limited per client address like the admin API.
+#[utoipa::path(get, path = "/v1/summits/{summit}/calendar.ics", tag = "summits", security(()),
+    params(("summit" = String, Path), PublicCalendarQuery),
+    responses((status = 200, description = "The calendar", body = String, content_type = "text/calendar"),
+        (status = 404, description = "A problem (RFC 9457); `code` is the protocol error code", body = crate::admin::ProblemDoc, content_type = "application/problem+json")))]
+async fn public_calendar(
+    State(state): State<AppState>,
+    info: Option<axum::Extension<std::sync::Arc<crate::http::ConnInfo>>>,
+    Path(summit): Path<String>,
+    Query(q): Query<PublicCalendarQuery>,
+) -> ApiResult<Response> {
+    let source = info.map_or_else(|| "unknown".to_owned(), |i| i.peer.ip().to_string());
+    state.shared.admin_rate.check(&format!("feed:{source}"))?;
+    let (_, releases) = load_releases(&state, &summit).await?;
+    let release = latest(&releases)?;
+    let bad = |e: String| Problem::new(ErrorCode::BadRequest, e);
+    let signed = |kind: &str, id: &str| -> ApiResult<()> {
+        let ok = q
+            .sig
+            .as_deref()
+            .is_some_and(|sig| feed_signature_ok(state.shared.config.auth.secret(), &summit, kind, id, sig));
+        if ok { Ok(()) } else { Err(Problem::new(ErrorCode::Unauthorized, "this feed needs its signed link")) }
+    };
+    let filter = match (q.stage, q.person, q.subscriber) {
+        (None, None, None) => Filter::Summit,
+        (Some(s), None, None) => Filter::Stage(StageId::new(s.as_str()).map_err(|e| bad(e.to_string()))?),
+        (None, Some(p), None) => {
+            signed("person", &p)?;
+            Filter::Person(PersonId::new(p.as_str()).map_err(|e| bad(e.to_string()))?)
+        }
+        (None, None, Some(sub)) => {
+            signed("subscriber", &sub)?;
+            Filter::Slots(subscribed(&state, &summit, &sub).await?)
+        }
+        _ => return Err(bad("give at most one of stage, person, subscriber".into())),
+    };
+    feed(&state, &summit, release, &releases, &filter).await
+}
+
+/// Query of `GET /v1/admin/summits/{summit}/feeds`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct FeedLinks {
+    /// The whole summit's public feed (a path on this hub; prefix your public origin).
+    summit: String,
+    /// Each stage's public feed, by stage id.
+    stages: BTreeMap<String, String>,
+    /// The person's signed feed, when `person` was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    person: Option<String>,
+    /// The subscriber's signed feed, when `subscriber` was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscriber: Option<String>,
+}
+
+/// The public calendar feeds' links (scope `read`), signed for a person or a subscriber: what an app hands its
+/// users to subscribe to in their calendar.
+#[utoipa::path(get, path = "/v1/admin/summits/{summit}/feeds", tag = "summits",
+    params(("summit" = String, Path), FeedQuery),
+    responses((status = 200, description = "OK", body = FeedLinks),
+        (status = 404, description = "A problem (RFC 9457); `code` is the protocol error code", body = crate::admin::ProblemDoc, content_type = "application/problem+json")))]
+async fn feed_links(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(summit): Path<String>,
+    Query(q): Query<FeedQuery>,
+) -> ApiResult<Json<FeedLinks>> {
+    caller.require(Scope::Read)?;
+    let (_, releases) = load_releases(&state, &summit).await?;
+    let stages = releases
+        .wip()
+        .stages()
+        .keys()
+        .map(|s| (s.as_str().to_owned(), feed_link(&state, &summit, Some(("stage", s.as_str())))))
+        .collect();
+    let check = |id: &str| -> ApiResult<()> {
+        if id.is_empty() || id.len() > auth::MAX_IDENTITY_BYTES || id.chars().any(char::is_control) {
+            return Err(Problem::new(ErrorCode::BadRequest, "identities are 1-128 bytes without control characters"));
+        }
+        Ok(())
+    };
+    if let Some(p) = &q.person {
+        check(p)?;
+    }
+    if let Some(s) = &q.subscriber {
+        check(s)?;
+    }
+    Ok(Json(FeedLinks {
+        summit: feed_link(&state, &summit, None),
+        stages,
+        person: q.person.as_deref().map(|p| feed_link(&state, &summit, Some(("person", p)))),
+        subscriber: q.subscriber.as_deref().map(|s| feed_link(&state, &summit, Some(("subscriber", s)))),
+    }))
 }
 
 async fn subscribed(state: &AppState, summit: &str, subscriber: &str) -> ApiResult<BTreeSet<SlotGuid>> {
@@ -866,6 +1045,8 @@ pub(crate) fn routes(
         .routes(routes!(stage_action))
         .routes(routes!(person_tokens))
         .routes(routes!(calendar))
+        .routes(routes!(feed_links))
+        .routes(routes!(public_calendar))
         .routes(routes!(subscribe))
 }
 
