@@ -42,6 +42,8 @@ use std::time::{Duration, Instant};
 
 use crate::StoreError;
 use crate::redis::RedisStore;
+// The same lease scripts as the webhook lanes' (take or renew; give up if held).
+use crate::redis::outbox::{LEASE_LUA, UNLEASE_LUA};
 
 /// The most commands a summit's inbox holds; a push beyond is refused.
 pub const INBOX_MAX: usize = 1_000;
@@ -172,20 +174,6 @@ local expect = tonumber(ARGV[3])
 if expect >= 0 and expect ~= v then return -1 - v end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], ARGV[1] .. '#v', v + 1)
 return v + 1
-";
-
-/// Takes or renews a lease. KEYS: lease. ARGV: node, ms.
-const LEASE_LUA: &str = r"
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]); return 1 end
-if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]); return 1 end
-return 0
-";
-
-/// Gives a lease up if held. KEYS: lease. ARGV: node.
-const UNLEASE_LUA: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
 ";
 
 /// Writes run records if the lease is held. KEYS: lease, run. ARGV: node, stage, record, stage, record, ...

@@ -375,34 +375,32 @@ impl Runner {
             let waiting = state.slots.iter().any(|s| matches!(s.status, SlotStatus::Backstage | SlotStatus::Active))
                 || state.shifts.iter().any(|s| !s.ended && !s.checked_in);
             if waiting {
-                match self.rooms.present(&backstage_room(&stage.room)).await {
+                // One read of the backstage: who is there checks in, and the expected ones take its stage (the
+                // mic check), as far as their tokens allow.
+                let backstage = backstage_room(&stage.room);
+                match self.rooms.present(&backstage).await {
                     Ok(present) => {
-                        for (who, role) in present {
-                            check_in(stage, &who, role, self.clock.now());
+                        for (who, _) in &present {
+                            check_in(stage, who, self.clock.now());
+                        }
+                        let expected = expected_backstage(stage.run.state());
+                        let promote: Vec<ParticipantId> = present
+                            .into_iter()
+                            .filter(|(who, role)| *role == room::Role::Audience && expected.contains(who.as_str()))
+                            .map(|(who, _)| who)
+                            .collect();
+                        if !promote.is_empty() {
+                            let change = Change { promote, ..Change::default() };
+                            let done = match fitted(&self.rooms, &backstage, change).await {
+                                Ok((command, _)) => self.rooms.command(&backstage, command).await.map(drop),
+                                Err(e) => Err(e),
+                            };
+                            if let Err(e) = done {
+                                debug!(room = %backstage, error = %e, "putting checked-in people on the backstage stage failed");
+                            }
                         }
                     }
                     Err(e) => debug!(room = %stage.room, error = %e, "reading the backstage failed"),
-                }
-                // Checked-in people in the backstage take its stage, so they hear each other.
-                let backstage = backstage_room(&stage.room);
-                if let Ok(present) = self.rooms.present(&backstage).await {
-                    let expected = expected_backstage(stage.run.state());
-                    let promote: Vec<(ParticipantId, room::Role)> = present
-                        .iter()
-                        .filter(|(who, role)| *role == room::Role::Audience && expected.contains(who.as_str()))
-                        .map(|(who, _)| (who.clone(), room::Role::Speaker))
-                        .collect();
-                    if !promote.is_empty() {
-                        let command = room::Command::HandoverDelta {
-                            demote: Vec::new(),
-                            promote,
-                            moderators_add: Vec::new(),
-                            moderators_remove: Vec::new(),
-                        };
-                        if let Err(e) = self.rooms.command(&backstage, command).await {
-                            debug!(room = %backstage, error = %e, "putting checked-in people on the backstage stage failed");
-                        }
-                    }
                 }
             }
             match self.summits.ctl_get(&stage.room).await {
@@ -616,7 +614,7 @@ fn poll(stage: &mut StageRunning) {
 }
 
 /// Checks `who` in, if the run expects them; quietly otherwise.
-fn check_in(stage: &mut StageRunning, who: &ParticipantId, _role: room::Role, now: i64) {
+fn check_in(stage: &mut StageRunning, who: &ParticipantId, now: i64) {
     let Ok(person) = PersonId::new(who.as_str()) else { return };
     let state = stage.run.state();
     let known = state.slots.iter().any(|s| {

@@ -223,7 +223,7 @@ return out
 ";
 
 /// Takes or renews a lane's delivery lease. KEYS: hooklease. ARGV: node, ms. 1 when held.
-const LEASE_LUA: &str = r"
+pub(crate) const LEASE_LUA: &str = r"
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]); return 1 end
 if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]); return 1 end
@@ -231,7 +231,7 @@ return 0
 ";
 
 /// Gives a lane's lease up if held. KEYS: hooklease. ARGV: node.
-const UNLEASE_LUA: &str = r"
+pub(crate) const UNLEASE_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 ";
