@@ -392,6 +392,8 @@ impl Runner {
                         if !promote.is_empty() {
                             let change = Change { promote, ..Change::default() };
                             let done = match fitted(&self.rooms, &backstage, change).await {
+                                // Everyone left out (audience-only tokens): nothing to ask.
+                                Ok((room::Command::HandoverDelta { promote, .. }, _)) if promote.is_empty() => Ok(()),
                                 Ok((command, _)) => self.rooms.command(&backstage, command).await.map(drop),
                                 Err(e) => Err(e),
                             };
@@ -715,7 +717,9 @@ async fn promote_person(rooms: &StageRooms, room: &str, person: &str, moderator:
     };
     let (command, left_out) = fitted(rooms, room, change).await?;
     if !left_out.is_empty() {
+        // Done with them: asking again (each tick) could not change their token.
         warn!(room, person, "a scheduled person's token does not allow the stage; left in the audience");
+        return Ok(room::Reply::HandedOver { absent: Vec::new() });
     }
     rooms.command(room, command).await
 }
