@@ -614,3 +614,29 @@ async fn tracks_after_resume(room: &str, media: &TestHub, lis_hub: &TestHub) {
     let slot = tracks["tracks"].as_array().and_then(|t| t.iter().find(|t| t["mid"] == mid.as_str())).cloned();
     assert_eq!(slot, Some(json!({"mid": mid, "participant": null})), "lis's slots after resuming: {tracks}");
 }
+
+/// The SFU seals forwarded audio itself (the thin egress path, `podium-media/src/srtp.rs`): an aiortc listener that
+/// offers only one DTLS-SRTP protection profile decodes the tone under each of the three str0m negotiates.
+#[tokio::test]
+async fn aiortc_listeners_decode_forwarded_audio_under_every_srtp_profile() {
+    require_aiortc();
+    let room = "aiortc-srtp";
+    let hub = media_hub().await;
+    let (_m, _) = hub.join("mod", room, Role::Moderator).await;
+    let mut spk =
+        Peer::spawn(&hub, "spk", "spk", room, Role::Moderator, &["--join-role", "speaker", "--unmute", "--tone", "440"]);
+    let profiles = ["aes128-cm-sha1-80", "aead-aes-128-gcm", "aead-aes-256-gcm"];
+    let mut listeners: Vec<Peer> = profiles
+        .iter()
+        .map(|p| Peer::spawn(&hub, p, p, room, Role::Audience, &["--recv", "--srtp-profile", p]))
+        .collect();
+    spk.ready().await;
+    for l in &mut listeners {
+        l.ready().await;
+        let (mid, heard) = l.until_heard(440.0, HEAR_TIMEOUT).await;
+        eprintln!("{} hears 440 Hz on mid {mid}: {:?} Hz", l.name, freqs(&heard));
+        assert_eq!(track_owner(l, &mid).as_deref(), Some("spk"), "{}: media_tracks should put spk on {mid}", l.name);
+    }
+    drop((spk, listeners));
+    hub.stop().await;
+}

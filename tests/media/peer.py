@@ -103,6 +103,7 @@ from aiortc import (  # noqa: E402  (after the monkeypatch, on purpose)
     RTCRtpSender,
     RTCSessionDescription,
 )
+import aiortc.rtcdtlstransport  # noqa: E402
 from aiortc.mediastreams import MediaStreamError  # noqa: E402
 from av import AudioFrame  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
@@ -733,6 +734,13 @@ class Peer:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
+SRTP_PROFILE_NAMES = {
+    "aes128-cm-sha1-80": aiortc.rtcdtlstransport.SRTP_AES128_CM_SHA1_80,
+    "aead-aes-128-gcm": aiortc.rtcdtlstransport.SRTP_AEAD_AES_128_GCM,
+    "aead-aes-256-gcm": aiortc.rtcdtlstransport.SRTP_AEAD_AES_256_GCM,
+}
+
+
 async def amain(args: argparse.Namespace) -> int:
     peer = Peer(args)
     try:
@@ -772,7 +780,15 @@ def main() -> None:
         help="when the hub closes the websocket, keep the peer connection (and the tone) going until stdin ends",
     )
     p.add_argument("--connect-timeout", type=float, default=15.0, help="seconds to wait for `connected`")
+    p.add_argument(
+        "--srtp-profile",
+        choices=sorted(SRTP_PROFILE_NAMES),
+        help="offer only this DTLS-SRTP protection profile (default: aiortc's list, AEAD_AES_256_GCM first)",
+    )
     args = p.parse_args()
+    if args.srtp_profile:
+        # aiortc reads its module-level list when it builds each DTLS context.
+        aiortc.rtcdtlstransport.SRTP_PROFILES[:] = [SRTP_PROFILE_NAMES[args.srtp_profile]]
     if args.recv and args.tone is not None:
         p.error("--recv and --tone exclude each other")
     urls = [u for u in (args.urls or "").split(",") if u]

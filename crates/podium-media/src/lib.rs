@@ -120,6 +120,7 @@ mod filler;
 pub mod fuzzing;
 mod log_limit;
 mod send;
+mod srtp;
 mod wire;
 mod worker;
 

@@ -26,7 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::filler::{FILLER_IDENTITY, FillerSource};
 use crate::log_limit::LogLimiter;
-use crate::send::SendBatch;
+use crate::send::{SLOT_BYTES, SendBatch};
+use crate::srtp::{self, SrtpTx};
 use crate::wire::SdpKind;
 use crate::{FillerStopReason, MediaError, MediaEvent, PeerState, Stats, wire};
 
@@ -166,6 +167,15 @@ struct Slot {
     offset: u64,
     /// Next RTP sequence number (extended) on this slot.
     seq: u64,
+    /// The m-line's SSRC (str0m's `StreamTx`), looked up on the first thin write.
+    ssrc: Option<u32>,
+    /// The listener's extension ids for the audio level and the mid, looked up on the first thin write.
+    ext_ids: Option<(Option<u8>, Option<u8>)>,
+    /// Packets and payload bytes sent on the thin path (for str0m's sender reports), and the packet count last
+    /// reported to str0m.
+    sent_packets: u64,
+    sent_bytes: u64,
+    reported_packets: u64,
 }
 
 struct Peer {
@@ -189,6 +199,10 @@ struct Peer {
     /// The client's DTLS certificate fingerprint (the `a=fingerprint` of its last offer): a new one means a new
     /// client peer connection, which needs a new `Rtc` (str0m keeps the first DTLS session of an `Rtc`).
     fingerprint: String,
+    /// The thin egress path's SRTP keys (from the `Rtc`'s DTLS session, derived on the first thin write).
+    srtp: Option<SrtpTx>,
+    /// Where str0m sends (the nominated ICE pair's remote address), refreshed after every drain.
+    dest: Option<SocketAddr>,
 }
 
 /// Speaking state of one local publisher.
@@ -680,6 +694,8 @@ impl Worker {
                 peer.rtc.disconnect();
                 peer.rtc = fresh;
                 peer.slots.clear();
+                peer.srtp = None;
+                peer.dest = None;
                 peer.connected = false;
                 peer.reported = None;
                 peer.disconnected_since = None;
@@ -726,6 +742,8 @@ impl Worker {
             disconnected_since: None,
             fingerprint,
             mlines,
+            srtp: None,
+            dest: None,
         };
         drain(id, &mut peer, &mut self.ctx, now);
         self.peers.insert(id, Box::new(peer));
@@ -826,6 +844,7 @@ impl Worker {
                 continue; // stale entry
             }
             peer.next_timeout = None;
+            report_thin_sends(peer);
             if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
                 tracing::debug!(peer = %peer.identity, error = %e, "timeout input failed");
             }
@@ -981,11 +1000,13 @@ fn drain(id: u64, peer: &mut Peer, ctx: &mut Ctx, now: Instant) {
                         peer.addrs.push(t.destination);
                     }
                 }
-                ctx.batch.push(&ctx.socket, &ctx.stats, t.destination, t.contents.into());
+                let data: Vec<u8> = t.contents.into();
+                ctx.batch.push(&ctx.socket, &ctx.stats, t.destination, &data);
             }
             Output::Event(ev) => handle_event(id, peer, ctx, ev, now),
         }
     }
+    peer.dest = peer.rtc.direct_api().send_addr().map(|(_, _, to)| to);
 }
 
 /// The first `a=fingerprint` value of an offer (session or media level), or empty when it has none.
@@ -1042,7 +1063,20 @@ fn update_slot(peer: &mut Peer, ctx: &Ctx, mid: Mid, dir: Direction) {
         (true, None) => {
             // RFC 3550: a random first sequence number (ROC 0, so below 2^15 leaves room before the wrap).
             let seq = u64::from(rand_u16(&mid) & 0x7fff);
-            peer.slots.push(Slot { mid, pt: None, source: None, last_write: None, last_out: None, offset: 0, seq });
+            peer.slots.push(Slot {
+                mid,
+                pt: None,
+                source: None,
+                last_write: None,
+                last_out: None,
+                offset: 0,
+                seq,
+                ssrc: None,
+                ext_ids: None,
+                sent_packets: 0,
+                sent_bytes: 0,
+                reported_packets: 0,
+            });
             emit_tracks(ctx, peer);
         }
         (false, Some(i)) => {
@@ -1113,6 +1147,13 @@ fn write_frame(id: u64, peer: &mut Peer, ctx: &mut Ctx, source: &Arc<str>, frame
     slot.last_out = Some((out, now));
     slot.last_write = Some(now);
     let seq = slot.seq;
+    if write_thin(peer, ctx, idx, frame, out as u32, switched) {
+        let slot = &mut peer.slots[idx];
+        slot.seq = seq.wrapping_add(1);
+        ctx.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    // Not yet possible (no keys or no nominated pair yet, an unknown SRTP profile): str0m's own send path.
     let ext = ExtensionValues {
         audio_level: frame.audio_level,
         voice_activity: frame.voice_activity,
@@ -1136,6 +1177,129 @@ fn write_frame(id: u64, peer: &mut Peer, ctx: &mut Ctx, source: &Arc<str>, frame
         tracing::debug!(peer = %peer.identity, error = %e, "timeout input failed");
     }
     drain(id, peer, ctx, now);
+}
+
+/// The thin egress path: builds the RTP packet of `frame` for slot `idx` straight into the send batch (header with
+/// the slot's SSRC, sequence number and rewritten time, the audio-level and mid extensions under the listener's ids,
+/// the shared payload), seals it with the listener's SRTP keys in place and queues it for the nominated pair: no
+/// `Rtc` call, no allocation. Returns false, having queued nothing, when that is not possible yet (no SRTP keys or
+/// nominated pair yet, no SSRC for the m-line); str0m's send path takes the packet then.
+fn write_thin(peer: &mut Peer, ctx: &mut Ctx, idx: usize, frame: &Frame, time: u32, marker: bool) -> bool {
+    let Some(dest) = peer.dest else { return false };
+    if peer.srtp.is_none() {
+        let keys =
+            peer.rtc.direct_api().srtp_keying_material().map(|(km, profile, client)| (km.to_vec(), profile, client));
+        let Some((km, profile, client)) = keys else { return false };
+        peer.srtp = SrtpTx::new(&km, profile, client);
+        if peer.srtp.is_none() {
+            return false;
+        }
+    }
+    let slot = &mut peer.slots[idx];
+    if slot.ssrc.is_none() {
+        slot.ssrc = peer.rtc.direct_api().stream_tx_by_mid(slot.mid, None).map(|tx| *tx.ssrc());
+    }
+    if slot.ext_ids.is_none() {
+        let ids = peer.rtc.media(slot.mid).map(|m| {
+            let map = m.remote_extmap();
+            (map.id_of(Extension::AudioLevel), map.id_of(Extension::RtpMid))
+        });
+        slot.ext_ids = Some(ids.unwrap_or((None, None)));
+    }
+    let (Some(ssrc), Some((level_id, mid_id)), Some(pt), Some(keys)) = (slot.ssrc, slot.ext_ids, slot.pt, &peer.srtp)
+    else {
+        return false;
+    };
+    let seq = slot.seq;
+    let payload = &frame.data[..];
+    let mid = slot.mid;
+    let queued = ctx.batch.push_with(&ctx.socket, &ctx.stats, dest, |buf| {
+        let level = frame.audio_level.zip(level_id).map(|(l, id)| {
+            let v = if frame.voice_activity == Some(true) { 0x80 } else { 0 };
+            (id, v | (l.unsigned_abs().min(127)))
+        });
+        let header_len = rtp_header(buf, marker, *pt, seq as u16, time, ssrc, level, mid_id.map(|id| (id, &*mid)))?;
+        let len = header_len + payload.len();
+        if len + srtp::MAX_OVERHEAD > SLOT_BYTES {
+            return None;
+        }
+        buf[header_len..len].copy_from_slice(payload);
+        keys.protect(buf, header_len, len, ssrc, seq)
+    });
+    if queued {
+        slot.sent_packets += 1;
+        slot.sent_bytes += payload.len() as u64;
+    } else {
+        ctx.stats.send_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+    // Queued or refused (a payload too large for a datagram), the packet is done with.
+    true
+}
+
+/// Writes an RTP header (RFC 3550) with one-byte header extensions (RFC 8285) for the audio level (RFC 6464: id and
+/// the V bit with the level) and the mid; returns its length, or `None` if the mid does not fit.
+#[allow(clippy::too_many_arguments)]
+fn rtp_header(
+    buf: &mut [u8],
+    marker: bool,
+    pt: u8,
+    seq: u16,
+    time: u32,
+    ssrc: u32,
+    level: Option<(u8, u8)>,
+    mid: Option<(u8, &str)>,
+) -> Option<usize> {
+    let mid = mid.filter(|(id, m)| (1..=14).contains(id) && !m.is_empty() && m.len() <= 16);
+    let level = level.filter(|(id, _)| (1..=14).contains(id));
+    let has_ext = level.is_some() || mid.is_some();
+    buf[0] = if has_ext { 0x90 } else { 0x80 };
+    buf[1] = (u8::from(marker) << 7) | (pt & 0x7f);
+    buf[2..4].copy_from_slice(&seq.to_be_bytes());
+    buf[4..8].copy_from_slice(&time.to_be_bytes());
+    buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    if !has_ext {
+        return Some(12);
+    }
+    let mut at = 16;
+    if let Some((id, v)) = level {
+        buf[at] = id << 4;
+        buf[at + 1] = v;
+        at += 2;
+    }
+    if let Some((id, m)) = mid {
+        buf[at] = (id << 4) | (m.len() as u8 - 1);
+        buf[at + 1..at + 1 + m.len()].copy_from_slice(m.as_bytes());
+        at += 1 + m.len();
+    }
+    while (at - 16) % 4 != 0 {
+        buf[at] = 0;
+        at += 1;
+    }
+    buf[12..14].copy_from_slice(&[0xbe, 0xde]);
+    buf[14..16].copy_from_slice(&(((at - 16) / 4) as u16).to_be_bytes());
+    Some(at)
+}
+
+/// Tells str0m what the thin path sent on each slot since the last report, so its sender reports are right.
+fn report_thin_sends(peer: &mut Peer) {
+    for slot in &mut peer.slots {
+        if slot.sent_packets == slot.reported_packets {
+            continue;
+        }
+        let Some((time, at)) = slot.last_out else { continue };
+        let mut api = peer.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(slot.mid, None) else { continue };
+        let last = slot.seq.wrapping_sub(1);
+        tx.record_external_send(
+            slot.sent_packets,
+            slot.sent_bytes,
+            time as u32,
+            at,
+            str0m::media::Frequency::FORTY_EIGHT_KHZ,
+            last.into(),
+        );
+        slot.reported_packets = slot.sent_packets;
+    }
 }
 
 /// Starts a server-initiated offer adding one `sendonly` audio m-line, unless one is already pending or the peer

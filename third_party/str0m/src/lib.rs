@@ -748,7 +748,7 @@ pub use io::DATAGRAM_MTU_WARN;
 
 /// Additional configuration.
 pub mod config {
-    pub use super::crypto::dtls::{DtlsCert, DtlsVersion, KeyingMaterial};
+    pub use super::crypto::dtls::{DtlsCert, DtlsVersion, KeyingMaterial, SrtpProfile};
     pub use super::crypto::{CryptoProvider, Fingerprint};
 }
 
@@ -926,6 +926,9 @@ pub struct Rtc {
     remote_fingerprint: Option<Fingerprint>,
     remote_addrs: Vec<SocketAddr>,
     send_addr: Option<SendAddr>,
+    /// PODIUM PATCH: the DTLS-SRTP keying material, its profile and whether we are the DTLS client, kept so the
+    /// application can protect RTP it sends itself (see `DirectApi::srtp_keying_material`).
+    srtp_export: Option<(Vec<u8>, crate::crypto::dtls::SrtpProfile, bool)>,
     need_init_time: bool,
     last_now: Instant,
     peer_bytes_rx: u64,
@@ -1304,6 +1307,7 @@ impl Rtc {
             remote_fingerprint: None,
             remote_addrs: vec![],
             send_addr: None,
+            srtp_export: None,
             need_init_time: true,
             last_now: start,
             peer_bytes_rx: 0,
@@ -1703,6 +1707,7 @@ impl Rtc {
                     let km_bytes = km.as_ref().to_vec();
                     debug!("DTLS set SRTP keying material and profile: {}", profile);
                     let active = self.dtls.is_active().expect("DTLS must be inited by now");
+                    self.srtp_export = Some((km_bytes.clone(), profile, active));
                     self.session.set_keying_material(
                         KeyingMaterial::new(&km_bytes),
                         &self.crypto_provider,

@@ -118,6 +118,23 @@ impl<'a> DirectApi<'a> {
         self.rtc.dtls.protocol_version()
     }
 
+    /// PODIUM PATCH: the SRTP keying material exported by DTLS (RFC 5764 §4.2: client key, server key, client salt,
+    /// server salt), the negotiated SRTP profile, and whether this side is the DTLS client ("active", whose keys
+    /// are the client's), once the DTLS handshake completed.
+    ///
+    /// For applications that protect and send some RTP themselves, outside str0m's send path (a forwarding server's
+    /// hot path), on SSRCs that str0m then never sends on (see [`StreamTx::record_external_send`]). RTCP, and RTP on
+    /// every other SSRC, keep using str0m's own SRTP context, whose index counters are per SSRC.
+    pub fn srtp_keying_material(&self) -> Option<(&[u8], crate::crypto::dtls::SrtpProfile, bool)> {
+        let (km, profile, active) = self.rtc.srtp_export.as_ref()?;
+        Some((&km[..], *profile, *active))
+    }
+
+    /// PODIUM PATCH: the local and remote address of the nominated ICE pair (where str0m sends media), if any.
+    pub fn send_addr(&self) -> Option<(crate::net::Protocol, std::net::SocketAddr, std::net::SocketAddr)> {
+        self.rtc.send_addr.as_ref().map(|s| (s.proto, s.source, s.destination))
+    }
+
     /// Sets the remote DTLS fingerprint.
     pub fn set_remote_fingerprint(&mut self, dtls_fingerprint: Fingerprint) {
         self.rtc.remote_fingerprint = Some(dtls_fingerprint);

@@ -1080,6 +1080,27 @@ impl StreamTx {
         Some(())
     }
 
+    /// PODIUM PATCH: records RTP that the application protected and sent itself on this stream's SSRC (see
+    /// `DirectApi::srtp_keying_material`): the totals so far, the last RTP time with the wallclock it stands for and
+    /// the last sequence number. Sender reports and reception-report statistics then describe what was really sent.
+    /// str0m must not send RTP on this SSRC itself afterwards (the SRTP index would repeat).
+    pub fn record_external_send(
+        &mut self,
+        packets: u64,
+        bytes: u64,
+        rtp_time: u32,
+        wallclock: Instant,
+        clock_rate: Frequency,
+        last_seq_no: SeqNo,
+    ) {
+        self.stats.packets = packets;
+        self.stats.bytes = bytes;
+        self.rtp_and_wallclock = Some((rtp_time, wallclock));
+        self.clock_rate = Some(clock_rate);
+        self.last_sent_seq_no = last_seq_no;
+        self.last_used = wallclock;
+    }
+
     pub(crate) fn need_sr(&self, now: Instant, intervals: RtcpReportIntervals) -> bool {
         now >= self.sender_report_at(intervals)
     }
