@@ -70,7 +70,8 @@ impl SrtpContext {
                     rtcp,
                     srtcp_index: 0,
                     sha1_hmac_provider,
-                    rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+                    // PODIUM PATCH: allocated on the first decryption (a send-only listener never decrypts RTP).
+                    rx_scratch: Vec::new(),
                     decrypt_warnings: DecryptWarnings::default(),
                 }
             }
@@ -86,7 +87,8 @@ impl SrtpContext {
                     rtcp,
                     srtcp_index: 0,
                     sha1_hmac_provider,
-                    rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+                    // PODIUM PATCH: allocated on the first decryption (a send-only listener never decrypts RTP).
+                    rx_scratch: Vec::new(),
                     decrypt_warnings: DecryptWarnings::default(),
                 }
             }
@@ -102,7 +104,8 @@ impl SrtpContext {
                     rtcp,
                     srtcp_index: 0,
                     sha1_hmac_provider,
-                    rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+                    // PODIUM PATCH: allocated on the first decryption (a send-only listener never decrypts RTP).
+                    rx_scratch: Vec::new(),
                     decrypt_warnings: DecryptWarnings::default(),
                 }
             }
@@ -145,7 +148,8 @@ impl SrtpContext {
             },
             srtcp_index,
             sha1_hmac_provider: provider.sha1_hmac_provider,
-            rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+            // PODIUM PATCH: allocated on the first decryption (a send-only listener never decrypts RTP).
+                    rx_scratch: Vec::new(),
             decrypt_warnings: DecryptWarnings::default(),
         }
     }
@@ -185,7 +189,8 @@ impl SrtpContext {
             },
             srtcp_index,
             sha1_hmac_provider: provider.sha1_hmac_provider,
-            rx_scratch: Vec::with_capacity(RX_SCRATCH_CAPACITY),
+            // PODIUM PATCH: allocated on the first decryption (a send-only listener never decrypts RTP).
+                    rx_scratch: Vec::new(),
             decrypt_warnings: DecryptWarnings::default(),
         }
     }
@@ -355,6 +360,10 @@ impl SrtpContext {
         header: &RtpHeader,
         srtp_index: u64, // same as ext_seq
     ) -> Option<&[u8]> {
+        if self.rx_scratch.capacity() == 0 {
+            // PODIUM PATCH: the scratch buffer is allocated here, on first use, not with the context.
+            self.rx_scratch.reserve_exact(RX_SCRATCH_CAPACITY);
+        }
         match &mut self.rtp {
             Derived::Aes128CmSha1_80 { key, salt, dec, .. } => {
                 if buf.len() < header.header_len + Aes128CmSha1_80::HMAC_TAG_LEN {

@@ -14,7 +14,10 @@ use crate::util::already_happened;
 /// overwrite an entry that has not been evicted due to age, the buffer grows.
 #[derive(Debug)]
 pub struct EvictingBuffer<T> {
+    /// PODIUM PATCH: empty until the first push (then `initial_size` long), so a stream that never caches a packet
+    /// (audio without retransmissions, or RTP the application sends itself) costs no buffer.
     buf: Vec<Option<Entry<T>>>,
+    initial_size: usize,
     /// How long to keep entries for.
     max_age: Duration,
     /// The maximum size allowed to grow to. Once this sized is reached, new pushed
@@ -53,7 +56,8 @@ impl<T> EvictingBuffer<T> {
     /// Creates a new buffer with an initial size.
     pub fn new(initial_size: usize, max_age: Duration, max_size: usize) -> Self {
         Self {
-            buf: prepare_buf(initial_size),
+            buf: Vec::new(),
+            initial_size,
             max_age,
             max_size,
             last_position: None,
@@ -68,7 +72,13 @@ impl<T> EvictingBuffer<T> {
 
     #[inline(always)]
     fn is_inert(&self) -> bool {
-        self.buf.is_empty() || self.max_age.is_zero()
+        self.initial_size == 0 || self.max_age.is_zero()
+    }
+
+    /// Nothing was pushed yet (the buffer is not allocated).
+    #[inline(always)]
+    fn is_unused(&self) -> bool {
+        self.buf.is_empty()
     }
 
     /// Push a new entry.
@@ -77,6 +87,9 @@ impl<T> EvictingBuffer<T> {
     pub fn push(&mut self, position: u64, timestamp: Instant, value: T) {
         if self.is_inert() {
             return;
+        }
+        if self.is_unused() {
+            self.buf = prepare_buf(self.initial_size);
         }
 
         if timestamp < self.last_timeout {
@@ -121,7 +134,7 @@ impl<T> EvictingBuffer<T> {
     /// Get the entry for the previously inserted position.
     #[allow(unused)]
     pub fn get(&self, position: u64) -> Option<&T> {
-        if self.is_inert() {
+        if self.is_inert() || self.is_unused() {
             return None;
         }
 
@@ -135,7 +148,7 @@ impl<T> EvictingBuffer<T> {
     }
 
     pub fn get_mut(&mut self, position: u64) -> Option<&mut T> {
-        if self.is_inert() {
+        if self.is_inert() || self.is_unused() {
             return None;
         }
 
@@ -149,7 +162,7 @@ impl<T> EvictingBuffer<T> {
     }
 
     pub fn maybe_evict(&mut self, now: Instant) {
-        if self.is_inert() {
+        if self.is_inert() || self.is_unused() {
             return;
         }
 
@@ -228,7 +241,7 @@ impl<T> EvictingBuffer<T> {
     }
 
     pub fn contains(&self, position: u64) -> bool {
-        if self.is_inert() {
+        if self.is_inert() || self.is_unused() {
             return false;
         }
 
