@@ -7,6 +7,7 @@ mod aiortc;
 mod bad_input;
 mod media_aiortc;
 mod media_chromium;
+mod media_loudest;
 mod media_redis;
 mod media_signaling;
 mod metrics;

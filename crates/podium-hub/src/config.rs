@@ -447,6 +447,9 @@ pub struct MediaSection {
     pub active_speaker_interval_ms: u64,
     /// Most WebRTC peers on this node.
     pub max_peers: usize,
+    /// Loudest-N: a listener receives at most this many speakers at once, the loudest (RFC 6464 audio level, with
+    /// hysteresis), on at most this many downstream slots. 0 = no limit.
+    pub loudest: usize,
 }
 
 impl Default for MediaSection {
@@ -463,6 +466,7 @@ impl Default for MediaSection {
             max_mlines: m.max_mlines,
             active_speaker_interval_ms: m.active_speaker_interval_ms,
             max_peers: m.max_peers,
+            loudest: m.loudest,
         }
     }
 }
@@ -479,6 +483,7 @@ impl MediaSection {
             max_mlines: self.max_mlines,
             active_speaker_interval_ms: self.active_speaker_interval_ms,
             max_peers: self.max_peers,
+            loudest: self.loudest,
         }
     }
 }
@@ -547,6 +552,10 @@ impl Config {
             "limits.heartbeat_timeout_ms must exceed the interval"
         );
         anyhow::ensure!(self.media.max_mlines >= 1, "media.max_mlines must be at least 1");
+        anyhow::ensure!(
+            self.media.loudest <= self.media.max_mlines,
+            "media.loudest must be at most media.max_mlines (0 = no limit)"
+        );
         for key in &self.admin.keys {
             anyhow::ensure!(
                 key.sha256.len() == 64 && key.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
@@ -704,6 +713,20 @@ mod tests {
             c.store.url = url.into();
             assert!(c.validate().is_err(), "{url}");
         }
+    }
+
+    #[test]
+    fn media_loudest() {
+        assert_eq!(Config::default().media.loudest, 3);
+        let mut t = toml::Table::new();
+        overlay_env(&mut t, [("PODIUM_MEDIA__LOUDEST".to_owned(), "5".to_owned())].into_iter()).unwrap();
+        let mut c: Config = toml::Value::Table(t).try_into().unwrap();
+        assert_eq!(c.media.media_config().loudest, 5);
+        c.validate().unwrap();
+        c.media.loudest = 0;
+        c.validate().unwrap();
+        c.media.loudest = c.media.max_mlines + 1;
+        assert!(c.validate().is_err());
     }
 
     #[test]

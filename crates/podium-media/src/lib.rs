@@ -119,6 +119,9 @@ mod filler;
 #[doc(hidden)]
 pub mod fuzzing;
 mod log_limit;
+// Used by the worker's fan-out once it is wired in (loudest-N, issue #13).
+#[allow(dead_code)]
+mod loudest;
 mod send;
 mod srtp;
 mod wire;
@@ -142,6 +145,9 @@ pub const MAX_CANDIDATES: usize = 32;
 /// m-line, with room to spare.
 pub const DEFAULT_MAX_MLINES: usize = 16;
 
+/// Default of [`MediaConfig::loudest`].
+pub const DEFAULT_LOUDEST: usize = 3;
+
 /// Configuration of the media plane.
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
@@ -162,6 +168,9 @@ pub struct MediaConfig {
     pub active_speaker_interval_ms: u64,
     /// Most peers at once (over all workers). Default 20 000.
     pub max_peers: usize,
+    /// Loudest-N: a listener receives at most this many publishers at once, the loudest unmuted ones by RFC 6464
+    /// audio level, with hysteresis (the `loudest` module). Default 3; 0 = no limit (every publisher).
+    pub loudest: usize,
 }
 
 impl Default for MediaConfig {
@@ -175,6 +184,7 @@ impl Default for MediaConfig {
             max_mlines: DEFAULT_MAX_MLINES,
             active_speaker_interval_ms: 300,
             max_peers: 20_000,
+            loudest: DEFAULT_LOUDEST,
         }
     }
 }
