@@ -346,6 +346,7 @@ fn build_worker() -> std::io::Result<Built> {
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let init = WorkerInit {
         max_mlines: crate::DEFAULT_MAX_MLINES,
+        loudest: crate::DEFAULT_LOUDEST,
         idx: 0,
         socket,
         poll,

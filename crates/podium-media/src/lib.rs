@@ -59,6 +59,13 @@
 //!   receipt to the return of the `sendmmsg` that carried that worker's last copy (one `Instant::now()` per flush).
 //! * **Shared certificate.** A worker generates one DTLS certificate and gives it to all its peers (a key pair per
 //!   peer cost ~60 µs of the ~1.1 ms of worker CPU a join takes); each answer carries its fingerprint as before.
+//! * **Loudest-N.** A listener gets at most [`MediaConfig::loudest`] publishers of its room at once (default 3, 0
+//!   = all): each worker keeps a [`loudest`] selection per room, fed with every frame it fans out (local and
+//!   forwarded, with the frame's receipt time on the worker that received it, so every worker of the room sees the
+//!   same inputs and agrees). A frame of an unselected publisher goes to no listener; when a publisher is displaced
+//!   its slots are freed at once, so the newcomer takes them (the slot keeps its SSRC, sequence and time continuity,
+//!   the marker bit starts the talkspurt). Frames still travel to every worker of the room, which must all see them.
+//!   Active speakers (below) are computed from every frame, selected or not. The filler is never limited.
 //! * **Active speakers.** From the RFC 6464 audio-level header extension of publishing peers, per room and worker:
 //!   a publisher speaks while it sent a packet louder than -50 dBov (or flagged voice activity and louder than
 //!   -70 dBov) within the last `max(2 × interval, 400 ms)`. Every `active_speaker_interval_ms` only the changes are
@@ -119,8 +126,6 @@ mod filler;
 #[doc(hidden)]
 pub mod fuzzing;
 mod log_limit;
-// Used by the worker's fan-out once it is wired in (loudest-N, issue #13).
-#[allow(dead_code)]
 mod loudest;
 mod send;
 mod srtp;
@@ -568,6 +573,7 @@ impl Media {
                 stats: stats.clone(),
                 speaker_interval: std::time::Duration::from_millis(config.active_speaker_interval_ms.max(1)),
                 max_mlines: config.max_mlines,
+                loudest: config.loudest,
             };
             threads.push(
                 std::thread::Builder::new()

@@ -157,17 +157,14 @@ impl Loudest {
         Self { n, sources: HashMap::new(), selected: Vec::with_capacity(n) }
     }
 
-    /// The limit given to [`Loudest::new`].
-    pub(crate) fn limit(&self) -> usize {
-        self.n
-    }
-
     /// The selected sources, by place (empty when unlimited).
+    #[cfg(test)]
     pub(crate) fn selected(&self) -> &[Arc<str>] {
         &self.selected
     }
 
     /// Whether `source` is selected (always true when unlimited).
+    #[cfg(test)]
     pub(crate) fn is_selected(&self, source: &str) -> bool {
         self.n == 0 || self.selected.iter().any(|s| **s == *source)
     }

@@ -151,6 +151,7 @@ pub(crate) struct WorkerInit {
     pub(crate) stats: Arc<Stats>,
     pub(crate) speaker_interval: Duration,
     pub(crate) max_mlines: usize,
+    pub(crate) loudest: usize,
 }
 
 /// A downstream slot: one server-sending audio m-line.
@@ -218,6 +219,7 @@ struct Room {
     /// Local peers by identity.
     peers: HashMap<Arc<str>, u64>,
     levels: HashMap<Arc<str>, Level>,
+    loudest: Option<crate::loudest::Loudest>,
 }
 
 /// Filler audio hosted by this worker: a virtual publisher paced by deadline.
@@ -278,6 +280,7 @@ pub(crate) struct Worker {
     filler_at: HashMap<Arc<str>, (usize, u64)>,
     /// [`FILLER_IDENTITY`], shared.
     filler_id: Arc<str>,
+    loudest: usize,
 }
 
 fn emit(ctx: &Ctx, ev: MediaEvent) {
@@ -322,6 +325,7 @@ impl Worker {
             fillers: HashMap::new(),
             filler_at: HashMap::new(),
             filler_id: Arc::from(FILLER_IDENTITY),
+            loudest: init.loudest,
         }
     }
 
@@ -545,6 +549,18 @@ impl Worker {
 
     /// Writes a frame of `source` to every local peer of `room` except `source` itself.
     fn fan_out_local(&mut self, room: &Arc<str>, source: &Arc<str>, frame: &Frame, now: Instant) {
+        let n = self.loudest;
+        let Some(r) = self.rooms.get_mut(room) else { return };
+        if n > 0 && **source != *self.filler_id {
+            let l = r.loudest.get_or_insert_with(|| crate::loudest::Loudest::new(n));
+            let o = l.observe(source, frame.audio_level, frame.voice_activity, frame.network_time);
+            if let Some(d) = o.deselected {
+                self.free_slots(room, &d);
+            }
+            if !o.selected {
+                return;
+            }
+        }
         let Some(r) = self.rooms.get(room) else { return };
         let mut wrote = false;
         for (ident, id) in &r.peers {
@@ -794,6 +810,13 @@ impl Worker {
 
     /// Frees the slots `identity` had on the local peers of `room`.
     fn source_gone(&mut self, room: &Arc<str>, identity: &str) {
+        if let Some(l) = self.rooms.get_mut(room).and_then(|r| r.loudest.as_mut()) {
+            l.remove(identity);
+        }
+        self.free_slots(room, identity);
+    }
+
+    fn free_slots(&mut self, room: &Arc<str>, identity: &str) {
         let Some(r) = self.rooms.get(room) else { return };
         for id in r.peers.values() {
             let Some(peer) = self.peers.get_mut(id) else { continue };
@@ -930,7 +953,7 @@ fn note_level(r: &mut Room, source: &Arc<str>, frame: &Frame, now: Instant) -> b
     let Some(level) = frame.audio_level else { return false };
     // str0m gives -dBov as a negative number (0 loudest, -127 silence).
     let dbov = level.unsigned_abs().min(127);
-    let loud = dbov <= 50 || (frame.voice_activity == Some(true) && dbov <= 70);
+    let loud = crate::loudest::is_speech(Some(level), frame.voice_activity);
     if !loud && !r.levels.contains_key(source) {
         return false;
     }
