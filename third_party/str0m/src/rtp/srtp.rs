@@ -6,6 +6,7 @@ use crate::crypto::dtls::{KeyingMaterial, SrtpProfile};
 use crate::crypto::{AeadAes128Gcm, AeadAes256Gcm, Aes128CmSha1_80};
 use crate::crypto::{AeadAes128GcmCipher, AeadAes256GcmCipher};
 use crate::crypto::{CryptoProvider, Sha1HmacProvider, SrtpProvider};
+use crate::crypto::{SupportedAeadAes128Gcm, SupportedAeadAes256Gcm, SupportedAes128CmSha1_80};
 use crate::io::DATAGRAM_MAX_PACKET_SIZE;
 
 use super::header::RtpHeader;
@@ -303,7 +304,7 @@ impl SrtpContext {
                 let mut output =
                     vec![0_u8; buf.len() + Aes128CmSha1_80::HMAC_TAG_LEN + padding_needed];
 
-                enc.encrypt(&iv, input, &mut output[hlen..])
+                enc.get().encrypt(&iv, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
                 output[..hlen].copy_from_slice(&buf[..hlen]);
@@ -324,7 +325,7 @@ impl SrtpContext {
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
                 let mut output = vec![0_u8; buf.len() + AeadAes128Gcm::TAG_LEN];
-                enc.encrypt(&iv, aad, input, &mut output[hlen..])
+                enc.get().encrypt(&iv, aad, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
                 output[..hlen].copy_from_slice(aad);
@@ -340,7 +341,7 @@ impl SrtpContext {
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
                 let mut output = vec![0_u8; buf.len() + AeadAes256Gcm::TAG_LEN];
-                enc.encrypt(&iv, aad, input, &mut output[hlen..])
+                enc.get().encrypt(&iv, aad, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
                 output[..hlen].copy_from_slice(aad);
@@ -390,7 +391,7 @@ impl SrtpContext {
                 // Sized with CTR padding (aws-lc-rs requirement).
                 self.rx_scratch.resize(input.len() + CTR_BUFFER_PADDING, 0);
 
-                if let Err(e) = dec.decrypt(&iv, input, &mut self.rx_scratch) {
+                if let Err(e) = dec.get().decrypt(&iv, input, &mut self.rx_scratch) {
                     trace!(
                         "Failed to decrypt SRTP {} ({}): {}",
                         self.rtp.profile(),
@@ -419,7 +420,7 @@ impl SrtpContext {
                 let out_len = input.len() - AeadAes128Gcm::TAG_LEN;
                 self.rx_scratch.resize(out_len, 0);
 
-                match dec.decrypt(&iv, &[aad], input, &mut self.rx_scratch) {
+                match dec.get().decrypt(&iv, &[aad], input, &mut self.rx_scratch) {
                     Ok(v) => v,
                     Err(e) => {
                         trace!(
@@ -451,7 +452,7 @@ impl SrtpContext {
                 let out_len = input.len() - AeadAes256Gcm::TAG_LEN;
                 self.rx_scratch.resize(out_len, 0);
 
-                match dec.decrypt(&iv, &[aad], input, &mut self.rx_scratch) {
+                match dec.get().decrypt(&iv, &[aad], input, &mut self.rx_scratch) {
                     Ok(v) => v,
                     Err(e) => {
                         trace!(
@@ -500,7 +501,7 @@ impl SrtpContext {
 
                 output[0..8].copy_from_slice(&buf[0..8]);
                 let input = &buf[8..];
-                enc.encrypt(&iv, input, &mut output[8..])
+                enc.get().encrypt(&iv, input, &mut output[8..])
                     .expect("rtcp encrypt");
 
                 let to = &mut output[buf.len()..];
@@ -528,7 +529,7 @@ impl SrtpContext {
                 let enc_end = input.len() + 8 + AeadAes128Gcm::TAG_LEN;
                 let encout = &mut output[enc_start..enc_end];
 
-                enc.encrypt(&iv, &aad, input, encout).expect("rtcp encrypt");
+                enc.get().encrypt(&iv, &aad, input, encout).expect("rtcp encrypt");
 
                 let to = &mut output[enc_end..];
                 to[0..4].copy_from_slice(&e_and_si.to_be_bytes());
@@ -550,7 +551,7 @@ impl SrtpContext {
                 let enc_end = input.len() + 8 + AeadAes256Gcm::TAG_LEN;
                 let encout = &mut output[enc_start..enc_end];
 
-                enc.encrypt(&iv, &aad, input, encout).expect("rtcp encrypt");
+                enc.get().encrypt(&iv, &aad, input, encout).expect("rtcp encrypt");
 
                 let to = &mut output[enc_end..];
                 to[0..4].copy_from_slice(&e_and_si.to_be_bytes());
@@ -622,7 +623,7 @@ impl SrtpContext {
                 let mut output = vec![0_u8; input.len() + 8 + CTR_BUFFER_PADDING];
                 output[0..8].copy_from_slice(&buf[0..8]);
 
-                if let Err(e) = dec.decrypt(&iv, input, &mut output[8..]) {
+                if let Err(e) = dec.get().decrypt(&iv, input, &mut output[8..]) {
                     trace!("Failed to decrypt SRTCP {}: {}", self.rtcp.profile(), e);
                     self.decrypt_warnings.warn(self.rtcp.profile(), true);
                     return None;
@@ -684,7 +685,7 @@ impl SrtpContext {
                 let mut output = vec![0_u8; buf.len() - AeadAes128Gcm::TAG_LEN - SRTCP_INDEX_LEN];
                 output[0..8].copy_from_slice(&buf[0..8]);
 
-                let count = match dec.decrypt(&iv, &aads, input, &mut output[8..]) {
+                let count = match dec.get().decrypt(&iv, &aads, input, &mut output[8..]) {
                     Ok(c) => c,
                     Err(e) => {
                         trace!("Failed to decrypt SRTCP {}: {}", self.rtcp.profile(), e);
@@ -757,7 +758,7 @@ impl SrtpContext {
                 let mut output = vec![0_u8; buf.len() - AeadAes256Gcm::TAG_LEN - SRTCP_INDEX_LEN];
                 output[0..8].copy_from_slice(&buf[0..8]);
 
-                let count = match dec.decrypt(&iv, &aads, input, &mut output[8..]) {
+                let count = match dec.get().decrypt(&iv, &aads, input, &mut output[8..]) {
                     Ok(c) => c,
                     Err(e) => {
                         trace!("Failed to decrypt SRTCP {}: {}", self.rtcp.profile(), e);
@@ -857,22 +858,50 @@ impl<const ML: usize, const SL: usize> SrtpKey<ML, SL> {
 }
 
 /// Encryption/decryption derived from the SrtpKey.
+/// PODIUM PATCH: a cipher built on its first use. A context holds an encrypting and a decrypting cipher for RTP and
+/// for RTCP, in each direction, but most peers use only some of them (a send-only listener never decrypts RTP, and an
+/// application that protects its own RTP never encrypts it here); each built cipher costs ~0.6 KiB.
+struct Lazy<F: ?Sized + 'static, K: Copy, C: ?Sized> {
+    factory: &'static F,
+    key: K,
+    encrypt: bool,
+    build: fn(&'static F, K, bool) -> Box<C>,
+    cipher: Option<Box<C>>,
+}
+
+impl<F: ?Sized + 'static, K: Copy, C: ?Sized> Lazy<F, K, C> {
+    fn new(factory: &'static F, key: K, encrypt: bool, build: fn(&'static F, K, bool) -> Box<C>) -> Self {
+        Self { factory, key, encrypt, build, cipher: None }
+    }
+
+    fn get(&mut self) -> &mut C {
+        let (factory, key, encrypt, build) = (self.factory, self.key, self.encrypt, self.build);
+        &mut **self.cipher.get_or_insert_with(|| build(factory, key, encrypt))
+    }
+}
+
+impl<F: ?Sized + 'static, K: Copy, C: ?Sized> fmt::Debug for Lazy<F, K, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lazy").field("built", &self.cipher.is_some()).finish()
+    }
+}
+
 enum Derived {
     Aes128CmSha1_80 {
         key: [u8; 20],
         salt: [u8; 14],
-        enc: Box<dyn Aes128CmSha1_80Cipher>,
-        dec: Box<dyn Aes128CmSha1_80Cipher>,
+        enc: Lazy<dyn SupportedAes128CmSha1_80, [u8; 16], dyn Aes128CmSha1_80Cipher>,
+        dec: Lazy<dyn SupportedAes128CmSha1_80, [u8; 16], dyn Aes128CmSha1_80Cipher>,
     },
     AeadAes128Gcm {
         salt: [u8; 12],
-        enc: Box<dyn AeadAes128GcmCipher>,
-        dec: Box<dyn AeadAes128GcmCipher>,
+        enc: Lazy<dyn SupportedAeadAes128Gcm, [u8; 16], dyn AeadAes128GcmCipher>,
+        dec: Lazy<dyn SupportedAeadAes128Gcm, [u8; 16], dyn AeadAes128GcmCipher>,
     },
     AeadAes256Gcm {
         salt: [u8; 12],
-        enc: Box<dyn AeadAes256GcmCipher>,
-        dec: Box<dyn AeadAes256GcmCipher>,
+        enc: Lazy<dyn SupportedAeadAes256Gcm, [u8; 32], dyn AeadAes256GcmCipher>,
+        dec: Lazy<dyn SupportedAeadAes256Gcm, [u8; 32], dyn AeadAes256GcmCipher>,
     },
 }
 
@@ -914,15 +943,15 @@ impl Derived {
         let rtp = Derived::Aes128CmSha1_80 {
             key: rtp_hmac,
             salt: rtp_salt,
-            enc: crypto.aes_128_cm_sha1_80().create_cipher(rtp_aes, true),
-            dec: crypto.aes_128_cm_sha1_80().create_cipher(rtp_aes, false),
+            enc: Lazy::new(crypto.aes_128_cm_sha1_80(), rtp_aes, true, |f, k, e| f.create_cipher(k, e)),
+            dec: Lazy::new(crypto.aes_128_cm_sha1_80(), rtp_aes, false, |f, k, e| f.create_cipher(k, e)),
         };
 
         let rtcp = Derived::Aes128CmSha1_80 {
             key: rtcp_hmac,
             salt: rtcp_salt,
-            enc: crypto.aes_128_cm_sha1_80().create_cipher(rtcp_aes, true),
-            dec: crypto.aes_128_cm_sha1_80().create_cipher(rtcp_aes, false),
+            enc: Lazy::new(crypto.aes_128_cm_sha1_80(), rtcp_aes, true, |f, k, e| f.create_cipher(k, e)),
+            dec: Lazy::new(crypto.aes_128_cm_sha1_80(), rtcp_aes, false, |f, k, e| f.create_cipher(k, e)),
         };
 
         (rtp, rtcp)
@@ -950,14 +979,14 @@ impl Derived {
 
         let rtp = Derived::AeadAes128Gcm {
             salt: rtp_salt,
-            enc: crypto.aead_aes_128_gcm().create_cipher(rtp_aes, true),
-            dec: crypto.aead_aes_128_gcm().create_cipher(rtp_aes, false),
+            enc: Lazy::new(crypto.aead_aes_128_gcm(), rtp_aes, true, |f, k, e| f.create_cipher(k, e)),
+            dec: Lazy::new(crypto.aead_aes_128_gcm(), rtp_aes, false, |f, k, e| f.create_cipher(k, e)),
         };
 
         let rtcp = Derived::AeadAes128Gcm {
             salt: rtcp_salt,
-            enc: crypto.aead_aes_128_gcm().create_cipher(rtcp_aes, true),
-            dec: crypto.aead_aes_128_gcm().create_cipher(rtcp_aes, false),
+            enc: Lazy::new(crypto.aead_aes_128_gcm(), rtcp_aes, true, |f, k, e| f.create_cipher(k, e)),
+            dec: Lazy::new(crypto.aead_aes_128_gcm(), rtcp_aes, false, |f, k, e| f.create_cipher(k, e)),
         };
 
         (rtp, rtcp)
@@ -985,14 +1014,14 @@ impl Derived {
 
         let rtp = Derived::AeadAes256Gcm {
             salt: rtp_salt,
-            enc: crypto.aead_aes_256_gcm().create_cipher(rtp_aes, true),
-            dec: crypto.aead_aes_256_gcm().create_cipher(rtp_aes, false),
+            enc: Lazy::new(crypto.aead_aes_256_gcm(), rtp_aes, true, |f, k, e| f.create_cipher(k, e)),
+            dec: Lazy::new(crypto.aead_aes_256_gcm(), rtp_aes, false, |f, k, e| f.create_cipher(k, e)),
         };
 
         let rtcp = Derived::AeadAes256Gcm {
             salt: rtcp_salt,
-            enc: crypto.aead_aes_256_gcm().create_cipher(rtcp_aes, true),
-            dec: crypto.aead_aes_256_gcm().create_cipher(rtcp_aes, false),
+            enc: Lazy::new(crypto.aead_aes_256_gcm(), rtcp_aes, true, |f, k, e| f.create_cipher(k, e)),
+            dec: Lazy::new(crypto.aead_aes_256_gcm(), rtcp_aes, false, |f, k, e| f.create_cipher(k, e)),
         };
 
         (rtp, rtcp)
