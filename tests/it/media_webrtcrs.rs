@@ -129,10 +129,12 @@ async fn webrtcrs_listener_hears_promotion_demotion_and_an_ice_restart() {
     assert_eq!(lis.track_owner(&mid_b).as_deref(), Some("b"), "lis's media_tracks should put b on mid {mid_b}");
     let offers: Vec<&Value> = lis.seen_events("server_offer").collect();
     eprintln!("lis answered {} offer(s) of the SFU: {offers:?}", offers.len());
+    // One slot was offered at first; the SFU offered the second when B joined A in speaking.
     assert!(
-        offers.iter().all(|o| o["reply"]["type"] == "ok"),
-        "an answer to the SFU's media_offer was refused: {offers:?}"
+        !offers.is_empty() && offers.iter().all(|o| o["reply"]["type"] == "ok"),
+        "the SFU's media_offer for a second slot was missing or its answer refused: {offers:?}"
     );
+    assert_eq!(offers.last().map(|o| &o["mlines"]), Some(&json!(2)), "{offers:?}");
     // A goes on meanwhile.
     let now = now_unix();
     let a_meanwhile = lis.reports_on(1, &mid_a, unmuted_at + 0.5, now);

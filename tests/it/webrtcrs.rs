@@ -9,7 +9,8 @@
 //!   closed and a new one negotiated;
 //! - a closed or dropped websocket: reconnect and resume, at once to another hub when it knows several (always after
 //!   4007), else after a first backoff step of 0.5 s; the peer connection is kept unless the epoch changed;
-//! - an ICE restart on request: `create_offer` with `ice_restart: true`, sent as a `media_offer`.
+//! - an ICE restart on request, and when `media_state` says `failed`: `create_offer` with `ice_restart: true`, sent as
+//!   a `media_offer`.
 //!
 //! webrtc-rs decrypts the SRTP; each received track's RTP is checked for sequence and timestamp continuity and its
 //! Opus decoded with libopus (the `opus` crate). Every 0.5 s and per (peer connection, mid) the listener reports, in
@@ -448,6 +449,11 @@ impl Session {
                 if self.media.as_ref().is_some_and(|m| m.epoch != epoch) {
                     self.negotiate(epoch).await;
                 }
+            }
+            Some("media_state") if msg["state"] == "failed" => {
+                // PROTOCOL.md, Media step 4: a new offer with an ICE restart.
+                let result = self.ice_restart().await;
+                emit(&self.tx, "failed_restart", result);
             }
             Some("resync") => {
                 let epoch = msg["state"]["media_epoch"].as_u64().unwrap_or(0);
