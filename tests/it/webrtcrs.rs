@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use serde_json::{Value, json};
@@ -36,7 +37,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
-    RTCPeerConnectionState, RTCSessionDescription, Registry, register_default_interceptors,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder, register_default_interceptors,
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
@@ -766,7 +767,11 @@ async fn build_pc(
     let registry = register_default_interceptors(Registry::new(), &mut media_engine).map_err(|e| e.to_string())?;
     let (tracks_tx, mut tracks) = mpsc::unbounded_channel();
     let handler = Handler { generation, tx: tx.clone(), gathered: Arc::clone(gathered), tracks: tracks_tx };
+    // No mDNS: the candidates are loopback addresses, and a test sends nothing beyond loopback (the default opens a
+    // multicast socket).
+    let settings = SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled).build();
     let pc = PeerConnectionBuilder::new()
+        .with_setting_engine(settings)
         .with_media_engine(media_engine)
         .with_interceptor_registry(registry)
         .with_handler(Arc::new(handler))
