@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::support::Client;
 
-const SECRET: &str = "web-drain-secret";
+pub(crate) const SECRET: &str = "web-drain-secret";
 /// The whole browser scenario's time limit.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(150);
 /// A draining hub must stop by itself within this long.
@@ -31,15 +31,16 @@ const EXIT_WITHIN: Duration = Duration::from_secs(15);
 /// The hubs' first connection to Redis.
 const SETUP: Duration = Duration::from_secs(20);
 
-struct Node {
-    http: String,
-    ws: String,
-    stop: ShutdownHandle,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+/// An in-process hub with media on a shared Redis store (also the drain test of `media_webrtcrs`).
+pub(crate) struct Node {
+    pub(crate) http: String,
+    pub(crate) ws: String,
+    pub(crate) stop: ShutdownHandle,
+    pub(crate) task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Node {
-    async fn start(store: &str) -> Self {
+    pub(crate) async fn start(store: &str) -> Self {
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".parse().expect("literal address");
         config.server.shutdown_grace_ms = 500;
@@ -59,7 +60,7 @@ impl Node {
     }
 
     /// Waits until the hub answers a join (it connects to Redis in the background), in a room of its own.
-    async fn wait_up(&self, keys: &TokenKeys) {
+    pub(crate) async fn wait_up(&self, keys: &TokenKeys) {
         let deadline = Instant::now() + SETUP;
         let token =
             keys.mint(&claims_for("probe", None, "probe", Role::Audience, Duration::from_secs(60))).expect("mint");
