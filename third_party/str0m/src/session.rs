@@ -97,7 +97,8 @@ pub(crate) struct Session {
     twcc_tx_register: TwccSendRegister,
     max_rx_seq_lookup: HashMap<Ssrc, SeqNoWindow>,
 
-    bwe: Option<Bwe>,
+    /// PODIUM PATCH: boxed (an `Option<Bwe>` was ~2 KiB inline even when BWE is off).
+    bwe: Option<Box<Bwe>>,
     bwe_last_event: Option<(Bitrate, bool)>,
 
     enable_twcc_feedback: bool,
@@ -169,7 +170,7 @@ impl Session {
             let rate = config.initial_bitrate;
             let pacer = PacerImpl::leaky_bucket(rate * 2.0);
             let bwe = Bwe::new(rate);
-            (pacer, Some(bwe))
+            (pacer, Some(Box::new(bwe)))
         } else {
             (PacerImpl::null(), None)
         };
@@ -925,7 +926,8 @@ impl Session {
             }
         }
 
-        for fb in RtcpFb::from_rtcp(self.feedback_rx.drain(..)) {
+        // PODIUM PATCH: taken, not drained, so the queue's buffer goes with it (as `feedback_tx` gives its back).
+        for fb in RtcpFb::from_rtcp(std::mem::take(&mut self.feedback_rx)) {
             if let RtcpFb::AppSpecificFeedback(asf) = fb {
                 self.pending_app_feedback = Some(AppSpecificFeedback {
                     sender_ssrc: asf.sender_ssrc,
@@ -1210,6 +1212,11 @@ impl Session {
         };
 
         let len = Rtcp::write_packet(&mut self.feedback_tx, &mut data, output);
+        if self.feedback_tx.is_empty() {
+            // PODIUM PATCH: an idle session gives the queue's buffer back (it holds a few reports a second at most;
+            // kept, it was ~2 KiB per peer).
+            self.feedback_tx.shrink_to_fit();
+        }
 
         if len == 0 {
             return None;

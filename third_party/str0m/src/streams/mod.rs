@@ -139,7 +139,8 @@ pub(crate) struct Streams {
     streams_tx: HashMap<Ssrc, Box<StreamTx>>,
 
     /// Non-media padding source. Its sequence counter survives media changes.
-    probe_tx: StreamTx,
+    /// PODIUM PATCH: made on the first binding of a probe source (a ~1.8 KiB `StreamTx` most sessions never use).
+    probe_tx: Option<Box<StreamTx>>,
     probe_media: Option<(Mid, Pt)>,
 
     /// Local SSRC used before we got any StreamTx. This is used for RTCP if we don't
@@ -180,7 +181,7 @@ impl Streams {
             rx_lookup: Default::default(),
             last_rx_lookup_cleanup: already_happened(),
             streams_tx: Default::default(),
-            probe_tx: StreamTx::new_probe(mtu_warn),
+            probe_tx: None,
             probe_media: None,
             default_ssrc_tx: 0.into(), // this will be changed
             mids_to_report: Vec::with_capacity(10),
@@ -629,9 +630,13 @@ impl Streams {
         if media == self.probe_media {
             return;
         }
-        self.probe_tx.reset_buffers();
+        if let Some(tx) = &mut self.probe_tx {
+            tx.reset_buffers();
+        }
         if let Some((mid, pt)) = media {
-            self.probe_tx.set_probe_media(mid, pt);
+            let mtu_warn = self.mtu_warn;
+            let tx = self.probe_tx.get_or_insert_with(|| Box::new(StreamTx::new_probe(mtu_warn)));
+            tx.set_probe_media(mid, pt);
         }
         self.probe_media = media;
     }
@@ -644,8 +649,9 @@ impl Streams {
         // Snapshot each stream once, preferring media/RTX padding over the
         // fallback. No extra stream or retransmission-queue scan is needed.
         let mut media_padding = false;
-        let mut probe_queue = self.probe_media.map(|_| {
-            let mut queue = self.probe_tx.queue_state(now);
+        let probe_tx = self.probe_tx.as_mut().filter(|_| self.probe_media.is_some());
+        let mut probe_queue = probe_tx.map(|probe_tx| {
+            let mut queue = probe_tx.queue_state(now);
             queue.midrid = MidRid(MID_PROBE, None);
             queue
         });
@@ -672,7 +678,7 @@ impl Streams {
     pub(crate) fn stream_tx_by_midrid(&mut self, midrid: MidRid) -> Option<&mut StreamTx> {
         if midrid == MidRid(MID_PROBE, None) {
             self.probe_media?;
-            return Some(&mut self.probe_tx);
+            return self.probe_tx.as_deref_mut();
         }
         self.streams_tx.values_mut().find(|s| s.is_midrid(midrid)).map(|s| &mut **s)
     }
