@@ -5,7 +5,9 @@
 //! * **Workers.** [`Media::start`] binds one UDP socket per worker thread (worker `i` binds `port + i`, or an
 //!   ephemeral port when `port` is 0) and starts one plain OS thread per worker (one per core by default). Each
 //!   worker owns its peers outright: their str0m [`Rtc`](str0m::Rtc) state machines, its socket, a timer heap and
-//!   its routing maps. No lock is taken on the packet path.
+//!   its routing maps. No lock is taken on the packet path. A new peer goes to the worker with the fewest peers of
+//!   its room (then the least loaded), so a room's listeners are spread evenly and one packet's fan-out runs on every
+//!   worker at once. Peers are not moved afterwards: churn can leave a room unevenly spread until new joins even it.
 //! * **ICE-lite, one port per worker.** Every peer of a worker advertises the same host candidate (the worker's
 //!   socket address, with [`MediaConfig::public_ip`] replacing the IP when set). The server never sends checks;
 //!   it answers the client's STUN binding requests.
@@ -28,7 +30,18 @@
 //! * **Fan-out.** Audio received from a publishing peer on worker A is written to every other peer of the room on
 //!   A, and handed (one bounded channel per worker, `try_send`, dropped and counted on overflow, one wake per target
 //!   worker per loop turn) to every other worker that hosts peers of that room; each of those fans out to its own
-//!   peers. A peer never receives its own audio. The payload is str0m's `Arc<[u8]>`, shared, never copied.
+//!   peers. A peer never receives its own audio. The payload is str0m's `Arc<[u8]>`, shared; it is copied once per
+//!   listener, into that listener's datagram.
+//! * **The thin egress path.** Forwarding a packet to a connected listener does not go through its `Rtc`: the worker
+//!   writes the RTP header (the slot's SSRC, sequence number and rewritten time; the audio-level and mid extensions
+//!   under the listener's negotiated ids) and the payload straight into the next buffer of the send batch, seals it
+//!   there with the listener's SRTP keys (`srtp.rs`: derived once from the DTLS-exported keying material, AES-GCM or
+//!   AES-CM/HMAC-SHA1 with aws-lc-rs) and addresses it to the nominated ICE pair. That is one header write, one copy
+//!   of the payload, one AEAD seal and one slot of a `sendmmsg` batch per listener, and no allocation. str0m
+//!   (patched, `third_party/str0m/PODIUM-PATCH.md`) exports the keying material and the nominated pair, and keeps
+//!   doing ICE (consent, restarts), DTLS, RTCP (its sender reports are fed the thin path's counts and times on each
+//!   of the peer's timer turns) and renegotiation. Until a listener's keys and pair are known (its first packets),
+//!   str0m's own send path takes the packet, with the same sequence numbers, so no SRTP index is used twice.
 //! * **Downstream slots.** Every audio m-line on which the server may send (the client's `sendrecv`/`recvonly`
 //!   m-lines, and the server's own `sendonly` additions) is a slot carrying one publisher at a time. A publisher
 //!   takes a free slot (never used, or whose publisher stopped: unpublished, removed, or silent for 2 s). When none
@@ -50,17 +63,20 @@
 //!   its own sequence number (random start, +1 per packet, whatever the source). The RTP timestamp is rewritten by
 //!   a per-slot offset recomputed on every source switch (new time = last sent time + the wall-clock gap, at least
 //!   one 20 ms frame), so the outgoing stream stays continuous when its source changes; the first packet after a
-//!   switch carries the marker bit (start of talkspurt). The audio level (RFC 6464) is passed on. After each write
-//!   the listener's `Rtc` gets `Input::Timeout(now)` and is drained again, or the packet would wait for the peer's
-//!   next timer (str0m pitfall: its pacer's queue state is refreshed only on timeouts).
-//! * **Sending.** Transmits are moved (not copied) into a batch of up to 64 and sent with one `sendmmsg(2)` per
-//!   batch (the `nix` crate's safe wrapper), flushed at the end of each fan-out and of each loop turn.
+//!   switch carries the marker bit (start of talkspurt). The audio level (RFC 6464) is passed on. On the fallback
+//!   path (str0m's), after each write the listener's `Rtc` gets `Input::Timeout(now)` and is drained again, or the
+//!   packet would wait for the peer's next timer (str0m pitfall: its pacer's queue state is refreshed only on
+//!   timeouts).
+//! * **Sending.** Datagrams go into a batch of up to 64 fixed 2 KiB buffers allocated once per worker (the thin
+//!   path builds into them; str0m's own transmits, a few per peer per second, are copied in) and are sent with one
+//!   `sendmmsg(2)` per batch (the `nix` crate's safe wrapper), flushed at the end of each fan-out and of each loop
+//!   turn.
 //! * **Fan-out time.** [`MediaStats::fanout`] is a histogram of, per received packet and worker, the time from its
 //!   receipt to the return of the `sendmmsg` that carried that worker's last copy (one `Instant::now()` per flush).
 //! * **Shared certificate.** A worker generates one DTLS certificate and gives it to all its peers (a key pair per
 //!   peer cost ~60 µs of the ~1.1 ms of worker CPU a join takes); each answer carries its fingerprint as before.
 //! * **Loudest-N.** A listener gets at most [`MediaConfig::loudest`] publishers of its room at once (default 3, 0
-//!   = all): each worker keeps a [`loudest`] selection per room, fed with every frame it fans out (local and
+//!   = all): each worker keeps a `loudest.rs` selection per room, fed with every frame it fans out (local and
 //!   forwarded, with the frame's receipt time on the worker that received it, so every worker of the room sees the
 //!   same inputs and agrees). A frame of an unselected publisher goes to no listener; when a publisher is displaced
 //!   its slots are freed at once, so the newcomer takes them (the slot keeps its SSRC, sequence and time continuity,
@@ -107,10 +123,11 @@
 //!   (its packets carry no audio level and never reach the active-speaker logic), so it cannot stop itself.
 //!   Its packets are shared `Arc<[u8]>` slices made at load: sending one allocates nothing of ours.
 //! * No input panics a worker: every parse is fallible and every error path drops and counts.
-//! * Per-packet work on our side allocates nothing (hash lookups, `Arc` clones, preallocated channel slots).
-//!   str0m itself allocates per packet: the received payload's `Arc<[u8]>`, and a `Vec<u8>` per `Transmit`.
-//! * Memory: about 55 KiB of heap per connected listener, nearly all str0m's (`docs/BENCHMARKS.md` has the
-//!   breakdown); peers are boxed so the peer map's spare capacity costs pointers, not whole `Rtc`s. Whatever a peer
+//! * Per-packet work on our side allocates nothing (hash lookups, `Arc` clones, preallocated channel slots and
+//!   send buffers). str0m allocates per received packet (the payload's `Arc<[u8]>`) and per `Transmit` of its own
+//!   (STUN, DTLS, RTCP: not per forwarded packet).
+//! * Memory: about 31.5 KiB of heap per connected listener (55 KiB before the str0m patch trimmed what an audio
+//!   listener never uses; `docs/BENCHMARKS.md` has the breakdown), nearly all str0m's; peers are boxed so the peer map's spare capacity costs pointers, not whole `Rtc`s. Whatever a peer
 //!   offers, it costs at most 320 KiB negotiated with the default limits (measured worst 257 KiB, against 44 KiB
 //!   for a one-m-line offer: `tests/memory.rs`), plus its DTLS/SRTP state once connected.
 
@@ -648,7 +665,8 @@ impl Media {
         self.inner.closed.load(Ordering::Acquire)
     }
 
-    /// A client's offer; creates the peer on first use (on the least-loaded worker). Returns the answer SDP.
+    /// A client's offer; creates the peer on first use (on the worker with the fewest of the room's peers, then the
+    /// least loaded). Returns the answer SDP.
     pub async fn offer(&self, room: &str, identity: &str, sdp: &str) -> Result<String, MediaError> {
         if self.is_closed() {
             return Err(MediaError::Unavailable);
@@ -677,7 +695,11 @@ impl Media {
                 if self.inner.peer_count.load(Ordering::Relaxed) >= self.inner.config.max_peers {
                     return Err(MediaError::Unavailable);
                 }
-                let w = (0..n).min_by_key(|i| self.inner.links[*i].load.load(Ordering::Relaxed)).unwrap_or(0);
+                // The worker with the fewest of this room's peers, then the least loaded: a room's listeners are
+                // spread evenly, so one packet's fan-out runs on every worker at once (N × cost / workers).
+                let w = (0..n)
+                    .min_by_key(|i| (r.counts[*i], self.inner.links[*i].load.load(Ordering::Relaxed)))
+                    .unwrap_or(0);
                 member.peer = Some((w, next_gen));
                 self.inner.links[w].load.fetch_add(1, Ordering::Relaxed);
                 self.inner.peer_count.fetch_add(1, Ordering::Relaxed);
