@@ -152,6 +152,19 @@ fn core_busy(core: usize) -> Duration {
     Duration::from_millis(busy * 10)
 }
 
+/// `RcvbufErrors` of `/proc/net/snmp` (all UDP sockets of the machine): datagrams dropped for a full receive buffer.
+fn udp_rcvbuf_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else { return 0 };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(k, _)| *k == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn rss_bytes() -> i64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -301,8 +314,12 @@ struct Mark {
     at: Instant,
     /// The workers' CPU, summed.
     cpu: Duration,
+    /// The CPU of the worker pinned to the server core (worker 0).
+    cpu0: Duration,
     /// utime + stime of this process.
     proc: Duration,
+    /// UDP receive-buffer drops, system-wide.
+    rcvbuf_errors: u64,
     core: Duration,
     stats: MediaStats,
 }
@@ -363,7 +380,9 @@ fn server() {
     let mark = || Mark {
         at: Instant::now(),
         cpu: workers_cpu(),
+        cpu0: thread_cpu(workers[0]),
         proc: process_cpu(),
+        rcvbuf_errors: udp_rcvbuf_errors(),
         core: core_busy(server_core),
         stats: media.stats(),
     };
@@ -428,8 +447,8 @@ fn report(n: usize, connect: Duration, a: &Mark, b: &Mark, kv: &HashMap<&str, f6
     eprintln!(
         "N={n}: connected all in {connect:.1?}; window {wall:.2} s; sent {} frames ({} RTP datagrams); \
          got {got} of {expected} ({:.1} B each); min per listener {}; sendmmsg calls {}, send_dropped {}, datagrams \
-         in {}, forwarded (written) {}, fan-outs {}, cross-worker dropped {}; server core busy {:.1} % (workers {:.1} \
-         %, process {:.1} %); media_in {}, garbage {}, unknown {}, unpublished {}; heap {:.1} KiB, RSS {:.1} KiB per \
+         in {}, forwarded (written) {}, fan-outs {}, cross-worker dropped {}; UDP receive-buffer drops (machine) {}; \
+         server core busy {:.1} % (workers {:.1} %, process {:.1} %); media_in {}, garbage {}, unknown {}, unpublished {}; heap {:.1} KiB, RSS {:.1} KiB per \
          peer",
         kv["sent"],
         kv["rtp_out"],
@@ -441,6 +460,7 @@ fn report(n: usize, connect: Duration, a: &Mark, b: &Mark, kv: &HashMap<&str, f6
         d(|s| s.forwarded),
         h.count(),
         d(|s| s.cross_worker_dropped),
+        b.rcvbuf_errors - a.rcvbuf_errors,
         100.0 * (b.core - a.core).as_secs_f64() / wall,
         100.0 * busy,
         100.0 * proc / wall,
@@ -464,7 +484,7 @@ fn report(n: usize, connect: Duration, a: &Mark, b: &Mark, kv: &HashMap<&str, f6
         heap as f64 / peers / 1024.0,
         rss as f64 / peers / 1024.0,
         kv["gen_cpu"],
-        100.0 * ((b.core - a.core).as_secs_f64() / wall - busy).max(0.0),
+        100.0 * ((b.core - a.core).as_secs_f64() - (b.cpu0 - a.cpu0).as_secs_f64()).max(0.0) / wall,
     );
     println!(
         "RES n={n} fwd={fwd:.0} per_core={:.0} us_worker={:.3} us_proc={:.3} loss={loss:.3} p50={} p99={} heap={:.1} \
