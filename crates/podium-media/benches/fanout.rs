@@ -8,6 +8,7 @@
 //! `PODIUM_BENCH_PAYLOAD` (bytes, default 80), `PODIUM_BENCH_GEN` (`tick`, `wake` or `spin`, default `tick`, see
 //! below), `PODIUM_BENCH_SERVER_CORE` / `PODIUM_BENCH_LOAD_CORE` (default 0 / 1), `PODIUM_BENCH_WORKERS` (1 or 2,
 //! default 1), `PODIUM_BENCH_CEILING` (`1` or `0`, default 1), `PODIUM_BENCH_CEILING_SECS` (default 5),
+//! `PODIUM_BENCH_CEILING_PACE` (`podium` or `max`, default `podium`, see below),
 //! `PODIUM_BENCH_PEER` (`janus` or `none`, default `janus`), `PODIUM_BENCH_JANUS_MAX` (largest N run against
 //! Janus, default 500), `PODIUM_BENCH_JANUS_EVENT_LOOPS` (Janus `event_loops`, default 1; 0 leaves it unset, i.e.
 //! a thread per handle).
@@ -38,7 +39,8 @@
 //! * **ceiling**: a `ceiling` process whose sender thread, pinned to the server core like the SFU worker, sends
 //!   datagrams of the size the listeners received from Podium (SRTP RTP as forwarded) to N loopback sockets in
 //!   `sendmmsg` batches of 64, paced like the SFU's fan-out (all N copies of a frame at once, `PODIUM_BENCH_PPS`
-//!   frames/s), for `PODIUM_BENCH_CEILING_SECS`. A receiver thread on the load core drains the N sockets like the
+//!   frames/s; `PODIUM_BENCH_CEILING_PACE=max`: frames back to back, the most it can send), for
+//!   `PODIUM_BENCH_CEILING_SECS`. A receiver thread on the load core drains the N sockets like the
 //!   generator (`tick`: sleep 1 ms, then poll without waiting; `wake`/`spin`: block in epoll / never sleep), so the
 //!   receiving half's cost on the sender's core is the same. Datagrams/s per busy core = datagrams sent / the
 //!   sender thread's CPU (schedstat). Podium's fraction = Podium's forwarded pkt/s per busy worker core ÷ that.
@@ -223,13 +225,16 @@ fn orchestrate() {
     let mode = env_str("PODIUM_BENCH_GEN", "tick");
     let ceiling_on = env_num("PODIUM_BENCH_CEILING", 1) != 0;
     let janus_max = env_num("PODIUM_BENCH_JANUS_MAX", 500) as usize;
-    let mut janus_on = env_str("PODIUM_BENCH_PEER", "janus") == "janus";
-    if janus_on && janus_binary().is_none() {
+    let janus_off = if env_str("PODIUM_BENCH_PEER", "janus") != "janus" {
+        Some("PODIUM_BENCH_PEER=none")
+    } else if janus_binary().is_none() {
         println!(
             "NOTE: `janus` is not installed (Debian: `apt-get install janus`, Janus 1.1.2): the Janus column is skipped."
         );
-        janus_on = false;
-    }
+        Some("janus not installed")
+    } else {
+        None
+    };
     println!(
         "fan-out: 1 speaker at {pps} pkt/s to N listeners, {secs} s measured per N, {workers} SFU worker(s), \
          generator `{mode}`"
@@ -257,17 +262,18 @@ fn orchestrate() {
         } else {
             None
         };
-        let janus = if janus_on && n <= janus_max { run_role("janus", n, &[]) } else { None };
+        let janus = if janus_off.is_none() && n <= janus_max { run_role("janus", n, &[]) } else { None };
         rows.push((n, podium, ceiling, janus));
     }
-    summary(&rows, janus_on, janus_max);
+    summary(&rows, janus_off, janus_max);
 }
 
 type Res = Option<HashMap<String, String>>;
 
-fn summary(rows: &[(usize, Res, Res, Res)], janus_on: bool, janus_max: usize) {
+fn summary(rows: &[(usize, Res, Res, Res)], janus_off: Option<&str>, janus_max: usize) {
     let num = |r: &Res, k: &str| r.as_ref().and_then(|m| m.get(k)).and_then(|v| v.parse::<f64>().ok());
-    let f = |v: Option<f64>, d: usize| v.map_or("-".to_owned(), |v| format!("{v:.d$}"));
+    // A value with its unit, or "-" when it was not measured.
+    let f = |v: Option<f64>, d: usize, unit: &str| v.map_or("-".to_owned(), |v| format!("{v:.d$}{unit}"));
     println!();
     println!("Summary (µs/pkt: worker = the SFU worker threads' schedstat; process = utime + stime of the whole");
     println!("process, as for Janus; ceiling and Podium's fraction use the sending threads' CPU):");
@@ -281,28 +287,26 @@ fn summary(rows: &[(usize, Res, Res, Res)], janus_on: bool, janus_max: usize) {
         let ceil = num(c, "ceil_dps");
         let frac = num(p, "per_core").zip(ceil).map(|(a, b)| 100.0 * a / b);
         let ratio = num(p, "us_proc").zip(num(j, "janus_us")).map(|(a, b)| a / b);
-        let janus_us = if !janus_on {
-            "not installed / off".to_owned()
-        } else if *n > janus_max {
-            format!("- (N > {janus_max})")
-        } else {
-            f(num(j, "janus_us"), 1)
+        let janus_us = match janus_off {
+            Some(why) => format!("- ({why})"),
+            None if *n > janus_max => format!("- (N > {janus_max})"),
+            None => f(num(j, "janus_us"), 1, ""),
         };
         println!(
-            "| {n} | {} / {} | {} ({} B) | {} % | {janus_us} | {} | {} % / {} % / {} % | {} / {} ms | {} / {} KiB |",
-            f(num(p, "us_worker"), 2),
-            f(num(p, "us_proc"), 2),
-            f(ceil, 0),
-            f(num(c, "size"), 0),
-            f(frac, 0),
-            f(ratio, 3),
-            f(num(p, "loss"), 3),
-            f(num(j, "janus_loss"), 3),
-            f(num(c, "ceil_loss"), 3),
-            f(num(p, "p50"), 2),
-            f(num(p, "p99"), 2),
-            f(num(p, "heap"), 1),
-            f(num(p, "rss"), 1),
+            "| {n} | {} / {} | {} ({}) | {} | {janus_us} | {} | {} / {} / {} | {} / {} | {} / {} |",
+            f(num(p, "us_worker"), 2, ""),
+            f(num(p, "us_proc"), 2, ""),
+            f(ceil, 0, ""),
+            f(num(c, "size"), 0, " B"),
+            f(frac, 0, " %"),
+            f(ratio, 3, ""),
+            f(num(p, "loss"), 3, " %"),
+            f(num(j, "janus_loss"), 3, " %"),
+            f(num(c, "ceil_loss"), 3, " %"),
+            f(num(p, "p50"), 2, ""),
+            f(num(p, "p99"), 2, " ms"),
+            f(num(p, "heap"), 1, ""),
+            f(num(p, "rss"), 1, " KiB"),
         );
     }
 }
@@ -509,6 +513,8 @@ fn ceiling() {
     let secs = env_num("PODIUM_BENCH_CEILING_SECS", 5);
     let pps = env_num("PODIUM_BENCH_PPS", 50).max(1);
     let mode = env_str("PODIUM_BENCH_GEN", "tick");
+    // `podium`: N copies per frame at the speaker's rate, like the SFU; `max`: back to back, as fast as it goes.
+    let paced = env_str("PODIUM_BENCH_CEILING_PACE", "podium") != "max";
     let server_core = env_num("PODIUM_BENCH_SERVER_CORE", 0) as usize;
     let load_core = env_num("PODIUM_BENCH_LOAD_CORE", 1) as usize;
     pin(0, load_core);
@@ -562,13 +568,16 @@ fn ceiling() {
         let data = vec![0x90u8; size];
         let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(64, None);
         let frame = Duration::from_secs(1) / pps as u32;
-        let warmup = pps; // one second
-        let total = warmup + secs * pps;
+        let began = Instant::now();
+        let (warm, end) = (began + Duration::from_secs(1), began + Duration::from_secs(1 + secs));
         let (mut sent, mut dropped, mut calls) = (0u64, 0u64, 0u64);
-        let (mut t0, mut cpu0) = (Instant::now(), own_thread_cpu());
-        let mut next = Instant::now();
-        for f in 0..total {
-            if f == warmup {
+        let (mut t0, mut cpu0) = (began, own_thread_cpu());
+        let mut warming = true;
+        let mut next = began;
+        // One second of warm-up, then the window; a frame every 1/pps s (paced) or back to back.
+        while Instant::now() < end {
+            if warming && Instant::now() >= warm {
+                warming = false;
                 (sent, dropped, calls) = (0, 0, 0);
                 (t0, cpu0) = (Instant::now(), own_thread_cpu());
                 counting.store(true, Ordering::Relaxed);
@@ -600,7 +609,7 @@ fn ceiling() {
             }
             next += frame;
             let now = Instant::now();
-            if next > now {
+            if paced && next > now {
                 std::thread::sleep(next - now);
             }
         }
@@ -616,9 +625,10 @@ fn ceiling() {
     let dps = sent as f64 / cpu.max(1e-9);
     let loss = 100.0 * (1.0 - got / (sent + dropped).max(1) as f64).max(0.0);
     eprintln!(
-        "N={n}: ceiling: {size} B datagrams, {sent} sent ({dropped} EAGAIN-dropped) in {calls} sendmmsg calls over \
+        "N={n}: ceiling ({}): {size} B datagrams, {sent} sent ({dropped} EAGAIN-dropped) in {calls} sendmmsg calls over \
          {wall:.2} s; sender thread CPU {:.1} % of its core, {:.2} µs per datagram, {dps:.0} datagrams/s per busy \
          core; receivers got {got} ({loss:.3} % lost)",
+        if paced { "paced like the SFU" } else { "back to back" },
         100.0 * cpu / wall,
         1e6 * cpu / sent.max(1) as f64,
     );
