@@ -141,6 +141,16 @@ fn process_cpu_of(pid: &str) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// Run time of all live threads of a process (`schedstat`, ns resolution; threads that ended are not in it).
+fn tasks_cpu_of(pid: &str) -> Duration {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Duration::ZERO };
+    dir.flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .map(Duration::from_nanos)
+        .sum()
+}
+
 fn process_cpu() -> Duration {
     process_cpu_of("self")
 }
@@ -851,8 +861,8 @@ fn janus_peer() {
     let mut handles: HashMap<String, u64> = HashMap::new();
     let t0 = Instant::now();
     let mut connect = Duration::ZERO;
-    let mut start: Option<(Instant, Duration)> = None;
-    let mut stop: Option<(Instant, Duration)> = None;
+    let mut start: Option<(Instant, Duration, Duration)> = None;
+    let mut stop: Option<(Instant, Duration, Duration)> = None;
     for line in from_child.lines() {
         let line = line.unwrap();
         let mut parts = line.splitn(3, ' ');
@@ -904,11 +914,12 @@ fn janus_peer() {
                 );
             }
             "CONNECTED" => connect = t0.elapsed(),
-            "START" => start = Some((Instant::now(), process_cpu_of(&pid))),
-            "STOP" => stop = Some((Instant::now(), process_cpu_of(&pid))),
+            "START" => start = Some((Instant::now(), process_cpu_of(&pid), tasks_cpu_of(&pid))),
+            "STOP" => stop = Some((Instant::now(), process_cpu_of(&pid), tasks_cpu_of(&pid))),
             "END" => {
                 let kv = end_fields(parts);
-                let ((a, ca), (b, cb)) = (start.take().unwrap(), stop.take().unwrap());
+                let ((a, ca, ta), (b, cb, tb)) = (start.take().unwrap(), stop.take().unwrap());
+                let threads = (tb.saturating_sub(ta)).as_secs_f64();
                 let wall = b.duration_since(a).as_secs_f64();
                 let cpu = (cb - ca).as_secs_f64();
                 let got = kv["got"];
@@ -918,7 +929,7 @@ fn janus_peer() {
                 eprintln!(
                     "N={n}: Janus ({}): connected all in {connect:.1?}; window {wall:.2} s; got {got} of {expected} \
                      ({:.1} B each); min per listener {}; Janus process CPU {:.1} % of a core, {:.2} µs per forwarded \
-                     packet; generator CPU {:.0} %; events without a transaction: {:?}",
+                     packet (its threads' schedstat: {:.2} µs); generator CPU {:.0} %; events without a transaction: {:?}",
                     match env_num("PODIUM_BENCH_JANUS_EVENT_LOOPS", 1) {
                         0 => "thread per handle".to_owned(),
                         l => format!("event_loops = {l}"),
@@ -927,6 +938,7 @@ fn janus_peer() {
                     kv["min"],
                     100.0 * cpu / wall,
                     1e6 * cpu / got.max(1.0),
+                    1e6 * threads / got.max(1.0),
                     kv["gen_cpu"],
                     api.other,
                 );
