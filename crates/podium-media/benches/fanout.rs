@@ -812,10 +812,12 @@ fn janus_peer() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("N={n}: Janus skipped: {e}");
+            println!("RES n={n} janus_skipped=1");
+            let _ = std::fs::remove_dir_all(&dir);
             return;
         }
     };
-    let mut janus = Command::new("taskset")
+    let child = Command::new("taskset")
         .args(["-c", &server_core.to_string(), "janus", "-C"])
         .arg(dir.join("janus.jcfg"))
         .arg("-F")
@@ -829,13 +831,14 @@ fn janus_peer() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let pid = janus.id().to_string(); // taskset execs janus
+    let pid = child.id().to_string(); // taskset execs janus
+    let mut janus = JanusProcess { child, pid: pid.clone(), dir: dir.clone() };
     let base = format!("http://127.0.0.1:{port}/janus");
     // Wait for the HTTP transport.
     let probe = SocketAddr::from(([127, 0, 0, 1], port));
     let t = Instant::now();
     while std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(100)).is_err() {
-        if t.elapsed() > Duration::from_secs(20) || janus.try_wait().unwrap().is_some() {
+        if t.elapsed() > Duration::from_secs(20) || janus.child.try_wait().unwrap().is_some() {
             let log = std::fs::read_to_string(dir.join("janus.log")).unwrap_or_default();
             panic!("Janus did not start; its log:\n{log}");
         }
@@ -956,18 +959,36 @@ fn janus_peer() {
     }
     let _ = child.wait();
     let _ = api.post(&format!("/{}", api.session), json!({"janus": "destroy"}));
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    // Shutdown takes a few seconds; the next run must not find its ports taken.
-    let t = Instant::now();
-    while janus.try_wait().unwrap().is_none() {
-        if t.elapsed() > Duration::from_secs(15) {
-            let _ = janus.kill();
-            let _ = janus.wait();
-            break;
+    drop(janus);
+}
+
+/// The Janus process: stopped (and its directory removed) however the run ends, so that no Janus is left on the
+/// SFU core holding its ports. After a panic the directory, with `janus.log`, is kept.
+struct JanusProcess {
+    child: std::process::Child,
+    pid: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for JanusProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.pid]).status();
+        // Shutdown takes a few seconds; the next run must not find its ports taken.
+        let t = Instant::now();
+        while matches!(self.child.try_wait(), Ok(None)) {
+            if t.elapsed() > Duration::from_secs(15) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        if std::thread::panicking() {
+            eprintln!("Janus's configuration and log are kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
