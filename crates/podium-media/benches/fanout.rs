@@ -126,6 +126,12 @@ fn thread_cpu(tid: i32) -> Duration {
     Duration::from_nanos(s.split_whitespace().next().unwrap().parse().unwrap())
 }
 
+/// Time one thread spent runnable but waiting for a core (`schedstat`'s second field, ns).
+fn thread_wait(tid: i32) -> Duration {
+    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).unwrap();
+    Duration::from_nanos(s.split_whitespace().nth(1).unwrap().parse().unwrap())
+}
+
 /// CPU time of the calling thread (`schedstat`, ns resolution).
 fn own_thread_cpu() -> Duration {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
@@ -330,6 +336,8 @@ struct Mark {
     cpu: Duration,
     /// The CPU of the worker pinned to the server core (worker 0).
     cpu0: Duration,
+    /// The workers' time runnable but waiting for their core, summed.
+    wait: Duration,
     /// utime + stime of this process.
     proc: Duration,
     /// UDP receive-buffer drops, system-wide.
@@ -395,6 +403,7 @@ fn server() {
         at: Instant::now(),
         cpu: workers_cpu(),
         cpu0: thread_cpu(workers[0]),
+        wait: workers.iter().map(|w| thread_wait(*w)).sum(),
         proc: process_cpu(),
         rcvbuf_errors: udp_rcvbuf_errors(),
         core: core_busy(server_core),
@@ -462,7 +471,8 @@ fn report(n: usize, connect: Duration, a: &Mark, b: &Mark, kv: &HashMap<&str, f6
         "N={n}: connected all in {connect:.1?}; window {wall:.2} s; sent {} frames ({} RTP datagrams); \
          got {got} of {expected} ({:.1} B each); min per listener {}; sendmmsg calls {}, send_dropped {}, datagrams \
          in {}, forwarded (written) {}, fan-outs {}, cross-worker dropped {}; UDP receive-buffer drops (machine) {}; \
-         server core busy {:.1} % (workers {:.1} %, process {:.1} %); media_in {}, garbage {}, unknown {}, unpublished {}; heap {:.1} KiB, RSS {:.1} KiB per \
+         server core busy {:.1} % (workers {:.1} %, process {:.1} %); workers runnable but waiting for a core {:.1} % \
+         of the window; media_in {}, garbage {}, unknown {}, unpublished {}; heap {:.1} KiB, RSS {:.1} KiB per \
          peer",
         kv["sent"],
         kv["rtp_out"],
@@ -478,6 +488,7 @@ fn report(n: usize, connect: Duration, a: &Mark, b: &Mark, kv: &HashMap<&str, f6
         100.0 * (b.core - a.core).as_secs_f64() / wall,
         100.0 * busy,
         100.0 * proc / wall,
+        100.0 * (b.wait - a.wait).as_secs_f64() / wall,
         d(|s| s.media_in),
         d(|s| s.garbage_dropped),
         d(|s| s.unknown_dropped),
