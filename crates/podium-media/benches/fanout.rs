@@ -336,8 +336,8 @@ struct Mark {
     cpu: Duration,
     /// The CPU of the worker pinned to the server core (worker 0).
     cpu0: Duration,
-    /// The workers' time runnable but waiting for their core, summed.
-    wait: Duration,
+    /// Per worker: CPU and time runnable but waiting for its core.
+    each: Vec<(Duration, Duration)>,
     /// utime + stime of this process.
     proc: Duration,
     /// UDP receive-buffer drops, system-wide.
@@ -403,7 +403,7 @@ fn server() {
         at: Instant::now(),
         cpu: workers_cpu(),
         cpu0: thread_cpu(workers[0]),
-        wait: workers.iter().map(|w| thread_wait(*w)).sum(),
+        each: workers.iter().map(|w| (thread_cpu(*w), thread_wait(*w))).collect(),
         proc: process_cpu(),
         rcvbuf_errors: udp_rcvbuf_errors(),
         core: core_busy(server_core),
@@ -471,8 +471,8 @@ fn report(n: usize, connect: Duration, a: &Mark, b: &Mark, kv: &HashMap<&str, f6
         "N={n}: connected all in {connect:.1?}; window {wall:.2} s; sent {} frames ({} RTP datagrams); \
          got {got} of {expected} ({:.1} B each); min per listener {}; sendmmsg calls {}, send_dropped {}, datagrams \
          in {}, forwarded (written) {}, fan-outs {}, cross-worker dropped {}; UDP receive-buffer drops (machine) {}; \
-         server core busy {:.1} % (workers {:.1} %, process {:.1} %); workers runnable but waiting for a core {:.1} % \
-         of the window; media_in {}, garbage {}, unknown {}, unpublished {}; heap {:.1} KiB, RSS {:.1} KiB per \
+         server core busy {:.1} % (workers {:.1} %, process {:.1} %); per worker, CPU / runnable but waiting for a \
+         core: {}; media_in {}, garbage {}, unknown {}, unpublished {}; heap {:.1} KiB, RSS {:.1} KiB per \
          peer",
         kv["sent"],
         kv["rtp_out"],
@@ -488,7 +488,16 @@ fn report(n: usize, connect: Duration, a: &Mark, b: &Mark, kv: &HashMap<&str, f6
         100.0 * (b.core - a.core).as_secs_f64() / wall,
         100.0 * busy,
         100.0 * proc / wall,
-        100.0 * (b.wait - a.wait).as_secs_f64() / wall,
+        a.each
+            .iter()
+            .zip(&b.each)
+            .map(|((ca, wa), (cb, wb))| format!(
+                "{:.1} % / {:.1} %",
+                100.0 * (*cb - *ca).as_secs_f64() / wall,
+                100.0 * (*wb - *wa).as_secs_f64() / wall
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
         d(|s| s.media_in),
         d(|s| s.garbage_dropped),
         d(|s| s.unknown_dropped),
