@@ -14,8 +14,8 @@
 //! a thread per handle).
 //!
 //! Every N runs in fresh processes (this binary re-executed), so memory and CPU are read apart:
-//! * the **server** process starts `Media` with one worker, pins the worker thread (`podium-media-0`) to the server
-//!   core and everything else to the load core, and answers the generator's offers (signaling over pipes);
+//! * the **server** process starts `Media` with one worker (two with `PODIUM_BENCH_WORKERS=2`, see below), pins the
+//!   worker thread (`podium-media-0`) to the server core and everything else to the load core, and answers the generator's offers (signaling over pipes);
 //! * the **generator** process, pinned to the load core, runs the speaker and N listeners, each a str0m `Rtc` with
 //!   its own loopback socket. A listener completes ICE + DTLS, then counts SRTP RTP datagrams without decrypting
 //!   them; only STUN, DTLS and RTCP reach its `Rtc`, so ICE consent keeps working.
@@ -32,7 +32,7 @@
 //! process's CPU (utime + stime, like Janus's), loss, the server-side fan-out time (receipt of the speaker's packet
 //! → return of the `sendmmsg` carrying its last copy, from [`MediaStats::fanout`]) and the server's heap (a
 //! counting allocator) and RSS growth per listener, and how much of the server core other processes took
-//! (`/proc/stat` busy time minus the worker's): a run where that is more than a few % was disturbed, and its loss
+//! (`/proc/stat` busy time minus worker 0's): a run where that is more than a few % was disturbed, and its loss
 //! and fan-out times are not the SFU's.
 //!
 //! Side by side, per N (issue #13):
@@ -53,8 +53,9 @@
 //!   listeners. When `janus` is not installed that column is skipped with a note; nothing else changes.
 //! * `PODIUM_BENCH_WORKERS=2`: `Media` with two workers, one pinned per core (worker 0 on the server core,
 //!   worker 1 on the load core). `Media` places each new peer on its least-loaded worker, so the room's listeners
-//!   alternate between the two and one packet's fan-out runs on both cores. The generator then shares a core with
-//!   worker 1: its CPU is not separated, and the "per busy core" numbers count both workers' CPU.
+//!   alternate between the two and one packet's fan-out runs on both cores. The generator then shares the load
+//!   core with worker 1 and competes with it; the "per busy core" numbers count both workers' CPU, and stderr shows
+//!   each worker's CPU and the time it was runnable but waiting for its core.
 //!
 //! A summary table (one row per N) closes the output.
 
@@ -251,6 +252,19 @@ fn orchestrate() {
     } else {
         None
     };
+    let largest = sweep.split(',').filter_map(|s| s.trim().parse::<u64>().ok()).max().unwrap_or(0);
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let nofile = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(limit) = nofile.filter(|l| *l < largest + 100) {
+        println!(
+            "NOTE: `ulimit -n` is {limit}, below N + 100 = {}: raise it, or the largest N will fail.",
+            largest + 100
+        );
+    }
     println!(
         "fan-out: 1 speaker at {pps} pkt/s to N listeners, {secs} s measured per N, {workers} SFU worker(s), \
          generator `{mode}`"
