@@ -463,6 +463,7 @@ impl prometheus_client::collector::Collector for Live {
                 ("not_publishing", s.unpublished_dropped),
                 ("no_slot", s.no_slot_dropped),
                 ("worker_queue_full", s.cross_worker_dropped),
+                ("worker_late", s.stale_dropped),
                 ("event_queue_full", s.events_dropped),
             ] {
                 drops.encode_family(&ReasonLabel { reason })?.encode_counter::<NoLabelSet, _, f64>(&v, None)?;

@@ -366,8 +366,18 @@ fn end_fields<'a>(parts: impl Iterator<Item = &'a str>) -> HashMap<&'a str, f64>
 }
 
 fn spawn_generator(n: usize, peer: &str) -> std::process::Child {
-    Command::new(std::env::current_exe().unwrap())
-        .env("PODIUM_FANOUT_ROLE", "gen")
+    // With two workers the generator shares core 1 with worker 1. It stands in for remote clients, so by default it
+    // runs at nice 19 and the worker gets the core whenever it is runnable (PODIUM_BENCH_GEN_NICE overrides).
+    let two_workers = env_num("PODIUM_BENCH_WORKERS", 1) >= 2;
+    let nice = env_num("PODIUM_BENCH_GEN_NICE", if two_workers { 19 } else { 0 });
+    let mut cmd = if nice > 0 {
+        let mut c = Command::new("nice");
+        c.arg("-n").arg(nice.to_string()).arg(std::env::current_exe().unwrap());
+        c
+    } else {
+        Command::new(std::env::current_exe().unwrap())
+    };
+    cmd.env("PODIUM_FANOUT_ROLE", "gen")
         .env("PODIUM_FANOUT_N", n.to_string())
         .env("PODIUM_FANOUT_PEER", peer)
         .stdin(Stdio::piped())

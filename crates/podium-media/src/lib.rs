@@ -116,7 +116,8 @@
 //!   filler stop that finds a queue full is retried on the speaker's next loud packet), events (8192), the send
 //!   batch (64), datagrams read per loop turn (256). Overflow drops and counts; it never blocks a worker (only the
 //!   synchronous [`Media::set_publish`]/[`Media::remove_peer`]/[`Media::play_filler`]/[`Media::stop_filler`] may
-//!   block briefly on a full command queue).
+//!   block briefly on a full command queue). Waits are bounded too: a forwarded packet older than
+//!   [`FORWARD_STALE_MS`] when its worker gets to it is dropped and counted, not sent late.
 //! * All state of a peer lives on exactly one worker; all commands for a peer go to that worker in order.
 //! * A room has at most one filler, hosted on one worker, and each start ([`MediaEvent::FillerStarted`]) gets
 //!   exactly one [`MediaEvent::FillerStopped`] (unless the event channel overflows). The filler never speaks
@@ -158,6 +159,8 @@ use worker::{Command, Forwarded, WorkerLink};
 const COMMAND_QUEUE: usize = 1024;
 /// Forwarded packets queued per worker.
 const FORWARD_QUEUE: usize = 4096;
+/// A packet from another worker older than this when its turn comes is dropped ([`MediaStats::stale_dropped`]).
+pub const FORWARD_STALE_MS: u64 = 250;
 /// Events queued for the hub.
 const EVENT_QUEUE: usize = 8192;
 /// Most distinct `a=candidate` lines in an offer (the SFU is ICE-lite and learns the client's address from its
@@ -399,6 +402,9 @@ pub struct MediaStats {
     pub no_slot_dropped: u64,
     /// Frames dropped because another worker's queue was full.
     pub cross_worker_dropped: u64,
+    /// Frames from another worker dropped because they were older than [`FORWARD_STALE_MS`] when their turn came
+    /// (the receiving worker fell behind: late audio is shed, not sent late).
+    pub stale_dropped: u64,
     /// Events dropped because the event channel was full.
     pub events_dropped: u64,
     /// Fan-out time of received packets (all workers together).
@@ -417,6 +423,7 @@ pub(crate) struct Stats {
     pub(crate) forwarded: AtomicU64,
     pub(crate) no_slot_dropped: AtomicU64,
     pub(crate) cross_worker_dropped: AtomicU64,
+    pub(crate) stale_dropped: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
     pub(crate) fanout: Box<[AtomicU64]>,
     pub(crate) fanout_sum_us: AtomicU64,
@@ -436,6 +443,7 @@ impl Default for Stats {
             forwarded: AtomicU64::default(),
             no_slot_dropped: AtomicU64::default(),
             cross_worker_dropped: AtomicU64::default(),
+            stale_dropped: AtomicU64::default(),
             events_dropped: AtomicU64::default(),
             fanout: (0..FANOUT_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             fanout_sum_us: AtomicU64::default(),
@@ -465,6 +473,7 @@ impl Stats {
             forwarded: g(&self.forwarded),
             no_slot_dropped: g(&self.no_slot_dropped),
             cross_worker_dropped: g(&self.cross_worker_dropped),
+            stale_dropped: g(&self.stale_dropped),
             events_dropped: g(&self.events_dropped),
             fanout: FanoutHistogram {
                 buckets: std::array::from_fn(|i| g(&self.fanout[i])),

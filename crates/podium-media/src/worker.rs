@@ -35,6 +35,9 @@ pub(crate) const WAKER: Token = Token(0);
 pub(crate) const SOCKET: Token = Token(1);
 /// Datagrams read per loop turn before the other work gets a turn.
 const READ_BUDGET: usize = 256;
+/// Peers whose timers fire per loop turn: thousands of peers' timers can fall due together, and a fan-out waiting
+/// behind all of them would be late by tens of milliseconds.
+const TIMER_BUDGET: usize = 128;
 /// Forwarded packets handled per loop turn.
 const FORWARD_BUDGET: usize = 1024;
 /// Longest sleep when nothing is scheduled.
@@ -45,6 +48,8 @@ const SLOT_IDLE: Duration = Duration::from_secs(2);
 const FAILED_AFTER: Duration = Duration::from_secs(15);
 /// Log lines a peer can trigger repeatedly: at most one per this interval per worker (see [`LogLimiter`]).
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// See [`crate::FORWARD_STALE_MS`].
+const FORWARD_STALE: Duration = Duration::from_millis(crate::FORWARD_STALE_MS);
 /// Listeners a fan-out touches together before writing to them (their cache misses overlap).
 const FANOUT_GROUP: usize = 16;
 /// Opus RTP clock.
@@ -873,6 +878,12 @@ impl Worker {
                         continue;
                     }
                     let now = Instant::now();
+                    if now.saturating_duration_since(frame.network_time) > FORWARD_STALE {
+                        // This worker fell behind (its core was busy elsewhere): shed late audio, do not send it
+                        // late. Only under overload, so the room's workers may then briefly disagree on loudest-N.
+                        self.ctx.stats.stale_dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     self.fan_out_local(&room, &source, &frame, now);
                 }
                 Ok(Forwarded::FillerSpeech { room, generation }) => {
@@ -886,10 +897,13 @@ impl Worker {
 
     fn run_timers(&mut self) {
         let now = Instant::now();
+        let mut budget = TIMER_BUDGET;
         while let Some(Reverse((t, id))) = self.ctx.timers.peek().copied() {
-            if t > now {
+            if t > now || budget == 0 {
+                // Past the budget the rest waits for the next turn (the poll does not sleep: a deadline passed).
                 break;
             }
+            budget -= 1;
             self.ctx.timers.pop();
             let Some(peer) = self.peers.get_mut(&id) else { continue };
             if peer.next_timeout != Some(t) {
