@@ -623,8 +623,14 @@ async fn aiortc_listeners_decode_forwarded_audio_under_every_srtp_profile() {
     let room = "aiortc-srtp";
     let hub = media_hub().await;
     let (_m, _) = hub.join("mod", room, Role::Moderator).await;
-    let mut spk =
-        Peer::spawn(&hub, "spk", "spk", room, Role::Moderator, &["--join-role", "speaker", "--unmute", "--tone", "440"]);
+    let mut spk = Peer::spawn(
+        &hub,
+        "spk",
+        "spk",
+        room,
+        Role::Moderator,
+        &["--join-role", "speaker", "--unmute", "--tone", "440"],
+    );
     let profiles = ["aes128-cm-sha1-80", "aead-aes-128-gcm", "aead-aes-256-gcm"];
     let mut listeners: Vec<Peer> = profiles
         .iter()
