@@ -84,6 +84,36 @@ async fn chromium_speaker_is_heard_by_chromium_listener() {
     );
     assert_eq!(last_listener["connection"], "connected", "listener: {last_listener}");
 
+    // An ICE restart by the listener (new local credentials, renegotiated with `media_offer`): the SFU's forwarded
+    // audio (sealed by its thin egress path) follows the newly nominated pair and keeps being decoded.
+    let before = last_listener;
+    let ufrag = cdp
+        .eval_json(&listener, "(async () => JSON.stringify(await window.podium.restartIce()))()")
+        .await
+        .expect("restartIce");
+    assert!(ufrag.is_string() && ufrag != before["ufrag"], "no new ICE ufrag: {ufrag} (was {})", before["ufrag"]);
+    let restarted = tokio::time::Instant::now();
+    let goal = before["packetsReceived"].as_u64().unwrap_or(0) + 150; // 3 s of 20 ms packets
+    let after = loop {
+        let s = cdp.stats(&listener).await.unwrap_or_else(|e| json!({ "unavailable": e.to_string() }));
+        if s["packetsReceived"].as_u64().is_some_and(|n| n >= goal)
+            && s["totalAudioEnergy"].as_f64() > before["totalAudioEnergy"].as_f64()
+        {
+            break s;
+        }
+        if restarted.elapsed() > AUDIO_TIMEOUT {
+            panic!(
+                "after the ICE restart the listener did not get 150 more packets within {AUDIO_TIMEOUT:?}: {s}\n\
+                 listener log:\n{}",
+                cdp.page_log(&listener).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!("after the ICE restart ({:.1} s): {after}", restarted.elapsed().as_secs_f64());
+    assert_eq!(after["ufrag"], ufrag, "listener: {after}");
+    assert_eq!(after["connection"], "connected", "listener: {after}");
+
     drop(cdp);
     drop(browser);
     hub.stop().await;
