@@ -28,9 +28,9 @@
 //!   the directory keyed by (room, identity), so renegotiation and ICE restarts keep it; it is forgotten on
 //!   [`Media::remove_peer`] / [`Media::remove_room`].
 //! * **Fan-out.** Audio received from a publishing peer on worker A is written to every other peer of the room on
-//!   A, and handed (one bounded channel per worker, `try_send`, dropped and counted on overflow, one wake per target
-//!   worker per loop turn) to every other worker that hosts peers of that room; each of those fans out to its own
-//!   peers. A peer never receives its own audio. The payload is str0m's `Arc<[u8]>`, shared; it is copied once per
+//!   A, and handed (one bounded channel per worker, `try_send`, dropped and counted on overflow; the target workers
+//!   are woken before A starts its own share, one wake per received packet) to every other worker that hosts peers
+//!   of that room; each of those fans out to its own peers at the same time. A peer never receives its own audio. The payload is str0m's `Arc<[u8]>`, shared; it is copied once per
 //!   listener, into that listener's datagram.
 //! * **The thin egress path.** Forwarding a packet to a connected listener does not go through its `Rtc`: the worker
 //!   writes the RTP header (the slot's SSRC, sequence number and rewritten time; the audio-level and mid extensions

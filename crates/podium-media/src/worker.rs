@@ -261,7 +261,7 @@ struct Ctx {
     received: Vec<(u64, Frame)>,
     /// Peers whose connection state needs a look at tick time.
     disconnected: HashSet<u64>,
-    /// Workers handed packets this turn (to wake once).
+    /// Workers handed packets since the last wake (each woken once).
     to_wake: Vec<bool>,
     /// Most m-lines per peer: the SFU offers no further slot beyond it.
     max_mlines: usize,
@@ -390,11 +390,7 @@ impl Worker {
                 self.next_tick = now + self.speaker_interval;
             }
             self.ctx.batch.flush(&self.ctx.socket, &self.ctx.stats);
-            for (w, flag) in self.ctx.to_wake.iter_mut().enumerate() {
-                if std::mem::take(flag) {
-                    let _ = self.ctx.links[w].waker.wake();
-                }
-            }
+            wake_handed(&mut self.ctx);
         }
         for p in self.peers.values_mut() {
             p.rtc.disconnect();
@@ -478,6 +474,8 @@ impl Worker {
                 self.filler_speech(&room);
             }
             forward(&mut self.ctx, &self.room_workers, &room, &source, &frame);
+            // Wake the other workers now, not at the end of the turn: they fan out their share while this one does.
+            wake_handed(&mut self.ctx);
             self.fan_out_local(&room, &source, &frame, now);
         }
         // Keep the allocation.
@@ -962,6 +960,15 @@ impl Worker {
         }
         for id in failed {
             self.ctx.disconnected.remove(&id);
+        }
+    }
+}
+
+/// Wakes the workers that were handed packets or messages since the last call (one wake each).
+fn wake_handed(ctx: &mut Ctx) {
+    for (w, flag) in ctx.to_wake.iter_mut().enumerate() {
+        if std::mem::take(flag) {
+            let _ = ctx.links[w].waker.wake();
         }
     }
 }
