@@ -187,8 +187,8 @@ struct Slot {
 }
 
 /// `repr(C)`, hot fields first: the fan-out reads `connected`, `dest`, `srtp` and `slots` of every listener, and
-/// they share the first cache lines of the box (prefetched ahead of each listener's turn), not the far end of the
-/// ~4 KiB `Rtc`.
+/// they share the first cache lines of the box (touched a group of listeners at a time, before their writes), not
+/// the far end of the ~4 KiB `Rtc`.
 #[repr(C)]
 struct Peer {
     connected: bool,
@@ -1291,7 +1291,7 @@ fn write_thin(peer: &mut Peer, ctx: &mut Ctx, idx: usize, frame: &Frame, time: u
             let v = if frame.voice_activity == Some(true) { 0x80 } else { 0 };
             (id, v | (l.unsigned_abs().min(127)))
         });
-        let header_len = rtp_header(buf, marker, *pt, seq as u16, time, ssrc, level, mid_id.map(|id| (id, &*mid)))?;
+        let header_len = rtp_header(buf, marker, *pt, seq as u16, time, ssrc, level, mid_id.map(|id| (id, &*mid)));
         let len = header_len + payload.len();
         if len + srtp::MAX_OVERHEAD > SLOT_BYTES {
             return None;
@@ -1310,7 +1310,8 @@ fn write_thin(peer: &mut Peer, ctx: &mut Ctx, idx: usize, frame: &Frame, time: u
 }
 
 /// Writes an RTP header (RFC 3550) with one-byte header extensions (RFC 8285) for the audio level (RFC 6464: id and
-/// the V bit with the level) and the mid; returns its length, or `None` if the mid does not fit.
+/// the V bit with the level) and the mid, and returns its length (at most 36 bytes). An extension whose id is not a
+/// one-byte id (1-14), or a mid longer than 16 bytes, is left out. (str0m's own header writer is not public.)
 #[allow(clippy::too_many_arguments)]
 fn rtp_header(
     buf: &mut [u8],
@@ -1321,7 +1322,7 @@ fn rtp_header(
     ssrc: u32,
     level: Option<(u8, u8)>,
     mid: Option<(u8, &str)>,
-) -> Option<usize> {
+) -> usize {
     let mid = mid.filter(|(id, m)| (1..=14).contains(id) && !m.is_empty() && m.len() <= 16);
     let level = level.filter(|(id, _)| (1..=14).contains(id));
     let has_ext = level.is_some() || mid.is_some();
@@ -1331,7 +1332,7 @@ fn rtp_header(
     buf[4..8].copy_from_slice(&time.to_be_bytes());
     buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
     if !has_ext {
-        return Some(12);
+        return 12;
     }
     let mut at = 16;
     if let Some((id, v)) = level {
@@ -1350,7 +1351,7 @@ fn rtp_header(
     }
     buf[12..14].copy_from_slice(&[0xbe, 0xde]);
     buf[14..16].copy_from_slice(&(((at - 16) / 4) as u16).to_be_bytes());
-    Some(at)
+    at
 }
 
 /// Tells str0m what the thin path sent on each slot since the last report, so its sender reports are right.
