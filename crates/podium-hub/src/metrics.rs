@@ -450,6 +450,8 @@ impl prometheus_client::collector::Collector for Live {
                 Counter,
                 s.forwarded,
             )?;
+            let help = "Listeners the SFU moved to another worker to even out their room after departures";
+            scalar(&mut e, "media_peers_moved", help, None, Counter, s.peers_moved)?;
             let mut drops = e.encode_descriptor(
                 "media_dropped",
                 "Datagrams, packets or events the SFU dropped, by reason",

@@ -335,6 +335,7 @@ type Built = (Worker, SyncSender<Command>, SyncSender<Forwarded>, mpsc::Receiver
 fn build_worker() -> std::io::Result<Built> {
     let std_sock = UdpSocket::bind("127.0.0.1:0")?;
     std_sock.set_nonblocking(true)?;
+    let send_sock = Arc::new(std_sock.try_clone()?);
     let mut socket = mio::net::UdpSocket::from_std(std_sock);
     let candidate = socket.local_addr()?;
     let poll = mio::Poll::new()?;
@@ -342,7 +343,9 @@ fn build_worker() -> std::io::Result<Built> {
     let waker = Arc::new(mio::Waker::new(poll.registry(), crate::worker::WAKER)?);
     let (fwd_tx, fwd_rx) = sync_channel(16);
     let (cmd_tx, cmd_rx) = sync_channel(16);
-    let links: Arc<[WorkerLink]> = vec![WorkerLink { fwd_tx: fwd_tx.clone(), waker, load: AtomicUsize::new(0) }].into();
+    let links: Arc<[WorkerLink]> =
+        vec![WorkerLink { fwd_tx: fwd_tx.clone(), waker, load: AtomicUsize::new(0), candidate, socket: send_sock }]
+            .into();
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let init = WorkerInit {
         max_mlines: crate::DEFAULT_MAX_MLINES,

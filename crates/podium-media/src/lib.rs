@@ -7,7 +7,7 @@
 //!   worker owns its peers outright: their str0m [`Rtc`](str0m::Rtc) state machines, its socket, a timer heap and
 //!   its routing maps. No lock is taken on the packet path. A new peer goes to the worker with the fewest peers of
 //!   its room (then the least loaded), so a room's listeners are spread evenly and one packet's fan-out runs on every
-//!   worker at once. Peers are not moved afterwards: churn can leave a room unevenly spread until new joins even it.
+//!   worker at once. Departures can leave a room uneven; then listeners are moved (below, "Rebalancing").
 //! * **ICE-lite, one port per worker.** Every peer of a worker advertises the same host candidate (the worker's
 //!   socket address, with [`MediaConfig::public_ip`] replacing the IP when set). The server never sends checks;
 //!   it answers the client's STUN binding requests.
@@ -54,6 +54,26 @@
 //!   [`MediaConfig::max_mlines`], ~11 KiB each), distinct SSRCs (at most as many as m-lines, 3-4 KiB each: a
 //!   receive stream) and distinct ICE candidates (at most [`MAX_CANDIDATES`], ~1 KiB each). Errors carry messages of our
 //!   own; str0m's error text (which can include heap addresses) goes to the debug log only.
+//! * **Rebalancing.** When a peer leaves and its room's busiest worker then hosts two or more of the room's peers
+//!   more than its least busy one, one listener (a peer not allowed to publish) moves from the one to the other, so
+//!   the room stays within one peer per worker and a packet's fan-out stays N × cost / workers through churn
+//!   ([`MediaStats::peers_moved`], [`Media::room_spread`]). The client notices nothing: a peer's ICE pair ends at
+//!   its **home** worker's socket (where it was created) for its whole life, and only the work moves.
+//!   * The directory (under its lock, like every command for a peer) tells the target `Arriving`, which holds
+//!     back that room's commands until the peer is in (at most 2 s), then the source
+//!     `MoveOut`, which takes the boxed peer out of its maps and hands it, whole (`Rtc`, slots, SRTP keys, timer),
+//!     through the target's forwarding queue. Later commands go to the target.
+//!   * The home worker keeps the peer's routes (source addresses, ufrag) and reads its datagrams: it hands them,
+//!     copied, to the host (`Forwarded::Datagram`; a listener's are a few STUN and RTCP packets a second). The host
+//!     sends on the home worker's socket (each worker may send on every worker's socket, with a batch per socket
+//!     made on first use), writes the home's candidate into any renegotiation, and reports routing changes (a new
+//!     address after ICE, a new ufrag after an ICE restart, a departure) to the home (`Forwarded::Route`).
+//!   * Messages between workers that must not be lost (a peer, a route) wait in a per-target outbox, in order,
+//!     while the target's queue is full; datagrams are dropped then, as packets are.
+//!   * A frame in flight between the workers during the move could miss the listener: the target keeps the last
+//!     frame it fanned out per source and writes it to the arriving listener if it had not got it, and a slot
+//!     never writes the same frame twice, so a move loses no audio (`tests/rebalance.rs`). A moved listener that
+//!     is later promoted is heard like any speaker, its packets taking the extra hop from its home.
 //! * **Logs.** Nothing a remote peer sends is logged per datagram at `info` or above; the one `warn` a peer could
 //!   repeat (an `Rtc` that does not settle) goes through a [`LogLimiter`]: one line per 10 s per worker.
 //! * **RTP mode.** Every `Rtc` runs in str0m's RTP mode (`set_rtp_mode(true)`): a received Opus packet arrives as
@@ -118,7 +138,8 @@
 //!   synchronous [`Media::set_publish`]/[`Media::remove_peer`]/[`Media::play_filler`]/[`Media::stop_filler`] may
 //!   block briefly on a full command queue). Waits are bounded too: a forwarded packet older than
 //!   [`FORWARD_STALE_MS`] when its worker gets to it is dropped and counted, not sent late.
-//! * All state of a peer lives on exactly one worker; all commands for a peer go to that worker in order.
+//! * All state of a peer lives on exactly one worker (its host), except its routes, which live on its home worker;
+//!   all commands for a peer go to its host in order, including across a move.
 //! * A room has at most one filler, hosted on one worker, and each start ([`MediaEvent::FillerStarted`]) gets
 //!   exactly one [`MediaEvent::FillerStopped`] (unless the event channel overflows). The filler never speaks
 //!   (its packets carry no audio level and never reach the active-speaker logic), so it cannot stop itself.
@@ -407,6 +428,8 @@ pub struct MediaStats {
     pub stale_dropped: u64,
     /// Events dropped because the event channel was full.
     pub events_dropped: u64,
+    /// Listeners moved to another worker to even out a room (see the crate docs, "Rebalancing").
+    pub peers_moved: u64,
     /// Fan-out time of received packets (all workers together).
     pub fanout: FanoutHistogram,
 }
@@ -425,6 +448,7 @@ pub(crate) struct Stats {
     pub(crate) cross_worker_dropped: AtomicU64,
     pub(crate) stale_dropped: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
+    pub(crate) peers_moved: AtomicU64,
     pub(crate) fanout: Box<[AtomicU64]>,
     pub(crate) fanout_sum_us: AtomicU64,
 }
@@ -445,6 +469,7 @@ impl Default for Stats {
             cross_worker_dropped: AtomicU64::default(),
             stale_dropped: AtomicU64::default(),
             events_dropped: AtomicU64::default(),
+            peers_moved: AtomicU64::default(),
             fanout: (0..FANOUT_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             fanout_sum_us: AtomicU64::default(),
         }
@@ -475,6 +500,7 @@ impl Stats {
             cross_worker_dropped: g(&self.cross_worker_dropped),
             stale_dropped: g(&self.stale_dropped),
             events_dropped: g(&self.events_dropped),
+            peers_moved: g(&self.peers_moved),
             fanout: FanoutHistogram {
                 buckets: std::array::from_fn(|i| g(&self.fanout[i])),
                 sum_us: g(&self.fanout_sum_us),
@@ -549,6 +575,7 @@ impl Media {
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
 
         let mut sockets = Vec::with_capacity(n);
+        let mut send_socks = Vec::with_capacity(n);
         for i in 0..n {
             let port = if config.port == 0 {
                 0
@@ -561,6 +588,8 @@ impl Media {
             std_sock.set_nonblocking(true)?;
             let _ = nix::sys::socket::setsockopt(&std_sock, nix::sys::socket::sockopt::SndBuf, &(4 << 20));
             let _ = nix::sys::socket::setsockopt(&std_sock, nix::sys::socket::sockopt::RcvBuf, &(4 << 20));
+            // The worker reads its socket; every worker may send on it (for peers moved off their home worker).
+            send_socks.push(Arc::new(std_sock.try_clone()?));
             sockets.push(mio::net::UdpSocket::from_std(std_sock));
         }
         let mut addrs = Vec::with_capacity(n);
@@ -569,14 +598,16 @@ impl Media {
         let mut fwd_rxs: Vec<Receiver<Forwarded>> = Vec::with_capacity(n);
         let mut cmd_rxs = Vec::with_capacity(n);
         let mut cmd_txs = Vec::with_capacity(n);
-        for s in &mut sockets {
-            addrs.push(s.local_addr()?);
+        for (s, send_sock) in sockets.iter_mut().zip(send_socks) {
+            let local = s.local_addr()?;
+            addrs.push(local);
+            let candidate = SocketAddr::new(config.public_ip.unwrap_or(local.ip()), local.port());
             let poll = mio::Poll::new()?;
             poll.registry().register(s, worker::SOCKET, mio::Interest::READABLE)?;
             let waker = Arc::new(mio::Waker::new(poll.registry(), worker::WAKER)?);
             let (ftx, frx) = sync_channel(FORWARD_QUEUE);
             let (ctx, crx) = sync_channel(COMMAND_QUEUE);
-            links.push(WorkerLink { fwd_tx: ftx, waker, load: AtomicUsize::new(0) });
+            links.push(WorkerLink { fwd_tx: ftx, waker, load: AtomicUsize::new(0), candidate, socket: send_sock });
             fwd_rxs.push(frx);
             cmd_rxs.push(crx);
             cmd_txs.push(ctx);
@@ -686,7 +717,10 @@ impl Media {
         let room_arc: Arc<str> = Arc::from(room);
         let identity_arc: Arc<str> = Arc::from(identity);
         let n = self.inner.cmd_txs.len();
-        let (worker, generation, created, publish) = {
+        let (tx, rx) = oneshot::channel();
+        // Queued under the directory's lock, like every command for a peer: a rebalancing move (which also takes
+        // the lock) then comes strictly before or after it in the worker's queue.
+        let (generation, created, queued) = {
             let mut dir = self.dir();
             let next_gen = dir.next_gen;
             let r = dir.rooms.entry(room.to_owned()).or_default();
@@ -698,8 +732,8 @@ impl Media {
                 .entry(identity.to_owned())
                 .or_insert_with(|| DirMember { peer: None, publish: Arc::new(AtomicBool::new(false)) });
             let publish = member.publish.clone();
-            if let Some((w, g)) = member.peer {
-                (w, g, false, publish)
+            let (worker, generation, created) = if let Some((w, g)) = member.peer {
+                (w, g, false)
             } else {
                 if self.inner.peer_count.load(Ordering::Relaxed) >= self.inner.config.max_peers {
                     return Err(MediaError::Unavailable);
@@ -719,19 +753,19 @@ impl Media {
                 if was_empty {
                     self.broadcast_room_workers(&room_arc, &workers);
                 }
-                (w, next_gen, true, publish)
-            }
+                (w, next_gen, true)
+            };
+            let cmd = Command::Offer {
+                room: room_arc,
+                identity: identity_arc,
+                offer: Box::new(worker::CheckedOffer { sdp: offer, mlines: shape.mlines }),
+                publish,
+                generation,
+                reply: tx,
+            };
+            (generation, created, self.try_command(worker, cmd))
         };
-        let (tx, rx) = oneshot::channel();
-        let cmd = Command::Offer {
-            room: room_arc,
-            identity: identity_arc,
-            offer: Box::new(worker::CheckedOffer { sdp: offer, mlines: shape.mlines }),
-            publish,
-            generation,
-            reply: tx,
-        };
-        let result = match self.try_command(worker, cmd) {
+        let result = match queued {
             Ok(()) => rx.await.unwrap_or(Err(MediaError::Unavailable)),
             Err(e) => Err(e),
         };
@@ -778,10 +812,54 @@ impl Media {
             if r.counts[w] == 0 {
                 self.broadcast_room_workers(&room_arc, &workers);
             }
+            self.rebalance(&room_arc, r);
         }
         if r.members.is_empty() {
             dir.rooms.remove(room);
         }
+    }
+
+    /// After a peer left: when the room's busiest worker has two or more of its peers more than its least busy one,
+    /// moves one listener (a peer not allowed to publish) from the one to the other, so one packet's fan-out stays
+    /// N × cost / workers as people leave. One move per departure keeps a room that joins spread evenly within one
+    /// peer per worker. The move happens under the directory's lock, like every command for a peer: the target is
+    /// told first (`Arriving`: it holds back the room's commands until the peer is in), then the source
+    /// (`MoveOut`); later commands go to the target.
+    fn rebalance(&self, room: &Arc<str>, r: &mut DirRoom) {
+        let n = r.counts.len();
+        if n < 2 {
+            return;
+        }
+        let (Some(hi), Some(lo)) = ((0..n).max_by_key(|i| r.counts[*i]), (0..n).min_by_key(|i| r.counts[*i])) else {
+            return;
+        };
+        if r.counts[hi] < r.counts[lo] + 2 {
+            return;
+        }
+        let pick = r
+            .members
+            .iter_mut()
+            .find(|(_, m)| matches!(m.peer, Some((w, _)) if w == hi) && !m.publish.load(Ordering::Acquire));
+        let Some((identity, member)) = pick else { return };
+        let Some((_, generation)) = member.peer else { return };
+        member.peer = Some((lo, generation));
+        let identity: Arc<str> = Arc::from(identity.as_str());
+        let was_empty = r.counts[lo] == 0;
+        r.counts[hi] -= 1;
+        r.counts[lo] += 1;
+        self.inner.links[hi].load.fetch_sub(1, Ordering::Relaxed);
+        self.inner.links[lo].load.fetch_add(1, Ordering::Relaxed);
+        self.command(lo, Command::Arriving { room: room.clone(), identity: identity.clone() });
+        self.command(hi, Command::MoveOut { room: room.clone(), identity, to: lo });
+        if was_empty || r.counts[hi] == 0 {
+            self.broadcast_room_workers(room, &r.workers());
+        }
+        self.inner.stats.peers_moved.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many peers of `room` each worker hosts (index = worker), e.g. to watch rebalancing.
+    pub fn room_spread(&self, room: &str) -> Vec<u32> {
+        self.dir().rooms.get(room).map(|r| r.counts.clone()).unwrap_or_default()
     }
 
     /// The client's answer to a server-initiated offer.
@@ -792,19 +870,20 @@ impl Media {
         wire::precheck_answer(sdp, self.inner.config.max_sdp_bytes)?;
         let answer = str0m::change::SdpAnswer::from_sdp_string(sdp)
             .map_err(|e| wire::parse_failed(wire::SdpKind::Answer, &e))?;
-        let worker = {
-            let dir = self.dir();
-            dir.rooms.get(room).and_then(|r| r.members.get(identity)).and_then(|m| m.peer).map(|(w, _)| w)
-        };
-        let Some(worker) = worker else { return Err(MediaError::UnknownPeer) };
         let (tx, rx) = oneshot::channel();
-        let cmd = Command::Answer {
-            room: Arc::from(room),
-            identity: Arc::from(identity),
-            answer: Box::new(answer),
-            reply: tx,
-        };
-        self.try_command(worker, cmd)?;
+        {
+            // Queued under the lock (see `offer`).
+            let dir = self.dir();
+            let worker = dir.rooms.get(room).and_then(|r| r.members.get(identity)).and_then(|m| m.peer).map(|(w, _)| w);
+            let Some(worker) = worker else { return Err(MediaError::UnknownPeer) };
+            let cmd = Command::Answer {
+                room: Arc::from(room),
+                identity: Arc::from(identity),
+                answer: Box::new(answer),
+                reply: tx,
+            };
+            self.try_command(worker, cmd)?;
+        }
         rx.await.unwrap_or(Err(MediaError::Unavailable))
     }
 

@@ -5,12 +5,12 @@
 //! in place); str0m's own transmits (STUN, DTLS, RTCP: a few per peer per second) are copied into one.
 
 use std::io::IoSlice;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use mio::net::UdpSocket;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
 
 use crate::Stats;
@@ -21,8 +21,10 @@ pub(crate) const BATCH: usize = 64;
 /// Bytes per batch slot: above str0m's largest datagram (its MTU is 1,150 bytes by default).
 pub(crate) const SLOT_BYTES: usize = 2048;
 
-/// A bounded batch of outgoing datagrams in buffers allocated once.
+/// A bounded batch of outgoing datagrams in buffers allocated once, for one socket.
 pub(crate) struct SendBatch {
+    socket: Arc<UdpSocket>,
+    stats: Arc<Stats>,
     addrs: Vec<SocketAddr>,
     /// `BATCH` slots of `SLOT_BYTES`; slot `i` holds `lens[i]` bytes.
     bufs: Box<[u8]>,
@@ -33,8 +35,10 @@ pub(crate) struct SendBatch {
 }
 
 impl SendBatch {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(socket: Arc<UdpSocket>, stats: Arc<Stats>) -> Self {
         Self {
+            socket,
+            stats,
             addrs: Vec::with_capacity(BATCH),
             bufs: vec![0u8; BATCH * SLOT_BYTES].into_boxed_slice(),
             lens: Vec::with_capacity(BATCH),
@@ -45,9 +49,10 @@ impl SendBatch {
 
     /// Queues a copy of one datagram, flushing first if the batch is full; one larger than a slot is sent on its
     /// own.
-    pub(crate) fn push(&mut self, socket: &UdpSocket, stats: &Stats, to: SocketAddr, data: &[u8]) {
+    pub(crate) fn push(&mut self, to: SocketAddr, data: &[u8]) {
         if data.len() > SLOT_BYTES {
-            match socket.send_to(data, to) {
+            let stats = &self.stats;
+            match self.socket.send_to(data, to) {
                 Ok(_) => {
                     stats.datagrams_out.fetch_add(1, Ordering::Relaxed);
                     stats.send_calls.fetch_add(1, Ordering::Relaxed);
@@ -58,7 +63,7 @@ impl SendBatch {
             }
             return;
         }
-        self.push_with(socket, stats, to, |slot| {
+        self.push_with(to, |slot| {
             slot[..data.len()].copy_from_slice(data);
             Some(data.len())
         });
@@ -68,13 +73,11 @@ impl SendBatch {
     /// flushing first if the batch is full.
     pub(crate) fn push_with(
         &mut self,
-        socket: &UdpSocket,
-        stats: &Stats,
         to: SocketAddr,
         write: impl FnOnce(&mut [u8; SLOT_BYTES]) -> Option<usize>,
     ) -> bool {
         if self.lens.len() == BATCH {
-            self.flush(socket, stats);
+            self.flush();
         }
         let i = self.lens.len();
         let slot: &mut [u8; SLOT_BYTES] = match (&mut self.bufs[i * SLOT_BYTES..(i + 1) * SLOT_BYTES]).try_into() {
@@ -97,7 +100,9 @@ impl SendBatch {
     }
 
     /// Sends everything queued. A full socket buffer (`EAGAIN`) drops the rest of the batch, counted.
-    pub(crate) fn flush(&mut self, socket: &UdpSocket, stats: &Stats) {
+    pub(crate) fn flush(&mut self) {
+        let stats = &self.stats;
+        let socket = &self.socket;
         let mut start = 0usize;
         let n = self.lens.len();
         while start < n {

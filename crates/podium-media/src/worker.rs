@@ -6,7 +6,7 @@
 //! wake the workers that were handed packets.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,12 +61,23 @@ const FILLER_CATCH_UP: usize = 5;
 /// A filler this late (the worker stalled) skips ahead instead of bursting.
 const FILLER_MAX_LATE: Duration = Duration::from_millis(200);
 
+/// A moved peer's room waits this long at most for the peer to arrive before its held-back commands run anyway.
+const ARRIVAL_WAIT: Duration = Duration::from_secs(2);
+/// Commands held back for one room while a peer moves in; past this the worker stops waiting.
+const ARRIVAL_HOLD: usize = 4096;
+/// Messages to one worker that wait in the outbox while its queue is full (datagrams are dropped past it).
+const OUTBOX_MAX: usize = 4096;
+
 /// What other threads hold of a worker.
 pub(crate) struct WorkerLink {
     pub(crate) fwd_tx: SyncSender<Forwarded>,
     pub(crate) waker: Arc<Waker>,
     /// Peers on this worker (for placement).
     pub(crate) load: AtomicUsize,
+    /// The worker's host candidate (the address its peers' ICE pairs end at).
+    pub(crate) candidate: SocketAddr,
+    /// The worker's socket, for sending: the peers it is home to may be hosted by another worker.
+    pub(crate) socket: Arc<std::net::UdpSocket>,
 }
 
 /// What workers hand each other (one bounded channel per worker, in order).
@@ -75,6 +86,27 @@ pub(crate) enum Forwarded {
     Frame { room: Arc<str>, source: Arc<str>, frame: Frame },
     /// A publisher of `room` spoke on another worker: filler `generation` stops, and its slots free.
     FillerSpeech { room: Arc<str>, generation: u64 },
+    /// Rebalancing: the peer of (room, identity) moves here (`None`: the sender had no such peer).
+    PeerIn { room: Arc<str>, identity: Arc<str>, peer: Option<(u64, Box<Peer>)> },
+    /// A datagram the receiving peer's home worker read for it (`check`: it was routed by its STUN ufrag, so the
+    /// `Rtc` must accept it first).
+    Datagram { id: u64, source: SocketAddr, data: Box<[u8]>, check: bool },
+    /// A routing change for peer `id`, homed on the receiving worker, hosted by the sender (or elsewhere).
+    Route { id: u64, op: RouteOp },
+}
+
+/// Routing changes a peer's host sends its home worker, which reads its socket.
+pub(crate) enum RouteOp {
+    /// The peer's `Rtc` sends to this address (it passed ICE): route it.
+    Addr(SocketAddr),
+    /// These addresses are no longer the peer's (a new `Rtc`).
+    Unbind(Vec<SocketAddr>),
+    /// The peer's server-side ufrag changed (a renegotiation with an ICE restart).
+    Ufrag { old: String, new: String },
+    /// The peer is now hosted by this worker.
+    Host(usize),
+    /// The peer is gone: forget its addresses and ufrag.
+    Gone { addrs: Vec<SocketAddr>, ufrag: String },
 }
 
 /// What a listener needs of a received frame.
@@ -136,7 +168,38 @@ pub(crate) enum Command {
         room: Arc<str>,
         reason: FillerStopReason,
     },
+    /// Rebalancing: the peer of (room, identity) is on its way here; hold back the room's commands until it is in.
+    Arriving {
+        room: Arc<str>,
+        identity: Arc<str>,
+    },
+    /// Rebalancing: hand the peer of (room, identity) to worker `to`.
+    MoveOut {
+        room: Arc<str>,
+        identity: Arc<str>,
+        to: usize,
+    },
     Shutdown,
+}
+
+impl Command {
+    /// The room a command is about.
+    fn room(&self) -> Option<&Arc<str>> {
+        match self {
+            Self::Offer { room, .. }
+            | Self::Answer { room, .. }
+            | Self::RemovePeer { room, .. }
+            | Self::RemoveRoom { room }
+            | Self::RoomWorkers { room, .. }
+            | Self::SourceGone { room, .. }
+            | Self::FillerAt { room, .. }
+            | Self::PlayFiller { room, .. }
+            | Self::StopFiller { room, .. }
+            | Self::Arriving { room, .. }
+            | Self::MoveOut { room, .. } => Some(room),
+            Self::Shutdown => None,
+        }
+    }
 }
 
 /// A client offer that passed the pre-checks, parsed.
@@ -184,14 +247,19 @@ struct Slot {
     sent_packets: u64,
     sent_bytes: u64,
     reported_packets: u64,
+    /// The source RTP time of the last frame written (a frame seen twice, around a move, is written once).
+    last_in: Option<u64>,
 }
 
 /// `repr(C)`, hot fields first: the fan-out reads `connected`, `dest`, `srtp` and `slots` of every listener, and
 /// they share the first cache lines of the box (touched a group of listeners at a time, before their writes), not
 /// the far end of the ~4 KiB `Rtc`.
 #[repr(C)]
-struct Peer {
+pub(crate) struct Peer {
     connected: bool,
+    /// The worker whose socket and candidate the peer's ICE pair uses: where its datagrams arrive and where its
+    /// routes live. The hosting worker is another one after a rebalancing move.
+    home: usize,
     /// Where str0m sends (the nominated ICE pair's remote address), refreshed after every drain.
     dest: Option<SocketAddr>,
     /// The thin egress path's SRTP keys (from the `Rtc`'s DTLS session, derived on the first thin write).
@@ -231,6 +299,8 @@ struct Room {
     peers: HashMap<Arc<str>, u64>,
     levels: HashMap<Arc<str>, Level>,
     loudest: Option<crate::loudest::Loudest>,
+    /// The last frame fanned out per source: a listener moving in gets the one it may have missed in flight.
+    last: HashMap<Arc<str>, Frame>,
 }
 
 /// Filler audio hosted by this worker: a virtual publisher paced by deadline.
@@ -245,9 +315,17 @@ struct Filler {
     time: u64,
 }
 
+/// A room waiting for peers moving in, and the commands held back for it meanwhile.
+struct Arrival {
+    who: Vec<Arc<str>>,
+    held: VecDeque<Command>,
+    since: Instant,
+}
+
 /// Everything except the peers, so a peer and the rest can be borrowed at once.
 struct Ctx {
     idx: usize,
+    /// Read by this worker only; its sends go through `batch` (on the same socket, shared through `links`).
     socket: mio::net::UdpSocket,
     candidate: SocketAddr,
     links: Arc<[WorkerLink]>,
@@ -256,7 +334,12 @@ struct Ctx {
     by_addr: HashMap<SocketAddr, u64>,
     by_ufrag: HashMap<String, u64>,
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Sends on this worker's socket.
     batch: SendBatch,
+    /// Sends on other workers' sockets, for peers moved here (made on first use).
+    foreign: Vec<Option<SendBatch>>,
+    /// Messages to each worker that found its queue full, in order, retried every loop turn.
+    outbox: Vec<VecDeque<Forwarded>>,
     /// Frames received during a drain, fanned out after it.
     received: Vec<(u64, Frame)>,
     /// Peers whose connection state needs a look at tick time.
@@ -295,6 +378,10 @@ pub(crate) struct Worker {
     /// Scratch list of one fan-out's listener ids (kept for its allocation).
     fanout_order: Vec<u64>,
     loudest: usize,
+    /// Peers this worker is home to that another worker hosts (moved), by id: their datagrams go there.
+    away: HashMap<u64, usize, rustc_hash::FxBuildHasher>,
+    /// Rooms waiting for peers moving in.
+    arriving: HashMap<Arc<str>, Arrival>,
 }
 
 fn emit(ctx: &Ctx, ev: MediaEvent) {
@@ -308,6 +395,7 @@ impl Worker {
     pub(crate) fn new(init: WorkerInit) -> Self {
         let socket = init.socket;
         let n = init.links.len();
+        let batch = SendBatch::new(init.links[init.idx].socket.clone(), init.stats.clone());
         Self {
             ctx: Ctx {
                 idx: init.idx,
@@ -319,7 +407,9 @@ impl Worker {
                 by_addr: HashMap::new(),
                 by_ufrag: HashMap::new(),
                 timers: BinaryHeap::new(),
-                batch: SendBatch::new(),
+                batch,
+                foreign: (0..n).map(|_| None).collect(),
+                outbox: (0..n).map(|_| VecDeque::new()).collect(),
                 received: Vec::with_capacity(64),
                 disconnected: HashSet::new(),
                 to_wake: vec![false; n],
@@ -332,7 +422,8 @@ impl Worker {
             peers: HashMap::default(),
             rooms: HashMap::new(),
             room_workers: HashMap::new(),
-            next_id: 1,
+            // Ids are unique over all workers (the worker's index in the top bits): a peer keeps its id when moved.
+            next_id: ((init.idx as u64) << 48) | 1,
             speaker_interval: init.speaker_interval,
             next_tick: Instant::now() + init.speaker_interval,
             cert: str0m::crypto::from_feature_flags().dtls_provider.generate_certificate(),
@@ -341,6 +432,8 @@ impl Worker {
             filler_id: Arc::from(FILLER_IDENTITY),
             fanout_order: Vec::new(),
             loudest: init.loudest,
+            away: HashMap::default(),
+            arriving: HashMap::new(),
         }
     }
 
@@ -389,7 +482,8 @@ impl Worker {
                 self.tick(now);
                 self.next_tick = now + self.speaker_interval;
             }
-            self.ctx.batch.flush(&self.ctx.socket, &self.ctx.stats);
+            self.ctx.flush_all();
+            self.ctx.flush_outboxes();
             wake_handed(&mut self.ctx);
         }
         for p in self.peers.values_mut() {
@@ -428,6 +522,26 @@ impl Worker {
             stats.unknown_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        if !self.peers.contains_key(&id) {
+            if let Some(&w) = self.away.get(&id) {
+                // A peer homed here and hosted by worker `w` (moved to even out its room): its host handles it.
+                let msg = Forwarded::Datagram { id, source, data: data.into(), check: by_ufrag };
+                if !self.ctx.hand(w, msg, false) {
+                    self.ctx.stats.cross_worker_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            } else {
+                stats.unknown_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        self.receive(now, id, source, data, by_ufrag);
+    }
+
+    /// Gives a datagram to peer `id` hosted here (`check`: routed by its STUN ufrag, so the `Rtc` must accept it
+    /// first), and fans out what it carried.
+    fn receive(&mut self, now: Instant, id: u64, source: SocketAddr, data: &[u8], check: bool) {
+        let stats = &self.ctx.stats;
+        let by_ufrag = check;
         let Some(peer) = self.peers.get_mut(&id) else {
             stats.unknown_dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -436,7 +550,8 @@ impl Worker {
             stats.unpublished_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let Ok(recv) = Receive::new(Protocol::Udp, source, self.ctx.candidate, data) else {
+        let local = self.ctx.links[peer.home].candidate;
+        let Ok(recv) = Receive::new(Protocol::Udp, source, local, data) else {
             stats.garbage_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
@@ -574,6 +689,13 @@ impl Worker {
                 return;
             }
         }
+        let Some(r) = self.rooms.get_mut(room) else { return };
+        match r.last.get_mut(source) {
+            Some(f) => f.clone_from(frame),
+            None => {
+                r.last.insert(source.clone(), frame.clone());
+            }
+        }
         let Some(r) = self.rooms.get(room) else { return };
         let mut wrote = false;
         // The listeners' ids first (a scratch list kept by the worker), then the listeners in groups: at thousands
@@ -609,7 +731,7 @@ impl Worker {
         if wrote {
             // Send the last copies now rather than after the rest of the loop turn.
             self.ctx.batch.fanout_done(frame.network_time);
-            self.ctx.batch.flush(&self.ctx.socket, &self.ctx.stats);
+            self.ctx.flush_all();
         }
     }
 
@@ -626,6 +748,21 @@ impl Worker {
 
     pub(crate) fn command(&mut self, cmd: Command) {
         let now = Instant::now();
+        // While a peer of the room moves in, the room's commands wait for it, in order (they were queued after
+        // the directory sent it here, and may concern it).
+        if !matches!(cmd, Command::Arriving { .. })
+            && let Some(a) = cmd.room().and_then(|r| self.arriving.get_mut(r))
+        {
+            if a.held.len() < ARRIVAL_HOLD {
+                a.held.push_back(cmd);
+                return;
+            }
+            // Something is badly stuck: stop waiting rather than hold commands without bound.
+            let room = cmd.room().cloned();
+            if let Some(room) = room {
+                self.stop_waiting(&room);
+            }
+        }
         match cmd {
             Command::Offer { room, identity, offer, publish, generation, reply } => {
                 let res = self.offer(now, room, identity, *offer, publish, generation);
@@ -692,11 +829,117 @@ impl Worker {
                     self.filler_gone(&room, generation, reason);
                 }
             }
+            Command::Arriving { room, identity } => {
+                self.arriving
+                    .entry(room)
+                    .or_insert_with(|| Arrival { who: Vec::new(), held: VecDeque::new(), since: now })
+                    .who
+                    .push(identity);
+            }
+            Command::MoveOut { room, identity, to } => self.move_out(room, identity, to),
             Command::Shutdown => {}
         }
     }
 
-    fn new_rtc(&self, now: Instant) -> Rtc {
+    /// Hands the peer of (room, identity) to worker `to` (rebalancing). Its routes stay with its home worker,
+    /// which is told where it went; its state (the `Rtc`, slots, SRTP keys, timers) goes whole.
+    fn move_out(&mut self, room: Arc<str>, identity: Arc<str>, to: usize) {
+        let id = self.rooms.get(&room).and_then(|r| r.peers.get(&identity)).copied();
+        let peer = id.and_then(|id| Some((id, self.take_peer(id)?)));
+        if let Some((id, peer)) = &peer {
+            if peer.home == self.ctx.idx {
+                self.away.insert(*id, to);
+            } else if peer.home != to {
+                self.ctx.hand(peer.home, Forwarded::Route { id: *id, op: RouteOp::Host(to) }, true);
+            }
+            tracing::debug!(room = %room, peer = %identity, to, "peer moved out");
+        }
+        self.ctx.hand(to, Forwarded::PeerIn { room, identity, peer }, true);
+    }
+
+    /// Takes a peer out of this worker's maps (not its routes: see `remove_peer` for a departure).
+    fn take_peer(&mut self, id: u64) -> Option<Box<Peer>> {
+        let peer = self.peers.remove(&id)?;
+        self.ctx.disconnected.remove(&id);
+        if let Some(r) = self.rooms.get_mut(&peer.room) {
+            if r.peers.get(&peer.identity) == Some(&id) {
+                r.peers.remove(&peer.identity);
+            }
+            r.levels.remove(&peer.identity);
+            if r.peers.is_empty() {
+                self.rooms.remove(&peer.room);
+            }
+        }
+        Some(peer)
+    }
+
+    /// A peer moved in from another worker (or its former host had none: `peer` is `None`).
+    fn move_in(&mut self, room: Arc<str>, identity: Arc<str>, peer: Option<(u64, Box<Peer>)>) {
+        if let Some((id, mut peer)) = peer {
+            if peer.home == self.ctx.idx {
+                self.away.remove(&id);
+            }
+            if let Some(t) = peer.next_timeout {
+                self.ctx.timers.push(Reverse((t, id)));
+            } else {
+                // Let its `Rtc` say when it next needs time.
+                peer.next_timeout = Some(Instant::now());
+                self.ctx.timers.push(Reverse((Instant::now(), id)));
+            }
+            if peer.disconnected_since.is_some() {
+                self.ctx.disconnected.insert(id);
+            }
+            let r = self.rooms.entry(room.clone()).or_default();
+            r.peers.insert(identity.clone(), id);
+            // The frame of each of its sources fanned out here last, if the peer did not get it: one that was in
+            // flight between the workers during the move (written once: see `write_frame`).
+            let now = Instant::now();
+            let missed: Vec<(Arc<str>, Frame)> = peer
+                .slots
+                .iter()
+                .filter_map(|slot| {
+                    let source = slot.source.as_ref()?;
+                    let f = r.last.get(source)?;
+                    let fresh = now.saturating_duration_since(f.network_time) < FORWARD_STALE;
+                    (slot.last_in != Some(f.time) && fresh).then(|| (source.clone(), f.clone()))
+                })
+                .collect();
+            if peer.connected {
+                for (source, f) in &missed {
+                    write_frame(id, &mut peer, &mut self.ctx, source, f, now);
+                }
+                self.ctx.flush_all();
+            }
+            self.peers.insert(id, peer);
+            tracing::debug!(room = %room, peer = %identity, "peer moved in");
+        }
+        let done = match self.arriving.get_mut(&room) {
+            Some(a) => {
+                if let Some(i) = a.who.iter().position(|w| *w == identity) {
+                    a.who.swap_remove(i);
+                }
+                a.who.is_empty()
+            }
+            None => false,
+        };
+        if done {
+            self.stop_waiting(&room);
+        }
+    }
+
+    /// Runs the commands held back for `room` (its arrivals are in, or took too long).
+    fn stop_waiting(&mut self, room: &Arc<str>) {
+        let Some(a) = self.arriving.remove(room) else { return };
+        if !a.who.is_empty() {
+            tracing::warn!(room = %room, waiting = a.who.len(), "moving peers did not arrive in time");
+        }
+        for cmd in a.held {
+            self.command(cmd);
+        }
+    }
+
+    /// A new `Rtc` whose host candidate is worker `home`'s.
+    fn new_rtc(&self, now: Instant, home: usize) -> Rtc {
         let mut config = RtcConfig::new();
         if let Some(cert) = &self.cert {
             config = config.set_dtls_cert(cert.clone());
@@ -710,7 +953,7 @@ impl Worker {
             .set_extension(1, Extension::AudioLevel)
             .set_extension(4, Extension::RtpMid)
             .build(now);
-        if let Ok(c) = Candidate::host(self.ctx.candidate, "udp") {
+        if let Ok(c) = Candidate::host(self.ctx.links[home].candidate, "udp") {
             rtc.add_local_candidate(c);
         }
         rtc
@@ -729,12 +972,12 @@ impl Worker {
         let fingerprint = offer_fingerprint(&offer);
         let existing = self.rooms.get(&room).and_then(|r| r.peers.get(&identity)).copied();
         if let Some(id) = existing {
-            let rebuild = match self.peers.get(&id) {
+            let (rebuild, home) = match self.peers.get(&id) {
                 Some(p) if p.pending.is_some() => return Err(MediaError::Conflict),
-                Some(p) => !p.rtc.is_alive() || p.fingerprint != fingerprint,
+                Some(p) => (!p.rtc.is_alive() || p.fingerprint != fingerprint, p.home),
                 None => return Err(MediaError::UnknownPeer),
             };
-            let fresh = rebuild.then(|| self.new_rtc(now));
+            let fresh = rebuild.then(|| self.new_rtc(now, home));
             let Some(peer) = self.peers.get_mut(&id) else { return Err(MediaError::UnknownPeer) };
             if let Some(fresh) = fresh {
                 // A dead Rtc, or a new client peer connection (new DTLS certificate), cannot renegotiate: start over
@@ -749,32 +992,38 @@ impl Worker {
                 peer.disconnected_since = None;
                 peer.fingerprint = fingerprint;
                 self.ctx.disconnected.remove(&id);
-                for a in peer.addrs.drain(..) {
-                    if self.ctx.by_addr.get(&a) == Some(&id) {
-                        self.ctx.by_addr.remove(&a);
-                    }
+                let addrs = std::mem::take(&mut peer.addrs);
+                if home == self.ctx.idx {
+                    unbind(&mut self.ctx, id, &addrs);
+                } else {
+                    self.ctx.hand(home, Forwarded::Route { id, op: RouteOp::Unbind(addrs) }, true);
                 }
             }
             let answer = peer.rtc.sdp_api().accept_offer(offer).map_err(|e| wire::apply_failed(SdpKind::Offer, &e))?;
             peer.mlines = mlines;
             let ufrag = peer.rtc.direct_api().local_ice_credentials().ufrag;
             if ufrag != peer.ufrag {
-                self.ctx.by_ufrag.remove(&peer.ufrag);
-                self.ctx.by_ufrag.insert(ufrag.clone(), id);
-                peer.ufrag = ufrag;
+                let old = std::mem::replace(&mut peer.ufrag, ufrag.clone());
+                if home == self.ctx.idx {
+                    self.ctx.by_ufrag.remove(&old);
+                    self.ctx.by_ufrag.insert(ufrag, id);
+                } else {
+                    self.ctx.hand(home, Forwarded::Route { id, op: RouteOp::Ufrag { old, new: ufrag } }, true);
+                }
             }
             peer.publish = publish;
             drain(id, peer, &mut self.ctx, now);
             tracing::debug!(room = %room, peer = %identity, "renegotiated");
             return Ok(answer.to_sdp_string());
         }
-        let mut rtc = self.new_rtc(now);
+        let mut rtc = self.new_rtc(now, self.ctx.idx);
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| wire::apply_failed(SdpKind::Offer, &e))?;
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let id = self.next_id;
         self.next_id += 1;
         self.ctx.by_ufrag.insert(ufrag.clone(), id);
         let mut peer = Peer {
+            home: self.ctx.idx,
             room: room.clone(),
             identity: identity.clone(),
             rtc,
@@ -817,33 +1066,27 @@ impl Worker {
     }
 
     fn remove_peer(&mut self, id: u64) {
-        let Some(mut peer) = self.peers.remove(&id) else { return };
+        let Some(mut peer) = self.take_peer(id) else { return };
         peer.rtc.disconnect();
-        for a in &peer.addrs {
-            if self.ctx.by_addr.get(a) == Some(&id) {
-                self.ctx.by_addr.remove(a);
+        if peer.home == self.ctx.idx {
+            unbind(&mut self.ctx, id, &peer.addrs);
+            if self.ctx.by_ufrag.get(&peer.ufrag) == Some(&id) {
+                self.ctx.by_ufrag.remove(&peer.ufrag);
             }
-        }
-        if self.ctx.by_ufrag.get(&peer.ufrag) == Some(&id) {
-            self.ctx.by_ufrag.remove(&peer.ufrag);
-        }
-        self.ctx.disconnected.remove(&id);
-        if let Some(r) = self.rooms.get_mut(&peer.room) {
-            if r.peers.get(&peer.identity) == Some(&id) {
-                r.peers.remove(&peer.identity);
-            }
-            r.levels.remove(&peer.identity);
-            if r.peers.is_empty() {
-                self.rooms.remove(&peer.room);
-            }
+        } else {
+            let op = RouteOp::Gone { addrs: std::mem::take(&mut peer.addrs), ufrag: std::mem::take(&mut peer.ufrag) };
+            self.ctx.hand(peer.home, Forwarded::Route { id, op }, true);
         }
         tracing::debug!(room = %peer.room, peer = %peer.identity, generation = peer.generation, "peer removed");
     }
 
     /// Frees the slots `identity` had on the local peers of `room`.
     fn source_gone(&mut self, room: &Arc<str>, identity: &str) {
-        if let Some(l) = self.rooms.get_mut(room).and_then(|r| r.loudest.as_mut()) {
-            l.remove(identity);
+        if let Some(r) = self.rooms.get_mut(room) {
+            if let Some(l) = r.loudest.as_mut() {
+                l.remove(identity);
+            }
+            r.last.remove(identity);
         }
         self.free_slots(room, identity);
     }
@@ -887,6 +1130,11 @@ impl Worker {
                 Ok(Forwarded::FillerSpeech { room, generation }) => {
                     self.filler_gone(&room, generation, FillerStopReason::Speech);
                 }
+                Ok(Forwarded::PeerIn { room, identity, peer }) => self.move_in(room, identity, peer),
+                Ok(Forwarded::Datagram { id, source, data, check }) => {
+                    self.receive(Instant::now(), id, source, &data, check);
+                }
+                Ok(Forwarded::Route { id, op }) => self.route(id, op),
                 Err(_) => return false,
             }
         }
@@ -922,8 +1170,47 @@ impl Worker {
         }
     }
 
+    /// A routing change for peer `id`, homed here and hosted elsewhere.
+    fn route(&mut self, id: u64, op: RouteOp) {
+        let ctx = &mut self.ctx;
+        match op {
+            RouteOp::Addr(a) => {
+                ctx.by_addr.insert(a, id);
+            }
+            RouteOp::Unbind(addrs) => unbind(ctx, id, &addrs),
+            RouteOp::Ufrag { old, new } => {
+                if ctx.by_ufrag.get(&old) == Some(&id) {
+                    ctx.by_ufrag.remove(&old);
+                }
+                ctx.by_ufrag.insert(new, id);
+            }
+            RouteOp::Host(w) => {
+                if w == ctx.idx {
+                    return; // Moving home: its `PeerIn` follows.
+                }
+                self.away.insert(id, w);
+            }
+            RouteOp::Gone { addrs, ufrag } => {
+                unbind(ctx, id, &addrs);
+                if ctx.by_ufrag.get(&ufrag) == Some(&id) {
+                    ctx.by_ufrag.remove(&ufrag);
+                }
+                self.away.remove(&id);
+            }
+        }
+    }
+
     /// Periodic work: active-speaker changes, slow failure detection.
     fn tick(&mut self, now: Instant) {
+        let late: Vec<Arc<str>> = self
+            .arriving
+            .iter()
+            .filter(|(_, a)| now.saturating_duration_since(a.since) > ARRIVAL_WAIT)
+            .map(|(r, _)| r.clone())
+            .collect();
+        for room in late {
+            self.stop_waiting(&room);
+        }
         let hold = (self.speaker_interval * 2).max(Duration::from_millis(400));
         for (room, r) in &mut self.rooms {
             let mut speaking = Vec::new();
@@ -960,6 +1247,76 @@ impl Worker {
         }
         for id in failed {
             self.ctx.disconnected.remove(&id);
+        }
+    }
+}
+
+/// Forgets the routes of `addrs` that lead to peer `id`.
+fn unbind(ctx: &mut Ctx, id: u64, addrs: &[SocketAddr]) {
+    for a in addrs {
+        if ctx.by_addr.get(a) == Some(&id) {
+            ctx.by_addr.remove(a);
+        }
+    }
+}
+
+impl Ctx {
+    /// The send batch for a peer whose home is worker `home` (its ICE pair uses that worker's socket).
+    fn out(&mut self, home: usize) -> &mut SendBatch {
+        if home == self.idx {
+            return &mut self.batch;
+        }
+        let (links, stats) = (&self.links, &self.stats);
+        self.foreign[home].get_or_insert_with(|| SendBatch::new(links[home].socket.clone(), stats.clone()))
+    }
+
+    /// Sends everything queued, this worker's own socket last (its batch records the fan-out times).
+    fn flush_all(&mut self) {
+        for b in self.foreign.iter_mut().flatten() {
+            b.flush();
+        }
+        self.batch.flush();
+    }
+
+    /// Hands `msg` to worker `w`, in order with what this worker handed it before: into its queue, or while that
+    /// is full into the outbox for it, retried every loop turn. `keep`: a message that must not be lost (a peer, a
+    /// route); otherwise (a datagram) it is dropped when the queue is full. Returns whether it was kept.
+    fn hand(&mut self, w: usize, msg: Forwarded, keep: bool) -> bool {
+        let q = &mut self.outbox[w];
+        if q.is_empty() {
+            match self.links[w].fwd_tx.try_send(msg) {
+                Ok(()) => {
+                    self.to_wake[w] = true;
+                    true
+                }
+                Err(TrySendError::Full(msg)) if keep => {
+                    q.push_back(msg);
+                    true
+                }
+                Err(_) => false,
+            }
+        } else if keep || q.len() < OUTBOX_MAX {
+            // Kept messages are few (one per move or route change); they wait, never dropped.
+            q.push_back(msg);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Retries the outboxes.
+    fn flush_outboxes(&mut self) {
+        for (w, q) in self.outbox.iter_mut().enumerate() {
+            while let Some(msg) = q.pop_front() {
+                match self.links[w].fwd_tx.try_send(msg) {
+                    Ok(()) => self.to_wake[w] = true,
+                    Err(TrySendError::Full(msg)) => {
+                        q.push_front(msg);
+                        break;
+                    }
+                    Err(TrySendError::Disconnected(_)) => q.clear(),
+                }
+            }
         }
     }
 }
@@ -1066,15 +1423,21 @@ fn drain(id: u64, peer: &mut Peer, ctx: &mut Ctx, now: Instant) {
                 break;
             }
             Output::Transmit(t) => {
-                // The Rtc only sends to addresses that passed ICE (ufrag + password): bind them for routing.
-                if ctx.by_addr.get(&t.destination) != Some(&id) {
-                    ctx.by_addr.insert(t.destination, id);
-                    if !peer.addrs.contains(&t.destination) {
-                        peer.addrs.push(t.destination);
+                // The Rtc only sends to addresses that passed ICE (ufrag + password): bind them for routing, on
+                // the worker that reads the peer's socket.
+                if peer.home == ctx.idx {
+                    if ctx.by_addr.get(&t.destination) != Some(&id) {
+                        ctx.by_addr.insert(t.destination, id);
+                        if !peer.addrs.contains(&t.destination) {
+                            peer.addrs.push(t.destination);
+                        }
                     }
+                } else if !peer.addrs.contains(&t.destination) {
+                    peer.addrs.push(t.destination);
+                    ctx.hand(peer.home, Forwarded::Route { id, op: RouteOp::Addr(t.destination) }, true);
                 }
                 let data: Vec<u8> = t.contents.into();
-                ctx.batch.push(&ctx.socket, &ctx.stats, t.destination, &data);
+                ctx.out(peer.home).push(t.destination, &data);
             }
             Output::Event(ev) => handle_event(id, peer, ctx, ev, now),
         }
@@ -1149,6 +1512,7 @@ fn update_slot(peer: &mut Peer, ctx: &Ctx, mid: Mid, dir: Direction) {
                 sent_packets: 0,
                 sent_bytes: 0,
                 reported_packets: 0,
+                last_in: None,
             });
             emit_tracks(ctx, peer);
         }
@@ -1164,6 +1528,8 @@ fn update_slot(peer: &mut Peer, ctx: &Ctx, mid: Mid, dir: Direction) {
 /// and drains the listener so the packet goes out now.
 fn write_frame(id: u64, peer: &mut Peer, ctx: &mut Ctx, source: &Arc<str>, frame: &Frame, now: Instant) {
     let idx = match peer.slots.iter().position(|s| s.source.as_deref() == Some(&**source)) {
+        // The same frame again (handed to the listener's old and new worker around a move): written once.
+        Some(i) if peer.slots[i].last_in == Some(frame.time) => return,
         Some(i) => i,
         None => {
             let free = peer.slots.iter().position(|s| {
@@ -1218,6 +1584,7 @@ fn write_frame(id: u64, peer: &mut Peer, ctx: &mut Ctx, source: &Arc<str>, frame
     }
     let out = frame.time.wrapping_add(slot.offset);
     slot.last_out = Some((out, now));
+    slot.last_in = Some(frame.time);
     slot.last_write = Some(now);
     let seq = slot.seq;
     if write_thin(peer, ctx, idx, frame, out as u32, switched) {
@@ -1286,7 +1653,7 @@ fn write_thin(peer: &mut Peer, ctx: &mut Ctx, idx: usize, frame: &Frame, time: u
     let seq = slot.seq;
     let payload = &frame.data[..];
     let mid = slot.mid;
-    let queued = ctx.batch.push_with(&ctx.socket, &ctx.stats, dest, |buf| {
+    let queued = ctx.out(peer.home).push_with(dest, |buf| {
         let level = frame.audio_level.zip(level_id).map(|(l, id)| {
             let v = if frame.voice_activity == Some(true) { 0x80 } else { 0 };
             (id, v | (l.unsigned_abs().min(127)))
@@ -1410,6 +1777,10 @@ fn rand_u16(salt: &Mid) -> u16 {
 impl Worker {
     /// No peer, room or route is left (after every peer was removed); the fuzz harness checks it.
     pub(crate) fn is_idle(&self) -> bool {
-        self.peers.is_empty() && self.rooms.is_empty() && self.ctx.by_addr.is_empty() && self.ctx.by_ufrag.is_empty()
+        self.peers.is_empty()
+            && self.rooms.is_empty()
+            && self.ctx.by_addr.is_empty()
+            && self.ctx.by_ufrag.is_empty()
+            && self.away.is_empty()
     }
 }
