@@ -42,6 +42,7 @@ var Emitter = class {
 var SETTLING_MS = 5e3;
 var UNAVAILABLE_RETRY_FOR_MS = 1e4;
 var UNAVAILABLE_RETRY_MS = 250;
+var RETIRE_MAX_MS = 1e4;
 function errorCode(e) {
   return e?.code;
 }
@@ -63,6 +64,8 @@ var MediaSession = class {
     this.chain = Promise.resolve();
     this.container = null;
     this.players = /* @__PURE__ */ new Map();
+    /** The previous media epoch's peer connection and its players, kept until the new one connects. */
+    this.retiring = null;
     this.wantPublish = false;
     /** The participant's last known `you.muted` (the microphone track is disabled while muted). */
     this.muted = true;
@@ -96,18 +99,21 @@ var MediaSession = class {
   /** A new session after `resumed: false`: the SFU dropped the old peer; start over (the microphone too). */
   restart(you, epoch = this.info.epoch) {
     this.settlingSince = Date.now();
+    this.dropRetiring();
     this.replacePeer(false, epoch);
     this.start(you, epoch);
   }
   /**
    * The room's media is now in epoch `epoch` (a `media_moved` event, or a snapshot's `media_epoch`). If the peer
-   * connection belongs to another epoch it is dead: close it and negotiate a new one, keeping the microphone track
-   * when still on stage (role, hand and mute are server state and do not change). Returns whether it did; a second
+   * connection belongs to another epoch it is going away: negotiate a new one, keeping the microphone track when
+   * still on stage (role, hand and mute are server state and do not change), and close the old one once the new
+   * one is connected (it may still carry audio from a draining hub meanwhile). Returns whether it did; a second
    * notice of the same epoch (the event, then a snapshot) does nothing.
    */
   moved(you, epoch) {
     if (this.closed || epoch === this.info.epoch) return false;
     this.settlingSince = Date.now();
+    this.retire();
     this.replacePeer(you.role !== "audience", epoch);
     this.start(you, epoch);
     return true;
@@ -226,8 +232,37 @@ var MediaSession = class {
     this.transceiver = pc.addTransceiver("audio", { direction });
     pc.ontrack = (e) => this.attach(e.transceiver);
     pc.onconnectionstatechange = () => {
+      if (pc.connectionState === "connected" && pc === this.pc) this.dropRetiring();
       if (pc.connectionState === "closed" || pc.connectionState === "failed") this.changed(this.info);
     };
+  }
+  /**
+   * Sets the current peer connection aside (still playing) for `replacePeer`, which then makes a new one; it is
+   * closed when the new one connects, or after RETIRE_MAX_MS. An older one still set aside is closed now.
+   */
+  retire() {
+    this.dropRetiring();
+    const pc = this.pc;
+    if (!pc) return;
+    pc.ontrack = null;
+    pc.onconnectionstatechange = null;
+    const timer = setTimeout(() => this.dropRetiring(), RETIRE_MAX_MS);
+    this.retiring = { pc, players: this.players, timer };
+    this.pc = null;
+    this.transceiver = null;
+    this.players = /* @__PURE__ */ new Map();
+  }
+  /** Closes the peer connection set aside by `retire`, if any. */
+  dropRetiring() {
+    const r = this.retiring;
+    if (!r) return;
+    this.retiring = null;
+    clearTimeout(r.timer);
+    r.pc.close();
+    for (const el of r.players.values()) {
+      el.srcObject = null;
+      el.remove();
+    }
   }
   /**
    * Drops the peer connection (and with `keepMic` false the microphone) and whatever is queued for it; `start` then
@@ -248,6 +283,7 @@ var MediaSession = class {
     this.changed(this.info);
   }
   teardown() {
+    if (this.closed) this.dropRetiring();
     this.mic?.stop();
     this.mic = null;
     this.wantPublish = false;

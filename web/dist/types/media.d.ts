@@ -46,6 +46,8 @@ export declare class MediaSession {
     private chain;
     private container;
     private players;
+    /** The previous media epoch's peer connection and its players, kept until the new one connects. */
+    private retiring;
     private wantPublish;
     /** The participant's last known `you.muted` (the microphone track is disabled while muted). */
     private muted;
@@ -71,8 +73,9 @@ export declare class MediaSession {
     restart(you: YourState, epoch?: number): void;
     /**
      * The room's media is now in epoch `epoch` (a `media_moved` event, or a snapshot's `media_epoch`). If the peer
-     * connection belongs to another epoch it is dead: close it and negotiate a new one, keeping the microphone track
-     * when still on stage (role, hand and mute are server state and do not change). Returns whether it did; a second
+     * connection belongs to another epoch it is going away: negotiate a new one, keeping the microphone track when
+     * still on stage (role, hand and mute are server state and do not change), and close the old one once the new
+     * one is connected (it may still carry audio from a draining hub meanwhile). Returns whether it did; a second
      * notice of the same epoch (the event, then a snapshot) does nothing.
      */
     moved(you: YourState, epoch: number): boolean;
@@ -91,6 +94,13 @@ export declare class MediaSession {
     /** Runs `step` after the steps queued before it (one negotiation at a time), unless its peer connection is gone. */
     private enqueue;
     private createPeer;
+    /**
+     * Sets the current peer connection aside (still playing) for `replacePeer`, which then makes a new one; it is
+     * closed when the new one connects, or after RETIRE_MAX_MS. An older one still set aside is closed now.
+     */
+    private retire;
+    /** Closes the peer connection set aside by `retire`, if any. */
+    private dropRetiring;
     /**
      * Drops the peer connection (and with `keepMic` false the microphone) and whatever is queued for it; `start` then
      * makes a new one. The new queue does not wait for a step of the old connection still awaiting the hub.

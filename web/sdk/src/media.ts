@@ -59,6 +59,13 @@ const UNAVAILABLE_RETRY_FOR_MS = 10_000;
 /** The first retry of an offer answered `unavailable` waits this long, the next ones this long to twice it. */
 const UNAVAILABLE_RETRY_MS = 250;
 
+/**
+ * After a media move, the old peer connection keeps playing until the new one is connected (make-before-break:
+ * the draining hub forwards to old peer connections until then; closing first costs about half a second of
+ * silence), or at most this long.
+ */
+const RETIRE_MAX_MS = 10_000;
+
 function errorCode(e: unknown): string | undefined {
   return (e as { code?: string } | null)?.code;
 }
@@ -79,6 +86,12 @@ export class MediaSession {
   private chain: Promise<void> = Promise.resolve();
   private container: HTMLElement | null = null;
   private players = new Map<string, HTMLAudioElement>();
+  /** The previous media epoch's peer connection and its players, kept until the new one connects. */
+  private retiring: {
+    pc: RTCPeerConnection;
+    players: Map<string, HTMLAudioElement>;
+    timer: ReturnType<typeof setTimeout>;
+  } | null = null;
   private wantPublish = false;
   /** The participant's last known `you.muted` (the microphone track is disabled while muted). */
   private muted = true;
@@ -120,19 +133,22 @@ export class MediaSession {
   /** A new session after `resumed: false`: the SFU dropped the old peer; start over (the microphone too). */
   restart(you: YourState, epoch = this.info.epoch): void {
     this.settlingSince = Date.now();
+    this.dropRetiring();
     this.replacePeer(false, epoch);
     this.start(you, epoch);
   }
 
   /**
    * The room's media is now in epoch `epoch` (a `media_moved` event, or a snapshot's `media_epoch`). If the peer
-   * connection belongs to another epoch it is dead: close it and negotiate a new one, keeping the microphone track
-   * when still on stage (role, hand and mute are server state and do not change). Returns whether it did; a second
+   * connection belongs to another epoch it is going away: negotiate a new one, keeping the microphone track when
+   * still on stage (role, hand and mute are server state and do not change), and close the old one once the new
+   * one is connected (it may still carry audio from a draining hub meanwhile). Returns whether it did; a second
    * notice of the same epoch (the event, then a snapshot) does nothing.
    */
   moved(you: YourState, epoch: number): boolean {
     if (this.closed || epoch === this.info.epoch) return false;
     this.settlingSince = Date.now();
+    this.retire();
     this.replacePeer(you.role !== "audience", epoch);
     this.start(you, epoch);
     return true;
@@ -267,8 +283,39 @@ export class MediaSession {
     this.transceiver = pc.addTransceiver("audio", { direction });
     pc.ontrack = (e) => this.attach(e.transceiver);
     pc.onconnectionstatechange = () => {
+      if (pc.connectionState === "connected" && pc === this.pc) this.dropRetiring();
       if (pc.connectionState === "closed" || pc.connectionState === "failed") this.changed(this.info);
     };
+  }
+
+  /**
+   * Sets the current peer connection aside (still playing) for `replacePeer`, which then makes a new one; it is
+   * closed when the new one connects, or after RETIRE_MAX_MS. An older one still set aside is closed now.
+   */
+  private retire(): void {
+    this.dropRetiring();
+    const pc = this.pc;
+    if (!pc) return;
+    pc.ontrack = null;
+    pc.onconnectionstatechange = null;
+    const timer = setTimeout(() => this.dropRetiring(), RETIRE_MAX_MS);
+    this.retiring = { pc, players: this.players, timer };
+    this.pc = null;
+    this.transceiver = null;
+    this.players = new Map();
+  }
+
+  /** Closes the peer connection set aside by `retire`, if any. */
+  private dropRetiring(): void {
+    const r = this.retiring;
+    if (!r) return;
+    this.retiring = null;
+    clearTimeout(r.timer);
+    r.pc.close();
+    for (const el of r.players.values()) {
+      el.srcObject = null;
+      el.remove();
+    }
   }
 
   /**
@@ -291,6 +338,7 @@ export class MediaSession {
   }
 
   private teardown(): void {
+    if (this.closed) this.dropRetiring();
     this.mic?.stop();
     this.mic = null;
     this.wantPublish = false;

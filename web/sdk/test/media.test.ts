@@ -352,7 +352,8 @@ describe("MediaSession", () => {
       ws.push({ type: "media_moved", media_epoch: 4 });
       await settle();
       expect(FakePeer.all).toHaveLength(2);
-      expect(FakePeer.all[0]!.closed).toBe(true);
+      // Make-before-break: the old peer connection plays on until the new one is connected.
+      expect(FakePeer.all[0]!.closed).toBe(false);
       expect(FakePeer.all[1]!.closed).toBe(false);
       expect(FakePeer.all[1]!.transceivers.map((t) => t.direction)).toEqual(["sendrecv"]);
       expect(mediaOffers(ws)).toHaveLength(2);
@@ -364,6 +365,12 @@ describe("MediaSession", () => {
       ws.ok("media_offer", { sdp: "a2" });
       await settle();
       expect(FakePeer.all[1]!.remoteDescription?.sdp).toBe("a2");
+      expect(FakePeer.all[0]!.closed).toBe(false);
+      const fresh = FakePeer.all[1]!;
+      fresh.connectionState = "connected";
+      (fresh.onconnectionstatechange as () => void)();
+      expect(FakePeer.all[0]!.closed).toBe(true);
+      expect(fresh.closed).toBe(false);
 
       // The same epoch again, by event or in a snapshot (resync, get_state): nothing more.
       ws.push({ type: "media_moved", media_epoch: 4 });
@@ -593,6 +600,9 @@ describe("MediaSession", () => {
         s.latest().ok("join", welcome({ resumed: true }, { media_epoch: 6 }));
         await vi.advanceTimersByTimeAsync(0);
         expect(FakePeer.all).toHaveLength(2);
+        // The old one is closed when the new one connects, or at the latest after 10 s.
+        expect(FakePeer.all[0]!.closed).toBe(false);
+        await vi.advanceTimersByTimeAsync(10_000);
         expect(FakePeer.all[0]!.closed).toBe(true);
         expect(mediaOffers(s.latest())).toHaveLength(1);
         expect(room.media.epoch).toBe(6);
