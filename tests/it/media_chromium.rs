@@ -54,27 +54,7 @@ async fn chromium_speaker_is_heard_by_chromium_listener() {
     let speaker = cdp.open(&speaker_url).await;
     let listener = cdp.open(&listener_url).await;
 
-    let deadline = tokio::time::Instant::now() + AUDIO_TIMEOUT;
-    let (last_speaker, last_listener) = loop {
-        let last_speaker = cdp.stats(&speaker).await.unwrap_or_else(|e| json!({ "unavailable": e.to_string() }));
-        let last_listener = cdp.stats(&listener).await.unwrap_or_else(|e| json!({ "unavailable": e.to_string() }));
-        if heard(&last_listener) {
-            break (last_speaker, last_listener);
-        }
-        let failed = [&last_speaker, &last_listener].iter().any(|s| s["state"] == "failed" || s["state"] == "closed");
-        if failed || tokio::time::Instant::now() >= deadline {
-            let why = if failed { "a page failed" } else { "timed out" };
-            panic!(
-                "{why}: the listener did not receive > {MIN_PACKETS} audio packets with no loss and audio energy > 0 \
-                 within {AUDIO_TIMEOUT:?}.\nlast listener stats: {last_listener}\nlast speaker stats: {last_speaker}\n\
-                 listener log:\n{}\nspeaker log:\n{}\nchromium stderr (tail):\n{}",
-                cdp.page_log(&listener).await,
-                cdp.page_log(&speaker).await,
-                browser.stderr_tail(),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let (last_speaker, last_listener) = until_heard(&mut cdp, &speaker, None, &listener, &browser).await;
 
     eprintln!("listener stats: {last_listener}");
     eprintln!("speaker stats: {last_speaker}");
@@ -117,6 +97,85 @@ async fn chromium_speaker_is_heard_by_chromium_listener() {
     drop(cdp);
     drop(browser);
     hub.stop().await;
+}
+
+/// ICE-TCP: a Chromium listener that may not use UDP (its WebRTC IP handling policy `disable_non_proxied_udp` and
+/// no proxy: UDP is blocked as behind a firewall that allows only TCP) hears a Chromium speaker (UDP, its own
+/// browser) through the SFU's passive TCP candidate, with no relay.
+#[tokio::test]
+async fn chromium_listener_without_udp_hears_over_ice_tcp() {
+    let _heavy = crate::support::HEAVY.lock().await;
+    let hub = TestHub::start_with(|c| {
+        c.media.enabled = true;
+        c.media.bind = [127, 0, 0, 1].into();
+        c.media.port = 0;
+        c.media.workers = 1;
+        c.media.tcp = true;
+    })
+    .await;
+    let page = PageServer::start().await;
+    let speaker_browser = Chromium::launch().await;
+    // The profile preference behind Chromium's WebRTC IP handling policy (what the enterprise policy and extensions
+    // set): with no proxy configured, WebRTC may not use UDP at all.
+    let no_udp = json!({ "webrtc": { "ip_handling_policy": "disable_non_proxied_udp" } });
+    let listener_browser = Chromium::launch_with(Some(no_udp)).await;
+    let mut speaker_cdp = Cdp::connect(&speaker_browser.devtools_url).await;
+    let mut listener_cdp = Cdp::connect(&listener_browser.devtools_url).await;
+
+    let room = "chromium-ice-tcp";
+    let speaker_url = page.peer_url(&hub.url(), &hub.token("alice", room, Role::Moderator), "speak");
+    let listener_url = page.peer_url(&hub.url(), &hub.token("bob", room, Role::Audience), "listen");
+    let speaker = speaker_cdp.open(&speaker_url).await;
+    let listener = listener_cdp.open(&listener_url).await;
+
+    let (last_speaker, last_listener) =
+        until_heard(&mut speaker_cdp, &speaker, Some(&mut listener_cdp), &listener, &listener_browser).await;
+    eprintln!("listener stats: {last_listener}");
+    eprintln!("speaker stats: {last_speaker}");
+    assert_eq!(last_listener["selected"]["protocol"], "tcp", "the listener's audio came over ICE-TCP: {last_listener}");
+    // Its active TCP candidate shows as host or peer-reflexive (the port it connected from), never a relay.
+    assert_ne!(last_listener["selected"]["candidateType"], "relay", "no relay: {last_listener}");
+    assert_eq!(last_speaker["selected"]["protocol"], "udp", "the speaker used UDP: {last_speaker}");
+    drop((speaker_cdp, listener_cdp));
+    drop((speaker_browser, listener_browser));
+    hub.stop().await;
+}
+
+/// Polls both pages' stats until the listener has heard the speaker ([`heard`]); returns the last stats of both.
+/// `listener_cdp` drives the listener's page when it is in another browser (else `speaker_cdp` drives both). On a
+/// failed page or after [`AUDIO_TIMEOUT`] it panics with both pages' stats and logs and the listener browser's stderr.
+async fn until_heard(
+    speaker_cdp: &mut Cdp,
+    speaker: &Page,
+    mut listener_cdp: Option<&mut Cdp>,
+    listener: &Page,
+    listener_browser: &Chromium,
+) -> (Value, Value) {
+    let deadline = tokio::time::Instant::now() + AUDIO_TIMEOUT;
+    loop {
+        let s = speaker_cdp.stats(speaker).await.unwrap_or_else(|e| json!({ "unavailable": e.to_string() }));
+        let lc: &mut Cdp = match listener_cdp.as_deref_mut() {
+            Some(c) => c,
+            None => &mut *speaker_cdp,
+        };
+        let l = lc.stats(listener).await.unwrap_or_else(|e| json!({ "unavailable": e.to_string() }));
+        if heard(&l) {
+            return (s, l);
+        }
+        let failed = [&s, &l].iter().any(|x| x["state"] == "failed" || x["state"] == "closed");
+        if failed || tokio::time::Instant::now() >= deadline {
+            let why = if failed { "a page failed" } else { "timed out" };
+            let listener_log = lc.page_log(listener).await;
+            panic!(
+                "{why}: the listener did not receive > {MIN_PACKETS} audio packets with no loss and audio energy > 0 \
+                 within {AUDIO_TIMEOUT:?}.\nlast listener stats: {l}\nlast speaker stats: {s}\n\
+                 listener log:\n{listener_log}\nspeaker log:\n{}\nchromium stderr (tail):\n{}",
+                speaker_cdp.page_log(speaker).await,
+                listener_browser.stderr_tail(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The acceptance criterion on the listener's inbound audio.
@@ -201,6 +260,11 @@ struct Chromium {
 
 impl Chromium {
     async fn launch() -> Self {
+        Self::launch_with(None).await
+    }
+
+    /// Launches with `prefs` as the profile's preferences (e.g. a WebRTC IP handling policy).
+    pub(crate) async fn launch_with(prefs: Option<Value>) -> Self {
         let bin = std::env::var("PODIUM_CHROMIUM").unwrap_or_else(|_| DEFAULT_CHROMIUM.to_owned());
         assert!(
             Path::new(&bin).exists(),
@@ -211,6 +275,11 @@ impl Chromium {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let profile = std::env::temp_dir().join(format!("podium-chromium-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&profile).expect("create the Chromium profile directory");
+        if let Some(prefs) = prefs {
+            let default = profile.join("Default");
+            std::fs::create_dir_all(&default).expect("create the Chromium profile directory");
+            std::fs::write(default.join("Preferences"), prefs.to_string()).expect("write the profile's preferences");
+        }
 
         let mut child = Command::new(&bin)
             .args([

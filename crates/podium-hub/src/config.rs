@@ -450,6 +450,11 @@ pub struct MediaSection {
     /// Loudest-N: a listener receives at most this many speakers at once, the loudest (RFC 6464 audio level, with
     /// hysteresis), on at most this many downstream slots. 0 = no limit.
     pub loudest: usize,
+    /// ICE-TCP: each worker also listens on TCP at its UDP address and offers a passive TCP candidate, for clients
+    /// whose UDP is blocked.
+    pub tcp: bool,
+    /// Most ICE-TCP connections at once on this node.
+    pub max_tcp_connections: usize,
 }
 
 impl Default for MediaSection {
@@ -467,6 +472,8 @@ impl Default for MediaSection {
             active_speaker_interval_ms: m.active_speaker_interval_ms,
             max_peers: m.max_peers,
             loudest: m.loudest,
+            tcp: m.tcp,
+            max_tcp_connections: m.max_tcp_connections,
         }
     }
 }
@@ -484,6 +491,8 @@ impl MediaSection {
             active_speaker_interval_ms: self.active_speaker_interval_ms,
             max_peers: self.max_peers,
             loudest: self.loudest,
+            tcp: self.tcp,
+            max_tcp_connections: self.max_tcp_connections,
         }
     }
 }

@@ -452,6 +452,10 @@ impl prometheus_client::collector::Collector for Live {
             )?;
             let help = "Listeners the SFU moved to another worker to even out their room after departures";
             scalar(&mut e, "media_peers_moved", help, None, Counter, s.peers_moved)?;
+            let help = "ICE-TCP connections the SFU accepted";
+            scalar(&mut e, "media_tcp_connections_accepted", help, None, Counter, s.tcp_accepted)?;
+            let help = "ICE-TCP connections the SFU closed at once (over media.max_tcp_connections) or for not passing ICE in time";
+            scalar(&mut e, "media_tcp_connections_refused", help, None, Counter, s.tcp_refused)?;
             let mut drops = e.encode_descriptor(
                 "media_dropped",
                 "Datagrams, packets or events the SFU dropped, by reason",

@@ -343,10 +343,17 @@ fn build_worker() -> std::io::Result<Built> {
     let waker = Arc::new(mio::Waker::new(poll.registry(), crate::worker::WAKER)?);
     let (fwd_tx, fwd_rx) = sync_channel(16);
     let (cmd_tx, cmd_rx) = sync_channel(16);
-    let links: Arc<[WorkerLink]> =
-        vec![WorkerLink { fwd_tx: fwd_tx.clone(), waker, load: AtomicUsize::new(0), candidate, socket: send_sock }]
-            .into();
+    let links: Arc<[WorkerLink]> = vec![WorkerLink {
+        fwd_tx: fwd_tx.clone(),
+        waker,
+        load: AtomicUsize::new(0),
+        candidate,
+        tcp_candidate: None,
+        socket: send_sock,
+    }]
+    .into();
     let (ev_tx, ev_rx) = mpsc::channel(1024);
+    let registry = poll.registry().try_clone()?;
     let init = WorkerInit {
         max_mlines: crate::DEFAULT_MAX_MLINES,
         loudest: crate::DEFAULT_LOUDEST,
@@ -360,6 +367,9 @@ fn build_worker() -> std::io::Result<Built> {
         events: ev_tx,
         stats: Arc::new(Stats::default()),
         speaker_interval: Duration::from_millis(300),
+        tcp: None,
+        max_tcp: 0,
+        registry,
     };
     Ok((Worker::new(init), cmd_tx, fwd_tx, ev_rx))
 }

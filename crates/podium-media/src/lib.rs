@@ -11,6 +11,15 @@
 //! * **ICE-lite, one port per worker.** Every peer of a worker advertises the same host candidate (the worker's
 //!   socket address, with [`MediaConfig::public_ip`] replacing the IP when set). The server never sends checks;
 //!   it answers the client's STUN binding requests.
+//! * **ICE-TCP** (`tcp.rs`, [`MediaConfig::tcp`]): each worker also listens on TCP at its UDP address and offers a
+//!   passive TCP host candidate (RFC 6544), so a client whose UDP is blocked gets audio without a relay. A
+//!   connection's RFC 4571 frames are handled like datagrams from its address (`Protocol::Tcp`); it is bound to a
+//!   peer only when that peer's `Rtc` sends to it (after a STUN check with the right credentials), and until then
+//!   only STUN with a known ufrag is taken from it. What goes to a TCP address (str0m's transmits and the thin
+//!   path's packets, sealed aside and framed) is queued on the connection and written once per loop turn. Bounded:
+//!   [`MediaConfig::max_tcp_connections`], 10 s to pass ICE, frames up to 4 KiB (a longer one closes the
+//!   connection), 64 KiB queued per connection (past it packets are dropped, counted). A peer moved to another
+//!   worker keeps its connection on its home worker, which reads it and writes what the host hands it.
 //! * **Routing.** A datagram is routed by a hash map keyed by its source address (the 5-tuple; the local half is
 //!   fixed per socket). A source is added to that map only when the peer's `Rtc` itself transmits to it, i.e. after
 //!   a STUN check with the right ufrag *and* password succeeded. For an unknown source the STUN USERNAME is parsed
@@ -168,6 +177,7 @@ mod log_limit;
 mod loudest;
 mod send;
 mod srtp;
+mod tcp;
 mod wire;
 mod worker;
 
@@ -217,6 +227,11 @@ pub struct MediaConfig {
     /// Loudest-N: a listener receives at most this many publishers at once, the loudest unmuted ones by RFC 6464
     /// audio level, with hysteresis (the `loudest` module). Default 3; 0 = no limit (every publisher).
     pub loudest: usize,
+    /// ICE-TCP (RFC 6544): each worker also listens on TCP at its UDP address (same port when free) and offers a
+    /// passive TCP host candidate, for clients whose UDP is blocked. Default on.
+    pub tcp: bool,
+    /// Most ICE-TCP connections at once (over all workers, split evenly). Default 4096.
+    pub max_tcp_connections: usize,
 }
 
 impl Default for MediaConfig {
@@ -231,6 +246,8 @@ impl Default for MediaConfig {
             active_speaker_interval_ms: 300,
             max_peers: 20_000,
             loudest: DEFAULT_LOUDEST,
+            tcp: true,
+            max_tcp_connections: 4096,
         }
     }
 }
@@ -430,6 +447,10 @@ pub struct MediaStats {
     pub events_dropped: u64,
     /// Listeners moved to another worker to even out a room (see the crate docs, "Rebalancing").
     pub peers_moved: u64,
+    /// ICE-TCP connections accepted.
+    pub tcp_accepted: u64,
+    /// ICE-TCP connections refused (over `max_tcp_connections`) or closed before passing ICE in time.
+    pub tcp_refused: u64,
     /// Fan-out time of received packets (all workers together).
     pub fanout: FanoutHistogram,
 }
@@ -449,6 +470,8 @@ pub(crate) struct Stats {
     pub(crate) stale_dropped: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
     pub(crate) peers_moved: AtomicU64,
+    pub(crate) tcp_accepted: AtomicU64,
+    pub(crate) tcp_refused: AtomicU64,
     pub(crate) fanout: Box<[AtomicU64]>,
     pub(crate) fanout_sum_us: AtomicU64,
 }
@@ -470,6 +493,8 @@ impl Default for Stats {
             stale_dropped: AtomicU64::default(),
             events_dropped: AtomicU64::default(),
             peers_moved: AtomicU64::default(),
+            tcp_accepted: AtomicU64::default(),
+            tcp_refused: AtomicU64::default(),
             fanout: (0..FANOUT_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             fanout_sum_us: AtomicU64::default(),
         }
@@ -501,6 +526,8 @@ impl Stats {
             stale_dropped: g(&self.stale_dropped),
             events_dropped: g(&self.events_dropped),
             peers_moved: g(&self.peers_moved),
+            tcp_accepted: g(&self.tcp_accepted),
+            tcp_refused: g(&self.tcp_refused),
             fanout: FanoutHistogram {
                 buckets: std::array::from_fn(|i| g(&self.fanout[i])),
                 sum_us: g(&self.fanout_sum_us),
@@ -576,6 +603,7 @@ impl Media {
 
         let mut sockets = Vec::with_capacity(n);
         let mut send_socks = Vec::with_capacity(n);
+        let mut listeners = Vec::with_capacity(n);
         for i in 0..n {
             let port = if config.port == 0 {
                 0
@@ -590,7 +618,18 @@ impl Media {
             let _ = nix::sys::socket::setsockopt(&std_sock, nix::sys::socket::sockopt::RcvBuf, &(4 << 20));
             // The worker reads its socket; every worker may send on it (for peers moved off their home worker).
             send_socks.push(Arc::new(std_sock.try_clone()?));
+            let udp_addr = std_sock.local_addr()?;
             sockets.push(mio::net::UdpSocket::from_std(std_sock));
+            let listener = if config.tcp {
+                // The UDP socket's port when it is free on TCP too, else any.
+                let l = std::net::TcpListener::bind(udp_addr)
+                    .or_else(|_| std::net::TcpListener::bind(SocketAddr::new(udp_addr.ip(), 0)))?;
+                l.set_nonblocking(true)?;
+                Some(mio::net::TcpListener::from_std(l))
+            } else {
+                None
+            };
+            listeners.push(listener);
         }
         let mut addrs = Vec::with_capacity(n);
         let mut polls = Vec::with_capacity(n);
@@ -598,16 +637,33 @@ impl Media {
         let mut fwd_rxs: Vec<Receiver<Forwarded>> = Vec::with_capacity(n);
         let mut cmd_rxs = Vec::with_capacity(n);
         let mut cmd_txs = Vec::with_capacity(n);
-        for (s, send_sock) in sockets.iter_mut().zip(send_socks) {
+        for ((s, send_sock), listener) in sockets.iter_mut().zip(send_socks).zip(&mut listeners) {
             let local = s.local_addr()?;
             addrs.push(local);
             let candidate = SocketAddr::new(config.public_ip.unwrap_or(local.ip()), local.port());
+            let tcp_candidate = match listener {
+                Some(l) => {
+                    let at = l.local_addr()?;
+                    Some(SocketAddr::new(config.public_ip.unwrap_or(at.ip()), at.port()))
+                }
+                None => None,
+            };
             let poll = mio::Poll::new()?;
             poll.registry().register(s, worker::SOCKET, mio::Interest::READABLE)?;
+            if let Some(l) = listener {
+                poll.registry().register(l, worker::LISTENER, mio::Interest::READABLE)?;
+            }
             let waker = Arc::new(mio::Waker::new(poll.registry(), worker::WAKER)?);
             let (ftx, frx) = sync_channel(FORWARD_QUEUE);
             let (ctx, crx) = sync_channel(COMMAND_QUEUE);
-            links.push(WorkerLink { fwd_tx: ftx, waker, load: AtomicUsize::new(0), candidate, socket: send_sock });
+            links.push(WorkerLink {
+                fwd_tx: ftx,
+                waker,
+                load: AtomicUsize::new(0),
+                candidate,
+                tcp_candidate,
+                socket: send_sock,
+            });
             fwd_rxs.push(frx);
             cmd_rxs.push(crx);
             cmd_txs.push(ctx);
@@ -615,9 +671,13 @@ impl Media {
         }
         let links: Arc<[WorkerLink]> = links.into();
         let mut threads = Vec::with_capacity(n);
-        for (i, (((socket, poll), frx), crx)) in sockets.into_iter().zip(polls).zip(fwd_rxs).zip(cmd_rxs).enumerate() {
+        let tcp_per_worker = config.max_tcp_connections.div_ceil(n);
+        for (i, ((((socket, poll), frx), crx), tcp)) in
+            sockets.into_iter().zip(polls).zip(fwd_rxs).zip(cmd_rxs).zip(listeners).enumerate()
+        {
             let local = addrs[i];
             let candidate = SocketAddr::new(config.public_ip.unwrap_or(local.ip()), local.port());
+            let registry = poll.registry().try_clone()?;
             let init = worker::WorkerInit {
                 idx: i,
                 socket,
@@ -631,6 +691,9 @@ impl Media {
                 speaker_interval: std::time::Duration::from_millis(config.active_speaker_interval_ms.max(1)),
                 max_mlines: config.max_mlines,
                 loudest: config.loudest,
+                tcp,
+                max_tcp: tcp_per_worker,
+                registry,
             };
             threads.push(
                 std::thread::Builder::new()

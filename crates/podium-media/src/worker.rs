@@ -19,7 +19,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::{Extension, ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 use tokio::sync::{mpsc, oneshot};
@@ -28,11 +28,13 @@ use crate::filler::{FILLER_IDENTITY, FillerSource};
 use crate::log_limit::LogLimiter;
 use crate::send::{SLOT_BYTES, SendBatch};
 use crate::srtp::{self, SrtpTx};
+use crate::tcp::{MAX_FRAME, Read4571, Tcp};
 use crate::wire::SdpKind;
 use crate::{FillerStopReason, MediaError, MediaEvent, PeerState, Stats, wire};
 
 pub(crate) const WAKER: Token = Token(0);
 pub(crate) const SOCKET: Token = Token(1);
+pub(crate) const LISTENER: Token = Token(2);
 /// Datagrams read per loop turn before the other work gets a turn.
 const READ_BUDGET: usize = 256;
 /// Peers whose timers fire per loop turn: thousands of peers' timers can fall due together, and a fan-out waiting
@@ -76,6 +78,8 @@ pub(crate) struct WorkerLink {
     pub(crate) load: AtomicUsize,
     /// The worker's host candidate (the address its peers' ICE pairs end at).
     pub(crate) candidate: SocketAddr,
+    /// Its passive ICE-TCP host candidate, when ICE-TCP is on.
+    pub(crate) tcp_candidate: Option<SocketAddr>,
     /// The worker's socket, for sending: the peers it is home to may be hosted by another worker.
     pub(crate) socket: Arc<std::net::UdpSocket>,
 }
@@ -88,9 +92,12 @@ pub(crate) enum Forwarded {
     FillerSpeech { room: Arc<str>, generation: u64 },
     /// Rebalancing: the peer of (room, identity) moves here (`None`: the sender had no such peer).
     PeerIn { room: Arc<str>, identity: Arc<str>, peer: Option<(u64, Box<Peer>)> },
-    /// A datagram the receiving peer's home worker read for it (`check`: it was routed by its STUN ufrag, so the
-    /// `Rtc` must accept it first).
-    Datagram { id: u64, source: SocketAddr, data: Box<[u8]>, check: bool },
+    /// A datagram (or, `tcp`, an ICE-TCP frame) the receiving peer's home worker read for it (`check`: it was routed
+    /// by its STUN ufrag, so the `Rtc` must accept it first).
+    Datagram { id: u64, source: SocketAddr, data: Box<[u8]>, check: bool, tcp: bool },
+    /// A packet for the ICE-TCP connection from `to` (on the receiving worker, the home of peer `id`, whose `Rtc`
+    /// sends there).
+    TcpSend { id: u64, to: SocketAddr, data: Box<[u8]> },
     /// A routing change for peer `id`, homed on the receiving worker, hosted by the sender (or elsewhere).
     Route { id: u64, op: RouteOp },
 }
@@ -222,6 +229,11 @@ pub(crate) struct WorkerInit {
     pub(crate) speaker_interval: Duration,
     pub(crate) max_mlines: usize,
     pub(crate) loudest: usize,
+    /// The ICE-TCP listener (registered as [`LISTENER`]), and the most connections it keeps.
+    pub(crate) tcp: Option<mio::net::TcpListener>,
+    pub(crate) max_tcp: usize,
+    /// A handle on `poll`'s registry.
+    pub(crate) registry: mio::Registry,
 }
 
 /// A downstream slot: one server-sending audio m-line.
@@ -260,8 +272,9 @@ pub(crate) struct Peer {
     /// The worker whose socket and candidate the peer's ICE pair uses: where its datagrams arrive and where its
     /// routes live. The hosting worker is another one after a rebalancing move.
     home: usize,
-    /// Where str0m sends (the nominated ICE pair's remote address), refreshed after every drain.
-    dest: Option<SocketAddr>,
+    /// Where str0m sends (the nominated ICE pair's remote address, and whether it is ICE-TCP), refreshed after
+    /// every drain.
+    dest: Option<(SocketAddr, bool)>,
     /// The thin egress path's SRTP keys (from the `Rtc`'s DTLS session, derived on the first thin write).
     srtp: Option<SrtpTx>,
     slots: Vec<Slot>,
@@ -340,6 +353,12 @@ struct Ctx {
     foreign: Vec<Option<SendBatch>>,
     /// Messages to each worker that found its queue full, in order, retried every loop turn.
     outbox: Vec<VecDeque<Forwarded>>,
+    /// ICE-TCP: the listener and its connections, when on.
+    tcp: Option<Tcp>,
+    /// The poll's registry (ICE-TCP connections register and change interest).
+    registry: mio::Registry,
+    /// Scratch list of ICE-TCP connections to close.
+    tcp_closing: Vec<usize>,
     /// Frames received during a drain, fanned out after it.
     received: Vec<(u64, Frame)>,
     /// Peers whose connection state needs a look at tick time.
@@ -396,6 +415,7 @@ impl Worker {
         let socket = init.socket;
         let n = init.links.len();
         let batch = SendBatch::new(init.links[init.idx].socket.clone(), init.stats.clone());
+        let tcp = init.tcp.map(|l| Tcp::new(l, init.max_tcp));
         Self {
             ctx: Ctx {
                 idx: init.idx,
@@ -410,6 +430,9 @@ impl Worker {
                 batch,
                 foreign: (0..n).map(|_| None).collect(),
                 outbox: (0..n).map(|_| VecDeque::new()).collect(),
+                tcp,
+                registry: init.registry,
+                tcp_closing: Vec::new(),
                 received: Vec::with_capacity(64),
                 disconnected: HashSet::new(),
                 to_wake: vec![false; n],
@@ -445,9 +468,12 @@ impl Worker {
         let mut buf = vec![0u8; 2048];
         let mut more_socket = false;
         let mut more_fwd = false;
+        // ICE-TCP connections that were readable and may hold more (edge-triggered: read on until idle).
+        let mut tcp_ready: Vec<usize> = Vec::new();
+        let mut frame = vec![0u8; MAX_FRAME];
         loop {
             let now = Instant::now();
-            let wait = if more_socket || more_fwd {
+            let wait = if more_socket || more_fwd || !tcp_ready.is_empty() {
                 Duration::ZERO
             } else {
                 let mut next =
@@ -464,12 +490,28 @@ impl Worker {
                 return;
             }
             for ev in events.iter() {
-                if ev.token() == SOCKET {
-                    more_socket = true;
+                match ev.token() {
+                    SOCKET => more_socket = true,
+                    WAKER => {}
+                    LISTENER => self.accept_tcp(),
+                    token => {
+                        let Some(idx) = self.ctx.tcp.as_ref().and_then(|t| t.conn_of(token)) else { continue };
+                        if ev.is_writable()
+                            && let Some(t) = self.ctx.tcp.as_mut()
+                        {
+                            t.writable(idx, &self.ctx.registry, &mut self.ctx.tcp_closing);
+                        }
+                        if (ev.is_readable() || ev.is_read_closed() || ev.is_error()) && !tcp_ready.contains(&idx) {
+                            tcp_ready.push(idx);
+                        }
+                    }
                 }
             }
             if more_socket {
                 more_socket = self.read_socket(&mut buf);
+            }
+            if !tcp_ready.is_empty() {
+                self.read_tcp(&mut tcp_ready, &mut frame);
             }
             if !self.run_commands() {
                 break;
@@ -490,6 +532,80 @@ impl Worker {
             p.rtc.disconnect();
         }
         tracing::debug!("worker stopped");
+    }
+
+    /// Accepts pending ICE-TCP connections.
+    fn accept_tcp(&mut self) {
+        let Some(t) = self.ctx.tcp.as_mut() else { return };
+        let (accepted, refused) = t.accept(&self.ctx.registry, Instant::now(), READ_BUDGET);
+        self.ctx.stats.tcp_accepted.fetch_add(accepted, Ordering::Relaxed);
+        self.ctx.stats.tcp_refused.fetch_add(refused, Ordering::Relaxed);
+        if accepted + refused >= READ_BUDGET as u64 {
+            // More may be pending past the budget, and mio reports readiness only for new ones: next turn.
+            let _ = self.ctx.links[self.ctx.idx].waker.wake();
+        }
+    }
+
+    /// Reads frames from the readable ICE-TCP connections, up to the budget each; those that may hold more stay in
+    /// `ready` for the next turn.
+    fn read_tcp(&mut self, ready: &mut Vec<usize>, frame: &mut [u8]) {
+        let mut i = 0;
+        while i < ready.len() {
+            let idx = ready[i];
+            let mut more = true;
+            for _ in 0..READ_BUDGET {
+                let Some(t) = self.ctx.tcp.as_mut() else { return };
+                match t.read_frame(idx, frame) {
+                    Read4571::Frame(n) => {
+                        let Some(c) = t.conn(idx) else { break };
+                        let (remote, bound) = (c.remote, c.peer);
+                        self.ctx.stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
+                        self.handle_tcp_frame(Instant::now(), remote, bound, &frame[..n]);
+                    }
+                    Read4571::Idle => {
+                        more = false;
+                        break;
+                    }
+                    Read4571::Closed => {
+                        self.ctx.close_tcp(idx);
+                        more = false;
+                        break;
+                    }
+                }
+            }
+            if more {
+                i += 1;
+            } else {
+                ready.swap_remove(i);
+            }
+        }
+    }
+
+    /// One ICE-TCP frame from `remote`, bound to peer `bound` if its `Rtc` sent there already; else only STUN with
+    /// a known ufrag is taken.
+    fn handle_tcp_frame(&mut self, now: Instant, remote: SocketAddr, bound: Option<u64>, data: &[u8]) {
+        let (id, check) = match bound {
+            Some(id) => (id, false),
+            None => match wire::stun_local_ufrag(data).and_then(|u| self.ctx.by_ufrag.get(u)) {
+                Some(id) => (*id, true),
+                None => {
+                    self.ctx.stats.unknown_dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            },
+        };
+        if !self.peers.contains_key(&id) {
+            if let Some(&w) = self.away.get(&id) {
+                let msg = Forwarded::Datagram { id, source: remote, data: data.into(), check, tcp: true };
+                if !self.ctx.hand(w, msg, false) {
+                    self.ctx.stats.cross_worker_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            } else {
+                self.ctx.stats.unknown_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        self.receive(now, id, remote, data, check, true);
     }
 
     /// Reads up to the budget; returns whether the socket may hold more.
@@ -525,7 +641,7 @@ impl Worker {
         if !self.peers.contains_key(&id) {
             if let Some(&w) = self.away.get(&id) {
                 // A peer homed here and hosted by worker `w` (moved to even out its room): its host handles it.
-                let msg = Forwarded::Datagram { id, source, data: data.into(), check: by_ufrag };
+                let msg = Forwarded::Datagram { id, source, data: data.into(), check: by_ufrag, tcp: false };
                 if !self.ctx.hand(w, msg, false) {
                     self.ctx.stats.cross_worker_dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -534,12 +650,12 @@ impl Worker {
             }
             return;
         }
-        self.receive(now, id, source, data, by_ufrag);
+        self.receive(now, id, source, data, by_ufrag, false);
     }
 
     /// Gives a datagram to peer `id` hosted here (`check`: routed by its STUN ufrag, so the `Rtc` must accept it
     /// first), and fans out what it carried.
-    fn receive(&mut self, now: Instant, id: u64, source: SocketAddr, data: &[u8], check: bool) {
+    fn receive(&mut self, now: Instant, id: u64, source: SocketAddr, data: &[u8], check: bool, tcp: bool) {
         let stats = &self.ctx.stats;
         let by_ufrag = check;
         let Some(peer) = self.peers.get_mut(&id) else {
@@ -550,8 +666,12 @@ impl Worker {
             stats.unpublished_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let local = self.ctx.links[peer.home].candidate;
-        let Ok(recv) = Receive::new(Protocol::Udp, source, local, data) else {
+        let link = &self.ctx.links[peer.home];
+        let (proto, local) = match (tcp, link.tcp_candidate) {
+            (true, Some(at)) => (Protocol::Tcp, at),
+            _ => (Protocol::Udp, link.candidate),
+        };
+        let Ok(recv) = Receive::new(proto, source, local, data) else {
             stats.garbage_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
@@ -956,6 +1076,11 @@ impl Worker {
         if let Ok(c) = Candidate::host(self.ctx.links[home].candidate, "udp") {
             rtc.add_local_candidate(c);
         }
+        if let Some(at) = self.ctx.links[home].tcp_candidate
+            && let Ok(c) = Candidate::builder().tcp().host(at).tcptype(TcpType::Passive).build()
+        {
+            rtc.add_local_candidate(c);
+        }
         rtc
     }
 
@@ -1073,6 +1198,7 @@ impl Worker {
             if self.ctx.by_ufrag.get(&peer.ufrag) == Some(&id) {
                 self.ctx.by_ufrag.remove(&peer.ufrag);
             }
+            self.close_stale_tcp(Instant::now(), Some(id));
         } else {
             let op = RouteOp::Gone { addrs: std::mem::take(&mut peer.addrs), ufrag: std::mem::take(&mut peer.ufrag) };
             self.ctx.hand(peer.home, Forwarded::Route { id, op }, true);
@@ -1131,9 +1257,10 @@ impl Worker {
                     self.filler_gone(&room, generation, FillerStopReason::Speech);
                 }
                 Ok(Forwarded::PeerIn { room, identity, peer }) => self.move_in(room, identity, peer),
-                Ok(Forwarded::Datagram { id, source, data, check }) => {
-                    self.receive(Instant::now(), id, source, &data, check);
+                Ok(Forwarded::Datagram { id, source, data, check, tcp }) => {
+                    self.receive(Instant::now(), id, source, &data, check, tcp);
                 }
+                Ok(Forwarded::TcpSend { id, to, data }) => self.ctx.send_tcp(self.ctx.idx, id, to, &data),
                 Ok(Forwarded::Route { id, op }) => self.route(id, op),
                 Err(_) => return false,
             }
@@ -1170,6 +1297,19 @@ impl Worker {
         }
     }
 
+    /// Closes the ICE-TCP connections that passed no ICE in time, and those of peer `gone`.
+    fn close_stale_tcp(&mut self, now: Instant, gone: Option<u64>) {
+        let Some(t) = self.ctx.tcp.as_ref() else { return };
+        let mut stale = std::mem::take(&mut self.ctx.tcp_closing);
+        t.stale(now, gone, &mut stale);
+        for idx in stale.drain(..) {
+            if self.ctx.tcp.as_mut().and_then(|t| t.close(&self.ctx.registry, idx)).is_none() && gone.is_none() {
+                self.ctx.stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.ctx.tcp_closing = stale;
+    }
+
     /// A routing change for peer `id`, homed here and hosted elsewhere.
     fn route(&mut self, id: u64, op: RouteOp) {
         let ctx = &mut self.ctx;
@@ -1196,6 +1336,7 @@ impl Worker {
                     ctx.by_ufrag.remove(&ufrag);
                 }
                 self.away.remove(&id);
+                self.close_stale_tcp(Instant::now(), Some(id));
             }
         }
     }
@@ -1211,6 +1352,7 @@ impl Worker {
         for room in late {
             self.stop_waiting(&room);
         }
+        self.close_stale_tcp(now, None);
         let hold = (self.speaker_interval * 2).max(Duration::from_millis(400));
         for (room, r) in &mut self.rooms {
             let mut speaking = Vec::new();
@@ -1275,7 +1417,40 @@ impl Ctx {
         for b in self.foreign.iter_mut().flatten() {
             b.flush();
         }
+        if let Some(t) = self.tcp.as_mut() {
+            t.flush(&self.registry, &mut self.tcp_closing);
+            while let Some(idx) = self.tcp_closing.pop() {
+                t.close(&self.registry, idx);
+            }
+        }
         self.batch.flush();
+    }
+
+    /// Closes ICE-TCP connection `idx`.
+    fn close_tcp(&mut self, idx: usize) {
+        if let Some(t) = self.tcp.as_mut() {
+            t.close(&self.registry, idx);
+        }
+    }
+
+    /// Sends one packet of peer `id` (homed on worker `home`) on the ICE-TCP connection from `to`: here if this is
+    /// its home, else through its home (a copy).
+    fn send_tcp(&mut self, home: usize, id: u64, to: SocketAddr, packet: &[u8]) {
+        if home != self.idx {
+            let msg = Forwarded::TcpSend { id, to, data: packet.into() };
+            if !self.hand(home, msg, false) {
+                self.stats.send_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        let Some(t) = self.tcp.as_mut() else { return };
+        // The `Rtc` sends only where ICE succeeded: the connection is the peer's.
+        t.bind(to, id);
+        if t.send(to, packet) {
+            self.stats.datagrams_out.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.send_dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Hands `msg` to worker `w`, in order with what this worker handed it before: into its queue, or while that
@@ -1422,6 +1597,10 @@ fn drain(id: u64, peer: &mut Peer, ctx: &mut Ctx, now: Instant) {
                 }
                 break;
             }
+            Output::Transmit(t) if t.proto == Protocol::Tcp => {
+                let data: Vec<u8> = t.contents.into();
+                ctx.send_tcp(peer.home, id, t.destination, &data);
+            }
             Output::Transmit(t) => {
                 // The Rtc only sends to addresses that passed ICE (ufrag + password): bind them for routing, on
                 // the worker that reads the peer's socket.
@@ -1442,7 +1621,7 @@ fn drain(id: u64, peer: &mut Peer, ctx: &mut Ctx, now: Instant) {
             Output::Event(ev) => handle_event(id, peer, ctx, ev, now),
         }
     }
-    peer.dest = peer.rtc.direct_api().send_addr().map(|(_, _, to)| to);
+    peer.dest = peer.rtc.direct_api().send_addr().map(|(proto, _, to)| (to, proto == Protocol::Tcp));
 }
 
 /// The first `a=fingerprint` value of an offer (session or media level), or empty when it has none.
@@ -1587,7 +1766,7 @@ fn write_frame(id: u64, peer: &mut Peer, ctx: &mut Ctx, source: &Arc<str>, frame
     slot.last_in = Some(frame.time);
     slot.last_write = Some(now);
     let seq = slot.seq;
-    if write_thin(peer, ctx, idx, frame, out as u32, switched) {
+    if write_thin(id, peer, ctx, idx, frame, out as u32, switched) {
         let slot = &mut peer.slots[idx];
         slot.seq = seq.wrapping_add(1);
         ctx.stats.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -1624,8 +1803,8 @@ fn write_frame(id: u64, peer: &mut Peer, ctx: &mut Ctx, source: &Arc<str>, frame
 /// the shared payload), seals it with the listener's SRTP keys in place and queues it for the nominated pair: no
 /// `Rtc` call, no allocation. Returns false, having queued nothing, when that is not possible yet (no SRTP keys or
 /// nominated pair yet, no SSRC for the m-line); str0m's send path takes the packet then.
-fn write_thin(peer: &mut Peer, ctx: &mut Ctx, idx: usize, frame: &Frame, time: u32, marker: bool) -> bool {
-    let Some(dest) = peer.dest else { return false };
+fn write_thin(id: u64, peer: &mut Peer, ctx: &mut Ctx, idx: usize, frame: &Frame, time: u32, marker: bool) -> bool {
+    let Some((dest, tcp)) = peer.dest else { return false };
     if peer.srtp.is_none() {
         let keys =
             peer.rtc.direct_api().srtp_keying_material().map(|(km, profile, client)| (km.to_vec(), profile, client));
@@ -1653,7 +1832,7 @@ fn write_thin(peer: &mut Peer, ctx: &mut Ctx, idx: usize, frame: &Frame, time: u
     let seq = slot.seq;
     let payload = &frame.data[..];
     let mid = slot.mid;
-    let queued = ctx.out(peer.home).push_with(dest, |buf| {
+    let build = |buf: &mut [u8; SLOT_BYTES]| {
         let level = frame.audio_level.zip(level_id).map(|(l, id)| {
             let v = if frame.voice_activity == Some(true) { 0x80 } else { 0 };
             (id, v | (l.unsigned_abs().min(127)))
@@ -1665,7 +1844,22 @@ fn write_thin(peer: &mut Peer, ctx: &mut Ctx, idx: usize, frame: &Frame, time: u
         }
         buf[header_len..len].copy_from_slice(payload);
         keys.protect(buf, header_len, len, ssrc, seq)
-    });
+    };
+    let queued = if tcp {
+        // ICE-TCP (rare: clients whose UDP is blocked): built aside, then framed onto the connection.
+        let mut buf = [0u8; SLOT_BYTES];
+        match build(&mut buf) {
+            Some(len) => {
+                ctx.send_tcp(peer.home, id, dest, &buf[..len]);
+                slot.sent_packets += 1;
+                slot.sent_bytes += payload.len() as u64;
+                return true;
+            }
+            None => false,
+        }
+    } else {
+        ctx.out(peer.home).push_with(dest, build)
+    };
     if queued {
         slot.sent_packets += 1;
         slot.sent_bytes += payload.len() as u64;

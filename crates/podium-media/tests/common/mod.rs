@@ -12,7 +12,7 @@ use podium_media::{Media, MediaConfig, MediaEvent, MediaEvents};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
 /// A frame the client received.
@@ -142,29 +142,40 @@ impl Drop for Client {
     }
 }
 
+/// Drains `rtc`'s outputs (transmits to `send`, events to `event`) until it asks for time; returns when.
+pub fn poll_rtc(rtc: &mut Rtc, mut send: impl FnMut(&Transmit), mut event: impl FnMut(Event)) -> Instant {
+    loop {
+        match rtc.poll_output() {
+            Ok(Output::Timeout(t)) => return t,
+            Ok(Output::Transmit(t)) => send(&t),
+            Ok(Output::Event(e)) => event(e),
+            Err(_) => return Instant::now() + Duration::from_millis(5),
+        }
+    }
+}
+
 fn drive(state: Arc<Mutex<State>>, socket: Arc<UdpSocket>, local: SocketAddr, stop: Arc<AtomicBool>) {
     let mut buf = vec![0u8; 2000];
     while !stop.load(Ordering::Acquire) {
         let next = {
-            let mut st = state.lock().unwrap();
-            loop {
-                match st.rtc.poll_output() {
-                    Ok(Output::Timeout(t)) => break t,
-                    Ok(Output::Transmit(t)) => {
-                        let _ = socket.send_to(&t.contents, t.destination);
-                    }
-                    Ok(Output::Event(e)) => match e {
-                        Event::Connected => st.connected = true,
-                        Event::MediaData(d) => st.got.push(Got {
-                            mid: d.mid,
-                            time: d.time.rebase(Frequency::FORTY_EIGHT_KHZ).numer(),
-                            data: d.data.to_vec(),
-                        }),
-                        _ => {}
-                    },
-                    Err(_) => break Instant::now() + Duration::from_millis(5),
-                }
-            }
+            let mut guard = state.lock().unwrap();
+            let st = &mut *guard;
+            let (connected, got) = (&mut st.connected, &mut st.got);
+            poll_rtc(
+                &mut st.rtc,
+                |t| {
+                    let _ = socket.send_to(&t.contents, t.destination);
+                },
+                |e| match e {
+                    Event::Connected => *connected = true,
+                    Event::MediaData(d) => got.push(Got {
+                        mid: d.mid,
+                        time: d.time.rebase(Frequency::FORTY_EIGHT_KHZ).numer(),
+                        data: d.data.to_vec(),
+                    }),
+                    _ => {}
+                },
+            )
         };
         let wait =
             next.saturating_duration_since(Instant::now()).clamp(Duration::from_millis(1), Duration::from_millis(5));
