@@ -8,6 +8,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use podium_hub::auth::{TokenKeys, claims_for};
 use podium_hub::{Config, Hub, Role, ShutdownHandle};
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -23,6 +24,8 @@ pub(crate) struct TestHub {
     pub(crate) keys: TokenKeys,
     /// The SFU's UDP sockets (empty when media is disabled).
     pub(crate) media: Vec<SocketAddr>,
+    /// Reloads the TLS certificate (with `[tls]`).
+    pub(crate) tls: Option<podium_hub::TlsHandle>,
     stop: ShutdownHandle,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -42,9 +45,10 @@ impl TestHub {
         let hub = Hub::bind(config).await.expect("bind hub");
         let addr = hub.local_addr();
         let media = hub.media_addrs();
+        let tls = hub.tls_handle();
         let stop = hub.shutdown_handle();
         let task = tokio::spawn(hub.run());
-        Self { addr, keys, media, stop, task }
+        Self { addr, keys, media, tls, stop, task }
     }
 
     pub(crate) fn url(&self) -> String {
@@ -92,8 +96,9 @@ impl TestHub {
     }
 }
 
-pub(crate) struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+/// A websocket client; `S` is its connection (plain TCP by default, or TLS: see `tls.rs`).
+pub(crate) struct Client<S = MaybeTlsStream<TcpStream>> {
+    ws: WebSocketStream<S>,
     next_id: u64,
     /// Events received while waiting for something else.
     pub(crate) events: VecDeque<Value>,
@@ -103,6 +108,13 @@ pub(crate) struct Client {
 impl Client {
     pub(crate) async fn connect(url: &str) -> Self {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
+        Self::over(ws)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    /// A client on a websocket already open.
+    pub(crate) fn over(ws: WebSocketStream<S>) -> Self {
         Self { ws, next_id: 1, events: VecDeque::new(), closed: None }
     }
 
