@@ -22,4 +22,5 @@ mod web;
 mod web_browser;
 mod web_drain;
 mod web_summit;
+mod web_tls;
 mod webrtcrs;

@@ -228,6 +228,60 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     }
 }
 
+/// What a browser scenario (`web/e2e/*.mjs`, Playwright in Chromium) needs: `web/` with its npm packages, and Chromium
+/// (`/usr/bin/chromium` or `PODIUM_CHROMIUM`).
+pub(crate) struct Browser {
+    pub(crate) web: std::path::PathBuf,
+    pub(crate) chromium: String,
+}
+
+impl Browser {
+    /// Checks that Node.js's packages and Chromium are there.
+    pub(crate) fn find() -> Self {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
+        let web = root.join("web");
+        assert!(
+            web.join("node_modules/playwright-core").is_dir(),
+            "web/node_modules is missing: run `bash tests/run` (it runs `npm ci` in web/), or `cd web && npm ci`"
+        );
+        let chromium = std::env::var("PODIUM_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+        assert!(std::path::Path::new(&chromium).exists(), "Chromium not found at {chromium}; `.ci/run` installs it");
+        Self { web, chromium }
+    }
+
+    /// Runs `web/e2e/<script>` with node and `env` (plus `PODIUM_CHROMIUM`) to its end, killed after `limit`; prints
+    /// its output and returns its stdout. Panics unless it exits 0 having printed `PASS`.
+    pub(crate) async fn run(&self, script: &str, env: &[(&str, String)], limit: Duration) -> String {
+        let mut command = std::process::Command::new("node");
+        command
+            .arg(self.web.join("e2e").join(script))
+            .current_dir(&self.web)
+            .env("PODIUM_CHROMIUM", &self.chromium)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("start node (Node.js is needed for the browser test)");
+        let pid = child.id();
+        let out = match tokio::time::timeout(limit, tokio::task::spawn_blocking(|| child.wait_with_output())).await {
+            Ok(out) => out.expect("join").expect("wait for node"),
+            Err(_) => {
+                // The script closes its browser itself; kill node if it hangs.
+                let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                panic!("the browser scenario {script} did not finish within {limit:?}");
+            }
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprintln!("{stdout}{stderr}");
+        assert!(out.status.success(), "the browser scenario {script} failed ({}):\n{stdout}\n{stderr}", out.status);
+        assert!(stdout.contains("PASS"), "{script} did not pass");
+        stdout
+    }
+}
+
 /// The stage roster of a `stage` event or snapshot as (id, role, muted) triples.
 pub(crate) fn roster(stage: &Value) -> Vec<(String, String, bool)> {
     stage

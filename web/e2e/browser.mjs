@@ -10,7 +10,7 @@
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { launchChromium } from "./chromium.mjs";
+import { launchChromium, log, until } from "./chromium.mjs";
 
 const base = process.env.PODIUM_HTTP;
 if (!base) throw new Error("set PODIUM_HTTP to the hub's http://host:port");
@@ -19,18 +19,6 @@ mkdirSync(shots, { recursive: true });
 
 const room = `web-e2e-${Date.now().toString(36)}`;
 const MIN_PACKETS = 100;
-const log = (msg) => console.log(`${new Date().toISOString().slice(11, 23)} ${msg}`);
-
-async function until(what, fn, timeoutMs = 30_000, everyMs = 250) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    last = await fn();
-    if (last && last.ok !== false) return last;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 const browser = await launchChromium();
 

@@ -1,10 +1,10 @@
 // Shared by the browser tests: Debian's Chromium, headless, with a fake microphone and camera granted without a
-// prompt, autoplay allowed and loopback ICE candidates kept (the hubs under test listen on 127.0.0.1).
+// prompt, autoplay allowed and loopback ICE candidates kept (the hubs under test listen on 127.0.0.1); and two helpers.
 import { chromium } from "playwright-core";
 
 export const executablePath = process.env.PODIUM_CHROMIUM || "/usr/bin/chromium";
 
-export function launchChromium() {
+export function launchChromium(extraArgs = []) {
   return chromium.launch({
     executablePath,
     headless: true,
@@ -25,6 +25,22 @@ export function launchChromium() {
       "--disable-quic",
       "--no-first-run",
       "--disable-dev-shm-usage",
+      ...extraArgs,
     ],
   });
+}
+
+/** Logs a line with the time of day. */
+export const log = (msg) => console.log(`${new Date().toISOString().slice(11, 23)} ${msg}`);
+
+/** Calls `fn` every `everyMs` until it returns something truthy without `ok: false`; throws after `timeoutMs`. */
+export async function until(what, fn, timeoutMs = 30_000, everyMs = 250) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last && last.ok !== false) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
 }
