@@ -270,9 +270,7 @@ fn serve(
             shutdown_signal().await;
             stop.drain();
         });
-        if let Some(tls) = hub.tls_handle() {
-            reload_on_sighup(tls)?;
-        }
+        reload_on_sighup(hub.tls_handle())?;
         hub.run().await
     })
 }
@@ -308,13 +306,17 @@ fn nodes(config: Option<PathBuf>, store: Option<String>) -> anyhow::Result<()> {
 }
 
 /// SIGHUP reloads the TLS certificate and key (after a renewal); a pair that does not load leaves the previous one
-/// in use.
+/// in use. Without TLS it does nothing (so `systemctl reload` never stops a hub).
 #[cfg(unix)]
-fn reload_on_sighup(tls: podium_hub::TlsHandle) -> anyhow::Result<()> {
+fn reload_on_sighup(tls: Option<podium_hub::TlsHandle>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
+            let Some(tls) = &tls else {
+                tracing::info!("SIGHUP: nothing to reload (no [tls])");
+                continue;
+            };
             // A reload that works logs itself.
             if let Err(e) = tls.reload().await {
                 let error = format!("{e:#}");
@@ -326,7 +328,7 @@ fn reload_on_sighup(tls: podium_hub::TlsHandle) -> anyhow::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn reload_on_sighup(_tls: podium_hub::TlsHandle) -> anyhow::Result<()> {
+fn reload_on_sighup(_tls: Option<podium_hub::TlsHandle>) -> anyhow::Result<()> {
     Ok(())
 }
 
