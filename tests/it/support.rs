@@ -90,6 +90,17 @@ impl TestHub {
         }
     }
 
+    /// An admin-grant token (the admin API) with `scope`, valid a minute.
+    pub(crate) fn admin_token(&self, name: &str, scope: podium_hub::auth::Scope) -> String {
+        let claims = podium_hub::auth::AdminClaims {
+            sub: name.into(),
+            admin: podium_hub::auth::AdminGrantClaim { scope },
+            exp: podium_hub::auth::unix_now() + 60,
+            iat: None,
+        };
+        self.keys.mint_admin(&claims).expect("mint")
+    }
+
     pub(crate) async fn stop(self) {
         self.stop.shutdown();
         let _ = tokio::time::timeout(TIMEOUT, self.task).await;

@@ -142,13 +142,7 @@ async fn wss_joins_and_every_route_answers_over_https() {
         assert_eq!(response.version(), reqwest::Version::HTTP_11, "{path}");
         assert!(response.text().await.expect("body").contains(needle), "{path}");
     }
-    let claims = podium_hub::auth::AdminClaims {
-        sub: "ops".into(),
-        admin: podium_hub::auth::AdminGrantClaim { scope: podium_hub::auth::Scope::Read },
-        exp: podium_hub::auth::unix_now() + 60,
-        iat: None,
-    };
-    let admin = hub.keys.mint_admin(&claims).expect("mint");
+    let admin = hub.admin_token("ops", podium_hub::auth::Scope::Read);
     let rooms: Value = client
         .get(format!("{base}/v1/admin/rooms/tls-room/participants"))
         .bearer_auth(&admin)

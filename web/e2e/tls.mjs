@@ -9,7 +9,7 @@
 // Usage: PODIUM_HTTPS=https://podium.test:7880 PODIUM_HOST_RULES="MAP podium.test 127.0.0.1" PODIUM_SPKI=<base64>
 //        node web/e2e/tls.mjs   (run by tests/it/web_tls.rs)
 
-import { launchChromium, log, until } from "./chromium.mjs";
+import { demoRoomState, launchChromium, log, reportPages, until, untilHeard } from "./chromium.mjs";
 
 const base = process.env.PODIUM_HTTPS;
 const rules = process.env.PODIUM_HOST_RULES;
@@ -53,8 +53,6 @@ async function open(name, identity, role) {
   return page;
 }
 
-const stats = (page) => page.evaluate(async () => (await window.demo.room.stats()) ?? {});
-
 let failed = false;
 try {
   const mod = await open("Moderator", "mod", "moderator");
@@ -66,31 +64,13 @@ try {
   log("the moderator publishes the microphone, unmuted");
 
   const ear = await open("Earl", "earl", "audience");
-  const heard = await until(
-    `earl to receive > ${MIN_PACKETS} packets with energy`,
-    async () => {
-      const s = await stats(ear);
-      return { ok: s.packetsReceived > MIN_PACKETS && s.totalAudioEnergy > 0, ...s };
-    },
-    40_000,
-    500,
-  );
+  const heard = await untilHeard("earl", ear, MIN_PACKETS);
   log(`earl hears the moderator: ${JSON.stringify(heard)}`);
   log("PASS");
 } catch (e) {
   failed = true;
   console.error(`FAIL: ${e && e.stack ? e.stack : e}`);
-  for (const { name, page } of pages) {
-    try {
-      const info = await page.evaluate(async () => {
-        const r = window.demo && window.demo.room;
-        return r ? { connection: r.connection, you: r.you, media: r.media, stats: await r.stats() } : null;
-      });
-      console.error(`${name}: ${JSON.stringify(info)}`);
-    } catch (err) {
-      console.error(`${name}: (unavailable: ${err.message})`);
-    }
-  }
+  await reportPages(pages, demoRoomState);
 } finally {
   await browser.close();
 }

@@ -413,10 +413,15 @@ mod tests {
     struct Dir(PathBuf);
 
     impl Dir {
-        fn new(name: &str) -> Self {
+        /// A new directory holding `cert.pem` and `key.pem`, a pair that belongs together.
+        fn with_pair(name: &str) -> (Self, PathBuf, PathBuf) {
             let dir = std::env::temp_dir().join(format!("podium-tls-{name}-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
-            Self(dir)
+            let dir = Self(dir);
+            let (cert_pem, key_pem) = pair();
+            let cert = dir.write("cert.pem", &cert_pem);
+            let key = dir.write("key.pem", &key_pem);
+            (dir, cert, key)
         }
 
         fn write(&self, name: &str, text: &str) -> PathBuf {
@@ -445,10 +450,7 @@ mod tests {
 
     #[test]
     fn bad_files_are_named_in_the_error() {
-        let dir = Dir::new("bad");
-        let (cert_pem, key_pem) = pair();
-        let cert = dir.write("cert.pem", &cert_pem);
-        let key = dir.write("key.pem", &key_pem);
+        let (dir, cert, key) = Dir::with_pair("bad");
         assert!(Tls::new(&config(&cert, &key), crate::metrics::Metrics::new().tls()).unwrap().is_some());
 
         let missing = dir.0.join("missing.pem");
@@ -481,10 +483,7 @@ mod tests {
 
     #[test]
     fn a_reload_swaps_the_pair_only_when_it_loads() {
-        let dir = Dir::new("reload");
-        let (cert_pem, key_pem) = pair();
-        let cert = dir.write("cert.pem", &cert_pem);
-        let key = dir.write("key.pem", &key_pem);
+        let (_dir, cert, key) = Dir::with_pair("reload");
         let metrics = crate::metrics::Metrics::new();
         let tls = Tls::new(&config(&cert, &key), metrics.tls()).unwrap().unwrap();
         let in_use = || tls.certs.current.read().unwrap().cert[0].clone();
