@@ -101,13 +101,7 @@ async fn authentication_and_scopes() {
     let (status, _) = api.call(reqwest::Method::GET, "/v1/admin/rooms", Some(&participant), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // An admin-grant token signed with the secret is.
-    let claims = podium_hub::auth::AdminClaims {
-        sub: "cli".into(),
-        admin: podium_hub::auth::AdminGrantClaim { scope: podium_hub::auth::Scope::Moderate },
-        exp: podium_hub::auth::unix_now() + 60,
-        iat: None,
-    };
-    let admin_token = hub.keys.mint_admin(&claims).expect("mint");
+    let admin_token = hub.admin_token("cli", podium_hub::auth::Scope::Moderate);
     let (status, me) = api.call(reqwest::Method::GET, "/v1/admin/whoami", Some(&admin_token), None).await;
     assert_eq!((status, me), (StatusCode::OK, json!({"name": "cli", "scope": "moderate"})));
     // Scopes: read may list, not create; moderate may not create either.

@@ -8,6 +8,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use podium_hub::auth::{TokenKeys, claims_for};
 use podium_hub::{Config, Hub, Role, ShutdownHandle};
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -23,6 +24,8 @@ pub(crate) struct TestHub {
     pub(crate) keys: TokenKeys,
     /// The SFU's UDP sockets (empty when media is disabled).
     pub(crate) media: Vec<SocketAddr>,
+    /// Reloads the TLS certificate (with `[tls]`).
+    pub(crate) tls: Option<podium_hub::TlsHandle>,
     stop: ShutdownHandle,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -42,9 +45,10 @@ impl TestHub {
         let hub = Hub::bind(config).await.expect("bind hub");
         let addr = hub.local_addr();
         let media = hub.media_addrs();
+        let tls = hub.tls_handle();
         let stop = hub.shutdown_handle();
         let task = tokio::spawn(hub.run());
-        Self { addr, keys, media, stop, task }
+        Self { addr, keys, media, tls, stop, task }
     }
 
     pub(crate) fn url(&self) -> String {
@@ -86,14 +90,26 @@ impl TestHub {
         }
     }
 
+    /// An admin-grant token (the admin API) with `scope`, valid a minute.
+    pub(crate) fn admin_token(&self, name: &str, scope: podium_hub::auth::Scope) -> String {
+        let claims = podium_hub::auth::AdminClaims {
+            sub: name.into(),
+            admin: podium_hub::auth::AdminGrantClaim { scope },
+            exp: podium_hub::auth::unix_now() + 60,
+            iat: None,
+        };
+        self.keys.mint_admin(&claims).expect("mint")
+    }
+
     pub(crate) async fn stop(self) {
         self.stop.shutdown();
         let _ = tokio::time::timeout(TIMEOUT, self.task).await;
     }
 }
 
-pub(crate) struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+/// A websocket client; `S` is its connection (plain TCP by default, or TLS: see `tls.rs`).
+pub(crate) struct Client<S = MaybeTlsStream<TcpStream>> {
+    ws: WebSocketStream<S>,
     next_id: u64,
     /// Events received while waiting for something else.
     pub(crate) events: VecDeque<Value>,
@@ -103,6 +119,13 @@ pub(crate) struct Client {
 impl Client {
     pub(crate) async fn connect(url: &str) -> Self {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
+        Self::over(ws)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    /// A client on a websocket already open.
+    pub(crate) fn over(ws: WebSocketStream<S>) -> Self {
         Self { ws, next_id: 1, events: VecDeque::new(), closed: None }
     }
 
@@ -213,6 +236,60 @@ impl Client {
                 Ok(_) => return out,
             }
         }
+    }
+}
+
+/// What a browser scenario (`web/e2e/*.mjs`, Playwright in Chromium) needs: `web/` with its npm packages, and Chromium
+/// (`/usr/bin/chromium` or `PODIUM_CHROMIUM`).
+pub(crate) struct Browser {
+    pub(crate) web: std::path::PathBuf,
+    pub(crate) chromium: String,
+}
+
+impl Browser {
+    /// Checks that Node.js's packages and Chromium are there.
+    pub(crate) fn find() -> Self {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
+        let web = root.join("web");
+        assert!(
+            web.join("node_modules/playwright-core").is_dir(),
+            "web/node_modules is missing: run `bash tests/run` (it runs `npm ci` in web/), or `cd web && npm ci`"
+        );
+        let chromium = std::env::var("PODIUM_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+        assert!(std::path::Path::new(&chromium).exists(), "Chromium not found at {chromium}; `.ci/run` installs it");
+        Self { web, chromium }
+    }
+
+    /// Runs `web/e2e/<script>` with node and `env` (plus `PODIUM_CHROMIUM`) to its end, killed after `limit`; prints
+    /// its output and returns its stdout. Panics unless it exits 0 having printed `PASS`.
+    pub(crate) async fn run(&self, script: &str, env: &[(&str, String)], limit: Duration) -> String {
+        let mut command = std::process::Command::new("node");
+        command
+            .arg(self.web.join("e2e").join(script))
+            .current_dir(&self.web)
+            .env("PODIUM_CHROMIUM", &self.chromium)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("start node (Node.js is needed for the browser test)");
+        let pid = child.id();
+        let out = match tokio::time::timeout(limit, tokio::task::spawn_blocking(|| child.wait_with_output())).await {
+            Ok(out) => out.expect("join").expect("wait for node"),
+            Err(_) => {
+                // The script closes its browser itself; kill node if it hangs.
+                let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                panic!("the browser scenario {script} did not finish within {limit:?}");
+            }
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprintln!("{stdout}{stderr}");
+        assert!(out.status.success(), "the browser scenario {script} failed ({}):\n{stdout}\n{stderr}", out.status);
+        assert!(stdout.contains("PASS"), "{script} did not pass");
+        stdout
     }
 }
 

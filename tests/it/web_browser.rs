@@ -8,10 +8,9 @@
 //! (`/usr/bin/chromium` or `PODIUM_CHROMIUM`).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use crate::support::TestHub;
+use crate::support::{Browser, TestHub};
 
 /// The whole browser scenario's time limit.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(150);
@@ -19,14 +18,7 @@ const SCENARIO_TIMEOUT: Duration = Duration::from_secs(150);
 #[tokio::test]
 async fn demo_app_in_chromium_approve_hear_move_back() {
     let _heavy = crate::support::HEAVY.lock().await;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
-    let web = root.join("web");
-    assert!(
-        web.join("node_modules/playwright-core").is_dir(),
-        "web/node_modules is missing: run `bash tests/run` (it runs `npm ci` in web/), or `cd web && npm ci`"
-    );
-    let chromium = std::env::var("PODIUM_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-    assert!(Path::new(&chromium).exists(), "Chromium not found at {chromium}; `.ci/run` installs it");
+    let browser = Browser::find();
 
     // Development mode (no secret: the demo gets tokens from /dev/token), media on loopback.
     let hub = TestHub::start_with(|c| {
@@ -38,34 +30,11 @@ async fn demo_app_in_chromium_approve_hear_move_back() {
     })
     .await;
 
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
     let shots: PathBuf =
         std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("web-e2e");
-    let child = std::process::Command::new("node")
-        .arg(web.join("e2e/browser.mjs"))
-        .current_dir(&web)
-        .env("PODIUM_HTTP", format!("http://{}", hub.addr))
-        .env("PODIUM_CHROMIUM", &chromium)
-        .env("PODIUM_SCREENSHOTS", &shots)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start node (Node.js is needed for the browser test)");
-    let pid = child.id();
-    let out =
-        match tokio::time::timeout(SCENARIO_TIMEOUT, tokio::task::spawn_blocking(|| child.wait_with_output())).await {
-            Ok(out) => out.expect("join").expect("wait for node"),
-            Err(_) => {
-                // The script closes its browser itself; kill node if it hangs.
-                let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-                panic!("the browser scenario did not finish within {SCENARIO_TIMEOUT:?}");
-            }
-        };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stdout}{stderr}");
-    assert!(out.status.success(), "the browser scenario failed ({}):\n{stdout}\n{stderr}", out.status);
-    assert!(stdout.contains("PASS"));
+    let env = [("PODIUM_HTTP", format!("http://{}", hub.addr)), ("PODIUM_SCREENSHOTS", shots.display().to_string())];
+    browser.run("browser.mjs", &env, SCENARIO_TIMEOUT).await;
     for shot in ["2-moderator-hand-raised.png", "3-moderator-speaker-live.png", "4-moderator-after-move.png"] {
         assert!(shots.join(shot).is_file(), "screenshot {shot} missing in {}", shots.display());
     }

@@ -10,7 +10,7 @@
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { launchChromium } from "./chromium.mjs";
+import { demoRoomState, launchChromium, log, reportPages, until, untilHeard } from "./chromium.mjs";
 
 const base = process.env.PODIUM_HTTP;
 if (!base) throw new Error("set PODIUM_HTTP to the hub's http://host:port");
@@ -19,18 +19,6 @@ mkdirSync(shots, { recursive: true });
 
 const room = `web-e2e-${Date.now().toString(36)}`;
 const MIN_PACKETS = 100;
-const log = (msg) => console.log(`${new Date().toISOString().slice(11, 23)} ${msg}`);
-
-async function until(what, fn, timeoutMs = 30_000, everyMs = 250) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    last = await fn();
-    if (last && last.ok !== false) return last;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 const browser = await launchChromium();
 
@@ -82,15 +70,7 @@ try {
   log("lisa is on stage and unmuted");
 
   // The third page hears her: inbound audio packets and energy.
-  const heard = await until(
-    `earl to receive > ${MIN_PACKETS} packets with energy`,
-    async () => {
-      const s = await stats(ear);
-      return { ok: s.packetsReceived > MIN_PACKETS && s.totalAudioEnergy > 0, ...s };
-    },
-    40_000,
-    500,
-  );
+  const heard = await untilHeard("earl", ear, MIN_PACKETS);
   log(`earl hears lisa: ${JSON.stringify(heard)}`);
   const sent = await stats(lis);
   if (!(sent.packetsSent > 0)) throw new Error(`lisa sent nothing: ${JSON.stringify(sent)}`);
@@ -170,18 +150,7 @@ try {
 } catch (e) {
   failed = true;
   console.error(`FAIL: ${e && e.stack ? e.stack : e}`);
-  for (const { name, page } of pages) {
-    try {
-      await page.screenshot({ path: join(shots, `failure-${name}.png`), fullPage: true });
-      const info = await page.evaluate(async () => {
-        const r = window.demo && window.demo.room;
-        return r ? { connection: r.connection, you: r.you, media: r.media, stats: await r.stats() } : null;
-      });
-      console.error(`${name}: ${JSON.stringify(info)}`);
-    } catch (err) {
-      console.error(`${name}: (unavailable: ${err.message})`);
-    }
-  }
+  await reportPages(pages, demoRoomState, (name) => join(shots, `failure-${name}.png`));
 } finally {
   await browser.close();
 }

@@ -1,10 +1,10 @@
 // Shared by the browser tests: Debian's Chromium, headless, with a fake microphone and camera granted without a
-// prompt, autoplay allowed and loopback ICE candidates kept (the hubs under test listen on 127.0.0.1).
+// prompt, autoplay allowed and loopback ICE candidates kept (the hubs under test listen on 127.0.0.1); and two helpers.
 import { chromium } from "playwright-core";
 
 export const executablePath = process.env.PODIUM_CHROMIUM || "/usr/bin/chromium";
 
-export function launchChromium() {
+export function launchChromium(extraArgs = []) {
   return chromium.launch({
     executablePath,
     headless: true,
@@ -25,6 +25,57 @@ export function launchChromium() {
       "--disable-quic",
       "--no-first-run",
       "--disable-dev-shm-usage",
+      ...extraArgs,
     ],
   });
+}
+
+/** Logs a line with the time of day. */
+export const log = (msg) => console.log(`${new Date().toISOString().slice(11, 23)} ${msg}`);
+
+/**
+ * After a failure: for each page, saves a screenshot where `shotPath(name)` gives a path, and prints what `describe`
+ * returns when run in the page.
+ */
+export async function reportPages(pages, describe, shotPath = () => null) {
+  for (const { name, page } of pages) {
+    try {
+      const path = shotPath(name);
+      if (path) await page.screenshot({ path, fullPage: true });
+      console.error(`${name}: ${JSON.stringify(await page.evaluate(describe))}`);
+    } catch (err) {
+      console.error(`${name}: (unavailable: ${err.message})`);
+    }
+  }
+}
+
+/** Run in a demo page (`reportPages`): the SDK room's connection, the participant's state, media and stats. */
+export async function demoRoomState() {
+  const r = window.demo && window.demo.room;
+  return r ? { connection: r.connection, you: r.you, media: r.media, stats: await r.stats() } : null;
+}
+
+/** Waits until the demo `page` has received more than `minPackets` audio packets with energy; its stats then. */
+export function untilHeard(what, page, minPackets, timeoutMs = 40_000) {
+  return until(
+    `${what} to receive > ${minPackets} packets with energy`,
+    async () => {
+      const s = (await page.evaluate(async () => await window.demo.room.stats())) ?? {};
+      return { ok: s.packetsReceived > minPackets && s.totalAudioEnergy > 0, ...s };
+    },
+    timeoutMs,
+    500,
+  );
+}
+
+/** Calls `fn` every `everyMs` until it returns something truthy without `ok: false`; throws after `timeoutMs`. */
+export async function until(what, fn, timeoutMs = 30_000, everyMs = 250) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last && last.ok !== false) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
 }

@@ -12,7 +12,7 @@
 //        PODIUM_TOKENS='{"mod":..,"spk":..,"lis":..}' node web/e2e/drain.mjs
 
 import { createInterface } from "node:readline";
-import { launchChromium } from "./chromium.mjs";
+import { launchChromium, log, reportPages, until } from "./chromium.mjs";
 
 const hubA = process.env.PODIUM_HUB_A;
 const hubB = process.env.PODIUM_HUB_B;
@@ -26,18 +26,6 @@ const urls = [wsUrl(hubA), wsUrl(hubB)];
 const MAX_GAP_MS = 3000;
 const SAMPLE_MS = 200;
 const MIN_PACKETS = 100;
-const log = (msg) => console.log(`${new Date().toISOString().slice(11, 23)} ${msg}`);
-
-async function until(what, fn, timeoutMs = 30_000, everyMs = 250) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    last = await fn();
-    if (last && last.ok !== false) return last;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 // The test answers `DRAINED` on stdin once hub A's drain has started.
 const stdin = createInterface({ input: process.stdin });
@@ -320,19 +308,12 @@ try {
 } catch (e) {
   failed = true;
   console.error(`FAIL: ${e && e.stack ? e.stack : e}`);
-  for (const { name, page } of pages) {
-    try {
-      const info = await page.evaluate(async () => {
-        const r = window.room;
-        return r
-          ? { connection: r.connection, url: r.url, you: r.you, media: r.media, epoch: r.state && r.state.media_epoch, pcs: window.__pcs.length, log: window.__log }
-          : null;
-      });
-      console.error(`${name}: ${JSON.stringify(info)}`);
-    } catch (err) {
-      console.error(`${name}: (unavailable: ${err.message})`);
-    }
-  }
+  await reportPages(pages, () => {
+    const r = window.room;
+    return r
+      ? { connection: r.connection, url: r.url, you: r.you, media: r.media, epoch: r.state && r.state.media_epoch, pcs: window.__pcs.length, log: window.__log }
+      : null;
+  });
 } finally {
   stdin.close();
   await browser.close();

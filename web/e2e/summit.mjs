@@ -16,7 +16,7 @@
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { launchChromium } from "./chromium.mjs";
+import { launchChromium, log, reportPages, until } from "./chromium.mjs";
 
 const base = process.env.PODIUM_HTTP;
 if (!base) throw new Error("set PODIUM_HTTP to the hub's http://host:port");
@@ -29,19 +29,7 @@ const { room, host } = setup;
 let summit; // the released programme, from stdin
 let first;
 let second;
-const log = (msg) => console.log(`${new Date().toISOString().slice(11, 23)} ${msg}`);
 const relative = (ms) => `${((Date.now() - ms) / 1000).toFixed(2)} s`;
-
-async function until(what, fn, timeoutMs = 30_000, everyMs = 200) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    last = await fn();
-    if (last && last.ok !== false) return last;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 /** Parses the demo's `m:ss` / `h:mm:ss` countdowns (after "in "), in seconds. */
 function seconds(text) {
@@ -202,7 +190,8 @@ try {
   await ada.screenshot({ path: join(shots, "summit-3-host-live.png"), fullPage: true });
 
   // 5. The host unmutes on the stage room's connection; the listener hears the fake microphone.
-  await until("the host's microphone to be published", () => ada.evaluate(() => window.demo.room.media.publishing));
+  const publishing = () => ada.evaluate(() => window.demo.room.media.publishing);
+  await until("the host's microphone to be published", publishing, 30_000, 200);
   await ada.click("#mute-toggle");
   await lee.waitForSelector(`#stage .member[data-participant="${host.id}"][data-muted="false"]`, { timeout: 5_000 });
   await ada.waitForFunction(() => document.getElementById("live-state").textContent === "You're live", null, {
@@ -233,28 +222,21 @@ try {
 } catch (e) {
   failed = true;
   console.error(`FAIL: ${e && e.stack ? e.stack : e}`);
-  for (const { name, page } of pages) {
-    try {
-      await page.screenshot({ path: join(shots, `summit-failure-${name}.png`), fullPage: true });
-      const info = await page.evaluate(() => {
-        const r = window.demo && window.demo.room;
-        const b = window.demo && window.demo.backstage;
-        return r
-          ? {
-              connection: r.connection,
-              you: r.you,
-              schedule: r.schedule,
-              backstage: b ? { connection: b.connection, you: b.you, stage: b.stage } : null,
-              panel: document.getElementById("schedule-panel")?.innerText,
-              toasts: document.getElementById("toasts")?.innerText,
-            }
-          : null;
-      });
-      console.error(`${name}: ${JSON.stringify(info)}`);
-    } catch (err) {
-      console.error(`${name}: (unavailable: ${err.message})`);
-    }
-  }
+  const describe = () => {
+    const r = window.demo && window.demo.room;
+    const b = window.demo && window.demo.backstage;
+    return r
+      ? {
+          connection: r.connection,
+          you: r.you,
+          schedule: r.schedule,
+          backstage: b ? { connection: b.connection, you: b.you, stage: b.stage } : null,
+          panel: document.getElementById("schedule-panel")?.innerText,
+          toasts: document.getElementById("toasts")?.innerText,
+        }
+      : null;
+  };
+  await reportPages(pages, describe, (name) => join(shots, `summit-failure-${name}.png`));
 } finally {
   await browser.close();
 }

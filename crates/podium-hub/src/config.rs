@@ -2,7 +2,7 @@
 //! `deploy/podium.toml` documents every key with its default.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -17,6 +17,8 @@ pub const DEVELOPMENT_SECRET: &str = "podium-development-secret-change-me";
 pub struct Config {
     /// Listening socket and identity of this node.
     pub server: ServerConfig,
+    /// HTTPS and WSS on the listening socket.
+    pub tls: TlsConfig,
     /// Token verification.
     pub auth: AuthConfig,
     /// Per-connection limits.
@@ -245,6 +247,36 @@ impl Default for ServerConfig {
             proxy_header: ProxyHeader::default(),
             demo: None,
         }
+    }
+}
+
+/// `[tls]`: the listening socket serves HTTPS and WSS (and nothing in plain text) from a certificate and key in PEM
+/// files, re-read when they change (see `crate::tls`).
+#[derive(Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM: the hub's certificate first, then the intermediates. TLS is on when this is set
+    /// (and `key`).
+    pub cert: Option<PathBuf>,
+    /// The certificate's private key, PEM (PKCS#8, PKCS#1 RSA or SEC1 EC; not encrypted).
+    pub key: Option<PathBuf>,
+    /// A connection must complete its TLS handshake within this long of being accepted, or it is closed.
+    pub handshake_timeout_ms: u64,
+    /// How often the two files are checked for a change (a renewal): a changed pair is loaded for new connections.
+    /// 0: only on SIGHUP.
+    pub reload_interval_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self { cert: None, key: None, handshake_timeout_ms: 10_000, reload_interval_ms: 60_000 }
+    }
+}
+
+impl TlsConfig {
+    /// Whether the listening socket speaks TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some() && self.key.is_some()
     }
 }
 
@@ -590,6 +622,16 @@ impl Config {
             "store.url: `memory`, or a URL starting with one of {:?}",
             StoreConfig::REDIS_SCHEMES
         );
+        let tls = &self.tls;
+        anyhow::ensure!(
+            tls.cert.is_some() == tls.key.is_some(),
+            "tls.cert and tls.key go together: set both (HTTPS and WSS) or neither"
+        );
+        anyhow::ensure!(tls.handshake_timeout_ms > 0, "tls.handshake_timeout_ms must be positive");
+        anyhow::ensure!(
+            tls.reload_interval_ms == 0 || tls.reload_interval_ms >= 100,
+            "tls.reload_interval_ms: 0 (only on SIGHUP) or at least 100"
+        );
         self.validate_webhooks()?;
         self.validate_summit()?;
         Ok(())
@@ -653,7 +695,8 @@ impl Config {
 }
 
 /// Settings whose values are text, taken from the environment as they are.
-const STRING_KEYS: [(&str, &str); 3] = [("auth", "secret"), ("server", "public_url"), ("store", "url")];
+const STRING_KEYS: [(&str, &str); 5] =
+    [("auth", "secret"), ("server", "public_url"), ("store", "url"), ("tls", "cert"), ("tls", "key")];
 
 /// Applies `PODIUM_SECTION__KEY=value` variables; values parse as TOML (numbers, booleans) or else as strings, except
 /// text settings (`STRING_KEYS`), which are always strings.
@@ -736,6 +779,21 @@ mod tests {
         c.validate().unwrap();
         c.media.loudest = c.media.max_mlines + 1;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn tls_files_from_the_environment() {
+        let mut table = toml::Table::new();
+        let vars = [("PODIUM_TLS__CERT", "/etc/podium/fullchain.pem"), ("PODIUM_TLS__KEY", "/etc/podium/privkey.pem")];
+        overlay_env(&mut table, vars.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned()))).unwrap();
+        let c: Config = toml::Value::Table(table).try_into().unwrap();
+        c.validate().unwrap();
+        assert!(c.tls.enabled());
+        assert_eq!(c.tls.key.as_deref(), Some(Path::new("/etc/podium/privkey.pem")));
+        let mut half = c.clone();
+        half.tls.key = None;
+        assert!(half.validate().is_err(), "a certificate without a key");
+        assert!(!Config::default().tls.enabled());
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) hooks: Arc<crate::webhooks::Hooks>,
     /// What `/metrics` exports (`metrics` module).
     pub(crate) metrics: crate::metrics::Metrics,
+    /// TLS on the listening socket (`[tls]`).
+    pub(crate) tls: Option<crate::tls::Tls>,
 }
 
 /// The last reading of the node registry.
@@ -333,12 +335,17 @@ impl Persistence {
     }
 }
 
-/// Answers a connection refused by admission with `429 Too Many Requests` and closes it, reading (and discarding) what
-/// the client sent meanwhile so the answer is not lost to a reset; at most [`REFUSE_GRACE`].
-async fn refuse(mut stream: tokio::net::TcpStream, refusal: crate::admission::Refusal) {
+/// Answers a connection refused by admission with `429 Too Many Requests` and closes it.
+async fn refuse(stream: tokio::net::TcpStream, refusal: crate::admission::Refusal) {
+    answer_and_close(stream, refusal.http_response().as_bytes()).await;
+}
+
+/// Writes a plain HTTP answer on a connection and closes it, reading (and discarding) what the client sent meanwhile
+/// so the answer is not lost to a reset; at most [`REFUSE_GRACE`].
+pub(crate) async fn answer_and_close(mut stream: tokio::net::TcpStream, answer: &[u8]) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let _ = tokio::time::timeout(REFUSE_GRACE, async {
-        stream.write_all(refusal.http_response().as_bytes()).await?;
+        stream.write_all(answer).await?;
         stream.shutdown().await?;
         let mut sink = [0u8; 512];
         while stream.read(&mut sink).await? > 0 {}
@@ -347,7 +354,7 @@ async fn refuse(mut stream: tokio::net::TcpStream, refusal: crate::admission::Re
     .await;
 }
 
-/// How long a refused connection is kept to deliver its `429`.
+/// How long a refused connection is kept to deliver its answer.
 const REFUSE_GRACE: Duration = Duration::from_millis(500);
 
 /// A bound, not yet running hub.
@@ -385,6 +392,9 @@ impl Hub {
     /// Binds the listening socket.
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
         config.validate()?;
+        // The certificate first: a bad file stops the hub before it binds or starts anything.
+        let metrics = crate::metrics::Metrics::new();
+        let tls = crate::tls::Tls::new(&config.tls, metrics.tls())?;
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
@@ -426,7 +436,8 @@ impl Hub {
         let hooks = Arc::new(crate::webhooks::Hooks::new(&config.webhooks, &config.audit, &node_id, redis));
         let shared = Arc::new(Shared {
             hooks,
-            metrics: crate::metrics::Metrics::new(),
+            metrics,
+            tls,
             keys: TokenKeys::new(config.auth.secret().as_bytes()),
             summit_wake: Arc::default(),
             summit_clock: crate::summit::Clock::new(&config.summit),
@@ -485,6 +496,11 @@ impl Hub {
         crate::webhooks::Webhooks(Arc::clone(&self.shared.hooks))
     }
 
+    /// A handle to reload the TLS certificate (`None` without `[tls]`).
+    pub fn tls_handle(&self) -> Option<crate::tls::TlsHandle> {
+        self.shared.tls.as_ref().map(crate::tls::Tls::handle)
+    }
+
     /// A handle to stop the hub later.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle { shared: Arc::clone(&self.shared) }
@@ -499,6 +515,9 @@ impl Hub {
         // Webhook delivery runs until the hub has stopped (a draining hub keeps delivering meanwhile).
         tokio::spawn(crate::webhooks::run(Arc::clone(&shared.hooks), shared.stopped.subscribe()));
         crate::summit::spawn_runner(&shared, Arc::clone(&shared.summit_wake), shared.shutdown_rx());
+        if let Some(tls) = &shared.tls {
+            tokio::spawn(tls.watcher(shared.shutdown_rx()));
+        }
         let heartbeat = match &shared.store {
             Persistence::Redis(store) => {
                 // Always set with Redis (`bind`).
@@ -542,6 +561,12 @@ impl Hub {
                     } else {
                         match shared.admission.admit(peer.ip()) {
                             Ok(ticket) => Some(ticket),
+                            // With TLS, before any handshake work: a plain 429 would mean nothing to the client.
+                            Err(_) if shared.tls.is_some() => {
+                                drop(stream);
+                                shared.n_connections.fetch_sub(1, Ordering::AcqRel);
+                                continue;
+                            }
                             Err(refusal) => {
                                 let shared = Arc::clone(&shared);
                                 tokio::spawn(async move {

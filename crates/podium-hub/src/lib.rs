@@ -28,6 +28,7 @@ mod nodes;
 mod relay;
 mod room_task;
 mod summit;
+mod tls;
 pub mod webhooks;
 
 pub use admin::{key_hash as admin_key_hash, new_key as new_admin_key, openapi_json};
@@ -37,4 +38,5 @@ pub use http::{DEMO_HTML, DEV_TOKEN_PATH, SDK_JS};
 pub use hub::{Hub, ShutdownHandle};
 pub use nodes::NODE_TTL;
 pub use podium_proto::Role;
+pub use tls::TlsHandle;
 pub use webhooks::Webhooks;

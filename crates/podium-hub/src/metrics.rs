@@ -121,6 +121,52 @@ pub(crate) struct Metrics {
     resyncs: Counter,
     http: Family<HttpLabel, Counter>,
     summit: SummitMetrics,
+    tls: TlsMetrics,
+}
+
+/// What TLS counts (handles on the hub's registry; see `crate::tls`).
+#[derive(Clone, Debug)]
+pub(crate) struct TlsMetrics {
+    handshakes: Family<OutcomeLabel, Counter>,
+    reloads: Family<OutcomeLabel, Counter>,
+}
+
+/// How a TLS handshake ended, as counted by `podium_tls_handshakes_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Handshake {
+    /// Completed.
+    Ok,
+    /// Not completed within `tls.handshake_timeout_ms`.
+    Timeout,
+    /// Failed: no common protocol version or cipher suite, a malformed message, or closed half-way.
+    Error,
+    /// The client spoke plain HTTP to the TLS port (answered 400).
+    PlainHttp,
+}
+
+impl Handshake {
+    const ALL: [Self; 4] = [Self::Ok, Self::Timeout, Self::Error, Self::PlainHttp];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Timeout => "timeout",
+            Self::Error => "error",
+            Self::PlainHttp => "plain_http",
+        }
+    }
+}
+
+impl TlsMetrics {
+    /// A handshake ended.
+    pub(crate) fn handshake(&self, outcome: Handshake) {
+        self.handshakes.get_or_create(&OutcomeLabel { outcome: outcome.as_str() }).inc();
+    }
+
+    /// The certificate files were loaded again (`ok`) or could not be (the previous pair stays).
+    pub(crate) fn reload(&self, ok: bool) {
+        self.reloads.get_or_create(&OutcomeLabel { outcome: if ok { "ok" } else { "failed" } }).inc();
+    }
 }
 
 /// Buckets of a handover's lateness, in seconds.
@@ -228,9 +274,27 @@ impl Metrics {
             "Scheduler outputs given up: refused by the room, or failing for about 30 s",
             summit.given_up.clone(),
         );
+        let tls = TlsMetrics { handshakes: Family::default(), reloads: Family::default() };
+        for outcome in Handshake::ALL {
+            let _ = tls.handshakes.get_or_create(&OutcomeLabel { outcome: outcome.as_str() });
+        }
+        for outcome in ["ok", "failed"] {
+            let _ = tls.reloads.get_or_create(&OutcomeLabel { outcome });
+        }
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes on the listening socket, by outcome (only with [tls])",
+            tls.handshakes.clone(),
+        );
+        registry.register(
+            "tls_certificate_reloads",
+            "Loads of changed TLS certificate files (SIGHUP or a change seen), by outcome",
+            tls.reloads.clone(),
+        );
         Self {
             registry,
             summit,
+            tls,
             participants,
             connections_lagged,
             leases,
@@ -245,12 +309,17 @@ impl Metrics {
         }
     }
 
-    /// An HTTP response went out.
     /// The summit runner's handles.
     pub(crate) fn summit(&self) -> SummitMetrics {
         self.summit.clone()
     }
 
+    /// TLS's handles.
+    pub(crate) fn tls(&self) -> TlsMetrics {
+        self.tls.clone()
+    }
+
+    /// An HTTP response went out.
     pub(crate) fn http_response(&self, admin: bool, status: u16) {
         let class = HTTP_CLASSES[usize::from(status / 100).clamp(1, 5) - 1];
         self.http.get_or_create(&HttpLabel { surface: if admin { "admin" } else { "other" }, class }).inc();
@@ -612,6 +681,8 @@ mod tests {
         assert!(text.contains("podium_requests_total{kind=\"raise_hand\"} 0\n"), "{text}");
         assert!(text.contains("podium_join_latency_seconds_bucket{le=\"+Inf\"} 0\n"), "{text}");
         assert!(text.contains("podium_rooms 2\n"), "{text}");
+        assert!(text.contains("podium_tls_handshakes_total{outcome=\"timeout\"} 0\n"), "{text}");
+        assert!(text.contains("podium_tls_certificate_reloads_total{outcome=\"failed\"} 0\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 

@@ -232,11 +232,12 @@ fn serve(
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
         let development = config.auth.secret.is_none();
+        let (ws, http) = if config.tls.enabled() { ("wss", "https") } else { ("ws", "http") };
         let keys = TokenKeys::new(config.auth.secret().as_bytes());
         let hub = Hub::bind(config).await?;
         let addr = hub.local_addr();
-        println!("Podium is listening: ws://{addr}{}", podium_hub::WS_PATH);
-        println!("Demo app: http://{addr}/ (the browser SDK: http://{addr}/sdk/podium.js)");
+        println!("Podium is listening: {ws}://{addr}{}", podium_hub::WS_PATH);
+        println!("Demo app: {http}://{addr}/ (the browser SDK: {http}://{addr}/sdk/podium.js)");
         let media: Vec<String> = hub.media_addrs().iter().map(ToString::to_string).collect();
         if media.is_empty() {
             println!("Media: disabled ([media] enabled = false)");
@@ -259,7 +260,7 @@ fn serve(
             println!("Development token (moderator of room \"demo\", valid 24 h):\n{token}");
             println!("More tokens: podium token --identity alice --room demo --role speaker");
             println!(
-                "Development tokens over HTTP: http://{addr}{}?identity=alice&room=demo&role=speaker",
+                "Development tokens over HTTP: {http}://{addr}{}?identity=alice&room=demo&role=speaker",
                 podium_hub::DEV_TOKEN_PATH
             );
         }
@@ -269,6 +270,7 @@ fn serve(
             shutdown_signal().await;
             stop.drain();
         });
+        reload_on_sighup(hub.tls_handle())?;
         hub.run().await
     })
 }
@@ -301,6 +303,33 @@ fn nodes(config: Option<PathBuf>, store: Option<String>) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// SIGHUP reloads the TLS certificate and key (after a renewal); a pair that does not load leaves the previous one
+/// in use. Without TLS it does nothing (so `systemctl reload` never stops a hub).
+#[cfg(unix)]
+fn reload_on_sighup(tls: Option<podium_hub::TlsHandle>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let Some(tls) = &tls else {
+                tracing::info!("SIGHUP: nothing to reload (no [tls])");
+                continue;
+            };
+            // A reload that works logs itself.
+            if let Err(e) = tls.reload().await {
+                let error = format!("{e:#}");
+                tracing::error!(error, "SIGHUP: the TLS certificate did not reload; the previous one stays in use");
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reload_on_sighup(_tls: Option<podium_hub::TlsHandle>) -> anyhow::Result<()> {
+    Ok(())
 }
 
 async fn shutdown_signal() {

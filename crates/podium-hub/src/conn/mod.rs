@@ -16,7 +16,6 @@ use futures_util::StreamExt as _;
 use futures_util::stream::SplitStream;
 use podium_proto::{self as proto, CloseCode, ErrorCode, Request, RequestId, ServerMessage};
 use podium_room::ParticipantId;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
@@ -34,6 +33,7 @@ use crate::hub::Shared;
 use crate::link::{Control, Link};
 use crate::media::MediaRequest;
 use crate::room_task::{Failure, RoomHandle, RoomMsg};
+use crate::tls::Stream;
 
 /// The websocket path clients connect to.
 pub const WS_PATH: &str = "/v1/ws";
@@ -46,11 +46,11 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// still take (the request may be what closed it, like `end_room`).
 const ANSWER_BEFORE_CLOSE: Duration = Duration::from_millis(200);
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<Stream>;
 
 /// Runs an upgraded websocket connection to its end (`crate::http` did the handshake). `read_buf` holds what was
 /// read past the handshake request; `ticket` is the connection's admission, given back when it joins.
-pub(crate) async fn run(shared: Arc<Shared>, stream: TcpStream, read_buf: Vec<u8>, conn_id: u64, ticket: Ticket) {
+pub(crate) async fn run(shared: Arc<Shared>, stream: Stream, read_buf: Vec<u8>, conn_id: u64, ticket: Ticket) {
     let limits = &shared.config.limits;
     let ws_config = tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(limits.read_buffer_bytes)
@@ -163,7 +163,7 @@ impl Connection {
             if let Ok(ws) = sink.reunite(self.stream) {
                 // Linger zero never blocks (the deprecation is about non-zero lingers blocking on drop).
                 #[allow(deprecated)]
-                let _ = ws.get_ref().set_linger(Some(Duration::ZERO));
+                let _ = ws.get_ref().tcp().set_linger(Some(Duration::ZERO));
             }
         }
     }

@@ -24,13 +24,14 @@ use std::time::Duration;
 
 use futures_util::SinkExt as _;
 use futures_util::stream::SplitSink;
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-pub(super) type Sink = SplitSink<WebSocketStream<TcpStream>, Message>;
+use crate::tls::Stream;
+
+pub(super) type Sink = SplitSink<WebSocketStream<Stream>, Message>;
 
 /// Frames queued for the writer at most (replies, pings, the close frame). The reader answers one request at a time,
 /// so this fills only when the client stops reading.

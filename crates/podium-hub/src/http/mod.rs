@@ -4,20 +4,23 @@
 //! # Design
 //!
 //! The accept loop (`hub`) admits a TCP connection (per-source limits, `crate::admission`) and hands it to
-//! [`serve`], which runs one hyper HTTP/1.1 connection on it with the shared [`Router`]. The connection's facts
+//! [`serve`], which runs the TLS handshake when `[tls]` is on (`crate::tls`), then one hyper HTTP/1.1 connection on
+//! it with the shared [`Router`]. The connection's facts
 //! (peer address, id, admission ticket) travel with every request as a [`ConnInfo`] extension.
 //!
 //! A websocket upgrade does not spawn anything: the `/v1/ws` handler checks the handshake, parks hyper's
 //! `OnUpgrade` and the connection's ticket in the [`ConnInfo`], and answers `101`. When hyper's connection future
 //! returns (it hands the socket over after writing the `101`), [`serve`] takes the upgraded socket back as the
-//! plain `TcpStream` plus whatever hyper had already read past the request, and runs the websocket connection
+//! [`Stream`] (TCP, or TLS over it) plus whatever hyper had already read past the request, and runs the websocket connection
 //! (`conn::run`) in the same task. An idle websocket therefore holds no HTTP state at all: hyper's buffers are
 //! gone, and the task is what it was before the HTTP move (signaling benchmark: memory per idle listener).
 //!
 //! # Bounds
 //!
 //! - A connection must send its first byte within `auth.auth_timeout_ms`, and every request head within the same
-//!   time (hyper's header read timeout); heads are limited to [`MAX_HEAD_BYTES`].
+//!   time (hyper's header read timeout); heads are limited to [`MAX_HEAD_BYTES`]. With TLS, the handshake must be
+//!   done within `tls.handshake_timeout_ms` of the accept, and the first request head within the auth timeout after
+//!   it (hyper's header read timeout starts when the connection is served).
 //! - An HTTP connection (not upgraded) lives at most [`HTTP_CONNECTION_LIFETIME`]; then it is closed gracefully
 //!   after its request in flight. Request bodies are limited by axum's body limit ([`MAX_BODY_BYTES`]).
 //! - On shutdown, HTTP connections are closed gracefully; upgraded ones follow `conn`'s shutdown.
@@ -37,7 +40,6 @@ use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::get;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 use tower::ServiceExt as _;
 use tracing::{Instrument as _, debug};
 
@@ -46,6 +48,7 @@ use crate::admission::Ticket;
 use crate::auth::TokenKeys;
 use crate::conn::WS_PATH;
 use crate::hub::Shared;
+use crate::tls::Stream;
 
 /// Largest request head, in bytes (hyper's smallest read buffer limit).
 pub(crate) const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -119,7 +122,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 
 /// An admitted TCP connection.
 pub(crate) struct Accepted {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: tokio::net::TcpStream,
     pub(crate) peer: SocketAddr,
     pub(crate) conn_id: u64,
     /// `None` when the peer is a trusted proxy.
@@ -150,9 +153,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, router: Router, accepted: Accepte
     crate::conn::run(shared, stream, read_buf, conn_id, ticket).instrument(span).await;
 }
 
-/// Serves HTTP on the connection; once a websocket upgrade was accepted, the plain socket, what was read past the
-/// upgrade request, and the connection's admission ticket.
-async fn upgrade(shared: &Shared, router: Router, accepted: Accepted) -> Option<(TcpStream, Vec<u8>, Ticket)> {
+/// Serves HTTP on the connection; once a websocket upgrade was accepted, the connection's stream, what was read past
+/// the upgrade request, and the connection's admission ticket.
+async fn upgrade(shared: &Shared, router: Router, accepted: Accepted) -> Option<(Stream, Vec<u8>, Ticket)> {
     let auth_timeout = Duration::from_millis(shared.config.auth.auth_timeout_ms);
     let (on_upgrade, ticket) = http_phase(shared, router, accepted).await?;
     let upgraded = match tokio::time::timeout(auth_timeout, on_upgrade).await {
@@ -163,8 +166,8 @@ async fn upgrade(shared: &Shared, router: Router, accepted: Accepted) -> Option<
         }
         Err(_) => return None,
     };
-    let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
-        debug!("upgraded connection is not a TCP stream");
+    let Ok(parts) = upgraded.downcast::<TokioIo<Stream>>() else {
+        debug!("upgraded connection is not the connection's stream");
         return None;
     };
     // `read_buf` may share hyper's whole read buffer (8 KiB): copy what it holds and let the buffer go, or every idle
@@ -183,12 +186,19 @@ async fn http_phase(
     let Accepted { stream, peer, ticket, .. } = accepted;
     let _ = stream.set_nodelay(true);
     let auth_timeout = Duration::from_millis(shared.config.auth.auth_timeout_ms);
-    // A connection that sends nothing is dropped after the auth timeout (hyper's header timer starts only with
-    // the first byte).
-    if !matches!(tokio::time::timeout(auth_timeout, stream.readable()).await, Ok(Ok(()))) {
-        debug!("nothing sent before the timeout");
-        return None;
-    }
+    let stream = match &shared.tls {
+        // Bounded by the handshake timeout; the first request head by hyper's header timeout below.
+        Some(tls) => tls.accept(stream).await?,
+        None => {
+            // A connection that sends nothing is dropped after the auth timeout, before hyper's connection (and its
+            // buffers) exists.
+            if !matches!(tokio::time::timeout(auth_timeout, stream.readable()).await, Ok(Ok(()))) {
+                debug!("nothing sent before the timeout");
+                return None;
+            }
+            Stream::Plain(stream)
+        }
+    };
     let info = Arc::new(ConnInfo { peer, ticket: Mutex::new(ticket), upgrade: Mutex::new(None) });
     let service = {
         let info = Arc::clone(&info);
