@@ -28,6 +28,7 @@ mod nodes;
 mod relay;
 mod room_task;
 mod summit;
+mod turn;
 pub mod webhooks;
 
 pub use admin::{key_hash as admin_key_hash, new_key as new_admin_key, openapi_json};
