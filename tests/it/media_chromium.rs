@@ -28,9 +28,9 @@ use crate::support::TestHub;
 const PEER_HTML: &str = include_str!("../media/web/peer.html");
 const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
 /// How long the listener has to reach the goal once both pages are open.
-const AUDIO_TIMEOUT: Duration = Duration::from_secs(40);
+pub(crate) const AUDIO_TIMEOUT: Duration = Duration::from_secs(40);
 /// Opus frames are 20 ms: 100 packets are two seconds of audio.
-const MIN_PACKETS: u64 = 100;
+pub(crate) const MIN_PACKETS: u64 = 100;
 
 #[tokio::test]
 async fn chromium_speaker_is_heard_by_chromium_listener() {
@@ -120,20 +120,20 @@ async fn chromium_speaker_is_heard_by_chromium_listener() {
 }
 
 /// The acceptance criterion on the listener's inbound audio.
-fn heard(stats: &Value) -> bool {
+pub(crate) fn heard(stats: &Value) -> bool {
     stats["packetsReceived"].as_u64().is_some_and(|n| n > MIN_PACKETS)
         && stats["packetsLost"].as_i64() == Some(0)
         && stats["totalAudioEnergy"].as_f64().is_some_and(|e| e > 0.0)
 }
 
 /// Serves `peer.html` on 127.0.0.1:0 (any other path is 404) until dropped.
-struct PageServer {
+pub(crate) struct PageServer {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl PageServer {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the page server");
         let addr = listener.local_addr().expect("page server address");
         let task = tokio::spawn(async move {
@@ -144,7 +144,7 @@ impl PageServer {
         Self { addr, task }
     }
 
-    fn peer_url(&self, ws: &str, token: &str, mode: &str) -> String {
+    pub(crate) fn peer_url(&self, ws: &str, token: &str, mode: &str) -> String {
         format!("http://{}/peer.html?ws={}&token={}&mode={mode}", self.addr, encode(ws), encode(token))
     }
 }
@@ -192,15 +192,15 @@ fn encode(s: &str) -> String {
 }
 
 /// A headless Chromium with a fake microphone and a temporary profile; killed (with its process group) on drop.
-struct Chromium {
+pub(crate) struct Chromium {
     child: Child,
     profile: PathBuf,
-    devtools_url: String,
+    pub(crate) devtools_url: String,
     stderr: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl Chromium {
-    async fn launch() -> Self {
+    pub(crate) async fn launch() -> Self {
         let bin = std::env::var("PODIUM_CHROMIUM").unwrap_or_else(|_| DEFAULT_CHROMIUM.to_owned());
         assert!(
             Path::new(&bin).exists(),
@@ -281,7 +281,7 @@ impl Chromium {
         browser
     }
 
-    fn stderr_tail(&self) -> String {
+    pub(crate) fn stderr_tail(&self) -> String {
         let tail = self.stderr.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Without a system bus Chromium logs dbus errors all the time; they are noise here.
         tail.iter().filter(|l| !l.contains(":ERROR:dbus/")).map(String::as_str).collect::<Vec<_>>().join("\n")
@@ -309,18 +309,18 @@ impl Drop for Chromium {
 }
 
 /// A page opened over CDP: its target and flattened session.
-struct Page {
+pub(crate) struct Page {
     session: String,
 }
 
 /// A Chrome DevTools Protocol client on the browser endpoint (flattened sessions).
-struct Cdp {
+pub(crate) struct Cdp {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next_id: u64,
 }
 
 impl Cdp {
-    async fn connect(url: &str) -> Self {
+    pub(crate) async fn connect(url: &str) -> Self {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .unwrap_or_else(|e| panic!("connect to Chromium's DevTools at {url}: {e}"));
@@ -356,7 +356,7 @@ impl Cdp {
     }
 
     /// Opens `url` in a new tab and attaches to it.
-    async fn open(&mut self, url: &str) -> Page {
+    pub(crate) async fn open(&mut self, url: &str) -> Page {
         let target = self.call(None, "Target.createTarget", json!({ "url": url })).await.expect("Target.createTarget");
         let target_id = target["targetId"].as_str().expect("targetId").to_owned();
         let attached = self
@@ -367,7 +367,7 @@ impl Cdp {
     }
 
     /// Evaluates `expression` (which yields a JSON string or a promise of one) in the page and parses it.
-    async fn eval_json(&mut self, page: &Page, expression: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn eval_json(&mut self, page: &Page, expression: &str) -> anyhow::Result<Value> {
         let result = self
             .call(
                 Some(&page.session),
@@ -385,7 +385,7 @@ impl Cdp {
     }
 
     /// `window.podium.stats()` of the page (not ready while the page is still loading).
-    async fn stats(&mut self, page: &Page) -> anyhow::Result<Value> {
+    pub(crate) async fn stats(&mut self, page: &Page) -> anyhow::Result<Value> {
         self.eval_json(
             page,
             "(async () => window.podium ? JSON.stringify(await window.podium.stats()) : '{\"state\":\"loading\"}')()",
@@ -394,7 +394,7 @@ impl Cdp {
     }
 
     /// The page's own log, for failure messages.
-    async fn page_log(&mut self, page: &Page) -> String {
+    pub(crate) async fn page_log(&mut self, page: &Page) -> String {
         match self.eval_json(page, "JSON.stringify(window.podium ? window.podium.log : ['(no window.podium)'])").await {
             Ok(Value::Array(lines)) => {
                 lines.iter().map(|l| format!("  {}", l.as_str().unwrap_or_default())).collect::<Vec<_>>().join("\n")
