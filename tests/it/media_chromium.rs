@@ -28,9 +28,9 @@ use crate::support::TestHub;
 const PEER_HTML: &str = include_str!("../media/web/peer.html");
 const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
 /// How long the listener has to reach the goal once both pages are open.
-pub(crate) const AUDIO_TIMEOUT: Duration = Duration::from_secs(40);
+const AUDIO_TIMEOUT: Duration = Duration::from_secs(40);
 /// Opus frames are 20 ms: 100 packets are two seconds of audio.
-pub(crate) const MIN_PACKETS: u64 = 100;
+const MIN_PACKETS: u64 = 100;
 
 #[tokio::test]
 async fn chromium_speaker_is_heard_by_chromium_listener() {
@@ -54,27 +54,7 @@ async fn chromium_speaker_is_heard_by_chromium_listener() {
     let speaker = cdp.open(&speaker_url).await;
     let listener = cdp.open(&listener_url).await;
 
-    let deadline = tokio::time::Instant::now() + AUDIO_TIMEOUT;
-    let (last_speaker, last_listener) = loop {
-        let last_speaker = cdp.stats(&speaker).await.unwrap_or_else(|e| json!({ "unavailable": e.to_string() }));
-        let last_listener = cdp.stats(&listener).await.unwrap_or_else(|e| json!({ "unavailable": e.to_string() }));
-        if heard(&last_listener) {
-            break (last_speaker, last_listener);
-        }
-        let failed = [&last_speaker, &last_listener].iter().any(|s| s["state"] == "failed" || s["state"] == "closed");
-        if failed || tokio::time::Instant::now() >= deadline {
-            let why = if failed { "a page failed" } else { "timed out" };
-            panic!(
-                "{why}: the listener did not receive > {MIN_PACKETS} audio packets with no loss and audio energy > 0 \
-                 within {AUDIO_TIMEOUT:?}.\nlast listener stats: {last_listener}\nlast speaker stats: {last_speaker}\n\
-                 listener log:\n{}\nspeaker log:\n{}\nchromium stderr (tail):\n{}",
-                cdp.page_log(&listener).await,
-                cdp.page_log(&speaker).await,
-                browser.stderr_tail(),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let (last_speaker, last_listener) = until_heard(&mut cdp, &browser, &speaker, &listener, String::new).await;
 
     eprintln!("listener stats: {last_listener}");
     eprintln!("speaker stats: {last_speaker}");
@@ -119,8 +99,41 @@ async fn chromium_speaker_is_heard_by_chromium_listener() {
     hub.stop().await;
 }
 
+/// Polls both pages' stats until the listener has [`heard`] the speaker and returns the last (speaker, listener)
+/// stats; panics with both pages' logs, Chromium's and `more()` when a page fails or [`AUDIO_TIMEOUT`] passes.
+pub(crate) async fn until_heard(
+    cdp: &mut Cdp,
+    browser: &Chromium,
+    speaker: &Page,
+    listener: &Page,
+    more: impl Fn() -> String,
+) -> (Value, Value) {
+    let deadline = tokio::time::Instant::now() + AUDIO_TIMEOUT;
+    loop {
+        let last_speaker = cdp.stats(speaker).await.unwrap_or_else(|e| json!({ "unavailable": e.to_string() }));
+        let last_listener = cdp.stats(listener).await.unwrap_or_else(|e| json!({ "unavailable": e.to_string() }));
+        if heard(&last_listener) {
+            return (last_speaker, last_listener);
+        }
+        let failed = [&last_speaker, &last_listener].iter().any(|s| s["state"] == "failed" || s["state"] == "closed");
+        if failed || tokio::time::Instant::now() >= deadline {
+            let why = if failed { "a page failed" } else { "timed out" };
+            panic!(
+                "{why}: the listener did not receive > {MIN_PACKETS} audio packets with no loss and audio energy > 0 \
+                 within {AUDIO_TIMEOUT:?}.\nlast listener stats: {last_listener}\nlast speaker stats: {last_speaker}\n\
+                 listener log:\n{}\nspeaker log:\n{}\nchromium stderr (tail):\n{}\n{}",
+                cdp.page_log(listener).await,
+                cdp.page_log(speaker).await,
+                browser.stderr_tail(),
+                more(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The acceptance criterion on the listener's inbound audio.
-pub(crate) fn heard(stats: &Value) -> bool {
+fn heard(stats: &Value) -> bool {
     stats["packetsReceived"].as_u64().is_some_and(|n| n > MIN_PACKETS)
         && stats["packetsLost"].as_i64() == Some(0)
         && stats["totalAudioEnergy"].as_f64().is_some_and(|e| e > 0.0)
@@ -281,7 +294,7 @@ impl Chromium {
         browser
     }
 
-    pub(crate) fn stderr_tail(&self) -> String {
+    fn stderr_tail(&self) -> String {
         let tail = self.stderr.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Without a system bus Chromium logs dbus errors all the time; they are noise here.
         tail.iter().filter(|l| !l.contains(":ERROR:dbus/")).map(String::as_str).collect::<Vec<_>>().join("\n")
@@ -385,7 +398,7 @@ impl Cdp {
     }
 
     /// `window.podium.stats()` of the page (not ready while the page is still loading).
-    pub(crate) async fn stats(&mut self, page: &Page) -> anyhow::Result<Value> {
+    async fn stats(&mut self, page: &Page) -> anyhow::Result<Value> {
         self.eval_json(
             page,
             "(async () => window.podium ? JSON.stringify(await window.podium.stats()) : '{\"state\":\"loading\"}')()",
@@ -394,7 +407,7 @@ impl Cdp {
     }
 
     /// The page's own log, for failure messages.
-    pub(crate) async fn page_log(&mut self, page: &Page) -> String {
+    async fn page_log(&mut self, page: &Page) -> String {
         match self.eval_json(page, "JSON.stringify(window.podium ? window.podium.log : ['(no window.podium)'])").await {
             Ok(Value::Array(lines)) => {
                 lines.iter().map(|l| format!("  {}", l.as_str().unwrap_or_default())).collect::<Vec<_>>().join("\n")

@@ -6,7 +6,8 @@
 //!
 //! - an aiortc listener over TURN/UDP decodes a speaker's 440 Hz tone;
 //! - a Chromium listener over TURN/TCP (its only TURN URL is `?transport=tcp`) hears a Chromium speaker's fake
-//!   microphone, and its selected candidate pair says `relay` over `tcp`;
+//!   microphone, and its selected candidate pair says `relay` over `tcp`; after its first credentials expired, an
+//!   ICE restart allocates a new relay with the ones the hub pushed (applied with `setConfiguration`);
 //! - the credentials the hub pushes at half their lifetime open allocations on coturn, and the welcome's are refused
 //!   once expired.
 //!
@@ -19,10 +20,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use podium_hub::{Config, Role};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::aiortc::{HEAR_TIMEOUT, Peer, freqs, media_hub_with, now_unix, python, require_aiortc};
-use crate::media_chromium::{AUDIO_TIMEOUT, Cdp, Chromium, PageServer, heard};
+use crate::media_chromium::{Cdp, Chromium, PageServer, until_heard};
 use crate::support::{Client, TestHub};
 
 const DEFAULT_TURNSERVER: &str = "/usr/bin/turnserver";
@@ -374,7 +375,12 @@ async fn fresh_credentials_at_half_their_lifetime_open_relays_when_the_first_one
 async fn chromium_listener_forced_to_relay_over_turn_tcp_hears_a_chromium_speaker() {
     let _heavy = crate::support::HEAVY.lock().await;
     let coturn = Coturn::start();
-    let hub = media_hub_with(|c| coturn.configure(c)).await;
+    // The shortest credential lifetime (10 s), so that the test sees them refreshed and expire.
+    let hub = media_hub_with(|c| {
+        coturn.configure(c);
+        c.turn.credential_ttl_s = 10;
+    })
+    .await;
     let page = PageServer::start().await;
     let browser = Chromium::launch().await;
     let mut cdp = Cdp::connect(&browser.devtools_url).await;
@@ -388,27 +394,8 @@ async fn chromium_listener_forced_to_relay_over_turn_tcp_hears_a_chromium_speake
     let speaker = cdp.open(&speaker_url).await;
     let listener = cdp.open(&listener_url).await;
 
-    let deadline = tokio::time::Instant::now() + AUDIO_TIMEOUT;
-    let (last_speaker, last_listener) = loop {
-        let s = cdp.stats(&speaker).await.unwrap_or_else(|e| json!({ "unavailable": e.to_string() }));
-        let l = cdp.stats(&listener).await.unwrap_or_else(|e| json!({ "unavailable": e.to_string() }));
-        if heard(&l) {
-            break (s, l);
-        }
-        let failed = [&s, &l].iter().any(|x| x["state"] == "failed" || x["state"] == "closed");
-        if failed || tokio::time::Instant::now() >= deadline {
-            panic!(
-                "{}: the relayed listener heard nothing.\nlistener: {l}\nspeaker: {s}\nlistener log:\n{}\n\
-                 speaker log:\n{}\ncoturn (tail):\n{}\nchromium stderr (tail):\n{}",
-                if failed { "a page failed" } else { "timed out" },
-                cdp.page_log(&listener).await,
-                cdp.page_log(&speaker).await,
-                tail(&coturn.log(), 40),
-                browser.stderr_tail(),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let coturn_log = || format!("coturn (tail):\n{}", tail(&coturn.log(), 40));
+    let (last_speaker, last_listener) = until_heard(&mut cdp, &browser, &speaker, &listener, coturn_log).await;
     eprintln!("listener stats: {last_listener}");
     eprintln!("speaker stats: {last_speaker}");
     let pair = &last_listener["pair"];
@@ -425,6 +412,53 @@ async fn chromium_listener_forced_to_relay_over_turn_tcp_hears_a_chromium_speake
         log.lines().any(|l| l.contains(&format!("user <{username}>")) && l.contains("ALLOCATE processed, success"));
     assert!(allocated, "coturn's log shows no allocation for {username}:\n{log}");
     assert!(log.contains("tcp or tls connected to: 127.0.0.1"), "coturn's log shows no TCP client:\n{log}");
+
+    // Once the welcome's credentials have expired, an ICE restart (as after a network change) allocates a new relay
+    // with the fresh ones the hub pushed meanwhile (applied with setConfiguration), and the audio goes on through it.
+    let expires = welcome["ice_servers"]["expires_at_ms"].as_u64().expect("expires_at_ms") as f64 / 1_000.0;
+    tokio::time::sleep(Duration::from_secs_f64((expires - now_unix()).max(0.0) + 1.0)).await;
+    let before = cdp.eval_json(&listener, "(async () => JSON.stringify(await window.podium.stats()))()").await;
+    let before = before.expect("stats");
+    assert!(before["iceRefreshes"].as_u64() >= Some(1), "no ice_servers applied: {before}");
+    let fresh = cdp
+        .eval_json(&listener, "JSON.stringify(window.podium.events.filter((e) => e.type === 'ice_servers').pop())")
+        .await
+        .expect("the last ice_servers event");
+    let (_, fresh_username, _) = only_server(&fresh);
+    assert_ne!(fresh_username, username, "{fresh}");
+    let ufrag = cdp
+        .eval_json(&listener, "(async () => JSON.stringify(await window.podium.restartIce()))()")
+        .await
+        .expect("restartIce");
+    let restarted = tokio::time::Instant::now();
+    let goal = before["packetsReceived"].as_u64().unwrap_or(0) + 150; // 3 s of 20 ms packets
+    let after = loop {
+        let s = cdp.eval_json(&listener, "(async () => JSON.stringify(await window.podium.stats()))()").await;
+        let s = s.unwrap_or_else(|e| Value::String(e.to_string()));
+        if s["ufrag"] == ufrag
+            && s["packetsReceived"].as_u64().is_some_and(|n| n >= goal)
+            && s["totalAudioEnergy"].as_f64() > before["totalAudioEnergy"].as_f64()
+        {
+            break s;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(40),
+            "no audio through a new relay after the ICE restart: {s}\ncoturn (tail):\n{}",
+            tail(&coturn.log(), 40)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!("after the ICE restart with fresh credentials: {after}");
+    assert_eq!(after["pair"]["local"]["candidateType"], "relay", "{after}");
+    assert_eq!(after["pair"]["local"]["relayProtocol"], "tcp", "{after}");
+    let log = coturn.log();
+    // The expiry in the username of coturn's newest allocation: past the welcome's (made with pushed credentials).
+    let newest = log
+        .lines()
+        .filter(|l| l.contains("ALLOCATE processed, success"))
+        .filter_map(|l| l.split("user <").nth(1)?.split(':').next()?.parse::<u64>().ok())
+        .max();
+    assert!(newest > Some(expires as u64), "coturn shows no allocation with credentials newer than {username}:\n{log}");
     eprintln!("coturn (tail):\n{}", tail(&log, 20));
 
     drop(cdp);
