@@ -14,7 +14,6 @@
 //! coturn's own log confirms each allocation (its username is the hub's) and what it relayed.
 //! Needs coturn (`bash tests/run` installs it), aiortc (`PODIUM_PYTHON`) and Chromium, as the other media tests.
 
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,7 +31,7 @@ const REALM: &str = "podium.test";
 const RELAY_PORTS: u16 = 16;
 
 /// A coturn `turnserver` on 127.0.0.1 with its own configuration, log and database in a temporary directory; killed
-/// (with its process group) and cleaned up on drop.
+/// and cleaned up on drop.
 pub(crate) struct Coturn {
     child: Child,
     dir: PathBuf,
@@ -94,7 +93,6 @@ impl Coturn {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("failed to start {bin}: {e}"));
         let mut coturn = Self { child, dir, port, secret };
@@ -136,11 +134,7 @@ impl Coturn {
 
 impl Drop for Coturn {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        // turnserver is one process (it does not daemonize without -o): SIGKILL and reap it.
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -243,22 +237,11 @@ async fn aiortc_listener_forced_to_relay_through_coturn_over_udp_decodes_440_hz(
     let coturn = Coturn::start();
     let hub = media_hub_with(|c| coturn.configure(c)).await;
     let room = "turn-udp";
-    let mut spk = Peer::spawn(
-        &hub,
-        "spk",
-        "spk",
-        room,
-        Role::Moderator,
-        &["--join-role", "speaker", "--unmute", "--tone", "440"],
-    );
-    let mut lis = Peer::spawn(
-        &hub,
-        "lis",
-        "lis",
-        room,
-        Role::Audience,
-        &["--recv", "--turn", "--relay", "--turn-transport", "udp"],
-    );
+    // The speaker reaches the SFU directly; the listener only through coturn, over UDP.
+    let speaker = ["--join-role", "speaker", "--unmute", "--tone", "440"];
+    let relayed = ["--recv", "--turn", "--relay", "--turn-transport", "udp"];
+    let mut spk = Peer::spawn(&hub, "spk", "spk", room, Role::Moderator, &speaker);
+    let mut lis = Peer::spawn(&hub, "lis", "lis", room, Role::Audience, &relayed);
     spk.ready().await;
     lis.ready().await;
 

@@ -530,12 +530,13 @@ class Peer:
 
     def nominated(self, pc: RTCPeerConnection) -> Optional[dict[str, Any]]:
         """The nominated candidate pair of `pc`'s (bundled) ICE transport, from aioice."""
+
+        def side(c: Any) -> dict[str, Any]:
+            return {"type": c.type, "host": c.host, "port": c.port, "protocol": c.transport}
+
         for t in pc.getTransceivers():
             connection = t.receiver.transport.transport._connection
             for pair in connection._nominated.values():
-                def side(c: Any) -> dict[str, Any]:
-                    return {"type": c.type, "host": c.host, "port": c.port, "protocol": c.transport}
-
                 return {"local": side(pair.local_candidate), "remote": side(pair.remote_candidate)}
         return None
 
