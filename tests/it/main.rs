@@ -10,6 +10,7 @@ mod media_chromium;
 mod media_loudest;
 mod media_redis;
 mod media_signaling;
+mod media_turn;
 mod media_webrtcrs;
 mod metrics;
 mod pki;

@@ -54,7 +54,7 @@ async fn chromium_speaker_is_heard_by_chromium_listener() {
     let speaker = cdp.open(&speaker_url).await;
     let listener = cdp.open(&listener_url).await;
 
-    let (last_speaker, last_listener) = until_heard(&mut cdp, &speaker, None, &listener, &browser).await;
+    let (last_speaker, last_listener) = until_heard(&mut cdp, &browser, &speaker, &listener, String::new).await;
 
     eprintln!("listener stats: {last_listener}");
     eprintln!("speaker stats: {last_speaker}");
@@ -129,49 +129,66 @@ async fn chromium_listener_without_udp_hears_over_ice_tcp() {
     let listener = listener_cdp.open(&listener_url).await;
 
     let (last_speaker, last_listener) =
-        until_heard(&mut speaker_cdp, &speaker, Some(&mut listener_cdp), &listener, &listener_browser).await;
+        until_heard_in(&mut speaker_cdp, Some(&mut listener_cdp), &listener_browser, &speaker, &listener, String::new)
+            .await;
     eprintln!("listener stats: {last_listener}");
     eprintln!("speaker stats: {last_speaker}");
-    assert_eq!(last_listener["selected"]["protocol"], "tcp", "the listener's audio came over ICE-TCP: {last_listener}");
+    assert_eq!(
+        last_listener["pair"]["local"]["protocol"], "tcp",
+        "the listener's audio came over ICE-TCP: {last_listener}"
+    );
     // Its active TCP candidate shows as host or peer-reflexive (the port it connected from), never a relay.
-    assert_ne!(last_listener["selected"]["candidateType"], "relay", "no relay: {last_listener}");
-    assert_eq!(last_speaker["selected"]["protocol"], "udp", "the speaker used UDP: {last_speaker}");
+    assert_ne!(last_listener["pair"]["local"]["candidateType"], "relay", "no relay: {last_listener}");
+    assert_eq!(last_speaker["pair"]["local"]["protocol"], "udp", "the speaker used UDP: {last_speaker}");
     drop((speaker_cdp, listener_cdp));
     drop((speaker_browser, listener_browser));
     hub.stop().await;
 }
 
-/// Polls both pages' stats until the listener has heard the speaker ([`heard`]); returns the last stats of both.
-/// `listener_cdp` drives the listener's page when it is in another browser (else `speaker_cdp` drives both). On a
-/// failed page or after [`AUDIO_TIMEOUT`] it panics with both pages' stats and logs and the listener browser's stderr.
-async fn until_heard(
-    speaker_cdp: &mut Cdp,
+/// Polls both pages' stats until the listener has [`heard`] the speaker and returns the last (speaker, listener)
+/// stats; panics with both pages' logs, Chromium's and `more()` when a page fails or [`AUDIO_TIMEOUT`] passes.
+pub(crate) async fn until_heard(
+    cdp: &mut Cdp,
+    browser: &Chromium,
     speaker: &Page,
-    mut listener_cdp: Option<&mut Cdp>,
     listener: &Page,
+    more: impl Fn() -> String,
+) -> (Value, Value) {
+    until_heard_in(cdp, None, browser, speaker, listener, more).await
+}
+
+/// [`until_heard`], with the listener's page in another browser when `listener_cdp` drives it (`listener_browser`
+/// is then that browser).
+pub(crate) async fn until_heard_in(
+    speaker_cdp: &mut Cdp,
+    mut listener_cdp: Option<&mut Cdp>,
     listener_browser: &Chromium,
+    speaker: &Page,
+    listener: &Page,
+    more: impl Fn() -> String,
 ) -> (Value, Value) {
     let deadline = tokio::time::Instant::now() + AUDIO_TIMEOUT;
     loop {
-        let s = speaker_cdp.stats(speaker).await.unwrap_or_else(|e| json!({ "unavailable": e.to_string() }));
+        let last_speaker = speaker_cdp.stats(speaker).await.unwrap_or_else(|e| json!({ "unavailable": e.to_string() }));
         let lc: &mut Cdp = match listener_cdp.as_deref_mut() {
             Some(c) => c,
             None => &mut *speaker_cdp,
         };
-        let l = lc.stats(listener).await.unwrap_or_else(|e| json!({ "unavailable": e.to_string() }));
-        if heard(&l) {
-            return (s, l);
+        let last_listener = lc.stats(listener).await.unwrap_or_else(|e| json!({ "unavailable": e.to_string() }));
+        if heard(&last_listener) {
+            return (last_speaker, last_listener);
         }
-        let failed = [&s, &l].iter().any(|x| x["state"] == "failed" || x["state"] == "closed");
+        let failed = [&last_speaker, &last_listener].iter().any(|s| s["state"] == "failed" || s["state"] == "closed");
         if failed || tokio::time::Instant::now() >= deadline {
             let why = if failed { "a page failed" } else { "timed out" };
             let listener_log = lc.page_log(listener).await;
             panic!(
                 "{why}: the listener did not receive > {MIN_PACKETS} audio packets with no loss and audio energy > 0 \
-                 within {AUDIO_TIMEOUT:?}.\nlast listener stats: {l}\nlast speaker stats: {s}\n\
-                 listener log:\n{listener_log}\nspeaker log:\n{}\nchromium stderr (tail):\n{}",
+                 within {AUDIO_TIMEOUT:?}.\nlast listener stats: {last_listener}\nlast speaker stats: {last_speaker}\n\
+                 listener log:\n{listener_log}\nspeaker log:\n{}\nchromium stderr (tail):\n{}\n{}",
                 speaker_cdp.page_log(speaker).await,
                 listener_browser.stderr_tail(),
+                more(),
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -186,13 +203,13 @@ fn heard(stats: &Value) -> bool {
 }
 
 /// Serves `peer.html` on 127.0.0.1:0 (any other path is 404) until dropped.
-struct PageServer {
+pub(crate) struct PageServer {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl PageServer {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the page server");
         let addr = listener.local_addr().expect("page server address");
         let task = tokio::spawn(async move {
@@ -203,7 +220,7 @@ impl PageServer {
         Self { addr, task }
     }
 
-    fn peer_url(&self, ws: &str, token: &str, mode: &str) -> String {
+    pub(crate) fn peer_url(&self, ws: &str, token: &str, mode: &str) -> String {
         format!("http://{}/peer.html?ws={}&token={}&mode={mode}", self.addr, encode(ws), encode(token))
     }
 }
@@ -251,15 +268,15 @@ fn encode(s: &str) -> String {
 }
 
 /// A headless Chromium with a fake microphone and a temporary profile; killed (with its process group) on drop.
-struct Chromium {
+pub(crate) struct Chromium {
     child: Child,
     profile: PathBuf,
-    devtools_url: String,
+    pub(crate) devtools_url: String,
     stderr: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl Chromium {
-    async fn launch() -> Self {
+    pub(crate) async fn launch() -> Self {
         Self::launch_with(None).await
     }
 
@@ -378,18 +395,18 @@ impl Drop for Chromium {
 }
 
 /// A page opened over CDP: its target and flattened session.
-struct Page {
+pub(crate) struct Page {
     session: String,
 }
 
 /// A Chrome DevTools Protocol client on the browser endpoint (flattened sessions).
-struct Cdp {
+pub(crate) struct Cdp {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next_id: u64,
 }
 
 impl Cdp {
-    async fn connect(url: &str) -> Self {
+    pub(crate) async fn connect(url: &str) -> Self {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .unwrap_or_else(|e| panic!("connect to Chromium's DevTools at {url}: {e}"));
@@ -425,7 +442,7 @@ impl Cdp {
     }
 
     /// Opens `url` in a new tab and attaches to it.
-    async fn open(&mut self, url: &str) -> Page {
+    pub(crate) async fn open(&mut self, url: &str) -> Page {
         let target = self.call(None, "Target.createTarget", json!({ "url": url })).await.expect("Target.createTarget");
         let target_id = target["targetId"].as_str().expect("targetId").to_owned();
         let attached = self
@@ -436,7 +453,7 @@ impl Cdp {
     }
 
     /// Evaluates `expression` (which yields a JSON string or a promise of one) in the page and parses it.
-    async fn eval_json(&mut self, page: &Page, expression: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn eval_json(&mut self, page: &Page, expression: &str) -> anyhow::Result<Value> {
         let result = self
             .call(
                 Some(&page.session),

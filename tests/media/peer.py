@@ -15,6 +15,8 @@ stdout, one JSON object per line:
   {"event": "negotiated", "by": "client"|"server", "mids": [...]}  after each completed offer/answer exchange
   {"event": "track", "mid": "0", "gen": 1}                a remote audio track appeared (on peer connection `gen`)
   {"event": "ready"}                                      joined, negotiated and connected (once)
+  {"event": "ice", "gen": 1, "local": {"type": "relay", "host": "127.0.0.1", "port": 50002, "protocol": "udp"},
+   "remote": {...}}                                       the nominated candidate pair, once connected
   {"event": "audio", "mid": "0", "gen": 1, "freq": 440.1, "rms": 5650.2, "frames": 25, "t": 1767225600.5,
    "first_loud_t": 1767225600.01, "last_loud_t": 1767225600.49, "max_loud_gap": 0.04}
                                                           per received track, every --window seconds
@@ -78,6 +80,11 @@ negotiated in, it closes that peer connection and negotiates a new one (a new to
 once per new epoch, resending the offer while the hub refuses it.
 
 Loopback only: host candidates are gathered on 127.0.0.1 alone, and no STUN server is used.
+
+TURN (--turn): the peer connections use the TURN servers of the welcome's `ice_servers` (the latest `ice_servers`
+event's for peer connections made later), keeping only the URLs with `?transport=` --turn-transport (aiortc uses the
+first TURN URL it is given); --relay sets iceTransportPolicy "relay", so no host candidate is gathered and every
+packet goes through the TURN server.
 """
 
 from __future__ import annotations
@@ -99,6 +106,8 @@ aioice.ice.get_host_addresses = lambda *args, **kwargs: ["127.0.0.1"]
 from aiortc import (  # noqa: E402  (after the monkeypatch, on purpose)
     MediaStreamTrack,
     RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
@@ -285,6 +294,8 @@ class Peer:
         self.pc_epoch: Optional[int] = None
         self.media_started = False
         self.renegotiating: Optional[asyncio.Task] = None
+        # The hub's latest `ice_servers` (the welcome's, then each event's), for --turn.
+        self.ice_servers: Optional[dict[str, Any]] = None
 
     # ---- websocket ----
 
@@ -328,6 +339,8 @@ class Peer:
                     self.on_epoch(msg.get("media_epoch"))
                 elif kind == "resync" and ws is self.ws:
                     self.on_epoch((msg.get("state") or {}).get("media_epoch"))
+                elif kind == "ice_servers":
+                    self.ice_servers = msg
             if ws.close_code is not None:
                 code, reason = ws.close_code, ws.close_reason or ""
         except ConnectionClosed as e:
@@ -418,6 +431,8 @@ class Peer:
         reply = await self.request(join)
         if reply.get("type") == "ok":
             self.resume_token = reply["result"].get("resume_token")
+            if reply["result"].get("ice_servers") is not None:
+                self.ice_servers = reply["result"]["ice_servers"]
             epoch = (reply["result"].get("state") or {}).get("media_epoch")
             if epoch is not None:
                 self.room_epoch = epoch
@@ -497,14 +512,46 @@ class Peer:
 
     # ---- media ----
 
+    def configuration(self) -> RTCConfiguration:
+        """No ICE servers; with --turn the hub's TURN servers (and with --relay, relay candidates only)."""
+        if not self.args.turn:
+            return RTCConfiguration(iceServers=[])
+        if self.ice_servers is None:
+            raise RuntimeError("--turn: the hub sent no ice_servers (is [turn] configured?)")
+        servers = []
+        for server in self.ice_servers["servers"]:
+            urls = [u for u in server["urls"] if u.endswith("?transport=" + self.args.turn_transport)]
+            if urls:
+                servers.append(RTCIceServer(urls=urls, username=server["username"], credential=server["credential"]))
+        if not servers:
+            raise RuntimeError(f"--turn: no TURN URL with transport {self.args.turn_transport}: {self.ice_servers}")
+        policy = RTCIceTransportPolicy.RELAY if self.args.relay else RTCIceTransportPolicy.ALL
+        return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
+
+    def nominated(self, pc: RTCPeerConnection) -> Optional[dict[str, Any]]:
+        """The nominated candidate pair of `pc`'s (bundled) ICE transport, from aioice."""
+
+        def side(c: Any) -> dict[str, Any]:
+            return {"type": c.type, "host": c.host, "port": c.port, "protocol": c.transport}
+
+        for t in pc.getTransceivers():
+            connection = t.receiver.transport.transport._connection
+            for pair in connection._nominated.values():
+                return {"local": side(pair.local_candidate), "remote": side(pair.remote_candidate)}
+        return None
+
     def new_pc(self) -> RTCPeerConnection:
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc = RTCPeerConnection(self.configuration())
         self.pc_gen += 1
         gen = self.pc_gen
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             emit({"event": "pc", "gen": gen, "state": pc.connectionState, "t": round(time.time(), 3)})
+            if pc.connectionState == "connected":
+                pair = self.nominated(pc)
+                if pair is not None:
+                    emit({"event": "ice", "gen": gen, **pair})
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -780,6 +827,14 @@ def main() -> None:
         help="when the hub closes the websocket, keep the peer connection (and the tone) going until stdin ends",
     )
     p.add_argument("--connect-timeout", type=float, default=15.0, help="seconds to wait for `connected`")
+    p.add_argument("--turn", action="store_true", help="use the TURN servers of the hub's `ice_servers`")
+    p.add_argument(
+        "--turn-transport",
+        choices=["udp", "tcp"],
+        default="udp",
+        help="with --turn, keep only the URLs with this `?transport=` (default udp)",
+    )
+    p.add_argument("--relay", action="store_true", help="with --turn, iceTransportPolicy relay: relay candidates only")
     p.add_argument(
         "--srtp-profile",
         choices=sorted(SRTP_PROFILE_NAMES),
@@ -791,6 +846,8 @@ def main() -> None:
         aiortc.rtcdtlstransport.SRTP_PROFILES[:] = [SRTP_PROFILE_NAMES[args.srtp_profile]]
     if args.recv and args.tone is not None:
         p.error("--recv and --tone exclude each other")
+    if args.relay and not args.turn:
+        p.error("--relay needs --turn")
     urls = [u for u in (args.urls or "").split(",") if u]
     if args.url is None and not urls:
         p.error("give --url or --urls")

@@ -79,6 +79,8 @@ var MediaSession = class {
     this.generation = 0;
     /** When the room's media last moved or the websocket last reconnected (`Date.now()`; see SETTLING_MS). */
     this.settlingSince = -Infinity;
+    /** The hub's TURN servers with this participant's latest credentials (PROTOCOL.md, "TURN"). */
+    this.hubIceServers = [];
     this.info = { state: "new", tracks: [], publishing: false, epoch: 0 };
   }
   /** The media epoch the current peer connection belongs to. */
@@ -117,6 +119,27 @@ var MediaSession = class {
     this.replacePeer(you.role !== "audience", epoch);
     this.start(you, epoch);
     return true;
+  }
+  /**
+   * The hub's TURN servers and fresh credentials (a welcome's `ice_servers`, or an `ice_servers` event). The next
+   * peer connection uses them, and so does the current one's next gathering (an ICE restart): they replace its ICE
+   * servers with `setConfiguration`, which leaves the running connection alone. Ignored when the application gave
+   * its own `iceServers`.
+   */
+  setIceServers(ice) {
+    if (!ice || this.options.iceServers) return;
+    this.hubIceServers = ice.servers.map((s) => ({
+      urls: [...s.urls],
+      username: s.username,
+      credential: s.credential
+    }));
+    const pc = this.pc;
+    if (!pc) return;
+    try {
+      pc.setConfiguration({ ...pc.getConfiguration(), iceServers: this.hubIceServers });
+    } catch (e) {
+      console.warn("podium media: could not apply fresh ICE servers:", e);
+    }
   }
   /** Follows the participant's own state: publish on stage, stop in the audience; mute the track when muted. */
   update(you) {
@@ -226,7 +249,10 @@ var MediaSession = class {
     });
   }
   createPeer(you) {
-    const pc = new RTCPeerConnection({ iceServers: this.options.iceServers ?? [] });
+    const pc = new RTCPeerConnection({
+      iceServers: this.options.iceServers ?? this.hubIceServers,
+      iceTransportPolicy: this.options.forceRelay ? "relay" : "all"
+    });
     this.pc = pc;
     const direction = you.ceiling === "audience" ? "recvonly" : "sendrecv";
     this.transceiver = pc.addTransceiver("audio", { direction });
@@ -1003,8 +1029,12 @@ var Room = class _Room extends Emitter {
           this.emit("media", this.mediaInfo);
         }
       );
+      this.mediaSession.setIceServers(welcome.ice_servers);
       this.mediaSession.start(you, epoch);
-    } else if (rejoin && !welcome.resumed) {
+      return;
+    }
+    this.mediaSession.setIceServers(welcome.ice_servers);
+    if (rejoin && !welcome.resumed) {
       this.mediaSession.restart(you, epoch);
     } else if (this.mediaSession.moved(you, epoch)) {
     } else {
@@ -1055,6 +1085,9 @@ var Room = class _Room extends Emitter {
         this.emit("schedule", view);
         return;
       }
+      case "ice_servers":
+        this.mediaSession?.setIceServers(msg);
+        return;
       case "media_moved":
         if (typeof msg.media_epoch !== "number") return;
         this.store.mediaMoved(msg.media_epoch);

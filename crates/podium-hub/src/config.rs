@@ -37,6 +37,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The summit scheduler.
     pub summit: SummitConfig,
+    /// TURN servers handed to clients, with credentials minted per participant.
+    pub turn: TurnConfig,
 }
 
 /// `[summit]`: the summit scheduler (see `proto/ADMIN.md`, "Summits").
@@ -556,6 +558,130 @@ impl Default for StoreConfig {
     }
 }
 
+// ---- [turn] ----
+
+/// `[turn]`: TURN servers for clients that cannot reach the SFU directly (UDP blocked, strict NATs), handed to each
+/// participant in its `welcome` with short-lived credentials the hub mints (the TURN REST API scheme that coturn
+/// implements with `use-auth-secret`; see `crate::turn` and `deploy/turnserver.conf`). The SFU needs no change: a
+/// relayed client reaches its UDP host candidate from the TURN server's relay address.
+#[derive(Deserialize, Clone)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// `turn:` and `turns:` URLs (RFC 7065), e.g. `turn:turn.example.com:3478?transport=udp`,
+    /// `turn:turn.example.com:3478?transport=tcp`, `turns:turn.example.com:5349?transport=tcp`. Empty: no TURN.
+    pub urls: Vec<String>,
+    /// The secret shared with the TURN server (coturn's `static-auth-secret`), at least 16 characters. Never logged.
+    /// Also `PODIUM_TURN__SECRET`, or `secret_file`.
+    pub secret: Option<String>,
+    /// A file whose first line is the secret (a mounted secret), instead of `secret`.
+    pub secret_file: Option<PathBuf>,
+    /// How long minted credentials are valid, in seconds (10 s to 7 days). The hub sends fresh ones when half of
+    /// this has passed.
+    pub credential_ttl_s: u64,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        // One hour: a credential copied out of a client stops opening relays within the hour, while refreshing
+        // costs one small frame per connection every half hour. coturn checks the expiry only when an allocation
+        // is made, so a relayed call outlives it.
+        Self { urls: Vec::new(), secret: None, secret_file: None, credential_ttl_s: 3_600 }
+    }
+}
+
+impl std::fmt::Debug for TurnConfig {
+    /// Everything but the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnConfig")
+            .field("urls", &self.urls)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_file", &self.secret_file)
+            .field("credential_ttl_s", &self.credential_ttl_s)
+            .finish()
+    }
+}
+
+impl TurnConfig {
+    /// True when TURN servers are configured (the welcome then carries `ice_servers`).
+    pub fn enabled(&self) -> bool {
+        !self.urls.is_empty()
+    }
+
+    /// Reads `secret_file` into `secret` (its first line, without surrounding whitespace).
+    fn read_secret_file(&mut self) -> anyhow::Result<()> {
+        let Some(path) = &self.secret_file else { return Ok(()) };
+        anyhow::ensure!(self.secret.is_none(), "turn: give `secret` or `secret_file`, not both");
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("turn.secret_file: reading {}", path.display()))?;
+        self.secret = Some(text.lines().next().unwrap_or_default().trim().to_owned());
+        Ok(())
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (10..=7 * 86_400).contains(&self.credential_ttl_s),
+            "turn.credential_ttl_s must be between 10 and 604800 (7 days)"
+        );
+        if !self.enabled() {
+            return Ok(());
+        }
+        let secret = self.secret.as_deref().unwrap_or_default();
+        anyhow::ensure!(
+            secret.chars().count() >= 16,
+            "turn: with turn.urls set, `secret` (or `secret_file`, or PODIUM_TURN__SECRET) must hold the TURN server's \
+             static-auth-secret, at least 16 characters"
+        );
+        for url in &self.urls {
+            check_turn_url(url).map_err(|why| anyhow::anyhow!("turn.urls: {url:?}: {why}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks the shape of a `turn:`/`turns:` URL (RFC 7065): a host, an optional port, an optional `transport` of
+/// `udp` or `tcp` (`turns:` is TLS over TCP only).
+fn check_turn_url(url: &str) -> Result<(), &'static str> {
+    let (tls, rest) = if let Some(rest) = url.strip_prefix("turns:") {
+        (true, rest)
+    } else if let Some(rest) = url.strip_prefix("turn:") {
+        (false, rest)
+    } else {
+        return Err("must start with `turn:` or `turns:`");
+    };
+    let (authority, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
+    };
+    if authority.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '@')) {
+        return Err("needs a host and optionally `:port`, without spaces, a path or a user");
+    }
+    // `[v6]:port`, `[v6]`, `host:port` or `host`.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, "")) => (host, None),
+            Some((host, port)) => (host, Some(port.strip_prefix(':').ok_or("needs `:` after `]`")?)),
+            None => return Err("has `[` without `]`"),
+        },
+        None if authority.matches(':').count() > 1 => return Err("IPv6 addresses go in brackets: `[2001:db8::1]`"),
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("needs a host");
+    }
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return Err("has a port that is not 1-65535");
+    }
+    match query {
+        None | Some("transport=tcp") => Ok(()),
+        Some("transport=udp") if !tls => Ok(()),
+        Some("transport=udp") => Err("`turns:` runs over TLS, so its transport is `tcp`"),
+        Some(_) => Err("the only query is `transport=udp` or `transport=tcp`"),
+    }
+}
+
 impl Config {
     /// Reads the file (if given) and overlays the environment (`PODIUM_SERVER__LISTEN=0.0.0.0:7880`, ...).
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
@@ -567,7 +693,8 @@ impl Config {
             None => toml::Table::new(),
         };
         overlay_env(&mut table, std::env::vars())?;
-        let config: Self = toml::Value::Table(table).try_into().context("invalid configuration")?;
+        let mut config: Self = toml::Value::Table(table).try_into().context("invalid configuration")?;
+        config.turn.read_secret_file()?;
         config.validate()?;
         Ok(config)
     }
@@ -634,6 +761,7 @@ impl Config {
         );
         self.validate_webhooks()?;
         self.validate_summit()?;
+        self.turn.validate()?;
         Ok(())
     }
 
@@ -695,8 +823,15 @@ impl Config {
 }
 
 /// Settings whose values are text, taken from the environment as they are.
-const STRING_KEYS: [(&str, &str); 5] =
-    [("auth", "secret"), ("server", "public_url"), ("store", "url"), ("tls", "cert"), ("tls", "key")];
+const STRING_KEYS: [(&str, &str); 7] = [
+    ("auth", "secret"),
+    ("server", "public_url"),
+    ("store", "url"),
+    ("tls", "cert"),
+    ("tls", "key"),
+    ("turn", "secret"),
+    ("turn", "secret_file"),
+];
 
 /// Applies `PODIUM_SECTION__KEY=value` variables; values parse as TOML (numbers, booleans) or else as strings, except
 /// text settings (`STRING_KEYS`), which are always strings.
@@ -843,5 +978,84 @@ mod tests {
         assert_eq!(c.auth.secret.as_deref(), Some("12345"));
         assert_eq!(c.limits.requests_per_second, 50);
         assert_eq!(c.server.public_url.as_deref(), Some("wss://hub-1.example.com/v1/ws"));
+    }
+
+    // ---- [turn] ----
+
+    #[test]
+    fn turn_urls_and_secret_are_checked() {
+        let mut c = Config::default();
+        assert!(!c.turn.enabled());
+        c.validate().unwrap();
+        c.turn.urls = vec!["turn:turn.example.com:3478?transport=udp".into()];
+        assert!(c.validate().is_err(), "TURN URLs need a secret");
+        c.turn.secret = Some("too-short".into());
+        assert!(c.validate().is_err(), "a secret under 16 characters");
+        c.turn.secret = Some("0123456789abcdef".into());
+        c.validate().unwrap();
+        for good in [
+            "turn:turn.example.com",
+            "turn:198.51.100.7:3478?transport=tcp",
+            "turns:turn.example.com:5349?transport=tcp",
+            "turns:turn.example.com:443",
+            "turn:[2001:db8::1]:3478?transport=udp",
+        ] {
+            check_turn_url(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for bad in [
+            "stun:turn.example.com:3478",
+            "turn:",
+            "turn::3478",
+            "turn:turn.example.com:0",
+            "turn:turn.example.com:99999",
+            "turn:2001:db8::1:3478",
+            "turn:[2001:db8::1",
+            "turn:user@turn.example.com",
+            "turn:turn.example.com/path",
+            "turns:turn.example.com:5349?transport=udp",
+            "turn:turn.example.com?transport=sctp",
+            "turn:turn example.com",
+        ] {
+            assert!(check_turn_url(bad).is_err(), "{bad} passed");
+        }
+        c.turn.urls.push("http://turn.example.com".into());
+        assert!(c.validate().is_err());
+        c.turn.urls.pop();
+        for ttl in [9, 7 * 86_400 + 1] {
+            c.turn.credential_ttl_s = ttl;
+            assert!(c.validate().is_err(), "ttl {ttl}");
+        }
+    }
+
+    #[test]
+    fn turn_secret_from_the_environment_or_a_file_and_never_in_debug() {
+        let mut table = toml::Table::new();
+        let vars = [
+            ("PODIUM_TURN__URLS", r#"["turn:127.0.0.1:3478?transport=udp", "turn:127.0.0.1:3478?transport=tcp"]"#),
+            ("PODIUM_TURN__SECRET", "12345678901234567890"),
+            ("PODIUM_TURN__CREDENTIAL_TTL_S", "600"),
+        ];
+        overlay_env(&mut table, vars.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned()))).unwrap();
+        let c: Config = toml::Value::Table(table).try_into().unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.turn.urls.len(), 2);
+        assert_eq!(c.turn.secret.as_deref(), Some("12345678901234567890"));
+        assert_eq!(c.turn.credential_ttl_s, 600);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("12345678901234567890") && shown.contains("<redacted>"), "{shown}");
+
+        let dir = std::env::temp_dir().join(format!("podium-turn-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret");
+        std::fs::write(&file, "  from-a-mounted-secret-file \nsecond line\n").unwrap();
+        let conf = dir.join("podium.toml");
+        let text =
+            format!("[turn]\nurls = [\"turn:127.0.0.1:3478\"]\nsecret_file = {:?}\n", file.display().to_string());
+        std::fs::write(&conf, &text).unwrap();
+        let loaded = Config::load(Some(&conf)).unwrap();
+        assert_eq!(loaded.turn.secret.as_deref(), Some("from-a-mounted-secret-file"));
+        std::fs::write(&conf, format!("{text}secret = \"0123456789abcdef\"\n")).unwrap();
+        assert!(Config::load(Some(&conf)).is_err(), "both `secret` and `secret_file`");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

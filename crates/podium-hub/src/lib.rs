@@ -29,6 +29,7 @@ mod relay;
 mod room_task;
 mod summit;
 mod tls;
+mod turn;
 pub mod webhooks;
 
 pub use admin::{key_hash as admin_key_hash, new_key as new_admin_key, openapi_json};

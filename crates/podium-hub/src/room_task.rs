@@ -20,6 +20,7 @@
 //! holds that part (the lease and media epoch, media requests run here or relayed, presence of gone hubs), and
 //! `media_events` what the SFU says about the room's participants. `stage` is what a summit stage's task does for
 //! the scheduler (its `schedule` frames; on its media hub, the stage control record's `heard` and `filler`).
+//! `ice` keeps this hub's connections supplied with fresh TURN credentials.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
@@ -42,6 +43,7 @@ use crate::link::Link;
 use crate::media::MediaRequest;
 use crate::relay::{NodeMessage, RelayedRequest};
 
+mod ice;
 mod media_events;
 mod placement;
 mod stage;
@@ -191,6 +193,8 @@ pub(crate) struct RoomTask {
     renewals: u64,
     /// What the room does as a summit stage (nothing for other rooms).
     stage: stage::Stage,
+    /// When this hub's connections get fresh TURN credentials.
+    ice: ice::IceRefresh,
 }
 
 /// What must follow an announcement applied by `apply_remote`.
@@ -252,6 +256,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomH
         media_epoch,
         deferred: std::collections::VecDeque::new(),
         stage: stage::Stage::default(),
+        ice: ice::IceRefresh::default(),
     };
     tokio::spawn(task.run().instrument(span));
     RoomHandle { generation, inbox: tx }
@@ -359,6 +364,7 @@ impl RoomTask {
                 }
                 _ = lag_tick.tick(), if self.n_lagged > 0 => self.retry_lagged().await,
                 _ = stage_tick.tick(), if self.tends_stage() => self.stage_tick(),
+                () = sleep_until_opt(self.ice.next_due()) => self.refresh_ice(),
                 done = stage::join_opt(&mut self.stage.reconcile) => self.reconciled(done),
             }
             if self.room.is_ended() || (self.shutting_down && self.inbox.is_empty()) {
@@ -540,6 +546,7 @@ impl RoomTask {
                             let _ = reply.send(Err((ErrorCode::Internal, "joined participant has no snapshot".into())));
                             return;
                         };
+                        let ice_servers = self.mint_ice(&who);
                         let limits = &self.shared.config.limits;
                         let welcome = proto::Welcome {
                             protocol,
@@ -557,6 +564,7 @@ impl RoomTask {
                                 media_epoch: self.client_media_epoch(),
                                 ..convert::snapshot(&snapshot)
                             },
+                            ice_servers,
                         };
                         let handled_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                         info!(identity = %who, resumed = joined.resumed, role = ?joined.role, handled_us, "joined");

@@ -132,6 +132,35 @@ pub enum ServerMessage {
     /// backstage opens, a release moves a slot, a check-in). Each message is the whole view, never a diff: a
     /// client keeps the last one. Not part of the room's state: no `seq`.
     Schedule(Box<ScheduleView>),
+    /// Fresh TURN credentials for this connection's peer connections (see [`IceServers`]), sent when half the
+    /// lifetime of the last ones has passed, so that a connected client always holds credentials valid for at
+    /// least half the configured lifetime. Only on hubs with TURN configured. Not room state: no `seq`.
+    IceServers(IceServers),
+}
+
+/// The ICE servers (TURN) a participant's peer connections may use, with credentials minted by the hub for this
+/// participant (the TURN REST API scheme: `username` is `<expiry>:<tag>`, `credential` an HMAC of it under the
+/// secret the hub shares with the TURN server). Each entry has the fields of WebRTC's `RTCIceServer`, so the list
+/// goes into a peer connection's configuration as it is.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct IceServers {
+    /// The servers, as `RTCIceServer` dictionaries.
+    pub servers: Vec<IceServer>,
+    /// When the credentials expire, in milliseconds since the Unix epoch (hub clock): after that the TURN server
+    /// refuses new allocations with them. An allocation made before keeps working as long as its client refreshes
+    /// it.
+    pub expires_at_ms: u64,
+}
+
+/// One ICE server, shaped like WebRTC's `RTCIceServer`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct IceServer {
+    /// `turn:` and `turns:` URLs (RFC 7065), e.g. `turn:turn.example.com:3478?transport=udp`.
+    pub urls: Vec<String>,
+    /// The TURN username: `<expiry in seconds since the Unix epoch>:<opaque tag of the participant>`.
+    pub username: String,
+    /// The TURN password: base64 of HMAC-SHA1(secret, username).
+    pub credential: String,
 }
 
 /// What a summit stage runs now and next, with times. Times are milliseconds since the Unix epoch (UTC);
@@ -266,6 +295,10 @@ pub struct Welcome {
     pub limits: Limits,
     /// The room as you see it.
     pub state: RoomSnapshot,
+    /// TURN servers and this participant's credentials for them; absent when the hub has no TURN configured (the
+    /// SFU's own address is then all a client needs). Fresh ones follow in `ice_servers` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ice_servers: Option<IceServers>,
 }
 
 /// Per-connection limits, announced in `welcome`.

@@ -54,3 +54,22 @@ fn close_codes_round_trip() {
         assert_eq!(CloseCode::from_code(c.code()), Some(*c));
     }
 }
+
+#[test]
+fn ice_servers_event_is_flat_and_welcome_omits_none() {
+    let servers = IceServers {
+        servers: vec![IceServer {
+            urls: vec!["turn:turn.example.com:3478?transport=udp".into()],
+            username: "1767229200:q0Xk3vRZ8uVd1a2b".into(),
+            credential: "c2VjcmV0".into(),
+        }],
+        expires_at_ms: 1_767_229_200_000,
+    };
+    let text = ServerMessage::IceServers(servers.clone()).to_json();
+    assert_eq!(
+        text,
+        r#"{"type":"ice_servers","servers":[{"urls":["turn:turn.example.com:3478?transport=udp"],"username":"1767229200:q0Xk3vRZ8uVd1a2b","credential":"c2VjcmV0"}],"expires_at_ms":1767229200000}"#
+    );
+    let back: ServerMessage = serde_json::from_str(&text).expect("round trip");
+    assert_eq!(back, ServerMessage::IceServers(servers));
+}

@@ -167,6 +167,8 @@ fn every_object_table_matches_the_schema() {
         ("RoomSnapshot", "RoomSnapshot"),
         ("Welcome", "Welcome"),
         ("Limits object", "Limits"),
+        ("IceServers", "IceServers"),
+        ("IceServer", "IceServer"),
         ("AudiencePage", "AudiencePage"),
         ("AudienceEntry", "AudienceEntry"),
         ("MediaTrack", "MediaTrack"),

@@ -234,6 +234,7 @@ fn serve(
         let development = config.auth.secret.is_none();
         let (ws, http) = if config.tls.enabled() { ("wss", "https") } else { ("ws", "http") };
         let keys = TokenKeys::new(config.auth.secret().as_bytes());
+        let turn = config.turn.enabled().then(|| (config.turn.urls.join(", "), config.turn.credential_ttl_s));
         let hub = Hub::bind(config).await?;
         let addr = hub.local_addr();
         println!("Podium is listening: {ws}://{addr}{}", podium_hub::WS_PATH);
@@ -243,6 +244,9 @@ fn serve(
             println!("Media: disabled ([media] enabled = false)");
         } else {
             println!("Media (WebRTC audio, UDP): {}", media.join(", "));
+        }
+        if let Some((urls, ttl)) = turn {
+            println!("TURN for clients: {urls} (credentials minted per participant, valid {ttl} s)");
         }
         if hub.is_shared() {
             println!("Node: {} (one of the hubs sharing the store; `podium nodes` lists them)", hub.node_id());

@@ -1,9 +1,18 @@
-import type { MediaTrack, MediaTransportState, YourState } from "./protocol.js";
+import type { IceServers, MediaTrack, MediaTransportState, YourState } from "./protocol.js";
 export interface MediaOptions {
     /** Set false for signaling only (no RTCPeerConnection). Default: true where WebRTC exists. */
     enabled?: boolean;
-    /** ICE servers; the SFU is ICE-lite with host candidates, so none are needed on a LAN. */
+    /**
+     * Your own ICE servers, used instead of the hub's. By default the peer connection uses the TURN servers the hub
+     * hands out (the welcome's `ice_servers`, refreshed by `ice_servers` events); without them it needs none, since
+     * the SFU offers its own address.
+     */
     iceServers?: RTCIceServer[];
+    /**
+     * Relay candidates only (`iceTransportPolicy: "relay"`): every packet goes through a TURN server. For testing a
+     * TURN deployment; without TURN servers no connection can be made. Default false.
+     */
+    forceRelay?: boolean;
     /** Offer only 127.0.0.1 candidates (for a hub on loopback, as in tests). Default false. */
     loopbackOnly?: boolean;
     /** Where the <audio> elements playing the room go. Default: a hidden element appended to document.body. */
@@ -61,6 +70,8 @@ export declare class MediaSession {
     private generation;
     /** When the room's media last moved or the websocket last reconnected (`Date.now()`; see SETTLING_MS). */
     private settlingSince;
+    /** The hub's TURN servers with this participant's latest credentials (PROTOCOL.md, "TURN"). */
+    private hubIceServers;
     readonly info: MediaInfo;
     constructor(request: Request, options: MediaOptions, changed: (info: MediaInfo) => void);
     /** The media epoch the current peer connection belongs to. */
@@ -79,6 +90,13 @@ export declare class MediaSession {
      * notice of the same epoch (the event, then a snapshot) does nothing.
      */
     moved(you: YourState, epoch: number): boolean;
+    /**
+     * The hub's TURN servers and fresh credentials (a welcome's `ice_servers`, or an `ice_servers` event). The next
+     * peer connection uses them, and so does the current one's next gathering (an ICE restart): they replace its ICE
+     * servers with `setConfiguration`, which leaves the running connection alone. Ignored when the application gave
+     * its own `iceServers`.
+     */
+    setIceServers(ice: IceServers | undefined): void;
     /** Follows the participant's own state: publish on stage, stop in the audience; mute the track when muted. */
     update(you: YourState): void;
     onServerOffer(sdp: string): void;

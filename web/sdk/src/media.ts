@@ -4,13 +4,22 @@
 // When the room's media moves to another hub (a new media epoch), the peer connection is replaced by a new one, whose
 // offer is sent again while the new media hub answers `unavailable` (for a moment after a move).
 
-import type { MediaTrack, MediaTransportState, YourState } from "./protocol.js";
+import type { IceServers, MediaTrack, MediaTransportState, YourState } from "./protocol.js";
 
 export interface MediaOptions {
   /** Set false for signaling only (no RTCPeerConnection). Default: true where WebRTC exists. */
   enabled?: boolean;
-  /** ICE servers; the SFU is ICE-lite with host candidates, so none are needed on a LAN. */
+  /**
+   * Your own ICE servers, used instead of the hub's. By default the peer connection uses the TURN servers the hub
+   * hands out (the welcome's `ice_servers`, refreshed by `ice_servers` events); without them it needs none, since
+   * the SFU offers its own address.
+   */
   iceServers?: RTCIceServer[];
+  /**
+   * Relay candidates only (`iceTransportPolicy: "relay"`): every packet goes through a TURN server. For testing a
+   * TURN deployment; without TURN servers no connection can be made. Default false.
+   */
+  forceRelay?: boolean;
   /** Offer only 127.0.0.1 candidates (for a hub on loopback, as in tests). Default false. */
   loopbackOnly?: boolean;
   /** Where the <audio> elements playing the room go. Default: a hidden element appended to document.body. */
@@ -105,6 +114,8 @@ export class MediaSession {
   private generation = 0;
   /** When the room's media last moved or the websocket last reconnected (`Date.now()`; see SETTLING_MS). */
   private settlingSince = -Infinity;
+  /** The hub's TURN servers with this participant's latest credentials (PROTOCOL.md, "TURN"). */
+  private hubIceServers: RTCIceServer[] = [];
   readonly info: MediaInfo = { state: "new", tracks: [], publishing: false, epoch: 0 };
 
   constructor(
@@ -152,6 +163,28 @@ export class MediaSession {
     this.replacePeer(you.role !== "audience", epoch);
     this.start(you, epoch);
     return true;
+  }
+
+  /**
+   * The hub's TURN servers and fresh credentials (a welcome's `ice_servers`, or an `ice_servers` event). The next
+   * peer connection uses them, and so does the current one's next gathering (an ICE restart): they replace its ICE
+   * servers with `setConfiguration`, which leaves the running connection alone. Ignored when the application gave
+   * its own `iceServers`.
+   */
+  setIceServers(ice: IceServers | undefined): void {
+    if (!ice || this.options.iceServers) return;
+    this.hubIceServers = ice.servers.map((s) => ({
+      urls: [...s.urls],
+      username: s.username,
+      credential: s.credential,
+    }));
+    const pc = this.pc;
+    if (!pc) return;
+    try {
+      pc.setConfiguration({ ...pc.getConfiguration(), iceServers: this.hubIceServers });
+    } catch (e) {
+      console.warn("podium media: could not apply fresh ICE servers:", e);
+    }
   }
 
   /** Follows the participant's own state: publish on stage, stop in the audience; mute the track when muted. */
@@ -276,7 +309,10 @@ export class MediaSession {
   }
 
   private createPeer(you: YourState): void {
-    const pc = new RTCPeerConnection({ iceServers: this.options.iceServers ?? [] });
+    const pc = new RTCPeerConnection({
+      iceServers: this.options.iceServers ?? this.hubIceServers,
+      iceTransportPolicy: this.options.forceRelay ? "relay" : "all",
+    });
     this.pc = pc;
     // Anyone who may ever speak offers sendrecv (silent until on stage), so promotion needs no renegotiation.
     const direction: RTCRtpTransceiverDirection = you.ceiling === "audience" ? "recvonly" : "sendrecv";

@@ -81,6 +81,28 @@ export interface Welcome {
   heartbeat_interval_ms: number;
   limits: Limits;
   state: RoomSnapshot;
+  /** TURN servers and this participant's credentials for them; absent when the hub has no TURN configured. */
+  ice_servers?: IceServers;
+}
+
+/** One ICE server, shaped like WebRTC's RTCIceServer (PROTOCOL.md, "TURN"). */
+export interface IceServer {
+  /** `turn:` and `turns:` URLs. */
+  urls: string[];
+  /** `<expiry>:<tag>`: opaque. */
+  username: string;
+  /** The TURN password: opaque. */
+  credential: string;
+}
+
+/**
+ * TURN servers with credentials the hub minted for this participant: in the welcome, and again in `ice_servers`
+ * events when half their lifetime has passed.
+ */
+export interface IceServers {
+  servers: IceServer[];
+  /** When the credentials expire, in milliseconds since the Unix epoch (hub clock). */
+  expires_at_ms: number;
 }
 
 export interface StageCause {

@@ -11,6 +11,7 @@ import {
   type AudiencePage,
   type Counts,
   type HandQueue,
+  type IceServers,
   type MediaTrack,
   type MediaTransportState,
   type Participant,
@@ -530,8 +531,14 @@ export class Room extends Emitter<RoomEvents> {
           this.emit("media", this.mediaInfo);
         },
       );
+      this.mediaSession.setIceServers(welcome.ice_servers);
       this.mediaSession.start(you, epoch);
-    } else if (rejoin && !welcome.resumed) {
+      return;
+    }
+    // Every welcome carries fresh TURN credentials: for the peer connection a restart or a move creates, and for
+    // the current one's next gathering.
+    this.mediaSession.setIceServers(welcome.ice_servers);
+    if (rejoin && !welcome.resumed) {
       // A fresh session: the SFU dropped the old peer connection.
       this.mediaSession.restart(you, epoch);
     } else if (this.mediaSession.moved(you, epoch)) {
@@ -586,6 +593,10 @@ export class Room extends Emitter<RoomEvents> {
         this.emit("schedule", view);
         return;
       }
+      case "ice_servers":
+        // Fresh TURN credentials, sent when half the lifetime of the last ones has passed.
+        this.mediaSession?.setIceServers(msg as unknown as IceServers);
+        return;
       case "media_moved":
         if (typeof msg.media_epoch !== "number") return;
         this.store.mediaMoved(msg.media_epoch);

@@ -2,6 +2,8 @@
 
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
+import type { MediaOptions } from "../src/media.js";
+import type { IceServers } from "../src/protocol.js";
 import { Room } from "../src/room.js";
 import { snapshot, sockets, welcome } from "./fake.js";
 
@@ -45,8 +47,17 @@ class FakePeer {
   log: string[] = [];
   ontrack: unknown = null;
   onconnectionstatechange: unknown = null;
-  constructor() {
+  /** Every configuration set after the constructor's (setConfiguration). */
+  reconfigured: RTCConfiguration[] = [];
+  constructor(public config: RTCConfiguration = {}) {
     FakePeer.all.push(this);
+  }
+  getConfiguration() {
+    return { ...this.config };
+  }
+  setConfiguration(c: RTCConfiguration) {
+    this.config = c;
+    this.reconfigured.push(c);
   }
   addTransceiver(_kind: string, init: { direction: string }) {
     const t = new FakeTransceiver(init.direction);
@@ -97,9 +108,10 @@ class FakePeer {
   }
 }
 
-async function joinedWithMedia(w = welcome()) {
+async function joinedWithMedia(w = welcome(), media: MediaOptions = {}) {
   const s = sockets();
-  const room = new Room({ url: URL, token: "tok", room: "summit", media: { loopbackOnly: true }, socket: s.factory });
+  const options = { loopbackOnly: true, ...media };
+  const room = new Room({ url: URL, token: "tok", room: "summit", media: options, socket: s.factory });
   const opened = room.open();
   s.latest().open();
   await settle();
@@ -315,6 +327,60 @@ describe("MediaSession", () => {
       expect(s.all).toHaveLength(1);
     },
   );
+
+  it("uses the hub's TURN servers, applies fresh ones to the peer connection, and can force relaying", async () => {
+    const urls = ["turn:turn.test:3478?transport=udp", "turns:turn.test:5349"];
+    const turn = (username: string, expires: number): IceServers => ({
+      servers: [{ urls, username, credential: "c-" + username }],
+      expires_at_ms: expires,
+    });
+    const { room, s, ws } = await joinedWithMedia(welcome({ ice_servers: turn("1000:t", 1_000_000) }), {
+      forceRelay: true,
+    });
+    const pc = FakePeer.all[0]!;
+    expect(pc.config.iceTransportPolicy).toBe("relay");
+    expect(pc.config.iceServers).toEqual([{ urls, username: "1000:t", credential: "c-1000:t" }]);
+    ws.ok("media_offer", { sdp: "a1" });
+    await settle();
+
+    // Half their lifetime later the hub sends new ones: the running connection gets them with setConfiguration.
+    ws.push({ type: "ice_servers", ...turn("2800:t", 2_800_000) });
+    expect(pc.reconfigured).toHaveLength(1);
+    expect(pc.config.iceServers?.[0]).toMatchObject({ username: "2800:t", credential: "c-2800:t" });
+    expect(pc.config.iceTransportPolicy).toBe("relay");
+    expect(FakePeer.all).toHaveLength(1);
+
+    // A fresh session after a reconnect: the welcome's new credentials go into the new peer connection.
+    vi.useFakeTimers();
+    try {
+      await dropAndReopen(s);
+      s.latest().ok("join", welcome({ resumed: false, ice_servers: turn("4600:t", 4_600_000) }, { seq: 2 }));
+      await vi.advanceTimersByTimeAsync(0);
+      expect(FakePeer.all).toHaveLength(2);
+      expect(FakePeer.all[1]!.config.iceServers?.[0]).toMatchObject({ username: "4600:t" });
+      room.disconnect();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("keeps the application's own ICE servers and needs none without TURN", async () => {
+    const own = [{ urls: "turn:own.test:3478", username: "u", credential: "p" }];
+    const hub = (username: string): IceServers => ({
+      servers: [{ urls: ["turn:hub.test"], username, credential: "c" }],
+      expires_at_ms: 1000,
+    });
+    const { room, ws } = await joinedWithMedia(welcome({ ice_servers: hub("1:t") }), { iceServers: own });
+    expect(FakePeer.all[0]!.config).toEqual({ iceServers: own, iceTransportPolicy: "all" });
+    ws.push({ type: "ice_servers", ...hub("2:t") });
+    expect(FakePeer.all[0]!.reconfigured).toHaveLength(0);
+    room.disconnect();
+
+    FakePeer.all = [];
+    const plain = await joinedWithMedia();
+    expect(FakePeer.all[0]!.config).toEqual({ iceServers: [], iceTransportPolicy: "all" });
+    plain.room.disconnect();
+  });
 
   it("relabels the slots from the media_tracks that follows a resumed welcome", async () => {
     const { room, s, ws } = await joinedWithMedia();
