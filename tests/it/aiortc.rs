@@ -9,7 +9,7 @@
 //! Also included (with `support`) by `crates/podium/tests/failover.rs`, whose hubs are `podium serve` processes: it
 //! uses [`Peer::spawn_at`] and nothing of this crate but `support`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -94,18 +94,170 @@ pub(crate) async fn media_hub_with(tweak: impl FnOnce(&mut Config)) -> TestHub {
     .await
 }
 
-/// One `peer.py` process: its stdout lines (JSON) arrive on a channel; stdin takes commands. Killed on drop.
-pub(crate) struct Peer {
+/// A peer under test, as the tests read it: its events (JSON, in the shape of `peer.py`'s lines) arrive on a channel
+/// and are kept, in order, as the test takes them. `R` is what runs it: a `peer.py` process ([`Peer`]) or the
+/// webrtc-rs client's task (`webrtcrs::Listener`).
+pub(crate) struct Harness<R: Runner> {
     pub(crate) name: String,
+    lines: mpsc::UnboundedReceiver<Value>,
+    /// Every event taken from `lines` so far, in order.
+    pub(crate) seen: Vec<Value>,
+    /// When each event of `seen` was taken (Unix seconds; the test reads events as they come while it waits).
+    pub(crate) seen_at: Vec<f64>,
+    pub(crate) runner: R,
+}
+
+/// What runs a [`Harness`]'s peer, and what it has to say when a test fails.
+pub(crate) trait Runner: Sized {
+    /// Whether the peer has ended, for a timeout's message (`process exit: …`, `task finished: …`).
+    fn ended(&mut self) -> String;
+
+    /// `peer`'s last events and whatever else helps to understand a failure.
+    fn diagnostics(peer: &Harness<Self>) -> String;
+}
+
+impl<R: Runner> Harness<R> {
+    pub(crate) fn new(name: &str, lines: mpsc::UnboundedReceiver<Value>, runner: R) -> Self {
+        Self { name: name.to_owned(), lines, seen: Vec::new(), seen_at: Vec::new(), runner }
+    }
+
+    pub(crate) fn diagnostics(&self) -> String {
+        R::diagnostics(self)
+    }
+
+    /// The next event, or None at `deadline` or when the peer has ended.
+    pub(crate) async fn next_until(&mut self, deadline: Instant) -> Option<Value> {
+        let v = tokio::time::timeout_at(deadline, self.lines.recv()).await.ok().flatten()?;
+        self.seen.push(v.clone());
+        self.seen_at.push(now_unix());
+        Some(v)
+    }
+
+    /// Reads events until one matches `pred`; panics with diagnostics on timeout or when the peer has ended.
+    pub(crate) async fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.next_until(deadline).await {
+                Some(v) if pred(&v) => return v,
+                Some(v) if v["event"] == "error" => eprintln!("{}: {v}", self.name),
+                Some(_) => {}
+                None => {
+                    let ended = self.runner.ended();
+                    panic!("{}: no {what} within {timeout:?} ({ended})\n{}", self.name, self.diagnostics())
+                }
+            }
+        }
+    }
+
+    /// Reads everything that arrives for `window`; returns it.
+    pub(crate) async fn collect(&mut self, window: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + window;
+        let mut out = Vec::new();
+        while let Some(v) = self.next_until(deadline).await {
+            out.push(v);
+        }
+        out
+    }
+
+    /// Every event seen so far with `event` == `kind`.
+    pub(crate) fn seen_events<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.seen.iter().filter(move |v| v["event"] == kind)
+    }
+
+    /// Every hub event of `type` seen so far.
+    pub(crate) fn hub_events<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.seen_events("ws").map(|v| &v["msg"]).filter(move |m| m["type"] == kind)
+    }
+
+    /// The last `other` events other than audio reports (which come every 0.5 s and would crowd out the rest), then
+    /// the last `audio` audio reports; one a line.
+    pub(crate) fn last_events(&self, other: usize, audio: usize) -> String {
+        let tail = |is_audio: bool, n: usize| -> Vec<String> {
+            let lines: Vec<String> =
+                self.seen.iter().filter(|v| (v["event"] == "audio") == is_audio).map(Value::to_string).collect();
+            lines[lines.len().saturating_sub(n)..].to_vec()
+        };
+        let mut last = tail(false, other);
+        last.extend(tail(true, audio));
+        last.join("\n")
+    }
+
+    /// Reads events until `STEADY_REPORTS` consecutive audio reports of one (peer connection, mid) carry `hz` (± `tol`)
+    /// loudly, on a peer connection of generation `min_gen` or later, counting the reports seen before; returns that
+    /// mid and the reports, or None after `timeout`.
+    pub(crate) async fn steady_tone(
+        &mut self,
+        hz: f64,
+        tol: f64,
+        min_gen: u64,
+        timeout: Duration,
+    ) -> Option<(String, Vec<Value>)> {
+        let deadline = Instant::now() + timeout;
+        let mut runs: BTreeMap<(u64, String), Vec<Value>> = BTreeMap::new();
+        let mut checked = 0;
+        loop {
+            for v in self.seen[checked..].iter().filter(|v| v["event"] == "audio") {
+                let key = (v["gen"].as_u64().unwrap_or(0), v["mid"].as_str().unwrap_or_default().to_owned());
+                if key.0 < min_gen {
+                    continue;
+                }
+                let run = runs.entry(key.clone()).or_default();
+                if is_tone(v, hz, tol) {
+                    run.push(v.clone());
+                    if run.len() >= STEADY_REPORTS {
+                        return Some((key.1, std::mem::take(run)));
+                    }
+                } else {
+                    run.clear();
+                }
+            }
+            checked = self.seen.len();
+            self.next_until(deadline).await?;
+        }
+    }
+}
+
+impl<R: Runner> Drop for Harness<R> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.diagnostics());
+        }
+    }
+}
+
+/// One `peer.py` process: its stdout lines (JSON) arrive as the events; stdin takes commands. Killed on drop.
+pub(crate) type Peer = Harness<PeerProcess>;
+
+/// What runs a [`Peer`]: the `peer.py` process.
+pub(crate) struct PeerProcess {
     child: Child,
     stdin: Option<ChildStdin>,
-    lines: mpsc::UnboundedReceiver<Value>,
-    /// Every line taken from `lines` so far, in order.
-    pub(crate) seen: Vec<Value>,
-    /// When each line of `seen` was taken (Unix seconds; the test reads lines as they come while it waits).
-    pub(crate) seen_at: Vec<f64>,
     stderr: Arc<Mutex<VecDeque<String>>>,
     next_tag: u64,
+}
+
+impl Runner for PeerProcess {
+    fn ended(&mut self) -> String {
+        format!("process exit: {:?}", self.child.try_wait().ok().flatten())
+    }
+
+    fn diagnostics(peer: &Peer) -> String {
+        let stderr: Vec<String> = peer.runner.stderr.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
+        format!(
+            "--- {} last stdout lines:\n{}\n--- {} stderr (tail):\n{}",
+            peer.name,
+            peer.last_events(25, 4),
+            peer.name,
+            stderr.join("\n")
+        )
+    }
+}
+
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Peer {
@@ -152,84 +304,22 @@ impl Peer {
             }
         });
         let stdin = child.stdin.take();
-        Self { name: name.to_owned(), child, stdin, lines, seen: Vec::new(), seen_at: Vec::new(), stderr, next_tag: 1 }
-    }
-
-    pub(crate) fn diagnostics(&self) -> String {
-        let stderr: Vec<String> = self.stderr.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
-        // The last lines other than audio reports (which come every 0.5 s and would crowd out the rest), then the last
-        // few audio reports.
-        let tail = |audio: bool, n: usize| -> Vec<String> {
-            let lines: Vec<String> =
-                self.seen.iter().filter(|v| (v["event"] == "audio") == audio).map(Value::to_string).collect();
-            lines[lines.len().saturating_sub(n)..].to_vec()
-        };
-        let mut last = tail(false, 25);
-        last.extend(tail(true, 4));
-        format!(
-            "--- {} last stdout lines:\n{}\n--- {} stderr (tail):\n{}",
-            self.name,
-            last.join("\n"),
-            self.name,
-            stderr.join("\n")
-        )
-    }
-
-    /// The next line, or None at `deadline` or when the process has exited.
-    pub(crate) async fn next_until(&mut self, deadline: Instant) -> Option<Value> {
-        match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-            Ok(Some(v)) => {
-                self.seen.push(v.clone());
-                self.seen_at.push(now_unix());
-                Some(v)
-            }
-            Ok(None) | Err(_) => None,
-        }
-    }
-
-    /// Reads lines until one matches `pred`; panics with diagnostics on timeout or exit.
-    pub(crate) async fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.next_until(deadline).await {
-                Some(v) if pred(&v) => return v,
-                Some(v) if v["event"] == "error" => eprintln!("{}: {v}", self.name),
-                Some(_) => {}
-                None => {
-                    let exited = self.child.try_wait().ok().flatten();
-                    panic!(
-                        "{}: no {what} within {timeout:?} (process exit: {exited:?})\n{}",
-                        self.name,
-                        self.diagnostics()
-                    )
-                }
-            }
-        }
+        Self::new(name, lines, PeerProcess { child, stdin, stderr, next_tag: 1 })
     }
 
     pub(crate) async fn ready(&mut self) {
         self.wait_for("`ready`", READY_TIMEOUT, |v| v["event"] == "ready").await;
     }
 
-    /// Reads everything that arrives for `window`; returns it.
-    pub(crate) async fn collect(&mut self, window: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + window;
-        let mut out = Vec::new();
-        while let Some(v) = self.next_until(deadline).await {
-            out.push(v);
-        }
-        out
-    }
-
     pub(crate) fn command(&mut self, cmd: &Value) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
+        let stdin = self.runner.stdin.as_mut().expect("stdin open");
         writeln!(stdin, "{cmd}").and_then(|()| stdin.flush()).expect("write to peer stdin");
     }
 
     /// Sends a protocol request through the peer's own websocket; returns the hub's reply.
     pub(crate) async fn request(&mut self, body: Value) -> Value {
-        let tag = self.next_tag;
-        self.next_tag += 1;
+        let tag = self.runner.next_tag;
+        self.runner.next_tag += 1;
         self.command(&json!({"send": body, "tag": tag}));
         let what = format!("reply to {body}");
         let reply = self.wait_for(&what, Duration::from_secs(10), |v| v["event"] == "reply" && v["tag"] == tag).await;
@@ -238,8 +328,8 @@ impl Peer {
 
     /// Sends a `peer.py` stdin command (`drop_ws`, `rejoin`, `media_cut`, `new_pc`, `stats`, ...); returns its reply.
     pub(crate) async fn control(&mut self, mut cmd: Value, timeout: Duration) -> Value {
-        let tag = self.next_tag;
-        self.next_tag += 1;
+        let tag = self.runner.next_tag;
+        self.runner.next_tag += 1;
         cmd["tag"] = json!(tag);
         self.command(&cmd);
         let what = format!("reply to command {cmd}");
@@ -282,22 +372,12 @@ impl Peer {
         }
     }
 
-    /// Every line seen so far with `event` == `kind`.
-    pub(crate) fn seen_events<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-        self.seen.iter().filter(move |v| v["event"] == kind)
-    }
-
-    /// Every hub event of `type` seen so far.
-    pub(crate) fn hub_events<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-        self.seen_events("ws").map(|v| &v["msg"]).filter(move |m| m["type"] == kind)
-    }
-
     /// Closes stdin (the peer leaves and exits) and waits for the exit.
     pub(crate) async fn finish(mut self) -> ExitStatus {
-        drop(self.stdin.take());
+        drop(self.runner.stdin.take());
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
+            if let Some(status) = self.runner.child.try_wait().expect("try_wait") {
                 return status;
             }
             assert!(
@@ -308,16 +388,6 @@ impl Peer {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("{}", self.diagnostics());
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -346,4 +416,46 @@ pub(crate) fn reports_on<'a>(p: &'a Peer, mid: &str, from: f64, to: f64) -> Vec<
     p.seen_events("audio")
         .filter(|r| r["mid"] == mid && r["t"].as_f64().is_some_and(|t| (from..=to).contains(&t)))
         .collect()
+}
+
+/// The longest stretch within `from..=to` (Unix seconds) in which none of `reports` (audio reports, of any peer
+/// connections and tracks) had a loud frame; and when it started. Each report covers its window from its first to its
+/// last loud frame, except for its longest wait between two loud frames (`max_loud_gap`), which counts as silence too
+/// when it started at `from` or later and ended at `gaps_end_by` or earlier (`to`: within the stretch;
+/// `f64::INFINITY`: also a gap that runs on past `to`, whole).
+pub(crate) fn longest_silence<'a>(
+    reports: impl IntoIterator<Item = &'a Value>,
+    from: f64,
+    to: f64,
+    gaps_end_by: f64,
+) -> (f64, f64) {
+    let reports: Vec<&Value> =
+        reports.into_iter().filter(|r| r["t"].as_f64().is_some_and(|t| t >= from && t <= to + 1.0)).collect();
+    let mut spans: Vec<(f64, f64)> = reports
+        .iter()
+        .filter_map(|r| Some((r["first_loud_t"].as_f64()?, r["last_loud_t"].as_f64()?)))
+        .filter(|(first, last)| *last >= from && *first <= to)
+        .collect();
+    spans.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let mut longest = (0.0, from);
+    let mut heard_until = from;
+    for (first, last) in spans {
+        if first - heard_until > longest.0 {
+            longest = (first - heard_until, heard_until);
+        }
+        heard_until = heard_until.max(last);
+    }
+    if to - heard_until > longest.0 {
+        longest = (to - heard_until, heard_until);
+    }
+    for r in &reports {
+        if let (Some(gap), Some(last)) = (r["max_loud_gap"].as_f64(), r["last_loud_t"].as_f64())
+            && gap > longest.0
+            && last - gap >= from
+            && last <= gaps_end_by
+        {
+            longest = (gap, last - gap);
+        }
+    }
+    longest
 }

@@ -60,6 +60,28 @@ async fn stage_with_two_listeners_and(room: &str, spk_args: &[&str]) -> (TestHub
     (hub, m, spk, l1, l2)
 }
 
+/// [`stage_with_two_listeners`], with every peer ready and both listeners hearing spk's 440 Hz.
+struct HeardStage {
+    hub: TestHub,
+    m: Client,
+    spk: Peer,
+    l1: Peer,
+    l2: Peer,
+    /// The mids l1 and l2 hear spk on.
+    mid1: String,
+    mid2: String,
+}
+
+async fn stage_heard_by_two_listeners(room: &str) -> HeardStage {
+    let (hub, m, mut spk, mut l1, mut l2) = stage_with_two_listeners(room).await;
+    for p in [&mut spk, &mut l1, &mut l2] {
+        p.ready().await;
+    }
+    let (mid1, _) = l1.until_heard(440.0, HEAR_TIMEOUT).await;
+    let (mid2, _) = l2.until_heard(440.0, HEAR_TIMEOUT).await;
+    HeardStage { hub, m, spk, l1, l2, mid1, mid2 }
+}
+
 #[tokio::test]
 async fn aiortc_speaker_heard_by_listeners_until_moved_to_audience() {
     let room = "aiortc-stage";
@@ -300,13 +322,8 @@ async fn aiortc_kicked_speaker_is_cut_off_while_the_room_goes_on() {
 
 #[tokio::test]
 async fn aiortc_media_survives_a_websocket_drop_and_resume_keeps_the_role() {
-    let room = "aiortc-resume";
-    let (hub, mut m, mut spk, mut l1, mut l2) = stage_with_two_listeners(room).await;
-    for p in [&mut spk, &mut l1, &mut l2] {
-        p.ready().await;
-    }
-    let (mid1, _) = l1.until_heard(440.0, HEAR_TIMEOUT).await;
-    let (mid2, _) = l2.until_heard(440.0, HEAR_TIMEOUT).await;
+    let HeardStage { hub, mut m, mut spk, mut l1, mut l2, mid1, mid2 } =
+        stage_heard_by_two_listeners("aiortc-resume").await;
     let first = spk.seen_events("joined").next().cloned().expect("spk's first welcome");
     let resume_token = first["welcome"]["resume_token"].as_str().expect("resume_token").to_owned();
     let grace_ms = first["welcome"]["grace_ms"].as_u64().expect("grace_ms");
@@ -428,15 +445,43 @@ async fn media_state(
     }
 }
 
+/// `spk` opens a fresh peer connection (new ICE credentials, new DTLS certificate) and sends its new offer on the same
+/// websocket, which the SFU must answer; returns when it sent it, and where its lines stood then.
+async fn new_pc(spk: &mut Peer) -> (f64, usize) {
+    let restart_at = now_unix();
+    let mark = spk.seen.len();
+    let reply = spk.control(json!({"new_pc": true}), Duration::from_secs(10)).await;
+    assert_eq!(reply["type"], "ok", "the new media_offer was refused: {reply}");
+    (restart_at, mark)
+}
+
+/// After [`new_pc`] (at `restart_at`, spk's lines from `mark` on) and its peer connection connected: the hub pushes
+/// `media_state` `connected` to spk, both listeners hear 440 Hz again, and spk did not join again: its role, seat and
+/// mute state were never touched.
+async fn back_on_the_new_pc(
+    spk: &mut Peer,
+    l1: &mut Peer,
+    l2: &mut Peer,
+    m: &mut Client,
+    m_events: &mut Vec<Value>,
+    restart_at: f64,
+    mark: usize,
+) {
+    let connected_at = media_state(spk, mark, m, m_events, "connected", Duration::from_secs(5)).await;
+    eprintln!("media_state connected {:.2} s after the new offer", connected_at - restart_at);
+    let (mid, heard) = l1.until_heard(440.0, HEAR_TIMEOUT).await;
+    let back = heard.first().and_then(|r| r["t"].as_f64()).unwrap_or(f64::NAN) - restart_at;
+    eprintln!("l1 hears 440 Hz again on mid {mid} {back:.2} s after the new offer");
+    l2.until_heard(440.0, HEAR_TIMEOUT).await;
+    assert_eq!(spk.seen_events("joined").count(), 1, "spk joined again");
+    let state = spk.ok(json!({"type": "get_state"})).await;
+    assert_eq!(state["result"]["you"], json!({"role": "speaker", "ceiling": "moderator", "muted": false}), "{state}");
+}
+
 #[tokio::test]
 async fn aiortc_media_failure_is_reported_and_a_fresh_peer_connection_restores_audio() {
-    let room = "aiortc-restart";
-    let (hub, mut m, mut spk, mut l1, mut l2) = stage_with_two_listeners(room).await;
-    for p in [&mut spk, &mut l1, &mut l2] {
-        p.ready().await;
-    }
-    let (mid1, _) = l1.until_heard(440.0, HEAR_TIMEOUT).await;
-    let (mid2, _) = l2.until_heard(440.0, HEAR_TIMEOUT).await;
+    let HeardStage { hub, mut m, mut spk, mut l1, mut l2, mid1, mid2 } =
+        stage_heard_by_two_listeners("aiortc-restart").await;
     let states: Vec<&Value> = spk.hub_events("media_state").collect();
     assert_eq!(states, [&json!({"type": "media_state", "state": "connected"})], "spk's media_state so far");
 
@@ -464,10 +509,7 @@ async fn aiortc_media_failure_is_reported_and_a_fresh_peer_connection_restores_a
     assert_stopped(&l2, &mid2, cut_at, "the media cut");
 
     // A fresh peer connection (new ICE credentials, new DTLS certificate) and a new offer on the same websocket.
-    let restart_at = now_unix();
-    let mark = spk.seen.len();
-    let reply = spk.control(json!({"new_pc": true}), Duration::from_secs(10)).await;
-    assert_eq!(reply["type"], "ok", "the new media_offer was refused: {reply}");
+    let (restart_at, mark) = new_pc(&mut spk).await;
     // The SFU answered; now the new peer connection must come up (ICE, then DTLS with its new certificate).
     let deadline = Instant::now() + Duration::from_secs(15);
     while !spk.seen[mark..].iter().any(|v| v["event"] == "pc" && v["gen"] == 2 && v["state"] == "connected") {
@@ -489,17 +531,7 @@ async fn aiortc_media_failure_is_reported_and_a_fresh_peer_connection_restores_a
             );
         }
     }
-    let connected_at = media_state(&mut spk, mark, &mut m, &mut m_events, "connected", Duration::from_secs(5)).await;
-    eprintln!("media_state connected {:.2} s after the new offer", connected_at - restart_at);
-    let (mid, heard) = l1.until_heard(440.0, HEAR_TIMEOUT).await;
-    let back = heard.first().and_then(|r| r["t"].as_f64()).unwrap_or(f64::NAN) - restart_at;
-    eprintln!("l1 hears 440 Hz again on mid {mid} {back:.2} s after the new offer");
-    l2.until_heard(440.0, HEAR_TIMEOUT).await;
-
-    // No new join; the role, seat and mute state were never touched.
-    assert_eq!(spk.seen_events("joined").count(), 1, "spk joined again");
-    let state = spk.ok(json!({"type": "get_state"})).await;
-    assert_eq!(state["result"]["you"], json!({"role": "speaker", "ceiling": "moderator", "muted": false}), "{state}");
+    back_on_the_new_pc(&mut spk, &mut l1, &mut l2, &mut m, &mut m_events, restart_at, mark).await;
     m_events.extend(m.drain(Duration::from_millis(1)).await);
     let spk_changes: Vec<&Value> =
         m_events.iter().filter(|e| e["type"] == "stage" && e["cause"]["participant"] == "spk").collect();
@@ -511,13 +543,8 @@ async fn aiortc_media_failure_is_reported_and_a_fresh_peer_connection_restores_a
 
 #[tokio::test]
 async fn aiortc_closed_peer_connection_is_failed_and_a_fresh_one_restores_audio() {
-    let room = "aiortc-reopen";
-    let (hub, mut m, mut spk, mut l1, mut l2) = stage_with_two_listeners(room).await;
-    for p in [&mut spk, &mut l1, &mut l2] {
-        p.ready().await;
-    }
-    let (mid1, _) = l1.until_heard(440.0, HEAR_TIMEOUT).await;
-    l2.until_heard(440.0, HEAR_TIMEOUT).await;
+    let HeardStage { hub, mut m, mut spk, mut l1, mut l2, mid1, .. } =
+        stage_heard_by_two_listeners("aiortc-reopen").await;
 
     // spk closes its peer connection (DTLS close_notify reaches the SFU); its websocket stays up.
     let closed_at = now_unix();
@@ -532,23 +559,12 @@ async fn aiortc_closed_peer_connection_is_failed_and_a_fresh_one_restores_audio(
     tokio::join!(l1.collect(Duration::from_millis(2500)), m.drain(Duration::from_millis(2500)));
     assert_stopped(&l1, &mid1, closed_at, "close_pc");
 
-    let restart_at = now_unix();
-    let mark = spk.seen.len();
-    let reply = spk.control(json!({"new_pc": true}), Duration::from_secs(10)).await;
-    assert_eq!(reply["type"], "ok", "the new media_offer was refused: {reply}");
+    let (restart_at, mark) = new_pc(&mut spk).await;
     spk.wait_for("the new peer connection to connect", Duration::from_secs(15), |v| {
         v["event"] == "pc" && v["gen"] == 2 && v["state"] == "connected"
     })
     .await;
-    let connected_at = media_state(&mut spk, mark, &mut m, &mut m_events, "connected", Duration::from_secs(5)).await;
-    eprintln!("media_state connected {:.2} s after the new offer", connected_at - restart_at);
-    let (mid, heard) = l1.until_heard(440.0, HEAR_TIMEOUT).await;
-    let back = heard.first().and_then(|r| r["t"].as_f64()).unwrap_or(f64::NAN) - restart_at;
-    eprintln!("l1 hears 440 Hz again on mid {mid} {back:.2} s after the new offer");
-    l2.until_heard(440.0, HEAR_TIMEOUT).await;
-    assert_eq!(spk.seen_events("joined").count(), 1, "spk joined again");
-    let state = spk.ok(json!({"type": "get_state"})).await;
-    assert_eq!(state["result"]["you"], json!({"role": "speaker", "ceiling": "moderator", "muted": false}), "{state}");
+    back_on_the_new_pc(&mut spk, &mut l1, &mut l2, &mut m, &mut m_events, restart_at, mark).await;
 
     drop((spk, l1, l2));
     hub.stop().await;

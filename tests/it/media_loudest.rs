@@ -62,6 +62,16 @@ fn heard_between(p: &Peer, from: f64, to: f64) -> Vec<&'static str> {
     SPEAKERS.iter().filter(|(_, hz, _)| reports.iter().any(|r| carries(r, *hz))).map(|(who, _, _)| *who).collect()
 }
 
+/// Listens with `p` for [`ABSENT_FOR`]; asserts that it heard exactly `speakers` (in [`SPEAKERS`]' order) in that
+/// time, saying `must` otherwise.
+async fn hears_only_for_a_while(p: &mut Peer, speakers: [&str; LOUDEST], must: &str) {
+    let from = now_unix();
+    p.collect(ABSENT_FOR).await;
+    let to = now_unix();
+    let heard = heard_between(p, from, to);
+    assert_eq!(heard, speakers, "{must}; reports:\n{:#?}", reports_between(p, from, to));
+}
+
 /// The most slots any `media_tracks` event gave `p`.
 fn most_slots(p: &Peer) -> usize {
     p.hub_events("media_tracks").map(|e| e["tracks"].as_array().map_or(0, Vec::len)).max().unwrap_or(0)
@@ -126,16 +136,8 @@ async fn aiortc_listeners_hear_the_three_loudest_of_five_and_the_fourth_when_one
         eprintln!("lis hears {who} ({hz} Hz) on mid {mid}");
     }
     // ... and, from then on, those three and nobody else.
-    let from = now_unix();
-    lis.collect(ABSENT_FOR).await;
-    let to = now_unix();
-    let heard = heard_between(&lis, from, to);
-    assert_eq!(
-        heard,
-        ["s1", "s2", "s3"],
-        "with loudest = {LOUDEST} the listener must hear exactly the three loudest over {ABSENT_FOR:?}; reports:\n{:#?}",
-        reports_between(&lis, from, to)
-    );
+    let must = format!("with loudest = {LOUDEST} the listener must hear exactly the three loudest over {ABSENT_FOR:?}");
+    hears_only_for_a_while(&mut lis, ["s1", "s2", "s3"], &must).await;
     assert!(
         most_slots(&lis) <= LOUDEST,
         "the listener got {} downstream slots (at most {LOUDEST}): {:?}",
@@ -171,16 +173,8 @@ async fn aiortc_listeners_hear_the_three_loudest_of_five_and_the_fourth_when_one
         "{s4} was heard only in a report ending {after:.2} s after s1 muted (limit {SWITCH_WITHIN} s + the {REPORT_WINDOW} s \
          report window)"
     );
-    let from = now_unix();
-    lis.collect(ABSENT_FOR).await;
-    let to = now_unix();
-    let heard = heard_between(&lis, from, to);
-    assert_eq!(
-        heard,
-        ["s2", "s3", "s4"],
-        "after s1 muted the listener must hear s2, s3 and s4 only; reports:\n{:#?}",
-        reports_between(&lis, from, to)
-    );
+    hears_only_for_a_while(&mut lis, ["s2", "s3", "s4"], "after s1 muted the listener must hear s2, s3 and s4 only")
+        .await;
     assert!(most_slots(&lis) <= LOUDEST, "the listener got {} slots after the switch", most_slots(&lis));
     assert_eq!(on_slots(&lis), ["s2", "s3", "s4"], "media_tracks should name s4 in s1's place");
 

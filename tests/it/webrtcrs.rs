@@ -41,7 +41,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
-use crate::aiortc::{STEADY_REPORTS, now_unix};
+use crate::aiortc::{Harness, Runner, longest_silence, now_unix};
 
 /// Frequency tolerance of the webrtc-rs listener's checks (issue #13: ±10 Hz).
 pub(crate) const TOLERANCE_HZ: f64 = 10.0;
@@ -75,13 +75,28 @@ enum Command {
 
 /// The webrtc-rs listener, run by a task of the test's runtime; its events (JSON, like `peer.py`'s lines) arrive on a
 /// channel. Dropping it ends the task and closes its peer connection.
-pub(crate) struct Listener {
-    pub(crate) name: String,
+pub(crate) type Listener = Harness<ListenerTask>;
+
+/// What runs a [`Listener`]: its task, and the channel of the test's commands to it.
+pub(crate) struct ListenerTask {
     commands: mpsc::UnboundedSender<Command>,
-    lines: mpsc::UnboundedReceiver<Value>,
-    /// Every event taken from `lines` so far, in order.
-    pub(crate) seen: Vec<Value>,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Runner for ListenerTask {
+    fn ended(&mut self) -> String {
+        format!("task finished: {}", self.task.is_finished())
+    }
+
+    fn diagnostics(listener: &Listener) -> String {
+        format!("--- {} last events:\n{}", listener.name, listener.last_events(30, 6))
+    }
+}
+
+impl Drop for ListenerTask {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl Listener {
@@ -92,53 +107,7 @@ impl Listener {
         let (commands, rx) = mpsc::unbounded_channel();
         let session = Session::new(urls.to_vec(), token.to_owned(), tx);
         let task = tokio::spawn(session.run(rx));
-        Self { name: name.to_owned(), commands, lines, seen: Vec::new(), task }
-    }
-
-    pub(crate) fn diagnostics(&self) -> String {
-        let tail = |audio: bool, n: usize| -> Vec<String> {
-            let lines: Vec<String> =
-                self.seen.iter().filter(|v| (v["event"] == "audio") == audio).map(Value::to_string).collect();
-            lines[lines.len().saturating_sub(n)..].to_vec()
-        };
-        let mut last = tail(false, 30);
-        last.extend(tail(true, 6));
-        format!("--- {} last events:\n{}", self.name, last.join("\n"))
-    }
-
-    /// The next event, or None at `deadline` or when the task has ended.
-    pub(crate) async fn next_until(&mut self, deadline: Instant) -> Option<Value> {
-        match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-            Ok(Some(v)) => {
-                self.seen.push(v.clone());
-                Some(v)
-            }
-            Ok(None) | Err(_) => None,
-        }
-    }
-
-    /// Reads events until one matches `pred`; panics with diagnostics on timeout.
-    pub(crate) async fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.next_until(deadline).await {
-                Some(v) if pred(&v) => return v,
-                Some(v) if v["event"] == "error" => eprintln!("{}: {v}", self.name),
-                Some(_) => {}
-                None => panic!(
-                    "{}: no {what} within {timeout:?} (task finished: {})\n{}",
-                    self.name,
-                    self.task.is_finished(),
-                    self.diagnostics()
-                ),
-            }
-        }
-    }
-
-    /// Reads everything that arrives for `window`.
-    pub(crate) async fn collect(&mut self, window: Duration) {
-        let deadline = Instant::now() + window;
-        while self.next_until(deadline).await.is_some() {}
+        Self::new(name, lines, ListenerTask { commands, task })
     }
 
     /// Waits until the current peer connection is connected (ICE and DTLS up).
@@ -150,7 +119,7 @@ impl Listener {
     /// Sends a protocol request through the listener's websocket; returns the hub's reply.
     pub(crate) async fn request(&mut self, body: Value) -> Value {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::Request(body.clone(), tx)).expect("the listener's task is running");
+        self.runner.commands.send(Command::Request(body.clone(), tx)).expect("the listener's task is running");
         tokio::time::timeout(Duration::from_secs(15), rx)
             .await
             .unwrap_or_else(|_| panic!("{}: no reply to {body} within 15 s\n{}", self.name, self.diagnostics()))
@@ -160,7 +129,7 @@ impl Listener {
     /// Restarts ICE on the current peer connection; returns what the task reports (`{"ok": true, ...}`).
     pub(crate) async fn ice_restart(&mut self) -> Value {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::IceRestart(tx)).expect("the listener's task is running");
+        self.runner.commands.send(Command::IceRestart(tx)).expect("the listener's task is running");
         tokio::time::timeout(Duration::from_secs(20), rx)
             .await
             .unwrap_or_else(|_| {
@@ -172,44 +141,13 @@ impl Listener {
     /// Waits until `STEADY_REPORTS` consecutive reports of one (peer connection, mid) carry `hz` (± `TOLERANCE_HZ`)
     /// loudly, on a peer connection of generation `min_gen` or later; returns that mid and the reports.
     pub(crate) async fn until_heard(&mut self, hz: f64, min_gen: u64, timeout: Duration) -> (String, Vec<Value>) {
-        let deadline = Instant::now() + timeout;
-        let mut runs: BTreeMap<(u64, String), Vec<Value>> = BTreeMap::new();
-        let mut checked = 0;
-        loop {
-            for v in self.seen[checked..].iter().filter(|v| v["event"] == "audio") {
-                let key = (v["gen"].as_u64().unwrap_or(0), v["mid"].as_str().unwrap_or_default().to_owned());
-                if key.0 < min_gen {
-                    continue;
-                }
-                let run = runs.entry(key.clone()).or_default();
-                if crate::aiortc::is_tone(v, hz, TOLERANCE_HZ) {
-                    run.push(v.clone());
-                    if run.len() >= STEADY_REPORTS {
-                        return (key.1, std::mem::take(run));
-                    }
-                } else {
-                    run.clear();
-                }
-            }
-            checked = self.seen.len();
-            if self.next_until(deadline).await.is_none() {
-                panic!(
-                    "{}: did not hear {hz} Hz ± {TOLERANCE_HZ} steadily within {timeout:?}\n{}",
-                    self.name,
-                    self.diagnostics()
-                );
-            }
-        }
-    }
-
-    /// Every event seen so far of `kind`.
-    pub(crate) fn seen_events<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-        self.seen.iter().filter(move |v| v["event"] == kind)
-    }
-
-    /// Every hub event of `type` seen so far.
-    pub(crate) fn hub_events<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-        self.seen_events("ws").map(|v| &v["msg"]).filter(move |m| m["type"] == kind)
+        self.steady_tone(hz, TOLERANCE_HZ, min_gen, timeout).await.unwrap_or_else(|| {
+            panic!(
+                "{}: did not hear {hz} Hz ± {TOLERANCE_HZ} steadily within {timeout:?}\n{}",
+                self.name,
+                self.diagnostics()
+            )
+        })
     }
 
     /// The participant the latest `media_tracks` puts on `mid`.
@@ -231,40 +169,11 @@ impl Listener {
     }
 
     /// The longest stretch within `from..=to` (Unix seconds) in which no loud frame was decoded on (`gen`, `mid`), or
-    /// on any track when `track` is None; and when it started.
+    /// on any track when `track` is None; and when it started ([`crate::aiortc::longest_silence`], a report's longest
+    /// wait between two loud frames counting only when it lies within the stretch).
     pub(crate) fn longest_silence(&self, track: Option<(u64, &str)>, from: f64, to: f64) -> (f64, f64) {
-        let reports: Vec<&Value> = self
-            .seen_events("audio")
-            .filter(|r| track.is_none_or(|(g, m)| r["gen"] == g && r["mid"] == m))
-            .filter(|r| r["t"].as_f64().is_some_and(|t| t >= from && t <= to + 1.0))
-            .collect();
-        let mut spans: Vec<(f64, f64)> = reports
-            .iter()
-            .filter_map(|r| Some((r["first_loud_t"].as_f64()?, r["last_loud_t"].as_f64()?)))
-            .filter(|(first, last)| *last >= from && *first <= to)
-            .collect();
-        spans.sort_by(|x, y| x.0.total_cmp(&y.0));
-        let mut longest = (0.0, from);
-        let mut heard_until = from;
-        for (first, last) in spans {
-            if first - heard_until > longest.0 {
-                longest = (first - heard_until, heard_until);
-            }
-            heard_until = heard_until.max(last);
-        }
-        if to - heard_until > longest.0 {
-            longest = (to - heard_until, heard_until);
-        }
-        for r in &reports {
-            if let (Some(gap), Some(last)) = (r["max_loud_gap"].as_f64(), r["last_loud_t"].as_f64())
-                && gap > longest.0
-                && last - gap >= from
-                && last <= to
-            {
-                longest = (gap, last - gap);
-            }
-        }
-        longest
+        let reports = self.seen_events("audio").filter(|r| track.is_none_or(|(g, m)| r["gen"] == g && r["mid"] == m));
+        longest_silence(reports, from, to, to)
     }
 
     /// The last loud frame decoded on (`gen`, `mid`) over the whole run (Unix seconds; NaN if none).
@@ -284,15 +193,6 @@ impl Listener {
             out.insert(key, r["rtp"].clone());
         }
         out
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("{}", self.diagnostics());
-        }
-        self.task.abort();
     }
 }
 

@@ -46,7 +46,7 @@ mod aiortc;
 #[path = "../../../tests/it/support.rs"]
 mod support;
 
-use aiortc::{HEAR_TIMEOUT, Peer, STEADY_REPORTS, TOLERANCE_HZ, is_tone, now_unix, require_aiortc};
+use aiortc::{HEAR_TIMEOUT, Peer, TOLERANCE_HZ, is_tone, longest_silence, now_unix, require_aiortc};
 
 const SECRET: &str = "failover-secret";
 /// Clients formerly on the lost hub must have resumed on the other within this long (seconds).
@@ -402,68 +402,14 @@ fn renegotiated_once(p: &Peer, epoch: u64) {
 /// Waits until `p` hears 440 Hz steadily on a peer connection of generation `generation` or later; returns the time
 /// of the first loud frame of that steady run.
 async fn tone_back(p: &mut Peer, generation: u64) -> f64 {
-    let deadline = Instant::now() + HEAR_TIMEOUT;
-    let mut checked = 0;
-    let mut runs: std::collections::HashMap<(u64, String), Vec<Value>> = std::collections::HashMap::new();
-    loop {
-        for r in p.seen[checked..].iter().filter(|v| v["event"] == "audio") {
-            let key = (r["gen"].as_u64().unwrap_or(0), r["mid"].as_str().unwrap_or_default().to_owned());
-            if key.0 < generation {
-                continue;
-            }
-            let run = runs.entry(key).or_default();
-            if is_tone(r, 440.0, TOLERANCE_HZ) {
-                run.push(r.clone());
-                if run.len() >= STEADY_REPORTS {
-                    return run[0]["first_loud_t"].as_f64().expect("a loud report has first_loud_t");
-                }
-            } else {
-                run.clear();
-            }
-        }
-        checked = p.seen.len();
-        if p.next_until(deadline).await.is_none() {
-            panic!(
-                "{}: no steady 440 Hz on a peer connection ≥ {generation} within {HEAR_TIMEOUT:?}\n{}",
-                p.name,
-                p.diagnostics()
-            );
-        }
-    }
-}
-
-/// The longest stretch within `from..=to` (Unix seconds) in which `p` decoded no loud frame, over all its peer
-/// connections and tracks; and when it started. Each report covers its window from its first to its last loud frame,
-/// except for its longest wait between two loud frames (`max_loud_gap`), which counts as silence too.
-fn longest_silence(p: &Peer, from: f64, to: f64) -> (f64, f64) {
-    let reports: Vec<&Value> =
-        p.seen_events("audio").filter(|r| r["t"].as_f64().is_some_and(|t| t >= from && t <= to + 1.0)).collect();
-    let mut spans: Vec<(f64, f64)> = reports
-        .iter()
-        .filter_map(|r| Some((r["first_loud_t"].as_f64()?, r["last_loud_t"].as_f64()?)))
-        .filter(|(first, last)| *last >= from && *first <= to)
-        .collect();
-    spans.sort_by(|x, y| x.0.total_cmp(&y.0));
-    let mut longest = (0.0, from);
-    let mut heard_until = from;
-    for (first, last) in spans {
-        if first - heard_until > longest.0 {
-            longest = (first - heard_until, heard_until);
-        }
-        heard_until = heard_until.max(last);
-    }
-    if to - heard_until > longest.0 {
-        longest = (to - heard_until, heard_until);
-    }
-    for r in &reports {
-        if let (Some(gap), Some(last)) = (r["max_loud_gap"].as_f64(), r["last_loud_t"].as_f64())
-            && gap > longest.0
-            && last - gap >= from
-        {
-            longest = (gap, last - gap);
-        }
-    }
-    longest
+    let Some((_, run)) = p.steady_tone(440.0, TOLERANCE_HZ, generation, HEAR_TIMEOUT).await else {
+        panic!(
+            "{}: no steady 440 Hz on a peer connection ≥ {generation} within {HEAR_TIMEOUT:?}\n{}",
+            p.name,
+            p.diagnostics()
+        );
+    };
+    run[0]["first_loud_t"].as_f64().expect("a loud report has first_loud_t")
 }
 
 fn you(state: &Value) -> (String, Option<u64>, bool) {
@@ -607,7 +553,9 @@ async fn sigterm_drains_the_media_hub_without_an_audio_gap_and_everyone_resumes_
     if wait > 0.0 {
         lis.collect(Duration::from_secs_f64(wait)).await;
     }
-    let (gap, gap_at) = longest_silence(&lis, term_at - 0.5, until);
+    // Over all of lis's peer connections and tracks; a report's longest wait between two loud frames counts whole
+    // even when it runs on past `until`.
+    let (gap, gap_at) = longest_silence(lis.seen_events("audio"), term_at - 0.5, until, f64::INFINITY);
     eprintln!(
         "drain: moderator closed (4007) at {m_closed:.3} s, resumed on B at {m_after:.3} s; lis renegotiated at \
          {:.3} s (seen {:.3} s), reconnected (4007) at {lis_after:.3} s; spk renegotiated at {:.3} s; hub A exited \
