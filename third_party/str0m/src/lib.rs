@@ -872,6 +872,9 @@ pub mod net {
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// PODIUM PATCH: the length of the buffer DTLS output is written into (it was a 2,000-byte `Vec` per `Rtc`).
+const DTLS_BUF_LEN: usize = 2000;
+
 pub use error::RtcError;
 
 /// Instance that does WebRTC. Main struct of the entire library.
@@ -917,7 +920,6 @@ pub struct Rtc {
     ice: IceAgent,
     dtls: Dtls,
     dtls_connected: bool,
-    dtls_buf: Vec<u8>,
     next_dtls_timeout: Option<Instant>,
     /// PODIUM PATCH: boxed (2.3 KiB inline, unused without data channels).
     sctp: Box<RtcSctp>,
@@ -1299,7 +1301,6 @@ impl Rtc {
             )
             .expect("DTLS to init without problem"),
             dtls_connected: false,
-            dtls_buf: vec![0; 2000],
             next_dtls_timeout: None,
             session,
             sctp: Box::new(sctp),
@@ -1691,8 +1692,10 @@ impl Rtc {
 
         // Poll DTLS output - collect packets, handle events
         let mut just_connected = false;
+        // PODIUM PATCH: the output buffer is the thread's (`util::Scratch`), not 2,000 bytes kept per `Rtc`.
+        let mut dtls_buf = util::Scratch::dtls(DTLS_BUF_LEN);
         loop {
-            match self.dtls.poll_output(&mut self.dtls_buf) {
+            match self.dtls.poll_output(&mut dtls_buf) {
                 DtlsOutput::Packet(_) => {
                     unreachable!("We don't expect DTLS packets here since we use poll_packet");
                 }
