@@ -688,7 +688,7 @@ use change::{DirectApi, SdpApi};
 use rtp::RawPacket;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use str0m_proto::Pii;
 use streams::RtpPacket;
@@ -1237,13 +1237,20 @@ impl Rtc {
     }
 
     pub(crate) fn new_from_config(config: RtcConfig, start: Instant) -> Result<Self, RtcError> {
+        // PODIUM PATCH: the process default and the feature-flag provider are each wrapped in an `Arc` once and
+        // shared, not allocated again for every `Rtc`.
+        static PROCESS_DEFAULT: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+        static FROM_FEATURE_FLAGS: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
         let crypto_provider = config
             .crypto_provider
             .clone()
             // If crypto_provider is not set in config, check process default
-            .or_else(|| CryptoProvider::get_default().cloned().map(Arc::new))
+            .or_else(|| {
+                CryptoProvider::get_default()
+                    .map(|p| PROCESS_DEFAULT.get_or_init(|| Arc::new(p.clone())).clone())
+            })
             // Or fall back on feature flags
-            .or_else(|| Some(Arc::new(from_feature_flags())))
+            .or_else(|| Some(FROM_FEATURE_FLAGS.get_or_init(|| Arc::new(from_feature_flags())).clone()))
             // from_feature_flags panics already, so we should never see
             // this expect message.
             .expect("a crash earlier if no crypto provider was set");
