@@ -48,7 +48,8 @@ pub(crate) struct RtcSctp {
     max_payload: u32,
     fake_addr: SocketAddr,
     handle: AssociationHandle,
-    assoc: Option<Association>,
+    /// PODIUM PATCH: boxed (an `Association` is ~1.5 KiB inline, and a session without data channels has none).
+    assoc: Option<Box<Association>>,
     // Sorted by `id` so lookups can binary search. Keep it that way.
     entries: Vec<StreamEntry>,
     // Stream ids that still owe a `StreamEvent::ResetComplete`,
@@ -399,7 +400,7 @@ impl RtcSctp {
                 .map_err(|e| SctpError::Proto(ProtoError::Other(e.to_string())))?;
             assoc.set_max_send_message_size(self.remote_max_message_size);
             self.handle = handle;
-            self.assoc = Some(assoc);
+            self.assoc = Some(Box::new(assoc));
 
             // With SNAP, both sides exchanged INIT chunks out-of-band. The
             // sctp-proto association is already in established state (via
@@ -421,7 +422,7 @@ impl RtcSctp {
                 .map_err(|e| SctpError::Proto(ProtoError::Other(e.to_string())))?;
             assoc.set_max_send_message_size(self.remote_max_message_size);
             self.handle = handle;
-            self.assoc = Some(assoc);
+            self.assoc = Some(Box::new(assoc));
             set_state(&mut self.state, RtcSctpState::AwaitAssociationEstablished);
         } else {
             // Normal server path: wait for the remote to initiate.
@@ -711,7 +712,7 @@ impl RtcSctp {
                 }
                 debug!("New remote association");
                 // Remote side initiated the association
-                self.assoc = Some(a);
+                self.assoc = Some(Box::new(a));
                 self.handle = handle;
                 set_state(&mut self.state, RtcSctpState::AwaitAssociationEstablished);
             }
