@@ -1426,6 +1426,11 @@ impl Session {
     }
 
     pub fn add_media(&mut self, media: Media) {
+        // PODIUM PATCH: grow from one m-line, doubling (a `Media` is ~400 bytes; `Vec`'s first step is four, and
+        // most sessions have one or two).
+        if self.medias.len() == self.medias.capacity() {
+            self.medias.reserve_exact(self.medias.capacity().max(1));
+        }
         self.medias.push(media);
     }
 
