@@ -90,6 +90,11 @@ impl Buf {
         self.data.resize(len, value);
     }
 
+    /// PODIUM PATCH: empty the buffer and give its memory back (it stays a pool buffer if it was one).
+    pub(crate) fn release(&mut self) {
+        self.data = Vec::new();
+    }
+
     /// Convert the buffer into the underlying `Vec<u8>`.
     pub fn into_vec(self) -> Vec<u8> {
         self.data

@@ -85,6 +85,9 @@ pub struct Client {
 
     /// Data that is sent before we are connected.
     queued_data: Vec<Buf>,
+
+    /// PODIUM PATCH: whether the handshake-only state has been given back (`release_handshake_state`).
+    handshake_released: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -117,6 +120,7 @@ impl Client {
             last_now: now,
             local_events: VecDeque::new(),
             queued_data: Vec::new(),
+            handshake_released: false,
         }
     }
 
@@ -176,6 +180,7 @@ impl Client {
             last_now: now,
             local_events: VecDeque::new(),
             queued_data: Vec::new(),
+            handshake_released: false,
         }
     }
 
@@ -215,7 +220,24 @@ impl Client {
         if let Some(event) = self.local_events.pop_front() {
             return event.into_output(buf, &self.server_certificates);
         }
+        if self.state == State::AwaitApplicationData && !self.handshake_released {
+            self.release_handshake_state();
+        }
         self.engine.poll_output(buf, self.last_now)
+    }
+
+    /// PODIUM PATCH: once the handshake is complete and its events (the peer certificate among them) have been
+    /// polled, gives back what only the handshake used: the peer's certificates, the defragmentation and
+    /// extension buffers, the session hash, the event queue's buffer and the engine's transcript and pooled
+    /// buffers.
+    fn release_handshake_state(&mut self) {
+        self.handshake_released = true;
+        self.server_certificates = Vec::new();
+        self.defragment_buffer.release();
+        self.extension_data.release();
+        self.captured_session_hash = None;
+        self.local_events = VecDeque::new();
+        self.engine.release_handshake_state();
     }
 
     /// Explicitly start the handshake process by sending a ClientHello

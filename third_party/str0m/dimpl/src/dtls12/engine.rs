@@ -1044,6 +1044,15 @@ impl Engine {
         Ok(())
     }
 
+    /// PODIUM PATCH: gives back what only the handshake needed, once it is over: the transcript (every handshake
+    /// message, ~2 KiB with certificates) and the pooled record buffers (they are made again on demand, for
+    /// application data, alerts or a flight resend). The saved final flight, the keys and the sequence and replay
+    /// state are kept: a retransmitted peer flight is still answered, and alerts still go both ways.
+    pub fn release_handshake_state(&mut self) {
+        self.transcript.release();
+        self.buffers_free = BufferPool::default();
+    }
+
     /// Release application data from the incoming queue
     pub fn release_application_data(&mut self) {
         self.release_app_data = true;
