@@ -1,6 +1,6 @@
 //! DTLS implementation using dimpl with AWS-LC-RS backend.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use str0m_proto::crypto::CryptoError;
@@ -38,22 +38,35 @@ impl DtlsProvider for AwsLcRsDtlsProvider {
             private_key: cert.private_key.clone(),
         };
 
-        // Create a default dimpl Config with AWS-LC-RS crypto provider
-        // ICE verifies return routability before DTLS, making server cookies redundant.
-        let mut builder = dimpl::Config::builder().use_server_cookie(false);
-        if let Some(mtu) = mtu {
-            builder = builder.mtu(mtu);
-        }
-        if self.is_test() {
-            // We need the DTLS impl to be deterministic for the BWE tests.
-            builder = builder.dangerously_set_rng_seed(42);
-        }
+        // PODIUM PATCH: the config is immutable and the same for every instance with the same MTU, so the last one
+        // built is shared (it was ~350 bytes allocated again for every instance).
+        static SHARED: Mutex<Option<(Option<usize>, bool, Arc<dimpl::Config>)>> = Mutex::new(None);
+        let is_test = self.is_test();
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        let config = match &*shared {
+            Some((m, t, config)) if *m == mtu && *t == is_test => Arc::clone(config),
+            _ => {
+                // Create a default dimpl Config with AWS-LC-RS crypto provider
+                // ICE verifies return routability before DTLS, making server cookies redundant.
+                let mut builder = dimpl::Config::builder().use_server_cookie(false);
+                if let Some(mtu) = mtu {
+                    builder = builder.mtu(mtu);
+                }
+                if is_test {
+                    // We need the DTLS impl to be deterministic for the BWE tests.
+                    builder = builder.dangerously_set_rng_seed(42);
+                }
 
-        let config = builder
-            .build()
-            .map_err(|e| CryptoError::Other(format!("dimpl config creation failed: {}", e)))?;
+                let config = builder.build().map_err(|e| {
+                    CryptoError::Other(format!("dimpl config creation failed: {}", e))
+                })?;
 
-        let config = Arc::new(config);
+                let config = Arc::new(config);
+                *shared = Some((mtu, is_test, Arc::clone(&config)));
+                config
+            }
+        };
+        drop(shared);
         let dtls = match dtls_version {
             DtlsVersion::Dtls12 => dimpl::Dtls::new_12(config, dimpl_cert, now),
             DtlsVersion::Dtls13 => dimpl::Dtls::new_13(config, dimpl_cert, now),
