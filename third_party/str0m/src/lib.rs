@@ -1656,6 +1656,11 @@ impl Rtc {
                 }
                 IceAgentEvent::DiscoveredRecv { proto, source } => {
                     debug!("ICE remote address: {:?}/{:?}", Pii(source), proto);
+                    // PODIUM PATCH: grows from one address, doubling (`Vec`'s first step is four).
+                    if self.remote_addrs.len() == self.remote_addrs.capacity() {
+                        let grow = self.remote_addrs.capacity().max(1);
+                        self.remote_addrs.reserve_exact(grow);
+                    }
                     self.remote_addrs.push(source);
                     while self.remote_addrs.len() > 20 {
                         self.remote_addrs.remove(0);
