@@ -95,6 +95,11 @@ impl Buf {
         self.data = Vec::new();
     }
 
+    /// PODIUM PATCH: give back the capacity beyond the buffer's length.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.data.shrink_to_fit();
+    }
+
     /// Convert the buffer into the underlying `Vec<u8>`.
     pub fn into_vec(self) -> Vec<u8> {
         self.data

@@ -58,6 +58,10 @@ pub struct CryptoContext {
     /// Server cipher
     server_cipher: Option<Box<dyn crypto::Cipher>>,
 
+    /// PODIUM PATCH: the suite the keys were derived for, so ciphers given back after the handshake
+    /// (`release_ciphers`) can be made again from the write keys when a record needs them.
+    cipher_suite: Option<Dtls12CipherSuite>,
+
     /// Authentication mode: certificate or PSK.
     auth: AuthMode,
 
@@ -103,6 +107,7 @@ impl CryptoContext {
             pre_master_secret: None,
             client_cipher: None,
             server_cipher: None,
+            cipher_suite: None,
             auth,
             psk: None,
             client_random: None,
@@ -329,12 +334,50 @@ impl CryptoContext {
         self.server_write_iv = Some(Iv::new(&key_block[offset..offset + fixed_iv_len]));
 
         // Initialize ciphers using the provider
+        self.cipher_suite = Some(cipher_suite);
         self.client_cipher =
             Some(supported_cipher_suite.create_cipher(self.client_write_key.as_ref().unwrap())?);
 
         self.server_cipher =
             Some(supported_cipher_suite.create_cipher(self.server_write_key.as_ref().unwrap())?);
 
+        Ok(())
+    }
+
+    /// PODIUM PATCH: gives the record ciphers back (the AEAD contexts, ~0.6 KiB each). They are made again from the
+    /// write keys, which are kept, by the first record that needs one, and kept from then on. Called once the
+    /// handshake is over: a WebRTC session without data channels encrypts or decrypts no DTLS record afterwards
+    /// until its close_notify.
+    pub fn release_ciphers(&mut self) {
+        if self.cipher_suite.is_some() {
+            self.client_cipher = None;
+            self.server_cipher = None;
+        }
+    }
+
+    /// PODIUM PATCH: makes the client's (`client`) or the server's cipher again after `release_ciphers`. Before the
+    /// keys are derived this does nothing, and the caller reports the cipher as not initialized, as before.
+    fn ensure_cipher(&mut self, client: bool) -> Result<(), CryptoError> {
+        let (slot, key) = if client {
+            (&self.client_cipher, &self.client_write_key)
+        } else {
+            (&self.server_cipher, &self.server_write_key)
+        };
+        let (None, Some(key), Some(suite)) = (slot, key, self.cipher_suite) else {
+            return Ok(());
+        };
+        let cipher = self
+            .provider()
+            .cipher_suites
+            .iter()
+            .find(|cs| cs.suite() == suite)
+            .ok_or(CryptoError::UnsupportedCipherSuite(suite))?
+            .create_cipher(key)?;
+        if client {
+            self.client_cipher = Some(cipher);
+        } else {
+            self.server_cipher = Some(cipher);
+        }
         Ok(())
     }
 
@@ -345,6 +388,7 @@ impl CryptoContext {
         aad: Aad,
         nonce: Nonce,
     ) -> Result<(), CryptoError> {
+        self.ensure_cipher(true)?;
         match &mut self.client_cipher {
             Some(cipher) => cipher.encrypt(plaintext, aad, nonce),
             None => Err(CryptoError::ClientCipherNotInitialized),
@@ -358,6 +402,7 @@ impl CryptoContext {
         aad: Aad,
         nonce: Nonce,
     ) -> Result<(), CryptoError> {
+        self.ensure_cipher(false)?;
         match &mut self.server_cipher {
             Some(cipher) => cipher.decrypt(ciphertext, aad, nonce),
             None => Err(CryptoError::ServerCipherNotInitialized),
@@ -371,6 +416,7 @@ impl CryptoContext {
         aad: Aad,
         nonce: Nonce,
     ) -> Result<(), CryptoError> {
+        self.ensure_cipher(false)?;
         match &mut self.server_cipher {
             Some(cipher) => cipher.encrypt(plaintext, aad, nonce),
             None => Err(CryptoError::ServerCipherNotInitialized),
@@ -384,6 +430,7 @@ impl CryptoContext {
         aad: Aad,
         nonce: Nonce,
     ) -> Result<(), CryptoError> {
+        self.ensure_cipher(true)?;
         match &mut self.client_cipher {
             Some(cipher) => cipher.decrypt(ciphertext, aad, nonce),
             None => Err(CryptoError::ClientCipherNotInitialized),

@@ -1046,11 +1046,17 @@ impl Engine {
 
     /// PODIUM PATCH: gives back what only the handshake needed, once it is over: the transcript (every handshake
     /// message, ~2 KiB with certificates) and the pooled record buffers (they are made again on demand, for
-    /// application data, alerts or a flight resend). The saved final flight, the keys and the sequence and replay
+    /// application data, alerts or a flight resend), and shrinks the saved final flight's buffers to their
+    /// records. The record ciphers are given back too and made again from the kept keys by the next record that
+    /// needs one (`CryptoContext::release_ciphers`). The saved final flight, the keys and the sequence and replay
     /// state are kept: a retransmitted peer flight is still answered, and alerts still go both ways.
     pub fn release_handshake_state(&mut self) {
         self.transcript.release();
         self.buffers_free = BufferPool::default();
+        for entry in &mut self.flight_saved_records {
+            entry.fragment.shrink_to_fit();
+        }
+        self.crypto_context.release_ciphers();
     }
 
     /// Release application data from the incoming queue
