@@ -1250,7 +1250,13 @@ impl Rtc {
                     .map(|p| PROCESS_DEFAULT.get_or_init(|| Arc::new(p.clone())).clone())
             })
             // Or fall back on feature flags
-            .or_else(|| Some(FROM_FEATURE_FLAGS.get_or_init(|| Arc::new(from_feature_flags())).clone()))
+            .or_else(|| {
+                Some(
+                    FROM_FEATURE_FLAGS
+                        .get_or_init(|| Arc::new(from_feature_flags()))
+                        .clone(),
+                )
+            })
             // from_feature_flags panics already, so we should never see
             // this expect message.
             .expect("a crash earlier if no crypto provider was set");

@@ -2110,7 +2110,6 @@ impl fmt::Debug for LocalPreferenceHolder {
     }
 }
 
-
 /// PODIUM PATCH: pushes onto a list that grows from one element, doubling, instead of `Vec`'s first step of four.
 /// An agent usually holds one or two candidates and pairs (an ICE-lite server: one local candidate, one pair per
 /// remote address), ~200 bytes each; four-element steps cost ~2 KiB per agent that is never used.

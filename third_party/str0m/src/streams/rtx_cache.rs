@@ -38,8 +38,8 @@ impl RtxCache {
         let quantized_size = packet.payload.len() / RTX_CACHE_SIZE_QUANTIZER;
         self.packet_by_seq_no.push(*seq_no, now, packet);
         self.seq_no_by_quantized_size
-            .get_or_insert_with(|| Box::new([SeqNo::MAX; RTX_CACHE_QUANTIZE_SLOTS]))[quantized_size] =
-            seq_no;
+            .get_or_insert_with(|| Box::new([SeqNo::MAX; RTX_CACHE_QUANTIZE_SLOTS]))
+            [quantized_size] = seq_no;
         self.remove_old_packets(now);
     }
 

@@ -69,7 +69,11 @@ impl Drop for Scratch {
         let buf = std::mem::take(&mut self.buf);
         let _ = self.home.try_with(|cell| {
             let other = cell.take();
-            cell.set(if other.capacity() > buf.capacity() { other } else { buf });
+            cell.set(if other.capacity() > buf.capacity() {
+                other
+            } else {
+                buf
+            });
         });
     }
 }
