@@ -4,8 +4,8 @@
 //! (by a real str0m client, or by editing one as an attacker would); then the heap is read, `PEERS` peers are
 //! created through [`Media::offer`] with those offers, the worker is given time to settle, and the heap growth is
 //! divided by `PEERS`. That covers everything the server keeps per peer: its `Rtc`, the worker's maps and the
-//! directory. The peers are negotiated but never connected (what an attacker gets from offers alone; a connected
-//! listener's DTLS and SRTP state adds about 41 KiB, `docs/BENCHMARKS.md`).
+//! directory. The peers are negotiated but never connected (what an attacker gets from offers alone). A connected
+//! audio listener costs 13.4 KiB of heap in all (fan-out benchmark, `docs/BENCHMARKS.md`, issue #13's second pass).
 //!
 //! Run `cargo test -p podium-media --test memory -- --nocapture` to print the table.
 
@@ -31,6 +31,13 @@ const PEERS: usize = 20;
 /// The documented bound (`proto/PROTOCOL.md`, `media_offer`; `docs/BENCHMARKS.md`): the most one negotiated peer may
 /// cost with the default limits, whatever it offers.
 const PEER_BOUND: usize = 320 * 1024;
+
+/// What the worst offer costs since issue #13's second memory pass is well inside `PEER_BOUND` (90 KiB measured, 153.5
+/// before it): this catches a regression long before the documented bound does.
+const MEASURED_WORST_BOUND: usize = 112 * 1024;
+
+/// What a peer negotiated with one audio m-line costs (13.6 KiB measured; 26.7 before the second pass).
+const ONE_MLINE_BOUND: usize = 16 * 1024;
 
 /// A real str0m client's offer with `n` audio m-lines (`sendrecv` first, then `recvonly`).
 fn client_offer(n: usize) -> String {
@@ -182,7 +189,10 @@ async fn one_peer_stays_within_the_documented_bound_whatever_it_offers() {
     println!("worst: {:.1} KiB per peer (bound {} KiB)", worst as f64 / 1024.0, PEER_BOUND / 1024);
     for (name, cost) in &rows {
         assert!(*cost <= PEER_BOUND, "{name}: {cost} bytes per peer, over the documented {PEER_BOUND}");
+        assert!(*cost <= MEASURED_WORST_BOUND, "{name}: {cost} bytes per peer, over {MEASURED_WORST_BOUND}");
     }
+    let (name, one) = &rows[0];
+    assert!(*one <= ONE_MLINE_BOUND, "{name}: {one} bytes per peer, over {ONE_MLINE_BOUND}");
     media.shutdown();
 }
 

@@ -149,7 +149,12 @@ impl Dtls {
     }
 
     pub fn poll_packet(&mut self) -> Option<DatagramSend> {
-        self.pending_packets.pop_front()
+        let packet = self.pending_packets.pop_front();
+        if packet.is_some() && self.pending_packets.is_empty() {
+            // PODIUM PATCH: DTLS sends in rare bursts (handshake flights, alerts): the drained queue gives its buffer back.
+            self.pending_packets = VecDeque::new();
+        }
+        packet
     }
 
     /// Handle an incoming DTLS packet.

@@ -688,7 +688,7 @@ use change::{DirectApi, SdpApi};
 use rtp::RawPacket;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use str0m_proto::Pii;
 use streams::RtpPacket;
@@ -872,6 +872,9 @@ pub mod net {
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// PODIUM PATCH: the length of the buffer DTLS output is written into (it was a 2,000-byte `Vec` per `Rtc`).
+const DTLS_BUF_LEN: usize = 2000;
+
 pub use error::RtcError;
 
 /// Instance that does WebRTC. Main struct of the entire library.
@@ -917,7 +920,6 @@ pub struct Rtc {
     ice: IceAgent,
     dtls: Dtls,
     dtls_connected: bool,
-    dtls_buf: Vec<u8>,
     next_dtls_timeout: Option<Instant>,
     /// PODIUM PATCH: boxed (2.3 KiB inline, unused without data channels).
     sctp: Box<RtcSctp>,
@@ -1235,13 +1237,26 @@ impl Rtc {
     }
 
     pub(crate) fn new_from_config(config: RtcConfig, start: Instant) -> Result<Self, RtcError> {
+        // PODIUM PATCH: the process default and the feature-flag provider are each wrapped in an `Arc` once and
+        // shared, not allocated again for every `Rtc`.
+        static PROCESS_DEFAULT: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+        static FROM_FEATURE_FLAGS: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
         let crypto_provider = config
             .crypto_provider
             .clone()
             // If crypto_provider is not set in config, check process default
-            .or_else(|| CryptoProvider::get_default().cloned().map(Arc::new))
+            .or_else(|| {
+                CryptoProvider::get_default()
+                    .map(|p| PROCESS_DEFAULT.get_or_init(|| Arc::new(p.clone())).clone())
+            })
             // Or fall back on feature flags
-            .or_else(|| Some(Arc::new(from_feature_flags())))
+            .or_else(|| {
+                Some(
+                    FROM_FEATURE_FLAGS
+                        .get_or_init(|| Arc::new(from_feature_flags()))
+                        .clone(),
+                )
+            })
             // from_feature_flags panics already, so we should never see
             // this expect message.
             .expect("a crash earlier if no crypto provider was set");
@@ -1299,7 +1314,6 @@ impl Rtc {
             )
             .expect("DTLS to init without problem"),
             dtls_connected: false,
-            dtls_buf: vec![0; 2000],
             next_dtls_timeout: None,
             session,
             sctp: Box::new(sctp),
@@ -1648,6 +1662,11 @@ impl Rtc {
                 }
                 IceAgentEvent::DiscoveredRecv { proto, source } => {
                     debug!("ICE remote address: {:?}/{:?}", Pii(source), proto);
+                    // PODIUM PATCH: grows from one address, doubling (`Vec`'s first step is four).
+                    if self.remote_addrs.len() == self.remote_addrs.capacity() {
+                        let grow = self.remote_addrs.capacity().max(1);
+                        self.remote_addrs.reserve_exact(grow);
+                    }
                     self.remote_addrs.push(source);
                     while self.remote_addrs.len() > 20 {
                         self.remote_addrs.remove(0);
@@ -1691,8 +1710,10 @@ impl Rtc {
 
         // Poll DTLS output - collect packets, handle events
         let mut just_connected = false;
+        // PODIUM PATCH: the output buffer is the thread's (`util::Scratch`), not 2,000 bytes kept per `Rtc`.
+        let mut dtls_buf = util::Scratch::dtls(DTLS_BUF_LEN);
         loop {
-            match self.dtls.poll_output(&mut self.dtls_buf) {
+            match self.dtls.poll_output(&mut dtls_buf) {
                 DtlsOutput::Packet(_) => {
                     unreachable!("We don't expect DTLS packets here since we use poll_packet");
                 }

@@ -39,7 +39,7 @@ use crate::rtp_::{SrtpContext, Ssrc};
 use crate::rtp_::{TwccRecvRegister, TwccSendRegister};
 use crate::stats::StatsSnapshot;
 use crate::streams::{RtpPacket, StreamTimeoutConfig, Streams};
-use crate::util::{Soonest, SystemTimeExt, already_happened, not_happening};
+use crate::util::{Scratch, Soonest, SystemTimeExt, already_happened, not_happening};
 use crate::{Reason, net};
 use crate::{RtcConfig, RtcError};
 
@@ -106,9 +106,6 @@ pub(crate) struct Session {
     /// A pacer for sending RTP at specific rate.
     pacer: PacerImpl,
     pacer_control: PacerControl,
-
-    // temporary buffer when getting the next (unencrypted) RTP packet from Media line.
-    poll_packet_buf: Vec<u8>,
 
     // Next packet for RtpPacket event.
     pending_packet: Option<RtpPacket>,
@@ -208,7 +205,6 @@ impl Session {
             enable_twcc_feedback: false,
             pacer,
             pacer_control: PacerControl::new(),
-            poll_packet_buf: vec![0; 2000],
             pending_packet: None,
             media_bytes_rx: 0,
             media_bytes_tx: 0,
@@ -1246,7 +1242,10 @@ impl Session {
             trace!("Pacer pointed to mid {} which has no media", midrid.mid());
             return None;
         };
-        let buf = &mut self.poll_packet_buf;
+        // PODIUM PATCH: the unencrypted packet is built in the thread's buffer (`util::Scratch`), not in 2,000 bytes
+        // kept per session.
+        let mut scratch = Scratch::rtp();
+        let buf = scratch.vec_mut();
         let twcc_seq = self.twcc;
 
         let params = &self.codec_config;
@@ -1427,6 +1426,11 @@ impl Session {
     }
 
     pub fn add_media(&mut self, media: Media) {
+        // PODIUM PATCH: grow from one m-line, doubling (a `Media` is ~400 bytes; `Vec`'s first step is four, and
+        // most sessions have one or two).
+        if self.medias.len() == self.medias.capacity() {
+            self.medias.reserve_exact(self.medias.capacity().max(1));
+        }
         self.medias.push(media);
     }
 

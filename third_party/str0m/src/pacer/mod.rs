@@ -16,15 +16,16 @@ use leaky::LeakyBucketPacer;
 mod queue;
 pub(crate) use queue::{PaddingRequest, QueuePriority, QueueSnapshot, QueueState};
 
-#[allow(clippy::large_enum_variant)]
+/// PODIUM PATCH: the leaky bucket is boxed, so a session without BWE (the null pacer, 96 bytes) does not carry the
+/// bucket's 216 bytes inline.
 pub(crate) enum PacerImpl {
     Null(NullPacer),
-    LeakyBucket(LeakyBucketPacer),
+    LeakyBucket(Box<LeakyBucketPacer>),
 }
 
 impl PacerImpl {
     pub fn leaky_bucket(rate: Bitrate) -> PacerImpl {
-        PacerImpl::LeakyBucket(LeakyBucketPacer::new(rate))
+        PacerImpl::LeakyBucket(Box::new(LeakyBucketPacer::new(rate)))
     }
 
     pub fn null() -> PacerImpl {

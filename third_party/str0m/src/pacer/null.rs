@@ -1,5 +1,5 @@
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Pacer;
 use super::PaddingRequest;
@@ -8,13 +8,21 @@ use crate::Reason;
 use crate::pacer::PacerReason;
 use crate::rtp_::{Bitrate, DataSize, MidRid, TwccClusterId};
 
+/// PODIUM PATCH: how long a pacer holds on to an empty snapshot buffer.
+const IDLE_RELEASE: Duration = Duration::from_secs(1);
+
 /// A null pacer that doesn't pace.
 #[derive(Debug, Default)]
 pub struct NullPacer {
     last_sends: HashMap<MidRid, Instant>,
     /// Snapshots from the last `handle_timeout`. `poll_queue` counts off
     /// each packet it hands out.
+    ///
+    /// PODIUM PATCH: only queues with packets are kept (`poll_queue` picks among those only), and the buffer is given
+    /// back once the pacer has had nothing to send for [`IDLE_RELEASE`].
     queue_states: Vec<QueueState>,
+    /// Since when the last snapshots held no packet (PODIUM PATCH).
+    idle_since: Option<Instant>,
     /// Set when `poll_queue` hands out a queue that `register_send` never confirms:
     /// the stream had nothing to send after all, so the snapshot is stale.
     unsent_since: Option<Instant>,
@@ -37,12 +45,25 @@ impl Pacer for NullPacer {
 
     fn handle_timeout(
         &mut self,
-        _now: Instant,
+        now: Instant,
         iter: impl Iterator<Item = QueueState>,
     ) -> Option<PaddingRequest> {
         self.unsent_since = None;
         self.queue_states.clear();
-        self.queue_states.extend(iter);
+        self.queue_states
+            .extend(iter.filter(|q| q.snapshot.packet_count > 0));
+
+        // PODIUM PATCH: a pacer that stays idle gives the snapshot buffer back (a sender refills it on every
+        // packet, so it is only released between bursts more than `IDLE_RELEASE` apart).
+        if !self.queue_states.is_empty() {
+            self.idle_since = None;
+        } else if self.queue_states.capacity() > 0 {
+            let since = *self.idle_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= IDLE_RELEASE {
+                self.queue_states = Vec::new();
+                self.idle_since = None;
+            }
+        }
 
         None
     }

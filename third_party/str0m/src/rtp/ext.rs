@@ -349,8 +349,21 @@ impl Extension {
 // "a=extmap:14 urn:ietf:params:rtp-hdrext:toffset"
 
 /// Mapping between RTP extension id to what extension that is.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ExtensionMap([Option<MapEntry>; MAX_ID as usize]); // index 0 is extmap:1.
+///
+/// PODIUM PATCH: as long as the highest id mapped (it was an array of `MAX_ID` entries, 768 bytes inline in every
+/// session and every m-line, of which a session typically maps two to five).
+#[derive(Clone)]
+pub struct ExtensionMap(Vec<Option<MapEntry>>); // index 0 is extmap:1.
+
+impl PartialEq for ExtensionMap {
+    fn eq(&self, other: &Self) -> bool {
+        // Missing entries at the end are unmapped ids, as `None` entries are.
+        let len = self.0.len().max(other.0.len());
+        (0..len).all(|i| self.entry(i) == other.entry(i))
+    }
+}
+
+impl Eq for ExtensionMap {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MapEntry {
@@ -361,7 +374,20 @@ struct MapEntry {
 impl ExtensionMap {
     /// Create an empty map.
     pub fn empty() -> Self {
-        ExtensionMap(std::array::from_fn(|_| None))
+        ExtensionMap(Vec::new())
+    }
+
+    /// The entry at `idx` (0-based), if mapped.
+    fn entry(&self, idx: usize) -> Option<&MapEntry> {
+        self.0.get(idx).and_then(Option::as_ref)
+    }
+
+    /// Makes room for the entry at `idx` (0-based), growing to exactly that length.
+    fn ensure_len(&mut self, idx: usize) {
+        if idx >= self.0.len() {
+            self.0.reserve_exact(idx + 1 - self.0.len());
+            self.0.resize_with(idx + 1, || None);
+        }
     }
 
     /// Creates a map with the "standard" mappings.
@@ -383,9 +409,7 @@ impl ExtensionMap {
     }
 
     pub(crate) fn clear(&mut self) {
-        for i in &mut self.0 {
-            *i = None;
-        }
+        self.0 = Vec::new();
     }
 
     /// Set a mapping for an extension.
@@ -400,6 +424,7 @@ impl ExtensionMap {
 
         let m = MapEntry { ext, locked: false };
 
+        self.ensure_len(idx);
         self.0[idx] = Some(m);
     }
 
@@ -408,7 +433,7 @@ impl ExtensionMap {
     /// The id must be in 1..=MAX_ID (1-indexed).
     pub fn lookup(&self, id: u8) -> Option<&Extension> {
         if id >= 1 && id <= MAX_ID {
-            self.0[id as usize - 1].as_ref().map(|m| &m.ext)
+            self.entry(id as usize - 1).map(|m| &m.ext)
         } else {
             debug!("Lookup RTP extension out of range 1-{}: {}", MAX_ID, id);
             None
@@ -616,6 +641,7 @@ impl ExtensionMap {
             return;
         }
 
+        self.ensure_len(new_index);
         self.0.swap(old_index, new_index);
     }
 }

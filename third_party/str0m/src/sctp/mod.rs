@@ -41,10 +41,15 @@ pub const DEFAULT_REMOTE_MAX_MESSAGE_SIZE: u32 = 64 * 1024;
 
 pub(crate) struct RtcSctp {
     state: RtcSctpState,
-    endpoint: Endpoint,
+    /// PODIUM PATCH: made on first use (`endpoint()`): when an association is started or SCTP data arrives. A session
+    /// without data channels never makes one (with its configs, id generator and random generators, ~2 KiB).
+    endpoint: Option<Box<Endpoint>>,
+    /// The SCTP payload size the endpoint is made with (from the MTU).
+    max_payload: u32,
     fake_addr: SocketAddr,
     handle: AssociationHandle,
-    assoc: Option<Association>,
+    /// PODIUM PATCH: boxed (an `Association` is ~1.5 KiB inline, and a session without data channels has none).
+    assoc: Option<Box<Association>>,
     // Sorted by `id` so lookups can binary search. Keep it that way.
     entries: Vec<StreamEntry>,
     // Stream ids that still owe a `StreamEvent::ResetComplete`,
@@ -293,21 +298,17 @@ const _: () = assert!(
 
 impl RtcSctp {
     pub fn new(mtu: usize, local_max_message_size: u32) -> Self {
-        let mut config = EndpointConfig::default();
         let max_payload = mtu
             .saturating_sub(crate::io::MAX_DTLS_OVERHEAD)
             .saturating_sub(SCTP_OVERHEAD);
-        config.max_payload_size(max_payload as u32);
         #[cfg(test)]
         let max_payload_size = max_payload;
-        let mut server_config = ServerConfig::default();
-        server_config.transport = webrtc_transport_config(local_max_message_size);
-        let endpoint = Endpoint::new(Arc::new(config), Some(Arc::new(server_config)));
         let fake_addr = "1.1.1.1:5000".parse().unwrap();
 
         RtcSctp {
             state: RtcSctpState::Uninited,
-            endpoint,
+            endpoint: None,
+            max_payload: max_payload as u32,
             fake_addr,
             handle: AssociationHandle(0), // temporary
             assoc: None,
@@ -325,6 +326,21 @@ impl RtcSctp {
             #[cfg(test)]
             max_payload_size,
         }
+    }
+
+    /// PODIUM PATCH: the endpoint, made on first use.
+    fn endpoint(&mut self) -> &mut Endpoint {
+        let (max_payload, local_max_message_size) = (self.max_payload, self.local_max_message_size);
+        self.endpoint.get_or_insert_with(|| {
+            let mut config = EndpointConfig::default();
+            config.max_payload_size(max_payload);
+            let mut server_config = ServerConfig::default();
+            server_config.transport = webrtc_transport_config(local_max_message_size);
+            Box::new(Endpoint::new(
+                Arc::new(config),
+                Some(Arc::new(server_config)),
+            ))
+        })
     }
 
     #[cfg(test)]
@@ -377,13 +393,14 @@ impl RtcSctp {
                 "New {} association (out-of-band: true)",
                 if client { "local" } else { "server" },
             );
+            let fake_addr = self.fake_addr;
             let (handle, mut assoc) = self
-                .endpoint
-                .connect(config, self.fake_addr)
+                .endpoint()
+                .connect(config, fake_addr)
                 .map_err(|e| SctpError::Proto(ProtoError::Other(e.to_string())))?;
             assoc.set_max_send_message_size(self.remote_max_message_size);
             self.handle = handle;
-            self.assoc = Some(assoc);
+            self.assoc = Some(Box::new(assoc));
 
             // With SNAP, both sides exchanged INIT chunks out-of-band. The
             // sctp-proto association is already in established state (via
@@ -398,13 +415,14 @@ impl RtcSctp {
             let config = SctpInitData::default().into_client_config(self.local_max_message_size);
 
             debug!("New local association (out-of-band: false)");
+            let fake_addr = self.fake_addr;
             let (handle, mut assoc) = self
-                .endpoint
-                .connect(config, self.fake_addr)
+                .endpoint()
+                .connect(config, fake_addr)
                 .map_err(|e| SctpError::Proto(ProtoError::Other(e.to_string())))?;
             assoc.set_max_send_message_size(self.remote_max_message_size);
             self.handle = handle;
-            self.assoc = Some(assoc);
+            self.assoc = Some(Box::new(assoc));
             set_state(&mut self.state, RtcSctpState::AwaitAssociationEstablished);
         } else {
             // Normal server path: wait for the remote to initiate.
@@ -677,7 +695,8 @@ impl RtcSctp {
 
         // TODO, remove Bytes in sctp and just use &[u8].
         let data = data.to_vec().into();
-        let r = self.endpoint.handle(now, self.fake_addr, None, None, data);
+        let fake_addr = self.fake_addr;
+        let r = self.endpoint().handle(now, fake_addr, None, None, data);
 
         let Some((handle, event)) = r else {
             return;
@@ -693,7 +712,7 @@ impl RtcSctp {
                 }
                 debug!("New remote association");
                 // Remote side initiated the association
-                self.assoc = Some(a);
+                self.assoc = Some(Box::new(a));
                 self.handle = handle;
                 set_state(&mut self.state, RtcSctpState::AwaitAssociationEstablished);
             }
@@ -730,7 +749,11 @@ impl RtcSctp {
 
         // propagate events between endpoint and association.
         while let Some(e) = assoc.poll_endpoint_event() {
-            if let Some(ae) = self.endpoint.handle_event(self.handle, e) {
+            // An association is only made through the endpoint, so there is one.
+            let Some(endpoint) = self.endpoint.as_mut() else {
+                break;
+            };
+            if let Some(ae) = endpoint.handle_event(self.handle, e) {
                 assoc.handle_event(ae);
             }
         }
@@ -1177,7 +1200,7 @@ impl RtcSctp {
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        if let Some(t) = self.endpoint.poll_transmit() {
+        if let Some(t) = self.endpoint.as_mut().and_then(|e| e.poll_transmit()) {
             return Some(t);
         }
 

@@ -184,7 +184,8 @@ impl Streams {
             probe_tx: None,
             probe_media: None,
             default_ssrc_tx: 0.into(), // this will be changed
-            mids_to_report: Vec::with_capacity(10),
+            // PODIUM PATCH: grows on first use (10 preallocated mids were 160 bytes per session).
+            mids_to_report: Vec::new(),
             enable_stats,
             mtu_warn,
             pause_threshold,

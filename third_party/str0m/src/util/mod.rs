@@ -13,6 +13,10 @@ pub(crate) use time_tricks::{already_happened, epoch_to_beginning};
 mod average;
 pub(crate) use average::MovingAverage;
 
+// PODIUM PATCH: per-thread scratch buffers instead of two 2,000-byte buffers per `Rtc`.
+mod scratch;
+pub(crate) use scratch::Scratch;
+
 pub(crate) trait Soonest {
     fn soonest(self, other: Self) -> Self;
 }
