@@ -464,7 +464,7 @@ fn drive(live: &mut Live, now: Instant) -> Instant {
 fn speak(live: &mut Live, now: Instant) {
     let (Some(mid), Some(tone)) = (live.peer.send, live.tone.as_mut()) else { return };
     if !live.connected {
-        tone.next = now;
+        tone.next = now + Duration::from_millis(20);
         return;
     }
     while tone.next <= now {
@@ -489,14 +489,12 @@ fn media_loop(
     let mut live: HashMap<usize, Live> = HashMap::new();
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 2048];
+    // The earliest timeout (or speaker frame) of any peer: the timeouts are scanned only once it has passed, not
+    // on every wake-up.
+    let mut due = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        let wait = live
-            .values()
-            .map(|l| l.tone.as_ref().map_or(l.next, |t| l.next.min(t.next)))
-            .min()
-            .map_or(Duration::from_millis(50), |t| t.saturating_duration_since(now))
-            .min(Duration::from_millis(50));
+        let wait = due.saturating_duration_since(now).min(Duration::from_millis(50));
         let _ = poll.poll(&mut events, Some(wait));
         while let Ok(mut peer) = rx.try_recv() {
             let token = Token(peer.index);
@@ -518,6 +516,7 @@ fn media_loop(
                 tone,
             };
             l.next = drive(&mut l, Instant::now());
+            due = due.min(l.next);
             live.insert(token.0, l);
         }
         let now = Instant::now();
@@ -548,12 +547,17 @@ fn media_loop(
                 }
                 let was = l.connected;
                 l.next = drive(l, now);
+                due = due.min(l.next);
                 if !was && l.connected && l.peer.index != SPEAKER {
                     progress.reached[3].fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
         let now = Instant::now();
+        if now < due {
+            continue;
+        }
+        due = now + Duration::from_millis(50);
         for l in live.values_mut() {
             speak(l, now);
             if l.next <= now || l.peer.send.is_some() {
@@ -563,6 +567,10 @@ fn media_loop(
                 if !was && l.connected && l.peer.index != SPEAKER {
                     progress.reached[3].fetch_add(1, Ordering::Relaxed);
                 }
+            }
+            due = due.min(l.next);
+            if let Some(t) = &l.tone {
+                due = due.min(t.next);
             }
         }
     }
