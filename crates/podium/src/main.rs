@@ -2,6 +2,7 @@
 //! `moderate`, `hubs` and `webhooks` drive the admin API (`cli/`).
 
 mod cli;
+mod loadtest;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -95,6 +96,9 @@ enum Command {
     Webhooks(cli::webhooks::Webhooks),
     /// Summits through the admin API: import and release schedules, status, stage actions, calendar.
     Summit(cli::summit::Summit),
+    /// A join storm of real listeners (websocket, SDP, ICE, DTLS, SRTP) into one room, optionally with a real
+    /// speaker: phase latencies, packets and loss per listener (deploy/README.md, "Load testing").
+    Loadtest(loadtest::Loadtest),
     /// Make an admin API key: prints the key (keep it; it is not stored) and the `[admin] keys` entry to configure.
     AdminKey {
         /// Names the key's holder in the audit log and webhooks (`admin:<name>`).
@@ -147,6 +151,7 @@ fn main() -> ExitCode {
         Command::Hubs(c) => cli::finish(c.run()),
         Command::Webhooks(c) => cli::finish(c.run()),
         Command::Summit(c) => cli::finish(c.run()),
+        Command::Loadtest(c) => c.run(),
         other => match run(other) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -161,9 +166,12 @@ fn main() -> ExitCode {
 /// The commands that do not use the admin API.
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Rooms(_) | Command::Moderate(_) | Command::Hubs(_) | Command::Webhooks(_) | Command::Summit(_) => {
-            Ok(())
-        }
+        Command::Rooms(_)
+        | Command::Moderate(_)
+        | Command::Hubs(_)
+        | Command::Webhooks(_)
+        | Command::Summit(_)
+        | Command::Loadtest(_) => Ok(()),
         Command::Serve { config, listen, store, media_port } => serve(config, listen, store, media_port),
         Command::Nodes { config, store } => nodes(config, store),
         Command::AdminKey { name, scope } => {
