@@ -157,10 +157,12 @@
 //! * Per-packet work on our side allocates nothing (hash lookups, `Arc` clones, preallocated channel slots and
 //!   send buffers). str0m allocates per received packet (the payload's `Arc<[u8]>`) and per `Transmit` of its own
 //!   (STUN, DTLS, RTCP: not per forwarded packet).
-//! * Memory: about 31.5 KiB of heap per connected listener (55 KiB before the str0m patch trimmed what an audio
-//!   listener never uses; `docs/BENCHMARKS.md` has the breakdown), nearly all str0m's; peers are boxed so the peer map's spare capacity costs pointers, not whole `Rtc`s. Whatever a peer
-//!   offers, it costs at most 320 KiB negotiated with the default limits (measured worst 257 KiB, against 44 KiB
-//!   for a one-m-line offer: `tests/memory.rs`), plus its DTLS/SRTP state once connected.
+//! * Memory: about 13.4 KiB of heap (20.2 KiB RSS) per connected listener (55 KiB before the str0m patches trimmed
+//!   what an audio listener never uses, 31.5 KiB after the first pass; `docs/BENCHMARKS.md` has the breakdown,
+//!   `third_party/str0m/PODIUM-PATCH.md` the changes), nearly all str0m's and its ICE and DTLS crates'; peers are
+//!   boxed so the peer map's spare capacity costs pointers, not whole `Rtc`s. Whatever a peer offers, it costs at
+//!   most 320 KiB negotiated with the default limits (measured worst 90 KiB, against 13.6 KiB for a one-m-line
+//!   offer: `tests/memory.rs`), plus its DTLS/SRTP state once connected.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
