@@ -57,6 +57,13 @@
 //!   core with worker 1 and competes with it; the "per busy core" numbers count both workers' CPU, and stderr shows
 //!   each worker's CPU and the time it was runnable but waiting for its core.
 //!
+//! * `PODIUM_BENCH_CHURN=P` (percent of the listeners, default 0): halfway through the window the server removes
+//!   P % of the listeners (odd-numbered ones first: with two workers, `Media` placed them on worker 1), so that
+//!   `Media` rebalances the room by moving listeners from the busier worker while the speaker keeps sending. The
+//!   generator stops counting the removed listeners; loss is counted over the listeners that stay, for the whole
+//!   window, so a packet lost to a move shows. stderr gives the room's spread over the workers before and after
+//!   and the moves made.
+//!
 //! A summary table (one row per N) closes the output.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
@@ -438,6 +445,7 @@ fn server() {
     let mut stop = None;
     let mut mem = (0i64, 0i64);
     let mut connect = Duration::ZERO;
+    let mut churn = None;
     // Worker CPU from the first offer until all are connected (answers, ICE, DTLS).
     let mut join_cpu = workers_cpu();
     for line in from_child.lines() {
@@ -460,10 +468,29 @@ fn server() {
                 mem = (heap_bytes() - heap0, rss_bytes() - rss0);
                 start = Some(mark());
             }
+            "CHURN" => {
+                let before = media.room_spread("bench");
+                let moved = media.stats().peers_moved;
+                let t = Instant::now();
+                for i in churned(n) {
+                    media.remove_peer("bench", &format!("l{i}"));
+                }
+                churn = Some((before, moved, t.elapsed()));
+            }
             "STOP" => stop = Some(mark()),
             "END" => {
                 let kv = end_fields(parts);
                 let (a, b) = (start.take().unwrap(), stop.take().unwrap());
+                // The moves ran on the workers while the speaker kept sending.
+                if let Some((before, moved, took)) = churn.take() {
+                    eprintln!(
+                        "N={n}: churn: removed {} listeners in {took:.1?}; spread over workers {before:?} -> {:?}; \
+                         {} listeners moved",
+                        churned(n).len(),
+                        media.room_spread("bench"),
+                        media.stats().peers_moved - moved
+                    );
+                }
                 eprintln!(
                     "N={n}: worker CPU per join (offer/answer + ICE + DTLS): {:.0} µs",
                     join_cpu.as_secs_f64() * 1e6 / (n + 1) as f64
@@ -483,7 +510,9 @@ fn report(n: usize, connect: Duration, a: &Mark, b: &Mark, kv: &HashMap<&str, f6
     let cpu = (b.cpu - a.cpu).as_secs_f64();
     let proc = (b.proc - a.proc).as_secs_f64();
     let got = kv["got"];
-    let expected = kv["sent"] * n as f64;
+    // Listeners that stayed to the end (all of them unless `PODIUM_BENCH_CHURN` removed some).
+    let kept = kv.get("kept").copied().unwrap_or(n as f64);
+    let expected = kv["sent"] * kept;
     let fwd = got / wall;
     let busy = cpu / wall;
     let loss = 100.0 * (1.0 - got / expected).max(0.0);
@@ -970,7 +999,9 @@ fn janus_peer() {
                 let wall = b.duration_since(a).as_secs_f64();
                 let cpu = (cb - ca).as_secs_f64();
                 let got = kv["got"];
-                let expected = kv["sent"] * n as f64;
+                // Listeners that stayed to the end (all of them unless `PODIUM_BENCH_CHURN` removed some).
+                let kept = kv.get("kept").copied().unwrap_or(n as f64);
+                let expected = kv["sent"] * kept;
                 let loss = 100.0 * (1.0 - got / expected).max(0.0);
                 api.drain();
                 eprintln!(
@@ -1044,6 +1075,8 @@ struct Client {
     addr: SocketAddr,
     next: Instant,
     connected: bool,
+    /// Removed by the churn (`PODIUM_BENCH_CHURN`): no longer read or counted.
+    gone: bool,
     got: u64,
     /// Bytes of the RTP datagrams counted in `got`.
     got_bytes: u64,
@@ -1097,7 +1130,7 @@ impl Io {
             }
             self.timers.pop();
             let c = &mut clients[i];
-            if c.next != t {
+            if c.next != t || c.gone {
                 continue;
             }
             let _ = c.rtc.handle_input(Input::Timeout(now));
@@ -1182,7 +1215,17 @@ fn generator() {
         }
         io.poll.registry().register(&mut socket, Token(i), Interest::READABLE).unwrap();
         let now = Instant::now();
-        clients.push(Client { rtc, socket, addr, next: now, connected: false, got: 0, got_bytes: 0, sent_rtp: 0 });
+        clients.push(Client {
+            rtc,
+            socket,
+            addr,
+            next: now,
+            connected: false,
+            gone: false,
+            got: 0,
+            got_bytes: 0,
+            sent_rtp: 0,
+        });
         io.timers.push(Reverse((now, i)));
         if janus {
             // Janus subscribes listeners to a feed that is up: connect the speaker first; keep everyone's ICE and
@@ -1212,6 +1255,9 @@ fn generator() {
     let mut gen_cpu0 = Duration::ZERO;
     let mut tail_until: Option<Instant> = None;
     let mut window_start = Instant::now();
+    // The listeners removed halfway through the window (`PODIUM_BENCH_CHURN`): odd-numbered first, then even.
+    let churn = churned(n);
+    let churn_at = warmup + secs * pps / 2;
     loop {
         let now = Instant::now();
         io.timers(&mut clients, now);
@@ -1236,6 +1282,14 @@ fn generator() {
                 }
                 gen_cpu0 = process_cpu();
                 window_start = now;
+            }
+            if seq == churn_at && !churn.is_empty() {
+                writeln!(out, "CHURN").unwrap();
+                out.flush().unwrap();
+                for &i in &churn {
+                    clients[i].gone = true;
+                    io.poll.registry().deregister(&mut clients[i].socket).unwrap();
+                }
             }
             let sp = &mut clients[0];
             let w = sp.rtc.writer(speaker_mid.unwrap()).unwrap();
@@ -1280,16 +1334,24 @@ fn generator() {
         io.receive(&mut clients, timeout);
     }
     let gen_cpu = (process_cpu() - gen_cpu0).as_secs_f64() / window_start.elapsed().as_secs_f64();
-    let got: u64 = clients[1..].iter().map(|c| c.got).sum();
-    let got_bytes: u64 = clients[1..].iter().map(|c| c.got_bytes).sum();
-    let min = clients[1..].iter().map(|c| c.got).min().unwrap_or(0);
+    let kept = || clients[1..].iter().filter(|c| !c.gone);
+    let got: u64 = kept().map(|c| c.got).sum();
+    let got_bytes: u64 = kept().map(|c| c.got_bytes).sum();
+    let min = kept().map(|c| c.got).min().unwrap_or(0);
     let rtp_out = clients[0].sent_rtp;
     writeln!(
         out,
-        "END sent={window_sent} rtp_out={rtp_out} got={got} min={min} gen_cpu={:.1} rtp_len={:.1}",
+        "END sent={window_sent} rtp_out={rtp_out} got={got} min={min} gen_cpu={:.1} rtp_len={:.1} kept={}",
         100.0 * gen_cpu,
-        got_bytes as f64 / got.max(1) as f64
+        got_bytes as f64 / got.max(1) as f64,
+        kept().count()
     )
     .unwrap();
     out.flush().unwrap();
+}
+
+/// The listeners `PODIUM_BENCH_CHURN` removes: that percentage of `1..=n`, odd-numbered first.
+fn churned(n: usize) -> Vec<usize> {
+    let k = (n * env_num("PODIUM_BENCH_CHURN", 0).min(100) as usize) / 100;
+    (1..=n).step_by(2).chain((2..=n).step_by(2)).take(k).collect()
 }
