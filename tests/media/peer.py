@@ -82,8 +82,9 @@ once per new epoch, resending the offer while the hub refuses it.
 Loopback only: host candidates are gathered on 127.0.0.1 alone, and no STUN server is used.
 
 TURN (--turn): the peer connections use the TURN servers of the welcome's `ice_servers` (the latest `ice_servers`
-event's for peer connections made later), keeping only the URLs with `?transport=` --turn-transport (aiortc uses the
-first TURN URL it is given); --relay sets iceTransportPolicy "relay", so no host candidate is gathered and every
+event's for peer connections made later), keeping only the `turn:` URLs with `?transport=` --turn-transport, or the `turns:` ones
+with `--turn-transport tls` (aiortc uses the first TURN URL it is given; --ca-file names the authority its TLS
+client trusts); --relay sets iceTransportPolicy "relay", so no host candidate is gathered and every
 packet goes through the TURN server.
 """
 
@@ -93,6 +94,7 @@ import argparse
 import asyncio
 import fractions
 import json
+import os
 import sys
 import time
 from typing import Any, Optional
@@ -520,7 +522,11 @@ class Peer:
             raise RuntimeError("--turn: the hub sent no ice_servers (is [turn] configured?)")
         servers = []
         for server in self.ice_servers["servers"]:
-            urls = [u for u in server["urls"] if u.endswith("?transport=" + self.args.turn_transport)]
+            if self.args.turn_transport == "tls":
+                urls = [u for u in server["urls"] if u.startswith("turns:")]
+            else:
+                want = "?transport=" + self.args.turn_transport
+                urls = [u for u in server["urls"] if u.startswith("turn:") and u.endswith(want)]
             if urls:
                 servers.append(RTCIceServer(urls=urls, username=server["username"], credential=server["credential"]))
         if not servers:
@@ -830,9 +836,15 @@ def main() -> None:
     p.add_argument("--turn", action="store_true", help="use the TURN servers of the hub's `ice_servers`")
     p.add_argument(
         "--turn-transport",
-        choices=["udp", "tcp"],
+        choices=["udp", "tcp", "tls"],
         default="udp",
-        help="with --turn, keep only the URLs with this `?transport=` (default udp)",
+        help="with --turn, keep only the `turn:` URLs with this `?transport=` (default udp); `tls`: the `turns:` URLs "
+        "(TURN over TLS over TCP)",
+    )
+    p.add_argument(
+        "--ca-file",
+        help="trust only the certificate authorities in this PEM file for TLS (TURN over TLS): sets SSL_CERT_FILE, "
+        "which the default SSL context aioice's TURN client uses reads",
     )
     p.add_argument("--relay", action="store_true", help="with --turn, iceTransportPolicy relay: relay candidates only")
     p.add_argument(
@@ -841,6 +853,9 @@ def main() -> None:
         help="offer only this DTLS-SRTP protection profile (default: aiortc's list, AEAD_AES_256_GCM first)",
     )
     args = p.parse_args()
+    if args.ca_file:
+        os.environ["SSL_CERT_FILE"] = args.ca_file
+        os.environ["SSL_CERT_DIR"] = "/nonexistent"  # no system authorities
     if args.srtp_profile:
         # aiortc reads its module-level list when it builds each DTLS context.
         aiortc.rtcdtlstransport.SRTP_PROFILES[:] = [SRTP_PROFILE_NAMES[args.srtp_profile]]
