@@ -149,8 +149,8 @@
 //!   from a client's backup pairs, which must not take the stream. Security: a nomination needs MESSAGE-INTEGRITY
 //!   under the peer's ICE password; a replay of one of its last four nominations (same transaction id) moves
 //!   nothing, and switches are rate-limited (four at once, then one a second); RTP/RTCP from an address without a
-//!   valid check is dropped. Tested by `tests/it/media_network.rs` (aiortc moving to 127.0.0.2: audio back within
-//!   30 ms, same role, slot and SSRC).
+//!   valid check is dropped. Tested by `tests/it/media_network.rs` (aiortc moving to 127.0.0.2: 20-50 ms of silence,
+//!   0.32 s at worst seen; same role, slot and SSRC).
 //! * **State.** [`MediaEvent::State`]: `Connected` on str0m's `Event::Connected` (ICE + DTLS + SRTP up) and when ICE
 //!   recovers, `Disconnected` when ICE reports disconnected, `Failed` when it stays disconnected for 15 s or the
 //!   `Rtc` dies. A new offer (ICE restart or a fresh one) renegotiates; if the `Rtc` is dead, a new one is built
