@@ -8,6 +8,7 @@ mod bad_input;
 mod media_aiortc;
 mod media_chromium;
 mod media_loudest;
+mod media_network;
 mod media_redis;
 mod media_signaling;
 mod media_turn;

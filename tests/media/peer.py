@@ -68,7 +68,23 @@ stdin, one JSON object per line:
                                        the new `gen` for `connected`)
   {"stats": true, "tag": any}          the current peer connection's outbound RTP counters: replies
                                        {"type": "ok", "gen": n, "state": "...", "ice_state": "...", "dtls_state": "...",
-                                        "packets_sent": n, "bytes_sent": n}
+                                        "packets_sent": n, "bytes_sent": n, "inbound_ssrcs": [n, ...]}
+                                       (`inbound_ssrcs`: the SSRCs of the RTP streams received, sorted)
+  {"move": true, "host": "127.0.0.2", "restart": true, "tag": any}
+                                       a network change: the current peer connection's ICE moves to a new UDP socket
+                                       on `host` (default 127.0.0.2: a new local address and port), from which it sends
+                                       a check nominating (USE-CANDIDATE) the pair to the SFU's candidate, then makes
+                                       that pair the one it sends on and closes the old socket, so the old address is
+                                       gone. `restart` (default true): an ICE restart first, as PROTOCOL.md asks of a
+                                       client that changes network: new local ICE credentials in a `media_offer` (the
+                                       current offer with the new ufrag, password and candidate), and the check under
+                                       the SFU's new credentials from the answer; false: no signaling, the nomination
+                                       alone (what libwebrtc does when it switches networks by itself). aiortc has no
+                                       restartIce(), so this reaches into aioice's connection, the same steps. Replies
+                                       {"type": "ok", "from": [host, port], "to": [host, port], "broken_t": ..., "moved_t": ...,
+                                        "offer_ms": n|null, "check_ms": n}. The old address dies first (its socket
+                                       black-holed at `broken_t`, Unix time, closed at `moved_t` once the new pair is
+                                       nominated): break before make, as when a phone leaves a Wi-Fi network
 End of input: leave (if the websocket is up), close the peer connection and the websocket, and exit 0.
 
 Autonomous mode, like a real app (--auto-reconnect, with --urls listing the hubs): when the websocket closes with a
@@ -99,7 +115,10 @@ import sys
 import time
 from typing import Any, Optional
 
+import aioice
+import aioice.candidate
 import aioice.ice
+import aioice.utils
 import numpy as np
 
 # aioice skips 127.0.0.1 and gathers on every interface; the tests run on loopback only.
@@ -593,6 +612,91 @@ class Peer:
                 n += 1
         return n
 
+    def ice_connection(self) -> Any:
+        """The current peer connection's aioice connection (one: audio only, bundled)."""
+        assert self.pc is not None
+        for t in self.pc.getTransceivers():
+            dtls = t.sender.transport or t.receiver.transport
+            if dtls is not None:
+                return dtls.transport._connection
+        raise RuntimeError("no ICE transport")
+
+    async def move(self, host: str, restart: bool) -> dict[str, Any]:
+        """A network change (see the `move` command): ICE moves to a new socket on `host`; with `restart`, after an
+        ICE restart through `media_offer`."""
+        assert self.pc is not None
+        conn = self.ice_connection()
+        component = 1
+        old = conn._nominated.get(component)
+        if old is None:
+            raise RuntimeError("no nominated pair to move from")
+        # The old address is gone from now on (break before make, as when a phone leaves a Wi-Fi network): its socket
+        # silently drops what is sent and received until it is closed below.
+        old.protocol.transport = BlackHole(old.protocol.transport)
+        old.protocol.datagram_received = lambda data, addr: None
+        broken_t = time.time()
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_datagram_endpoint(lambda: aioice.ice.StunProtocol(conn), local_addr=(host, 0))
+        local = protocol.transport.get_extra_info("sockname")[:2]
+        protocol.local_candidate = aioice.Candidate(
+            foundation=aioice.candidate.candidate_foundation("host", "udp", local[0]),
+            component=component,
+            transport="udp",
+            priority=aioice.candidate.candidate_priority(component, "host"),
+            host=local[0],
+            port=local[1],
+            type="host",
+        )
+        conn._protocols.append(protocol)
+        offer_ms = None
+        if restart:
+            # New local credentials (RFC 8445 section 9: an ICE restart), in the current offer with the new candidate.
+            conn._local_username = aioice.utils.random_string(4)
+            conn._local_password = aioice.utils.random_string(22)
+            candidate = f"a=candidate:{protocol.local_candidate.to_sdp()}"
+            lines = []
+            for line in self.pc.localDescription.sdp.splitlines():
+                if line.startswith("a=ice-ufrag:"):
+                    line = f"a=ice-ufrag:{conn.local_username}"
+                elif line.startswith("a=ice-pwd:"):
+                    line = f"a=ice-pwd:{conn.local_password}"
+                elif line.startswith("a=candidate:"):
+                    if candidate is None:
+                        continue
+                    line, candidate = candidate, None
+                lines.append(line)
+            started = time.monotonic()
+            async with self.negotiation:
+                reply = await self.request({"type": "media_offer", "sdp": "\r\n".join(lines) + "\r\n"})
+            if reply.get("type") != "ok":
+                return reply
+            offer_ms = round((time.monotonic() - started) * 1000, 1)
+            answer = reply["result"]["sdp"]
+            ufrag = next(x.split(":", 1)[1] for x in answer.splitlines() if x.startswith("a=ice-ufrag:"))
+            pwd = next(x.split(":", 1)[1] for x in answer.splitlines() if x.startswith("a=ice-pwd:"))
+            conn.remote_username = ufrag.strip()
+            conn.remote_password = pwd.strip()
+        pair = aioice.ice.CandidatePair(protocol, old.remote_candidate)
+        request = conn.build_request(pair, nominate=True)
+        started = time.monotonic()
+        await protocol.request(request, pair.remote_addr, integrity_key=conn.remote_password.encode("utf8"))
+        check_ms = round((time.monotonic() - started) * 1000, 1)
+        pair.nominated = True
+        pair.state = aioice.ice.CandidatePair.State.SUCCEEDED
+        conn._nominated[component] = pair
+        if old.protocol in conn._protocols:
+            conn._protocols.remove(old.protocol)
+        await old.protocol.close()
+        return {
+            "type": "ok",
+            "from": list(old.local_addr),
+            "to": list(local),
+            "broken_t": round(broken_t, 3),
+            "moved_t": round(time.time(), 3),
+            "offer_ms": offer_ms,
+            "check_ms": check_ms,
+        }
+
     async def outbound_stats(self) -> dict[str, Any]:
         assert self.pc is not None
         report = await self.pc.getStats()
@@ -606,6 +710,7 @@ class Peer:
             "dtls_state": None if dtls is None else dtls.state,
             "packets_sent": sum(s.packetsSent for s in outbound),
             "bytes_sent": sum(s.bytesSent for s in outbound),
+            "inbound_ssrcs": sorted(s.ssrc for s in report.values() if s.type == "inbound-rtp"),
         }
 
     async def consume(self, mid: str, track: MediaStreamTrack, gen: int = 0) -> None:
@@ -716,6 +821,12 @@ class Peer:
             except Exception as e:
                 reply = {"type": "error", "code": "client", "message": f"{type(e).__name__}: {e}"}
             emit({"event": "reply", "tag": tag, "request": {"type": "media_offer"}, "msg": reply})
+        elif cmd.get("move"):
+            try:
+                reply = await self.move(cmd.get("host", "127.0.0.2"), cmd.get("restart", True))
+            except Exception as e:
+                reply = {"type": "error", "code": "client", "message": f"{type(e).__name__}: {e}"}
+            emit({"event": "reply", "tag": tag, "request": cmd, "msg": reply})
         elif cmd.get("stats"):
             emit({"event": "reply", "tag": tag, "request": cmd, "msg": await self.outbound_stats()})
         else:

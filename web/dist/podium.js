@@ -43,6 +43,14 @@ var SETTLING_MS = 5e3;
 var UNAVAILABLE_RETRY_FOR_MS = 1e4;
 var UNAVAILABLE_RETRY_MS = 250;
 var RETIRE_MAX_MS = 1e4;
+var ICE_DISCONNECTED_GRACE_MS = 1500;
+var ICE_RESTART_BACKOFF_MS = 1e3;
+var ICE_RESTART_BACKOFF_MAX_MS = 16e3;
+function networkInformation() {
+  if (typeof navigator === "undefined") return null;
+  const c = navigator.connection;
+  return c && typeof c.addEventListener === "function" ? c : null;
+}
 function errorCode(e) {
   return e?.code;
 }
@@ -81,7 +89,19 @@ var MediaSession = class {
     this.settlingSince = -Infinity;
     /** The hub's TURN servers with this participant's latest credentials (PROTOCOL.md, "TURN"). */
     this.hubIceServers = [];
-    this.info = { state: "new", tracks: [], publishing: false, epoch: 0 };
+    /** An ICE restart is queued (not yet started): a second trigger meanwhile adds nothing. */
+    this.restartQueued = false;
+    /** An ICE restart's negotiation has not completed (a websocket drop cut it off: `resumed` restarts again). */
+    this.restarting = false;
+    /** When the last ICE restart started (`Date.now()`), and the wait before another after a failure. */
+    this.lastRestartAt = -Infinity;
+    this.restartBackoff = ICE_RESTART_BACKOFF_MS;
+    /** The pending restart after ICE `disconnected`'s grace or a backoff. */
+    this.restartTimer = null;
+    /** Listens for network changes (`online`, `navigator.connection` `change`) while the session runs. */
+    this.onNetworkChange = () => this.networkChanged();
+    this.listening = false;
+    this.info = { state: "new", tracks: [], publishing: false, epoch: 0, iceRestarts: 0 };
   }
   /** The media epoch the current peer connection belongs to. */
   get epoch() {
@@ -92,6 +112,7 @@ var MediaSession = class {
    */
   start(you, epoch = 0) {
     this.info.epoch = epoch;
+    this.listenForNetworkChanges();
     this.enqueue(async () => {
       this.createPeer(you);
       await this.negotiate();
@@ -166,12 +187,87 @@ var MediaSession = class {
   onState(state) {
     this.info.state = state;
     this.changed(this.info);
-    if (state === "failed") {
-      this.enqueue(async () => {
-        this.pc?.restartIce();
-        await this.negotiate();
-      });
+    if (state === "failed") this.restartIce();
+  }
+  /**
+   * The device's network changed (an `online` event, a `navigator.connection` `change`; an application that knows
+   * better, e.g. a native shell's reachability callback, may call it too): restart ICE now, so the SFU learns the
+   * new address with a new offer instead of waiting for the old one to time out. Role, slots and the microphone
+   * are kept: it is the same peer connection (PROTOCOL.md, "Network changes").
+   */
+  networkChanged() {
+    this.restartIce();
+  }
+  /**
+   * Queues an ICE restart of the current peer connection (`restartIce()` and a new `media_offer` through the usual
+   * negotiation), unless one is queued already. Nothing before the first negotiation or after `close`.
+   */
+  restartIce() {
+    if (this.closed || !this.pc || this.info.state === "new" || this.restartQueued) return;
+    this.clearRestartTimer();
+    this.restartQueued = true;
+    this.enqueue(async () => {
+      this.restartQueued = false;
+      const pc = this.pc;
+      if (!pc) return;
+      this.lastRestartAt = Date.now();
+      this.info.iceRestarts += 1;
+      this.restarting = true;
+      pc.restartIce();
+      await this.negotiate();
+      this.restarting = false;
+    });
+  }
+  /** The browser's own view of the ICE connection: `disconnected` past a grace period, or `failed`, restarts ICE. */
+  iceStateChanged(pc) {
+    if (pc !== this.pc || this.closed) return;
+    const state = pc.iceConnectionState;
+    if (state === "connected" || state === "completed") {
+      this.clearRestartTimer();
+      this.restartBackoff = ICE_RESTART_BACKOFF_MS;
+    } else if (state === "disconnected") {
+      this.scheduleRestart(ICE_DISCONNECTED_GRACE_MS);
+    } else if (state === "failed") {
+      this.scheduleRestart(0);
     }
+  }
+  /**
+   * Restarts ICE after `delay` ms, and no sooner than the backoff after the last restart (which doubles each time a
+   * restart is followed by another, up to ICE_RESTART_BACKOFF_MAX_MS, and resets once ICE is connected).
+   */
+  scheduleRestart(delay) {
+    if (this.restartTimer || this.restartQueued) return;
+    const sinceLast = Date.now() - this.lastRestartAt;
+    let wait = delay;
+    if (sinceLast < this.restartBackoff) {
+      wait = Math.max(wait, this.restartBackoff - sinceLast);
+      this.restartBackoff = Math.min(this.restartBackoff * 2, ICE_RESTART_BACKOFF_MAX_MS);
+    }
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      const state = this.pc?.iceConnectionState;
+      if (state === "disconnected" || state === "failed") this.restartIce();
+    }, wait);
+  }
+  clearRestartTimer() {
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+  }
+  listenForNetworkChanges() {
+    if (this.listening) return;
+    this.listening = true;
+    if (typeof window !== "undefined" && typeof window.addEventListener === "function") {
+      window.addEventListener("online", this.onNetworkChange);
+    }
+    networkInformation()?.addEventListener("change", this.onNetworkChange);
+  }
+  stopListening() {
+    if (!this.listening) return;
+    this.listening = false;
+    if (typeof window !== "undefined" && typeof window.removeEventListener === "function") {
+      window.removeEventListener("online", this.onNetworkChange);
+    }
+    networkInformation()?.removeEventListener("change", this.onNetworkChange);
   }
   onTracks(tracks) {
     this.info.tracks = tracks;
@@ -183,6 +279,8 @@ var MediaSession = class {
   }
   close() {
     this.closed = true;
+    this.stopListening();
+    this.clearRestartTimer();
     this.generation += 1;
     this.teardown();
     this.info.state = "closed";
@@ -229,7 +327,9 @@ var MediaSession = class {
       const pc = this.pc;
       if (!pc) return;
       if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
+      if (this.restarting) pc.restartIce();
       await this.negotiate();
+      this.restarting = false;
     });
   }
   /** Runs `step` after the steps queued before it (one negotiation at a time), unless its peer connection is gone. */
@@ -257,6 +357,7 @@ var MediaSession = class {
     const direction = you.ceiling === "audience" ? "recvonly" : "sendrecv";
     this.transceiver = pc.addTransceiver("audio", { direction });
     pc.ontrack = (e) => this.attach(e.transceiver);
+    pc.oniceconnectionstatechange = () => this.iceStateChanged(pc);
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === "connected" && pc === this.pc) this.dropRetiring();
       if (pc.connectionState === "closed" || pc.connectionState === "failed") this.changed(this.info);
@@ -272,6 +373,7 @@ var MediaSession = class {
     if (!pc) return;
     pc.ontrack = null;
     pc.onconnectionstatechange = null;
+    pc.oniceconnectionstatechange = null;
     const timer = setTimeout(() => this.dropRetiring(), RETIRE_MAX_MS);
     this.retiring = { pc, players: this.players, timer };
     this.pc = null;
@@ -295,6 +397,10 @@ var MediaSession = class {
    * makes a new one. The new queue does not wait for a step of the old connection still awaiting the hub.
    */
   replacePeer(keepMic, epoch) {
+    this.clearRestartTimer();
+    this.restartQueued = false;
+    this.restarting = false;
+    this.restartBackoff = ICE_RESTART_BACKOFF_MS;
     const mic = keepMic ? this.mic : null;
     this.mic = null;
     this.teardown();
@@ -711,7 +817,7 @@ var Room = class _Room extends Emitter {
     this.heartbeat = null;
     this.speaking = /* @__PURE__ */ new Map();
     this.mediaSession = null;
-    this.mediaInfo = { state: "new", tracks: [], publishing: false, epoch: 0 };
+    this.mediaInfo = { state: "new", tracks: [], publishing: false, epoch: 0, iceRestarts: 0 };
     this.scheduleView = null;
     this.scheduleOffset = 0;
     this.backstageRoom = null;
@@ -841,6 +947,14 @@ var Room = class _Room extends Emitter {
   /** Totals of the peer connection's audio stats (zeros without media). */
   stats() {
     return this.mediaSession ? this.mediaSession.stats() : Promise.resolve(null);
+  }
+  /**
+   * Tells the SDK the device's network changed (a native shell's reachability callback, say): the peer connection
+   * restarts ICE at once (PROTOCOL.md, "Network changes"). The SDK already does this by itself on the browser's
+   * `online` event and on `navigator.connection` `change`, and when ICE stays disconnected or fails.
+   */
+  networkChanged() {
+    this.mediaSession?.networkChanged();
   }
   /** Plays the room's audio again; call from a click handler if the browser blocked autoplay. */
   resumeAudio() {

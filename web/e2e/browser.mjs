@@ -1,8 +1,9 @@
 // Browser end to end, driven by Playwright (playwright-core) in Debian's Chromium, against a running hub that serves
 // the demo app (development mode: no auth.secret, media enabled on 127.0.0.1):
 //   a moderator page, a listener page that raises its hand, the moderator approves by clicking, the new speaker
-//   unmutes and its fake microphone is heard by a third page (getStats(): audio packets and energy), the moderator
-//   moves the speaker back to the audience by clicking, and the third page stops receiving; then invite, accept,
+//   unmutes and its fake microphone is heard by a third page (getStats(): audio packets and energy), which keeps
+//   hearing it across a websocket drop and across a network change (an `online` event: the SDK restarts ICE), the
+//   moderator moves the speaker back to the audience by clicking, and the third page stops receiving; then invite, accept,
 //   mute, remove and end room, all by clicking.
 // Screenshots of the moderator's view go to $PODIUM_SCREENSHOTS (default target/web-e2e).
 //
@@ -92,6 +93,39 @@ try {
     return { ok: s.packetsReceived > before + 25, ...s };
   });
   log("earl's websocket dropped and resumed; audio kept flowing");
+
+  // Earl's network changes (the browser's `online` event): the SDK restarts ICE by itself on the same peer connection
+  // (PROTOCOL.md, "Network changes"); the audio goes on with at most a short gap, on the same slot.
+  const tracksBefore = JSON.stringify(await ear.evaluate(() => window.demo.room.media.tracks));
+  const gap = await ear.evaluate(
+    () =>
+      new Promise((resolve) => {
+        const room = window.demo.room;
+        const samples = [];
+        const started = performance.now();
+        window.dispatchEvent(new Event("online"));
+        const timer = setInterval(async () => {
+          const s = await room.stats();
+          samples.push([performance.now() - started, s.packetsReceived, s.inbound]);
+          if (samples.length < 60) return; // 3 s
+          clearInterval(timer);
+          // The longest stretch without a new packet, from the event on.
+          let longest = 0;
+          let since = 0;
+          for (let i = 1; i < samples.length; i++) {
+            if (samples[i][1] > samples[i - 1][1]) since = samples[i][0];
+            longest = Math.max(longest, samples[i][0] - since);
+          }
+          resolve({ longest, restarts: room.media.iceRestarts, samples: samples.slice(-1), inbound: s.inbound });
+        }, 50);
+      }),
+  );
+  log(`earl's network changed: ${JSON.stringify(gap)}`);
+  if (gap.restarts !== 1) throw new Error(`the SDK did not restart ICE once on 'online': ${JSON.stringify(gap)}`);
+  if (!(gap.longest < 1000)) throw new Error(`earl received nothing for ${gap.longest} ms after the ICE restart`);
+  if (gap.inbound !== 1) throw new Error(`earl has ${gap.inbound} inbound audio streams after the restart`);
+  const tracksAfter = JSON.stringify(await ear.evaluate(() => window.demo.room.media.tracks));
+  if (tracksAfter !== tracksBefore) throw new Error(`earl's slots changed: ${tracksBefore} -> ${tracksAfter}`);
 
   // The moderator's view shows her speaking (active speakers from the SFU); not fatal if the tone is too quiet.
   const speaking = await mod

@@ -134,6 +134,23 @@
 //!   [`Media::play_filler`] and [`Media::remove_room`] stop it too (`Stopped`, `Removed`);
 //!   [`MediaEvent::FillerStarted`] reports the start. Speech stops only the filler generation it knew of, so a
 //!   stop in flight never ends a newer filler.
+//! * **Network changes** (a client's new local port or interface; `docs/MOBILE.md`, PROTOCOL.md "Network changes").
+//!   The SFU follows the client's ICE, never a bare packet: its send address is the pair the client nominated
+//!   last. A client that moved restarts ICE (a new `media_offer` with new credentials, on the same peer: same `Rtc`,
+//!   DTLS session, slots and publish permission), and its first check from the new address (USE-CANDIDATE) moves
+//!   the send pair there; the new address is routed when the `Rtc` answers that check, as any address is (on the
+//!   peer's home worker, `RouteOp::Addr` when it is hosted elsewhere). A client may also nominate from its new
+//!   address without restarting: the vendored ICE agent (`third_party/str0m/PODIUM-PATCH.md`, item 19) makes the
+//!   latest fresh nomination the send pair even when its priority is lower than the old pair's (upstream keeps the
+//!   highest-priority one, so the old, dead address until it times out 15 s later). Chosen over latching onto
+//!   authenticated SRTCP or consent checks from a new address: an unknown source's SRTCP cannot be tied to a peer
+//!   without trying every peer's keys (STUN carries the ufrag), a listener sends RTCP only about once a second and
+//!   consent checks every ~5 s (too slow for "back within 1 s"), and a consent check from a new address also comes
+//!   from a client's backup pairs, which must not take the stream. Security: a nomination needs MESSAGE-INTEGRITY
+//!   under the peer's ICE password; a replay of one of its last four nominations (same transaction id) moves
+//!   nothing, and switches are rate-limited (four at once, then one a second); RTP/RTCP from an address without a
+//!   valid check is dropped. Tested by `tests/it/media_network.rs` (aiortc moving to 127.0.0.2: 20-50 ms of silence,
+//!   0.32 s at worst seen; same role, slot and SSRC).
 //! * **State.** [`MediaEvent::State`]: `Connected` on str0m's `Event::Connected` (ICE + DTLS + SRTP up) and when ICE
 //!   recovers, `Disconnected` when ICE reports disconnected, `Failed` when it stays disconnected for 15 s or the
 //!   `Rtc` dies. A new offer (ICE restart or a fresh one) renegotiates; if the `Rtc` is dead, a new one is built

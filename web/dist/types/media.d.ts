@@ -32,6 +32,8 @@ export interface MediaInfo {
     error?: string;
     /** The room's media epoch the current peer connection was negotiated in (PROTOCOL.md, "Media" step 5). */
     epoch: number;
+    /** ICE restarts of this session's peer connections so far (network changes, ICE failures; see `networkChanged`). */
+    iceRestarts: number;
 }
 /** Inbound/outbound audio totals from getStats(), for diagnostics and tests. */
 export interface MediaStats {
@@ -72,6 +74,18 @@ export declare class MediaSession {
     private settlingSince;
     /** The hub's TURN servers with this participant's latest credentials (PROTOCOL.md, "TURN"). */
     private hubIceServers;
+    /** An ICE restart is queued (not yet started): a second trigger meanwhile adds nothing. */
+    private restartQueued;
+    /** An ICE restart's negotiation has not completed (a websocket drop cut it off: `resumed` restarts again). */
+    private restarting;
+    /** When the last ICE restart started (`Date.now()`), and the wait before another after a failure. */
+    private lastRestartAt;
+    private restartBackoff;
+    /** The pending restart after ICE `disconnected`'s grace or a backoff. */
+    private restartTimer;
+    /** Listens for network changes (`online`, `navigator.connection` `change`) while the session runs. */
+    private readonly onNetworkChange;
+    private listening;
     readonly info: MediaInfo;
     constructor(request: Request, options: MediaOptions, changed: (info: MediaInfo) => void);
     /** The media epoch the current peer connection belongs to. */
@@ -101,6 +115,28 @@ export declare class MediaSession {
     update(you: YourState): void;
     onServerOffer(sdp: string): void;
     onState(state: MediaTransportState): void;
+    /**
+     * The device's network changed (an `online` event, a `navigator.connection` `change`; an application that knows
+     * better, e.g. a native shell's reachability callback, may call it too): restart ICE now, so the SFU learns the
+     * new address with a new offer instead of waiting for the old one to time out. Role, slots and the microphone
+     * are kept: it is the same peer connection (PROTOCOL.md, "Network changes").
+     */
+    networkChanged(): void;
+    /**
+     * Queues an ICE restart of the current peer connection (`restartIce()` and a new `media_offer` through the usual
+     * negotiation), unless one is queued already. Nothing before the first negotiation or after `close`.
+     */
+    private restartIce;
+    /** The browser's own view of the ICE connection: `disconnected` past a grace period, or `failed`, restarts ICE. */
+    private iceStateChanged;
+    /**
+     * Restarts ICE after `delay` ms, and no sooner than the backoff after the last restart (which doubles each time a
+     * restart is followed by another, up to ICE_RESTART_BACKOFF_MAX_MS, and resets once ICE is connected).
+     */
+    private scheduleRestart;
+    private clearRestartTimer;
+    private listenForNetworkChanges;
+    private stopListening;
     onTracks(tracks: MediaTrack[]): void;
     close(): void;
     stats(): Promise<MediaStats>;

@@ -173,6 +173,12 @@ export declare class Room extends Emitter<RoomEvents> {
     private checkBackstageAllowed;
     /** Totals of the peer connection's audio stats (zeros without media). */
     stats(): Promise<MediaStats | null>;
+    /**
+     * Tells the SDK the device's network changed (a native shell's reachability callback, say): the peer connection
+     * restarts ICE at once (PROTOCOL.md, "Network changes"). The SDK already does this by itself on the browser's
+     * `online` event and on `navigator.connection` `change`, and when ICE stays disconnected or fails.
+     */
+    networkChanged(): void;
     /** Plays the room's audio again; call from a click handler if the browser blocked autoplay. */
     resumeAudio(): void;
     raiseHand(): Promise<{

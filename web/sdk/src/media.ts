@@ -2,7 +2,10 @@
 // the room), the client offers with `media_offer`, answers the SFU's `media_offer` events with `media_answer`,
 // publishes the microphone while the participant is on stage, and plays every downstream slot in an <audio> element.
 // When the room's media moves to another hub (a new media epoch), the peer connection is replaced by a new one, whose
-// offer is sent again while the new media hub answers `unavailable` (for a moment after a move).
+// offer is sent again while the new media hub answers `unavailable` (for a moment after a move). When the device's
+// network changes (`online`, `navigator.connection` `change`), or ICE stays `disconnected` past a short grace or
+// fails, the same peer connection restarts ICE (`restartIce()` and a new offer): the SFU keeps the peer, its slots and
+// publish permission, and learns the new address from the new checks (PROTOCOL.md, "Network changes").
 
 import type { IceServers, MediaTrack, MediaTransportState, YourState } from "./protocol.js";
 
@@ -40,6 +43,8 @@ export interface MediaInfo {
   error?: string;
   /** The room's media epoch the current peer connection was negotiated in (PROTOCOL.md, "Media" step 5). */
   epoch: number;
+  /** ICE restarts of this session's peer connections so far (network changes, ICE failures; see `networkChanged`). */
+  iceRestarts: number;
 }
 
 /** Inbound/outbound audio totals from getStats(), for diagnostics and tests. */
@@ -74,6 +79,28 @@ const UNAVAILABLE_RETRY_MS = 250;
  * silence), or at most this long.
  */
 const RETIRE_MAX_MS = 10_000;
+
+/**
+ * ICE `disconnected` (consent checks unanswered: the network changed or dropped) for this long restarts ICE: it may
+ * recover by itself before (a short loss), and a restart costs a negotiation (PROTOCOL.md, "Network changes").
+ */
+const ICE_DISCONNECTED_GRACE_MS = 1_500;
+/** After a restart, another one (ICE `failed` again, or still `disconnected`) waits this long, doubling each time. */
+const ICE_RESTART_BACKOFF_MS = 1_000;
+/** The longest wait between two restarts. */
+const ICE_RESTART_BACKOFF_MAX_MS = 16_000;
+
+/** `navigator.connection` where the browser has it (Chrome, Android WebView): its `change` is a network change. */
+interface NetworkInformationLike {
+  addEventListener(type: "change", listener: () => void): void;
+  removeEventListener(type: "change", listener: () => void): void;
+}
+
+function networkInformation(): NetworkInformationLike | null {
+  if (typeof navigator === "undefined") return null;
+  const c = (navigator as { connection?: NetworkInformationLike }).connection;
+  return c && typeof c.addEventListener === "function" ? c : null;
+}
 
 function errorCode(e: unknown): string | undefined {
   return (e as { code?: string } | null)?.code;
@@ -116,7 +143,20 @@ export class MediaSession {
   private settlingSince = -Infinity;
   /** The hub's TURN servers with this participant's latest credentials (PROTOCOL.md, "TURN"). */
   private hubIceServers: RTCIceServer[] = [];
-  readonly info: MediaInfo = { state: "new", tracks: [], publishing: false, epoch: 0 };
+  /** An ICE restart is queued (not yet started): a second trigger meanwhile adds nothing. */
+  private restartQueued = false;
+  /** An ICE restart's negotiation has not completed (a websocket drop cut it off: `resumed` restarts again). */
+  private restarting = false;
+  /** When the last ICE restart started (`Date.now()`), and the wait before another after a failure. */
+  private lastRestartAt = -Infinity;
+  private restartBackoff = ICE_RESTART_BACKOFF_MS;
+  /** The pending restart after ICE `disconnected`'s grace or a backoff. */
+  private restartTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Listens for network changes (`online`, `navigator.connection` `change`) while the session runs. */
+  private readonly onNetworkChange = () => this.networkChanged();
+  private listening = false;
+
+  readonly info: MediaInfo = { state: "new", tracks: [], publishing: false, epoch: 0, iceRestarts: 0 };
 
   constructor(
     private readonly request: Request,
@@ -134,6 +174,7 @@ export class MediaSession {
    */
   start(you: YourState, epoch = 0): void {
     this.info.epoch = epoch;
+    this.listenForNetworkChanges();
     this.enqueue(async () => {
       this.createPeer(you);
       await this.negotiate();
@@ -214,12 +255,95 @@ export class MediaSession {
   onState(state: MediaTransportState): void {
     this.info.state = state;
     this.changed(this.info);
-    if (state === "failed") {
-      this.enqueue(async () => {
-        this.pc?.restartIce();
-        await this.negotiate();
-      });
+    // The SFU gave up on our address (PROTOCOL.md, `media_state`): restart ICE at once.
+    if (state === "failed") this.restartIce();
+  }
+
+  /**
+   * The device's network changed (an `online` event, a `navigator.connection` `change`; an application that knows
+   * better, e.g. a native shell's reachability callback, may call it too): restart ICE now, so the SFU learns the
+   * new address with a new offer instead of waiting for the old one to time out. Role, slots and the microphone
+   * are kept: it is the same peer connection (PROTOCOL.md, "Network changes").
+   */
+  networkChanged(): void {
+    this.restartIce();
+  }
+
+  /**
+   * Queues an ICE restart of the current peer connection (`restartIce()` and a new `media_offer` through the usual
+   * negotiation), unless one is queued already. Nothing before the first negotiation or after `close`.
+   */
+  private restartIce(): void {
+    if (this.closed || !this.pc || this.info.state === "new" || this.restartQueued) return;
+    this.clearRestartTimer();
+    this.restartQueued = true;
+    this.enqueue(async () => {
+      this.restartQueued = false;
+      const pc = this.pc;
+      if (!pc) return;
+      this.lastRestartAt = Date.now();
+      this.info.iceRestarts += 1;
+      this.restarting = true;
+      pc.restartIce();
+      await this.negotiate();
+      this.restarting = false;
+    });
+  }
+
+  /** The browser's own view of the ICE connection: `disconnected` past a grace period, or `failed`, restarts ICE. */
+  private iceStateChanged(pc: RTCPeerConnection): void {
+    if (pc !== this.pc || this.closed) return;
+    const state = pc.iceConnectionState;
+    if (state === "connected" || state === "completed") {
+      this.clearRestartTimer();
+      this.restartBackoff = ICE_RESTART_BACKOFF_MS;
+    } else if (state === "disconnected") {
+      this.scheduleRestart(ICE_DISCONNECTED_GRACE_MS);
+    } else if (state === "failed") {
+      this.scheduleRestart(0);
     }
+  }
+
+  /**
+   * Restarts ICE after `delay` ms, and no sooner than the backoff after the last restart (which doubles each time a
+   * restart is followed by another, up to ICE_RESTART_BACKOFF_MAX_MS, and resets once ICE is connected).
+   */
+  private scheduleRestart(delay: number): void {
+    if (this.restartTimer || this.restartQueued) return;
+    const sinceLast = Date.now() - this.lastRestartAt;
+    let wait = delay;
+    if (sinceLast < this.restartBackoff) {
+      wait = Math.max(wait, this.restartBackoff - sinceLast);
+      this.restartBackoff = Math.min(this.restartBackoff * 2, ICE_RESTART_BACKOFF_MAX_MS);
+    }
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      const state = this.pc?.iceConnectionState;
+      if (state === "disconnected" || state === "failed") this.restartIce();
+    }, wait);
+  }
+
+  private clearRestartTimer(): void {
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+  }
+
+  private listenForNetworkChanges(): void {
+    if (this.listening) return;
+    this.listening = true;
+    if (typeof window !== "undefined" && typeof window.addEventListener === "function") {
+      window.addEventListener("online", this.onNetworkChange);
+    }
+    networkInformation()?.addEventListener("change", this.onNetworkChange);
+  }
+
+  private stopListening(): void {
+    if (!this.listening) return;
+    this.listening = false;
+    if (typeof window !== "undefined" && typeof window.removeEventListener === "function") {
+      window.removeEventListener("online", this.onNetworkChange);
+    }
+    networkInformation()?.removeEventListener("change", this.onNetworkChange);
   }
 
   onTracks(tracks: MediaTrack[]): void {
@@ -233,6 +357,8 @@ export class MediaSession {
 
   close(): void {
     this.closed = true;
+    this.stopListening();
+    this.clearRestartTimer();
     this.generation += 1;
     this.teardown();
     this.info.state = "closed";
@@ -281,7 +407,11 @@ export class MediaSession {
       const pc = this.pc;
       if (!pc) return;
       if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
+      // An ICE restart the drop cut off (likely: a network change takes the websocket down too) restarts again, so
+      // the new offer carries new credentials.
+      if (this.restarting) pc.restartIce();
       await this.negotiate();
+      this.restarting = false;
     });
   }
 
@@ -318,6 +448,7 @@ export class MediaSession {
     const direction: RTCRtpTransceiverDirection = you.ceiling === "audience" ? "recvonly" : "sendrecv";
     this.transceiver = pc.addTransceiver("audio", { direction });
     pc.ontrack = (e) => this.attach(e.transceiver);
+    pc.oniceconnectionstatechange = () => this.iceStateChanged(pc);
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === "connected" && pc === this.pc) this.dropRetiring();
       if (pc.connectionState === "closed" || pc.connectionState === "failed") this.changed(this.info);
@@ -334,6 +465,7 @@ export class MediaSession {
     if (!pc) return;
     pc.ontrack = null;
     pc.onconnectionstatechange = null;
+    pc.oniceconnectionstatechange = null;
     const timer = setTimeout(() => this.dropRetiring(), RETIRE_MAX_MS);
     this.retiring = { pc, players: this.players, timer };
     this.pc = null;
@@ -359,6 +491,10 @@ export class MediaSession {
    * makes a new one. The new queue does not wait for a step of the old connection still awaiting the hub.
    */
   private replacePeer(keepMic: boolean, epoch: number): void {
+    this.clearRestartTimer();
+    this.restartQueued = false;
+    this.restarting = false;
+    this.restartBackoff = ICE_RESTART_BACKOFF_MS;
     const mic = keepMic ? this.mic : null;
     this.mic = null;
     this.teardown();

@@ -183,7 +183,7 @@ export class Room extends Emitter<RoomEvents> {
   private heartbeat: ReturnType<typeof setInterval> | null = null;
   private speaking = new Map<string, number>();
   private mediaSession: MediaSession | null = null;
-  private mediaInfo: MediaInfo = { state: "new", tracks: [], publishing: false, epoch: 0 };
+  private mediaInfo: MediaInfo = { state: "new", tracks: [], publishing: false, epoch: 0, iceRestarts: 0 };
   private scheduleView: ScheduleView | null = null;
   private scheduleOffset = 0;
   private backstageRoom: Room | null = null;
@@ -332,6 +332,15 @@ export class Room extends Emitter<RoomEvents> {
   /** Totals of the peer connection's audio stats (zeros without media). */
   stats(): Promise<MediaStats | null> {
     return this.mediaSession ? this.mediaSession.stats() : Promise.resolve(null);
+  }
+
+  /**
+   * Tells the SDK the device's network changed (a native shell's reachability callback, say): the peer connection
+   * restarts ICE at once (PROTOCOL.md, "Network changes"). The SDK already does this by itself on the browser's
+   * `online` event and on `navigator.connection` `change`, and when ICE stays disconnected or fails.
+   */
+  networkChanged(): void {
+    this.mediaSession?.networkChanged();
   }
 
   /** Plays the room's audio again; call from a click handler if the browser blocked autoplay. */

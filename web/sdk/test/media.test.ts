@@ -99,6 +99,13 @@ class FakePeer {
   restartIce() {
     this.restarts += 1;
   }
+  iceConnectionState = "new";
+  oniceconnectionstatechange: (() => void) | null = null;
+  /** The browser's ICE agent changes state. */
+  ice(state: string) {
+    this.iceConnectionState = state;
+    this.oniceconnectionstatechange?.();
+  }
   addEventListener() {}
   close() {
     this.closed = true;
@@ -264,6 +271,136 @@ describe("MediaSession", () => {
     ws.push({ type: "media_state", state: "connected" });
     expect(room.media.state).toBe("connected");
     room.disconnect();
+  });
+
+  describe("network changes (PROTOCOL.md, \"Network changes\")", () => {
+    /** Joined, the first offer answered, ICE connected; with fake timers. */
+    async function connected() {
+      const joined = await joinedWithMedia();
+      joined.ws.ok("media_offer", { sdp: "a1" });
+      await settle();
+      const pc = FakePeer.all[0]!;
+      pc.ice("connected");
+      vi.useFakeTimers();
+      return { ...joined, pc };
+    }
+
+    it("restarts ICE on the same peer connection when ICE stays disconnected past the grace, keeping slots", async () => {
+      const { room, ws, pc } = await connected();
+      try {
+        ws.push({ type: "media_tracks", tracks: [{ mid: "0", participant: "alice" }] });
+        // A short loss that recovers by itself: nothing.
+        pc.ice("disconnected");
+        await vi.advanceTimersByTimeAsync(1000);
+        pc.ice("connected");
+        await vi.advanceTimersByTimeAsync(5000);
+        expect(pc.restarts).toBe(0);
+        expect(mediaOffers(ws)).toHaveLength(1);
+
+        // Disconnected for good: restartIce() and a new offer on the same peer connection, after 1.5 s.
+        pc.ice("disconnected");
+        await vi.advanceTimersByTimeAsync(1400);
+        expect(pc.restarts).toBe(0);
+        await vi.advanceTimersByTimeAsync(200);
+        expect(pc.restarts).toBe(1);
+        expect(mediaOffers(ws)).toHaveLength(2);
+        ws.ok("media_offer", { sdp: "a2" });
+        await vi.advanceTimersByTimeAsync(0);
+        expect(pc.remoteDescription?.sdp).toBe("a2");
+        expect(FakePeer.all).toHaveLength(1);
+        expect(room.media.tracks).toEqual([{ mid: "0", participant: "alice" }]);
+        expect(room.media.iceRestarts).toBe(1);
+        room.disconnect();
+      } finally {
+        vi.useRealTimers();
+      }
+    });
+
+    it("restarts at once on ICE failure, then backs off while it keeps failing", async () => {
+      const { room, ws, pc } = await connected();
+      try {
+        pc.ice("failed");
+        await vi.advanceTimersByTimeAsync(0);
+        expect(pc.restarts).toBe(1);
+        ws.ok("media_offer", { sdp: "a2" });
+        await vi.advanceTimersByTimeAsync(0);
+        // Failing again right away: the next restart waits 1 s, the one after 2 s.
+        pc.ice("failed");
+        await vi.advanceTimersByTimeAsync(900);
+        expect(pc.restarts).toBe(1);
+        await vi.advanceTimersByTimeAsync(200);
+        expect(pc.restarts).toBe(2);
+        ws.ok("media_offer", { sdp: "a3" });
+        await vi.advanceTimersByTimeAsync(0);
+        pc.ice("failed");
+        await vi.advanceTimersByTimeAsync(1500);
+        expect(pc.restarts).toBe(2);
+        await vi.advanceTimersByTimeAsync(600);
+        expect(pc.restarts).toBe(3);
+        ws.ok("media_offer", { sdp: "a4" });
+        await vi.advanceTimersByTimeAsync(0);
+        // Connected again: the backoff starts over.
+        pc.ice("connected");
+        await vi.advanceTimersByTimeAsync(10_000);
+        pc.ice("failed");
+        await vi.advanceTimersByTimeAsync(0);
+        expect(pc.restarts).toBe(4);
+        room.disconnect();
+      } finally {
+        vi.useRealTimers();
+      }
+    });
+
+    it("restarts ICE on an online event and a navigator.connection change, once per change", async () => {
+      const win = new EventTarget();
+      const connection = new EventTarget();
+      vi.stubGlobal("window", win);
+      vi.stubGlobal("navigator", { ...navigator, connection });
+      const { room, ws, pc } = await connected();
+      try {
+        win.dispatchEvent(new Event("online"));
+        // A second notice of the same change while the restart is queued adds nothing.
+        connection.dispatchEvent(new Event("change"));
+        await vi.advanceTimersByTimeAsync(0);
+        expect(pc.restarts).toBe(1);
+        expect(mediaOffers(ws)).toHaveLength(2);
+        ws.ok("media_offer", { sdp: "a2" });
+        await vi.advanceTimersByTimeAsync(0);
+        connection.dispatchEvent(new Event("change"));
+        await vi.advanceTimersByTimeAsync(0);
+        expect(pc.restarts).toBe(2);
+        ws.ok("media_offer", { sdp: "a3" });
+        await vi.advanceTimersByTimeAsync(0);
+        room.disconnect();
+        // Closed: no more listening.
+        win.dispatchEvent(new Event("online"));
+        await vi.advanceTimersByTimeAsync(0);
+        expect(pc.restarts).toBe(2);
+      } finally {
+        vi.useRealTimers();
+      }
+    });
+
+    it("restarts again after the websocket resumed when a drop cut the restart off", async () => {
+      const { room, s, pc } = await connected();
+      try {
+        room.networkChanged();
+        await vi.advanceTimersByTimeAsync(0);
+        expect(pc.restarts).toBe(1);
+        await dropAndReopen(s); // the restart's media_offer never gets its answer
+        s.latest().ok("join", welcome({ resumed: true }));
+        await vi.advanceTimersByTimeAsync(0);
+        expect(pc.restarts).toBe(2);
+        expect(mediaOffers(s.latest())).toHaveLength(1);
+        s.latest().ok("media_offer", { sdp: "a2" });
+        await vi.advanceTimersByTimeAsync(0);
+        expect(pc.remoteDescription?.sdp).toBe("a2");
+        expect(FakePeer.all).toHaveLength(1);
+        room.disconnect();
+      } finally {
+        vi.useRealTimers();
+      }
+    });
   });
 
   it("keeps the peer connection on a resumed session and starts a new one otherwise", async () => {

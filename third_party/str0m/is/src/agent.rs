@@ -96,6 +96,10 @@ pub struct IceAgent {
     /// if we get a better candidate for [`IceAgentEvent::NominatedSend`].
     nominated_send: Option<PairId>,
 
+    /// PODIUM PATCH: ICE-lite, controlled: the client's latest nomination, which wins over priority (see
+    /// [`Renomination`]).
+    renomination: Renomination,
+
     /// Statistics counter for the agent.
     stats: IceAgentStats,
 
@@ -163,6 +167,76 @@ impl StunRequest {
         } else {
             self.ice_controlled
         }
+    }
+}
+
+/// PODIUM PATCH: what an ICE-lite, controlled agent keeps to follow the controlling agent's latest nomination.
+///
+/// Upstream, a controlled agent sends on the *highest-priority* nominated pair. A client that moves (a new local
+/// port, a new interface: Wi-Fi to cellular) and nominates a pair from its new address without an ICE restart
+/// (libwebrtc does so when it switches networks; any client can) gets a pair of lower priority (peer-reflexive, or a
+/// costlier network), so the server kept sending to the old, dead address until that pair timed out (15 s without
+/// a binding request). Here, as in other ICE-lite servers, a nomination (a binding request with USE-CANDIDATE and a
+/// valid MESSAGE-INTEGRITY, so only a holder of the ICE password can make one) on a pair other than the send pair
+/// makes it the send pair, whatever its priority, once the pair is valid; the highest-priority rule applies again
+/// once that pair is gone.
+///
+/// Guards, as the request's source address is not authenticated (only its contents are): a nomination whose
+/// transaction id was seen in one of the last [`RENOMINATION_IDS`] nominations does not switch (a replay of a recent
+/// request, captured and resent from elsewhere, or a late retransmission), and switches are rate-limited by a token
+/// bucket ([`RENOMINATION_BURST`] switches, one more per [`RENOMINATION_REFILL`]), so a flood of replays cannot make
+/// the send pair flap. What is left is what any on-path observer of a client's STUN can already do with ICE: send
+/// a copy of an older nomination from elsewhere and draw the (encrypted) stream there, until the client's next
+/// nomination takes it back.
+#[derive(Debug, Default)]
+struct Renomination {
+    /// The pair the client nominated last, when it is not (yet) the send pair.
+    pending: Option<PairId>,
+    /// The pair chosen by a renomination: the send pair while it exists, whatever its priority.
+    chosen: Option<PairId>,
+    /// Transaction ids of the latest nominations (a ring).
+    recent: [Option<TransId>; RENOMINATION_IDS],
+    next: u8,
+    /// Switches left, and when the bucket was last refilled.
+    spent: u8,
+    refilled: Option<Instant>,
+}
+
+/// PODIUM PATCH: nominations remembered against replays (see [`Renomination`]).
+const RENOMINATION_IDS: usize = 4;
+/// PODIUM PATCH: switches allowed in a burst (see [`Renomination`]).
+const RENOMINATION_BURST: u8 = 4;
+/// PODIUM PATCH: one more switch allowed per this interval (see [`Renomination`]).
+const RENOMINATION_REFILL: Duration = Duration::from_secs(1);
+
+impl Renomination {
+    /// Records nomination `id`; returns whether it is fresh (not one of the latest nominations).
+    fn fresh(&mut self, id: TransId) -> bool {
+        if self.recent.contains(&Some(id)) {
+            return false;
+        }
+        self.recent[usize::from(self.next) % RENOMINATION_IDS] = Some(id);
+        self.next = (self.next + 1) % RENOMINATION_IDS as u8;
+        true
+    }
+
+    /// Takes one switch from the bucket; false when it is empty.
+    fn allow(&mut self, now: Instant) -> bool {
+        match self.refilled {
+            None => self.refilled = Some(now),
+            Some(t) => {
+                let n = now.saturating_duration_since(t).as_millis() / RENOMINATION_REFILL.as_millis();
+                if n > 0 {
+                    self.spent = self.spent.saturating_sub(u8::try_from(n).unwrap_or(u8::MAX));
+                    self.refilled = Some(t + RENOMINATION_REFILL * u32::try_from(n).unwrap_or(u32::MAX));
+                }
+            }
+        }
+        if self.spent >= RENOMINATION_BURST {
+            return false;
+        }
+        self.spent += 1;
+        true
     }
 }
 
@@ -341,6 +415,7 @@ impl IceAgent {
             stun_server_queue: VecDeque::new(),
             discovered_recv: HashSet::new(),
             nominated_send: None,
+            renomination: Renomination::default(),
             stats: IceAgentStats::default(),
             timing_advance: Duration::from_millis(50),
             timing_config: StunTiming::default(),
@@ -1632,6 +1707,17 @@ impl IceAgent {
             pair.nominate(self.ice_lite);
         }
 
+        // PODIUM PATCH: the latest fresh nomination of an ICE-lite, controlled agent becomes the send pair (see
+        // `Renomination`); `evaluate_nomination` makes the switch, on this request's timeout.
+        if self.ice_lite && !self.controlling && req.use_candidate {
+            let id = pair.id();
+            let fresh = self.renomination.fresh(req.trans_id);
+            if fresh && self.nominated_send.is_some_and(|s| s != id) && self.renomination.allow(req.now) {
+                debug!("Renomination of pair {:?}", Pii(id));
+                self.renomination.pending = Some(id);
+            }
+        }
+
         if self.controlling && pair.state() == CheckState::Succeeded {
             // See if we can nominate something now.
             self.evaluate_nomination();
@@ -1920,6 +2006,12 @@ impl IceAgent {
     }
 
     fn evaluate_nomination(&mut self) {
+        // PODIUM PATCH: an ICE-lite, controlled agent sends on the pair the client renominated last, while it
+        // exists (see `Renomination`).
+        if self.ice_lite && !self.controlling && self.follow_renomination() {
+            return;
+        }
+
         let nominated_pair_priority = self.nominated_pair_priority();
 
         let best_prio = if self.controlling {
@@ -1966,6 +2058,46 @@ impl IceAgent {
                 source: local.base(),
                 destination: remote.addr(),
             })
+        }
+    }
+
+    /// PODIUM PATCH: switches to a renominated pair once it is valid, and keeps the send pair a renomination chose
+    /// while it exists; returns whether the send pair is settled that way (false: the priority rule decides).
+    fn follow_renomination(&mut self) -> bool {
+        let valid = |pairs: &[CandidatePair], id: PairId| {
+            pairs.iter().position(|p| p.id() == id && p.is_nominated() && p.state() == CheckState::Succeeded)
+        };
+        if let Some(id) = self.renomination.pending {
+            if let Some(i) = valid(&self.candidate_pairs, id) {
+                self.renomination.pending = None;
+                self.renomination.chosen = Some(id);
+                if self.nominated_send != Some(id) {
+                    let pair = &self.candidate_pairs[i];
+                    let local = pair.local_candidate(&self.local_candidates);
+                    let remote = pair.remote_candidate(&self.remote_candidates);
+                    let (proto, source, destination) = (local.proto(), local.base(), remote.addr());
+                    debug!("Send pair follows renomination to {}", Pii(destination));
+                    self.nominated_send = Some(id);
+                    self.emit_event(IceAgentEvent::NominatedSend {
+                        proto,
+                        source,
+                        destination,
+                    });
+                }
+                return true;
+            }
+            if !self.candidate_pairs.iter().any(|p| p.id() == id) {
+                self.renomination.pending = None;
+            }
+        }
+        match self.renomination.chosen {
+            Some(id) if self.nominated_send == Some(id) && valid(&self.candidate_pairs, id).is_some() => true,
+            Some(_) => {
+                // Pruned (or replaced by an ICE restart): back to the priority rule.
+                self.renomination.chosen = None;
+                false
+            }
+            None => false,
         }
     }
 
@@ -3066,6 +3198,109 @@ mod test {
             agent.handle_timeout(now);
         }
         assert_eq!(nominated_sends(&mut agent), vec![ipv4_4()]);
+    }
+
+    /// PODIUM PATCH (`Renomination`): an ICE-lite, controlled agent follows the client's latest nomination to a
+    /// lower-priority pair (the client moved), ignores a replayed nomination, and rate-limits switches.
+    #[test]
+    fn ice_lite_follows_the_latest_nomination() {
+        let mut agent = new_test_agent();
+        agent.set_ice_lite(true);
+        agent.set_controlling(false);
+        agent
+            .add_local_candidate(Candidate::host(ipv4_1(), "udp").unwrap())
+            .unwrap();
+        let remote_creds = IceCreds::new();
+        agent.set_remote_credentials(remote_creds.clone());
+        let mut host = Candidate::host(ipv4_3(), "udp").unwrap();
+        host.set_ufrag(&remote_creds.ufrag);
+        let host_prio = host.prio();
+        agent.add_remote_candidate(host);
+
+        // A request from `source` (USE-CANDIDATE when `nominate`), with transaction id `id`.
+        let request = |agent: &mut IceAgent,
+                       now: Instant,
+                       source: SocketAddr,
+                       prio: u32,
+                       nominate: bool,
+                       id: TransId| {
+            let username = format!("{}:{}", agent.local_credentials.ufrag, remote_creds.ufrag);
+            let req = StunMessage::binding_request(&username, id, true, 0, prio, nominate);
+            let req = serialize_stun_msg(req, &agent.local_credentials.pass);
+            assert!(agent.handle_packet(
+                now,
+                StunPacket {
+                    message: StunMessage::parse(&req).unwrap(),
+                    source,
+                    destination: ipv4_1(),
+                    proto: Protocol::Udp,
+                },
+            ));
+            agent.handle_timeout(now);
+            while agent.poll_transmit().is_some() {}
+        };
+        let sends = |agent: &mut IceAgent| {
+            let mut v = vec![];
+            while let Some(e) = agent.poll_event() {
+                if let IceAgentEvent::NominatedSend { destination, .. } = e {
+                    v.push(destination);
+                }
+            }
+            v
+        };
+        // Peer-reflexive priority: lower than the host candidate's.
+        let prflx_prio = host_prio - 1000;
+        let mut now = Instant::now();
+        agent.handle_timeout(now);
+
+        let first = TransId::new();
+        request(&mut agent, now, ipv4_3(), host_prio, true, first);
+        assert_eq!(sends(&mut agent), vec![ipv4_3()]);
+
+        // A consent check (no USE-CANDIDATE) from a new address does not move the send pair.
+        now += Duration::from_millis(100);
+        request(&mut agent, now, ipv4_4(), prflx_prio, false, TransId::new());
+        assert_eq!(sends(&mut agent), vec![]);
+
+        // The client moved and nominates from its new address: lower priority, but the latest nomination wins.
+        now += Duration::from_millis(100);
+        request(&mut agent, now, ipv4_4(), prflx_prio, true, TransId::new());
+        assert_eq!(sends(&mut agent), vec![ipv4_4()]);
+        // ... and keeps winning over the higher-priority pair while it exists.
+        now += Duration::from_millis(100);
+        request(&mut agent, now, ipv4_3(), host_prio, false, TransId::new());
+        assert_eq!(sends(&mut agent), vec![]);
+
+        // A replay of the first nomination (same transaction id) does not move it back.
+        now += Duration::from_millis(100);
+        request(&mut agent, now, ipv4_3(), host_prio, true, first);
+        assert_eq!(sends(&mut agent), vec![]);
+
+        // A fresh nomination of the first pair does.
+        now += Duration::from_millis(100);
+        request(&mut agent, now, ipv4_3(), host_prio, true, TransId::new());
+        assert_eq!(sends(&mut agent), vec![ipv4_3()]);
+
+        // Rate limit: two switches were spent; two more pass, then nothing until the bucket refills.
+        let mut seen = vec![];
+        for i in 0..6 {
+            now += Duration::from_millis(10);
+            let to = if i % 2 == 0 { ipv4_4() } else { ipv4_3() };
+            let prio = if to == ipv4_4() { prflx_prio } else { host_prio };
+            request(&mut agent, now, to, prio, true, TransId::new());
+            seen.extend(sends(&mut agent));
+        }
+        assert_eq!(seen, vec![ipv4_4(), ipv4_3()]);
+        now += RENOMINATION_REFILL;
+        request(&mut agent, now, ipv4_4(), prflx_prio, true, TransId::new());
+        assert_eq!(sends(&mut agent), vec![ipv4_4()]);
+
+        // When the renominated pair times out, the priority rule applies again.
+        for _ in 0..20 {
+            now += Duration::from_secs(1);
+            request(&mut agent, now, ipv4_3(), host_prio, false, TransId::new());
+        }
+        assert_eq!(sends(&mut agent), vec![ipv4_3()]);
     }
 
     fn make_serialized_binding_request(
