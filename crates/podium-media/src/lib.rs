@@ -134,7 +134,7 @@
 //!   [`Media::play_filler`] and [`Media::remove_room`] stop it too (`Stopped`, `Removed`);
 //!   [`MediaEvent::FillerStarted`] reports the start. Speech stops only the filler generation it knew of, so a
 //!   stop in flight never ends a newer filler.
-//! * **Network changes** (a client's new local port or interface; `docs/MOBILE.md`, PROTOCOL.md "Network changes").
+//! * **Network changes** (a client's new local port or interface; `proto/MOBILE.md` and `proto/PROTOCOL.md`, "Network changes").
 //!   The SFU follows the client's ICE, never a bare packet: its send address is the pair the client nominated
 //!   last. A client that moved restarts ICE (a new `media_offer` with new credentials, on the same peer: same `Rtc`,
 //!   DTLS session, slots and publish permission), and its first check from the new address (USE-CANDIDATE) moves
