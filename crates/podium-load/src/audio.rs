@@ -90,12 +90,37 @@ pub(crate) struct Check {
     pub(crate) tone: u64,
     /// Packets without the marker, or that libopus refused.
     pub(crate) bad: u64,
+    /// The highest speaker frame number seen, and the frame numbers skipped below it: frames the SFU dropped
+    /// before numbering them (a slot's sequence numbers count only what it sends, so this loss is invisible to
+    /// the counting listeners) or lost on the way.
+    pub(crate) last_frame: Option<u32>,
+    pub(crate) frames_missing: u64,
 }
 
 impl Check {
     pub(crate) fn new() -> anyhow::Result<Self> {
         let decoder = opus::Decoder::new(48_000, opus::Channels::Mono).context("opus decoder")?;
-        Ok(Self { decoder, pcm: Box::new([0; FRAME * 6]), decoded: 0, tone: 0, bad: 0 })
+        Ok(Self {
+            decoder,
+            pcm: Box::new([0; FRAME * 6]),
+            decoded: 0,
+            tone: 0,
+            bad: 0,
+            last_frame: None,
+            frames_missing: 0,
+        })
+    }
+
+    /// Notes a speaker frame number (one speaker per run).
+    pub(crate) fn frame(&mut self, frame: u32) {
+        match self.last_frame {
+            Some(last) if frame > last => {
+                self.frames_missing += u64::from(frame - last - 1);
+                self.last_frame = Some(frame);
+            }
+            Some(_) => {}
+            None => self.last_frame = Some(frame),
+        }
     }
 
     /// Decodes one packet and checks it is the tone.

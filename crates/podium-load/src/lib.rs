@@ -515,6 +515,7 @@ pub fn run(config: &Config, progress: Arc<Progress>) -> anyhow::Result<Report> {
         }
         media_report.sampled += r.sampled;
         media_report.frames_marked += r.frames_marked;
+        media_report.frames_missing += r.frames_missing;
         media_report.decoded += r.decoded;
         media_report.tone += r.tone;
         media_report.bad += r.bad;

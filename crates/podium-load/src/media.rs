@@ -53,9 +53,9 @@ const BATCH: usize = 8;
 pub(crate) const MAX_STREAMS: usize = 8;
 /// Commands queued per thread.
 pub(crate) const COMMANDS: usize = 4096;
-/// Delay histogram: 50 µs buckets up to 2 s, then one overflow bucket.
-pub(crate) const DELAY_BUCKET_US: u64 = 50;
-pub(crate) const DELAY_BUCKETS: usize = 40_000;
+/// Delay histogram: 100 µs buckets up to 10 s, then one overflow bucket.
+pub(crate) const DELAY_BUCKET_US: u64 = 100;
+pub(crate) const DELAY_BUCKETS: usize = 100_000;
 
 /// A negotiated peer handed to a media thread.
 pub(crate) struct Peer {
@@ -137,6 +137,8 @@ pub(crate) struct ThreadReport {
     /// End-to-end delay histogram of the sampled listeners (see [`DELAY_BUCKET_US`]).
     pub(crate) delay: Vec<u64>,
     pub(crate) frames_marked: u64,
+    /// Speaker frames the sampled listeners never got (by the marker's frame number).
+    pub(crate) frames_missing: u64,
     pub(crate) decoded: u64,
     pub(crate) tone: u64,
     pub(crate) bad: u64,
@@ -532,7 +534,10 @@ impl Thread {
         let Some(check) = l.check.as_mut() else { return };
         let r = &mut self.report;
         match crate::audio::marker(data) {
-            Some((_, sent_us)) => {
+            Some((frame, sent_us)) => {
+                let missing = check.frames_missing;
+                check.frame(frame);
+                r.frames_missing += check.frames_missing - missing;
                 let at = now.duration_since(self.shared.base).as_micros() as u64;
                 let bucket = (at.saturating_sub(sent_us) / DELAY_BUCKET_US).min(DELAY_BUCKETS as u64) as usize;
                 r.delay[bucket] += 1;

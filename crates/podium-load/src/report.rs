@@ -70,6 +70,11 @@ pub struct DelayStats {
     pub sampled_listeners: usize,
     /// Frames with the speaker's marker.
     pub frames: u64,
+    /// Speaker frames they never got, by the marker's frame number (includes drops inside the SFU, which the
+    /// slot's RTP sequence numbers do not show).
+    pub frames_missing: u64,
+    /// `frames_missing` in percent of the frames expected.
+    pub frames_missing_pct: Option<f64>,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub max_ms: Option<f64>,
@@ -286,6 +291,9 @@ pub(crate) fn summarize(input: Inputs) -> Report {
         delay: DelayStats {
             sampled_listeners: media.sampled,
             frames,
+            frames_missing: media.frames_missing,
+            frames_missing_pct: (frames > 0)
+                .then(|| 100.0 * media.frames_missing as f64 / (frames + media.frames_missing) as f64),
             p50_ms: quantile(0.5),
             p99_ms: quantile(0.99),
             max_ms: media
@@ -361,9 +369,11 @@ pub fn table(report: &Report) -> String {
     let d = &report.delay;
     let _ = writeln!(
         s,
-        "end-to-end delay ({} sampled listeners, {} frames): p50 {} ms p99 {} ms max {} ms; decoded {}, tone {}, bad {}",
+        "end-to-end delay ({} sampled listeners, {} frames, {} missing = {} %): p50 {} ms p99 {} ms max {} ms; decoded {}, tone {}, bad {}",
         d.sampled_listeners,
         d.frames,
+        d.frames_missing,
+        f3(d.frames_missing_pct),
         f(d.p50_ms),
         f(d.p99_ms),
         f(d.max_ms),

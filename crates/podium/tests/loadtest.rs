@@ -108,6 +108,7 @@ fn a_join_storm_with_a_speaker_reaches_first_audio_everywhere() {
     assert!(f(&d["p50_ms"]) > 0.0 && f(&d["p50_ms"]) <= f(&d["p99_ms"]), "{d}");
     assert!(f(&d["p99_ms"]) < 500.0, "{d}");
     assert_eq!(d["bad"], 0, "{d}");
+    assert!(f(&d["frames_missing_pct"]) < 1.0, "{d}");
     assert!(d["tone"].as_u64().expect("tone") * 10 >= d["decoded"].as_u64().expect("decoded") * 9, "{d}");
     // The hub's CPU and memory, from /proc/<pid>; the generator's own.
     for (who, u) in [("hub", &report["hub"]), ("generator", &report["generator"])] {
