@@ -1,5 +1,6 @@
-//! `podium loadtest`: a join storm of real listeners (and optionally a real speaker) against a hub, on the
-//! `podium-load` crate. See deploy/README.md, "Load testing".
+//! `podium loadtest`: real listeners (and a real speaker) against a hub over the real protocol, on the
+//! `podium-load` crate: a join storm, then listener churn, a reconnect storm or stage changes. See
+//! docs/LOADTEST.md.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -7,34 +8,90 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use podium_load::{Config, PHASES, Progress};
+use podium_load::{Auth, Config, PHASES, Progress, Scenario};
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ScenarioArg {
+    /// Listeners join at --rate and stay.
+    Storm,
+    /// After the storm, --churn-rate times a second the longest-present listener leaves and a new one joins.
+    Churn,
+    /// --reconnect-after seconds after the storm, --reconnect-count listeners drop and rejoin at once.
+    Reconnect,
+    /// After the storm, --stage-rate times a second a moderator invites a listener to the stage; it accepts and
+    /// publishes the tone (the others answer the SFU's new-slot offers); --stage-hold seconds later it is moved back.
+    Stage,
+}
 
 #[derive(clap::Args)]
+#[command(after_help = "Against a local hub: podium serve, then \
+    podium loadtest --secret S --speaker --listeners 6000 --rate 100 --duration 70 --pid $(pidof podium). \
+    Details, and what each figure means: docs/LOADTEST.md.")]
 pub(crate) struct Loadtest {
     /// The hub's websocket URL (`ws://host:port`; `/v1/ws` is added when no path is given).
     #[arg(long, env = "PODIUM_WS_URL", default_value = "ws://127.0.0.1:7880")]
     url: String,
     /// The hub's `auth.secret`: the tool mints its participants' tokens with it (HS256).
-    #[arg(long, env = "PODIUM_AUTH__SECRET", hide_env_values = true)]
-    secret: String,
+    #[arg(long, env = "PODIUM_AUTH__SECRET", hide_env_values = true, required_unless_present = "admin_key")]
+    secret: Option<String>,
+    /// Instead of the secret: an admin API key (scope admin); each participant's token then comes from
+    /// `POST /v1/admin/tokens` (one request per join, under the admin API's rate limit).
+    #[arg(long, env = "PODIUM_ADMIN_KEY", hide_env_values = true, conflicts_with = "secret")]
+    admin_key: Option<String>,
     /// The room every participant joins.
     #[arg(long, default_value = "loadtest")]
     room: String,
-    /// How many listeners join.
+    /// How many listeners join in the storm.
     #[arg(long, default_value_t = 100)]
     listeners: usize,
     /// Joins started per second.
     #[arg(long, default_value_t = 10.0)]
     rate: f64,
-    /// Length of the run in seconds, from the first join.
+    /// Length of the run in seconds, from the first join (the storm and the scenario).
     #[arg(long, default_value_t = 30.0)]
     duration: f64,
-    /// Also join a speaker (moderator token) that unmutes itself and sends a 440 Hz Opus tone every 20 ms.
+    /// Also join a speaker (moderator token) that unmutes itself and sends a 440 Hz Opus tone every 20 ms, each
+    /// frame stamped with its send time (end-to-end delay).
     #[arg(long)]
     speaker: bool,
-    /// Media threads the listeners are spread over.
+    /// What happens after the storm.
+    #[arg(long, value_enum, default_value = "storm")]
+    scenario: ScenarioArg,
+    /// churn: leaves (each replaced by a new join) per second.
+    #[arg(long, default_value_t = 5.0)]
+    churn_rate: f64,
+    /// reconnect: seconds after the storm.
+    #[arg(long, default_value_t = 3.0)]
+    reconnect_after: f64,
+    /// reconnect: how many listeners drop and rejoin (0: all).
+    #[arg(long, default_value_t = 0)]
+    reconnect_count: usize,
+    /// stage: invitations per second.
+    #[arg(long, default_value_t = 0.5)]
+    stage_rate: f64,
+    /// stage: seconds a promoted listener stays on stage.
+    #[arg(long, default_value_t = 3.0)]
+    stage_hold: f64,
+    /// Media threads the counting listeners are spread over (a precise thread for the speaker and the sampled
+    /// listeners comes on top).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Milliseconds a counting media thread sleeps between polls (phase times are up to this late).
+    #[arg(long, default_value_t = 5)]
+    tick_ms: u64,
+    /// Against a loopback hub: spread the listeners over this many source addresses 127.1.x.y (0: one).
+    #[arg(long, default_value_t = 64)]
+    sources: usize,
+    /// One listener in this many decrypts its audio and checks it (the tone, the end-to-end delay); 0: none.
+    #[arg(long, default_value_t = 100)]
+    sample_every: usize,
+    /// The hub's metrics URL (default: http://HOST:PORT/metrics of --url); read for process_cpu_seconds_total and
+    /// process_resident_memory_bytes.
+    #[arg(long)]
+    metrics_url: Option<String>,
+    /// Read the hub's CPU and memory from /proc/PID instead (a hub on this machine).
+    #[arg(long)]
+    pid: Option<u32>,
     /// Print the report as JSON (stdout) instead of a table.
     #[arg(long)]
     json: bool,
@@ -42,19 +99,54 @@ pub(crate) struct Loadtest {
 
 impl Loadtest {
     pub(crate) fn run(self) -> ExitCode {
-        if !(self.rate > 0.0 && self.duration > 0.0 && self.duration.is_finite()) {
+        let positive = |v: f64| v > 0.0 && v.is_finite();
+        if !(positive(self.rate) && positive(self.duration)) {
             eprintln!("error: --rate and --duration must be positive");
             return ExitCode::from(2);
         }
+        let scenario = match self.scenario {
+            ScenarioArg::Storm => Scenario::Storm,
+            ScenarioArg::Churn if positive(self.churn_rate) => Scenario::Churn { rate: self.churn_rate },
+            ScenarioArg::Reconnect if self.reconnect_after >= 0.0 && self.reconnect_after.is_finite() => {
+                Scenario::Reconnect {
+                    after: Duration::from_secs_f64(self.reconnect_after),
+                    count: self.reconnect_count,
+                }
+            }
+            ScenarioArg::Stage if positive(self.stage_rate) && positive(self.stage_hold) => {
+                Scenario::Stage { rate: self.stage_rate, hold: Duration::from_secs_f64(self.stage_hold) }
+            }
+            _ => {
+                eprintln!("error: the scenario's rate and times must be positive");
+                return ExitCode::from(2);
+            }
+        };
+        let auth = match (self.secret, self.admin_key) {
+            (Some(s), _) => Auth::Secret(s),
+            (None, Some(key)) => {
+                let base = self.url.replacen("ws://", "http://", 1).split('/').take(3).collect::<Vec<_>>().join("/");
+                Auth::AdminKey { key, base, client: reqwest::Client::new() }
+            }
+            (None, None) => {
+                eprintln!("error: give --secret or --admin-key");
+                return ExitCode::from(2);
+            }
+        };
         let config = Config {
             url: self.url,
-            secret: self.secret,
+            auth,
             room: self.room,
             listeners: self.listeners,
             rate: self.rate,
             duration: Duration::from_secs_f64(self.duration),
             speaker: self.speaker,
+            scenario,
             media_threads: self.threads,
+            tick: Duration::from_millis(self.tick_ms),
+            sources: self.sources,
+            sample_every: self.sample_every,
+            metrics_url: self.metrics_url,
+            pid: self.pid,
         };
         let progress = Arc::new(Progress::default());
         let bar = ProgressBar::new(self.duration.ceil() as u64);
@@ -71,7 +163,7 @@ impl Loadtest {
                     bar.set_position(start.elapsed().as_secs());
                     let r = &progress.reached;
                     bar.set_message(format!(
-                        "started {} · {} {} · {} {} · {} {} · failed {} · packets {}",
+                        "started {} · {} {} · {} {} · {} {} · left {} · failed {} · packets {}",
                         progress.started.load(Ordering::Relaxed),
                         PHASES[1],
                         r[1].load(Ordering::Relaxed),
@@ -79,6 +171,7 @@ impl Loadtest {
                         r[3].load(Ordering::Relaxed),
                         PHASES[4],
                         r[4].load(Ordering::Relaxed),
+                        progress.ended.load(Ordering::Relaxed),
                         progress.failed.load(Ordering::Relaxed),
                         progress.packets.load(Ordering::Relaxed),
                     ));
