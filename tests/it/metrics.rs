@@ -150,6 +150,15 @@ async fn metrics_count_participants_by_role_joins_requests_and_errors() {
     assert!(value(&samples, "podium_media_fanout_seconds_count", &[]).is_some(), "the SFU's histogram is exported");
     assert!(value(&samples, "podium_media_dropped_total", &[("reason", "garbage")]).is_some());
     assert!(value(&samples, "podium_redis_operation_latency_seconds_count", &[]).is_none(), "no Redis");
+    // The standard process metrics, unprefixed (here of the test process, which runs the hub).
+    let cpu = value(&samples, "process_cpu_seconds_total", &[]).expect("process_cpu_seconds_total");
+    assert!(cpu > 0.0, "{cpu}");
+    let rss = value(&samples, "process_resident_memory_bytes", &[]).expect("process_resident_memory_bytes");
+    assert!(rss > 1e6, "{rss}");
+    assert!(value(&samples, "process_open_fds", &[]).unwrap_or(0.0) >= 4.0, "the four websockets at least");
+    let started = value(&samples, "process_start_time_seconds", &[]).expect("process_start_time_seconds");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64();
+    assert!(started <= now + 1.0 && started > now - 86_400.0, "started {started}, now {now}");
 
     // Listeners whose connections end are no longer counted here (their grace period runs in the room).
     drop(listener);
@@ -260,6 +269,7 @@ async fn prometheus_scrapes_two_hubs_and_sums_their_participants() {
         ("sum(podium_joins_total{outcome=\"ok\"})", 7.0),
         ("sum(podium_leases_held)", 2.0),
         ("max(podium_redis_breaker_open)", 0.0),
+        ("count(process_resident_memory_bytes{job=\"podium\"} > 0)", 2.0),
     ];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {

@@ -373,6 +373,10 @@ impl Metrics {
         let mut scraped = Registry::with_prefix(PREFIX);
         scraped.register_collector(Box::new(live));
         prometheus_client::encoding::text::encode_registry(&mut out, &scraped)?;
+        // The standard process metrics, unprefixed (Prometheus's client libraries' names).
+        let mut process = Registry::default();
+        process.register_collector(Box::new(Process));
+        prometheus_client::encoding::text::encode_registry(&mut out, &process)?;
         prometheus_client::encoding::text::encode_eof(&mut out)?;
         Ok(out)
     }
@@ -576,6 +580,82 @@ impl prometheus_client::collector::Collector for Live {
         if let Some(w) = &self.webhooks {
             encode_webhooks(&mut e, w)?;
         }
+        Ok(())
+    }
+}
+
+/// The standard process metrics of Prometheus's client libraries (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, ...), read from `/proc/self` at scrape time. Nothing is exported where `/proc`
+/// cannot be read (not Linux).
+#[derive(Debug)]
+struct Process;
+
+/// The kernel's fixed clock tick for `/proc` times (`USER_HZ`, 100 on every Linux architecture Podium builds for).
+const USER_HZ: f64 = 100.0;
+
+/// What `/proc/self` says, or `None` where it cannot be read.
+struct ProcessFigures {
+    cpu_seconds: f64,
+    resident_bytes: u64,
+    virtual_bytes: u64,
+    threads: u64,
+    start_time_seconds: f64,
+    open_fds: u64,
+    max_fds: Option<u64>,
+}
+
+fn process_figures() -> Option<ProcessFigures> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces), from field 3 (state) on.
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    let (utime, stime, threads, start, vsize) = (field(14)?, field(15)?, field(20)?, field(22)?, field(23)?);
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let rss_kib =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse::<u64>().ok()?;
+    let boot = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime = boot.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse::<u64>().ok()?;
+    let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    let max_fds = std::fs::read_to_string("/proc/self/limits").ok().and_then(|l| {
+        l.lines().find(|l| l.starts_with("Max open files"))?.split_whitespace().nth(3)?.parse::<u64>().ok()
+    });
+    Some(ProcessFigures {
+        cpu_seconds: (utime + stime) as f64 / USER_HZ,
+        resident_bytes: rss_kib * 1024,
+        virtual_bytes: vsize,
+        threads,
+        start_time_seconds: btime as f64 + start as f64 / USER_HZ,
+        open_fds,
+        max_fds,
+    })
+}
+
+impl prometheus_client::collector::Collector for Process {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> std::fmt::Result {
+        use MetricType::Gauge;
+        let Some(p) = process_figures() else { return Ok(()) };
+        e.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            None,
+            MetricType::Counter,
+        )?
+        .encode_counter::<NoLabelSet, _, f64>(&p.cpu_seconds, None)?;
+        let help = "Resident memory size in bytes";
+        scalar(&mut e, "process_resident_memory_bytes", help, None, Gauge, p.resident_bytes)?;
+        scalar(&mut e, "process_virtual_memory_bytes", "Virtual memory size in bytes", None, Gauge, p.virtual_bytes)?;
+        scalar(&mut e, "process_threads", "Number of OS threads in the process", None, Gauge, p.threads)?;
+        scalar(&mut e, "process_open_fds", "Number of open file descriptors", None, Gauge, p.open_fds)?;
+        if let Some(max) = p.max_fds {
+            scalar(&mut e, "process_max_fds", "Maximum number of open file descriptors", None, Gauge, max)?;
+        }
+        e.encode_descriptor(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds",
+            None,
+            Gauge,
+        )?
+        .encode_gauge(&p.start_time_seconds)?;
         Ok(())
     }
 }
