@@ -205,3 +205,38 @@ async fn administrators_set_room_info_and_clear_hands_through_the_admin_api() {
     }
     hub.stop().await;
 }
+
+/// Two hubs sharing a room through Redis: the info set on one reaches the other's clients and its welcome snapshots
+/// (it travels in the commit's announcement, apart from the room's fields); a hand raised on one hub expires by the
+/// lease hub's timer and the raiser, on the other hub, is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_info_and_hand_expiry_follow_the_room_across_hubs() {
+    const TTL_MS: u64 = 600;
+    let redis = podium_store::redis_server::RedisServer::start();
+    let shared = |c: &mut podium_hub::Config| {
+        c.store.url = redis.url();
+        c.room.hand_ttl_ms = TTL_MS;
+    };
+    let a = TestHub::start_with(shared).await;
+    let b = TestHub::start_with(shared).await;
+    let (mut moderator, _) = a.join_when_up("mod", "shared", Role::Moderator).await;
+    let (mut listener, _) = b.join_when_up("lis", "shared", Role::Speaker).await;
+
+    let info = json!({"description": "Across hubs", "pinned_link": {"url": "https://example.com/x", "title": "X"}});
+    let mut request = info.clone();
+    request["type"] = json!("set_room_info");
+    moderator.ok(request).await;
+    assert_eq!(listener.event("room_info", |_| true).await["info"], info, "delivered by the other hub");
+    let (_, welcome) = b.join("late", "shared", Role::Audience).await;
+    assert_eq!(welcome["state"]["info"], info, "the other hub's copy of the room has it: {welcome}");
+
+    let before = Instant::now();
+    listener.ok(json!({"type": "raise_hand"})).await;
+    moderator.event("hand_queue", |e| e["queue"]["total"] == 1).await;
+    let lowered = listener.event("hand_lowered", |_| true).await;
+    assert_eq!(lowered["cause"], "expired", "{lowered}");
+    assert!(before.elapsed() >= Duration::from_millis(TTL_MS - 50), "not early: {:?}", before.elapsed());
+    moderator.event("hand_queue", |e| e["queue"]["total"] == 0).await;
+    a.stop().await;
+    b.stop().await;
+}
