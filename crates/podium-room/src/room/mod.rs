@@ -420,8 +420,8 @@ impl Room {
 
     // ----------------------------------------------------------------------------------------------- outputs
 
-    /// The earliest time [`Room::handle_timeout`] has work: a grace period, invitation or revocation ending, a
-    /// counts flush, or the empty room's end (not for a persistent room). `None` when there is nothing to wait for
+    /// The earliest time [`Room::handle_timeout`] has work: a grace period, invitation, raised hand or revocation
+    /// ending, a counts flush, or the empty room's end (not for a persistent room). `None` when there is nothing to wait for
     /// (or the room ended).
     pub fn poll_timeout(&self) -> Option<Millis> {
         if self.ended {
