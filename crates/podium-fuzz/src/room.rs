@@ -69,6 +69,8 @@ impl From<Config> for RoomConfig {
             max_stage_capacity: stage_capacity + u32::from(c.max_extra % 4),
             // The top bit of `max_extra` (unused by the line above) makes the room persistent.
             persistent: c.max_extra & 0x80 != 0,
+            // The next bit (also unused above) turns hand expiry off; otherwise hands expire after three invitations.
+            hand_ttl: if c.max_extra & 0x40 != 0 { 0 } else { Millis::from(c.invite_ttl) * 3 },
             revocation_ttl: Millis::from(c.invite_ttl) * 2 + 1,
             max_revocations: 2,
             open_mic: c.open_mic,
@@ -102,15 +104,83 @@ enum Cmd {
     MakeModerator(Who),
     RevokeModerator(Who),
     Handover(Vec<(Who, R)>),
-    UpdateSettings { open_mic: Option<bool>, closed: Option<bool>, stage_capacity: Option<u8> },
+    UpdateSettings {
+        open_mic: Option<bool>,
+        closed: Option<bool>,
+        stage_capacity: Option<u8>,
+    },
     InviteToRoom(Who),
     UninviteFromRoom(Who),
-    ListAudience { after: Option<u8>, limit: u8 },
+    ListAudience {
+        after: Option<u8>,
+        limit: u8,
+    },
     GetState,
     EndRoom,
-    Revoke { identity: Option<Who>, token: Option<u8> },
+    Revoke {
+        identity: Option<Who>,
+        token: Option<u8>,
+    },
     SetPersistent(bool),
-    HandoverDelta { demote: Vec<Who>, promote: Vec<(Who, R)>, moderators_add: Vec<Who>, moderators_remove: Vec<Who> },
+    HandoverDelta {
+        demote: Vec<Who>,
+        promote: Vec<(Who, R)>,
+        moderators_add: Vec<Who>,
+        moderators_remove: Vec<Who>,
+    },
+    /// `None`: leave it; `Some(None)`: clear it.
+    SetRoomInfo {
+        description: Option<Option<Text>>,
+        link: Option<Option<(Link, Option<Text>)>>,
+    },
+    ClearHands,
+}
+
+/// Text for room info: good, empty, too long (in characters), or with a control character (a newline is allowed in
+/// a description, not in a title).
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Text {
+    Good,
+    Empty,
+    TooLong,
+    Newline,
+    Control,
+}
+
+impl Text {
+    fn text(self) -> String {
+        match self {
+            Self::Good => "About us".into(),
+            Self::Empty => String::new(),
+            Self::TooLong => "é".repeat(1_001),
+            Self::Newline => "two\nlines".into(),
+            Self::Control => "a\u{1b}b".into(),
+        }
+    }
+}
+
+/// A pinned link's URL: good ones and each kind of bad one.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Link {
+    Https,
+    Http,
+    NoHost,
+    Scheme,
+    Space,
+    TooLong,
+}
+
+impl Link {
+    fn url(self) -> String {
+        match self {
+            Self::Https => "https://example.com/a".into(),
+            Self::Http => "HTTP://example.com".into(),
+            Self::NoHost => "https:///x".into(),
+            Self::Scheme => "javascript:alert(1)".into(),
+            Self::Space => "https://exa mple.com".into(),
+            Self::TooLong => format!("https://example.com/{}", "a".repeat(2_048)),
+        }
+    }
 }
 
 /// A reason: absent, good, empty, too long, or with a control character.
@@ -175,6 +245,13 @@ impl From<Cmd> for Command {
                 moderators_add: moderators_add.into_iter().map(Who::id).collect(),
                 moderators_remove: moderators_remove.into_iter().map(Who::id).collect(),
             },
+            Cmd::SetRoomInfo { description, link } => Self::SetRoomInfo {
+                description: description.map(|d| d.map(Text::text)),
+                pinned_link: link.map(|l| {
+                    l.map(|(url, title)| podium_room::PinnedLink { url: url.url(), title: title.map(Text::text) })
+                }),
+            },
+            Cmd::ClearHands => Self::ClearHands,
         }
     }
 }

@@ -408,6 +408,9 @@ pub struct RoomDefaults {
     pub closed: bool,
     /// Invitations to the stage expire after this long.
     pub invite_ttl_ms: u64,
+    /// A raised hand goes down by itself this long after it was raised (the raiser gets `hand_lowered`); 0: hands
+    /// never expire. Default 15 min.
+    pub hand_ttl_ms: u64,
     /// A dropped connection keeps its role, hand and mute state this long.
     pub grace_ms: u64,
     /// A room nobody is in ends after this long.
@@ -430,6 +433,7 @@ impl Default for RoomDefaults {
             open_mic: c.open_mic,
             closed: c.closed,
             invite_ttl_ms: c.invite_ttl,
+            hand_ttl_ms: c.hand_ttl,
             grace_ms: c.grace,
             empty_timeout_ms: c.empty_timeout,
             counts_interval_ms: c.counts_interval,
@@ -448,6 +452,7 @@ impl RoomDefaults {
             open_mic: self.open_mic,
             closed: self.closed,
             invite_ttl: self.invite_ttl_ms,
+            hand_ttl: self.hand_ttl_ms,
             grace: self.grace_ms,
             empty_timeout: self.empty_timeout_ms,
             counts_interval: self.counts_interval_ms,

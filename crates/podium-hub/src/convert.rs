@@ -59,6 +59,14 @@ pub(crate) fn command_from_proto(
         R::UpdateSettings { open_mic, closed, stage_capacity, reason } => {
             (C::UpdateSettings { open_mic, closed, stage_capacity }, reason)
         }
+        R::SetRoomInfo { description, pinned_link, reason } => (
+            C::SetRoomInfo {
+                description,
+                pinned_link: pinned_link.map(|l| l.map(|l| room::PinnedLink { url: l.url, title: l.title })),
+            },
+            reason,
+        ),
+        R::ClearHands { reason } => (C::ClearHands, reason),
         R::InviteToRoom { identity, reason } => (C::InviteToRoom { identity: pid(&identity) }, reason),
         R::UninviteFromRoom { identity, reason } => (C::UninviteFromRoom { identity: pid(&identity) }, reason),
         R::ListAudience { after, limit } => {
@@ -120,12 +128,20 @@ pub(crate) fn settings(s: &room::Settings) -> proto::RoomSettings {
     proto::RoomSettings { open_mic: s.open_mic, closed: s.closed, stage_capacity: s.stage_capacity }
 }
 
+pub(crate) fn info(i: &room::RoomInfo) -> proto::RoomInfo {
+    proto::RoomInfo {
+        description: i.description.clone(),
+        pinned_link: i.pinned_link.as_ref().map(|l| proto::PinnedLink { url: l.url.clone(), title: l.title.clone() }),
+    }
+}
+
 pub(crate) fn you(y: &room::YourState) -> proto::YourState {
     proto::YourState {
         role: role_to_proto(y.role),
         ceiling: role_to_proto(y.ceiling),
         muted: y.muted,
         hand_position: y.hand_position,
+        hand_expires_at_ms: y.hand_expires_at,
         invite: y.invite.as_ref().map(|i| {
             let (by, by_admin) = by(&i.by);
             proto::Invite { by, by_admin, expires_at_ms: i.expires_at }
@@ -142,6 +158,7 @@ pub(crate) fn snapshot(s: &room::Snapshot) -> proto::RoomSnapshot {
         room: s.room.clone(),
         seq: s.seq,
         settings: settings(&s.settings),
+        info: info(&s.info),
         stage: s.stage.iter().map(stage_member).collect(),
         counts: counts(&s.counts),
         you: you(&s.you),
@@ -241,6 +258,14 @@ pub(crate) fn event(seq: u64, e: &room::Event) -> proto::ServerMessage {
         E::HandQueue { hands, total } => S::HandQueue { seq, queue: hand_queue(hands, *total) },
         E::You(y) => S::You { seq, you: you(y) },
         E::Settings(s) => S::Settings { seq, settings: settings(s) },
+        E::RoomInfo(i) => S::RoomInfo { seq, info: info(i) },
+        E::HandLowered(room::HandLowered::Expired) => {
+            S::HandLowered { seq, cause: proto::HandLoweredCause::Expired, by: None, by_admin: None, reason: None }
+        }
+        E::HandLowered(room::HandLowered::Cleared { by: b, reason: r }) => {
+            let (by, by_admin) = by(b);
+            S::HandLowered { seq, cause: proto::HandLoweredCause::Cleared, by, by_admin, reason: reason(r.as_ref()) }
+        }
         E::InviteAnswered { id, accepted, expired } => {
             S::InviteAnswered { seq, participant: id.to_string(), accepted: *accepted, expired: *expired }
         }

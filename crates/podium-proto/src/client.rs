@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::Role;
+use crate::{PinnedLink, Role};
 
 /// The correlation id of a request, echoed in its reply: a JSON number or string chosen by the client.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Hash)]
@@ -179,6 +179,31 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Moderator: set or clear the room's description and pinned link (see [`RoomInfo`](crate::RoomInfo)). Each
+    /// field: absent leaves it as it is, `null` clears it, a value sets it. At least one must be given. Everyone
+    /// gets a `room_info` event.
+    SetRoomInfo {
+        /// Plain text, at most 1,000 characters; newlines and tabs allowed, no other control characters. An empty
+        /// string clears it, like `null`.
+        #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "Option<String>")]
+        description: Option<Option<String>>,
+        /// An absolute `http`/`https` URL (at most 2,048 bytes) with an optional title (at most 200 characters).
+        #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "Option<PinnedLink>")]
+        pinned_link: Option<Option<PinnedLink>>,
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Moderator: lower every raised hand at once. Each raiser gets `hand_lowered` (`cause: "cleared"`).
+    ClearHands {
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// Moderator: put an identity on the guest list of a closed room.
     InviteToRoom {
         /// The identity to admit.
@@ -260,6 +285,8 @@ impl Request {
             Self::RevokeModerator { .. } => "revoke_moderator",
             Self::Handover { .. } => "handover",
             Self::UpdateSettings { .. } => "update_settings",
+            Self::SetRoomInfo { .. } => "set_room_info",
+            Self::ClearHands { .. } => "clear_hands",
             Self::InviteToRoom { .. } => "invite_to_room",
             Self::UninviteFromRoom { .. } => "uninvite_from_room",
             Self::ListAudience { .. } => "list_audience",
@@ -294,6 +321,8 @@ impl Request {
         "revoke_moderator",
         "handover",
         "update_settings",
+        "set_room_info",
+        "clear_hands",
         "invite_to_room",
         "uninvite_from_room",
         "list_audience",
@@ -332,4 +361,14 @@ pub struct StageAssignment {
     pub participant: String,
     /// `speaker` or `moderator`.
     pub role: Role,
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value (`Some(Some(..))`): serde's default reads
+/// both absent and `null` as `None`.
+fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }

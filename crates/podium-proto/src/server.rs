@@ -80,6 +80,33 @@ pub enum ServerMessage {
         /// The new settings.
         settings: RoomSettings,
     },
+    /// A moderator (or administrator) changed the room's description or pinned link: the whole info as it is now
+    /// (an empty object when both were cleared).
+    RoomInfo {
+        /// Room sequence number.
+        seq: u64,
+        /// The description and pinned link.
+        info: RoomInfo,
+    },
+    /// To you: the room lowered your raised hand, because it was up for the room's hand time-to-live
+    /// (`cause: "expired"`) or a moderator cleared every hand (`cause: "cleared"`, with `by` or `by_admin`, and
+    /// `reason` if they gave one). A `you` event without `hand_position` comes with it. Not sent when you lowered it
+    /// yourself or were brought on stage.
+    HandLowered {
+        /// Room sequence number.
+        seq: u64,
+        /// Why it went down.
+        cause: HandLoweredCause,
+        /// The moderator who cleared the hands.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// The administrator who cleared the hands (then `by` is absent). Admin names are not identities.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_admin: Option<String>,
+        /// Why, when the moderator said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// To moderators: an invitation to the stage was accepted, declined, or expired.
     InviteAnswered {
         /// Room sequence number.
@@ -322,6 +349,9 @@ pub struct RoomSnapshot {
     pub seq: u64,
     /// Room settings.
     pub settings: RoomSettings,
+    /// The room's description and pinned link; absent when it has neither.
+    #[serde(default, skip_serializing_if = "RoomInfo::is_empty")]
+    pub info: RoomInfo,
     /// Moderators and speakers, in the order they took the stage.
     pub stage: Vec<StageMember>,
     /// Head counts.
@@ -556,6 +586,10 @@ pub struct YourState {
     /// 1-based place in the hand queue, when your hand is raised.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hand_position: Option<u32>,
+    /// When your raised hand expires, in milliseconds since the Unix epoch (server clock); absent when your hand is
+    /// down or the room's hands never expire. Raising again after it went down starts a new period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hand_expires_at_ms: Option<u64>,
     /// A pending invitation to the stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invite: Option<Invite>,
@@ -572,6 +606,44 @@ pub struct Invite {
     pub by_admin: Option<String>,
     /// When it expires, in milliseconds since the Unix epoch (server clock).
     pub expires_at_ms: u64,
+}
+
+/// The room's description and pinned link, set by moderators (`set_room_info`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// Plain text, at most 1,000 characters; may hold newlines. Show it as text, never as HTML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A link pinned for everyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_link: Option<PinnedLink>,
+}
+
+impl RoomInfo {
+    /// Neither a description nor a link.
+    pub fn is_empty(&self) -> bool {
+        self.description.is_none() && self.pinned_link.is_none()
+    }
+}
+
+/// A pinned link.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct PinnedLink {
+    /// An absolute `http://` or `https://` URL with a host, at most 2,048 bytes, without whitespace.
+    pub url: String,
+    /// Text to show for it, at most 200 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+/// Why the room lowered a raised hand.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HandLoweredCause {
+    /// It was raised for the room's hand time-to-live.
+    Expired,
+    /// A moderator or administrator cleared every raised hand.
+    Cleared,
 }
 
 /// Room settings a moderator can change.

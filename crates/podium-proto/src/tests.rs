@@ -73,3 +73,31 @@ fn ice_servers_event_is_flat_and_welcome_omits_none() {
     let back: ServerMessage = serde_json::from_str(&text).expect("round trip");
     assert_eq!(back, ServerMessage::IceServers(servers));
 }
+
+#[test]
+fn set_room_info_tells_absent_from_null() {
+    let parse = |text: &str| serde_json::from_str::<ClientMessage>(text).map(|m| m.request);
+    let link = PinnedLink { url: "https://x.test".into(), title: None };
+    assert_eq!(
+        parse(r#"{"type":"set_room_info","id":1,"description":"Hi"}"#).expect("valid"),
+        Request::SetRoomInfo { description: Some(Some("Hi".into())), pinned_link: None, reason: None }
+    );
+    assert_eq!(
+        parse(r#"{"type":"set_room_info","id":1,"description":null,"pinned_link":{"url":"https://x.test"}}"#)
+            .expect("valid"),
+        Request::SetRoomInfo { description: Some(None), pinned_link: Some(Some(link.clone())), reason: None }
+    );
+    // Serialising keeps the distinction: null stays null, absent stays absent.
+    let m = ClientMessage {
+        id: RequestId::Number(2),
+        request: Request::SetRoomInfo { description: None, pinned_link: Some(None), reason: None },
+    };
+    let text = serde_json::to_string(&m).expect("serialises");
+    assert_eq!(text, r#"{"id":2,"type":"set_room_info","pinned_link":null}"#);
+    assert_eq!(serde_json::from_str::<ClientMessage>(&text).expect("round trip"), m);
+    assert!(parse(r#"{"type":"set_room_info","id":1,"pinned_link":"https://x.test"}"#).is_err(), "an object");
+    // The snapshot omits empty info, so clients of older hubs and of rooms without info read the same shape.
+    assert!(RoomInfo::default().is_empty());
+    let event = ServerMessage::RoomInfo { seq: 3, info: RoomInfo::default() };
+    assert_eq!(event.to_json(), r#"{"type":"room_info","seq":3,"info":{}}"#);
+}

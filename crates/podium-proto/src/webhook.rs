@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Role, RoomSettings};
+use crate::{Role, RoomInfo, RoomSettings};
 
 /// The body of one webhook request: `{"type": "room.started", "timestamp": "...", "data": {...}}`. Every type has
 /// the same `data` shape ([`WebhookData`]); which fields are set depends on the type.
@@ -21,6 +21,9 @@ pub enum WebhookPayload {
     /// A moderator changed the room's settings.
     #[serde(rename = "room.settings_changed")]
     RoomSettingsChanged(WebhookBody),
+    /// A moderator changed the room's description or pinned link (`info`: both as they are now).
+    #[serde(rename = "room.info_changed")]
+    RoomInfoChanged(WebhookBody),
     /// Someone joined (stage members always; audience members per `webhooks.audience`).
     #[serde(rename = "participant.joined")]
     ParticipantJoined(WebhookBody),
@@ -54,7 +57,9 @@ pub enum WebhookPayload {
     /// An audience member raised their hand.
     #[serde(rename = "hand.raised")]
     HandRaised(WebhookBody),
-    /// A raised hand went down without a promotion (withdrawn, or cleared by the room).
+    /// A raised hand went down without a promotion: withdrawn (`actor` is the participant), cleared by a moderator
+    /// (`clear_hands`: `actor` is the moderator, `reason` theirs), expired (no `actor`, `reason` is `expired`), or
+    /// dropped by the room (no `actor`).
     #[serde(rename = "hand.lowered")]
     HandLowered(WebhookBody),
     /// A participant was made a moderator (by a moderator, or by succession when `actor` is absent).
@@ -133,6 +138,7 @@ pub const WEBHOOK_TYPES: &[&str] = &[
     "room.started",
     "room.ended",
     "room.settings_changed",
+    "room.info_changed",
     "participant.joined",
     "participant.left",
     "participant.promoted",
@@ -211,6 +217,9 @@ pub struct WebhookData {
     /// `room.started`, `room.settings_changed`: the room's settings now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<RoomSettings>,
+    /// `room.info_changed`: the room's description and pinned link now (an empty object when both were cleared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<RoomInfo>,
     /// `audience.summary`: joins and leaves of audience members since the previous summary, and how many are in
     /// the audience now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -393,6 +402,7 @@ impl WebhookPayload {
             "room.started" => Self::RoomStarted(body),
             "room.ended" => Self::RoomEnded(body),
             "room.settings_changed" => Self::RoomSettingsChanged(body),
+            "room.info_changed" => Self::RoomInfoChanged(body),
             "participant.joined" => Self::ParticipantJoined(body),
             "participant.left" => Self::ParticipantLeft(body),
             "participant.promoted" => Self::ParticipantPromoted(body),

@@ -164,6 +164,8 @@ fn every_object_table_matches_the_schema() {
         ("YourState", "YourState"),
         ("Invite", "Invite"),
         ("RoomSettings", "RoomSettings"),
+        ("RoomInfo", "RoomInfo"),
+        ("PinnedLink", "PinnedLink"),
         ("RoomSnapshot", "RoomSnapshot"),
         ("Welcome", "Welcome"),
         ("Limits object", "Limits"),

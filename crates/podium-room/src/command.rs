@@ -1,7 +1,7 @@
 //! Inputs from participants and administrators: joins, commands, and their replies and errors.
 
 use crate::event::{RoomView, Snapshot};
-use crate::types::{Millis, ParticipantId, Role};
+use crate::types::{Millis, ParticipantId, PinnedLink, Role};
 
 /// A request to join the room (the hub has verified the token).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,6 +134,17 @@ pub enum Command {
         /// Seats on the stage.
         stage_capacity: Option<u32>,
     },
+    /// Moderator: set or clear the room's description and pinned link. For each: `None` leaves it as it is,
+    /// `Some(None)` clears it, `Some(Some(..))` sets it (checked as [`RoomInfo`](crate::RoomInfo) and
+    /// [`PinnedLink::new`] say; an empty description or title counts as none).
+    SetRoomInfo {
+        /// The description.
+        description: Option<Option<String>>,
+        /// The pinned link (checked again by the room, whoever built it).
+        pinned_link: Option<Option<PinnedLink>>,
+    },
+    /// Moderator: lower every raised hand at once.
+    ClearHands,
     /// Moderator: put an identity on the closed-room guest list.
     InviteToRoom {
         /// Who.

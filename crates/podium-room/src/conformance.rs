@@ -29,7 +29,9 @@
 //! - Persistent rooms never end by the empty timeout.
 //! - Hand queue: no duplicates, audience only, positions are 1-based places, surviving entries keep their order;
 //!   the head counts match the room.
-//! - Timers: after `handle_timeout(now)` nothing is due at or before `now`.
+//! - Timers: after `handle_timeout(now)` nothing is due at or before `now`; a hand that expired went down (its
+//!   raiser told with `HandLowered { Expired }`, only by the timer), and a cleared one names the `ClearHands` actor.
+//! - Room info: `RoomInfo` goes to everyone.
 //!
 //! Every check returns `Err` with a message naming what broke; the callers turn it into a test failure or a
 //! fuzzer crash. Checking never panics on its own.
@@ -37,8 +39,8 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::{
-    Actor, Command, CommandError, DisconnectReason, EndReason, Event, Join, Millis, Output, ParticipantId, Reason,
-    Recipients, Role, Room, RoomConfig, RoomState, StageCause,
+    Actor, Command, CommandError, DisconnectReason, EndReason, Event, HandLowered, Join, Millis, Output, ParticipantId,
+    Reason, Recipients, Role, Room, RoomConfig, RoomState, StageCause,
 };
 
 /// Returns `Err(format!(..))` from the enclosing function when the condition is false.
@@ -314,6 +316,10 @@ impl Checker {
                     (b, reason)
                 }
                 Output::Ended { reason: EndReason::ByModerator { by: b, reason } } => (b, reason),
+                Output::Event { event: Event::HandLowered(HandLowered::Cleared { by: b, reason }), .. } => {
+                    ensure!(matches!(command, Command::ClearHands), "hands cleared by {command:?}");
+                    (b, reason)
+                }
                 Output::Disconnect { reason: DisconnectReason::Revoked, .. } => {
                     ensure!(matches!(command, Command::Revoke { .. }), "Revoked disconnect from {command:?}");
                     continue;
@@ -385,6 +391,21 @@ impl Checker {
                         }
                         Event::You(_) => matches!(to, Recipients::One(_)),
                         Event::InviteAnswered { .. } => *to == Recipients::Moderators,
+                        Event::RoomInfo(_) => *to == Recipients::Everyone,
+                        Event::HandLowered(cause) => {
+                            ensure!(
+                                is_timeout == (*cause == HandLowered::Expired),
+                                "{cause:?}: hands expire only by the timer, and the timer only expires them"
+                            );
+                            match to {
+                                Recipients::One(id) => ensure!(
+                                    self.room.participant(id).is_some_and(|p| p.hand_position.is_none()),
+                                    "HandLowered to {id}, whose hand is not down"
+                                ),
+                                _ => ensure!(false, "HandLowered to {to:?}"),
+                            }
+                            true
+                        }
                     };
                     ensure!(to_ok, "{event:?} to {to:?}");
                 }

@@ -1,7 +1,7 @@
 //! Outputs: events with their recipients, disconnects, media permissions, the end; and the views they carry.
 
 use crate::command::Command;
-use crate::types::{Actor, Counts, Millis, ParticipantId, Reason, Role, Settings};
+use crate::types::{Actor, Counts, Millis, ParticipantId, Reason, Role, RoomInfo, Settings};
 
 /// Something the hub must do. Drain with [`Room::poll_output`](crate::Room::poll_output) after every input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,6 +122,11 @@ pub enum Event {
     You(YourState),
     /// To everyone: a moderator changed the settings.
     Settings(Settings),
+    /// To everyone: a moderator changed the room's description or pinned link (the whole info, as it is now).
+    RoomInfo(RoomInfo),
+    /// To the raiser: the room lowered their hand (also a `You` without a hand position, and `HandQueue` to the
+    /// moderators). Not sent when they lowered it themselves or took the stage.
+    HandLowered(HandLowered),
     /// To moderators: an invitation to the stage was accepted, declined, or expired.
     InviteAnswered {
         /// The invited participant.
@@ -130,6 +135,20 @@ pub enum Event {
         accepted: bool,
         /// True when nobody answered before the invitation expired.
         expired: bool,
+    },
+}
+
+/// Why the room lowered a raised hand.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HandLowered {
+    /// It was up for `hand_ttl`.
+    Expired,
+    /// A moderator or administrator cleared the queue (`ClearHands`).
+    Cleared {
+        /// Who.
+        by: Actor,
+        /// Why, if they said.
+        reason: Option<Reason>,
     },
 }
 
@@ -260,6 +279,8 @@ pub struct YourState {
     pub muted: bool,
     /// 1-based place in the hand queue, when raised.
     pub hand_position: Option<u32>,
+    /// When the raised hand expires (`None` when not raised, or hands never expire).
+    pub hand_expires_at: Option<Millis>,
     /// An open invitation to the stage.
     pub invite: Option<InviteView>,
 }
@@ -273,6 +294,8 @@ pub struct Snapshot {
     pub seq: u64,
     /// Settings.
     pub settings: Settings,
+    /// Description and pinned link.
+    pub info: RoomInfo,
     /// The stage roster.
     pub stage: Vec<StageMember>,
     /// Current head counts.
@@ -295,6 +318,8 @@ pub struct RoomView {
     pub settings: Settings,
     /// Never ended by the empty timeout.
     pub persistent: bool,
+    /// Description and pinned link.
+    pub info: RoomInfo,
     /// The stage roster.
     pub stage: Vec<StageMember>,
     /// Current head counts.

@@ -4,8 +4,8 @@
 //!
 //! [`Room`] holds everything about one live audio room: who is present (connected, or in the grace period after
 //! a dropped connection), their roles (moderator, speaker, audience) and token ceilings, the hand queue,
-//! invitations to the stage, mutes, bans, the closed-room guest list, settings, succession when the last
-//! moderator goes, coalesced head counts, and the room's sequence number. **Every rule about who may do what
+//! invitations to the stage, mutes, bans, the closed-room guest list, settings, the room's description and pinned
+//! link ([`RoomInfo`]), raised hands expiring after `hand_ttl`, succession when the last moderator goes, coalesced head counts, and the room's sequence number. **Every rule about who may do what
 //! lives here** (the table below) and nowhere else.
 //!
 //! # What it does not do
@@ -41,7 +41,7 @@
 //! inputs and no-ops (raising a raised hand, muting the muted, ...) change nothing, emit nothing, and keep `seq`.
 //! [`Event::Counts`] is coalesced (at most one per `counts_interval`, only when the counts changed since the last
 //! one) and carries the current `seq` without incrementing it. One `handle_timeout` call may run several
-//! transitions (each expired grace period or invitation is its own).
+//! transitions (each expired grace period, invitation or raised hand is its own).
 //!
 //! # Invariants
 //!
@@ -85,6 +85,16 @@
 //! ([`RoomFields`]), so they travel in [`Changes`] and survive [`Room::state`] / [`Room::from_state`].
 //! - `Room::from_state(room.state(), config).state() == room.state()`.
 //!
+//! # Room info and hand expiry
+//!
+//! [`RoomInfo`] (description, pinned link) is text, so it is not part of the `Copy` [`Settings`] nor of the
+//! [`RoomFields`] (which most transitions rewrite: every join moves the order counter): it travels in
+//! [`Changes::info`] only in the transition that changed it, and lives in [`RoomState::info`]. A raised hand's
+//! deadline is stored with the participant ([`ParticipantState::hand_expires_at`]) and indexed like invitations; it
+//! is fixed when the hand goes up and dropped whenever the hand goes down (lowered, approved, promoted, cleared,
+//! removed). The raiser sees it in [`YourState::hand_expires_at`]. A room restored under another `hand_ttl` keeps
+//! the stored deadlines (a hand stored without one never expires).
+//!
 //! # Rules
 //!
 //! Joins ([`Room::handle_join`]) and connection events:
@@ -97,6 +107,7 @@
 //! | disconnect | hub | present and connected (else no-op) | connected = false, grace deadline = now + `grace`; `Stage` (`Disconnected`) if on stage | none |
 //! | leave / grace expiry | hub / timer | present (else no-op) | removed from room, queue, invitations; `Stage` (`Left`) if on stage, else `ParticipantLeft` to the stage; queue and positions behind updated; empty room starts the empty timer | none |
 //! | invitation expiry | timer | invitation open | cleared; `You` to them; `InviteAnswered { accepted: false, expired: true }` to moderators | none |
+//! | hand expiry | timer | hand raised `hand_ttl` ago (deadline fixed at the raise; `hand_ttl` 0: never) | lowered (one transition per hand); `HandLowered { Expired }` and `You` to the raiser; queue updated as for `LowerHand` | none |
 //! | empty timeout | timer | not persistent; nobody present for `empty_timeout` | room ends: `Ended { Empty }` | none |
 //! | revocation lapse | timer | `until` reached | dropped (one transition, no event) | none |
 //!
@@ -106,7 +117,7 @@
 //!
 //! | command | who may | preconditions | effect | errors |
 //! |---|---|---|---|---|
-//! | `RaiseHand` | audience with a ceiling ≥ speaker | not raised (else no-op, replies current place) | open mic and a free seat: Speaker at once (`Promoted { by: None }`), `Hand { position: None, promoted: true }`; else appended to the queue, `Hand { position, promoted: false }` | `Forbidden` |
+//! | `RaiseHand` | audience with a ceiling ≥ speaker | not raised (else no-op, replies current place; the deadline is not refreshed) | open mic and a free seat: Speaker at once (`Promoted { by: None }`), `Hand { position: None, promoted: true }`; else appended to the queue, expiring at now + `hand_ttl` (none with 0), `Hand { position, promoted: false }` | `Forbidden` |
 //! | `LowerHand` | anyone | raised (else no-op) | leaves the queue; those behind move up | — |
 //! | `ApproveHand { target }` | moderator | target present, hand raised, free seat | Speaker, muted, hand and invitation cleared; `Promoted { by }` | `Forbidden`, `NotFound`, `Conflict`, `StageFull` |
 //! | `InviteToStage { target }` | moderator | target present, in the audience, ceiling ≥ speaker | invitation created or refreshed, expiring at now + `invite_ttl`; `You` to target | `Forbidden`, `NotFound`, `Conflict` |
@@ -125,6 +136,8 @@
 //! | `Handover { stage }` | moderator | non-empty; roles speaker/moderator; no duplicates; all present; ceilings allow the roles; len ≤ capacity; same as now → no-op | one transition: unlisted stage members → Audience; listed get their role (newcomers muted, take the stage in list order, hand and invitation cleared; stayers keep mute and stage order); one `Stage` (`Handover`); succession applies after | `Forbidden`, `BadRequest`, `NotFound`, `StageFull` |
 //! | `HandoverDelta { demote, promote, moderators_add, moderators_remove }` | administrator | at least one identity listed; `promote` roles speaker/moderator; no identity twice in a list; none both demoted and promoted/added, none both added (or promoted to moderator) and removed; identities not present are skipped and reported (`HandedOver { absent }`); every new role within its ceiling; stage size after the whole change ≤ capacity (a full stage can be swapped in one step); no role changes (or only succession would undo them) → no-op | one transition, all or nothing: `demote` → Audience (muted; audience members listed left as they are); `moderators_remove`: a moderator → Speaker; `promote (id, r)`: role raised to at least `r` (never lowered); `moderators_add` → Moderator. Applied leavers first, then role changes on stage, then newcomers (muted, hand and invitation cleared, taking the stage in list order); one `Stage` (`Handover`); succession applies after | `Forbidden`, `BadRequest`, `StageFull` |
 //! | `UpdateSettings { .. }` | moderator | at least one field; capacity in `1..=max_stage_capacity` and ≥ stage size; differs (else no-op) | settings changed; `Settings` to everyone. Turning open mic on does not promote the queue | `Forbidden`, `BadRequest`, `Conflict` |
+//! | `SetRoomInfo { description, pinned_link }` | moderator | at least one given (`Some`); a description ≤ 1,000 characters without control characters other than newline, CR and tab; a link an absolute `http(s)` URL with a host, ≤ 2,048 bytes, no whitespace or control characters, its title ≤ 200 characters without control characters (empty text counts as none); differs (else no-op) | info set (`Some(None)` clears a field, `None` leaves it); `RoomInfo` (the whole info) to everyone | `Forbidden`, `BadRequest` |
+//! | `ClearHands` | moderator | a hand raised (else no-op) | every hand lowered in one transition; `HandLowered { Cleared { by, reason } }` and `You` to each raiser, one `HandQueue` to moderators | `Forbidden`, `BadRequest` (reason) |
 //! | `InviteToRoom` / `UninviteFromRoom { identity }` | moderator | — (idempotent) | guest list changed | `Forbidden` |
 //! | `ListAudience { after, limit }` | moderator | limit in `1..=max_page` | read-only: audience in join order after the cursor; `next` is the last entry's join order, `None` on the last page | `Forbidden`, `BadRequest` |
 //! | `GetState` | anyone | — | read-only: [`Snapshot`] (hand queue for moderators only); an administrator gets [`RoomView`] | — |
@@ -157,12 +170,14 @@ mod types;
 
 pub use command::{AudienceEntry, AudiencePage, Command, CommandError, Join, Joined, Reply};
 pub use event::{
-    DisconnectReason, EndReason, Event, InviteView, Output, ParticipantSummary, ParticipantView, Recipients, RoomView,
-    Snapshot, StageCause, StageMember, YourState,
+    DisconnectReason, EndReason, Event, HandLowered, InviteView, Output, ParticipantSummary, ParticipantView,
+    Recipients, RoomView, Snapshot, StageCause, StageMember, YourState,
 };
 pub use room::{Room, RoomSetup};
 pub use state::{Changes, Invite, ParticipantState, Revocation, RoomFields, RoomState};
-pub use types::{Actor, AdminId, Counts, Millis, ParticipantId, Reason, Role, RoomConfig, Settings};
+pub use types::{
+    Actor, AdminId, Counts, Millis, ParticipantId, PinnedLink, Reason, Role, RoomConfig, RoomInfo, Settings,
+};
 
 #[cfg(test)]
 mod tests;

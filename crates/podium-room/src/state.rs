@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::types::{Actor, Millis, ParticipantId, Role, Settings};
+use crate::types::{Actor, Millis, ParticipantId, Role, RoomInfo, Settings};
 
 /// Everything needed to rebuild a room ([`Room::state`](crate::Room::state) /
 /// [`Room::from_state`](crate::Room::from_state)). Participants are sorted by `join_order`; bans and guests by id.
@@ -25,6 +25,8 @@ pub struct RoomState {
     pub persistent: bool,
     /// Revoked identities and token ids still in force, sorted by `(until, identity, token_id)`.
     pub revocations: Vec<Revocation>,
+    /// The description and pinned link.
+    pub info: RoomInfo,
     /// Everyone present (connected or in grace), sorted by `join_order`.
     pub participants: Vec<ParticipantState>,
     /// Banned identities, sorted.
@@ -56,6 +58,8 @@ pub struct ParticipantState {
     pub stage_since: Option<u64>,
     /// Order counter value at raising the hand (audience only): queue order.
     pub hand_raised: Option<u64>,
+    /// When the raised hand expires (only with `hand_raised`; `None`: never, as with `hand_ttl` 0).
+    pub hand_expires_at: Option<Millis>,
     /// An open invitation to the stage (audience only).
     pub invite: Option<Invite>,
     /// The id (`jti`) of the token this session joined with, if it had one.
@@ -141,6 +145,9 @@ pub struct Changes {
     pub bans: Option<Vec<ParticipantId>>,
     /// The whole guest list, when it changed.
     pub guests: Option<Vec<ParticipantId>>,
+    /// The description and pinned link, when they changed (apart from the fields, which change with every join:
+    /// the text travels only when it changes).
+    pub info: Option<RoomInfo>,
 }
 
 impl RoomState {
@@ -161,6 +168,9 @@ impl RoomState {
         }
         if let Some(guests) = &changes.guests {
             self.guests.clone_from(guests);
+        }
+        if let Some(info) = &changes.info {
+            self.info.clone_from(info);
         }
         if !changes.removed.is_empty() || !changes.upserted.is_empty() {
             let gone: HashSet<&ParticipantId> =
@@ -189,6 +199,7 @@ impl RoomState {
             next_order: fields.next_order,
             persistent: fields.persistent,
             revocations: fields.revocations.clone(),
+            info: RoomInfo::default(),
             participants: Vec::new(),
             bans: Vec::new(),
             guests: Vec::new(),

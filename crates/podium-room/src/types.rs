@@ -182,6 +182,10 @@ pub struct RoomConfig {
     pub revocation_ttl: Millis,
     /// The most revocations a room holds at once; a `Revoke` beyond it is refused (`Conflict`). Default 256.
     pub max_revocations: usize,
+    /// How long a raised hand stays up before the room lowers it (`HandLowered { Expired }` to the raiser).
+    /// Counted from the raise; raising again after the hand went down starts a new period. 0: hands never expire.
+    /// Default 15 min.
+    pub hand_ttl: Millis,
 }
 
 impl Default for RoomConfig {
@@ -200,6 +204,7 @@ impl Default for RoomConfig {
             persistent: false,
             revocation_ttl: 24 * 3_600_000,
             max_revocations: 256,
+            hand_ttl: 15 * 60_000,
         }
     }
 }
@@ -213,6 +218,89 @@ pub struct Settings {
     pub closed: bool,
     /// Seats on the stage.
     pub stage_capacity: u32,
+}
+
+/// The room's description and pinned link, set by moderators (`SetRoomInfo`): shown to everyone, in the snapshot
+/// and as `RoomInfo` events. Kept apart from the small `Copy` [`Settings`] (it holds text, and is stored and
+/// replicated only when it changes). Values held here have passed [`RoomInfo::check_description`] and
+/// [`PinnedLink::new`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RoomInfo {
+    /// Plain text, at most [`RoomInfo::MAX_DESCRIPTION_CHARS`] characters; newlines (and tabs) allowed, no other
+    /// control characters. Never empty (an empty description is none).
+    pub description: Option<String>,
+    /// A link pinned for everyone.
+    pub pinned_link: Option<PinnedLink>,
+}
+
+impl RoomInfo {
+    /// The longest description, in characters.
+    pub const MAX_DESCRIPTION_CHARS: usize = 1_000;
+
+    /// Checks a description: `Ok(None)` for an empty one (it clears), `BadRequest` when it is longer than
+    /// [`RoomInfo::MAX_DESCRIPTION_CHARS`] characters or holds a control character other than newline, carriage
+    /// return and tab.
+    pub fn check_description(text: String) -> Result<Option<String>, crate::CommandError> {
+        if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+            return Err(crate::CommandError::BadRequest(
+                "description must not contain control characters other than newlines and tabs",
+            ));
+        }
+        if text.chars().count() > Self::MAX_DESCRIPTION_CHARS {
+            return Err(crate::CommandError::BadRequest("description must be at most 1000 characters"));
+        }
+        Ok((!text.is_empty()).then_some(text))
+    }
+}
+
+/// A link pinned in a room: an absolute `http` or `https` URL and an optional title. Build with [`PinnedLink::new`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PinnedLink {
+    /// The URL: `http://` or `https://` (scheme in any case), a non-empty host, at most
+    /// [`PinnedLink::MAX_URL_BYTES`] bytes, no whitespace or control characters (percent-encode them).
+    pub url: String,
+    /// Text to show for it, at most [`PinnedLink::MAX_TITLE_CHARS`] characters, no control characters; never empty.
+    pub title: Option<String>,
+}
+
+impl PinnedLink {
+    /// The longest URL, in bytes.
+    pub const MAX_URL_BYTES: usize = 2_048;
+    /// The longest title, in characters.
+    pub const MAX_TITLE_CHARS: usize = 200;
+
+    /// Checks and builds a pinned link (an empty title counts as none); `BadRequest` naming what is wrong.
+    pub fn new(url: String, title: Option<String>) -> Result<Self, crate::CommandError> {
+        use crate::CommandError::BadRequest;
+        if url.len() > Self::MAX_URL_BYTES {
+            return Err(BadRequest("pinned link URL must be at most 2048 bytes"));
+        }
+        if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(BadRequest("pinned link URL must not contain whitespace or control characters"));
+        }
+        let rest = ["http://", "https://"].iter().find_map(|scheme| {
+            url.get(..scheme.len()).filter(|s| s.eq_ignore_ascii_case(scheme)).map(|_| &url[scheme.len()..])
+        });
+        let Some(rest) = rest else {
+            return Err(BadRequest("pinned link URL must be an absolute http:// or https:// URL"));
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = authority.rsplit('@').next().unwrap_or_default();
+        if host.is_empty() || host.starts_with(':') {
+            return Err(BadRequest("pinned link URL must name a host"));
+        }
+        let title = match title {
+            Some(t) if t.chars().any(char::is_control) => {
+                return Err(BadRequest("pinned link title must not contain control characters"));
+            }
+            Some(t) if t.chars().count() > Self::MAX_TITLE_CHARS => {
+                return Err(BadRequest("pinned link title must be at most 200 characters"));
+            }
+            Some(t) if t.is_empty() => None,
+            t => t,
+        };
+        Ok(Self { url, title })
+    }
 }
 
 /// Head counts. Participants in their grace period count as present.

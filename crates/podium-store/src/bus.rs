@@ -125,6 +125,9 @@ struct ChangesRecord {
     bans: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     guests: Option<Vec<String>>,
+    /// The room's info record, when it changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    info: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -169,6 +172,7 @@ impl Announcement {
             removed: ids(&c.removed),
             bans: c.bans.as_deref().map(ids),
             guests: c.guests.as_deref().map(ids),
+            info: c.info.as_ref().map(codec::encode_info),
         });
         let outputs = self
             .outputs
@@ -222,6 +226,7 @@ impl Announcement {
                 removed: to_ids(c.removed),
                 bans: c.bans.map(to_ids),
                 guests: c.guests.map(to_ids),
+                info: c.info.as_deref().map(codec::decode_info).transpose()?,
             }),
         };
         let outputs = r
@@ -258,7 +263,7 @@ impl Announcement {
 
 #[cfg(test)]
 mod tests {
-    use podium_room::{ParticipantState, Revocation, Role, RoomFields, Settings};
+    use podium_room::{ParticipantState, PinnedLink, Revocation, Role, RoomFields, RoomInfo, Settings};
 
     use super::*;
 
@@ -275,6 +280,7 @@ mod tests {
             join_order: 1,
             stage_since: Some(2),
             hand_raised: None,
+            hand_expires_at: Some(9_000),
             invite: None,
             token_id: Some("jti-1".into()),
             issued_at: 7_000,
@@ -303,6 +309,10 @@ mod tests {
                 removed: vec![ParticipantId::new("bob")],
                 bans: Some(vec![ParticipantId::new("eve")]),
                 guests: None,
+                info: Some(RoomInfo {
+                    description: Some("About\nthis".into()),
+                    pinned_link: Some(PinnedLink { url: "https://x.test".into(), title: None }),
+                }),
             }),
             outputs: vec![
                 Announced::Event { to: Recipients::One(ParticipantId::new("ada")), frame: "{\"type\":\"you\"}".into() },

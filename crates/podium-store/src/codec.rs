@@ -4,10 +4,15 @@
 //! A participant's identity is not in its record: it is the hash field the record is stored under. Optional values
 //! are omitted when `None`. Unknown fields are ignored when decoding, so a newer hub may add fields that an older one
 //! skips; removing or renaming a field needs a migration. Fields added later (`persistent`, `revocations`,
-//! `token_id`, `issued_at`, an invitation's `by_admin`) are omitted at their default and default when missing, so
-//! records written before them decode unchanged.
+//! `token_id`, `issued_at`, an invitation's `by_admin`, `hand_expires_at`) are omitted at their default and default
+//! when missing, so records written before them decode unchanged. The room's info (description, pinned link) is its
+//! own record (the `info` entry of `podium:{room}:meta`, written only when it changes); a room stored before it has
+//! none and loads with an empty one.
 
-use podium_room::{Actor, AdminId, Invite, ParticipantId, ParticipantState, Revocation, Role, RoomFields, Settings};
+use podium_room::{
+    Actor, AdminId, Invite, ParticipantId, ParticipantState, PinnedLink, Revocation, Role, RoomFields, RoomInfo,
+    Settings,
+};
 use serde::{Deserialize, Serialize};
 
 /// The room-level fields (the `fields` entry of `podium:{room}:meta`).
@@ -54,11 +59,29 @@ struct ParticipantRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     hand_raised: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    hand_expires_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     invite: Option<InviteRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     token_id: Option<String>,
     #[serde(default, skip_serializing_if = "is_zero")]
     issued_at: u64,
+}
+
+/// The room's description and pinned link (the `info` entry of `podium:{room}:meta`; `{}` when both are empty).
+#[derive(Serialize, Deserialize)]
+struct InfoRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    link: Option<LinkRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LinkRecord {
+    url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    title: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
@@ -178,6 +201,23 @@ pub(crate) fn decode_fields(text: &str) -> Result<RoomFields, String> {
     })
 }
 
+/// Encodes a room's info (never empty text: `{}` for no info).
+pub(crate) fn encode_info(info: &RoomInfo) -> String {
+    to_json(&InfoRecord {
+        description: info.description.clone(),
+        link: info.pinned_link.as_ref().map(|l| LinkRecord { url: l.url.clone(), title: l.title.clone() }),
+    })
+}
+
+/// Decodes a room's info; an empty text (a room stored before room info existed) is no info.
+pub(crate) fn decode_info(text: &str) -> Result<RoomInfo, String> {
+    if text.is_empty() {
+        return Ok(RoomInfo::default());
+    }
+    let r: InfoRecord = serde_json::from_str(text).map_err(|e| format!("room info: {e}"))?;
+    Ok(RoomInfo { description: r.description, pinned_link: r.link.map(|l| PinnedLink { url: l.url, title: l.title }) })
+}
+
 /// Encodes a participant (without its identity, which is the hash field).
 pub(crate) fn encode_participant(p: &ParticipantState) -> String {
     to_json(&ParticipantRecord {
@@ -190,6 +230,7 @@ pub(crate) fn encode_participant(p: &ParticipantState) -> String {
         join_order: p.join_order,
         stage_since: p.stage_since,
         hand_raised: p.hand_raised,
+        hand_expires_at: p.hand_expires_at,
         invite: p.invite.as_ref().map(InviteRecord::from),
         token_id: p.token_id.clone(),
         issued_at: p.issued_at,
@@ -210,6 +251,7 @@ pub(crate) fn decode_participant(id: &str, text: &str) -> Result<ParticipantStat
         join_order: r.join_order,
         stage_since: r.stage_since,
         hand_raised: r.hand_raised,
+        hand_expires_at: r.hand_expires_at,
         invite: r.invite.map(Invite::from),
         token_id: r.token_id,
         issued_at: r.issued_at,
@@ -238,6 +280,7 @@ mod tests {
             join_order: u64,
             stage_since: Option<u64>,
             hand_raised: Option<u64>,
+            hand_expires_at: Option<u64>,
             invite in proptest::option::of(("\\PC{0,12}", any::<bool>(), any::<u64>())),
             token_id in proptest::option::of("\\PC{0,12}"),
             issued_at: u64,
@@ -253,6 +296,7 @@ mod tests {
                 join_order,
                 stage_since,
                 hand_raised,
+                hand_expires_at,
                 invite: invite.map(|(by, admin, expires_at)| Invite {
                     by: if admin { Actor::Admin(AdminId::new(by)) } else { Actor::Participant(ParticipantId::new(by)) },
                     expires_at,
@@ -310,6 +354,20 @@ mod tests {
         fn fields_round_trip(f in fields()) {
             prop_assert_eq!(decode_fields(&encode_fields(&f)), Ok(f));
         }
+
+        #[test]
+        fn info_round_trips(
+            description in proptest::option::of("\\PC{0,40}"),
+            link in proptest::option::of(("\\PC{0,40}", proptest::option::of("\\PC{0,20}"))),
+        ) {
+            let info = RoomInfo {
+                description,
+                pinned_link: link.map(|(url, title)| PinnedLink { url, title }),
+            };
+            let text = encode_info(&info);
+            prop_assert!(!text.is_empty(), "an empty text means no info was ever stored");
+            prop_assert_eq!(decode_info(&text), Ok(info));
+        }
     }
 
     #[test]
@@ -325,6 +383,7 @@ mod tests {
             join_order: 3,
             stage_since: None,
             hand_raised: Some(7),
+            hand_expires_at: None,
             invite: None,
             token_id: None,
             issued_at: 0,
@@ -334,6 +393,17 @@ mod tests {
             r#"{"name":"Ada","ceiling":"moderator","role":"audience","muted":true,"connected":true,"join_order":3,"hand_raised":7}"#
         );
         assert!(decode_participant("x", "{").is_err());
+        // No info is `{}` (never empty text); a room stored before room info existed has no `info` entry: none.
+        assert_eq!(encode_info(&RoomInfo::default()), "{}");
+        assert_eq!(decode_info(""), Ok(RoomInfo::default()));
+        assert_eq!(
+            encode_info(&RoomInfo {
+                description: Some("Hi".into()),
+                pinned_link: Some(PinnedLink { url: "https://x.test".into(), title: None })
+            }),
+            r#"{"description":"Hi","link":{"url":"https://x.test"}}"#
+        );
+        assert!(decode_info("[").is_err());
         // Records written before token ids, admin invitations, persistence and revocations decode with defaults.
         let old = r#"{"name":"Ada","ceiling":"speaker","role":"audience","muted":true,"connected":true,"join_order":3,"invite":{"by":"m","expires_at":9}}"#;
         let p = decode_participant("ada", old).unwrap();

@@ -7,7 +7,7 @@
 //!
 //! | key                       | type   | contents                                                                 |
 //! |---------------------------|--------|--------------------------------------------------------------------------|
-//! | `podium:{R}:meta`         | hash   | `seq`: the room's sequence number (decimal); `fields`: room fields       |
+//! | `podium:{R}:meta`         | hash   | `seq`: the room's sequence number (decimal); `fields`: room fields; `info`: description and pinned link (written only when they change; absent: none) |
 //! | `podium:{R}:participants` | hash   | identity → participant record                                            |
 //! | `podium:{R}:bans`         | set    | banned identities                                                        |
 //! | `podium:{R}:guests`       | set    | the closed room's guest list                                             |
@@ -81,7 +81,7 @@ pub mod outbox;
 pub use self::op_stats::{OP_LATENCY_BOUNDS, RedisOpStats};
 use outbox::CommitExtras;
 
-/// The commit script. KEYS: meta, participants, bans, guests, presence. ARGV (a fixed header of nine, then
+/// The commit script. KEYS: meta, participants, bans, guests, presence. ARGV (a fixed header of ten, then
 /// variable-length lists in header order):
 ///
 /// | ARGV | contents |
@@ -95,8 +95,9 @@ use outbox::CommitExtras;
 /// | 7 | number of guests (-1: unchanged) |
 /// | 8 | number of announcements (0 or 1) |
 /// | 9 | number of presence entries (0 or 1) |
+/// | 10 | encoded room info (description, pinned link; empty: unchanged), the `info` entry of `meta` |
 ///
-/// From ARGV 10 on: the removed ids, the upserted (id, record) pairs, the bans, the guests, the announcement
+/// From ARGV 11 on: the removed ids, the upserted (id, record) pairs, the bans, the guests, the announcement
 /// (channel, message) pairs, the presence (identity, node) pairs.
 ///
 /// With the optional KEYS 6-8 (the room's webhook outbox list, its outbox state hash and its audit stream, see
@@ -127,7 +128,10 @@ end
 local n_removed, n_upserted = tonumber(ARGV[4]), tonumber(ARGV[5])
 local n_bans, n_guests = tonumber(ARGV[6]), tonumber(ARGV[7])
 local n_announced, n_present = tonumber(ARGV[8]), tonumber(ARGV[9])
-local i = 10
+if ARGV[10] ~= '' then
+  redis.call('HSET', KEYS[1], 'info', ARGV[10])
+end
+local i = 11
 local removed_at = i
 for _ = 1, n_removed do
   redis.call('HDEL', KEYS[2], ARGV[i]); i = i + 1
@@ -181,12 +185,14 @@ return {'ok'}
 ";
 
 /// The load script. KEYS: meta, participants, bans, guests (the first four of [`COMMIT_LUA`]'s). Returns nil (no
-/// such room) or `{seq, fields, {id, record, ...}, bans, guests}`.
+/// such room) or `{seq, fields, {id, record, ...}, bans, guests, info}` (`info` empty for a room stored before it).
 pub const LOAD_LUA: &str = r"
 local seq = redis.call('HGET', KEYS[1], 'seq')
 if not seq then return false end
 local fields = redis.call('HGET', KEYS[1], 'fields') or ''
-return {seq, fields, redis.call('HGETALL', KEYS[2]), redis.call('SMEMBERS', KEYS[3]), redis.call('SMEMBERS', KEYS[4])}
+local info = redis.call('HGET', KEYS[1], 'info') or ''
+return {seq, fields, redis.call('HGETALL', KEYS[2]), redis.call('SMEMBERS', KEYS[3]), redis.call('SMEMBERS', KEYS[4]),
+  info}
 ";
 
 /// Records which node holds a participant's connection without a transition (a session taken over while still
@@ -1360,7 +1366,7 @@ fn commit_args(changes: &Changes, announcement: Option<(&str, &str)>, present: O
     let list_len =
         |l: &Option<Vec<ParticipantId>>| l.as_ref().map_or(-1, |l| i64::try_from(l.len()).unwrap_or(i64::MAX));
     let mut args = Vec::with_capacity(
-        9 + changes.removed.len()
+        10 + changes.removed.len()
             + 2 * changes.upserted.len()
             + changes.bans.as_ref().map_or(0, Vec::len)
             + changes.guests.as_ref().map_or(0, Vec::len)
@@ -1376,6 +1382,7 @@ fn commit_args(changes: &Changes, announcement: Option<(&str, &str)>, present: O
     args.push(list_len(&changes.guests).to_string());
     args.push(usize::from(announcement.is_some()).to_string());
     args.push(usize::from(present.is_some()).to_string());
+    args.push(changes.info.as_ref().map(codec::encode_info).unwrap_or_default());
     args.extend(changes.removed.iter().map(|id| id.as_str().to_owned()));
     for p in &changes.upserted {
         args.push(p.id.as_str().to_owned());
@@ -1391,10 +1398,10 @@ fn commit_args(changes: &Changes, announcement: Option<(&str, &str)>, present: O
     args
 }
 
-type Loaded = (String, String, Vec<String>, Vec<String>, Vec<String>);
+type Loaded = (String, String, Vec<String>, Vec<String>, Vec<String>, String);
 
 fn decode_state(loaded: Loaded) -> Result<RoomState, String> {
-    let (seq, fields, participants, bans, guests) = loaded;
+    let (seq, fields, participants, bans, guests, info) = loaded;
     let seq: u64 = seq.parse().map_err(|e| format!("seq {seq:?}: {e}"))?;
     let fields = codec::decode_fields(&fields)?;
     if participants.len() % 2 != 0 {
@@ -1419,6 +1426,7 @@ fn decode_state(loaded: Loaded) -> Result<RoomState, String> {
         next_order: fields.next_order,
         persistent: fields.persistent,
         revocations: fields.revocations,
+        info: codec::decode_info(&info)?,
         participants: list,
         bans: sorted(bans),
         guests: sorted(guests),

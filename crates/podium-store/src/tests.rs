@@ -1,7 +1,7 @@
 //! Conformance tests every store must pass, run against the in-memory store and against a real `redis-server`
 //! started by the test (see `redis_server.rs`); and the Redis store's durability and concurrency tests.
 
-use podium_room::{Command, Join, ParticipantId, Role, Room, RoomConfig};
+use podium_room::{Command, Join, ParticipantId, PinnedLink, Role, Room, RoomConfig, RoomInfo};
 
 use super::*;
 use crate::redis_server::RedisServer;
@@ -41,6 +41,7 @@ pub(crate) async fn conformance(store: &impl RoomStore) {
         removed: Vec::new(),
         bans: None,
         guests: None,
+        info: None,
     };
     assert_eq!(store.commit("r", &orphan).await, Err(StoreError::Conflict { expected: 3, found: None }));
     assert_eq!(store.load("r").await, Ok(None));
@@ -88,6 +89,30 @@ pub(crate) async fn conformance(store: &impl RoomStore) {
     assert_eq!(changes.bans.as_deref(), Some(&[][..]));
     store.commit("r", &changes).await.expect("commit");
     assert_eq!(store.load("r").await.expect("load"), Some(room.state()));
+
+    // The room's info is stored when it changes (and only then), and cleared; a raised hand keeps its deadline.
+    let info = Command::SetRoomInfo {
+        description: Some(Some("About\nus".into())),
+        pinned_link: Some(Some(PinnedLink { url: "https://example.com/x".into(), title: Some("X".into()) })),
+    };
+    command(&mut room, 1_009, "mod", info);
+    let changes = room.take_changes().expect("changed");
+    assert!(changes.info.is_some() && changes.room.is_none());
+    store.commit("r", &changes).await.expect("commit");
+    let stored = store.load("r").await.expect("load").expect("stored");
+    assert_eq!(stored.info.description.as_deref(), Some("About\nus"));
+    assert!(stored.participants.iter().any(|p| p.hand_expires_at == Some(1_003 + RoomConfig::default().hand_ttl)));
+    assert_eq!(stored, room.state());
+    join(&mut room, 1_010, "c", Role::Moderator); // the room is closed now: a moderator token gets in
+    let changes = room.take_changes().expect("changed");
+    assert!(changes.info.is_none(), "a join does not carry the info");
+    store.commit("r", &changes).await.expect("commit");
+    assert_eq!(store.load("r").await.expect("load"), Some(room.state()), "the info stays when not carried");
+    command(&mut room, 1_011, "mod", Command::SetRoomInfo { description: Some(None), pinned_link: Some(None) });
+    store.commit("r", &room.take_changes().expect("changed")).await.expect("commit");
+    let stored = store.load("r").await.expect("load").expect("stored");
+    assert_eq!(stored.info, RoomInfo::default());
+    assert_eq!(stored, room.state());
 
     // The listing: by name, paged, the removed room gone from it.
     for name in ["r3", "r1", "r2"] {
@@ -463,6 +488,7 @@ async fn presence_follows_commits(store: &RedisStore, server: &RedisServer) {
         removed: Vec::new(),
         bans: None,
         guests: None,
+        info: None,
     };
     let refused = store.commit_present("p", &stale, None, Some(("c", "n3"))).await;
     assert!(matches!(refused, Err(StoreError::Conflict { .. })), "{refused:?}");

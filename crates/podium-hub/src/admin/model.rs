@@ -46,6 +46,51 @@ pub(crate) struct SettingsView {
     pub(crate) stage_capacity: u32,
 }
 
+/// A room's description and pinned link (both absent when unset).
+#[derive(Serialize, ToSchema, Clone, Debug)]
+pub(crate) struct InfoView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pinned_link: Option<LinkView>,
+}
+
+/// A pinned link.
+#[derive(Serialize, Deserialize, ToSchema, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LinkView {
+    /// An absolute `http://` or `https://` URL with a host, at most 2,048 bytes, without whitespace.
+    pub(crate) url: String,
+    /// At most 200 characters, no control characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) title: Option<String>,
+}
+
+/// The description and pinned link to set: an absent field stays as it is, `null` clears it. At least one.
+#[derive(Deserialize, ToSchema, Debug)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SetInfo {
+    /// Plain text, at most 1,000 characters; newlines and tabs allowed, no other control characters.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub(crate) description: Option<Option<String>>,
+    /// The link to pin.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<LinkView>)]
+    pub(crate) pinned_link: Option<Option<LinkView>>,
+    /// At most 256 characters, no control characters; recorded in the audit log and webhooks.
+    pub(crate) reason: Option<String>,
+}
+
+/// Absent (`None`), `null` (`Some(None)`) or a value.
+fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
 /// Head counts.
 #[derive(Serialize, ToSchema, Clone, Copy, Debug)]
 pub(crate) struct CountsView {
@@ -76,6 +121,8 @@ pub(crate) struct RoomInfo {
     /// Never ended by the empty timeout; only an explicit end ends it.
     pub(crate) persistent: bool,
     pub(crate) settings: SettingsView,
+    /// The description and pinned link.
+    pub(crate) info: InfoView,
     pub(crate) counts: CountsView,
     pub(crate) stage: Vec<StageMemberView>,
     /// Banned identities.
@@ -95,6 +142,10 @@ impl RoomInfo {
                 open_mic: view.settings.open_mic,
                 closed: view.settings.closed,
                 stage_capacity: view.settings.stage_capacity,
+            },
+            info: InfoView {
+                description: view.info.description,
+                pinned_link: view.info.pinned_link.map(|l| LinkView { url: l.url, title: l.title }),
             },
             counts: CountsView {
                 stage: view.counts.stage,

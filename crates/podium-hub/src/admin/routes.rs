@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 
 use super::model::{
     Action, ActionBody, ApiRole, CreateRoom, MintToken, MintedToken, NodeList, NodeView, PageQuery, ParticipantInfo,
-    ParticipantPage, ParticipantQuery, ProblemDoc, RevokeBody, RoomInfo, RoomPage, UpdateRoom, WhoAmI,
+    ParticipantPage, ParticipantQuery, ProblemDoc, RevokeBody, RoomInfo, RoomPage, SetInfo, UpdateRoom, WhoAmI,
 };
 use super::{Caller, Shared};
 use crate::auth::{self, Scope};
@@ -102,6 +102,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(whoami))
         .routes(routes!(list_rooms, create_room))
         .routes(routes!(get_room, update_room, end_room))
+        .routes(routes!(set_info))
+        .routes(routes!(clear_hands))
         .routes(routes!(list_participants))
         .routes(routes!(get_participant))
         .routes(routes!(act_on_participant))
@@ -366,6 +368,51 @@ async fn update_room(
     }
     let stored = stored(shared, &room).await?;
     Ok(Json(room_info(shared, stored)))
+}
+
+/// Sets or clears a room's description and pinned link (scope `moderate`), with the same rules as a moderator's
+/// `set_room_info`: everyone in the room gets a `room_info` event.
+#[utoipa::path(patch, path = "/v1/admin/rooms/{room}/info", tag = "admin", params(("room" = String, Path)),
+    request_body = SetInfo,
+    responses((status = 200, description = "OK", body = RoomInfo),
+        (status = 400, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn set_info(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(room): Path<String>,
+    Json(body): Json<SetInfo>,
+) -> ApiResult<Json<RoomInfo>> {
+    caller.require(Scope::Moderate)?;
+    let shared = &state.shared;
+    let link = |l: super::model::LinkView| room::PinnedLink { url: l.url, title: l.title };
+    let cmd = room::Command::SetRoomInfo {
+        description: body.description,
+        pinned_link: body.pinned_link.map(|l| l.map(link)),
+    };
+    command(shared, &caller, &room, cmd, body.reason).await?;
+    let stored = stored(shared, &room).await?;
+    Ok(Json(room_info(shared, stored)))
+}
+
+/// Lowers every raised hand (scope `moderate`), like a moderator's `clear_hands`: each raiser gets `hand_lowered`.
+#[utoipa::path(delete, path = "/v1/admin/rooms/{room}/hands", tag = "admin", params(("room" = String, Path)),
+    request_body(content = ActionBody, description = "Optional"),
+    responses((status = 204, description = "Done"),
+        (status = 400, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn clear_hands(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(room): Path<String>,
+    body: Option<Json<ActionBody>>,
+) -> ApiResult<StatusCode> {
+    caller.require(Scope::Moderate)?;
+    let reason = body.and_then(|Json(b)| b.reason);
+    command(&state.shared, &caller, &room, room::Command::ClearHands, reason).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Ends a room for everyone (scope `admin`); a persistent room is gone with its bans and guest list.

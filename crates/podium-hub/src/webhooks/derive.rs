@@ -33,6 +33,8 @@ pub(crate) struct Derived {
     pub(crate) actor: Option<String>,
     pub(crate) reason: Option<String>,
     pub(crate) settings: Option<podium_proto::RoomSettings>,
+    /// `room.info_changed`: the description and pinned link now.
+    pub(crate) info: Option<podium_proto::RoomInfo>,
 }
 
 /// Event types that are moderation actions (audited whoever the target is).
@@ -45,15 +47,21 @@ const MODERATION: &[&str] = &[
     "guest.added",
     "guest.removed",
     "room.settings_changed",
+    "room.info_changed",
 ];
 
 /// Event types that are moderation actions when someone did them to another participant.
-const ON_OTHERS: &[&str] =
-    &["participant.promoted", "participant.moved_to_audience", "participant.muted", "participant.invited"];
+const ON_OTHERS: &[&str] = &[
+    "participant.promoted",
+    "participant.moved_to_audience",
+    "participant.muted",
+    "participant.invited",
+    "hand.lowered",
+];
 
 impl Derived {
     fn new(kind: &'static str) -> Self {
-        Self { kind, participant: None, actor: None, reason: None, settings: None }
+        Self { kind, participant: None, actor: None, reason: None, settings: None, info: None }
     }
 
     /// True when the audit log records it.
@@ -102,8 +110,8 @@ fn bare(id: &ParticipantId) -> WebhookParticipant {
     WebhookParticipant { id: id.as_str().to_owned(), name: None, role: None, previous_role: None }
 }
 
-/// The events of one committed transition, in a fixed order: room started, joins, stage changes, removals,
-/// bans, guests, settings, room ended. Also the audience size after it.
+/// The events of one committed transition, in a fixed order: room started, joins, stage changes (and hands),
+/// removals, bans, guests, settings, info, room ended. Also the audience size after it.
 pub(crate) fn derive(
     before: Option<&RoomState>,
     changes: &Changes,
@@ -161,7 +169,13 @@ pub(crate) fn derive(
         if old.hand_raised.is_none() && p.hand_raised.is_some() {
             add(&mut out, "hand.raised", Some(who(p, Some(p.role), None)), actor.clone());
         } else if old.hand_raised.is_some() && p.hand_raised.is_none() && p.role == Role::Audience {
-            add(&mut out, "hand.lowered", Some(who(p, Some(p.role), None)), actor.clone());
+            let at = add(&mut out, "hand.lowered", Some(who(p, Some(p.role), None)), actor.clone());
+            // Cleared by a moderator: their reason. Lowered by the room's timer (no request): it expired.
+            at.reason = match &actor {
+                Some(_) => reason.clone(),
+                None if expired(outputs, &p.id) => Some("expired".to_owned()),
+                None => None,
+            };
         }
         if old.invite.is_none()
             && let Some(invite) = &p.invite
@@ -212,9 +226,25 @@ pub(crate) fn derive(
         at.settings = Some(convert::settings(&after.settings));
         at.reason.clone_from(&reason);
     }
+    if before.info != after.info {
+        let at = add(&mut out, "room.info_changed", None, actor.clone());
+        at.info = Some(convert::info(&after.info));
+        at.reason.clone_from(&reason);
+    }
     out.extend(ended(outputs));
     let audience = after.participants.iter().filter(|p| p.role == Role::Audience).count();
     (out, u64::try_from(audience).unwrap_or(u64::MAX))
+}
+
+/// Whether the outputs tell `id` that their hand expired.
+fn expired(outputs: &[room::Output], id: &ParticipantId) -> bool {
+    outputs.iter().any(|o| {
+        matches!(o, room::Output::Event {
+            to: room::Recipients::One(to),
+            event: room::Event::HandLowered(room::HandLowered::Expired),
+            ..
+        } if to == id)
+    })
 }
 
 fn ended(outputs: &[room::Output]) -> Vec<Derived> {
@@ -328,6 +358,43 @@ mod tests {
             step(&mut room, &mut c, Some("m"), |r| cmd(r, 1_009, &m, Command::EndRoom)),
             ["room.ended - by m (moderator) audited"]
         );
+    }
+
+    #[test]
+    fn room_info_and_lowered_hands_become_events() {
+        let config = RoomConfig { hand_ttl: 1_000, ..RoomConfig::default() };
+        let mut room = Room::new("r", config, 1_000);
+        let mut c = None;
+        let m = ParticipantId::new("m");
+        step(&mut room, &mut c, None, |r| join(r, 1_000, "m", Role::Moderator));
+        for (now, who) in [(1_001, "a"), (1_002, "b")] {
+            step(&mut room, &mut c, None, |r| join(r, now, who, Role::Speaker));
+            let id = ParticipantId::new(who);
+            step(&mut room, &mut c, Some(who), |r| drop(r.handle_command(now, &id, Command::RaiseHand)));
+        }
+        let info = Command::SetRoomInfo { description: Some(Some("About".into())), pinned_link: None };
+        assert_eq!(
+            step(&mut room, &mut c, Some("m"), |r| drop(r.handle_command(1_003, &m, info))),
+            ["room.info_changed - by m (-) audited"]
+        );
+        // a's hand expires (the room's timer: no actor, reason "expired"); then m clears b's.
+        assert_eq!(step(&mut room, &mut c, None, |r| r.handle_timeout(2_001)), ["hand.lowered a by - (expired)"]);
+        let cause = Cause { reason: Some("next".into()), ..Cause::websocket(&m) };
+        clear_hands(&mut room, &mut c, &cause);
+    }
+
+    /// `clear_hands` from `cause`'s actor: one audited `hand.lowered` per hand, with the moderator's reason.
+    fn clear_hands(room: &mut Room, committed: &mut Option<RoomState>, cause: &Cause) {
+        let by = podium_room::Actor::Participant(ParticipantId::new(cause.actor.as_str()));
+        room.handle_command_as(2_002, &by, Command::ClearHands, cause.reason.as_deref()).expect("accepted");
+        let outputs: Vec<_> = std::iter::from_fn(|| room.poll_output()).collect();
+        let changes = room.take_changes().expect("changed");
+        let (events, _) = derive(committed.as_ref(), &changes, &outputs, Some(cause));
+        let seen: Vec<_> =
+            events.iter().map(|d| (d.kind, d.actor.as_deref(), d.reason.as_deref(), d.audited())).collect();
+        assert_eq!(seen, [("hand.lowered", Some("m"), Some("next"), true)]);
+        let d = &events[0];
+        assert_eq!(d.participant.as_ref().map(|p| p.id.as_str()), Some("b"));
     }
 
     #[test]

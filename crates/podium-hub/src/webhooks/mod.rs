@@ -296,6 +296,7 @@ impl Hooks {
                     reason: d.reason,
                     via: via.clone(),
                     settings: d.settings,
+                    info: d.info,
                     ..WebhookData::default()
                 };
                 add(d.kind, data);

@@ -11,7 +11,7 @@ impl Room {
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut join_orders = HashSet::new();
-        let (mut n_hands, mut n_invites, mut n_graces) = (0, 0, 0);
+        let (mut n_hands, mut n_invites, mut n_graces, mut n_expiring) = (0, 0, 0, 0);
         for (id, p) in &self.participants {
             let who = id.as_str();
             if &p.id != id {
@@ -56,6 +56,12 @@ impl Room {
                     return Err(format!("{who}: bad hand"));
                 }
             }
+            if let Some(at) = p.hand_expires_at {
+                n_expiring += 1;
+                if p.hand_raised.is_none() || !self.hand_expiry.contains(&(at, id.clone())) {
+                    return Err(format!("{who}: hand expiry without a raised hand, or missing from its index"));
+                }
+            }
             if let Some(invite) = &p.invite {
                 n_invites += 1;
                 if p.role != Role::Audience
@@ -74,8 +80,12 @@ impl Room {
         if self.audience.len() + self.stage.len() != self.participants.len() {
             return Err("audience + stage != participants".into());
         }
-        if self.hands.len() != n_hands || self.invites.len() != n_invites || self.graces.len() != n_graces {
-            return Err("stale entries in the hand, invitation or grace index".into());
+        if self.hands.len() != n_hands
+            || self.invites.len() != n_invites
+            || self.graces.len() != n_graces
+            || self.hand_expiry.len() != n_expiring
+        {
+            return Err("stale entries in the hand, hand expiry, invitation or grace index".into());
         }
         if self.stage.len() > sat_usize(self.settings.stage_capacity) {
             return Err(format!("stage {} over capacity {}", self.stage.len(), self.settings.stage_capacity));

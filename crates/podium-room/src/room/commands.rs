@@ -7,9 +7,9 @@ use std::ops::Bound;
 
 use super::Room;
 use crate::command::{AudienceEntry, AudiencePage, Command, CommandError, Reply};
-use crate::event::{DisconnectReason, EndReason, Event, Output, Recipients, StageCause};
+use crate::event::{DisconnectReason, EndReason, Event, HandLowered, Output, Recipients, StageCause};
 use crate::state::{Invite, ParticipantState, Revocation};
-use crate::types::{Actor, AdminId, Millis, ParticipantId, Reason, Role, Settings, sat_usize};
+use crate::types::{Actor, AdminId, Millis, ParticipantId, PinnedLink, Reason, Role, RoomInfo, Settings, sat_usize};
 
 const NOT_IN_ROOM: &str = "you are not in this room";
 const NO_TARGET: &str = "no such participant in this room";
@@ -55,6 +55,8 @@ fn who_may(command: &Command) -> May {
         | Command::RevokeModerator { .. }
         | Command::Handover { .. }
         | Command::UpdateSettings { .. }
+        | Command::SetRoomInfo { .. }
+        | Command::ClearHands
         | Command::InviteToRoom { .. }
         | Command::UninviteFromRoom { .. }
         | Command::ListAudience { .. }
@@ -169,6 +171,10 @@ impl Room {
             Command::UpdateSettings { open_mic, closed, stage_capacity } => {
                 self.update_settings(now, role, open_mic, closed, stage_capacity)
             }
+            Command::SetRoomInfo { description, pinned_link } => {
+                self.set_room_info(now, role, description, pinned_link)
+            }
+            Command::ClearHands => self.clear_hands(now, act),
             Command::InviteToRoom { identity } => self.guest_list(now, role, identity, true),
             Command::UninviteFromRoom { identity } => self.guest_list(now, role, identity, false),
             Command::ListAudience { after, limit } => self.list_audience(role, after, limit),
@@ -208,7 +214,7 @@ impl Room {
             self.emit_stage(StageCause::Promoted { id: from.clone(), by: None, reason: None });
             Reply::Hand { position: None, promoted: true }
         } else {
-            let position = self.raise_hand(from, &mut tx);
+            let position = self.raise_hand(from, now, &mut tx);
             Reply::Hand { position: Some(position), promoted: false }
         };
         self.finish(now, tx);
@@ -671,6 +677,57 @@ impl Room {
         self.settings = new;
         self.fields_dirty = true;
         self.emit(Recipients::Everyone, Event::Settings(new));
+        self.finish(now, tx);
+        Ok(Reply::Done)
+    }
+
+    fn set_room_info(
+        &mut self,
+        now: Millis,
+        role: Role,
+        description: Option<Option<String>>,
+        pinned_link: Option<Option<PinnedLink>>,
+    ) -> Outcome {
+        require_moderator(role)?;
+        if description.is_none() && pinned_link.is_none() {
+            return Err(CommandError::BadRequest("nothing to update: give description and/or pinned_link"));
+        }
+        let description = match description {
+            None => self.info.description.clone(),
+            Some(text) => text.map(RoomInfo::check_description).transpose()?.flatten(),
+        };
+        let pinned_link = match pinned_link {
+            None => self.info.pinned_link.clone(),
+            Some(link) => link.map(|l| PinnedLink::new(l.url, l.title)).transpose()?,
+        };
+        let info = RoomInfo { description, pinned_link };
+        if info == self.info {
+            return Ok(Reply::Done);
+        }
+        let tx = self.begin();
+        self.info = info.clone();
+        self.info_dirty = true;
+        self.emit(Recipients::Everyone, Event::RoomInfo(info));
+        self.finish(now, tx);
+        Ok(Reply::Done)
+    }
+
+    /// Lowers every raised hand in one transition; each raiser gets `HandLowered { Cleared }` and a `You`, the
+    /// moderators one `HandQueue`. No hands: a no-op.
+    fn clear_hands(&mut self, now: Millis, act: &Act) -> Outcome {
+        require_moderator(act.role)?;
+        if self.hands.is_empty() {
+            return Ok(Reply::Done);
+        }
+        let mut tx = self.begin();
+        let raised: Vec<ParticipantId> = self.hands.values().cloned().collect();
+        for id in &raised {
+            self.clear_hand(id, &mut tx);
+        }
+        for id in raised {
+            let cause = HandLowered::Cleared { by: act.by.clone(), reason: act.reason.clone() };
+            self.emit(Recipients::One(id), Event::HandLowered(cause));
+        }
         self.finish(now, tx);
         Ok(Reply::Done)
     }

@@ -15,11 +15,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use crate::command::{CommandError, Join, Joined};
 use crate::event::{
-    EndReason, Event, Output, ParticipantSummary, ParticipantView, Recipients, RoomView, Snapshot, StageCause,
-    StageMember,
+    EndReason, Event, HandLowered, Output, ParticipantSummary, ParticipantView, Recipients, RoomView, Snapshot,
+    StageCause, StageMember,
 };
 use crate::state::{ParticipantState, Revocation};
-use crate::types::{Counts, Millis, ParticipantId, Role, RoomConfig, Settings, sat_u32};
+use crate::types::{Counts, Millis, ParticipantId, Role, RoomConfig, RoomInfo, Settings, sat_u32};
 
 /// The state machine of one room. See the crate documentation for the run-loop contract and the rules.
 #[derive(Debug)]
@@ -39,6 +39,8 @@ pub struct Room {
     persistent: bool,
     /// Revocations, ordered by `until` first (the next to lapse is the first).
     revocations: BTreeSet<Revocation>,
+    /// Description and pinned link.
+    info: RoomInfo,
 
     // Indexes, always consistent with `participants` (see `check_invariants`).
     /// `join_order → id` for every audience member.
@@ -51,6 +53,8 @@ pub struct Room {
     graces: BTreeSet<(Millis, ParticipantId)>,
     /// `(expires_at, id)` for every open invitation.
     invites: BTreeSet<(Millis, ParticipantId)>,
+    /// `(hand_expires_at, id)` for every raised hand that expires.
+    hand_expiry: BTreeSet<(Millis, ParticipantId)>,
 
     outputs: VecDeque<Output>,
 
@@ -65,6 +69,7 @@ pub struct Room {
     fields_dirty: bool,
     bans_dirty: bool,
     guests_dirty: bool,
+    info_dirty: bool,
 }
 
 /// Bookkeeping for one accepted transition.
@@ -166,11 +171,13 @@ impl Room {
             guests: BTreeSet::new(),
             persistent: false,
             revocations: BTreeSet::new(),
+            info: RoomInfo::default(),
             audience: BTreeMap::new(),
             stage: BTreeMap::new(),
             hands: BTreeMap::new(),
             graces: BTreeSet::new(),
             invites: BTreeSet::new(),
+            hand_expiry: BTreeSet::new(),
             outputs: VecDeque::new(),
             counts_sent: None,
             counts_flush_at: None,
@@ -179,6 +186,7 @@ impl Room {
             fields_dirty: false,
             bans_dirty: false,
             guests_dirty: false,
+            info_dirty: false,
         }
     }
 
@@ -230,6 +238,7 @@ impl Room {
             join_order,
             stage_since,
             hand_raised: None,
+            hand_expires_at: None,
             invite: None,
             token_id: join.token_id,
             issued_at: join.issued_at,
@@ -341,7 +350,7 @@ impl Room {
         self.finish(now, tx);
     }
 
-    /// Time passed: expires grace periods (each a leave) and invitations, ends a room empty for too long, and
+    /// Time passed: expires grace periods (each a leave), invitations and raised hands, ends a room empty for too long, and
     /// sends coalesced head counts. Call when [`Room::poll_timeout`] is due (calling early or late is harmless).
     pub fn handle_timeout(&mut self, now: Millis) {
         if self.ended {
@@ -373,6 +382,19 @@ impl Room {
                 self.finish(now, tx);
             }
         }
+        while let Some((expires_at, id)) = self.hand_expiry.first().cloned() {
+            if expires_at > now {
+                break;
+            }
+            self.hand_expiry.remove(&(expires_at, id.clone()));
+            let expired = self.participants.get(&id).is_some_and(|p| p.hand_expires_at == Some(expires_at));
+            if expired {
+                let mut tx = self.begin();
+                self.clear_hand(&id, &mut tx);
+                self.emit(Recipients::One(id), Event::HandLowered(HandLowered::Expired));
+                self.finish(now, tx);
+            }
+        }
         if self.revocations.first().is_some_and(|r| r.until <= now) {
             let tx = self.begin();
             self.prune_revocations(now);
@@ -398,8 +420,8 @@ impl Room {
 
     // ----------------------------------------------------------------------------------------------- outputs
 
-    /// The earliest time [`Room::handle_timeout`] has work: a grace period, invitation or revocation ending, a
-    /// counts flush, or the empty room's end (not for a persistent room). `None` when there is nothing to wait for
+    /// The earliest time [`Room::handle_timeout`] has work: a grace period, invitation, raised hand or revocation
+    /// ending, a counts flush, or the empty room's end (not for a persistent room). `None` when there is nothing to wait for
     /// (or the room ended).
     pub fn poll_timeout(&self) -> Option<Millis> {
         if self.ended {
@@ -413,6 +435,7 @@ impl Room {
         [
             self.graces.first().map(|g| g.0),
             self.invites.first().map(|i| i.0),
+            self.hand_expiry.first().map(|h| h.0),
             self.revocations.first().map(|r| r.until),
             self.counts_flush_at,
             empty_end,
@@ -473,6 +496,7 @@ impl Room {
             seq: self.seq,
             settings: self.settings,
             persistent: self.persistent,
+            info: self.info.clone(),
             stage: self.stage(),
             counts: self.counts(),
             hands: (self.hand_summaries(), self.hands.len()),
@@ -536,6 +560,7 @@ impl Room {
             room: self.name.clone(),
             seq: self.seq,
             settings: self.settings,
+            info: self.info.clone(),
             stage: self.stage(),
             counts: self.counts(),
             you: self.your_state(p, self.hand_position(p)),
@@ -546,6 +571,11 @@ impl Room {
     /// Current settings.
     pub fn settings(&self) -> Settings {
         self.settings
+    }
+
+    /// The description and pinned link.
+    pub fn info(&self) -> &RoomInfo {
+        &self.info
     }
 
     /// The whole hand queue, oldest first.

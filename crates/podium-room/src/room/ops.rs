@@ -4,7 +4,7 @@
 use super::{Room, Tx};
 use crate::event::{Event, InviteView, ParticipantSummary, Recipients, StageCause, YourState};
 use crate::state::{Invite, ParticipantState};
-use crate::types::{ParticipantId, Role, sat_u32, sat_usize};
+use crate::types::{Millis, ParticipantId, Role, sat_u32, sat_usize};
 
 impl Room {
     /// A participant for mutation, marked changed for the store.
@@ -60,23 +60,34 @@ impl Room {
         tx.you(id);
     }
 
-    /// Lowers a raised hand (nothing if not raised).
+    /// Lowers a raised hand (nothing if not raised), with its expiry.
     pub(super) fn clear_hand(&mut self, id: &ParticipantId, tx: &mut Tx) {
-        let Some(key) = self.participants.get(id).and_then(|p| p.hand_raised) else { return };
+        let Some(p) = self.participants.get(id) else { return };
+        let Some(key) = p.hand_raised else { return };
+        if let Some(at) = p.hand_expires_at {
+            self.hand_expiry.remove(&(at, id.clone()));
+        }
         self.hands.remove(&key);
         if let Some(p) = self.pm(id) {
             p.hand_raised = None;
+            p.hand_expires_at = None;
         }
         tx.hand_removed(key);
         tx.you(id);
     }
 
-    /// Raises a hand at the end of the queue; returns its 1-based position.
-    pub(super) fn raise_hand(&mut self, id: &ParticipantId, tx: &mut Tx) -> u32 {
+    /// Raises a hand at the end of the queue, expiring `hand_ttl` after `now` (never with 0); returns its 1-based
+    /// position.
+    pub(super) fn raise_hand(&mut self, id: &ParticipantId, now: Millis, tx: &mut Tx) -> u32 {
         let key = self.take_order();
+        let expires_at = (self.config.hand_ttl > 0).then(|| now.saturating_add(self.config.hand_ttl));
         self.hands.insert(key, id.clone());
+        if let Some(at) = expires_at {
+            self.hand_expiry.insert((at, id.clone()));
+        }
         if let Some(p) = self.pm(id) {
             p.hand_raised = Some(key);
+            p.hand_expires_at = expires_at;
         }
         tx.hands_changed = true;
         tx.you(id);
@@ -125,6 +136,9 @@ impl Room {
         if let Some(key) = p.hand_raised {
             self.hands.remove(&key);
             tx.hand_removed(key);
+        }
+        if let Some(at) = p.hand_expires_at {
+            self.hand_expiry.remove(&(at, id.clone()));
         }
         if let Some(invite) = &p.invite {
             self.invites.remove(&(invite.expires_at, id.clone()));
@@ -200,6 +214,7 @@ impl Room {
             ceiling: p.ceiling,
             muted: p.muted,
             hand_position,
+            hand_expires_at: p.hand_expires_at.filter(|_| p.hand_raised.is_some()),
             invite: p.invite.as_ref().map(|i| InviteView { by: i.by.clone(), expires_at: i.expires_at }),
         }
     }

@@ -21,6 +21,7 @@ impl Room {
             next_order: self.next_order,
             persistent: self.persistent,
             revocations: self.revocations.iter().cloned().collect(),
+            info: self.info.clone(),
             participants,
             bans: self.bans.iter().cloned().collect(),
             guests: self.guests.iter().cloned().collect(),
@@ -47,6 +48,7 @@ impl Room {
         room.bans = state.bans.into_iter().collect();
         room.guests = state.guests.into_iter().collect();
         room.persistent = state.persistent;
+        room.info = state.info;
         let revocations_sorted = state.revocations.is_sorted() && {
             let mut unique = state.revocations.clone();
             unique.dedup();
@@ -94,9 +96,15 @@ impl Room {
                     p.hand_raised = Some(key);
                     room.hands.insert(key, p.id.clone());
                 }
+                if let Some(at) = p.hand_expires_at.filter(|_| p.hand_raised.is_some()) {
+                    room.hand_expiry.insert((at, p.id.clone()));
+                }
                 if let Some(invite) = &p.invite {
                     room.invites.insert((invite.expires_at, p.id.clone()));
                 }
+            }
+            if p.hand_raised.is_none() {
+                p.hand_expires_at = None;
             }
             if p.connected {
                 p.grace_deadline = None;
@@ -127,6 +135,7 @@ impl Room {
             room.fields_dirty = true;
             room.bans_dirty = true;
             room.guests_dirty = true;
+            room.info_dirty = true;
             room.dirty = room.participants.keys().cloned().chain(dropped).collect();
         }
         room
@@ -144,7 +153,8 @@ impl Room {
             || !self.dirty.is_empty()
             || self.fields_dirty
             || self.bans_dirty
-            || self.guests_dirty;
+            || self.guests_dirty
+            || self.info_dirty;
         if pending || changes.base_seq != self.seq || changes.seq < changes.base_seq {
             return false;
         }
@@ -164,6 +174,9 @@ impl Room {
         }
         if let Some(guests) = &changes.guests {
             self.guests = guests.iter().cloned().collect();
+        }
+        if let Some(info) = &changes.info {
+            self.info.clone_from(info);
         }
         for id in changes.removed.iter().chain(changes.upserted.iter().map(|p| &p.id)) {
             self.unindex(id);
@@ -195,6 +208,9 @@ impl Room {
         {
             self.hands.remove(&key);
         }
+        if let Some(at) = p.hand_expires_at {
+            self.hand_expiry.remove(&(at, id.clone()));
+        }
         if let Some(deadline) = p.grace_deadline {
             self.graces.remove(&(deadline, id.clone()));
         }
@@ -217,6 +233,9 @@ impl Room {
         if let Some(key) = p.hand_raised {
             self.hands.insert(key, id.clone());
         }
+        if let Some(at) = p.hand_expires_at {
+            self.hand_expiry.insert((at, id.clone()));
+        }
         if let Some(deadline) = p.grace_deadline {
             self.graces.insert((deadline, id.clone()));
         }
@@ -233,7 +252,8 @@ impl Room {
             && self.dirty.is_empty()
             && !self.fields_dirty
             && !self.bans_dirty
-            && !self.guests_dirty;
+            && !self.guests_dirty
+            && !self.info_dirty;
         if nothing {
             return None;
         }
@@ -263,11 +283,13 @@ impl Room {
             removed,
             bans: self.bans_dirty.then(|| self.bans.iter().cloned().collect()),
             guests: self.guests_dirty.then(|| self.guests.iter().cloned().collect()),
+            info: self.info_dirty.then(|| self.info.clone()),
         };
         self.base_seq = self.seq;
         self.fields_dirty = false;
         self.bans_dirty = false;
         self.guests_dirty = false;
+        self.info_dirty = false;
         Some(changes)
     }
 }

@@ -8,6 +8,7 @@
 
 mod admin;
 mod handover;
+mod info_hands;
 mod props;
 mod rules;
 mod scenario;

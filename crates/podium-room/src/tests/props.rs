@@ -8,9 +8,9 @@ use proptest::option;
 use proptest::prelude::*;
 
 use super::*;
-use crate::Settings;
 use crate::conformance::{Checker, Step};
 use crate::state::{Invite, ParticipantState};
+use crate::{PinnedLink, RoomInfo, Settings};
 
 use Command as C;
 use Role::{Audience, Moderator, Speaker};
@@ -31,6 +31,7 @@ fn config() -> RoomConfig {
         max_page: 3,
         revocation_ttl: 700,
         max_revocations: 2,
+        hand_ttl: 300,
         ..RoomConfig::default()
     }
 }
@@ -44,8 +45,9 @@ fn any_config() -> impl Strategy<Value = RoomConfig> {
         prop_oneof![Just(0u64), Just(200)],
         prop_oneof![Just(0u64), Just(50)],
         prop::bool::weighted(0.25),
+        prop_oneof![Just(0u64), Just(300)],
     )
-        .prop_map(|(stage_capacity, open_mic, closed, grace, counts_interval, persistent)| RoomConfig {
+        .prop_map(|(stage_capacity, open_mic, closed, grace, counts_interval, persistent, hand_ttl)| RoomConfig {
             stage_capacity,
             open_mic,
             closed,
@@ -53,6 +55,7 @@ fn any_config() -> impl Strategy<Value = RoomConfig> {
             counts_interval,
             persistent,
             invite_ttl: grace * 5,
+            hand_ttl,
             ..config()
         })
 }
@@ -160,6 +163,35 @@ fn command() -> impl Strategy<Value = Command> {
             token_id: token.map(|i| TOKENS[i].to_owned()),
         }),
         1 => any::<bool>().prop_map(|persistent| C::SetPersistent { persistent }),
+        2 => (room_info_text(), room_info_link()).prop_map(|(description, pinned_link)| C::SetRoomInfo {
+            description,
+            pinned_link,
+        }),
+        2 => Just(C::ClearHands),
+    ]
+}
+
+/// A description to set: leave it, clear it, a good one, or one that is refused.
+fn room_info_text() -> impl Strategy<Value = Option<Option<String>>> {
+    prop_oneof![
+        2 => Just(None),
+        1 => Just(Some(None)),
+        1 => Just(Some(Some(String::new()))),
+        2 => prop_oneof![Just("one"), Just("two\nlines")].prop_map(|t| Some(Some(t.to_owned()))),
+        1 => prop_oneof![Just("x".repeat(1_001)), Just("bell\u{7}".to_owned())].prop_map(|t| Some(Some(t))),
+    ]
+}
+
+/// A pinned link to set: leave it, clear it, a good one, or one that is refused.
+fn room_info_link() -> impl Strategy<Value = Option<Option<PinnedLink>>> {
+    let link = |url: &str, title: Option<&str>| PinnedLink { url: url.into(), title: title.map(Into::into) };
+    prop_oneof![
+        2 => Just(None),
+        1 => Just(Some(None)),
+        2 => Just(Some(Some(link("https://example.com/a", Some("A"))))),
+        1 => Just(Some(Some(link("http://example.com", None)))),
+        1 => Just(Some(Some(link("javascript:alert(1)", None)))),
+        1 => Just(Some(Some(link("https://", Some("no host"))))),
     ]
 }
 
@@ -339,9 +371,22 @@ fn arbitrary_state() -> impl Strategy<Value = RoomState> {
         option::of(small()),
         option::of(small()),
         option::of((0..IDS.len(), small())),
+        option::of(small()),
     )
         .prop_map(
-            |(who, ceiling, role, muted, connected, grace_deadline, join_order, stage_since, hand_raised, invite)| {
+            |(
+                who,
+                ceiling,
+                role,
+                muted,
+                connected,
+                grace_deadline,
+                join_order,
+                stage_since,
+                hand_raised,
+                invite,
+                hand_expires_at,
+            )| {
                 ParticipantState {
                     id: pid(IDS[who]),
                     name: IDS[who].into(),
@@ -353,6 +398,7 @@ fn arbitrary_state() -> impl Strategy<Value = RoomState> {
                     join_order,
                     stage_since,
                     hand_raised,
+                    hand_expires_at,
                     invite: invite.map(|(by, expires_at)| Invite { by: act(IDS[by]), expires_at }),
                     token_id: None,
                     issued_at: 0,
@@ -380,6 +426,7 @@ fn arbitrary_state() -> impl Strategy<Value = RoomState> {
             guests: vec![],
             persistent: false,
             revocations: vec![],
+            info: RoomInfo::default(),
         })
 }
 

@@ -113,7 +113,7 @@ fn resume_keeps_role_mute_and_hand_and_announces_reconnection() {
     assert!(h.join_as("b", Speaker, None).unwrap().resumed);
     assert_eq!(h.drain(), vec![], "an audience member's reconnection is not announced");
     assert_eq!(h.room.participant(&pid("b")).unwrap().hand_position, Some(2));
-    assert_eq!(h.room.poll_timeout(), None, "grace periods are cancelled");
+    assert_eq!(h.room.poll_timeout(), Some(900_000), "grace periods are cancelled; the first hand's expiry is next");
     assert!(h.at(10_000).is_empty());
     assert_eq!(h.room.len(), 4);
 }
@@ -193,7 +193,14 @@ fn grace_expiry_removes_like_a_leave() {
         yous(&out),
         vec![(
             "c".into(),
-            YourState { role: Audience, ceiling: Speaker, muted: true, hand_position: Some(1), invite: None }
+            YourState {
+                role: Audience,
+                ceiling: Speaker,
+                muted: true,
+                hand_position: Some(1),
+                hand_expires_at: Some(900_000),
+                invite: None
+            }
         )]
     );
     assert!(events(&out).iter().any(|e| matches!(e, Event::HandQueue { total: 1, .. })));
@@ -401,7 +408,14 @@ fn invite_accept_decline_cancel_and_expire() {
         yous(&out),
         vec![(
             "a".into(),
-            YourState { role: Audience, ceiling: Speaker, muted: true, hand_position: None, invite: invite.clone() }
+            YourState {
+                role: Audience,
+                ceiling: Speaker,
+                muted: true,
+                hand_position: None,
+                hand_expires_at: None,
+                invite: invite.clone()
+            }
         )]
     );
     // Same moderator, same time: nothing to refresh.
