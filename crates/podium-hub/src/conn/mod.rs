@@ -29,7 +29,7 @@ use podium_proto::{self as proto, CloseCode, ErrorCode, Request, RequestId, Serv
 use podium_room::ParticipantId;
 use tokio::io::ReadHalf;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
@@ -37,7 +37,7 @@ use tracing::debug;
 
 use self::frames::{FrameReader, ReadError};
 pub(crate) use self::writer::{EventRefused, Queue};
-use self::writer::{Out, Outbox, Stalled, WriterEnd};
+use self::writer::{Out, Outbox, Stalled, Wake, WriterEnd};
 use crate::admission::Ticket;
 use crate::auth::AuthError;
 use crate::convert;
@@ -60,8 +60,16 @@ const ANSWER_BEFORE_CLOSE: Duration = Duration::from_millis(200);
 
 /// Runs an upgraded websocket connection to its end (`crate::http` did the handshake). `read_buf` holds what was
 /// read past the handshake request; `ticket` is the connection's admission, given back when it joins.
-pub(crate) async fn run(shared: Arc<Shared>, stream: Stream, read_buf: Vec<u8>, conn_id: u64, ticket: Ticket) {
-    Box::pin(Connection::new(shared, stream, read_buf, conn_id, ticket).run()).await;
+///
+/// The connection's future is boxed here, so the task that awaits it holds only the box (not its arguments too).
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    stream: Stream,
+    read_buf: Vec<u8>,
+    conn_id: u64,
+    ticket: Ticket,
+) -> Pin<Box<impl Future<Output = ()> + Send>> {
+    Box::pin(Connection::new(shared, stream, read_buf, conn_id, ticket).run())
 }
 
 /// The state of a joined connection.
@@ -157,7 +165,8 @@ impl Connection {
         self.leave_room();
         let (sink, end) = match written {
             Some(done) => done,
-            None => self.close(stop, writer.as_mut(), write_timeout).await,
+            // Boxed: closing's timers exist only while it runs.
+            None => Box::pin(self.close(stop, writer.as_mut(), write_timeout)).await,
         };
         if end == WriterEnd::TimedOut {
             debug!("the client stopped reading; dropping its connection");
@@ -175,22 +184,26 @@ impl Connection {
     /// The reader: reads and answers requests, keeps the deadlines, until the connection should close.
     async fn read(&mut self) -> Stop {
         let auth_deadline = Instant::now() + Duration::from_millis(self.shared.config.auth.auth_timeout_ms);
-        let mut ping = tokio::time::interval(self.shared.config.heartbeat_interval());
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        ping.reset();
+        let ping_interval = self.shared.config.heartbeat_interval();
+        let mut next_ping = Instant::now() + ping_interval;
         let heartbeat_timeout = Duration::from_millis(self.shared.config.limits.heartbeat_timeout_ms);
         let mut shutdown = self.shared.shutdown_rx();
+        // One timer for the auth deadline (until joined) and the pings (a tokio `Interval` would box its own).
+        let timer = tokio::time::sleep_until(next_ping.min(auth_deadline));
+        tokio::pin!(timer);
         loop {
             let joined = self.joined.is_some();
             // Read on only while answering cannot wait for the writer (see `writer`).
             let room = self.outbox.has_room();
             tokio::select! {
                 biased;
-                code = self.outbox.close_requested() => return Stop::Close(code),
-                () = self.outbox.writer_gone() => return Stop::Gone,
+                // A close asked for, the writer gone, or (while the outbox is full) room in it: one wait for all.
+                wake = self.outbox.wake(!room) => match wake {
+                    Wake::Close(code) => return Stop::Close(code),
+                    Wake::WriterGone => return Stop::Gone,
+                    Wake::Room => {}
+                },
                 _ = shutdown.changed(), if !joined => return Stop::Close(CloseCode::ServerShutdown),
-                () = tokio::time::sleep_until(auth_deadline), if !joined => return Stop::Close(CloseCode::AuthTimeout),
-                () = self.outbox.room(), if !room => {}
                 msg = next_message(&mut self.frames, &mut self.rd), if room => match msg {
                     None => return Stop::Gone,
                     Some(Err(e)) => return read_error(&e),
@@ -205,13 +218,25 @@ impl Connection {
                         }
                     }
                 },
-                _ = ping.tick() => {
-                    if self.last_heard.elapsed() > heartbeat_timeout {
-                        return Stop::Close(CloseCode::HeartbeatTimeout);
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if !joined && now >= auth_deadline {
+                        return Stop::Close(CloseCode::AuthTimeout);
                     }
-                    // A full outbox means the writer is behind: it times out by itself if it stays stuck.
-                    let _ = self.outbox.send(Out::Frame(Message::Ping(Default::default())));
+                    if now >= next_ping {
+                        if self.last_heard.elapsed() > heartbeat_timeout {
+                            return Stop::Close(CloseCode::HeartbeatTimeout);
+                        }
+                        // A full outbox means the writer is behind: it times out by itself if it stays stuck.
+                        let _ = self.outbox.send(Out::Frame(Message::Ping(Default::default())));
+                        // As `MissedTickBehavior::Delay`: a late ping moves the next one.
+                        next_ping = now + ping_interval;
+                    }
                 }
+            }
+            let due = if self.joined.is_some() { next_ping } else { next_ping.min(auth_deadline) };
+            if timer.deadline() != due {
+                timer.as_mut().reset(due);
             }
         }
     }

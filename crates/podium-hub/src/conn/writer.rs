@@ -244,6 +244,13 @@ impl Drop for Inbox {
     }
 }
 
+/// What [`Outbox::wake`] saw.
+pub(super) enum Wake {
+    Close(CloseCode),
+    WriterGone,
+    Room,
+}
+
 /// The writer ended (or, for [`Outbox::send`] without [`Outbox::has_room`] first, the outbox is full): the client
 /// is not reading.
 #[derive(Debug)]
@@ -292,14 +299,30 @@ impl Outbox {
         self.0.writer_gone.load(Ordering::Acquire) || self.0.items().outbox.len() + HEADROOM <= OUTBOX
     }
 
-    /// Completes once [`Self::has_room`] holds.
-    pub(super) async fn room(&self) {
-        self.0.wait(&self.0.to_reader, || self.has_room()).await;
-    }
-
-    /// Completes once the writer has ended.
-    pub(super) async fn writer_gone(&self) {
-        self.0.wait(&self.0.to_reader, || self.0.writer_gone.load(Ordering::Acquire)).await;
+    /// Completes once a close was asked for, the writer has ended, or (with `for_room`) [`Self::has_room`] holds:
+    /// the reader's one wait on the queue (one waker registration, not three).
+    pub(super) async fn wake(&self, for_room: bool) -> Wake {
+        let q = &self.0;
+        let state = || {
+            if let Some(code) = q.close_requested() {
+                Some(Wake::Close(code))
+            } else if q.writer_gone.load(Ordering::Acquire) {
+                Some(Wake::WriterGone)
+            } else if for_room && self.has_room() {
+                Some(Wake::Room)
+            } else {
+                None
+            }
+        };
+        loop {
+            let notified = q.to_reader.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(wake) = state() {
+                return wake;
+            }
+            notified.await;
+        }
     }
 
     /// Completes once a close was asked for ([`Queue::close`]), with its code.
