@@ -14,7 +14,12 @@
 //!   stack only when the socket has bytes, writing each frame straight from its (shared) bytes;
 //! - one shared allocation for everything between the reader, the writer and the room task (`writer::Queue`: the
 //!   outbox, the room's events, the close request), with no buffer while nothing is queued;
-//! - the reader's, the writer's and each request's futures boxed, so the task holds only what waiting needs.
+//! - the reader's, the writer's, closing's and each request's futures boxed, so the task holds only what waiting
+//!   needs; one timer for the auth deadline and the pings (no per-connection `Interval`, which boxes its own), and
+//!   one wait on the queue for a close request, the writer's end and room.
+//!
+//! About 2.6 KiB of heap per idle joined connection in all (task, boxes, queue, socket registration); the signaling
+//! benchmark measures 3.8-4.4 KiB of RSS per idle listener with the room's share.
 
 mod frames;
 mod writer;
@@ -193,6 +198,7 @@ impl Connection {
         tokio::pin!(timer);
         loop {
             let joined = self.joined.is_some();
+            let mut fired = false;
             // Read on only while answering cannot wait for the writer (see `writer`).
             let room = self.outbox.has_room();
             tokio::select! {
@@ -219,6 +225,7 @@ impl Connection {
                     }
                 },
                 () = &mut timer => {
+                    fired = true;
                     let now = Instant::now();
                     if !joined && now >= auth_deadline {
                         return Stop::Close(CloseCode::AuthTimeout);
@@ -235,7 +242,8 @@ impl Connection {
                 }
             }
             let due = if self.joined.is_some() { next_ping } else { next_ping.min(auth_deadline) };
-            if timer.deadline() != due {
+            // A timer that fired is always re-armed (an elapsed `Sleep` would complete again at once).
+            if fired || timer.deadline() != due {
                 timer.as_mut().reset(due);
             }
         }
