@@ -106,3 +106,33 @@ async fn a_close_without_a_code_is_answered_without_one() {
     assert_eq!(raw.next_frame(WITHIN).await, Some((0x08, Vec::new())));
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn frames_sent_with_the_upgrade_request_are_read() {
+    use tokio::io::AsyncReadExt as _;
+    let hub = TestHub::start().await;
+    let mut stream = tokio::net::TcpStream::connect(hub.addr).await.expect("connect");
+    let addr = hub.addr;
+    let mut bytes = format!(
+        "GET /v1/ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    // Two requests in the same write as the upgrade: hyper reads them past the request head.
+    for id in [1, 2] {
+        bytes.extend(Raw::frame(TEXT, json!({"type": "ping", "id": id}).to_string().as_bytes(), true));
+    }
+    stream.write_all(&bytes).await.expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).await.expect("read"), 1, "the hub closed during the upgrade");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    // The rest through the raw client's frame reader.
+    let mut raw = Raw::from_stream(stream);
+    assert_eq!(next_json(&mut raw).await["id"], 1);
+    assert_eq!(next_json(&mut raw).await["id"], 2);
+    hub.stop().await;
+}
