@@ -27,3 +27,4 @@ mod web_drain;
 mod web_summit;
 mod web_tls;
 mod webrtcrs;
+mod ws_framing;

@@ -73,6 +73,11 @@ impl Raw {
         Err(Refused { status, response: text + &String::from_utf8_lossy(&rest) })
     }
 
+    /// A raw client on a socket whose upgrade is done.
+    pub(crate) fn from_stream(stream: TcpStream) -> Self {
+        Self { stream, buf: Vec::new() }
+    }
+
     pub(crate) async fn connect(addr: SocketAddr) -> Self {
         Self::connect_with(addr, None, &[], None).await.expect("websocket upgrade")
     }

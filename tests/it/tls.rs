@@ -170,6 +170,26 @@ async fn wss_joins_and_every_route_answers_over_https() {
     hub.stop().await;
 }
 
+/// A message near the frame limit, over TLS: the hub reads it from many TLS records (its reads hold no buffer of
+/// their own) and answers.
+#[tokio::test]
+async fn a_message_near_the_frame_limit_crosses_wss() {
+    let ca = TestCa::new();
+    let dir = CertDir::new("large", &ca.issue(&NAMES));
+    let hub = tls_hub(&dir, |c| {
+        c.limits.max_frame_bytes = 64 * 1024;
+        c.limits.max_message_bytes = 64 * 1024;
+    })
+    .await;
+    let (mut client, _) = wss_join(&hub, &ca, "big", "tls-big", Role::Speaker).await;
+    for _ in 0..3 {
+        let reply = client.request(json!({"type": "ping", "pad": "x".repeat(60_000)})).await;
+        assert_eq!(reply["type"], "ok", "{reply}");
+    }
+    client.ok(json!({"type": "raise_hand"})).await;
+    hub.stop().await;
+}
+
 #[tokio::test]
 async fn connections_that_do_not_handshake_are_cut_off_and_limits_come_first() {
     let ca = TestCa::new();

@@ -359,7 +359,8 @@ pub struct LimitsConfig {
     pub max_lag_ms: u64,
     /// Requests queued per room.
     pub room_inbox: usize,
-    /// Websocket read buffer per connection, in bytes.
+    /// Bytes read from a websocket per read at most, 14 to 16384. The read goes into a buffer on the stack of the
+    /// read itself: no connection keeps a read buffer (a frame's payload is read into its message).
     pub read_buffer_bytes: usize,
     /// Longest a write to a client may take (a batch of frames into its socket); a client that does not read for
     /// this long loses its connection, with no close frame (it could not be written).
@@ -716,6 +717,10 @@ impl Config {
         anyhow::ensure!(l.outbound_queue >= 4 && l.room_inbox >= 4, "limits: queues must hold at least 4 entries");
         anyhow::ensure!(l.heartbeat_interval_ms > 0, "limits.heartbeat_interval_ms must be positive");
         anyhow::ensure!(l.write_timeout_ms > 0, "limits.write_timeout_ms must be positive");
+        anyhow::ensure!(
+            (14..=16 * 1024).contains(&l.read_buffer_bytes),
+            "limits.read_buffer_bytes must be between 14 and 16384"
+        );
         anyhow::ensure!(
             l.pending_per_source > 0 && l.connects_per_source_per_second > 0 && l.connect_burst_per_source > 0,
             "limits: per-source limits must be positive"

@@ -579,12 +579,13 @@ impl Hub {
                     };
                     let conn_id = next_conn;
                     next_conn += 1;
-                    let shared = Arc::clone(&shared);
-                    let router = router.clone();
+                    let accepted = crate::http::Accepted { stream, peer, conn_id, ticket };
+                    // The connection counts until its task ends (or is dropped).
+                    let counted = ConnectionCount(Arc::clone(&shared));
+                    let serve = crate::http::serve(Arc::clone(&shared), router.clone(), accepted);
                     tokio::spawn(async move {
-                        let accepted = crate::http::Accepted { stream, peer, conn_id, ticket };
-                        crate::http::serve(Arc::clone(&shared), router, accepted).await;
-                        shared.n_connections.fetch_sub(1, Ordering::AcqRel);
+                        serve.await;
+                        drop(counted);
                     });
                 }
                 _ = sweep.tick() => shared.admission.sweep(),
@@ -623,5 +624,14 @@ impl Hub {
         }
         info!(left = shared.n_connections.load(Ordering::Acquire), "hub stopped");
         Ok(())
+    }
+}
+
+/// Counts one connection in `Shared::n_connections` until dropped.
+struct ConnectionCount(Arc<Shared>);
+
+impl Drop for ConnectionCount {
+    fn drop(&mut self) {
+        self.0.n_connections.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -1,48 +1,40 @@
-//! The channel between a room task and one connection task: events go down a bounded queue of ready-made JSON
-//! frames; closing goes through a separate, never-full control slot so it cannot be blocked by a full queue.
+//! What a room task holds for one connection: its id and the connection's shared queue (`conn::writer`), through
+//! which it queues ready-made JSON event frames (bounded: a full queue refuses) and asks the connection to close (a
+//! separate, never-full slot, so a close cannot be blocked by a full queue).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
 
 use podium_proto::CloseCode;
-use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-/// Out-of-band instruction to close a connection.
-#[derive(Debug, Default)]
-pub(crate) struct Control {
-    code: AtomicU16,
-    notify: Notify,
-}
-
-impl Control {
-    /// Asks the connection to close with `code` (the first request wins).
-    pub(crate) fn close(&self, code: CloseCode) {
-        if self.code.compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            self.notify.notify_one();
-        }
-    }
-
-    /// Waits until a close is requested, and returns its code.
-    pub(crate) async fn closed(&self) -> CloseCode {
-        loop {
-            let code = self.code.load(Ordering::Acquire);
-            if code != 0 {
-                // unwrap_or: only codes from CloseCode::code() are ever stored.
-                return CloseCode::from_code(code).unwrap_or(CloseCode::Unavailable);
-            }
-            self.notify.notified().await;
-        }
-    }
-}
+pub(crate) use crate::conn::{EventRefused, Queue};
 
 /// What a room task holds for one joined connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Link {
     /// Unique per connection within this hub.
     pub(crate) conn_id: u64,
-    /// Ready-made JSON frames for the client.
-    pub(crate) frames: mpsc::Sender<Utf8Bytes>,
-    /// Close requests.
-    pub(crate) control: Arc<Control>,
+    queue: Arc<Queue>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").field("conn_id", &self.conn_id).finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    pub(crate) fn new(conn_id: u64, queue: Arc<Queue>) -> Self {
+        Self { conn_id, queue }
+    }
+
+    /// Queues a ready-made JSON frame for the client, unless its queue is full or the connection is closing.
+    pub(crate) fn try_send(&self, frame: Utf8Bytes) -> Result<(), EventRefused> {
+        self.queue.try_send_event(frame)
+    }
+
+    /// Asks the connection to close with `code` (the first request wins).
+    pub(crate) fn close(&self, code: CloseCode) {
+        self.queue.close(code);
+    }
 }

@@ -517,7 +517,7 @@ impl RoomTask {
                     match flushed {
                         Ok(()) => {
                             if let Some(old) = old {
-                                old.link.control.close(CloseCode::DuplicateIdentity);
+                                old.link.close(CloseCode::DuplicateIdentity);
                             }
                             break joined;
                         }
@@ -732,7 +732,7 @@ impl RoomTask {
             RoomMsg::Shutdown => {
                 info!(connections = self.conns.len(), "closing connections for shutdown");
                 for entry in self.conns.values() {
-                    entry.link.control.close(CloseCode::ServerShutdown);
+                    entry.link.close(CloseCode::ServerShutdown);
                 }
                 self.conns.clear();
                 self.n_lagged = 0;
@@ -918,7 +918,7 @@ impl RoomTask {
             && let Some(entry) = self.remove_conn(who)
         {
             info!(identity = %who, node = %a.node, "session taken over on another hub");
-            entry.link.control.close(CloseCode::DuplicateIdentity);
+            entry.link.close(CloseCode::DuplicateIdentity);
         }
         let current = self.committed.as_ref().map_or(0, |s| s.seq);
         // Outputs without a transition (head counts, media events) are delivered whatever the sequence number:
@@ -984,7 +984,7 @@ impl RoomTask {
                 Announced::Disconnect { who, reason } => {
                     if let Some(entry) = self.remove_conn(&who) {
                         info!(identity = %who, ?reason, "closing participant removed on another hub");
-                        entry.link.control.close(close_code(reason));
+                        entry.link.close(close_code(reason));
                     }
                 }
                 Announced::Publish { who, allowed } => {
@@ -1005,7 +1005,7 @@ impl RoomTask {
         if let Some(changes) = &a.changes {
             for who in &changes.removed {
                 if let Some(entry) = self.remove_conn(who) {
-                    entry.link.control.close(CloseCode::Removed);
+                    entry.link.close(CloseCode::Removed);
                 }
             }
         }
@@ -1054,7 +1054,7 @@ impl RoomTask {
 
     fn close_all(&mut self, code: CloseCode) {
         for entry in self.conns.values() {
-            entry.link.control.close(code);
+            entry.link.close(code);
         }
         self.conns.clear();
         self.n_lagged = 0;
@@ -1070,7 +1070,7 @@ impl RoomTask {
             self.conns.keys().filter(|who| Some(*who) != joining && self.room.role(who).is_none()).cloned().collect();
         for who in gone {
             if let Some(entry) = self.remove_conn(&who) {
-                entry.link.control.close(CloseCode::Removed);
+                entry.link.close(CloseCode::Removed);
             }
         }
         for (who, entry) in &mut self.conns {
@@ -1175,7 +1175,7 @@ impl RoomTask {
                     let code = close_code(reason);
                     if let Some(entry) = self.remove_conn(&who) {
                         info!(identity = %who, ?code, "closing removed participant");
-                        entry.link.control.close(code);
+                        entry.link.close(code);
                     }
                 }
                 room::Output::Publish { who, allowed } => {
@@ -1271,7 +1271,7 @@ impl RoomTask {
             if since.elapsed() > max_lag {
                 warn!(identity = %who, "closing a connection that stayed behind");
                 if let Some(entry) = self.remove_conn(&who) {
-                    entry.link.control.close(CloseCode::SlowConsumer);
+                    entry.link.close(CloseCode::SlowConsumer);
                 }
                 self.dropped.insert(who.clone());
                 self.depart(&who, false).await;
@@ -1287,14 +1287,14 @@ impl RoomTask {
             // Slot changes were skipped too.
             let tracks = if self.runs_media() { self.tracks.get(&who).cloned() } else { None };
             if let Some(entry) = self.conns.get_mut(&who)
-                && entry.link.frames.try_send(frame).is_ok()
+                && entry.link.try_send(frame).is_ok()
             {
                 entry.lagged_since = None;
                 self.n_lagged -= 1;
                 self.shared.metrics.resynced();
                 debug!(identity = %who, "resync sent");
                 if let Some(tracks) = tracks {
-                    let _ = entry.link.frames.try_send(tracks.into());
+                    let _ = entry.link.try_send(tracks.into());
                 }
             }
         }
@@ -1305,14 +1305,14 @@ fn send_frame(entry: &mut Entry, frame: &Utf8Bytes, now: Instant, n_lagged: &mut
     if entry.lagged_since.is_some() {
         return;
     }
-    match entry.link.frames.try_send(frame.clone()) {
+    match entry.link.try_send(frame.clone()) {
         Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(_)) => {
+        Err(crate::link::EventRefused::Full) => {
             entry.lagged_since = Some(now);
             *n_lagged += 1;
         }
         // The connection task is gone; its Disconnect message is on the way.
-        Err(mpsc::error::TrySendError::Closed(_)) => {}
+        Err(crate::link::EventRefused::Closed) => {}
     }
 }
 

@@ -5,32 +5,49 @@
 //!
 //! Admission (`crate::admission`) and the handshake (`crate::http`) happen before any of this: a connection arrives
 //! upgraded, with its [`Ticket`], and gives the ticket back when it joins.
+//!
+//! # Memory of an idle connection
+//!
+//! A hub holds tens of thousands of idle listeners, so what one holds while it waits is kept to its states' needs
+//! (signaling benchmark in `docs/BENCHMARKS.md`, issue #13):
+//! - no read or write buffer: the websocket framing is the connection's own (`frames`), reading into a buffer on the
+//!   stack only when the socket has bytes, writing each frame straight from its (shared) bytes;
+//! - one shared allocation for everything between the reader, the writer and the room task (`writer::Queue`: the
+//!   outbox, the room's events, the close request), with no buffer while nothing is queued;
+//! - the reader's, the writer's, closing's and each request's futures boxed, so the task holds only what waiting
+//!   needs; one timer for the auth deadline and the pings (no per-connection `Interval`, which boxes its own), and
+//!   one wait on the queue for a close request, the writer's end and room.
+//!
+//! About 2.6 KiB of heap per idle joined connection in all (task, boxes, queue, socket registration); the signaling
+//! benchmark measures 3.8-4.4 KiB of RSS per idle listener with the room's share.
 
+mod frames;
 mod writer;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt as _;
-use futures_util::stream::SplitStream;
+use std::pin::Pin;
+
 use podium_proto::{self as proto, CloseCode, ErrorCode, Request, RequestId, ServerMessage};
 use podium_room::ParticipantId;
+use tokio::io::ReadHalf;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, MissedTickBehavior};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
-use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::debug;
 
-use self::writer::{Out, Outbox, Stalled, WriterEnd};
+use self::frames::{FrameReader, ReadError};
+pub(crate) use self::writer::{EventRefused, Queue};
+use self::writer::{Out, Outbox, Stalled, Wake, WriterEnd};
 use crate::admission::Ticket;
 use crate::auth::AuthError;
 use crate::convert;
 use crate::hub::Shared;
-use crate::link::{Control, Link};
+use crate::link::Link;
 use crate::media::MediaRequest;
 use crate::room_task::{Failure, RoomHandle, RoomMsg};
 use crate::tls::Stream;
@@ -46,20 +63,18 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// still take (the request may be what closed it, like `end_room`).
 const ANSWER_BEFORE_CLOSE: Duration = Duration::from_millis(200);
 
-type Ws = WebSocketStream<Stream>;
-
 /// Runs an upgraded websocket connection to its end (`crate::http` did the handshake). `read_buf` holds what was
 /// read past the handshake request; `ticket` is the connection's admission, given back when it joins.
-pub(crate) async fn run(shared: Arc<Shared>, stream: Stream, read_buf: Vec<u8>, conn_id: u64, ticket: Ticket) {
-    let limits = &shared.config.limits;
-    let ws_config = tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(limits.read_buffer_bytes)
-        .write_buffer_size(0)
-        .max_write_buffer_size(limits.max_frame_bytes * 4)
-        .max_message_size(Some(limits.max_frame_bytes))
-        .max_frame_size(Some(limits.max_frame_bytes));
-    let ws = WebSocketStream::from_partially_read(stream, read_buf, Role::Server, Some(ws_config)).await;
-    Box::pin(Connection::new(shared, ws, conn_id, ticket).run()).await;
+///
+/// The connection's future is boxed here, so the task that awaits it holds only the box (not its arguments too).
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    stream: Stream,
+    read_buf: Vec<u8>,
+    conn_id: u64,
+    ticket: Ticket,
+) -> Pin<Box<impl Future<Output = ()> + Send>> {
+    Box::pin(Connection::new(shared, stream, read_buf, conn_id, ticket).run())
 }
 
 /// The state of a joined connection.
@@ -72,19 +87,24 @@ struct Joined {
 enum Step {
     Continue,
     Close(CloseCode),
+    Answer(Option<CloseFrame>),
 }
 
 /// Why the reader stopped reading.
 enum Stop {
     /// Close with this code (a close frame is sent when the socket can still be written).
     Close(CloseCode),
+    /// The client closed: answer its close frame (with its code and reason, as RFC 6455 suggests).
+    Answer(Option<CloseFrame>),
     /// The client went away or its socket failed: nothing more to send.
     Gone,
 }
 
 struct Connection {
     shared: Arc<Shared>,
-    stream: SplitStream<Ws>,
+    /// The socket's reading half, and the websocket framing of what it reads.
+    rd: ReadHalf<Stream>,
+    frames: FrameReader,
     /// The writer's queue (see `writer`); the writer itself runs beside the reader in [`Connection::run`].
     outbox: Outbox,
     /// Filled by `run` with the writer's end of the socket until the writer starts.
@@ -96,10 +116,6 @@ struct Connection {
     /// Held until the connection joins: it counts against the per-source limit on connections not yet joined.
     ticket: Option<Ticket>,
     joined: Option<Joined>,
-    control: Arc<Control>,
-    frames_tx: Option<mpsc::Sender<tungstenite::Utf8Bytes>>,
-    /// The room's event frames; handed to the writer right behind the welcome.
-    frames_rx: Option<mpsc::Receiver<tungstenite::Utf8Bytes>>,
     bucket: TokenBucket,
     last_heard: Instant,
     /// When the websocket was upgraded (join latency).
@@ -107,14 +123,17 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(shared: Arc<Shared>, ws: Ws, conn_id: u64, ticket: Ticket) -> Self {
+    fn new(shared: Arc<Shared>, stream: Stream, read_buf: Vec<u8>, conn_id: u64, ticket: Ticket) -> Self {
         let limits = &shared.config.limits;
-        let (tx, rx) = mpsc::channel(limits.outbound_queue);
         let bucket = TokenBucket::new(limits.requests_per_second, limits.request_burst);
-        let (sink, stream) = ws.split();
-        let (outbox, inbox) = Outbox::new();
+        // Messages are limited like frames here (`max_message_bytes` is the decoder's, with a precise error).
+        let frames =
+            FrameReader::new(limits.read_buffer_bytes, limits.max_frame_bytes, limits.max_frame_bytes, read_buf);
+        let (rd, sink) = tokio::io::split(stream);
+        let (outbox, inbox) = Outbox::new(limits.outbound_queue);
         Self {
-            stream,
+            rd,
+            frames,
             outbox,
             sink: Some(sink),
             inbox: Some(inbox),
@@ -122,9 +141,6 @@ impl Connection {
             client_ip: ticket.ip(),
             ticket: Some(ticket),
             joined: None,
-            control: Arc::new(Control::default()),
-            frames_tx: Some(tx),
-            frames_rx: Some(rx),
             bucket,
             last_heard: Instant::now(),
             opened: Instant::now(),
@@ -154,16 +170,18 @@ impl Connection {
         self.leave_room();
         let (sink, end) = match written {
             Some(done) => done,
-            None => self.close(stop, writer.as_mut(), write_timeout).await,
+            // Boxed: closing's timers exist only while it runs.
+            None => Box::pin(self.close(stop, writer.as_mut(), write_timeout)).await,
         };
         if end == WriterEnd::TimedOut {
             debug!("the client stopped reading; dropping its connection");
             // Reset instead of a graceful close: the kernel would otherwise keep trying to deliver what the client
             // does not read, holding the socket's memory for minutes.
-            if let Ok(ws) = sink.reunite(self.stream) {
+            if self.rd.is_pair_of(&sink) {
+                let stream = self.rd.unsplit(sink);
                 // Linger zero never blocks (the deprecation is about non-zero lingers blocking on drop).
                 #[allow(deprecated)]
-                let _ = ws.get_ref().tcp().set_linger(Some(Duration::ZERO));
+                let _ = stream.tcp().set_linger(Some(Duration::ZERO));
             }
         }
     }
@@ -171,24 +189,28 @@ impl Connection {
     /// The reader: reads and answers requests, keeps the deadlines, until the connection should close.
     async fn read(&mut self) -> Stop {
         let auth_deadline = Instant::now() + Duration::from_millis(self.shared.config.auth.auth_timeout_ms);
-        let mut ping = tokio::time::interval(self.shared.config.heartbeat_interval());
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        ping.reset();
+        let ping_interval = self.shared.config.heartbeat_interval();
+        let mut next_ping = Instant::now() + ping_interval;
         let heartbeat_timeout = Duration::from_millis(self.shared.config.limits.heartbeat_timeout_ms);
         let mut shutdown = self.shared.shutdown_rx();
-        let control = Arc::clone(&self.control);
+        // One timer for the auth deadline (until joined) and the pings (a tokio `Interval` would box its own).
+        let timer = tokio::time::sleep_until(next_ping.min(auth_deadline));
+        tokio::pin!(timer);
         loop {
             let joined = self.joined.is_some();
+            let mut fired = false;
             // Read on only while answering cannot wait for the writer (see `writer`).
             let room = self.outbox.has_room();
             tokio::select! {
                 biased;
-                code = control.closed() => return Stop::Close(code),
-                () = self.outbox.writer_gone() => return Stop::Gone,
+                // A close asked for, the writer gone, or (while the outbox is full) room in it: one wait for all.
+                wake = self.outbox.wake(!room) => match wake {
+                    Wake::Close(code) => return Stop::Close(code),
+                    Wake::WriterGone => return Stop::Gone,
+                    Wake::Room => {}
+                },
                 _ = shutdown.changed(), if !joined => return Stop::Close(CloseCode::ServerShutdown),
-                () = tokio::time::sleep_until(auth_deadline), if !joined => return Stop::Close(CloseCode::AuthTimeout),
-                () = self.outbox.room(), if !room => {}
-                msg = self.stream.next(), if room => match msg {
+                msg = next_message(&mut self.frames, &mut self.rd), if room => match msg {
                     None => return Stop::Gone,
                     Some(Err(e)) => return read_error(&e),
                     Some(Ok(msg)) => {
@@ -196,18 +218,33 @@ impl Connection {
                         match Box::pin(self.on_message(msg)).await {
                             Ok(Step::Continue) => {}
                             Ok(Step::Close(code)) => return Stop::Close(code),
+                            Ok(Step::Answer(frame)) => return Stop::Answer(frame),
                             // The writer ended: the client does not read (or its socket failed).
                             Err(Stalled) => return Stop::Gone,
                         }
                     }
                 },
-                _ = ping.tick() => {
-                    if self.last_heard.elapsed() > heartbeat_timeout {
-                        return Stop::Close(CloseCode::HeartbeatTimeout);
+                () = &mut timer => {
+                    fired = true;
+                    let now = Instant::now();
+                    if !joined && now >= auth_deadline {
+                        return Stop::Close(CloseCode::AuthTimeout);
                     }
-                    // A full outbox means the writer is behind: it times out by itself if it stays stuck.
-                    let _ = self.outbox.send(Out::Frame(Message::Ping(Default::default())));
+                    if now >= next_ping {
+                        if self.last_heard.elapsed() > heartbeat_timeout {
+                            return Stop::Close(CloseCode::HeartbeatTimeout);
+                        }
+                        // A full outbox means the writer is behind: it times out by itself if it stays stuck.
+                        let _ = self.outbox.send(Out::Frame(Message::Ping(Default::default())));
+                        // As `MissedTickBehavior::Delay`: a late ping moves the next one.
+                        next_ping = now + ping_interval;
+                    }
                 }
+            }
+            let due = if self.joined.is_some() { next_ping } else { next_ping.min(auth_deadline) };
+            // A timer that fired is always re-armed (an elapsed `Sleep` would complete again at once).
+            if fired || timer.deadline() != due {
+                timer.as_mut().reset(due);
             }
         }
     }
@@ -229,9 +266,13 @@ impl Connection {
                 self.send_error(None, ErrorCode::BadRequest, "binary frames are not supported; send JSON text")?;
                 return Ok(Step::Continue);
             }
-            // Pongs and pings only prove liveness; tungstenite answers pings itself.
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(Step::Continue),
-            Message::Close(_) => return Ok(Step::Close(CloseCode::Normal)),
+            // Pings and pongs prove liveness; a ping gets its pong (there is room: see `writer::HEADROOM`).
+            Message::Ping(payload) => {
+                self.outbox.send(Out::Frame(Message::Pong(payload)))?;
+                return Ok(Step::Continue);
+            }
+            Message::Pong(_) | Message::Frame(_) => return Ok(Step::Continue),
+            Message::Close(frame) => return Ok(Step::Answer(frame)),
         };
         if !self.bucket.take(std::time::Instant::now()) {
             let id = proto::request_id(&text);
@@ -333,12 +374,11 @@ impl Connection {
             // A close asked for meanwhile (shutdown, drain, removal) does not wait for a slow answer (a media request
             // relayed to another hub may take seconds); the answer is dropped.
             // A request whose own effect closes the connection (`end_room`) still gets its answer first.
-            let control = Arc::clone(&self.control);
             let mut rx = rx;
             let answer = tokio::select! {
                 biased;
                 answer = &mut rx => Some(answer),
-                _ = control.closed() => tokio::time::timeout(ANSWER_BEFORE_CLOSE, &mut rx).await.ok(),
+                _ = self.outbox.close_requested() => tokio::time::timeout(ANSWER_BEFORE_CLOSE, &mut rx).await.ok(),
             };
             match answer {
                 Some(answer) => {
@@ -383,13 +423,9 @@ impl Connection {
                 return Ok(Step::Close(CloseCode::BadAuth));
             }
         };
-        let Some(frames) = self.frames_tx.clone() else {
-            self.send_error(Some(id), ErrorCode::Conflict, "this connection already left")?;
-            return Ok(Step::Close(CloseCode::Normal));
-        };
         let identity = grant.identity.clone();
         let room_name = grant.room.clone();
-        let link = Link { conn_id: self.conn_id, frames, control: Arc::clone(&self.control) };
+        let link = Link::new(self.conn_id, self.outbox.queue());
         let role = join.role.map(convert::role_from_proto);
         // A room task can end between lookup and send; then a fresh one is created (once).
         let mut attempt = 0;
@@ -421,10 +457,8 @@ impl Connection {
                 // Joined connections no longer count against their source's limit on pending connections.
                 self.ticket = None;
                 self.send(&ServerMessage::Ok { id, result: Some(proto::Reply::Welcome(welcome)) })?;
-                // The room's events, right behind the welcome.
-                if let Some(frames) = self.frames_rx.take() {
-                    self.outbox.send(Out::Events(frames))?;
-                }
+                // The room's events (the room may have queued some already), right behind the welcome.
+                self.outbox.send(Out::Events)?;
                 Ok(Step::Continue)
             }
             Err((code, message)) => {
@@ -461,7 +495,6 @@ impl Connection {
                 }
             }
         }
-        self.frames_tx = None;
         self.ticket = None;
     }
 
@@ -471,7 +504,7 @@ impl Connection {
     async fn close(
         &mut self,
         stop: Stop,
-        writer: std::pin::Pin<&mut impl Future<Output = (writer::Sink, WriterEnd)>>,
+        writer: Pin<&mut impl Future<Output = (writer::Sink, WriterEnd)>>,
         write_timeout: Duration,
     ) -> (writer::Sink, WriterEnd) {
         let deadline = Instant::now() + write_timeout.min(CLOSE_GRACE);
@@ -479,6 +512,10 @@ impl Connection {
             Stop::Close(code) => {
                 debug!(code = code.code(), reason = code.reason(), "closing");
                 let frame = CloseFrame { code: WsCloseCode::from(code.code()), reason: code.reason().into() };
+                self.outbox.send(Out::Close(Some(frame))).is_ok()
+            }
+            Stop::Answer(frame) => {
+                debug!(code = frame.as_ref().map(|f| u16::from(f.code)), "the client closed");
                 self.outbox.send(Out::Close(frame)).is_ok()
             }
             Stop::Gone => false,
@@ -496,27 +533,31 @@ impl Connection {
         };
         if closing && end == WriterEnd::Done {
             // Drain until the peer acknowledges the close (or anything fails).
-            let _ =
-                tokio::time::timeout_at(deadline, async { while let Some(Ok(_)) = self.stream.next().await {} }).await;
+            let (frames, rd) = (&mut self.frames, &mut self.rd);
+            let drain = async { while let Some(Ok(_)) = next_message(frames, rd).await {} };
+            let _ = tokio::time::timeout_at(deadline, drain).await;
         }
         (sink, end)
     }
 }
 
+/// The next message the client sent (see `frames`); borrows only the reading half, so the reader's other
+/// branches can wait beside it.
+fn next_message<'a>(
+    frames: &'a mut FrameReader,
+    rd: &'a mut ReadHalf<Stream>,
+) -> impl Future<Output = Option<Result<Message, ReadError>>> + 'a {
+    std::future::poll_fn(move |cx| frames.poll_next(cx, Pin::new(&mut *rd)))
+}
+
 /// What a read error means for the connection: a close code when the client broke the websocket protocol (the
 /// socket may still take our close frame), or gone.
-fn read_error(e: &tungstenite::Error) -> Stop {
-    use tungstenite::Error as E;
+fn read_error(e: &ReadError) -> Stop {
     let code = match e {
-        E::Capacity(_) => CloseCode::MessageTooBig,
-        E::Utf8(_) => CloseCode::InvalidPayload,
-        E::Protocol(
-            ProtocolError::ResetWithoutClosingHandshake
-            | ProtocolError::SendAfterClosing
-            | ProtocolError::ReceivedAfterClosing,
-        ) => return Stop::Gone,
-        E::Protocol(_) => CloseCode::ProtocolError,
-        _ => {
+        ReadError::TooBig => CloseCode::MessageTooBig,
+        ReadError::BadUtf8 => CloseCode::InvalidPayload,
+        ReadError::Protocol(_) => CloseCode::ProtocolError,
+        ReadError::Io(_) => {
             debug!(error = %e, "read failed");
             return Stop::Gone;
         }

@@ -142,20 +142,25 @@ async fn count_responses(
 }
 
 /// Serves one admitted TCP connection: HTTP requests until it closes, or a websocket once it upgrades.
-pub(crate) async fn serve(shared: Arc<Shared>, router: Router, accepted: Accepted) {
+///
+/// Not an `async fn`: the task's future then holds only the hub, the span and two boxes in turn, not the arguments
+/// as well. The HTTP phase is boxed (with the router and the accepted socket) and over before the websocket starts:
+/// nothing of hyper's connection (buffers, timers, the service) stays in this task while the websocket runs, and the
+/// websocket's future is one box (`conn::run`).
+pub(crate) fn serve(shared: Arc<Shared>, router: Router, accepted: Accepted) -> impl Future<Output = ()> + Send {
     let conn_id = accepted.conn_id;
     let span = tracing::info_span!("conn", id = conn_id, peer = %accepted.peer);
-    // The HTTP phase is boxed and over before the websocket starts: nothing of hyper's connection (buffers, timers,
-    // the service) stays in this task while the websocket runs, and the websocket's future is the task's own
-    // (one allocation less per idle connection).
-    let upgraded = Box::pin(upgrade(&shared, router, accepted).instrument(span.clone())).await;
-    let Some((stream, read_buf, ticket)) = upgraded else { return };
-    crate::conn::run(shared, stream, read_buf, conn_id, ticket).instrument(span).await;
+    let http = Box::pin(upgrade(Arc::clone(&shared), router, accepted).instrument(span.clone()));
+    async move {
+        let Some((stream, read_buf, ticket)) = http.await else { return };
+        crate::conn::run(shared, stream, read_buf, conn_id, ticket).instrument(span).await;
+    }
 }
 
 /// Serves HTTP on the connection; once a websocket upgrade was accepted, the connection's stream, what was read past
 /// the upgrade request, and the connection's admission ticket.
-async fn upgrade(shared: &Shared, router: Router, accepted: Accepted) -> Option<(Stream, Vec<u8>, Ticket)> {
+async fn upgrade(shared: Arc<Shared>, router: Router, accepted: Accepted) -> Option<(Stream, Vec<u8>, Ticket)> {
+    let shared = &*shared;
     let auth_timeout = Duration::from_millis(shared.config.auth.auth_timeout_ms);
     let (on_upgrade, ticket) = http_phase(shared, router, accepted).await?;
     let upgraded = match tokio::time::timeout(auth_timeout, on_upgrade).await {
