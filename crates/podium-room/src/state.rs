@@ -1,8 +1,6 @@
 //! Plain-data records of a room, for stores: the full state ([`RoomState`]) and one batch of transitions
 //! ([`Changes`]). Stores keep these and know nothing of rules.
 
-use std::collections::HashSet;
-
 use crate::types::{Actor, Millis, ParticipantId, Role, RoomInfo, Settings};
 
 /// Everything needed to rebuild a room ([`Room::state`](crate::Room::state) /
@@ -172,13 +170,23 @@ impl RoomState {
         if let Some(info) = &changes.info {
             self.info.clone_from(info);
         }
-        if !changes.removed.is_empty() || !changes.upserted.is_empty() {
-            let gone: HashSet<&ParticipantId> =
-                changes.removed.iter().chain(changes.upserted.iter().map(|p| &p.id)).collect();
-            self.participants.retain(|p| !gone.contains(&p.id));
-            for p in &changes.upserted {
-                let at = self.participants.partition_point(|q| q.join_order < p.join_order);
-                self.participants.insert(at, p.clone());
+        // One join or leave touches one record: find it by identity or by join order, without hashing or moving
+        // every participant (a room of thousands commits many times a second).
+        for id in &changes.removed {
+            if let Some(i) = self.participants.iter().position(|p| &p.id == id) {
+                self.participants.remove(i);
+            }
+        }
+        for p in &changes.upserted {
+            match self.participants.binary_search_by_key(&p.join_order, |q| q.join_order) {
+                Ok(i) if self.participants[i].id == p.id => self.participants[i] = p.clone(),
+                _ => {
+                    if let Some(i) = self.participants.iter().position(|q| q.id == p.id) {
+                        self.participants.remove(i);
+                    }
+                    let at = self.participants.partition_point(|q| q.join_order < p.join_order);
+                    self.participants.insert(at, p.clone());
+                }
             }
         }
     }

@@ -133,24 +133,31 @@ pub(crate) fn derive(
             }
         }
     };
-    let mut after = before.clone();
-    after.apply(changes);
+    // The room-level fields after the transition, read from the changes where they carry them: the participants are
+    // never copied, so a commit costs the size of what changed, not of the room (a 6,000-listener room commits 100
+    // joins/s).
+    let fields = changes.room.as_ref();
+    let settings_after = fields.map_or(before.settings, |f| f.settings);
+    let ended_after = fields.map_or(before.ended, |f| f.ended);
+    let info_after = changes.info.as_ref().unwrap_or(&before.info);
+    let bans_after = changes.bans.as_ref().unwrap_or(&before.bans);
+    let guests_after = changes.guests.as_ref().unwrap_or(&before.guests);
     let actor = cause.map(|c| c.actor.clone());
     let reason = cause.and_then(|c| c.reason.clone());
-    let find = |state: &RoomState, id: &ParticipantId| state.participants.iter().find(|p| &p.id == id).cloned();
+    let find = |id: &ParticipantId| before.participants.iter().find(|p| &p.id == id);
     let mut out = Vec::new();
     if created {
         let at = add(&mut out, "room.started", None, actor.clone());
-        at.settings = Some(convert::settings(&after.settings));
+        at.settings = Some(convert::settings(&settings_after));
     }
     // Joins first, then what changed for those already in.
     for p in &changes.upserted {
-        if find(before, &p.id).is_none() {
+        if find(&p.id).is_none() {
             add(&mut out, "participant.joined", Some(who(p, Some(p.role), None)), Some(p.id.as_str().to_owned()));
         }
     }
     for p in &changes.upserted {
-        let Some(old) = find(before, &p.id) else { continue };
+        let Some(old) = find(&p.id) else { continue };
         let roles = |kind| (kind, Some(who(p, Some(p.role), Some(old.role))));
         if old.role != p.role {
             let (kind, target) = match (old.role, p.role) {
@@ -191,28 +198,28 @@ pub(crate) fn derive(
         })
     };
     for id in &changes.removed {
-        let Some(old) = find(before, id) else { continue };
+        let Some(old) = find(id) else { continue };
         let why = match removed_why(id) {
             Some(room::DisconnectReason::Kicked) => {
-                let at = add(&mut out, "participant.kicked", Some(who(&old, None, Some(old.role))), actor.clone());
+                let at = add(&mut out, "participant.kicked", Some(who(old, None, Some(old.role))), actor.clone());
                 at.reason.clone_from(&reason);
                 "kicked"
             }
             Some(room::DisconnectReason::Banned) => "banned",
             Some(room::DisconnectReason::Revoked) => "revoked",
-            None if after.ended => "ended",
+            None if ended_after => "ended",
             None if actor.as_deref() == Some(id.as_str()) => "left",
             None => "timeout",
         };
-        let at = add(&mut out, "participant.left", Some(who(&old, None, Some(old.role))), actor.clone());
+        let at = add(&mut out, "participant.left", Some(who(old, None, Some(old.role))), actor.clone());
         at.reason = Some(why.to_owned());
     }
     for (list_before, list_after, added, gone) in [
-        (&before.bans, &after.bans, "participant.banned", "participant.unbanned"),
-        (&before.guests, &after.guests, "guest.added", "guest.removed"),
+        (&before.bans, bans_after, "participant.banned", "participant.unbanned"),
+        (&before.guests, guests_after, "guest.added", "guest.removed"),
     ] {
         for id in list_after.iter().filter(|id| !list_before.contains(id)) {
-            let target = find(before, id).map_or_else(|| bare(id), |p| who(&p, None, Some(p.role)));
+            let target = find(id).map_or_else(|| bare(id), |p| who(p, None, Some(p.role)));
             let at = add(&mut out, added, Some(target), actor.clone());
             at.reason.clone_from(&reason);
         }
@@ -221,18 +228,26 @@ pub(crate) fn derive(
             at.reason.clone_from(&reason);
         }
     }
-    if !created && before.settings != after.settings {
+    if !created && before.settings != settings_after {
         let at = add(&mut out, "room.settings_changed", None, actor.clone());
-        at.settings = Some(convert::settings(&after.settings));
+        at.settings = Some(convert::settings(&settings_after));
         at.reason.clone_from(&reason);
     }
-    if before.info != after.info {
+    if before.info != *info_after {
         let at = add(&mut out, "room.info_changed", None, actor.clone());
-        at.info = Some(convert::info(&after.info));
+        at.info = Some(convert::info(info_after));
         at.reason.clone_from(&reason);
     }
     out.extend(ended(outputs));
-    let audience = after.participants.iter().filter(|p| p.role == Role::Audience).count();
+    // The audience after: before's, less those the changes take out of it, plus those they put in.
+    let in_audience = |id: &ParticipantId| find(id).is_some_and(|p| p.role == Role::Audience);
+    let mut audience = before.participants.iter().filter(|p| p.role == Role::Audience).count();
+    for id in changes.removed.iter().filter(|id| !changes.upserted.iter().any(|p| &p.id == *id)) {
+        audience = audience.saturating_sub(usize::from(in_audience(id)));
+    }
+    for p in &changes.upserted {
+        audience = audience.saturating_sub(usize::from(in_audience(&p.id))) + usize::from(p.role == Role::Audience);
+    }
     (out, u64::try_from(audience).unwrap_or(u64::MAX))
 }
 
