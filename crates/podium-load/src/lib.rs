@@ -25,15 +25,23 @@
 //!   `sources` loopback addresses (Linux routes all of 127/8 to `lo`), so the hub's per-source admission limits
 //!   (`limits.pending_per_source`, `connects_per_source_per_second`) see many clients, and ports do not run out.
 //! * The open-file limit is raised to its hard maximum at start (two descriptors per listener).
+//!
+//! # TLS
+//!
+//! A `wss://` hub: each session's TLS handshake runs over its own (source-bound) TCP stream, with one rustls
+//! configuration for the run: the system's roots plus `ca_file` (`tls.rs`). The `/metrics` default is then
+//! `https://`, fetched with the same extra authority.
 
 mod audio;
 mod hubstat;
 mod media;
 mod report;
 mod signal;
+mod tls;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs as _, UdpSocket};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -45,6 +53,7 @@ use tokio::sync::{mpsc, watch};
 pub use hubstat::Usage;
 pub use report::{CohortStats, DelayStats, ListenerReport, LossStats, PhaseStats, Report, StageStats, table};
 pub use signal::End;
+pub use tls::http_client;
 
 /// What happens after (and during) the storm.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -122,8 +131,12 @@ impl Auth {
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The hub's websocket URL, e.g. `ws://127.0.0.1:7880/v1/ws` (a bare `ws://host:port` gets `/v1/ws`).
+    /// The hub's websocket URL, e.g. `ws://127.0.0.1:7880/v1/ws` or `wss://hub.example.com` (a URL without a path
+    /// gets `/v1/ws`; the port defaults to 80 for `ws://`, 443 for `wss://`).
     pub url: String,
+    /// A PEM file of certificate authorities trusted besides the system's, for a `wss://` hub and its `https://`
+    /// `/metrics` (e.g. a private CA).
+    pub ca_file: Option<PathBuf>,
     pub auth: Auth,
     /// The room every participant joins.
     pub room: String,
@@ -182,22 +195,30 @@ pub fn mint_token(secret: &str, identity: &str, room: &str, role: &str) -> anyho
     .context("minting a token")
 }
 
-/// `ws://host:port` → `ws://host:port/v1/ws`; anything with a path is kept.
+/// `ws://host:port` → `ws://host:port/v1/ws` (`wss://` likewise); anything with a path is kept.
 fn ws_url(url: &str) -> anyhow::Result<String> {
-    let Some(rest) = url.strip_prefix("ws://") else {
-        if url.starts_with("wss://") {
-            bail!("wss:// is not supported yet: point --url at the hub's plain websocket (ws://)");
-        }
-        bail!("--url must start with ws://");
+    let Some(rest) = url.strip_prefix("ws://").or_else(|| url.strip_prefix("wss://")) else {
+        bail!("--url must start with ws:// or wss://");
     };
+    if rest.is_empty() || rest.starts_with('/') {
+        bail!("--url has no host: {url}");
+    }
     Ok(if rest.contains('/') { url.to_owned() } else { format!("{url}/v1/ws") })
 }
 
-/// `ws://host:port/...` → (`host:port`, the hub's address).
+/// Whether `url` (already through [`ws_url`]) is `wss://`.
+fn is_tls(url: &str) -> bool {
+    url.starts_with("wss://")
+}
+
+/// `ws://host:port/...` → (`host:port`, the hub's address); the port defaults to 80 (`ws://`) or 443 (`wss://`).
 fn hub_addr(url: &str) -> anyhow::Result<(String, SocketAddr)> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split('/').next().unwrap_or(rest);
-    let with_port = if authority.contains(':') { authority.to_owned() } else { format!("{authority}:80") };
+    // A port follows the last ':' outside an IPv6 literal's brackets.
+    let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']'));
+    let default_port = if is_tls(url) { 443 } else { 80 };
+    let with_port = if has_port { authority.to_owned() } else { format!("{authority}:{default_port}") };
     let hub = with_port.to_socket_addrs().context("resolving the hub")?.next().context("the hub has no address")?;
     Ok((with_port, hub))
 }
@@ -328,6 +349,8 @@ async fn moderator(
 pub fn run(config: &Config, progress: Arc<Progress>) -> anyhow::Result<Report> {
     let url = ws_url(&config.url)?;
     let (authority, hub) = hub_addr(&url)?;
+    let tls = if is_tls(&url) { Some(tls::client_config(config.ca_file.as_deref())?) } else { None };
+    let http = http_client(config.ca_file.as_deref())?;
     let local_ip = local_ip_towards(hub)?;
     let fd_limit = raise_fd_limit();
     let loopback = hub.ip().is_loopback() && hub.is_ipv4();
@@ -346,7 +369,10 @@ pub fn run(config: &Config, progress: Arc<Progress>) -> anyhow::Result<Report> {
     let hub_source = match (config.pid, &config.metrics_url) {
         (Some(pid), _) => hubstat::Source::Pid(pid),
         (None, Some(u)) => hubstat::Source::Metrics(u.clone()),
-        (None, None) => hubstat::Source::Metrics(format!("http://{authority}/metrics")),
+        (None, None) => {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            hubstat::Source::Metrics(format!("{scheme}://{authority}/metrics"))
+        }
     };
 
     let runtime =
@@ -359,6 +385,7 @@ pub fn run(config: &Config, progress: Arc<Progress>) -> anyhow::Result<Report> {
         let common = Arc::new(signal::Common {
             url: url.clone(),
             hub,
+            tls,
             room: config.room.clone(),
             auth: config.auth.clone(),
             progress: Arc::clone(&progress),
@@ -371,7 +398,7 @@ pub fn run(config: &Config, progress: Arc<Progress>) -> anyhow::Result<Report> {
             let mut done = done_rx.clone();
             let source = hub_source.clone();
             tokio::spawn(async move {
-                let client = reqwest::Client::new();
+                let client = http;
                 let mut hub = hubstat::Series::new(match source {
                     hubstat::Source::Metrics(_) => "metrics",
                     hubstat::Source::Pid(_) => "proc",
@@ -532,4 +559,24 @@ pub fn run(config: &Config, progress: Arc<Progress>) -> anyhow::Result<Report> {
         generator: gen_usage,
         fd_limit,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_get_the_websocket_path_and_their_schemes_default_port() {
+        assert_eq!(ws_url("ws://127.0.0.1:7880").expect("ws"), "ws://127.0.0.1:7880/v1/ws");
+        assert_eq!(ws_url("wss://127.0.0.1").expect("wss"), "wss://127.0.0.1/v1/ws");
+        assert_eq!(ws_url("wss://127.0.0.1:8443/x").expect("path kept"), "wss://127.0.0.1:8443/x");
+        assert!(ws_url("http://127.0.0.1").is_err());
+        assert!(ws_url("wss://").is_err());
+        let port = |u: &str| hub_addr(u).expect("address").1.port();
+        assert_eq!(port("wss://127.0.0.1/v1/ws"), 443);
+        assert_eq!(port("ws://127.0.0.1/v1/ws"), 80);
+        assert_eq!(port("wss://127.0.0.1:8443/v1/ws"), 8443);
+        assert_eq!(port("ws://[::1]/v1/ws"), 80);
+        assert_eq!(hub_addr("wss://[::1]:9/v1/ws").expect("v6").0, "[::1]:9");
+    }
 }

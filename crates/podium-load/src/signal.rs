@@ -19,9 +19,9 @@ use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind};
 use str0m::{Candidate, RtcConfig};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{Connector, MaybeTlsStream};
 
 use crate::media::{Cmd, Handle, Peer};
 use crate::{Auth, Progress};
@@ -37,6 +37,8 @@ pub(crate) type Ws = tokio_tungstenite::WebSocketStream<MaybeTlsStream<tokio::ne
 pub(crate) struct Common {
     pub(crate) url: String,
     pub(crate) hub: SocketAddr,
+    /// The TLS configuration of a `wss://` hub (`None`: `ws://`).
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
     pub(crate) room: String,
     pub(crate) auth: Auth,
     pub(crate) progress: Arc<Progress>,
@@ -86,7 +88,8 @@ pub(crate) struct SignalReport {
     pub(crate) publish_ms: Vec<f64>,
 }
 
-/// Opens the websocket, from `source` when given (a loopback alias: the hub's limits count per source address).
+/// Opens the websocket, from `source` when given (a loopback alias: the hub's limits count per source address); for
+/// a `wss://` hub the TLS handshake runs over that same stream, the server name being the URL's host.
 pub(crate) async fn connect(c: &Common, source: Option<IpAddr>) -> anyhow::Result<Ws> {
     let tcp = match source {
         Some(ip) => {
@@ -100,9 +103,13 @@ pub(crate) async fn connect(c: &Common, source: Option<IpAddr>) -> anyhow::Resul
     let _ = tcp.set_nodelay(true);
     // Small buffers: thousands of mostly idle websockets.
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    let (ws, _) = tokio_tungstenite::client_async_with_config(c.url.as_str(), MaybeTlsStream::Plain(tcp), Some(config))
+    let connector = match &c.tls {
+        Some(tls) => Connector::Rustls(Arc::clone(tls)),
+        None => Connector::Plain,
+    };
+    let (ws, _) = tokio_tungstenite::client_async_tls_with_config(c.url.as_str(), tcp, Some(config), Some(connector))
         .await
-        .context("websocket handshake")?;
+        .context(if c.tls.is_some() { "TLS or websocket handshake" } else { "websocket handshake" })?;
     Ok(ws)
 }
 

@@ -26,11 +26,17 @@ enum ScenarioArg {
 #[derive(clap::Args)]
 #[command(after_help = "Against a local hub: podium serve, then \
     podium loadtest --secret S --speaker --listeners 6000 --rate 100 --duration 70 --pid $(pidof podium). \
-    Details, and what each figure means: docs/LOADTEST.md.")]
+    Against a TLS hub: --url wss://hub.example.com (port 443 by default), and --ca-file ca.pem when its \
+    certificate comes from a private authority. Details, and what each figure means: docs/LOADTEST.md.")]
 pub(crate) struct Loadtest {
-    /// The hub's websocket URL (`ws://host:port`; `/v1/ws` is added when no path is given).
+    /// The hub's websocket URL: `ws://host:port`, or `wss://host[:port]` for a TLS hub (port 443 by default);
+    /// `/v1/ws` is added when no path is given.
     #[arg(long, env = "PODIUM_WS_URL", default_value = "ws://127.0.0.1:7880")]
     url: String,
+    /// A PEM file of certificate authorities to trust besides the system's (a private CA, or the hub's self-signed
+    /// certificate): for a wss:// hub, its https:// /metrics and the admin API.
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<std::path::PathBuf>,
     /// The hub's `auth.secret`: the tool mints its participants' tokens with it (HS256).
     #[arg(long, env = "PODIUM_AUTH__SECRET", hide_env_values = true, required_unless_present = "admin_key")]
     secret: Option<String>,
@@ -85,7 +91,7 @@ pub(crate) struct Loadtest {
     /// One listener in this many decrypts its audio and checks it (the tone, the end-to-end delay); 0: none.
     #[arg(long, default_value_t = 100)]
     sample_every: usize,
-    /// The hub's metrics URL (default: http://HOST:PORT/metrics of --url); read for process_cpu_seconds_total and
+    /// The hub's metrics URL (default: http://HOST:PORT/metrics of --url, https:// for wss://); read for process_cpu_seconds_total and
     /// process_resident_memory_bytes.
     #[arg(long)]
     metrics_url: Option<String>,
@@ -124,8 +130,22 @@ impl Loadtest {
         let auth = match (self.secret, self.admin_key) {
             (Some(s), _) => Auth::Secret(s),
             (None, Some(key)) => {
-                let base = self.url.replacen("ws://", "http://", 1).split('/').take(3).collect::<Vec<_>>().join("/");
-                Auth::AdminKey { key, base, client: reqwest::Client::new() }
+                let base = self
+                    .url
+                    .replacen("wss://", "https://", 1)
+                    .replacen("ws://", "http://", 1)
+                    .split('/')
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let client = match podium_load::http_client(self.ca_file.as_deref()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        return ExitCode::from(2);
+                    }
+                };
+                Auth::AdminKey { key, base, client }
             }
             (None, None) => {
                 eprintln!("error: give --secret or --admin-key");
@@ -134,6 +154,7 @@ impl Loadtest {
         };
         let config = Config {
             url: self.url,
+            ca_file: self.ca_file,
             auth,
             room: self.room,
             listeners: self.listeners,

@@ -1,13 +1,18 @@
 //! `podium loadtest` against a real `podium serve` (issue #14, item 5), small and quick versions of each scenario:
 //! a join storm with a speaker (every listener hears audio, the sampled ones decode the tone and measure the
 //! end-to-end delay, the hub's CPU and memory are read from /proc), listener churn, a reconnect storm, and stage
-//! changes (promoted listeners publish, the others answer the SFU's offers of a new slot). Margins are generous:
-//! CI runs these on a loaded 2-core machine.
+//! changes (promoted listeners publish, the others answer the SFU's offers of a new slot), and a storm against a TLS
+//! hub (`wss://`, its certificate from a test CA given with `--ca-file`, `/metrics` over `https://`). Margins are
+//! generous: CI runs these on a loaded 2-core machine.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
+
+#[allow(dead_code)]
+#[path = "../../../tests/it/pki.rs"]
+mod pki;
 
 const SECRET: &str = "loadtest-secret-0123456789abcdef";
 
@@ -24,8 +29,14 @@ impl Drop for Hub {
 }
 
 fn serve() -> Hub {
+    serve_with(&[])
+}
+
+/// `podium serve` with extra environment (`[tls]`).
+fn serve_with(env: &[(&str, &std::path::Path)]) -> Hub {
     let mut child = Command::new(env!("CARGO_BIN_EXE_podium"))
         .args(["serve", "--listen", "127.0.0.1:0", "--media-port", "0"])
+        .envs(env.iter().copied())
         .env_remove("PODIUM_CONFIG")
         .env("PODIUM_AUTH__SECRET", SECRET)
         .env("PODIUM_MEDIA__WORKERS", "1")
@@ -45,11 +56,18 @@ fn serve() -> Hub {
     Hub { child, url }
 }
 
-/// Runs `podium loadtest --json` with `args` against `hub`; the parsed report.
+/// Runs `podium loadtest --json --pid PID` with `args` against `hub`; the parsed report.
 fn loadtest(hub: &Hub, room: &str, args: &[&str]) -> Value {
     let pid = hub.child.id().to_string();
+    let mut all = vec!["--pid", &pid];
+    all.extend_from_slice(args);
+    loadtest_raw(hub, room, &all)
+}
+
+/// Runs `podium loadtest --json` with `args` against `hub`; the parsed report.
+fn loadtest_raw(hub: &Hub, room: &str, args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_podium"))
-        .args(["loadtest", "--url", &hub.url, "--secret", SECRET, "--room", room, "--json", "--pid", &pid])
+        .args(["loadtest", "--url", &hub.url, "--secret", SECRET, "--room", room, "--json"])
         .args(args)
         .env_remove("PODIUM_AUTH__SECRET")
         .output()
@@ -213,4 +231,61 @@ fn stage_changes_promote_listeners_who_publish_and_are_heard() {
     let most = listeners(&report, "storm").map(|l| l["packets"].as_u64().unwrap_or(0)).max().unwrap_or(0);
     // More than the speaker alone could send in the run (9.5 s at 50/s): the promoted listeners were heard.
     assert!(most > 520, "{most}");
+}
+
+#[test]
+fn a_join_storm_against_a_tls_hub_reaches_first_audio_everywhere() {
+    let ca = pki::TestCa::new();
+    let dir = pki::CertDir::new("loadtest", &ca.issue(&["127.0.0.1", "localhost"]));
+    let ca_file = dir.cert.with_file_name("ca.pem");
+    std::fs::write(&ca_file, pki::pem("CERTIFICATE", &ca.der)).expect("write ca.pem");
+    let hub = serve_with(&[("PODIUM_TLS__CERT", &dir.cert), ("PODIUM_TLS__KEY", &dir.key)]);
+    assert!(hub.url.starts_with("wss://127.0.0.1:"), "{}", hub.url);
+    let ca = ca_file.to_str().expect("utf-8 path");
+    // No --pid: the hub's figures come from its /metrics, over https:// with the same authority.
+    let report = loadtest_raw(
+        &hub,
+        "tls",
+        &["--ca-file", ca, "--listeners", "5", "--rate", "5", "--duration", "5", "--speaker", "--sample-every", "5"],
+    );
+    assert_eq!(report["listeners"], 5);
+    assert_eq!(report["failed"], 0, "{report:#}");
+    assert_eq!(report["speaker_error"], Value::Null);
+    for p in report["phases"].as_array().expect("phases") {
+        assert_eq!(p["reached"], 5, "{p}");
+    }
+    for l in listeners(&report, "storm") {
+        // Listener i joined at i × 200 ms: it hears at least 4 s at 50 packets/s.
+        let (packets, lost) = (l["packets"].as_u64().expect("packets"), l["lost"].as_u64().expect("lost"));
+        assert!(packets > 100, "{l}");
+        assert!(lost * 100 < packets + lost, "lost ≥ 1 %: {l}");
+        assert_eq!(l["end"], "stayed");
+    }
+    let d = &report["delay"];
+    assert_eq!(d["sampled_listeners"], 1, "{d}");
+    assert_eq!(d["bad"], 0, "{d}");
+    let u = &report["hub"];
+    assert_eq!(u["source"], "metrics", "{u}");
+    assert!(u["readings"].as_u64().expect("readings") >= 3, "{u}");
+    assert_eq!(u["errors"], 0, "{u}");
+
+    // Without the authority the hub's certificate is not trusted: every listener fails, with a clear error.
+    let out = Command::new(env!("CARGO_BIN_EXE_podium"))
+        .args(["loadtest", "--url", &hub.url, "--secret", SECRET, "--room", "untrusted", "--json"])
+        .args(["--listeners", "1", "--rate", "5", "--duration", "1"])
+        .env_remove("PODIUM_AUTH__SECRET")
+        .output()
+        .expect("run podium loadtest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    if out.status.success() {
+        let report: Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+        assert_eq!(report["failed"], 1, "{report:#}");
+        let error = report["per_listener"][0]["error"].as_str().unwrap_or_else(|| panic!("no error: {report:#}"));
+        assert!(error.contains("TLS") && error.contains("UnknownIssuer"), "{error}");
+    } else {
+        // A machine without a system trust store: refused before the run.
+        assert!(stderr.contains("no trusted certificate authorities"), "{stderr}");
+    }
 }
