@@ -411,6 +411,16 @@ pub(crate) fn last_loud_on(p: &Peer, mid: &str) -> f64 {
         .fold(f64::NAN, f64::max)
 }
 
+/// The participant a listener's latest `media_tracks` event puts on `mid`.
+pub(crate) fn track_owner(peer: &Peer, mid: &str) -> Option<String> {
+    let last = peer.hub_events("media_tracks").last()?;
+    last["tracks"]
+        .as_array()?
+        .iter()
+        .find(|t| t["mid"] == mid)
+        .and_then(|t| t["participant"].as_str().map(str::to_owned))
+}
+
 /// `p`'s reports on `mid` whose window ended within `from..=to` (Unix seconds).
 pub(crate) fn reports_on<'a>(p: &'a Peer, mid: &str, from: f64, to: f64) -> Vec<&'a Value> {
     p.seen_events("audio")

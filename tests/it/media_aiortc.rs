@@ -15,22 +15,12 @@ use tokio::time::Instant;
 
 use crate::aiortc::{
     HEAR_TIMEOUT, LOUD_RMS, Peer, TOLERANCE_HZ, freqs, is_tone, last_loud_on, media_hub, media_hub_with, now_unix,
-    reports_on, require_aiortc,
+    reports_on, require_aiortc, track_owner,
 };
 use crate::support::{Client, TestHub, on_stage, roster};
 
 /// The acceptance limit for silencing a speaker moved to the audience.
 const STOP_WITHIN: f64 = 1.0;
-
-/// The participant a listener's latest `media_tracks` event puts on `mid`.
-fn track_owner(peer: &Peer, mid: &str) -> Option<String> {
-    let last = peer.hub_events("media_tracks").last()?;
-    last["tracks"]
-        .as_array()?
-        .iter()
-        .find(|t| t["mid"] == mid)
-        .and_then(|t| t["participant"].as_str().map(str::to_owned))
-}
 
 /// Whether any `active_speakers` event seen by `peer` lists `who` as speaking.
 fn ever_speaking(peer: &Peer, who: &str) -> Option<u64> {

@@ -15,20 +15,10 @@ use std::time::Duration;
 use podium_hub::Role;
 use serde_json::{Value, json};
 
-use crate::aiortc::{HEAR_TIMEOUT, Peer, TOLERANCE_HZ, is_tone, longest_silence, media_hub, reports_on};
+use crate::aiortc::{HEAR_TIMEOUT, Peer, TOLERANCE_HZ, is_tone, longest_silence, media_hub, reports_on, track_owner};
 
 /// The acceptance limit: audio back within this long of the old address dying.
 const BACK_WITHIN: f64 = 1.0;
-
-/// The participant a listener's latest `media_tracks` event puts on `mid`.
-fn track_owner(peer: &Peer, mid: &str) -> Option<String> {
-    let last = peer.hub_events("media_tracks").last()?;
-    last["tracks"]
-        .as_array()?
-        .iter()
-        .find(|t| t["mid"] == mid)
-        .and_then(|t| t["participant"].as_str().map(str::to_owned))
-}
 
 /// `p`'s own role, from a fresh `get_state`.
 async fn role_of(p: &mut Peer) -> String {
