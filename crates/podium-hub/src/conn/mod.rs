@@ -359,7 +359,17 @@ impl Connection {
         request: MediaRequest,
     ) -> Result<Step, Stalled> {
         let conn_id = self.conn_id;
-        self.relay(id, room, |reply| RoomMsg::Media { who, conn_id, request, reply }).await
+        let kind = match request {
+            MediaRequest::Offer(_) => Some("media_offer"),
+            MediaRequest::Answer(_) => Some("media_answer"),
+            MediaRequest::Candidate => None,
+        };
+        let since = Instant::now();
+        let step = self.relay(id, room, |reply| RoomMsg::Media { who, conn_id, request, reply }).await;
+        if let Some(kind) = kind {
+            self.shared.metrics.media_answered(kind, since.into_std());
+        }
+        step
     }
 
     /// Sends a request to the room task and writes its answer as this request's reply.
