@@ -261,6 +261,8 @@ fn expected_result(kind: &str) -> Option<&'static str> {
         "list_audience" => Some("Audience"),
         "raise_hand" => Some("Hand"),
         "media_offer" => Some("Answer"),
+        "send_chat" => Some("ChatSent"),
+        "chat_history" => Some("Chat"),
         _ => None,
     }
 }
@@ -272,6 +274,8 @@ fn result_name(result: Option<&Reply>) -> Option<&'static str> {
         Reply::Audience(_) => "Audience",
         Reply::Hand { .. } => "Hand",
         Reply::Answer { .. } => "Answer",
+        Reply::ChatSent { .. } => "ChatSent",
+        Reply::Chat(_) => "Chat",
     })
 }
 

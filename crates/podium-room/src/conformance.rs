@@ -391,7 +391,7 @@ impl Checker {
                         }
                         Event::You(_) => matches!(to, Recipients::One(_)),
                         Event::InviteAnswered { .. } => *to == Recipients::Moderators,
-                        Event::RoomInfo(_) => *to == Recipients::Everyone,
+                        Event::RoomInfo(_) | Event::Chat(_) | Event::ChatDeleted { .. } => *to == Recipients::Everyone,
                         Event::HandLowered(cause) => {
                             ensure!(
                                 is_timeout == (*cause == HandLowered::Expired),

@@ -168,7 +168,7 @@ mod room;
 mod state;
 mod types;
 
-pub use command::{AudienceEntry, AudiencePage, Command, CommandError, Join, Joined, Reply};
+pub use command::{AudienceEntry, AudiencePage, ChatPage, Command, CommandError, Join, Joined, Reply};
 pub use event::{
     DisconnectReason, EndReason, Event, HandLowered, InviteView, Output, ParticipantSummary, ParticipantView,
     Recipients, RoomView, Snapshot, StageCause, StageMember, YourState,
@@ -176,7 +176,8 @@ pub use event::{
 pub use room::{Room, RoomSetup};
 pub use state::{Changes, Invite, ParticipantState, Revocation, RoomFields, RoomState};
 pub use types::{
-    Actor, AdminId, Counts, Millis, ParticipantId, PinnedLink, Reason, Role, RoomConfig, RoomInfo, Settings,
+    Actor, AdminId, ChatMessage, Counts, Millis, ParticipantId, PinnedLink, Reason, Role, RoomConfig, RoomInfo,
+    Settings,
 };
 
 #[cfg(test)]

@@ -291,12 +291,14 @@ impl Hooks {
             };
             for d in kept {
                 let data = WebhookData {
-                    participant: d.participant,
                     actor: d.actor,
                     reason: d.reason,
                     via: via.clone(),
                     settings: d.settings,
                     info: d.info,
+                    author: d.message_id.and(d.participant.as_ref().map(|p| p.id.clone())),
+                    message_id: d.message_id,
+                    participant: d.participant,
                     ..WebhookData::default()
                 };
                 add(d.kind, data);

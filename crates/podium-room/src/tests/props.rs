@@ -152,7 +152,7 @@ fn command() -> impl Strategy<Value = Command> {
                 moderators_remove,
             }),
         2 => (option::of(any::<bool>()), option::of(any::<bool>()), option::of(0u32..6)).prop_map(
-            |(open_mic, closed, stage_capacity)| C::UpdateSettings { open_mic, closed, stage_capacity }
+            |(open_mic, closed, stage_capacity)| C::UpdateSettings { open_mic, closed, stage_capacity, chat: None, chat_slow_mode_ms: None }
         ),
         1 => Just(C::InviteToRoom { identity: t() }),
         1 => Just(C::UninviteFromRoom { identity: t() }),
@@ -417,7 +417,7 @@ fn arbitrary_state() -> impl Strategy<Value = RoomState> {
         .prop_map(|(seq, stage_capacity, ended, empty_since, next_order, participants, bans)| RoomState {
             name: "r".into(),
             seq,
-            settings: Settings { open_mic: false, closed: false, stage_capacity },
+            settings: Settings { open_mic: false, closed: false, stage_capacity, chat: true, chat_slow_mode_ms: 0 },
             ended,
             empty_since,
             next_order,
@@ -427,6 +427,8 @@ fn arbitrary_state() -> impl Strategy<Value = RoomState> {
             persistent: false,
             revocations: vec![],
             info: RoomInfo::default(),
+            next_chat_id: 1,
+            chat: vec![],
         })
 }
 
