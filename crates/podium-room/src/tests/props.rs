@@ -32,6 +32,13 @@ fn config() -> RoomConfig {
         revocation_ttl: 700,
         max_revocations: 2,
         hand_ttl: 300,
+        chat_history: 3,
+        chat_max_chars: 12,
+        chat_max_age: 900,
+        chat_snapshot: 2,
+        chat_page_limit: 2,
+        chat_room_per_second: 5,
+        chat_room_burst: 2,
         ..RoomConfig::default()
     }
 }
@@ -168,6 +175,18 @@ fn command() -> impl Strategy<Value = Command> {
             pinned_link,
         }),
         2 => Just(C::ClearHands),
+        3 => prop_oneof![Just("hi"), Just(" two\nlines "), Just(""), Just("tab\t"), Just("long message text")]
+            .prop_map(|t| C::SendChat { text: t.to_owned() }),
+        2 => (0u64..8).prop_map(|message_id| C::DeleteChat { message_id }),
+        1 => (option::of(0u64..8), option::of(0usize..4)).prop_map(|(before, limit)| C::ChatHistory { before, limit }),
+        1 => (option::of(any::<bool>()), option::of(prop_oneof![Just(0u32), Just(50), Just(3_600_001)]))
+            .prop_map(|(chat, chat_slow_mode_ms)| C::UpdateSettings {
+                open_mic: None,
+                closed: None,
+                stage_capacity: None,
+                chat,
+                chat_slow_mode_ms,
+            }),
     ]
 }
 
