@@ -433,6 +433,35 @@ mod tests {
     }
 
     #[test]
+    fn chat_deletions_become_audited_events_and_posts_none() {
+        let mut room = Room::new("r", RoomConfig::default(), 1_000);
+        let mut c = None;
+        let (m, a) = (ParticipantId::new("m"), ParticipantId::new("a"));
+        step(&mut room, &mut c, None, |r| join(r, 1_000, "m", Role::Moderator));
+        step(&mut room, &mut c, None, |r| join(r, 1_000, "a", Role::Audience));
+        let post = |r: &mut Room| {
+            r.handle_command(1_001, &a, Command::SendChat { text: "hi".into() }).expect("posted");
+        };
+        assert_eq!(step(&mut room, &mut c, Some("a"), post), Vec::<String>::new(), "no event per message");
+        let delete = |r: &mut Room| {
+            r.handle_command_as(
+                1_002,
+                &room::Actor::Participant(m.clone()),
+                Command::DeleteChat { message_id: 1 },
+                Some("spam"),
+            )
+            .expect("deleted");
+        };
+        assert_eq!(step(&mut room, &mut c, Some("m"), delete), ["chat.message_deleted a by m (spam) audited"]);
+        // The author deleting their own: still an entry, the author the actor.
+        step(&mut room, &mut c, Some("a"), post);
+        let own = |r: &mut Room| {
+            r.handle_command(1_003, &a, Command::DeleteChat { message_id: 2 }).expect("deleted");
+        };
+        assert_eq!(step(&mut room, &mut c, Some("a"), own), ["chat.message_deleted a by a (-) audited"]);
+    }
+
+    #[test]
     fn audience_movements_are_recognised() {
         let mut d = Derived::new("participant.joined");
         d.participant = Some(WebhookParticipant {
