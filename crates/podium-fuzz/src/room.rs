@@ -5,7 +5,10 @@
 //! from a pool of seven plus one that never joins, so senders and targets often exist; token ids from a pool of
 //! three; commands come from participants or from an administrator, with or without a reason (good, too long, or
 //! with a control character); all else is arbitrary. New kinds of input were added at the end of each enum, and the
-//! persistent flag in a spare bit, so older corpus inputs still decode much as they did.
+//! persistent flag in a spare bit, so older corpus inputs still decode much as they did. Chat (issue #15): posts with
+//! good and bad texts, deletions of small ids (often existing), history pages, and the chat settings (slow mode, some
+//! beyond its bound), on a room whose chat limits come from the configuration's existing fields (a history of 1-4,
+//! pages of 1-3, an age limit of twice the grace period, a tight flood cap).
 
 use arbitrary::{Arbitrary, Unstructured};
 use podium_room::conformance::{Checker, Step};
