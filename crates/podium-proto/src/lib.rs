@@ -26,8 +26,8 @@ pub use decode::{DecodeError, MAX_ID_BYTES, decode_client, request_id};
 pub use error::ErrorCode;
 pub use server::{
     AudienceEntry, AudiencePage, Counts, HandLoweredCause, HandQueue, IceServer, IceServers, Invite, Limits,
-    MediaState, MediaTrack, Participant, PinnedLink, Reply, RoomInfo, RoomSettings, RoomSnapshot, ScheduleView,
-    ScheduledPerson, ScheduledSlot, ServerMessage, Speaking, StageCause, StageMember, Welcome, YourState,
+    MediaState, MediaTrack, Participant, PinnedLink, RecordingState, Reply, RoomInfo, RoomSettings, RoomSnapshot,
+    ScheduleView, ScheduledPerson, ScheduledSlot, ServerMessage, Speaking, StageCause, StageMember, Welcome, YourState,
 };
 
 use schemars::JsonSchema;

@@ -22,6 +22,7 @@ fn kinds_cover_every_request() {
             "approve_hand" | "invite_to_stage" | "cancel_invite" | "move_to_audience" | "mute" | "kick" | "ban"
             | "unban" | "make_moderator" | "revoke_moderator" => r#","participant":"p""#,
             "set_muted" => r#","muted":true"#,
+            "set_recording_opt_out" => r#","opt_out":true"#,
             "handover" => r#","stage":[]"#,
             "invite_to_room" | "uninvite_from_room" => r#","identity":"p""#,
             "media_offer" | "media_answer" => r#","sdp":"v=0""#,
@@ -100,4 +101,18 @@ fn set_room_info_tells_absent_from_null() {
     assert!(RoomInfo::default().is_empty());
     let event = ServerMessage::RoomInfo { seq: 3, info: RoomInfo::default() };
     assert_eq!(event.to_json(), r#"{"type":"room_info","seq":3,"info":{}}"#);
+}
+
+#[test]
+fn recording_event_says_null_when_it_stops() {
+    let stopped = ServerMessage::Recording { seq: 3, recording: None };
+    assert_eq!(stopped.to_json(), r#"{"type":"recording","seq":3,"recording":null}"#);
+    let started = ServerMessage::Recording {
+        seq: 2,
+        recording: Some(RecordingState { id: "rec_1".into(), started_at_ms: 5, by: Some("m".into()), by_admin: None }),
+    };
+    assert_eq!(
+        started.to_json(),
+        r#"{"type":"recording","seq":2,"recording":{"id":"rec_1","started_at_ms":5,"by":"m"}}"#
+    );
 }

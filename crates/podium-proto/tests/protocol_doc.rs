@@ -166,6 +166,7 @@ fn every_object_table_matches_the_schema() {
         ("RoomSettings", "RoomSettings"),
         ("RoomInfo", "RoomInfo"),
         ("PinnedLink", "PinnedLink"),
+        ("RecordingState", "RecordingState"),
         ("RoomSnapshot", "RoomSnapshot"),
         ("Welcome", "Welcome"),
         ("Limits object", "Limits"),
