@@ -81,6 +81,8 @@ impl From<Config> for RoomConfig {
             counts_interval: Millis::from(c.counts_interval),
             hand_queue_event_limit: usize::from(c.hand_queue_event_limit % 5),
             max_page: usize::from(c.max_page % 5) + 1,
+            // The top bit of `max_page` (the line above keeps it modulo 5) turns recording off for the hub.
+            recording: c.max_page & 0x80 == 0,
         }
     }
 }
@@ -134,6 +136,11 @@ enum Cmd {
         link: Option<Option<(Link, Option<Text>)>>,
     },
     ClearHands,
+    /// A good id (`true`) or a malformed one.
+    StartRecording(bool),
+    StopRecording,
+    SetRecordingOptOut(bool),
+    SetRecordable(bool),
 }
 
 /// Text for room info: good, empty, too long (in characters), or with a control character (a newline is allowed in
@@ -252,6 +259,10 @@ impl From<Cmd> for Command {
                 }),
             },
             Cmd::ClearHands => Self::ClearHands,
+            Cmd::StartRecording(good) => Self::StartRecording { id: if good { "rec_1".into() } else { "../x".into() } },
+            Cmd::StopRecording => Self::StopRecording,
+            Cmd::SetRecordingOptOut(opt_out) => Self::SetRecordingOptOut { opt_out },
+            Cmd::SetRecordable(recordable) => Self::SetRecordable { recordable },
         }
     }
 }

@@ -186,6 +186,9 @@ pub struct RoomConfig {
     /// Counted from the raise; raising again after the hand went down starts a new period. 0: hands never expire.
     /// Default 15 min.
     pub hand_ttl: Millis,
+    /// Whether this hub records rooms at all (`[recording] enabled`): without it `StartRecording` is refused
+    /// (`Forbidden`). Default false.
+    pub recording: bool,
 }
 
 impl Default for RoomConfig {
@@ -205,6 +208,7 @@ impl Default for RoomConfig {
             revocation_ttl: 24 * 3_600_000,
             max_revocations: 256,
             hand_ttl: 15 * 60_000,
+            recording: false,
         }
     }
 }
@@ -300,6 +304,34 @@ impl PinnedLink {
             t => t,
         };
         Ok(Self { url, title })
+    }
+}
+
+/// A recording in progress (`StartRecording`). The id comes from the caller (the room draws no random numbers):
+/// the hub makes one per recording.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Recording {
+    /// The recording's id (`rec_...`), also its replay's.
+    pub id: String,
+    /// When it started.
+    pub started_at: Millis,
+    /// Who started it.
+    pub by: Actor,
+}
+
+impl Recording {
+    /// The longest id accepted, in bytes.
+    pub const MAX_ID_BYTES: usize = 64;
+
+    /// Checks an id: 1 to [`Recording::MAX_ID_BYTES`] bytes of ASCII letters, digits, `_` and `-` (it names files).
+    pub fn check_id(id: &str) -> Result<(), crate::CommandError> {
+        if id.is_empty()
+            || id.len() > Self::MAX_ID_BYTES
+            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(crate::CommandError::BadRequest("recording id must be 1-64 letters, digits, _ or -"));
+        }
+        Ok(())
     }
 }
 

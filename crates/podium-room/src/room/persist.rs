@@ -21,6 +21,8 @@ impl Room {
             next_order: self.next_order,
             persistent: self.persistent,
             revocations: self.revocations.iter().cloned().collect(),
+            recording: self.recording.clone(),
+            recordable: self.recordable,
             info: self.info.clone(),
             participants,
             bans: self.bans.iter().cloned().collect(),
@@ -49,6 +51,8 @@ impl Room {
         room.guests = state.guests.into_iter().collect();
         room.persistent = state.persistent;
         room.info = state.info;
+        room.recording = state.recording;
+        room.recordable = state.recordable;
         let revocations_sorted = state.revocations.is_sorted() && {
             let mut unique = state.revocations.clone();
             unique.dedup();
@@ -167,6 +171,8 @@ impl Room {
             self.empty_since = f.empty_since;
             self.next_order = f.next_order;
             self.persistent = f.persistent;
+            self.recording.clone_from(&f.recording);
+            self.recordable = f.recordable;
             self.revocations = f.revocations.iter().cloned().collect();
         }
         if let Some(bans) = &changes.bans {
@@ -278,6 +284,8 @@ impl Room {
                 next_order: self.next_order,
                 persistent: self.persistent,
                 revocations: self.revocations.iter().cloned().collect(),
+                recording: self.recording.clone(),
+                recordable: self.recordable,
             }),
             upserted,
             removed,

@@ -10,6 +10,7 @@ mod admin;
 mod handover;
 mod info_hands;
 mod props;
+mod recording;
 mod rules;
 mod scenario;
 
