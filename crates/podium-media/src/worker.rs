@@ -133,6 +133,7 @@ pub(crate) enum Command {
         identity: Arc<str>,
         offer: Box<CheckedOffer>,
         publish: Arc<AtomicBool>,
+        record: Arc<AtomicBool>,
         generation: u64,
         reply: oneshot::Sender<Result<String, MediaError>>,
     },
@@ -234,6 +235,8 @@ pub(crate) struct WorkerInit {
     pub(crate) max_tcp: usize,
     /// A handle on `poll`'s registry.
     pub(crate) registry: mio::Registry,
+    /// The recording writer's queue.
+    pub(crate) recorder: crate::recording::RecQueue,
 }
 
 /// A downstream slot: one server-sending audio m-line.
@@ -282,6 +285,8 @@ pub(crate) struct Peer {
     identity: Arc<str>,
     rtc: Rtc,
     publish: Arc<AtomicBool>,
+    /// Its audio goes to the room's recording (`Media::set_record`).
+    record: Arc<AtomicBool>,
     generation: u64,
     ufrag: String,
     addrs: Vec<SocketAddr>,
@@ -397,6 +402,8 @@ pub(crate) struct Worker {
     /// Scratch list of one fan-out's listener ids (kept for its allocation).
     fanout_order: Vec<u64>,
     loudest: usize,
+    /// The recording writer's queue.
+    recorder: crate::recording::RecQueue,
     /// Peers this worker is home to that another worker hosts (moved), by id: their datagrams go there.
     away: HashMap<u64, usize, rustc_hash::FxBuildHasher>,
     /// Rooms waiting for peers moving in.
@@ -455,6 +462,7 @@ impl Worker {
             filler_id: Arc::from(FILLER_IDENTITY),
             fanout_order: Vec::new(),
             loudest: init.loudest,
+            recorder: init.recorder,
             away: HashMap::default(),
             arriving: HashMap::new(),
         }
@@ -703,6 +711,16 @@ impl Worker {
             self.ctx.stats.media_in.fetch_add(1, Ordering::Relaxed);
             let room = src.room.clone();
             let source = src.identity.clone();
+            if src.record.load(Ordering::Relaxed) {
+                // Arc clones into a preallocated slot of a bounded queue: never waits (full: dropped, counted).
+                self.recorder.push(crate::recording::RecPacket {
+                    room: room.clone(),
+                    identity: source.clone(),
+                    time: frame.time,
+                    at: frame.network_time,
+                    data: frame.data.clone(),
+                });
+            }
             let loud = self.rooms.get_mut(&room).is_some_and(|r| note_level(r, &source, &frame, now));
             if loud && self.filler_at.contains_key(&room) {
                 // Before this frame goes anywhere: the filler's slots must be free for it.
@@ -884,8 +902,8 @@ impl Worker {
             }
         }
         match cmd {
-            Command::Offer { room, identity, offer, publish, generation, reply } => {
-                let res = self.offer(now, room, identity, *offer, publish, generation);
+            Command::Offer { room, identity, offer, publish, record, generation, reply } => {
+                let res = self.offer(now, room, identity, *offer, (publish, record), generation);
                 let _ = reply.send(res);
             }
             Command::Answer { room, identity, answer, reply } => {
@@ -1090,7 +1108,7 @@ impl Worker {
         room: Arc<str>,
         identity: Arc<str>,
         offer: CheckedOffer,
-        publish: Arc<AtomicBool>,
+        (publish, record): (Arc<AtomicBool>, Arc<AtomicBool>),
         generation: u64,
     ) -> Result<String, MediaError> {
         let CheckedOffer { sdp: offer, mlines } = offer;
@@ -1137,6 +1155,7 @@ impl Worker {
                 }
             }
             peer.publish = publish;
+            peer.record = record;
             drain(id, peer, &mut self.ctx, now);
             tracing::debug!(room = %room, peer = %identity, "renegotiated");
             return Ok(answer.to_sdp_string());
@@ -1153,6 +1172,7 @@ impl Worker {
             identity: identity.clone(),
             rtc,
             publish,
+            record,
             generation,
             ufrag,
             addrs: Vec::new(),
