@@ -46,6 +46,7 @@ use crate::relay::{NodeMessage, RelayedRequest};
 mod ice;
 mod media_events;
 mod placement;
+mod recording;
 mod stage;
 
 use placement::media_moved_epoch;
@@ -195,6 +196,8 @@ pub(crate) struct RoomTask {
     stage: stage::Stage,
     /// When this hub's connections get fresh TURN credentials.
     ice: ice::IceRefresh,
+    /// What this hub's SFU records for the room (`recording`).
+    recording: Option<recording::Recording>,
 }
 
 /// What must follow an announcement applied by `apply_remote`.
@@ -231,7 +234,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomH
         gauges: shared.metrics.room_gauges(),
         counted_at: (0, 0),
         renewals: 0,
-        room: Room::new(name.clone(), shared.config.room.room_config(), wall_ms()),
+        room: Room::new(name.clone(), shared.config.room_config(), wall_ms()),
         name,
         generation,
         shared,
@@ -257,6 +260,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomH
         deferred: std::collections::VecDeque::new(),
         stage: stage::Stage::default(),
         ice: ice::IceRefresh::default(),
+        recording: None,
     };
     tokio::spawn(task.run().instrument(span));
     RoomHandle { generation, inbox: tx }
@@ -305,7 +309,7 @@ impl RoomTask {
         match loaded {
             Ok(Some(state)) => {
                 info!(seq = state.seq, "room restored from the store");
-                self.room = Room::from_state(state.clone(), self.shared.config.room.room_config());
+                self.room = Room::from_state(state.clone(), self.shared.config.room_config());
                 self.committed = Some(state);
             }
             Ok(None) => {}
@@ -367,14 +371,17 @@ impl RoomTask {
                 () = sleep_until_opt(self.ice.next_due()) => self.refresh_ice(),
                 done = stage::join_opt(&mut self.stage.reconcile) => self.reconciled(done),
             }
+            self.sync_recording();
             if self.room.is_ended() || (self.shutting_down && self.inbox.is_empty()) {
                 break;
             }
             if self.is_idle() {
+                self.finish_recording();
                 self.go_idle().await;
                 return;
             }
         }
+        self.finish_recording();
         self.stop(ErrorCode::RoomEnded, "the room has ended");
         self.release_lease().await;
     }
@@ -630,7 +637,7 @@ impl RoomTask {
                     return;
                 }
                 let now = self.now();
-                match Room::create(self.name.clone(), self.shared.config.room.room_config(), now, setup) {
+                match Room::create(self.name.clone(), self.shared.config.room_config(), now, setup) {
                     Ok(room) => self.room = room,
                     Err(e) => {
                         let _ = reply.send(Err((convert::error_code(&e), e.to_string())));
@@ -813,7 +820,7 @@ impl RoomTask {
 
     /// Puts the room back to its last committed state, dropping the outputs of what came after.
     fn restore_committed(&mut self) {
-        let config = self.shared.config.room.room_config();
+        let config = self.shared.config.room_config();
         self.room = match &self.committed {
             Some(state) => Room::from_state(state.clone(), config),
             None => Room::new(self.name.clone(), config, wall_ms()),
@@ -1184,6 +1191,9 @@ impl RoomTask {
                         media.set_publish(&self.name, who.as_str(), allowed);
                     }
                 }
+                // The media hub follows the room's recording after the turn (`sync_recording`), whichever hub ran
+                // the transition.
+                room::Output::Record { .. } => {}
                 // For the audit log and webhooks (not delivered to participants).
                 room::Output::Moderated { .. } => {}
                 room::Output::Ended { reason } => {
@@ -1220,8 +1230,9 @@ impl RoomTask {
                         Announced::Publish { who: who.clone(), allowed: *allowed }
                     }
                     room::Output::Ended { .. } => Announced::Ended,
-                    // Only the hub that ran the transition reports it (audit log, webhooks).
-                    room::Output::Moderated { .. } => return None,
+                    // Only the hub that ran the transition reports it (audit log, webhooks); recording follows
+                    // the room's state (`sync_recording`).
+                    room::Output::Moderated { .. } | room::Output::Record { .. } => return None,
                 })
             })
             .collect();
@@ -1280,7 +1291,10 @@ impl RoomTask {
             let Some(snapshot) = self.room.snapshot_for(&who) else { continue };
             let frame: Utf8Bytes = proto::ServerMessage::Resync {
                 seq: snapshot.seq,
-                state: proto::RoomSnapshot { media_epoch: self.client_media_epoch(), ..convert::snapshot(&snapshot) },
+                state: Box::new(proto::RoomSnapshot {
+                    media_epoch: self.client_media_epoch(),
+                    ..convert::snapshot(&snapshot)
+                }),
             }
             .to_json()
             .into();

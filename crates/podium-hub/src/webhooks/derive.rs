@@ -35,6 +35,8 @@ pub(crate) struct Derived {
     pub(crate) settings: Option<podium_proto::RoomSettings>,
     /// `room.info_changed`: the description and pinned link now.
     pub(crate) info: Option<podium_proto::RoomInfo>,
+    /// `recording.started`, `recording.stopped`: the recording.
+    pub(crate) recording_id: Option<String>,
 }
 
 /// Event types that are moderation actions (audited whoever the target is).
@@ -48,6 +50,8 @@ const MODERATION: &[&str] = &[
     "guest.removed",
     "room.settings_changed",
     "room.info_changed",
+    "recording.started",
+    "recording.stopped",
 ];
 
 /// Event types that are moderation actions when someone did them to another participant.
@@ -61,7 +65,7 @@ const ON_OTHERS: &[&str] = &[
 
 impl Derived {
     fn new(kind: &'static str) -> Self {
-        Self { kind, participant: None, actor: None, reason: None, settings: None, info: None }
+        Self { kind, participant: None, actor: None, reason: None, settings: None, info: None, recording_id: None }
     }
 
     /// True when the audit log records it.
@@ -237,6 +241,28 @@ pub(crate) fn derive(
         let at = add(&mut out, "room.info_changed", None, actor.clone());
         at.info = Some(convert::info(info_after));
         at.reason.clone_from(&reason);
+    }
+    let mut recording_event = false;
+    for o in outputs {
+        if let room::Output::Event { event: room::Event::Recording(r), .. } = o {
+            recording_event = true;
+            let (kind, id) = match r {
+                Some(r) => ("recording.started", Some(r.id.clone())),
+                None => ("recording.stopped", before.recording.as_ref().map(|r| r.id.clone())),
+            };
+            let at = add(&mut out, kind, None, actor.clone());
+            at.recording_id = id;
+            at.reason.clone_from(&reason);
+        }
+    }
+    if let Some(r) = &before.recording
+        && !recording_event
+        && ended_after
+    {
+        // The room's end stops the recording without an event of its own.
+        let at = add(&mut out, "recording.stopped", None, None);
+        at.recording_id = Some(r.id.clone());
+        at.reason = Some("ended".to_owned());
     }
     out.extend(ended(outputs));
     // The audience after: before's, less those the changes take out of it, plus those they put in.
