@@ -16,6 +16,7 @@ mod media_webrtcrs;
 mod metrics;
 mod pki;
 mod raw;
+mod recording;
 mod room_info;
 mod scenario;
 mod summit;
