@@ -125,8 +125,35 @@ async fn moderators_start_and_stop_recording_and_everyone_is_told() {
     }
     let (status, _) = api(&hub, reqwest::Method::GET, "/v1/admin/recordings?after=../x", &read, None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Nobody spoke: each stopped recording is described as failed (`recording.failed`), saying why.
+    let first = wait_for_replay(&hub, &id, &read).await;
+    assert_eq!(first["state"], "failed", "{first}");
+    assert!(first["error"].as_str().is_some_and(|e| e.contains("nothing was recorded")), "{first}");
+    // The room's end stops a recording too.
+    let (status, started) = api(&hub, reqwest::Method::POST, path, &moderate, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    moderator.ok(json!({"type": "end_room"})).await;
+    let last = wait_for_replay(&hub, started["id"].as_str().expect("id"), &read).await;
+    assert_eq!((last["state"].as_str(), last["room"].as_str()), (Some("failed"), Some("rec")), "{last}");
+    let (_, page) = api(&hub, reqwest::Method::GET, "/v1/admin/recordings?room=rec&limit=2", &read, None).await;
+    assert_eq!(page["recordings"].as_array().map(Vec::len), Some(2), "{page}");
+    assert!(page["next"].is_string(), "three replays, a page of two: {page}");
     hub.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Polls the replay `id`'s description until it is no longer being mixed (at most 60 s).
+async fn wait_for_replay(hub: &TestHub, id: &str, token: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, replay) = api(hub, reqwest::Method::GET, &format!("/v1/admin/recordings/{id}"), token, None).await;
+        if status == StatusCode::OK && replay["state"] != "mixing" {
+            return replay;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no replay {id} within 60 s: {status} {replay}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -238,16 +265,7 @@ async fn a_recorded_session_mixes_into_a_replay_with_both_tones_in_order_and_cha
 
     // The replay is mixed after the stop: its description says when it is ready.
     let read = hub.admin_token("dash", Scope::Read);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let replay = loop {
-        let (status, replay) =
-            api(&hub, reqwest::Method::GET, &format!("/v1/admin/recordings/{id}"), &read, None).await;
-        if status == StatusCode::OK && replay["state"] != "mixing" {
-            break replay;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no replay within 60 s: {status} {replay}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let replay = wait_for_replay(&hub, &id, &read).await;
     assert_eq!(replay["state"], "ready", "{replay}");
     assert_eq!((replay["room"].as_str(), replay["recording_id"].as_str()), (Some(room), Some(id.as_str())));
     assert_eq!(replay["speakers"], json!(["ann", "bob"]), "cid opted out: never written: {replay}");

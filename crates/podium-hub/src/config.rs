@@ -63,7 +63,7 @@ pub struct RecordingConfig {
     /// The replay's Opus bitrate, in kbit/s (6-256).
     pub bitrate_kbps: u32,
     /// Audio packets queued from the SFU's workers to its recording writer thread; past it they are dropped and
-    /// counted (`podium_media_record_dropped_total`).
+    /// counted (`podium_media_dropped_total{reason="record_queue_full"}`).
     pub queue_packets: usize,
 }
 
