@@ -24,6 +24,8 @@ pub(super) struct Recording {
     names: HashMap<String, String>,
     /// The SFU refused to start (the directory could not be made): nothing to stop or mix.
     failed: bool,
+    /// The room's `seq` when the recorded set was last compared (the stage changes only with a transition).
+    synced_seq: Option<u64>,
 }
 
 impl RoomTask {
@@ -41,6 +43,11 @@ impl RoomTask {
         }
         let Some(media) = self.shared.media.clone() else { return };
         let Some(rec) = self.recording.as_mut().filter(|r| !r.failed) else { return };
+        // Most turns of the task change nothing (a message, a timer): compare only after a transition.
+        let seq = self.room.seq();
+        if rec.synced_seq.replace(seq) == Some(seq) {
+            return;
+        }
         let now: HashSet<ParticipantId> =
             self.room.stage().into_iter().filter(|m| self.room.is_recorded(&m.id)).map(|m| m.id).collect();
         if now == rec.recorded {
@@ -80,7 +87,8 @@ impl RoomTask {
                 true
             }
         };
-        self.recording = Some(Recording { id, part, recorded: HashSet::new(), names: HashMap::new(), failed });
+        self.recording =
+            Some(Recording { id, part, recorded: HashSet::new(), names: HashMap::new(), failed, synced_seq: None });
     }
 
     /// Stops this hub's recording of the room, if any, and mixes it on a task of its own.
