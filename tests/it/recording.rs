@@ -185,6 +185,8 @@ async fn recording_is_refused_when_the_hub_or_the_room_does_not_record() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+const HOOK_KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
 /// Power of `samples` at `hz` (Goertzel), sample rate `rate`.
 fn goertzel(samples: &[f64], hz: f64, rate: f64) -> f64 {
     let w = 2.0 * std::f64::consts::PI * hz / rate;
@@ -225,9 +227,18 @@ async fn a_recorded_session_mixes_into_a_replay_with_both_tones_in_order_and_cha
     require_aiortc();
     let _heavy = crate::support::HEAVY.lock().await;
     let dir = recordings_dir("aiortc");
+    let (port, hooks, mut receiver) = crate::support::webhook_receiver(HOOK_KEY);
     let hub = media_hub_with(|c| {
         c.recording.enabled = true;
         c.recording.dir = dir.clone();
+        c.webhooks.endpoints = vec![podium_hub::config::EndpointConfig {
+            name: "app".into(),
+            url: format!("http://127.0.0.1:{port}/hook"),
+            secrets: vec![HOOK_KEY.into()],
+            include: vec!["recording.*".into()],
+            exclude: Vec::new(),
+            timeout_ms: 2_000,
+        }];
     })
     .await;
     let room = "aiortc-rec";
@@ -318,9 +329,34 @@ async fn a_recorded_session_mixes_into_a_replay_with_both_tones_in_order_and_cha
     assert!(order[..first_660].iter().all(|hz| *hz == 440), "{order:?}");
     assert!(order.len() - first_660 >= 3, "bob speaks for about 3 s: {order:?}");
 
+    // The webhooks, verified by the receiver (Standard Webhooks): started, stopped, then ready with the replay.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let events = loop {
+        let events: Vec<Value> = hooks.lock().expect("log").clone();
+        if events.iter().any(|e| e["payload"]["type"] == "recording.ready") {
+            break events;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no recording.ready: {events:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(events.iter().all(|e| e["ok"] == true), "every request verifies: {events:?}");
+    let kinds: Vec<&str> = events.iter().map(|e| e["payload"]["type"].as_str().unwrap_or("")).collect();
+    assert_eq!(kinds, ["recording.started", "recording.stopped", "recording.ready"], "{events:?}");
+    let started = &events[0]["payload"]["data"];
+    assert_eq!((started["recording_id"].as_str(), started["actor"].as_str()), (Some(id.as_str()), Some("mod")));
+    let ready = &events[2]["payload"]["data"];
+    assert_eq!(ready["recording_id"], id.as_str(), "{ready}");
+    assert_eq!(ready["room"], room, "{ready}");
+    assert_eq!(ready["bytes"], replay["bytes"], "{ready}");
+    assert_eq!(ready["duration_ms"], replay["duration_ms"], "{ready}");
+    assert_eq!(ready["chapters"], replay["chapters"], "{ready}");
+    assert_eq!(ready["url"], format!("/v1/admin/recordings/{id}/replay").as_str(), "{ready}");
+
     for p in [ann, bob, cid, lis] {
         p.finish().await;
     }
+    let _ = receiver.kill();
+    let _ = receiver.wait();
     hub.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
