@@ -1124,8 +1124,15 @@ impl Media {
     /// decides (the media plane knows no roles or opt-outs): opted-out speakers are never marked.
     pub fn set_record(&self, room: &str, identity: &str, on: bool) {
         let mut dir = self.dir();
+        if !on {
+            // Never makes an entry: the peer (or the whole room) may be gone already.
+            if let Some(m) = dir.rooms.get(room).and_then(|r| r.members.get(identity)) {
+                m.record.store(false, Ordering::Release);
+            }
+            return;
+        }
         let n = self.inner.cmd_txs.len();
-        dir.rooms.entry(room.to_owned()).or_default().member(identity, n).record.store(on, Ordering::Release);
+        dir.rooms.entry(room.to_owned()).or_default().member(identity, n).record.store(true, Ordering::Release);
     }
 
     /// Stops recording `room`: closes its files (after every packet queued before this call) and returns what was

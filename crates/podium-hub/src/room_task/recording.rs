@@ -95,6 +95,7 @@ impl RoomTask {
     pub(super) fn finish_recording(&mut self) {
         let Some(rec) = self.recording.take() else { return };
         let Some(media) = self.shared.media.clone() else { return };
+        // (A no-op for peers already gone: `set_record(false)` never makes an entry.)
         for id in &rec.recorded {
             media.set_record(&self.name, id.as_str(), false);
         }
