@@ -360,3 +360,48 @@ async fn a_recorded_session_mixes_into_a_replay_with_both_tones_in_order_and_cha
     hub.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two hubs sharing a room through Redis: a recording started on one reaches the other's clients and its snapshots
+/// (room state, stored and announced), an opt-out on the other shows in the first's roster, and the stop too. The
+/// hub holding the room's media (whichever took the lease) writes and mixes the replay; the test checks the
+/// description lands in the shared directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_follows_the_room_across_hubs() {
+    let redis = podium_store::redis_server::RedisServer::start();
+    let dir = recordings_dir("redis");
+    let shared = |c: &mut podium_hub::Config| {
+        c.store.url = redis.url();
+        c.recording.enabled = true;
+        c.recording.dir = dir.clone();
+    };
+    let a = TestHub::start_with(shared).await;
+    let b = TestHub::start_with(shared).await;
+    let (mut moderator, _) = a.join_when_up("mod", "shared-rec", Role::Moderator).await;
+    let (mut speaker, _) = b.join_when_up("spk", "shared-rec", Role::Speaker).await;
+    moderator.ok(json!({"type": "invite_to_stage", "participant": "spk"})).await;
+    speaker.event("you", |e| e["you"]["invite"].is_object()).await;
+    speaker.ok(json!({"type": "accept_invite"})).await;
+
+    speaker.ok(json!({"type": "set_recording_opt_out", "opt_out": true})).await;
+    let stage = moderator.event("stage", |e| e["cause"]["kind"] == "recording_opt_out").await;
+    assert!(stage["stage"].as_array().unwrap().iter().any(|m| m["id"] == "spk" && m["recording_opt_out"] == true));
+
+    moderator.ok(json!({"type": "start_recording"})).await;
+    let event = speaker.event("recording", |e| e["recording"].is_object()).await;
+    let id = event["recording"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(event["recording"]["by"], "mod", "delivered by the other hub: {event}");
+    let (_, welcome) = b.join("late", "shared-rec", Role::Audience).await;
+    assert_eq!(welcome["state"]["recording"]["id"], id.as_str(), "the other hub's copy has it: {welcome}");
+    let spk = welcome["state"]["stage"].as_array().unwrap().iter().find(|m| m["id"] == "spk").cloned();
+    assert_eq!(spk.map(|m| m["recording_opt_out"].clone()), Some(json!(true)), "{welcome}");
+    speaker.expect_error(json!({"type": "start_recording"}), "forbidden").await;
+
+    moderator.ok(json!({"type": "stop_recording"})).await;
+    speaker.event("recording", |e| e["recording"].is_null()).await;
+    let read = a.admin_token("dash", Scope::Read);
+    let replay = wait_for_replay(&a, &id, &read).await;
+    assert_eq!(replay["recording_id"], id.as_str(), "{replay}");
+    a.stop().await;
+    b.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
