@@ -24,6 +24,7 @@ mod tls;
 mod web;
 mod web_browser;
 mod web_drain;
+mod web_package;
 mod web_summit;
 mod web_tls;
 mod webrtcrs;
