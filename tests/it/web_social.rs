@@ -1,0 +1,59 @@
+//! The demo app's room info, hand expiry, reactions, chat and recording indicator end to end in Debian's headless
+//! Chromium, driven by Playwright (`web/e2e/info.mjs`, `web/e2e/social.mjs`): what one page does by clicking, a
+//! second page sees. Screenshots go to `target/web-e2e/`.
+//!
+//! Needs Node.js and `web/node_modules` (`bash tests/run` runs `npm ci` in `web/` first) and Chromium
+//! (`/usr/bin/chromium` or `PODIUM_CHROMIUM`).
+
+use std::time::Duration;
+
+use crate::support::{Browser, TestHub};
+
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
+/// Raised hands go down after this long in the room-info scenario.
+const HAND_TTL_MS: u64 = 4_000;
+
+/// A moderator sets the description and pinned link by clicking, a listener's page shows them; the listener's raised
+/// hand goes down by itself after `room.hand_ttl_ms` and then by the moderator's "Lower all hands"; the moderator
+/// clears the link.
+#[tokio::test]
+async fn demo_room_info_and_hand_expiry_in_chromium() {
+    let _heavy = crate::support::HEAVY.lock().await;
+    let browser = Browser::find();
+    // Development mode (the demo gets tokens from /dev/token); no media: this is signalling only.
+    let hub = TestHub::start_with(|c| {
+        c.auth.secret = None;
+        c.media.enabled = false;
+        c.room.hand_ttl_ms = HAND_TTL_MS;
+    })
+    .await;
+    let shots = crate::support::screenshots_dir();
+    let env = [
+        ("PODIUM_HTTP", format!("http://{}", hub.addr)),
+        ("PODIUM_HAND_TTL_MS", HAND_TTL_MS.to_string()),
+        ("PODIUM_SCREENSHOTS", shots.display().to_string()),
+    ];
+    let out = browser.run("info.mjs", &env, SCENARIO_TIMEOUT).await;
+    assert!(out.contains("the listener sees the description and the pinned link"), "{out}");
+    assert!(out.contains("went down by itself"), "{out}");
+    assert!(shots.join("info-1-listener-pinned-link.png").is_file(), "screenshot missing in {}", shots.display());
+    hub.stop().await;
+}
+
+/// Reactions and chat by clicking, seen in a second page (and older chat loaded by a late joiner), and the REC
+/// indicator when a moderator starts recording.
+#[tokio::test]
+#[ignore = "needs the server side of reactions, chat and recording (branches h/social and h/rec, issue #15), not merged yet"]
+async fn demo_reactions_chat_and_recording_in_chromium() {
+    let _heavy = crate::support::HEAVY.lock().await;
+    let browser = Browser::find();
+    // Development mode, media on loopback (recording writes the SFU's audio).
+    let hub = TestHub::start_with(crate::support::demo_with_media).await;
+    let shots = crate::support::screenshots_dir();
+    let env = [("PODIUM_HTTP", format!("http://{}", hub.addr)), ("PODIUM_SCREENSHOTS", shots.display().to_string())];
+    let out = browser.run("social.mjs", &env, SCENARIO_TIMEOUT).await;
+    for step in ["counted", "deleted it", "loaded older messages", "shows REC", "REC gone"] {
+        assert!(out.contains(step), "step {step:?} missing:\n{out}");
+    }
+    hub.stop().await;
+}
