@@ -44,6 +44,8 @@ async fn demo_room_info_and_hand_expiry_in_chromium() {
 /// indicator when a moderator starts recording. `PODIUM_PARTS` (inherited by the script) may name a subset of
 /// `reactions,chat,recording`.
 #[tokio::test]
+// Passed on scratch merges of h/sdk with each server branch alone (PODIUM_PARTS=reactions,chat with h/social,
+// PODIUM_PARTS=recording with h/rec, 6 December); remove the `ignore` once both are merged.
 #[ignore = "needs the server side of reactions, chat and recording (branches h/social and h/rec, issue #15), not merged yet"]
 async fn demo_reactions_chat_and_recording_in_chromium() {
     let _heavy = crate::support::HEAVY.lock().await;
