@@ -144,7 +144,10 @@ async fn rooms_participants_and_moderation() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{room}");
     assert_eq!(room["persistent"], true);
-    assert_eq!(room["settings"], json!({"open_mic": false, "closed": true, "stage_capacity": 4}));
+    assert_eq!(
+        room["settings"],
+        json!({"open_mic": false, "closed": true, "stage_capacity": 4, "chat": true, "chat_slow_mode_ms": 0})
+    );
     let (status, problem) = api.post("/v1/admin/rooms", json!({"name": "summit"})).await;
     assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("conflict")));
 

@@ -129,6 +129,9 @@ async fn metrics_count_participants_by_role_joins_requests_and_errors() {
     // A request the rules refuse, and one of an unknown type.
     listener.expect_error(json!({"type": "kick", "participant": "mo"}), "forbidden").await;
     listener.expect_error(json!({"type": "fly"}), "unknown_type").await;
+    // A media offer the SFU answers: timed whole and in the SFU.
+    let answer = listener.ok(json!({"type": "media_offer", "sdp": crate::media_signaling::audio_offer()})).await;
+    assert!(answer["result"]["sdp"].as_str().is_some_and(|s| s.contains("a=ice-lite")), "{answer}");
 
     let samples = scrape_until(&hub, "participants by role", |s| {
         participants(s, "audience") == 2.0 && participants(s, "speaker") == 1.0 && participants(s, "moderator") == 1.0
@@ -148,6 +151,14 @@ async fn metrics_count_participants_by_role_joins_requests_and_errors() {
     assert!(value(&samples, "podium_connections", &[]).unwrap_or(0.0) >= 4.0, "four websockets and this scrape");
     assert_eq!(value(&samples, "podium_leases_held", &[]), Some(0.0), "no shared store, no leases");
     assert!(value(&samples, "podium_media_fanout_seconds_count", &[]).is_some(), "the SFU's histogram is exported");
+    for name in ["podium_media_request_latency_seconds", "podium_media_sfu_latency_seconds"] {
+        let offers = value(&samples, &format!("{name}_count"), &[("kind", "media_offer")]);
+        assert_eq!(offers, Some(1.0), "{name}: the one offer");
+        let took = value(&samples, &format!("{name}_sum"), &[("kind", "media_offer")]).expect("sum");
+        assert!(took > 0.0 && took < 20.0, "{name}: {took}");
+        let answers = value(&samples, &format!("{name}_count"), &[("kind", "media_answer")]);
+        assert_eq!(answers, Some(0.0), "{name}: pre-initialised, none yet");
+    }
     assert!(value(&samples, "podium_media_dropped_total", &[("reason", "garbage")]).is_some());
     assert!(value(&samples, "podium_redis_operation_latency_seconds_count", &[]).is_none(), "no Redis");
     // The standard process metrics, unprefixed (here of the test process, which runs the hub).

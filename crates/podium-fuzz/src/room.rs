@@ -5,7 +5,10 @@
 //! from a pool of seven plus one that never joins, so senders and targets often exist; token ids from a pool of
 //! three; commands come from participants or from an administrator, with or without a reason (good, too long, or
 //! with a control character); all else is arbitrary. New kinds of input were added at the end of each enum, and the
-//! persistent flag in a spare bit, so older corpus inputs still decode much as they did.
+//! persistent flag in a spare bit, so older corpus inputs still decode much as they did. Chat (issue #15): posts with
+//! good and bad texts, deletions of small ids (often existing), history pages, and the chat settings (slow mode, some
+//! beyond its bound), on a room whose chat limits come from the configuration's existing fields (a history of 1-4,
+//! pages of 1-3, an age limit of twice the grace period, a tight flood cap).
 
 use arbitrary::{Arbitrary, Unstructured};
 use podium_room::conformance::{Checker, Step};
@@ -81,6 +84,17 @@ impl From<Config> for RoomConfig {
             counts_interval: Millis::from(c.counts_interval),
             hand_queue_event_limit: usize::from(c.hand_queue_event_limit % 5),
             max_page: usize::from(c.max_page % 5) + 1,
+            // Chat: short texts, a short history and pages, a tight flood cap, and an age limit near the grace
+            // period, so trimming, paging and refusals all happen within an input.
+            chat: !c.closed || c.open_mic,
+            chat_slow_mode_ms: u32::from(c.counts_interval % 3) * 100,
+            chat_max_chars: 8,
+            chat_history: usize::from(c.max_page % 4) + 1,
+            chat_max_age: Millis::from(c.grace) * 2,
+            chat_snapshot: usize::from(c.hand_queue_event_limit % 3),
+            chat_page_limit: usize::from(c.max_page % 3) + 1,
+            chat_room_per_second: 2,
+            chat_room_burst: 3,
         }
     }
 }
@@ -134,6 +148,41 @@ enum Cmd {
         link: Option<Option<(Link, Option<Text>)>>,
     },
     ClearHands,
+    SendChat(ChatText),
+    /// A message id (small, so it often exists).
+    DeleteChat(u8),
+    ChatHistory {
+        before: Option<u8>,
+        limit: Option<u8>,
+    },
+    /// `UpdateSettings` of the chat settings only (slow mode in units of 100 ms, some beyond the hour).
+    ChatSettings {
+        chat: Option<bool>,
+        slow: Option<u16>,
+    },
+}
+
+/// A chat message: good, blank, too long (more than 8 characters after trimming), with a newline (allowed) or
+/// another control character.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum ChatText {
+    Good,
+    Blank,
+    TooLong,
+    Newline,
+    Control,
+}
+
+impl ChatText {
+    fn text(self) -> String {
+        match self {
+            Self::Good => "  hi  ".into(),
+            Self::Blank => " \n ".into(),
+            Self::TooLong => "é".repeat(9),
+            Self::Newline => "a\nb".into(),
+            Self::Control => "a\tb".into(),
+        }
+    }
 }
 
 /// Text for room info: good, empty, too long (in characters), or with a control character (a newline is allowed in
@@ -225,9 +274,13 @@ impl From<Cmd> for Command {
             Cmd::Handover(stage) => {
                 Self::Handover { stage: stage.into_iter().map(|(w, r)| (w.id(), r.into())).collect() }
             }
-            Cmd::UpdateSettings { open_mic, closed, stage_capacity } => {
-                Self::UpdateSettings { open_mic, closed, stage_capacity: stage_capacity.map(|c| u32::from(c % 8)) }
-            }
+            Cmd::UpdateSettings { open_mic, closed, stage_capacity } => Self::UpdateSettings {
+                open_mic,
+                closed,
+                stage_capacity: stage_capacity.map(|c| u32::from(c % 8)),
+                chat: None,
+                chat_slow_mode_ms: None,
+            },
             Cmd::InviteToRoom(w) => Self::InviteToRoom { identity: w.id() },
             Cmd::UninviteFromRoom(w) => Self::UninviteFromRoom { identity: w.id() },
             Cmd::ListAudience { after, limit } => {
@@ -252,6 +305,19 @@ impl From<Cmd> for Command {
                 }),
             },
             Cmd::ClearHands => Self::ClearHands,
+            Cmd::SendChat(text) => Self::SendChat { text: text.text() },
+            Cmd::DeleteChat(id) => Self::DeleteChat { message_id: u64::from(id % 12) },
+            Cmd::ChatHistory { before, limit } => Self::ChatHistory {
+                before: before.map(|b| u64::from(b % 12)),
+                limit: limit.map(|l| usize::from(l % 5)),
+            },
+            Cmd::ChatSettings { chat, slow } => Self::UpdateSettings {
+                open_mic: None,
+                closed: None,
+                stage_capacity: None,
+                chat,
+                chat_slow_mode_ms: slow.map(|s| u32::from(s) * 100),
+            },
         }
     }
 }

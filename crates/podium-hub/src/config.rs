@@ -39,6 +39,113 @@ pub struct Config {
     pub summit: SummitConfig,
     /// TURN servers handed to clients, with credentials minted per participant.
     pub turn: TurnConfig,
+    /// Room chat.
+    pub chat: ChatConfig,
+    /// Reactions.
+    pub reactions: ReactionsConfig,
+}
+
+/// `[chat]`: room chat (see `proto/PROTOCOL.md`, "Chat").
+#[derive(Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Whether chat is on in a new room (moderators switch it with `update_settings`).
+    pub enabled: bool,
+    /// The longest message, in characters after trimming.
+    pub max_chars: usize,
+    /// Slow mode of a new room, in ms between one participant's messages (moderators exempt; 0: off).
+    pub slow_mode_ms: u32,
+    /// The room-wide flood cap: messages per second over every sender, sustained.
+    pub room_messages_per_second: u32,
+    /// The room-wide flood cap's burst.
+    pub room_messages_burst: u32,
+    /// Messages a room keeps (the oldest go first).
+    pub history_messages: usize,
+    /// Messages older than this are dropped (0: by count only).
+    pub history_max_age_s: u64,
+    /// The last messages a snapshot (`welcome`, `resync`, `get_state`) carries.
+    pub snapshot_messages: usize,
+    /// The largest `chat_history` page (and admin API page).
+    pub page_limit: usize,
+}
+
+impl Default for ChatConfig {
+    /// The state machine's own defaults.
+    fn default() -> Self {
+        let c = podium_room::RoomConfig::default();
+        Self {
+            enabled: c.chat,
+            max_chars: c.chat_max_chars,
+            slow_mode_ms: c.chat_slow_mode_ms,
+            room_messages_per_second: c.chat_room_per_second,
+            room_messages_burst: c.chat_room_burst,
+            history_messages: c.chat_history,
+            history_max_age_s: c.chat_max_age / 1_000,
+            snapshot_messages: c.chat_snapshot,
+            page_limit: c.chat_page_limit,
+        }
+    }
+}
+
+/// `[reactions]`: emoji reactions, counted per window (see `proto/PROTOCOL.md`, "Reactions").
+#[derive(Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReactionsConfig {
+    /// The kinds `react` accepts: each 1-32 characters of `a-z`, `0-9`, `_`; at most 64.
+    pub kinds: Vec<String>,
+    /// Reactions per second one participant may send, sustained.
+    pub per_second: u32,
+    /// The per-participant burst.
+    pub burst: u32,
+    /// The counting window: each hub sends a room's counts at most once per window.
+    pub window_ms: u32,
+}
+
+impl Default for ReactionsConfig {
+    fn default() -> Self {
+        Self {
+            kinds: ["clap", "heart", "laugh", "fire", "raised_hands", "plus_one"].map(String::from).to_vec(),
+            per_second: 3,
+            burst: 10,
+            window_ms: 500,
+        }
+    }
+}
+
+impl ReactionsConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.kinds.is_empty() && self.kinds.len() <= 64, "reactions.kinds: between 1 and 64 kinds");
+        for kind in &self.kinds {
+            anyhow::ensure!(
+                (1..=32).contains(&kind.len())
+                    && kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "reactions.kinds: {kind:?}: 1-32 characters of a-z, 0-9 and _"
+            );
+        }
+        anyhow::ensure!(self.per_second > 0 && self.burst > 0, "reactions: per_second and burst must be positive");
+        anyhow::ensure!((50..=60_000).contains(&self.window_ms), "reactions.window_ms must be 50-60000");
+        Ok(())
+    }
+}
+
+impl ChatConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!((1..=10_000).contains(&self.max_chars), "chat.max_chars must be 1-10000");
+        anyhow::ensure!(
+            self.slow_mode_ms <= podium_room::Settings::MAX_CHAT_SLOW_MODE_MS,
+            "chat.slow_mode_ms must be at most 3600000"
+        );
+        anyhow::ensure!(
+            self.room_messages_per_second > 0 && self.room_messages_burst > 0,
+            "chat: room_messages_per_second and room_messages_burst must be positive"
+        );
+        anyhow::ensure!((1..=100_000).contains(&self.history_messages), "chat.history_messages must be 1-100000");
+        anyhow::ensure!(
+            self.page_limit >= 1 && self.snapshot_messages <= self.history_messages,
+            "chat: page_limit must be positive, snapshot_messages at most history_messages"
+        );
+        Ok(())
+    }
 }
 
 /// `[summit]`: the summit scheduler (see `proto/ADMIN.md`, "Summits").
@@ -444,8 +551,27 @@ impl Default for RoomDefaults {
     }
 }
 
+impl Config {
+    /// The state machine's configuration: `[room]` and `[chat]`.
+    pub fn room_config(&self) -> podium_room::RoomConfig {
+        let c = &self.chat;
+        podium_room::RoomConfig {
+            chat: c.enabled,
+            chat_slow_mode_ms: c.slow_mode_ms,
+            chat_max_chars: c.max_chars,
+            chat_history: c.history_messages,
+            chat_max_age: c.history_max_age_s.saturating_mul(1_000),
+            chat_snapshot: c.snapshot_messages,
+            chat_page_limit: c.page_limit,
+            chat_room_per_second: c.room_messages_per_second,
+            chat_room_burst: c.room_messages_burst,
+            ..self.room.room_config()
+        }
+    }
+}
+
 impl RoomDefaults {
-    /// The state machine's configuration.
+    /// The state machine's configuration (`[room]` only: [`Config::room_config`] adds `[chat]`).
     pub fn room_config(&self) -> podium_room::RoomConfig {
         podium_room::RoomConfig {
             stage_capacity: self.stage_capacity,
@@ -771,6 +897,8 @@ impl Config {
         );
         self.validate_webhooks()?;
         self.validate_summit()?;
+        self.chat.validate()?;
+        self.reactions.validate()?;
         self.turn.validate()?;
         Ok(())
     }
@@ -955,6 +1083,31 @@ mod tests {
         let defaults = WebhooksConfig::default();
         assert_eq!(c.webhooks.retry_schedule_ms, defaults.retry_schedule_ms);
         assert_eq!((c.webhooks.lease_ms, c.audit.max_entries), (defaults.lease_ms, AuditConfig::default().max_entries));
+        let (chat, reactions) = (ChatConfig::default(), ReactionsConfig::default());
+        assert_eq!(c.chat.history_max_age_s, 7 * 24 * 3_600);
+        assert_eq!(
+            (c.chat.max_chars, c.chat.page_limit, c.chat.snapshot_messages),
+            (chat.max_chars, chat.page_limit, 50)
+        );
+        assert_eq!((c.reactions.kinds, c.reactions.window_ms), (reactions.kinds, reactions.window_ms));
+    }
+
+    #[test]
+    fn reaction_kinds_and_chat_limits_are_checked() {
+        let mut c = Config::default();
+        c.validate().unwrap();
+        c.reactions.kinds = vec!["Clap".into()];
+        assert!(c.validate().is_err(), "upper case");
+        c.reactions.kinds = vec!["a".repeat(33)];
+        assert!(c.validate().is_err(), "too long");
+        c.reactions.kinds = vec![];
+        assert!(c.validate().is_err(), "none");
+        let mut c = Config::default();
+        c.chat.snapshot_messages = c.chat.history_messages + 1;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.chat.slow_mode_ms = 3_600_001;
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -32,9 +32,18 @@ pub(crate) fn command_from_proto(
     use proto::Request as R;
     use room::Command as C;
     Some(match request {
-        R::Join(_) | R::Leave | R::Ping | R::MediaOffer { .. } | R::MediaAnswer { .. } | R::MediaCandidate { .. } => {
+        R::Join(_)
+        | R::Leave
+        | R::Ping
+        | R::React { .. }
+        | R::MediaOffer { .. }
+        | R::MediaAnswer { .. }
+        | R::MediaCandidate { .. } => {
             return None;
         }
+        R::SendChat { text } => (C::SendChat { text }, None),
+        R::DeleteChat { message_id, reason } => (C::DeleteChat { message_id }, reason),
+        R::ChatHistory { before, limit } => (C::ChatHistory { before, limit: limit.map(|l| l as usize) }, None),
         R::GetState => (C::GetState, None),
         R::RaiseHand => (C::RaiseHand, None),
         R::LowerHand => (C::LowerHand, None),
@@ -56,8 +65,8 @@ pub(crate) fn command_from_proto(
             C::Handover { stage: stage.into_iter().map(|s| (pid(&s.participant), role_from_proto(s.role))).collect() },
             reason,
         ),
-        R::UpdateSettings { open_mic, closed, stage_capacity, reason } => {
-            (C::UpdateSettings { open_mic, closed, stage_capacity }, reason)
+        R::UpdateSettings { open_mic, closed, stage_capacity, chat, chat_slow_mode_ms, reason } => {
+            (C::UpdateSettings { open_mic, closed, stage_capacity, chat, chat_slow_mode_ms }, reason)
         }
         R::SetRoomInfo { description, pinned_link, reason } => (
             C::SetRoomInfo {
@@ -101,6 +110,7 @@ pub(crate) fn error_code(error: &room::CommandError) -> proto::ErrorCode {
         C::NotInvited => E::NotInvited,
         C::Ended => E::RoomEnded,
         C::Revoked => E::Unauthorized,
+        C::RateLimited(_) => E::RateLimited,
         #[allow(unreachable_patterns)]
         _ => E::Internal,
     }
@@ -125,7 +135,26 @@ pub(crate) fn counts(c: &room::Counts) -> proto::Counts {
 }
 
 pub(crate) fn settings(s: &room::Settings) -> proto::RoomSettings {
-    proto::RoomSettings { open_mic: s.open_mic, closed: s.closed, stage_capacity: s.stage_capacity }
+    proto::RoomSettings {
+        open_mic: s.open_mic,
+        closed: s.closed,
+        stage_capacity: s.stage_capacity,
+        chat: s.chat,
+        chat_slow_mode_ms: s.chat_slow_mode_ms,
+    }
+}
+
+pub(crate) fn chat_message(m: &room::ChatMessage) -> proto::ChatMessage {
+    proto::ChatMessage {
+        id: m.id,
+        from: proto::Participant { id: m.from.to_string(), name: m.name.clone() },
+        text: m.text.clone(),
+        at_ms: m.at,
+    }
+}
+
+pub(crate) fn chat_page(p: &room::ChatPage) -> proto::ChatPage {
+    proto::ChatPage { messages: p.messages.iter().map(chat_message).collect(), next_before: p.next_before }
 }
 
 pub(crate) fn info(i: &room::RoomInfo) -> proto::RoomInfo {
@@ -165,6 +194,8 @@ pub(crate) fn snapshot(s: &room::Snapshot) -> proto::RoomSnapshot {
         hands: s.hands.as_ref().map(|(h, total)| hand_queue(h, *total)),
         // Set by the room task, which knows where the room's media lives.
         media_epoch: 0,
+        chat: s.chat.iter().map(chat_message).collect(),
+        chat_more: s.chat_more,
     }
 }
 
@@ -191,6 +222,8 @@ pub(crate) fn reply(r: room::Reply) -> Option<proto::Reply> {
         room::Reply::Hand { position, promoted } => Some(proto::Reply::Hand { position, promoted }),
         room::Reply::Audience(page) => Some(proto::Reply::Audience(audience_page(&page))),
         room::Reply::State(snap) => Some(proto::Reply::State(Box::new(snapshot(&snap)))),
+        room::Reply::ChatSent { message_id } => Some(proto::Reply::ChatSent { message_id }),
+        room::Reply::Chat(page) => Some(proto::Reply::Chat(chat_page(&page))),
         // Only administrators get these, and they do not use the websocket.
         room::Reply::Room(_) | room::Reply::HandedOver { .. } => None,
     }
@@ -265,6 +298,11 @@ pub(crate) fn event(seq: u64, e: &room::Event) -> proto::ServerMessage {
         E::HandLowered(room::HandLowered::Cleared { by: b, reason: r }) => {
             let (by, by_admin) = by(b);
             S::HandLowered { seq, cause: proto::HandLoweredCause::Cleared, by, by_admin, reason: reason(r.as_ref()) }
+        }
+        E::Chat(m) => S::Chat { seq, message: chat_message(m) },
+        E::ChatDeleted { message_id, author: _, by: b, reason: r } => {
+            let (by, by_admin) = by(b);
+            S::ChatDeleted { seq, message_id: *message_id, by, by_admin, reason: reason(r.as_ref()) }
         }
         E::InviteAnswered { id, accepted, expired } => {
             S::InviteAnswered { seq, participant: id.to_string(), accepted: *accepted, expired: *expired }

@@ -106,6 +106,11 @@ pub(crate) fn role_index(role: podium_room::Role) -> usize {
     }
 }
 
+/// The buckets of the media request histograms (the join buckets, which span 1 ms to 5 s).
+fn media_histogram() -> Histogram {
+    Histogram::new(JOIN_BUCKETS)
+}
+
 /// The hub's metrics: the registry of what is counted as it happens, and handles to count with.
 pub(crate) struct Metrics {
     registry: Registry,
@@ -115,6 +120,8 @@ pub(crate) struct Metrics {
     joins_ok: Counter,
     joins_refused: Counter,
     join_latency: Histogram,
+    media_latency: Family<KindLabel, Histogram>,
+    sfu_latency: Family<KindLabel, Histogram>,
     requests: Family<KindLabel, Counter>,
     errors: Family<CodeLabel, Counter>,
     lagged: Counter,
@@ -218,6 +225,24 @@ impl Metrics {
             Unit::Seconds,
             join_latency.clone(),
         );
+        let media_latency = Family::<KindLabel, Histogram>::new_with_constructor(media_histogram as fn() -> Histogram);
+        let sfu_latency = Family::<KindLabel, Histogram>::new_with_constructor(media_histogram as fn() -> Histogram);
+        for kind in ["media_offer", "media_answer"] {
+            let _ = media_latency.get_or_create(&KindLabel { kind });
+            let _ = sfu_latency.get_or_create(&KindLabel { kind });
+        }
+        registry.register_with_unit(
+            "media_request_latency",
+            "Time from reading a media_offer or media_answer request to writing its reply, by request type",
+            Unit::Seconds,
+            media_latency.clone(),
+        );
+        registry.register_with_unit(
+            "media_sfu_latency",
+            "The SFU's part of a media request run on this hub: queued for its worker, then run there, by request type",
+            Unit::Seconds,
+            sfu_latency.clone(),
+        );
         let requests = Family::<KindLabel, Counter>::default();
         for kind in Request::KINDS {
             let _ = requests.get_or_create(&KindLabel { kind });
@@ -301,6 +326,8 @@ impl Metrics {
             joins_ok,
             joins_refused,
             join_latency,
+            media_latency,
+            sfu_latency,
             requests,
             errors,
             lagged,
@@ -339,6 +366,16 @@ impl Metrics {
     pub(crate) fn joined(&self, since: Instant) {
         self.joins_ok.inc();
         self.join_latency.observe(since.elapsed().as_secs_f64());
+    }
+
+    /// A media request (`media_offer` or `media_answer`) read at `since` was answered.
+    pub(crate) fn media_answered(&self, kind: &'static str, since: Instant) {
+        self.media_latency.get_or_create(&KindLabel { kind }).observe(since.elapsed().as_secs_f64());
+    }
+
+    /// The SFU answered a media request it was handed at `since`.
+    pub(crate) fn sfu_answered(&self, kind: &'static str, since: Instant) {
+        self.sfu_latency.get_or_create(&KindLabel { kind }).observe(since.elapsed().as_secs_f64());
     }
 
     /// A join was answered with an error.

@@ -46,6 +46,7 @@ use crate::relay::{NodeMessage, RelayedRequest};
 mod ice;
 mod media_events;
 mod placement;
+mod reactions;
 mod stage;
 
 use placement::media_moved_epoch;
@@ -89,6 +90,14 @@ pub(crate) enum RoomMsg {
     Disconnect { who: ParticipantId, conn_id: u64 },
     /// A joined connection sent `leave`.
     Leave { who: ParticipantId, conn_id: u64, reply: oneshot::Sender<()> },
+    /// A joined connection's reaction: the kind's index in `[reactions] kinds` (checked by the connection, as is
+    /// the sender's rate). Counted in the room's window (see `reactions`), never a transition.
+    React {
+        who: ParticipantId,
+        conn_id: u64,
+        kind: usize,
+        reply: oneshot::Sender<Result<Option<proto::Reply>, Failure>>,
+    },
     /// A joined connection's media request (offer, answer, candidate).
     Media {
         who: ParticipantId,
@@ -195,6 +204,8 @@ pub(crate) struct RoomTask {
     stage: stage::Stage,
     /// When this hub's connections get fresh TURN credentials.
     ice: ice::IceRefresh,
+    /// The reactions of the window in progress.
+    reactions: reactions::Window,
 }
 
 /// What must follow an announcement applied by `apply_remote`.
@@ -231,7 +242,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomH
         gauges: shared.metrics.room_gauges(),
         counted_at: (0, 0),
         renewals: 0,
-        room: Room::new(name.clone(), shared.config.room.room_config(), wall_ms()),
+        room: Room::new(name.clone(), shared.config.room_config(), wall_ms()),
         name,
         generation,
         shared,
@@ -257,12 +268,14 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomH
         deferred: std::collections::VecDeque::new(),
         stage: stage::Stage::default(),
         ice: ice::IceRefresh::default(),
+        reactions: reactions::Window::default(),
     };
     tokio::spawn(task.run().instrument(span));
     RoomHandle { generation, inbox: tx }
 }
 
-fn wall_ms() -> u64 {
+/// Milliseconds since the Unix epoch (0 before it).
+pub(crate) fn wall_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -305,7 +318,7 @@ impl RoomTask {
         match loaded {
             Ok(Some(state)) => {
                 info!(seq = state.seq, "room restored from the store");
-                self.room = Room::from_state(state.clone(), self.shared.config.room.room_config());
+                self.room = Room::from_state(state.clone(), self.shared.config.room_config());
                 self.committed = Some(state);
             }
             Ok(None) => {}
@@ -365,6 +378,7 @@ impl RoomTask {
                 _ = lag_tick.tick(), if self.n_lagged > 0 => self.retry_lagged().await,
                 _ = stage_tick.tick(), if self.tends_stage() => self.stage_tick(),
                 () = sleep_until_opt(self.ice.next_due()) => self.refresh_ice(),
+                () = sleep_until_opt(self.reactions.due) => self.flush_reactions().await,
                 done = stage::join_opt(&mut self.stage.reconcile) => self.reconciled(done),
             }
             if self.room.is_ended() || (self.shutting_down && self.inbox.is_empty()) {
@@ -565,6 +579,7 @@ impl RoomTask {
                                 ..convert::snapshot(&snapshot)
                             },
                             ice_servers,
+                            reactions: Some(self.reactions_info()),
                         };
                         let handled_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                         info!(identity = %who, resumed = joined.resumed, role = ?joined.role, handled_us, "joined");
@@ -576,6 +591,7 @@ impl RoomTask {
                     }
                 }
             }
+            RoomMsg::React { who, conn_id, kind, reply } => self.react(&who, conn_id, kind, reply),
             RoomMsg::Command { who, conn_id, command, reason, reply } => {
                 if !self.is_current(&who, conn_id) {
                     let _ = reply
@@ -630,7 +646,7 @@ impl RoomTask {
                     return;
                 }
                 let now = self.now();
-                match Room::create(self.name.clone(), self.shared.config.room.room_config(), now, setup) {
+                match Room::create(self.name.clone(), self.shared.config.room_config(), now, setup) {
                     Ok(room) => self.room = room,
                     Err(e) => {
                         let _ = reply.send(Err((convert::error_code(&e), e.to_string())));
@@ -813,7 +829,7 @@ impl RoomTask {
 
     /// Puts the room back to its last committed state, dropping the outputs of what came after.
     fn restore_committed(&mut self) {
-        let config = self.shared.config.room.room_config();
+        let config = self.shared.config.room_config();
         self.room = match &self.committed {
             Some(state) => Room::from_state(state.clone(), config),
             None => Room::new(self.name.clone(), config, wall_ms()),
@@ -1371,7 +1387,7 @@ pub(crate) fn refuse(msg: RoomMsg, code: ErrorCode, message: &str) {
         RoomMsg::Leave { reply, .. } => {
             let _ = reply.send(());
         }
-        RoomMsg::Media { reply, .. } => {
+        RoomMsg::Media { reply, .. } | RoomMsg::React { reply, .. } => {
             let _ = reply.send(Err((code, message.into())));
         }
         RoomMsg::Disconnect { .. }

@@ -968,12 +968,23 @@ fn janus_peer() {
             "JOIN" => {
                 let i = parts.next().unwrap().to_owned();
                 let h = api.attach();
-                let (txn, _) = api.message(
-                    h,
-                    json!({"request": "join", "ptype": "subscriber", "room": room, "streams": [{"feed": feed}]}),
-                    None,
-                );
-                let ev = api.wait(&txn);
+                // Janus registers the feed only once the publisher's media is up, which can come a moment after
+                // the speaker's ICE: "No such feed" (error 428) then means "not yet", so ask again, for a while.
+                let mut tries = 0;
+                let ev = loop {
+                    let (txn, _) = api.message(
+                        h,
+                        json!({"request": "join", "ptype": "subscriber", "room": room, "streams": [{"feed": feed}]}),
+                        None,
+                    );
+                    let ev = api.wait(&txn);
+                    tries += 1;
+                    if ev["plugindata"]["data"]["error_code"].as_u64() == Some(428) && tries < 100 {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                    break ev;
+                };
                 let offer = ev["jsep"]["sdp"].as_str().unwrap_or_else(|| panic!("no offer: {ev}"));
                 writeln!(to_child, "OFFER {i} {}", offer.replace("\r\n", "|")).unwrap();
                 to_child.flush().unwrap();

@@ -162,8 +162,11 @@
 //!   filler stop that finds a queue full is retried on the speaker's next loud packet), events (8192), the send
 //!   batch (64), datagrams read per loop turn (256). Overflow drops and counts; it never blocks a worker (only the
 //!   synchronous [`Media::set_publish`]/[`Media::remove_peer`]/[`Media::play_filler`]/[`Media::stop_filler`] may
-//!   block briefly on a full command queue). Waits are bounded too: a forwarded packet older than
-//!   [`FORWARD_STALE_MS`] when its worker gets to it is dropped and counted, not sent late.
+//!   block briefly on a full command queue). Waits are bounded too: a packet older than [`FORWARD_STALE_MS`] when
+//!   its worker gets to it is dropped and counted, not sent late: one handed over by another worker, and one that
+//!   waited that long in the worker's own socket queue (the kernel's receive timestamp, `recv.rs`). A loop turn fans
+//!   out at most about 16,000 copies before it runs its commands and timers again, so an offer or a handshake waits
+//!   tens of milliseconds behind fan-outs, not seconds.
 //! * All state of a peer lives on exactly one worker (its host), except its routes, which live on its home worker;
 //!   all commands for a peer go to its host in order, including across a move.
 //! * A room has at most one filler, hosted on one worker, and each start ([`MediaEvent::FillerStarted`]) gets
@@ -194,6 +197,7 @@ mod filler;
 pub mod fuzzing;
 mod log_limit;
 mod loudest;
+mod recv;
 mod send;
 mod srtp;
 mod tcp;
@@ -635,6 +639,9 @@ impl Media {
             std_sock.set_nonblocking(true)?;
             let _ = nix::sys::socket::setsockopt(&std_sock, nix::sys::socket::sockopt::SndBuf, &(4 << 20));
             let _ = nix::sys::socket::setsockopt(&std_sock, nix::sys::socket::sockopt::RcvBuf, &(4 << 20));
+            if !recv::enable_timestamps(&std_sock) {
+                tracing::warn!("SO_TIMESTAMPNS refused: audio that waited in the socket's queue cannot be told late");
+            }
             // The worker reads its socket; every worker may send on it (for peers moved off their home worker).
             send_socks.push(Arc::new(std_sock.try_clone()?));
             let udp_addr = std_sock.local_addr()?;

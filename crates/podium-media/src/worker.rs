@@ -42,6 +42,10 @@ const READ_BUDGET: usize = 256;
 const TIMER_BUDGET: usize = 128;
 /// Forwarded packets handled per loop turn.
 const FORWARD_BUDGET: usize = 1024;
+/// Copies a worker fans out in one loop turn before it reads more of its socket or queue (about 30-60 ms of
+/// work): past it the turn runs its commands and timers first, so an offer or a handshake never waits behind a long
+/// backlog of fan-outs.
+const COPY_BUDGET: usize = 16_384;
 /// Longest sleep when nothing is scheduled.
 const MAX_WAIT: Duration = Duration::from_secs(1);
 /// A slot whose publisher sent nothing for this long may be given to another publisher.
@@ -361,6 +365,11 @@ struct Ctx {
     tcp_closing: Vec<usize>,
     /// Frames received during a drain, fanned out after it.
     received: Vec<(u64, Frame)>,
+    /// How long the datagram being handled waited in the socket's queue (zero for other input): counted into the
+    /// arrival time of the frames it carried (see `recv`).
+    waited: Duration,
+    /// Copies fanned out in this loop turn (against [`COPY_BUDGET`]).
+    turn_copies: usize,
     /// Peers whose connection state needs a look at tick time.
     disconnected: HashSet<u64>,
     /// Workers handed packets since the last wake (each woken once).
@@ -396,6 +405,8 @@ pub(crate) struct Worker {
     filler_id: Arc<str>,
     /// Scratch list of one fan-out's listener ids (kept for its allocation).
     fanout_order: Vec<u64>,
+    /// Reads the socket with the kernel's receive times.
+    reader: crate::recv::Reader,
     loudest: usize,
     /// Peers this worker is home to that another worker hosts (moved), by id: their datagrams go there.
     away: HashMap<u64, usize, rustc_hash::FxBuildHasher>,
@@ -434,6 +445,8 @@ impl Worker {
                 registry: init.registry,
                 tcp_closing: Vec::new(),
                 received: Vec::with_capacity(64),
+                waited: Duration::ZERO,
+                turn_copies: 0,
                 disconnected: HashSet::new(),
                 to_wake: vec![false; n],
                 max_mlines: init.max_mlines,
@@ -454,6 +467,7 @@ impl Worker {
             filler_at: HashMap::new(),
             filler_id: Arc::from(FILLER_IDENTITY),
             fanout_order: Vec::new(),
+            reader: crate::recv::Reader::new(),
             loudest: init.loudest,
             away: HashMap::default(),
             arriving: HashMap::new(),
@@ -472,6 +486,7 @@ impl Worker {
         let mut tcp_ready: Vec<usize> = Vec::new();
         let mut frame = vec![0u8; MAX_FRAME];
         loop {
+            self.ctx.turn_copies = 0;
             let now = Instant::now();
             let wait = if more_socket || more_fwd || !tcp_ready.is_empty() {
                 Duration::ZERO
@@ -611,11 +626,16 @@ impl Worker {
     /// Reads up to the budget; returns whether the socket may hold more.
     fn read_socket(&mut self, buf: &mut [u8]) -> bool {
         for _ in 0..READ_BUDGET {
-            match self.ctx.socket.recv_from(buf) {
-                Ok((n, source)) => {
+            if self.ctx.turn_copies >= COPY_BUDGET {
+                return true;
+            }
+            match self.reader.recv(&self.ctx.socket, buf) {
+                Ok((n, source, waited)) => {
                     let now = Instant::now();
                     self.ctx.stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
+                    self.ctx.waited = waited;
                     self.handle_datagram(now, source, &buf[..n]);
+                    self.ctx.waited = Duration::ZERO;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -694,10 +714,21 @@ impl Worker {
             return;
         }
         let mut received = std::mem::take(&mut self.ctx.received);
-        for (src_id, frame) in received.drain(..) {
+        let waited = self.ctx.waited;
+        for (src_id, mut frame) in received.drain(..) {
             let Some(src) = self.peers.get(&src_id) else { continue };
             if !src.publish.load(Ordering::Acquire) {
                 self.ctx.stats.unpublished_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            // The frame arrived when the kernel queued its datagram, not when this worker got to it.
+            if let Some(t) = frame.network_time.checked_sub(waited) {
+                frame.network_time = t;
+            }
+            if now.saturating_duration_since(frame.network_time) > FORWARD_STALE {
+                // This worker fell behind and the frame waited in the socket's queue: shed it here, before it costs
+                // a fan-out on every worker of the room, as the other workers shed late frames they are handed.
+                self.ctx.stats.stale_dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             self.ctx.stats.media_in.fetch_add(1, Ordering::Relaxed);
@@ -844,6 +875,7 @@ impl Worker {
                     continue;
                 }
                 write_frame(id, peer, &mut self.ctx, source, frame, now);
+                self.ctx.turn_copies += 1;
                 wrote = true;
             }
         }
@@ -1238,6 +1270,9 @@ impl Worker {
     /// Fans out frames from other workers; returns whether the queue may hold more.
     fn run_forwarded(&mut self) -> bool {
         for _ in 0..FORWARD_BUDGET {
+            if self.ctx.turn_copies >= COPY_BUDGET {
+                return true;
+            }
             match self.fwd_rx.try_recv() {
                 Ok(Forwarded::Frame { room, source, frame }) => {
                     // A filler frame that crossed a stop (speech, stop_filler) in flight must not take a slot back.

@@ -174,6 +174,13 @@ pub enum Request {
         /// Seats on stage (moderators plus speakers).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stage_capacity: Option<u32>,
+        /// Chat on or off (`send_chat` refused with `forbidden` while off).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chat: Option<bool>,
+        /// Slow mode for participants who are not moderators, in milliseconds between messages (0: off); at most
+        /// one hour (3,600,000).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chat_slow_mode_ms: Option<u32>,
         /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
         /// resulting events and the audit log.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -203,6 +210,36 @@ pub enum Request {
         /// resulting events and the audit log.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+    },
+    /// Anyone joined: send a reaction (one of the hub's kinds, listed in `welcome.reactions`). Reactions are not room
+    /// state: they are counted per window and sent to everyone as `reactions` events, never one event per reaction.
+    React {
+        /// The reaction's kind, such as `clap`: one of `welcome.reactions.kinds`.
+        reaction: String,
+    },
+    /// Anyone joined: post a chat message to the room (while the room's `chat` setting is on). The result is
+    /// `{"message_id": N}`; everyone gets a `chat` event.
+    SendChat {
+        /// The text: 1 to `max_chars` characters after trimming surrounding whitespace; newlines allowed, no other
+        /// control characters.
+        text: String,
+    },
+    /// Delete a chat message: a moderator any message, anyone else only their own. Everyone gets `chat_deleted`.
+    DeleteChat {
+        /// The message's id.
+        message_id: u64,
+        /// Why: at most 256 characters, no control characters. Carried in the event and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Anyone joined: one page of the room's chat history, oldest first. The result is a [`ChatPage`](crate::ChatPage).
+    ChatHistory {
+        /// Only messages with an id below this (absent: the newest page).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<u64>,
+        /// The most messages to return: default 50, at most the hub's `chat.page_limit` (default 100).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     /// Moderator: put an identity on the guest list of a closed room.
     InviteToRoom {
@@ -287,6 +324,10 @@ impl Request {
             Self::UpdateSettings { .. } => "update_settings",
             Self::SetRoomInfo { .. } => "set_room_info",
             Self::ClearHands { .. } => "clear_hands",
+            Self::React { .. } => "react",
+            Self::SendChat { .. } => "send_chat",
+            Self::DeleteChat { .. } => "delete_chat",
+            Self::ChatHistory { .. } => "chat_history",
             Self::InviteToRoom { .. } => "invite_to_room",
             Self::UninviteFromRoom { .. } => "uninvite_from_room",
             Self::ListAudience { .. } => "list_audience",
@@ -323,6 +364,10 @@ impl Request {
         "update_settings",
         "set_room_info",
         "clear_hands",
+        "react",
+        "send_chat",
+        "delete_chat",
+        "chat_history",
         "invite_to_room",
         "uninvite_from_room",
         "list_audience",

@@ -25,9 +25,10 @@ pub use close::CloseCode;
 pub use decode::{DecodeError, MAX_ID_BYTES, decode_client, request_id};
 pub use error::ErrorCode;
 pub use server::{
-    AudienceEntry, AudiencePage, Counts, HandLoweredCause, HandQueue, IceServer, IceServers, Invite, Limits,
-    MediaState, MediaTrack, Participant, PinnedLink, Reply, RoomInfo, RoomSettings, RoomSnapshot, ScheduleView,
-    ScheduledPerson, ScheduledSlot, ServerMessage, Speaking, StageCause, StageMember, Welcome, YourState,
+    AudienceEntry, AudiencePage, ChatMessage, ChatPage, Counts, HandLoweredCause, HandQueue, IceServer, IceServers,
+    Invite, Limits, MediaState, MediaTrack, Participant, PinnedLink, ReactionsInfo, Reply, RoomInfo, RoomSettings,
+    RoomSnapshot, ScheduleView, ScheduledPerson, ScheduledSlot, ServerMessage, Speaking, StageCause, StageMember,
+    Welcome, YourState,
 };
 
 use schemars::JsonSchema;

@@ -1,5 +1,7 @@
 //! Messages from the hub to a client: replies and events.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +106,38 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by_admin: Option<String>,
         /// Why, when the moderator said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// The room's reactions of one window, counted by kind (only kinds with a non-zero count; never empty). Not
+    /// room state, so no `seq`. Each hub serving the room sends at most one per window: a client connected to a
+    /// room that several hubs serve gets at most one per window from each.
+    Reactions {
+        /// Reactions per kind in this window.
+        counts: BTreeMap<String, u64>,
+        /// The window's length in milliseconds.
+        window_ms: u32,
+    },
+    /// A chat message was posted. Sent to everyone.
+    Chat {
+        /// Room sequence number.
+        seq: u64,
+        /// The message.
+        message: ChatMessage,
+    },
+    /// A chat message was deleted (by its author, a moderator, or an administrator). Sent to everyone.
+    ChatDeleted {
+        /// Room sequence number.
+        seq: u64,
+        /// The deleted message's id.
+        message_id: u64,
+        /// The participant who deleted it (its author or a moderator).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// The administrator who deleted it (then `by` is absent). Admin names are not identities.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by_admin: Option<String>,
+        /// Why, when they said.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
@@ -300,6 +334,13 @@ pub enum Reply {
         /// The SFU's answer SDP.
         sdp: String,
     },
+    /// Result of `send_chat`.
+    ChatSent {
+        /// The new message's id.
+        message_id: u64,
+    },
+    /// Result of `chat_history`.
+    Chat(ChatPage),
 }
 
 /// The result of `join`.
@@ -326,6 +367,43 @@ pub struct Welcome {
     /// SFU's own address is then all a client needs). Fresh ones follow in `ice_servers` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ice_servers: Option<IceServers>,
+    /// The reactions this hub accepts and how it counts them (absent from hubs without reactions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reactions: Option<ReactionsInfo>,
+}
+
+/// The hub's reactions, announced in `welcome`.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct ReactionsInfo {
+    /// The kinds `react` accepts (each 1-32 characters of `a-z`, `0-9`, `_`).
+    pub kinds: Vec<String>,
+    /// The length of a counting window in milliseconds: at most one `reactions` event per window (per hub).
+    pub window_ms: u32,
+    /// How many reactions per second one participant may send (sustained; a short burst may go above it).
+    pub per_second: u32,
+}
+
+/// One chat message.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// The message's id: it only grows within a room (shared by every hub serving it).
+    pub id: u64,
+    /// Who posted it (identity and display name at the time).
+    pub from: Participant,
+    /// The text (trimmed; may hold newlines). Show it as text, never as HTML.
+    pub text: String,
+    /// When the hub accepted it, in milliseconds since the Unix epoch (hub clock).
+    pub at_ms: u64,
+}
+
+/// One page of chat history (`chat_history`, and the admin API's `GET /v1/admin/rooms/{room}/chat`).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct ChatPage {
+    /// The messages, oldest first (deleted ones are left out).
+    pub messages: Vec<ChatMessage>,
+    /// Pass as `before` for the next older page; absent when there is nothing older.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<u64>,
 }
 
 /// Per-connection limits, announced in `welcome`.
@@ -366,6 +444,18 @@ pub struct RoomSnapshot {
     /// runs no media (then the field is omitted).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub media_epoch: u64,
+    /// The room's last chat messages (at most the hub's `chat.snapshot_messages`, default 50), oldest first;
+    /// absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chat: Vec<ChatMessage>,
+    /// True when older chat messages exist than those in `chat` (page back with `chat_history`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub chat_more: bool,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// An identity and its display name.
@@ -655,6 +745,17 @@ pub struct RoomSettings {
     pub closed: bool,
     /// Seats on stage (moderators plus speakers).
     pub stage_capacity: u32,
+    /// Chat is on: participants may post (`send_chat`). Default true.
+    #[serde(default = "yes")]
+    pub chat: bool,
+    /// Slow mode: how long a participant who is not a moderator waits between chat messages, in milliseconds
+    /// (0: off).
+    #[serde(default)]
+    pub chat_slow_mode_ms: u32,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One page of the audience list.

@@ -26,6 +26,9 @@ fn kinds_cover_every_request() {
             "invite_to_room" | "uninvite_from_room" => r#","identity":"p""#,
             "media_offer" | "media_answer" => r#","sdp":"v=0""#,
             "media_candidate" => r#","candidate":"""#,
+            "react" => r#","reaction":"clap""#,
+            "send_chat" => r#","text":"hi""#,
+            "delete_chat" => r#","message_id":4"#,
             _ => "",
         };
         let text = format!(r#"{{"type":"{kind}","id":1{needs}}}"#);
@@ -100,4 +103,42 @@ fn set_room_info_tells_absent_from_null() {
     assert!(RoomInfo::default().is_empty());
     let event = ServerMessage::RoomInfo { seq: 3, info: RoomInfo::default() };
     assert_eq!(event.to_json(), r#"{"type":"room_info","seq":3,"info":{}}"#);
+}
+
+#[test]
+fn chat_and_reactions_wire_shapes() {
+    let message = ChatMessage {
+        id: 42,
+        from: Participant { id: "alice".into(), name: "Alice".into() },
+        text: "hi".into(),
+        at_ms: 1_765_000_000_000,
+    };
+    let event = ServerMessage::Chat { seq: 9, message: message.clone() };
+    assert_eq!(
+        event.to_json(),
+        r#"{"type":"chat","seq":9,"message":{"id":42,"from":{"id":"alice","name":"Alice"},"text":"hi","at_ms":1765000000000}}"#
+    );
+    let deleted =
+        ServerMessage::ChatDeleted { seq: 10, message_id: 42, by: Some("mod1".into()), by_admin: None, reason: None };
+    assert_eq!(deleted.to_json(), r#"{"type":"chat_deleted","seq":10,"message_id":42,"by":"mod1"}"#);
+    let counts = [("clap".to_owned(), 120), ("heart".to_owned(), 4)].into_iter().collect();
+    let reactions = ServerMessage::Reactions { counts, window_ms: 500 };
+    assert_eq!(reactions.to_json(), r#"{"type":"reactions","counts":{"clap":120,"heart":4},"window_ms":500}"#);
+    // Results parse back as the variant they are (untagged replies).
+    let sent: Reply = serde_json::from_str(r#"{"message_id":42}"#).expect("chat sent");
+    assert_eq!(sent, Reply::ChatSent { message_id: 42 });
+    let page: Reply = serde_json::from_str(
+        &serde_json::to_string(&Reply::Chat(ChatPage { messages: vec![message], next_before: Some(42) }))
+            .expect("serialises"),
+    )
+    .expect("page");
+    assert!(matches!(page, Reply::Chat(ChatPage { next_before: Some(42), .. })), "{page:?}");
+    // Settings from an older hub (no chat fields) read as chat on, no slow mode.
+    let old: RoomSettings =
+        serde_json::from_str(r#"{"open_mic":false,"closed":false,"stage_capacity":5}"#).expect("old");
+    assert!(old.chat);
+    assert_eq!(old.chat_slow_mode_ms, 0);
+    let m: ClientMessage =
+        serde_json::from_str(r#"{"type":"chat_history","id":3,"before":17,"limit":20}"#).expect("history");
+    assert_eq!(m.request, Request::ChatHistory { before: Some(17), limit: Some(20) });
 }

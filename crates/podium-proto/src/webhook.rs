@@ -24,6 +24,10 @@ pub enum WebhookPayload {
     /// A moderator changed the room's description or pinned link (`info`: both as they are now).
     #[serde(rename = "room.info_changed")]
     RoomInfoChanged(WebhookBody),
+    /// A chat message was deleted (`message_id`, `author`; `actor` is who deleted it, `reason` theirs). No event is
+    /// sent per chat message posted: there would be too many.
+    #[serde(rename = "chat.message_deleted")]
+    ChatMessageDeleted(WebhookBody),
     /// Someone joined (stage members always; audience members per `webhooks.audience`).
     #[serde(rename = "participant.joined")]
     ParticipantJoined(WebhookBody),
@@ -139,6 +143,7 @@ pub const WEBHOOK_TYPES: &[&str] = &[
     "room.ended",
     "room.settings_changed",
     "room.info_changed",
+    "chat.message_deleted",
     "participant.joined",
     "participant.left",
     "participant.promoted",
@@ -220,6 +225,12 @@ pub struct WebhookData {
     /// `room.info_changed`: the room's description and pinned link now (an empty object when both were cleared).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub info: Option<RoomInfo>,
+    /// `chat.message_deleted`: the deleted message's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<u64>,
+    /// `chat.message_deleted`: the identity who posted the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
     /// `audience.summary`: joins and leaves of audience members since the previous summary, and how many are in
     /// the audience now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -403,6 +414,7 @@ impl WebhookPayload {
             "room.ended" => Self::RoomEnded(body),
             "room.settings_changed" => Self::RoomSettingsChanged(body),
             "room.info_changed" => Self::RoomInfoChanged(body),
+            "chat.message_deleted" => Self::ChatMessageDeleted(body),
             "participant.joined" => Self::ParticipantJoined(body),
             "participant.left" => Self::ParticipantLeft(body),
             "participant.promoted" => Self::ParticipantPromoted(body),

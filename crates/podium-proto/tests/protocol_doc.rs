@@ -166,6 +166,9 @@ fn every_object_table_matches_the_schema() {
         ("RoomSettings", "RoomSettings"),
         ("RoomInfo", "RoomInfo"),
         ("PinnedLink", "PinnedLink"),
+        ("ChatMessage", "ChatMessage"),
+        ("ChatPage", "ChatPage"),
+        ("ReactionsInfo", "ReactionsInfo"),
         ("RoomSnapshot", "RoomSnapshot"),
         ("Welcome", "Welcome"),
         ("Limits object", "Limits"),
@@ -261,6 +264,8 @@ fn expected_result(kind: &str) -> Option<&'static str> {
         "list_audience" => Some("Audience"),
         "raise_hand" => Some("Hand"),
         "media_offer" => Some("Answer"),
+        "send_chat" => Some("ChatSent"),
+        "chat_history" => Some("Chat"),
         _ => None,
     }
 }
@@ -272,6 +277,8 @@ fn result_name(result: Option<&Reply>) -> Option<&'static str> {
         Reply::Audience(_) => "Audience",
         Reply::Hand { .. } => "Hand",
         Reply::Answer { .. } => "Answer",
+        Reply::ChatSent { .. } => "ChatSent",
+        Reply::Chat(_) => "Chat",
     })
 }
 

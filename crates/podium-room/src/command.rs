@@ -1,7 +1,7 @@
 //! Inputs from participants and administrators: joins, commands, and their replies and errors.
 
 use crate::event::{RoomView, Snapshot};
-use crate::types::{Millis, ParticipantId, PinnedLink, Role};
+use crate::types::{ChatMessage, Millis, ParticipantId, PinnedLink, Role};
 
 /// A request to join the room (the hub has verified the token).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,6 +133,10 @@ pub enum Command {
         closed: Option<bool>,
         /// Seats on the stage.
         stage_capacity: Option<u32>,
+        /// Chat on or off.
+        chat: Option<bool>,
+        /// Slow mode in ms (0: off), at most [`Settings::MAX_CHAT_SLOW_MODE_MS`](crate::Settings::MAX_CHAT_SLOW_MODE_MS).
+        chat_slow_mode_ms: Option<u32>,
     },
     /// Moderator: set or clear the room's description and pinned link. For each: `None` leaves it as it is,
     /// `Some(None)` clears it, `Some(Some(..))` sets it (checked as [`RoomInfo`](crate::RoomInfo) and
@@ -164,6 +168,23 @@ pub enum Command {
     },
     /// The room as the sender sees it.
     GetState,
+    /// Anyone present: post a chat message (checked by [`ChatMessage::check_text`](crate::ChatMessage::check_text)).
+    SendChat {
+        /// The text.
+        text: String,
+    },
+    /// Delete a chat message: its author, or a moderator (any message).
+    DeleteChat {
+        /// The message's id.
+        message_id: u64,
+    },
+    /// Anyone present (and administrators): one page of chat history, oldest first.
+    ChatHistory {
+        /// Only messages with an id below this (`None`: the newest page).
+        before: Option<u64>,
+        /// The most messages to return, in `1..=chat_page_limit` (`None`: 50, or the page limit if lower).
+        limit: Option<usize>,
+    },
     /// Moderator: end the room for everyone.
     EndRoom,
     /// Administrator: refuse an identity's or a token's access to the room from now on, and remove whoever present
@@ -199,6 +220,13 @@ pub enum Reply {
     State(Snapshot),
     /// Result of `GetState` from an administrator: the room as a moderator sees it, without a `you`.
     Room(RoomView),
+    /// Result of `SendChat`: the new message's id.
+    ChatSent {
+        /// The id.
+        message_id: u64,
+    },
+    /// Result of `ChatHistory`.
+    Chat(ChatPage),
     /// Result of `HandoverDelta` (accepted, possibly as a no-op).
     HandedOver {
         /// The listed identities that were not present and were skipped, each once, in the order first listed.
@@ -215,6 +243,15 @@ pub struct AudiencePage {
     pub next: Option<u64>,
     /// The audience's size.
     pub total: usize,
+}
+
+/// One page of chat history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatPage {
+    /// The messages, oldest first.
+    pub messages: Vec<ChatMessage>,
+    /// Cursor for the next older page (pass as `before`): the id of the first message. `None` when nothing is older.
+    pub next_before: Option<u64>,
 }
 
 /// One audience member in a page.
@@ -261,6 +298,9 @@ pub enum CommandError {
     /// Join refused: the identity or token was revoked (code `unauthorized`, as for any token that is not valid).
     #[error("access revoked")]
     Revoked,
+    /// Too many at once: slow mode, or the room's chat flood cap. Nothing changed; try again later.
+    #[error("rate limited: {0}")]
+    RateLimited(&'static str),
 }
 
 impl CommandError {
@@ -276,6 +316,7 @@ impl CommandError {
             Self::NotInvited => "not_invited",
             Self::Ended => "room_ended",
             Self::Revoked => "unauthorized",
+            Self::RateLimited(_) => "rate_limited",
         }
     }
 }

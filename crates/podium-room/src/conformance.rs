@@ -251,6 +251,7 @@ impl Checker {
                 | Command::DeclineInvite
                 | Command::StepDown
                 | Command::SetMuted { .. }
+                | Command::SendChat { .. }
         );
         let parsed = match reason.map(Reason::parse).transpose() {
             Ok(parsed) => parsed.flatten(),
@@ -286,7 +287,8 @@ impl Checker {
         let out = self.check_outputs(seq_before, state_before, false)?;
         let transition = r.is_ok() && self.room.seq() != seq_before;
         let moderated: Vec<&Output> = out.iter().filter(|o| matches!(o, Output::Moderated { .. })).collect();
-        let moderation = !own_state && !matches!(command, Command::GetState | Command::ListAudience { .. });
+        let moderation = !own_state
+            && !matches!(command, Command::GetState | Command::ListAudience { .. } | Command::ChatHistory { .. });
         if transition && moderation {
             let expected = Output::Moderated {
                 seq: self.room.seq(),
@@ -391,7 +393,7 @@ impl Checker {
                         }
                         Event::You(_) => matches!(to, Recipients::One(_)),
                         Event::InviteAnswered { .. } => *to == Recipients::Moderators,
-                        Event::RoomInfo(_) => *to == Recipients::Everyone,
+                        Event::RoomInfo(_) | Event::Chat(_) | Event::ChatDeleted { .. } => *to == Recipients::Everyone,
                         Event::HandLowered(cause) => {
                             ensure!(
                                 is_timeout == (*cause == HandLowered::Expired),

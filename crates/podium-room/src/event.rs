@@ -1,7 +1,7 @@
 //! Outputs: events with their recipients, disconnects, media permissions, the end; and the views they carry.
 
 use crate::command::Command;
-use crate::types::{Actor, Counts, Millis, ParticipantId, Reason, Role, RoomInfo, Settings};
+use crate::types::{Actor, ChatMessage, Counts, Millis, ParticipantId, Reason, Role, RoomInfo, Settings};
 
 /// Something the hub must do. Drain with [`Room::poll_output`](crate::Room::poll_output) after every input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,6 +127,19 @@ pub enum Event {
     /// To the raiser: the room lowered their hand (also a `You` without a hand position, and `HandQueue` to the
     /// moderators). Not sent when they lowered it themselves or took the stage.
     HandLowered(HandLowered),
+    /// To everyone: a chat message was posted.
+    Chat(ChatMessage),
+    /// To everyone: a chat message was deleted.
+    ChatDeleted {
+        /// The message's id.
+        message_id: u64,
+        /// Who had posted it (for webhooks and the audit log; not on the wire).
+        author: ParticipantId,
+        /// Who deleted it: its author, a moderator, or an administrator.
+        by: Actor,
+        /// Why, if they said.
+        reason: Option<Reason>,
+    },
     /// To moderators: an invitation to the stage was accepted, declined, or expired.
     InviteAnswered {
         /// The invited participant.
@@ -304,6 +317,10 @@ pub struct Snapshot {
     pub you: YourState,
     /// For moderators only: the first `hand_queue_event_limit` raised hands and the total.
     pub hands: Option<(Vec<ParticipantSummary>, usize)>,
+    /// The last `chat_snapshot` chat messages, oldest first.
+    pub chat: Vec<ChatMessage>,
+    /// Older chat messages exist than those in `chat`.
+    pub chat_more: bool,
 }
 
 /// The room as an administrator sees it ([`Room::view`](crate::Room::view), `GetState` from an administrator): what a

@@ -95,6 +95,15 @@
 //! removed). The raiser sees it in [`YourState::hand_expires_at`]. A room restored under another `hand_ttl` keeps
 //! the stored deadlines (a hand stored without one never expires).
 //!
+//! # Chat and reactions
+//!
+//! The chat history is room state (see `room/chat.rs`): posts and deletions are transitions, their messages and
+//! removed ids travel in [`Changes::chat_added`] / [`Changes::chat_removed`] and the next id in [`RoomFields`], so a
+//! store holds exactly the history and writers sharing the room continue one sequence of ids. Slow mode reads the
+//! history (a deleted message no longer counts); the flood cap is a token bucket of this copy of the room (not
+//! stored), fed by other writers' messages in [`Room::apply_changes`] too. Reactions are not room state:
+//! [`Room::may_react`] only checks the sender (present, room not ended); the hub counts them.
+//!
 //! # Rules
 //!
 //! Joins ([`Room::handle_join`]) and connection events:
@@ -110,6 +119,7 @@
 //! | hand expiry | timer | hand raised `hand_ttl` ago (deadline fixed at the raise; `hand_ttl` 0: never) | lowered (one transition per hand); `HandLowered { Expired }` and `You` to the raiser; queue updated as for `LowerHand` | none |
 //! | empty timeout | timer | not persistent; nobody present for `empty_timeout` | room ends: `Ended { Empty }` | none |
 //! | revocation lapse | timer | `until` reached | dropped (one transition, no event) | none |
+//! | chat expiry | timer | the oldest chat message is `chat_max_age` old (0: never) | every message that old dropped (one transition, no event) | none |
 //!
 //! Commands ([`Room::handle_command_as`]). A participant sender must be present (`NotFound` otherwise), and the room
 //! not ended (`Ended`). Checks run in the order listed: the sender's role first, then arguments (the reason
@@ -135,7 +145,10 @@
 //! | `RevokeModerator { target }` | moderator | target present and a moderator, not the only one | Speaker; `ModeratorRevoked` | `Forbidden`, `NotFound`, `Conflict` ("last moderator") |
 //! | `Handover { stage }` | moderator | non-empty; roles speaker/moderator; no duplicates; all present; ceilings allow the roles; len ≤ capacity; same as now → no-op | one transition: unlisted stage members → Audience; listed get their role (newcomers muted, take the stage in list order, hand and invitation cleared; stayers keep mute and stage order); one `Stage` (`Handover`); succession applies after | `Forbidden`, `BadRequest`, `NotFound`, `StageFull` |
 //! | `HandoverDelta { demote, promote, moderators_add, moderators_remove }` | administrator | at least one identity listed; `promote` roles speaker/moderator; no identity twice in a list; none both demoted and promoted/added, none both added (or promoted to moderator) and removed; identities not present are skipped and reported (`HandedOver { absent }`); every new role within its ceiling; stage size after the whole change ≤ capacity (a full stage can be swapped in one step); no role changes (or only succession would undo them) → no-op | one transition, all or nothing: `demote` → Audience (muted; audience members listed left as they are); `moderators_remove`: a moderator → Speaker; `promote (id, r)`: role raised to at least `r` (never lowered); `moderators_add` → Moderator. Applied leavers first, then role changes on stage, then newcomers (muted, hand and invitation cleared, taking the stage in list order); one `Stage` (`Handover`); succession applies after | `Forbidden`, `BadRequest`, `StageFull` |
-//! | `UpdateSettings { .. }` | moderator | at least one field; capacity in `1..=max_stage_capacity` and ≥ stage size; differs (else no-op) | settings changed; `Settings` to everyone. Turning open mic on does not promote the queue | `Forbidden`, `BadRequest`, `Conflict` |
+//! | `UpdateSettings { .. }` | moderator | at least one field; capacity in `1..=max_stage_capacity` and ≥ stage size; `chat_slow_mode_ms` ≤ one hour; differs (else no-op) | settings changed; `Settings` to everyone. Turning open mic on does not promote the queue | `Forbidden`, `BadRequest`, `Conflict` |
+//! | `SendChat { text }` | anyone present (not an administrator) | text valid ([`ChatMessage::check_text`]: trimmed, 1..=`chat_max_chars` characters, no control characters but newline); chat on; not a moderator: the sender's last message in the history at least `chat_slow_mode_ms` ago; a token in the room's flood cap (`chat_room_per_second`, burst `chat_room_burst`) | message stored with the next id, the history trimmed to `chat_history`; `Chat` to everyone; `ChatSent { message_id }` | `BadRequest`, `Forbidden` (chat off), `RateLimited` (slow mode, flood cap) |
+//! | `DeleteChat { message_id }` | its author, or a moderator | the message is in the history | removed; `ChatDeleted { author, by, reason }` to everyone (a moderation command: takes a reason, audited) | `NotFound`, `Forbidden` |
+//! | `ChatHistory { before, limit }` | anyone (administrators too) | limit in `1..=chat_page_limit` (default 50, or the limit if lower) | read-only: the page of messages with id < `before`, oldest first; `next_before` the first one's id when older ones exist | `BadRequest` |
 //! | `SetRoomInfo { description, pinned_link }` | moderator | at least one given (`Some`); a description ≤ 1,000 characters without control characters other than newline, CR and tab; a link an absolute `http(s)` URL with a host, ≤ 2,048 bytes, no whitespace or control characters, its title ≤ 200 characters without control characters (empty text counts as none); differs (else no-op) | info set (`Some(None)` clears a field, `None` leaves it); `RoomInfo` (the whole info) to everyone | `Forbidden`, `BadRequest` |
 //! | `ClearHands` | moderator | a hand raised (else no-op) | every hand lowered in one transition; `HandLowered { Cleared { by, reason } }` and `You` to each raiser, one `HandQueue` to moderators | `Forbidden`, `BadRequest` (reason) |
 //! | `InviteToRoom` / `UninviteFromRoom { identity }` | moderator | — (idempotent) | guest list changed | `Forbidden` |
@@ -168,7 +181,7 @@ mod room;
 mod state;
 mod types;
 
-pub use command::{AudienceEntry, AudiencePage, Command, CommandError, Join, Joined, Reply};
+pub use command::{AudienceEntry, AudiencePage, ChatPage, Command, CommandError, Join, Joined, Reply};
 pub use event::{
     DisconnectReason, EndReason, Event, HandLowered, InviteView, Output, ParticipantSummary, ParticipantView,
     Recipients, RoomView, Snapshot, StageCause, StageMember, YourState,
@@ -176,7 +189,8 @@ pub use event::{
 pub use room::{Room, RoomSetup};
 pub use state::{Changes, Invite, ParticipantState, Revocation, RoomFields, RoomState};
 pub use types::{
-    Actor, AdminId, Counts, Millis, ParticipantId, PinnedLink, Reason, Role, RoomConfig, RoomInfo, Settings,
+    Actor, AdminId, ChatMessage, Counts, Millis, ParticipantId, PinnedLink, Reason, Role, RoomConfig, RoomInfo,
+    Settings,
 };
 
 #[cfg(test)]

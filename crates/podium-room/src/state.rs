@@ -1,7 +1,7 @@
 //! Plain-data records of a room, for stores: the full state ([`RoomState`]) and one batch of transitions
 //! ([`Changes`]). Stores keep these and know nothing of rules.
 
-use crate::types::{Actor, Millis, ParticipantId, Role, RoomInfo, Settings};
+use crate::types::{Actor, ChatMessage, Millis, ParticipantId, Role, RoomInfo, Settings};
 
 /// Everything needed to rebuild a room ([`Room::state`](crate::Room::state) /
 /// [`Room::from_state`](crate::Room::from_state)). Participants are sorted by `join_order`; bans and guests by id.
@@ -31,6 +31,10 @@ pub struct RoomState {
     pub bans: Vec<ParticipantId>,
     /// The closed-room guest list, sorted.
     pub guests: Vec<ParticipantId>,
+    /// The id the next chat message gets (ids start at 1 and only grow).
+    pub next_chat_id: u64,
+    /// The chat history (not deleted, not trimmed yet), sorted by id.
+    pub chat: Vec<ChatMessage>,
 }
 
 /// One participant's stored state.
@@ -123,6 +127,8 @@ pub struct RoomFields {
     pub persistent: bool,
     /// Revocations in force, sorted.
     pub revocations: Vec<Revocation>,
+    /// The id the next chat message gets.
+    pub next_chat_id: u64,
 }
 
 /// What changed between two versions of a room ([`Room::take_changes`](crate::Room::take_changes)): apply to the
@@ -146,6 +152,10 @@ pub struct Changes {
     /// The description and pinned link, when they changed (apart from the fields, which change with every join:
     /// the text travels only when it changes).
     pub info: Option<RoomInfo>,
+    /// Chat messages posted, sorted by id.
+    pub chat_added: Vec<ChatMessage>,
+    /// Chat messages gone (deleted, or trimmed by count or age), by id, sorted.
+    pub chat_removed: Vec<u64>,
 }
 
 impl RoomState {
@@ -160,6 +170,17 @@ impl RoomState {
             self.next_order = f.next_order;
             self.persistent = f.persistent;
             self.revocations.clone_from(&f.revocations);
+            self.next_chat_id = f.next_chat_id;
+        }
+        if !changes.chat_removed.is_empty() {
+            self.chat.retain(|m| changes.chat_removed.binary_search(&m.id).is_err());
+        }
+        for m in &changes.chat_added {
+            // Ids only grow: a new message goes at the end (an id already held is replaced, for idempotence).
+            match self.chat.binary_search_by_key(&m.id, |c| c.id) {
+                Ok(i) => self.chat[i] = m.clone(),
+                Err(i) => self.chat.insert(i, m.clone()),
+            }
         }
         if let Some(bans) = &changes.bans {
             self.bans.clone_from(bans);
@@ -211,6 +232,8 @@ impl RoomState {
             participants: Vec::new(),
             bans: Vec::new(),
             guests: Vec::new(),
+            next_chat_id: fields.next_chat_id,
+            chat: Vec::new(),
         };
         state.apply(changes);
         Some(state)

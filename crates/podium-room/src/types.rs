@@ -186,6 +186,25 @@ pub struct RoomConfig {
     /// Counted from the raise; raising again after the hand went down starts a new period. 0: hands never expire.
     /// Default 15 min.
     pub hand_ttl: Millis,
+    /// Whether chat is on in a new room (a setting moderators change). Default true.
+    pub chat: bool,
+    /// Slow mode of a new room: how long a participant who is not a moderator waits between chat messages (a
+    /// setting moderators change, at most [`Settings::MAX_CHAT_SLOW_MODE_MS`]). 0: off. Default 0.
+    pub chat_slow_mode_ms: u32,
+    /// The longest chat message, in characters after trimming. Default 500.
+    pub chat_max_chars: usize,
+    /// The most chat messages a room keeps; the oldest go first. Default 1,000.
+    pub chat_history: usize,
+    /// How long a chat message is kept. 0: by count only. Default 7 days.
+    pub chat_max_age: Millis,
+    /// How many of the last chat messages a snapshot carries. Default 50.
+    pub chat_snapshot: usize,
+    /// The largest page `ChatHistory` returns. Default 100.
+    pub chat_page_limit: usize,
+    /// The room-wide flood cap: chat messages per second, sustained (over every sender). Default 20.
+    pub chat_room_per_second: u32,
+    /// The room-wide flood cap's burst. Default 40.
+    pub chat_room_burst: u32,
 }
 
 impl Default for RoomConfig {
@@ -205,6 +224,15 @@ impl Default for RoomConfig {
             revocation_ttl: 24 * 3_600_000,
             max_revocations: 256,
             hand_ttl: 15 * 60_000,
+            chat: true,
+            chat_slow_mode_ms: 0,
+            chat_max_chars: 500,
+            chat_history: 1_000,
+            chat_max_age: 7 * 24 * 3_600_000,
+            chat_snapshot: 50,
+            chat_page_limit: 100,
+            chat_room_per_second: 20,
+            chat_room_burst: 40,
         }
     }
 }
@@ -218,6 +246,51 @@ pub struct Settings {
     pub closed: bool,
     /// Seats on the stage.
     pub stage_capacity: u32,
+    /// Chat is on: participants may post.
+    pub chat: bool,
+    /// Slow mode: how long a participant who is not a moderator waits between chat messages, in ms (0: off).
+    pub chat_slow_mode_ms: u32,
+}
+
+impl Settings {
+    /// The longest slow mode a moderator may set: one hour.
+    pub const MAX_CHAT_SLOW_MODE_MS: u32 = 3_600_000;
+}
+
+/// One chat message. Values held by a room have passed [`ChatMessage::check_text`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ChatMessage {
+    /// The room's id for it: ids only grow within a room (the room's counter, committed with the message, so
+    /// every writer sharing the room through a store continues the same sequence).
+    pub id: u64,
+    /// Who posted it.
+    pub from: ParticipantId,
+    /// Their display name at the time.
+    pub name: String,
+    /// The text, trimmed, never empty.
+    pub text: String,
+    /// When it was accepted.
+    pub at: Millis,
+}
+
+impl ChatMessage {
+    /// Checks a message's text: trimmed of surrounding whitespace, it must be 1..=`max_chars` characters without
+    /// control characters other than newline; `BadRequest` naming what is wrong. Returns the trimmed text.
+    pub fn check_text(text: &str, max_chars: usize) -> Result<String, crate::CommandError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(crate::CommandError::BadRequest("chat text must not be empty"));
+        }
+        if text.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(crate::CommandError::BadRequest(
+                "chat text must not contain control characters other than newlines",
+            ));
+        }
+        if text.chars().count() > max_chars {
+            return Err(crate::CommandError::BadRequest("chat text is too long"));
+        }
+        Ok(text.to_owned())
+    }
 }
 
 /// The room's description and pinned link, set by moderators (`SetRoomInfo`): shown to everyone, in the snapshot

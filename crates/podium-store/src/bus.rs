@@ -128,6 +128,12 @@ struct ChangesRecord {
     /// The room's info record, when it changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     info: Option<String>,
+    /// Chat message records posted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    chat_added: Vec<String>,
+    /// Ids of chat messages gone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    chat_removed: Vec<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -173,6 +179,8 @@ impl Announcement {
             bans: c.bans.as_deref().map(ids),
             guests: c.guests.as_deref().map(ids),
             info: c.info.as_ref().map(codec::encode_info),
+            chat_added: c.chat_added.iter().map(codec::encode_chat).collect(),
+            chat_removed: c.chat_removed.clone(),
         });
         let outputs = self
             .outputs
@@ -227,6 +235,8 @@ impl Announcement {
                 bans: c.bans.map(to_ids),
                 guests: c.guests.map(to_ids),
                 info: c.info.as_deref().map(codec::decode_info).transpose()?,
+                chat_added: c.chat_added.iter().map(|m| codec::decode_chat(m)).collect::<Result<_, _>>()?,
+                chat_removed: c.chat_removed,
             }),
         };
         let outputs = r
@@ -263,7 +273,7 @@ impl Announcement {
 
 #[cfg(test)]
 mod tests {
-    use podium_room::{ParticipantState, PinnedLink, Revocation, Role, RoomFields, RoomInfo, Settings};
+    use podium_room::{ChatMessage, ParticipantState, PinnedLink, Revocation, Role, RoomFields, RoomInfo, Settings};
 
     use super::*;
 
@@ -293,7 +303,13 @@ mod tests {
                 seq: 5,
                 room: Some(RoomFields {
                     name: "r".into(),
-                    settings: Settings { open_mic: false, closed: true, stage_capacity: 3 },
+                    settings: Settings {
+                        open_mic: false,
+                        closed: true,
+                        stage_capacity: 3,
+                        chat: true,
+                        chat_slow_mode_ms: 0,
+                    },
                     ended: false,
                     empty_since: None,
                     next_order: 3,
@@ -304,6 +320,7 @@ mod tests {
                         token_id: None,
                         at: 1,
                     }],
+                    next_chat_id: 8,
                 }),
                 upserted: vec![p],
                 removed: vec![ParticipantId::new("bob")],
@@ -313,6 +330,14 @@ mod tests {
                     description: Some("About\nthis".into()),
                     pinned_link: Some(PinnedLink { url: "https://x.test".into(), title: None }),
                 }),
+                chat_added: vec![ChatMessage {
+                    id: 7,
+                    from: ParticipantId::new("ada"),
+                    name: "Ada".into(),
+                    text: "hi\nthere".into(),
+                    at: 1_234,
+                }],
+                chat_removed: vec![2, 3],
             }),
             outputs: vec![
                 Announced::Event { to: Recipients::One(ParticipantId::new("ada")), frame: "{\"type\":\"you\"}".into() },

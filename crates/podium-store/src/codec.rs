@@ -4,14 +4,16 @@
 //! A participant's identity is not in its record: it is the hash field the record is stored under. Optional values
 //! are omitted when `None`. Unknown fields are ignored when decoding, so a newer hub may add fields that an older one
 //! skips; removing or renaming a field needs a migration. Fields added later (`persistent`, `revocations`,
-//! `token_id`, `issued_at`, an invitation's `by_admin`, `hand_expires_at`) are omitted at their default and default
-//! when missing, so records written before them decode unchanged. The room's info (description, pinned link) is its
+//! `token_id`, `issued_at`, an invitation's `by_admin`, `hand_expires_at`, the settings `chat` (true) and
+//! `chat_slow_mode_ms` (0), `next_chat_id` (1)) are omitted at their default and default when missing, so records
+//! written before them decode unchanged. Chat messages are records of their own (members of the room's `chat`
+//! sorted set, scored by id). The room's info (description, pinned link) is its
 //! own record (the `info` entry of `podium:{room}:meta`, written only when it changes); a room stored before it has
 //! none and loads with an empty one.
 
 use podium_room::{
-    Actor, AdminId, Invite, ParticipantId, ParticipantState, PinnedLink, Revocation, Role, RoomFields, RoomInfo,
-    Settings,
+    Actor, AdminId, ChatMessage, Invite, ParticipantId, ParticipantState, PinnedLink, Revocation, Role, RoomFields,
+    RoomInfo, Settings,
 };
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +32,22 @@ struct FieldsRecord {
     persistent: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     revocations: Vec<RevocationRecord>,
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    chat: bool,
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    chat_slow_mode_ms: u32,
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    next_chat_id: u64,
+}
+
+/// One chat message (a member of the `podium:{room}:chat` sorted set, scored by its id).
+#[derive(Serialize, Deserialize)]
+struct ChatRecord {
+    id: u64,
+    from: String,
+    name: String,
+    text: String,
+    at: u64,
 }
 
 /// One revocation in force (in the room's fields: there are few, and they lapse).
@@ -129,6 +147,29 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
+fn is_one(n: &u64) -> bool {
+    *n == 1
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one() -> u64 {
+    1
+}
+
 impl From<Role> for RoleRecord {
     fn from(r: Role) -> Self {
         match r {
@@ -175,6 +216,9 @@ pub(crate) fn encode_fields(f: &RoomFields) -> String {
                 until: r.until,
             })
             .collect(),
+        chat: f.settings.chat,
+        chat_slow_mode_ms: f.settings.chat_slow_mode_ms,
+        next_chat_id: f.next_chat_id,
     })
 }
 
@@ -183,7 +227,13 @@ pub(crate) fn decode_fields(text: &str) -> Result<RoomFields, String> {
     let r: FieldsRecord = serde_json::from_str(text).map_err(|e| format!("room fields: {e}"))?;
     Ok(RoomFields {
         name: r.name,
-        settings: Settings { open_mic: r.open_mic, closed: r.closed, stage_capacity: r.stage_capacity },
+        settings: Settings {
+            open_mic: r.open_mic,
+            closed: r.closed,
+            stage_capacity: r.stage_capacity,
+            chat: r.chat,
+            chat_slow_mode_ms: r.chat_slow_mode_ms,
+        },
         ended: r.ended,
         empty_since: r.empty_since,
         next_order: r.next_order,
@@ -198,7 +248,25 @@ pub(crate) fn decode_fields(text: &str) -> Result<RoomFields, String> {
                 at: r.at,
             })
             .collect(),
+        next_chat_id: r.next_chat_id,
     })
+}
+
+/// Encodes a chat message.
+pub(crate) fn encode_chat(m: &ChatMessage) -> String {
+    to_json(&ChatRecord {
+        id: m.id,
+        from: m.from.as_str().to_owned(),
+        name: m.name.clone(),
+        text: m.text.clone(),
+        at: m.at,
+    })
+}
+
+/// Decodes a chat message.
+pub(crate) fn decode_chat(text: &str) -> Result<ChatMessage, String> {
+    let r: ChatRecord = serde_json::from_str(text).map_err(|e| format!("chat message: {e}"))?;
+    Ok(ChatMessage { id: r.id, from: ParticipantId::new(r.from), name: r.name, text: r.text, at: r.at })
 }
 
 /// Encodes a room's info (never empty text: `{}` for no info).
@@ -333,12 +401,13 @@ mod tests {
                 .collect();
             RoomFields {
                 name,
-                settings: Settings { open_mic, closed, stage_capacity },
+                settings: Settings { open_mic, closed, stage_capacity, chat: true, chat_slow_mode_ms: 0 },
                 ended,
                 empty_since,
                 next_order,
                 persistent,
                 revocations,
+                next_chat_id: next_order.max(1),
             }
         }
     }

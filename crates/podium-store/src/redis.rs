@@ -11,6 +11,7 @@
 //! | `podium:{R}:participants` | hash   | identity → participant record                                            |
 //! | `podium:{R}:bans`         | set    | banned identities                                                        |
 //! | `podium:{R}:guests`       | set    | the closed room's guest list                                             |
+//! | `podium:{R}:chat`         | zset   | chat history: message records scored by id (trimmed by the room's commits) |
 //! | `podium:{R}:owner`        | string | node id of the hub running the room's timers and media: a lease (`PX`)   |
 //! | `podium:{R}:media`        | string | `<epoch> <node>` (decimal epoch, a space, node id): no expiry            |
 //! | `podium:{R}:presence`     | hash   | identity → node id of the hub holding that participant's connection      |
@@ -37,7 +38,7 @@
 //! writes every change and the new `seq`, atomically (a script runs alone; with `appendfsync always` its effects
 //! reach the AOF before the reply). After Redis restarted (script cache empty) the first commit on a connection costs
 //! two more round trips (`NOSCRIPT`, `SCRIPT LOAD`, `EVALSHA` again). `load` is one `EVALSHA` of [`LOAD_LUA`] (a
-//! consistent snapshot); `remove` is one `DEL` of the room's eight keys (with its lease, media epoch, presence and
+//! consistent snapshot); `remove` is one `DEL` of the room's nine keys (with its lease, media epoch, presence and
 //! claims).
 //!
 //! # Failures
@@ -81,7 +82,7 @@ pub mod outbox;
 pub use self::op_stats::{OP_LATENCY_BOUNDS, RedisOpStats};
 use outbox::CommitExtras;
 
-/// The commit script. KEYS: meta, participants, bans, guests, presence. ARGV (a fixed header of ten, then
+/// The commit script. KEYS: meta, participants, bans, guests, presence, chat. ARGV (a fixed header of twelve, then
 /// variable-length lists in header order):
 ///
 /// | ARGV | contents |
@@ -96,11 +97,14 @@ use outbox::CommitExtras;
 /// | 8 | number of announcements (0 or 1) |
 /// | 9 | number of presence entries (0 or 1) |
 /// | 10 | encoded room info (description, pinned link; empty: unchanged), the `info` entry of `meta` |
+/// | 11 | number of chat messages posted |
+/// | 12 | number of chat messages gone (deleted or trimmed) |
 ///
-/// From ARGV 11 on: the removed ids, the upserted (id, record) pairs, the bans, the guests, the announcement
-/// (channel, message) pairs, the presence (identity, node) pairs.
+/// From ARGV 13 on: the removed ids, the upserted (id, record) pairs, the bans, the guests, the announcement
+/// (channel, message) pairs, the presence (identity, node) pairs, the chat messages posted (id, record) pairs
+/// (`ZADD chat id record`), the ids of chat messages gone (`ZREMRANGEBYSCORE chat id id`).
 ///
-/// With the optional KEYS 6-8 (the room's webhook outbox list, its outbox state hash and its audit stream, see
+/// With the optional KEYS 7-9 (the room's webhook outbox list, its outbox state hash and its audit stream, see
 /// the `outbox` module) the ARGV end with: the number of outbox entries and the outbox's cap, the entries (appended
 /// to the list; the state's `next` counts them; past the cap the oldest are trimmed, `base` moves up and `dropped`
 /// counts them), then the number of audit entries, the stream's `MAXLEN ~`, the retention age in ms (0: by count
@@ -116,7 +120,7 @@ pub const COMMIT_LUA: &str = r"
 local found = redis.call('HGET', KEYS[1], 'seq')
 if not found then
   if ARGV[1] ~= '0' or ARGV[3] == '' then return {'conflict'} end
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 elseif found ~= ARGV[1] then
   return {'conflict', found}
 end
@@ -128,10 +132,11 @@ end
 local n_removed, n_upserted = tonumber(ARGV[4]), tonumber(ARGV[5])
 local n_bans, n_guests = tonumber(ARGV[6]), tonumber(ARGV[7])
 local n_announced, n_present = tonumber(ARGV[8]), tonumber(ARGV[9])
+local n_chat, n_chat_gone = tonumber(ARGV[11]), tonumber(ARGV[12])
 if ARGV[10] ~= '' then
   redis.call('HSET', KEYS[1], 'info', ARGV[10])
 end
-local i = 11
+local i = 13
 local removed_at = i
 for _ = 1, n_removed do
   redis.call('HDEL', KEYS[2], ARGV[i]); i = i + 1
@@ -152,47 +157,54 @@ i = i + 2 * n_announced
 for _ = 1, n_present do
   redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]); i = i + 2
 end
+for _ = 1, n_chat do
+  redis.call('ZADD', KEYS[6], ARGV[i], ARGV[i + 1]); i = i + 2
+end
+for _ = 1, n_chat_gone do
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], ARGV[i], ARGV[i]); i = i + 1
+end
 for j = removed_at, removed_at + n_removed - 1 do
   redis.call('HDEL', KEYS[5], ARGV[j])
 end
 for j = announced_at, announced_at + 2 * n_announced - 1, 2 do
   redis.call('PUBLISH', ARGV[j], ARGV[j + 1])
 end
-if KEYS[6] then
+if KEYS[7] then
   local n_hooks, cap = tonumber(ARGV[i]), tonumber(ARGV[i + 1]); i = i + 2
   if n_hooks > 0 then
-    for _ = 1, n_hooks do redis.call('RPUSH', KEYS[6], ARGV[i]); i = i + 1 end
-    local tail = redis.call('HINCRBY', KEYS[7], 'next', n_hooks)
-    local base = tonumber(redis.call('HGET', KEYS[7], 'base') or '0')
+    for _ = 1, n_hooks do redis.call('RPUSH', KEYS[7], ARGV[i]); i = i + 1 end
+    local tail = redis.call('HINCRBY', KEYS[8], 'next', n_hooks)
+    local base = tonumber(redis.call('HGET', KEYS[8], 'base') or '0')
     if tail - base > cap then
-      redis.call('LTRIM', KEYS[6], tail - base - cap, -1)
-      redis.call('HSET', KEYS[7], 'base', tail - cap)
-      redis.call('HINCRBY', KEYS[7], 'dropped', tail - base - cap)
+      redis.call('LTRIM', KEYS[7], tail - base - cap, -1)
+      redis.call('HSET', KEYS[8], 'base', tail - cap)
+      redis.call('HINCRBY', KEYS[8], 'dropped', tail - base - cap)
     end
   end
   local n_audit, max_len, max_age = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2]); i = i + 3
   for _ = 1, n_audit do
-    redis.call('XADD', KEYS[8], 'MAXLEN', '~', max_len, '*', 'e', ARGV[i]); i = i + 1
+    redis.call('XADD', KEYS[9], 'MAXLEN', '~', max_len, '*', 'e', ARGV[i]); i = i + 1
   end
   if n_audit > 0 and max_age > 0 then
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    redis.call('XTRIM', KEYS[8], 'MINID', '~', string.format('%d', now - max_age))
-    redis.call('PEXPIRE', KEYS[8], max_age)
+    redis.call('XTRIM', KEYS[9], 'MINID', '~', string.format('%d', now - max_age))
+    redis.call('PEXPIRE', KEYS[9], max_age)
   end
 end
 return {'ok'}
 ";
 
-/// The load script. KEYS: meta, participants, bans, guests (the first four of [`COMMIT_LUA`]'s). Returns nil (no
-/// such room) or `{seq, fields, {id, record, ...}, bans, guests, info}` (`info` empty for a room stored before it).
+/// The load script. KEYS: meta, participants, bans, guests, chat. Returns nil (no such room) or `{seq, fields,
+/// {id, record, ...}, bans, guests, info, chat}` (`info` empty for a room stored before it; `chat` the message
+/// records in id order).
 pub const LOAD_LUA: &str = r"
 local seq = redis.call('HGET', KEYS[1], 'seq')
 if not seq then return false end
 local fields = redis.call('HGET', KEYS[1], 'fields') or ''
 local info = redis.call('HGET', KEYS[1], 'info') or ''
 return {seq, fields, redis.call('HGETALL', KEYS[2]), redis.call('SMEMBERS', KEYS[3]), redis.call('SMEMBERS', KEYS[4]),
-  info}
+  info, redis.call('ZRANGE', KEYS[5], 0, -1)}
 ";
 
 /// Records which node holds a participant's connection without a transition (a session taken over while still
@@ -343,6 +355,11 @@ pub fn media_key(room: &str) -> String {
 /// [`RedisStore::commit_present`]).
 pub fn presence_key(room: &str) -> String {
     format!("podium:{{{room}}}:presence")
+}
+
+/// The sorted set of `room`'s chat history: message records scored by id (see [`COMMIT_LUA`]).
+pub fn chat_key(room: &str) -> String {
+    format!("podium:{{{room}}}:chat")
 }
 
 /// The hash of the hubs watching `room`'s lease: node id → `"<since_ms> <last_ms>"` (see [`CLAIM_MEDIA_LUA`]).
@@ -893,6 +910,7 @@ impl RedisStore {
             invocation.key(key);
         }
         invocation.key(presence_key(room));
+        invocation.key(chat_key(room));
         let channel = crate::bus::events_channel(room);
         for arg in commit_args(changes, announcement.map(|text| (channel.as_str(), text)), present) {
             invocation.arg(arg);
@@ -1383,6 +1401,8 @@ fn commit_args(changes: &Changes, announcement: Option<(&str, &str)>, present: O
     args.push(usize::from(announcement.is_some()).to_string());
     args.push(usize::from(present.is_some()).to_string());
     args.push(changes.info.as_ref().map(codec::encode_info).unwrap_or_default());
+    args.push(changes.chat_added.len().to_string());
+    args.push(changes.chat_removed.len().to_string());
     args.extend(changes.removed.iter().map(|id| id.as_str().to_owned()));
     for p in &changes.upserted {
         args.push(p.id.as_str().to_owned());
@@ -1395,13 +1415,18 @@ fn commit_args(changes: &Changes, announcement: Option<(&str, &str)>, present: O
         args.push(a.to_owned());
         args.push(b.to_owned());
     }
+    for m in &changes.chat_added {
+        args.push(m.id.to_string());
+        args.push(codec::encode_chat(m));
+    }
+    args.extend(changes.chat_removed.iter().map(u64::to_string));
     args
 }
 
-type Loaded = (String, String, Vec<String>, Vec<String>, Vec<String>, String);
+type Loaded = (String, String, Vec<String>, Vec<String>, Vec<String>, String, Vec<String>);
 
 fn decode_state(loaded: Loaded) -> Result<RoomState, String> {
-    let (seq, fields, participants, bans, guests, info) = loaded;
+    let (seq, fields, participants, bans, guests, info, chat) = loaded;
     let seq: u64 = seq.parse().map_err(|e| format!("seq {seq:?}: {e}"))?;
     let fields = codec::decode_fields(&fields)?;
     if participants.len() % 2 != 0 {
@@ -1430,6 +1455,12 @@ fn decode_state(loaded: Loaded) -> Result<RoomState, String> {
         participants: list,
         bans: sorted(bans),
         guests: sorted(guests),
+        next_chat_id: fields.next_chat_id,
+        chat: {
+            let mut chat = chat.iter().map(|m| codec::decode_chat(m)).collect::<Result<Vec<_>, _>>()?;
+            chat.sort_by_key(|m| m.id);
+            chat
+        },
     })
 }
 
@@ -1439,6 +1470,7 @@ impl RoomStore for RedisStore {
         for key in room_keys(room) {
             invocation.key(key);
         }
+        invocation.key(chat_key(room));
         let loaded: Option<Loaded> =
             self.link.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
         loaded.map(decode_state).transpose().map_err(|e| StoreError::Corrupt(format!("room {room:?}: {e}")))
@@ -1455,7 +1487,8 @@ impl RoomStore for RedisStore {
             .arg(owner_key(room))
             .arg(media_key(room))
             .arg(presence_key(room))
-            .arg(claims_key(room));
+            .arg(claims_key(room))
+            .arg(chat_key(room));
         self.link.run(|mut conn| async move { cmd.query_async::<i64>(&mut conn).await }).await?;
         self.unindex(room).await
     }

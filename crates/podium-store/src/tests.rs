@@ -42,6 +42,8 @@ pub(crate) async fn conformance(store: &impl RoomStore) {
         bans: None,
         guests: None,
         info: None,
+        chat_added: Vec::new(),
+        chat_removed: Vec::new(),
     };
     assert_eq!(store.commit("r", &orphan).await, Err(StoreError::Conflict { expected: 3, found: None }));
     assert_eq!(store.load("r").await, Ok(None));
@@ -79,7 +81,13 @@ pub(crate) async fn conformance(store: &impl RoomStore) {
         &mut room,
         1_007,
         "mod",
-        Command::UpdateSettings { open_mic: None, closed: Some(true), stage_capacity: None },
+        Command::UpdateSettings {
+            open_mic: None,
+            closed: Some(true),
+            stage_capacity: None,
+            chat: None,
+            chat_slow_mode_ms: None,
+        },
     );
     let changes = room.take_changes().expect("changed");
     store.commit("r", &changes).await.expect("commit");
@@ -113,6 +121,32 @@ pub(crate) async fn conformance(store: &impl RoomStore) {
     let stored = store.load("r").await.expect("load").expect("stored");
     assert_eq!(stored.info, RoomInfo::default());
     assert_eq!(stored, room.state());
+
+    // Chat: each message is stored with the room (ids from the room's fields), deletions and trimming remove them.
+    let mut chatty = Room::new("chat", RoomConfig { chat_history: 3, ..RoomConfig::default() }, 3_000);
+    join(&mut chatty, 3_000, "mod", Role::Moderator);
+    join(&mut chatty, 3_000, "a", Role::Audience);
+    store.commit("chat", &chatty.take_changes().expect("joins")).await.expect("commit");
+    for (i, text) in ["one", "two\nlines", "three", "four"].into_iter().enumerate() {
+        let now = 3_001 + i as u64;
+        command(&mut chatty, now, "a", Command::SendChat { text: format!("  {text} ") });
+        let changes = chatty.take_changes().expect("posted");
+        assert_eq!(changes.chat_added.len(), 1);
+        store.commit("chat", &changes).await.expect("commit");
+    }
+    let stored = store.load("chat").await.expect("load").expect("stored");
+    assert_eq!(stored.chat.iter().map(|m| m.id).collect::<Vec<_>>(), [2, 3, 4], "trimmed to three, oldest first");
+    assert_eq!(stored.chat[0].text, "two\nlines");
+    assert_eq!(stored, chatty.state());
+    command(&mut chatty, 3_010, "mod", Command::DeleteChat { message_id: 3 });
+    store.commit("chat", &chatty.take_changes().expect("deleted")).await.expect("commit");
+    let stored = store.load("chat").await.expect("load").expect("stored");
+    assert_eq!(stored.chat.iter().map(|m| m.id).collect::<Vec<_>>(), [2, 4]);
+    assert_eq!(stored.next_chat_id, 5);
+    let restored = Room::from_state(stored.clone(), RoomConfig { chat_history: 3, ..RoomConfig::default() });
+    assert_eq!(restored.state(), stored);
+    store.remove("chat").await.expect("remove");
+    assert_eq!(store.load("chat").await, Ok(None), "the history goes with the room");
 
     // The listing: by name, paged, the removed room gone from it.
     for name in ["r3", "r1", "r2"] {
@@ -185,7 +219,18 @@ fn busy_room(store_commits: &mut Vec<Changes>) -> Room {
     step(&mut room, &mut |r, t| command(r, t, "mod", Command::Ban { target: ParticipantId::new("l4") }));
     step(&mut room, &mut |r, t| command(r, t, "mod", Command::InviteToRoom { identity: ParticipantId::new("vip") }));
     step(&mut room, &mut |r, t| {
-        command(r, t, "mod", Command::UpdateSettings { open_mic: None, closed: None, stage_capacity: Some(7) });
+        command(
+            r,
+            t,
+            "mod",
+            Command::UpdateSettings {
+                open_mic: None,
+                closed: None,
+                stage_capacity: Some(7),
+                chat: None,
+                chat_slow_mode_ms: None,
+            },
+        );
     });
     step(&mut room, &mut |r, t| command(r, t, "spk", Command::RaiseHand));
     step(&mut room, &mut |r, t| command(r, t, "mod", Command::ApproveHand { target: ParticipantId::new("spk") }));
@@ -489,6 +534,8 @@ async fn presence_follows_commits(store: &RedisStore, server: &RedisServer) {
         bans: None,
         guests: None,
         info: None,
+        chat_added: Vec::new(),
+        chat_removed: Vec::new(),
     };
     let refused = store.commit_present("p", &stale, None, Some(("c", "n3"))).await;
     assert!(matches!(refused, Err(StoreError::Conflict { .. })), "{refused:?}");

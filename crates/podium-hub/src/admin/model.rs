@@ -44,6 +44,10 @@ pub(crate) struct SettingsView {
     pub(crate) closed: bool,
     /// Seats on the stage.
     pub(crate) stage_capacity: u32,
+    /// Chat is on.
+    pub(crate) chat: bool,
+    /// Slow mode: ms a participant who is not a moderator waits between chat messages (0: off).
+    pub(crate) chat_slow_mode_ms: u32,
 }
 
 /// A room's description and pinned link (both absent when unset).
@@ -142,6 +146,8 @@ impl RoomInfo {
                 open_mic: view.settings.open_mic,
                 closed: view.settings.closed,
                 stage_capacity: view.settings.stage_capacity,
+                chat: view.settings.chat,
+                chat_slow_mode_ms: view.settings.chat_slow_mode_ms,
             },
             info: InfoView {
                 description: view.info.description,
@@ -227,8 +233,79 @@ pub(crate) struct UpdateRoom {
     pub(crate) open_mic: Option<bool>,
     pub(crate) closed: Option<bool>,
     pub(crate) stage_capacity: Option<u32>,
+    /// Chat on or off.
+    pub(crate) chat: Option<bool>,
+    /// Chat slow mode in ms (0: off; at most 3,600,000).
+    pub(crate) chat_slow_mode_ms: Option<u32>,
     pub(crate) persistent: Option<bool>,
     /// Recorded in the audit log and webhooks.
+    pub(crate) reason: Option<String>,
+}
+
+/// Query of `GET /v1/admin/rooms/{room}/chat`.
+#[derive(Deserialize, utoipa::IntoParams, Debug)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ChatQuery {
+    /// Only messages with an id below this (absent: the newest page).
+    pub(crate) before: Option<u64>,
+    /// The most messages to return: default 50, at most `[chat] page_limit` (default 100).
+    pub(crate) limit: Option<u32>,
+}
+
+/// One chat message.
+#[derive(Serialize, ToSchema, Clone, Debug)]
+pub(crate) struct ChatMessageView {
+    /// The message's id (only grows within a room).
+    pub(crate) id: u64,
+    /// Who posted it.
+    pub(crate) from: ChatAuthorView,
+    /// The text (plain text; may hold newlines).
+    pub(crate) text: String,
+    /// When it was posted, in milliseconds since the Unix epoch.
+    pub(crate) at_ms: u64,
+}
+
+/// The author of a chat message.
+#[derive(Serialize, ToSchema, Clone, Debug)]
+pub(crate) struct ChatAuthorView {
+    /// Identity.
+    pub(crate) id: String,
+    /// Display name when they posted.
+    pub(crate) name: String,
+}
+
+/// One page of a room's chat history, oldest first (the websocket's `chat_history` result).
+#[derive(Serialize, ToSchema, Clone, Debug)]
+pub(crate) struct ChatPageView {
+    pub(crate) messages: Vec<ChatMessageView>,
+    /// Pass as `before` for the next older page; absent when there is nothing older.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next_before: Option<u64>,
+}
+
+impl ChatPageView {
+    pub(crate) fn of(page: &room::ChatPage) -> Self {
+        Self {
+            messages: page
+                .messages
+                .iter()
+                .map(|m| ChatMessageView {
+                    id: m.id,
+                    from: ChatAuthorView { id: m.from.to_string(), name: m.name.clone() },
+                    text: m.text.clone(),
+                    at_ms: m.at,
+                })
+                .collect(),
+            next_before: page.next_before,
+        }
+    }
+}
+
+/// Why a chat message is deleted.
+#[derive(Deserialize, ToSchema, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeleteChat {
+    /// Recorded in the `chat_deleted` event, the audit log and webhooks.
     pub(crate) reason: Option<String>,
 }
 

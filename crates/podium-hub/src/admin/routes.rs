@@ -16,8 +16,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::model::{
-    Action, ActionBody, ApiRole, CreateRoom, MintToken, MintedToken, NodeList, NodeView, PageQuery, ParticipantInfo,
-    ParticipantPage, ParticipantQuery, ProblemDoc, RevokeBody, RoomInfo, RoomPage, SetInfo, UpdateRoom, WhoAmI,
+    Action, ActionBody, ApiRole, ChatPageView, ChatQuery, CreateRoom, DeleteChat, MintToken, MintedToken, NodeList,
+    NodeView, PageQuery, ParticipantInfo, ParticipantPage, ParticipantQuery, ProblemDoc, RevokeBody, RoomInfo,
+    RoomPage, SetInfo, UpdateRoom, WhoAmI,
 };
 use super::{Caller, Shared};
 use crate::auth::{self, Scope};
@@ -104,6 +105,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(get_room, update_room, end_room))
         .routes(routes!(set_info))
         .routes(routes!(clear_hands))
+        .routes(routes!(chat_history))
+        .routes(routes!(delete_chat))
         .routes(routes!(list_participants))
         .routes(routes!(get_participant))
         .routes(routes!(act_on_participant))
@@ -247,7 +250,7 @@ async fn on_identity(
 }
 
 fn room_info(shared: &Shared, state: RoomState) -> RoomInfo {
-    let room = Room::from_state(state.clone(), shared.config.room.room_config());
+    let room = Room::from_state(state.clone(), shared.config.room_config());
     RoomInfo::of(&room, &state)
 }
 
@@ -355,11 +358,18 @@ async fn update_room(
 ) -> ApiResult<Json<RoomInfo>> {
     caller.require(Scope::Admin)?;
     let shared = &state.shared;
-    if body.open_mic.is_some() || body.closed.is_some() || body.stage_capacity.is_some() {
+    if body.open_mic.is_some()
+        || body.closed.is_some()
+        || body.stage_capacity.is_some()
+        || body.chat.is_some()
+        || body.chat_slow_mode_ms.is_some()
+    {
         let update = room::Command::UpdateSettings {
             open_mic: body.open_mic,
             closed: body.closed,
             stage_capacity: body.stage_capacity,
+            chat: body.chat,
+            chat_slow_mode_ms: body.chat_slow_mode_ms,
         };
         command(shared, &caller, &room, update, body.reason.clone()).await?;
     }
@@ -415,6 +425,52 @@ async fn clear_hands(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A page of a room's chat history, oldest first (scope `read`), as the websocket's `chat_history` returns it.
+#[utoipa::path(get, path = "/v1/admin/rooms/{room}/chat", tag = "admin", params(("room" = String, Path), ChatQuery),
+    responses((status = 200, description = "OK", body = ChatPageView),
+        (status = 400, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn chat_history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(room): Path<String>,
+    Query(query): Query<ChatQuery>,
+) -> ApiResult<Json<ChatPageView>> {
+    caller.require(Scope::Read)?;
+    let shared = &state.shared;
+    // Read from the store (no room task is started for it); the room's rules answer, as for a participant.
+    let mut live = Room::from_state(stored(shared, &room).await?, shared.config.room_config());
+    let now = crate::room_task::wall_ms();
+    let cmd = room::Command::ChatHistory { before: query.before, limit: query.limit.map(|l| l as usize) };
+    match live.handle_admin(now, &caller.admin_id(), cmd, None) {
+        Ok(room::Reply::Chat(page)) => Ok(Json(ChatPageView::of(&page))),
+        Ok(_) => Err(Problem::new(ErrorCode::Internal, "unexpected reply to a chat history request")),
+        Err(e) => Err(Problem::new(crate::convert::error_code(&e), e.to_string())),
+    }
+}
+
+/// Deletes a chat message (scope `moderate`), like a moderator's `delete_chat`: everyone in the room gets
+/// `chat_deleted` with `by_admin`; audited, and a `chat.message_deleted` webhook.
+#[utoipa::path(delete, path = "/v1/admin/rooms/{room}/chat/{message_id}", tag = "admin",
+    params(("room" = String, Path), ("message_id" = u64, Path)),
+    request_body(content = DeleteChat, description = "Optional"),
+    responses((status = 204, description = "Done"),
+        (status = 400, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn delete_chat(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((room, message_id)): Path<(String, u64)>,
+    body: Option<Json<DeleteChat>>,
+) -> ApiResult<StatusCode> {
+    caller.require(Scope::Moderate)?;
+    let reason = body.and_then(|Json(b)| b.reason);
+    command(&state.shared, &caller, &room, room::Command::DeleteChat { message_id }, reason).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Ends a room for everyone (scope `admin`); a persistent room is gone with its bans and guest list.
 #[utoipa::path(delete, path = "/v1/admin/rooms/{room}", tag = "admin", params(("room" = String, Path)),
     responses((status = 204, description = "Done"),
@@ -445,7 +501,7 @@ async fn list_participants(
         Some(c) => Some(c.parse::<u64>().map_err(|_| Problem::new(ErrorCode::BadRequest, "malformed cursor"))?),
     };
     let state_ = stored(&state.shared, &room).await?;
-    let live = Room::from_state(state_.clone(), state.shared.config.room.room_config());
+    let live = Room::from_state(state_.clone(), state.shared.config.room_config());
     let role = q.role.map(room::Role::from);
     let mut participants = Vec::with_capacity(limit);
     let mut next = None;
@@ -479,7 +535,7 @@ async fn get_participant(
 ) -> ApiResult<Json<ParticipantInfo>> {
     caller.require(Scope::Read)?;
     let stored = stored(&state.shared, &room).await?;
-    let live = Room::from_state(stored, state.shared.config.room.room_config());
+    let live = Room::from_state(stored, state.shared.config.room_config());
     live.participant(&ParticipantId::new(identity.as_str()))
         .map(|p| Json(p.into()))
         .ok_or_else(|| Problem::new(ErrorCode::NotFound, format!("{identity:?} is not in the room")))

@@ -117,6 +117,8 @@ struct Connection {
     ticket: Option<Ticket>,
     joined: Option<Joined>,
     bucket: TokenBucket,
+    /// The sender's reactions (`[reactions] per_second`, `burst`), apart from the general request bucket.
+    reactions: TokenBucket,
     last_heard: Instant,
     /// When the websocket was upgraded (join latency).
     opened: Instant,
@@ -126,6 +128,7 @@ impl Connection {
     fn new(shared: Arc<Shared>, stream: Stream, read_buf: Vec<u8>, conn_id: u64, ticket: Ticket) -> Self {
         let limits = &shared.config.limits;
         let bucket = TokenBucket::new(limits.requests_per_second, limits.request_burst);
+        let reactions = TokenBucket::new(shared.config.reactions.per_second, shared.config.reactions.burst);
         // Messages are limited like frames here (`max_message_bytes` is the decoder's, with a precise error).
         let frames =
             FrameReader::new(limits.read_buffer_bytes, limits.max_frame_bytes, limits.max_frame_bytes, read_buf);
@@ -142,6 +145,7 @@ impl Connection {
             ticket: Some(ticket),
             joined: None,
             bucket,
+            reactions,
             last_heard: Instant::now(),
             opened: Instant::now(),
             shared,
@@ -339,6 +343,19 @@ impl Connection {
             Request::MediaOffer { sdp } => self.media_request(id, who, &room, MediaRequest::Offer(sdp)).await,
             Request::MediaAnswer { sdp } => self.media_request(id, who, &room, MediaRequest::Answer(sdp)).await,
             Request::MediaCandidate { .. } => self.media_request(id, who, &room, MediaRequest::Candidate).await,
+            Request::React { reaction } => {
+                let Some(kind) = self.shared.config.reactions.kinds.iter().position(|k| *k == reaction) else {
+                    self.send_error(Some(id), ErrorCode::BadRequest, "unknown reaction: see welcome.reactions.kinds")?;
+                    return Ok(Step::Continue);
+                };
+                if !self.reactions.take(std::time::Instant::now()) {
+                    // Dropped: the sender reacts faster than `[reactions] per_second` (the socket stays open).
+                    self.send_error(Some(id), ErrorCode::RateLimited, "too many reactions; slow down")?;
+                    return Ok(Step::Continue);
+                }
+                let conn_id = self.conn_id;
+                self.relay(id, &room, |reply| RoomMsg::React { who, conn_id, kind, reply }).await
+            }
             other => {
                 let page = self.shared.config.room.max_page.min(100);
                 let Some((command, reason)) = convert::command_from_proto(other, page) else {
@@ -359,7 +376,17 @@ impl Connection {
         request: MediaRequest,
     ) -> Result<Step, Stalled> {
         let conn_id = self.conn_id;
-        self.relay(id, room, |reply| RoomMsg::Media { who, conn_id, request, reply }).await
+        let kind = match request {
+            MediaRequest::Offer(_) => Some("media_offer"),
+            MediaRequest::Answer(_) => Some("media_answer"),
+            MediaRequest::Candidate => None,
+        };
+        let since = Instant::now();
+        let step = self.relay(id, room, |reply| RoomMsg::Media { who, conn_id, request, reply }).await;
+        if let Some(kind) = kind {
+            self.shared.metrics.media_answered(kind, since.into_std());
+        }
+        step
     }
 
     /// Sends a request to the room task and writes its answer as this request's reply.

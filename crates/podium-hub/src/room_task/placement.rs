@@ -399,11 +399,15 @@ impl RoomTask {
         let inbox = self.shared.running_room(&room).map(|h| h.inbox);
         let shared = Arc::clone(&self.shared);
         tokio::spawn(async move {
-            let result = match request {
-                RelayedRequest::Offer(sdp) => media.offer(&room, who.as_str(), &sdp).await.map(Some),
-                RelayedRequest::Answer(sdp) => media.answer(&room, who.as_str(), &sdp).await.map(|()| None),
-            }
-            .map_err(|e| media::failure(&e));
+            let since = Instant::now();
+            let (kind, result) = match request {
+                RelayedRequest::Offer(sdp) => ("media_offer", media.offer(&room, who.as_str(), &sdp).await.map(Some)),
+                RelayedRequest::Answer(sdp) => {
+                    ("media_answer", media.answer(&room, who.as_str(), &sdp).await.map(|()| None))
+                }
+            };
+            shared.metrics.sfu_answered(kind, since);
+            let result = result.map_err(|e| media::failure(&e));
             if let Err((code, message)) = &result {
                 debug!(identity = %who, ?code, %message, "media request refused");
             }

@@ -846,6 +846,8 @@ async fn do_action(
                 open_mic: Some(matches!(action, Action::OpenMic)),
                 closed: None,
                 stage_capacity: None,
+                chat: None,
+                chat_slow_mode_ms: None,
             };
             match rooms.command(&room, command).await {
                 Ok(_) => Ok(()),

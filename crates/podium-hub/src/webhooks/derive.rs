@@ -35,6 +35,8 @@ pub(crate) struct Derived {
     pub(crate) settings: Option<podium_proto::RoomSettings>,
     /// `room.info_changed`: the description and pinned link now.
     pub(crate) info: Option<podium_proto::RoomInfo>,
+    /// `chat.message_deleted`: the message's id (its author is `participant`).
+    pub(crate) message_id: Option<u64>,
 }
 
 /// Event types that are moderation actions (audited whoever the target is).
@@ -48,6 +50,7 @@ const MODERATION: &[&str] = &[
     "guest.removed",
     "room.settings_changed",
     "room.info_changed",
+    "chat.message_deleted",
 ];
 
 /// Event types that are moderation actions when someone did them to another participant.
@@ -61,7 +64,7 @@ const ON_OTHERS: &[&str] = &[
 
 impl Derived {
     fn new(kind: &'static str) -> Self {
-        Self { kind, participant: None, actor: None, reason: None, settings: None, info: None }
+        Self { kind, participant: None, actor: None, reason: None, settings: None, info: None, message_id: None }
     }
 
     /// True when the audit log records it.
@@ -238,6 +241,7 @@ pub(crate) fn derive(
         at.info = Some(convert::info(info_after));
         at.reason.clone_from(&reason);
     }
+    out.extend(chat_deleted(before, outputs));
     out.extend(ended(outputs));
     // The audience after: before's, less those the changes take out of it, plus those they put in.
     let in_audience = |id: &ParticipantId| find(id).is_some_and(|p| p.role == Role::Audience);
@@ -259,6 +263,22 @@ fn expired(outputs: &[room::Output], id: &ParticipantId) -> bool {
             event: room::Event::HandLowered(room::HandLowered::Expired),
             ..
         } if to == id)
+    })
+}
+
+/// `chat.message_deleted` for each deletion in the outputs (by its author, a moderator or an administrator).
+fn chat_deleted<'a>(before: &'a RoomState, outputs: &'a [room::Output]) -> impl Iterator<Item = Derived> + 'a {
+    outputs.iter().filter_map(move |o| match o {
+        room::Output::Event { event: room::Event::ChatDeleted { message_id, author, by, reason }, .. } => {
+            let name = before.chat.iter().find(|m| m.id == *message_id).map(|m| m.name.clone());
+            let mut d = Derived::new("chat.message_deleted");
+            d.participant = Some(WebhookParticipant { name, ..bare(author) });
+            d.actor = Some(by.label());
+            d.reason = reason.as_ref().map(ToString::to_string);
+            d.message_id = Some(*message_id);
+            Some(d)
+        }
+        _ => None,
     })
 }
 
@@ -410,6 +430,35 @@ mod tests {
         assert_eq!(seen, [("hand.lowered", Some("m"), Some("next"), true)]);
         let d = &events[0];
         assert_eq!(d.participant.as_ref().map(|p| p.id.as_str()), Some("b"));
+    }
+
+    #[test]
+    fn chat_deletions_become_audited_events_and_posts_none() {
+        let mut room = Room::new("r", RoomConfig::default(), 1_000);
+        let mut c = None;
+        let (m, a) = (ParticipantId::new("m"), ParticipantId::new("a"));
+        step(&mut room, &mut c, None, |r| join(r, 1_000, "m", Role::Moderator));
+        step(&mut room, &mut c, None, |r| join(r, 1_000, "a", Role::Audience));
+        let post = |r: &mut Room| {
+            r.handle_command(1_001, &a, Command::SendChat { text: "hi".into() }).expect("posted");
+        };
+        assert_eq!(step(&mut room, &mut c, Some("a"), post), Vec::<String>::new(), "no event per message");
+        let delete = |r: &mut Room| {
+            r.handle_command_as(
+                1_002,
+                &room::Actor::Participant(m.clone()),
+                Command::DeleteChat { message_id: 1 },
+                Some("spam"),
+            )
+            .expect("deleted");
+        };
+        assert_eq!(step(&mut room, &mut c, Some("m"), delete), ["chat.message_deleted a by m (spam) audited"]);
+        // The author deleting their own: still an entry, the author the actor.
+        step(&mut room, &mut c, Some("a"), post);
+        let own = |r: &mut Room| {
+            r.handle_command(1_003, &a, Command::DeleteChat { message_id: 2 }).expect("deleted");
+        };
+        assert_eq!(step(&mut room, &mut c, Some("a"), own), ["chat.message_deleted a by a (-) audited"]);
     }
 
     #[test]

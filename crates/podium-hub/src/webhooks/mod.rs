@@ -291,12 +291,14 @@ impl Hooks {
             };
             for d in kept {
                 let data = WebhookData {
-                    participant: d.participant,
                     actor: d.actor,
                     reason: d.reason,
                     via: via.clone(),
                     settings: d.settings,
                     info: d.info,
+                    author: d.message_id.and(d.participant.as_ref().map(|p| p.id.clone())),
+                    message_id: d.message_id,
+                    participant: d.participant,
                     ..WebhookData::default()
                 };
                 add(d.kind, data);
@@ -1128,5 +1130,55 @@ mod tests {
         // The first audience join is summarised at once; the next two wait for the interval.
         assert_eq!(run(AudiencePolicy::Coalesced, 3_600_000), [&stage[..], &["audience.summary"]].concat());
         assert_eq!(run(AudiencePolicy::Coalesced, 0), [&stage[..], &["audience.summary"; 3]].concat());
+    }
+
+    #[test]
+    fn a_chat_deletion_carries_the_message_id_author_actor_and_reason() {
+        use podium_room::{Actor, Command, Join, ParticipantId, Role, Room, RoomConfig};
+        let h = hooks(|_| {});
+        let mut room = Room::new("r", RoomConfig::default(), 1_000);
+        let mut committed: Option<RoomState> = None;
+        let mut state = RoomHooks::default();
+        let mut bodies = Vec::new();
+        let (m, a) = (ParticipantId::new("m"), ParticipantId::new("a"));
+        for step in 0..4 {
+            match step {
+                0 => drop(room.handle_join(1_000, Join::new(m.clone(), "M", Role::Moderator, None))),
+                1 => drop(room.handle_join(1_000, Join::new(a.clone(), "Ann", Role::Audience, None))),
+                2 => drop(room.handle_command(1_001, &a, Command::SendChat { text: "buy now".into() })),
+                _ => {
+                    let by = Actor::Participant(m.clone());
+                    drop(room.handle_command_as(1_002, &by, Command::DeleteChat { message_id: 1 }, Some("spam")));
+                }
+            }
+            let outputs: Vec<_> = std::iter::from_fn(|| room.poll_output()).collect();
+            let changes = room.take_changes().expect("changes");
+            let cause = Cause { reason: Some("spam".into()), ..Cause::websocket(&m) };
+            if let Some(at) = h.at_commit(&mut state, "r", committed.as_ref(), &changes, &outputs, Some(&cause)) {
+                bodies.extend(at.extras.hooks.iter().map(|e| parse_entry(e).expect("entry").3.to_owned()));
+            }
+            match &mut committed {
+                Some(s) => s.apply(&changes),
+                None => committed = RoomState::created_by(&changes),
+            }
+        }
+        let deleted: Vec<serde_json::Value> = bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).expect("json"))
+            .filter(|v: &serde_json::Value| v["type"] == "chat.message_deleted")
+            .collect();
+        assert_eq!(deleted.len(), 1, "{bodies:?}");
+        let data = &deleted[0]["data"];
+        assert_eq!(
+            (&data["message_id"], &data["author"], &data["participant"]["name"], &data["actor"], &data["reason"]),
+            (
+                &serde_json::json!(1),
+                &serde_json::json!("a"),
+                &serde_json::json!("Ann"),
+                &serde_json::json!("m"),
+                &serde_json::json!("spam")
+            ),
+            "{data}"
+        );
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::Room;
-use crate::types::{Role, sat_usize};
+use crate::types::{Role, Settings, sat_usize};
 
 impl Room {
     /// Every internal invariant; `Err` names the first one broken. For tests and fuzzing, not the stable API.
@@ -92,6 +92,24 @@ impl Room {
         }
         if !self.ended && self.participants.is_empty() != self.empty_since.is_some() {
             return Err("empty timer out of step with presence".into());
+        }
+        if self.chat.len() > self.config.chat_history.max(1) {
+            return Err(format!("chat history of {} over {}", self.chat.len(), self.config.chat_history));
+        }
+        for (id, m) in &self.chat {
+            if *id != m.id || *id == 0 || *id >= self.next_chat_id {
+                return Err(format!("chat message {id}: id out of step (next {})", self.next_chat_id));
+            }
+            let text_ok = !m.text.is_empty()
+                && m.text.trim() == m.text
+                && m.text.chars().count() <= self.config.chat_max_chars
+                && !m.text.chars().any(|c| c.is_control() && c != '\n');
+            if !text_ok {
+                return Err(format!("chat message {id}: text not as checked"));
+            }
+        }
+        if self.settings.chat_slow_mode_ms > Settings::MAX_CHAT_SLOW_MODE_MS {
+            return Err("chat slow mode over its bound".into());
         }
         Ok(())
     }

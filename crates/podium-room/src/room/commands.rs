@@ -35,7 +35,8 @@ enum May {
 
 fn who_may(command: &Command) -> May {
     match command {
-        Command::GetState => May::Anyone,
+        Command::GetState | Command::DeleteChat { .. } | Command::ChatHistory { .. } => May::Anyone,
+        Command::SendChat { .. } => May::Participant,
         Command::RaiseHand
         | Command::LowerHand
         | Command::AcceptInvite
@@ -67,20 +68,21 @@ fn who_may(command: &Command) -> May {
 /// Whether a command is a moderation action: it may carry a reason, and once accepted (as a transition) it is
 /// reported with [`Output::Moderated`].
 fn is_moderation(command: &Command) -> bool {
-    matches!(who_may(command), May::Moderator | May::Admin) && !matches!(command, Command::ListAudience { .. })
+    (matches!(who_may(command), May::Moderator | May::Admin) && !matches!(command, Command::ListAudience { .. }))
+        || matches!(command, Command::DeleteChat { .. })
 }
 
 /// The sender of an accepted-so-far command: who, with what authority, and why.
 pub(super) struct Act {
-    by: Actor,
+    pub(super) by: Actor,
     /// The sender's role; administrators act as moderators.
-    role: Role,
-    reason: Option<Reason>,
+    pub(super) role: Role,
+    pub(super) reason: Option<Reason>,
 }
 
 impl Act {
     /// The sending participant (`None` for an administrator).
-    fn participant(&self) -> Option<&ParticipantId> {
+    pub(super) fn participant(&self) -> Option<&ParticipantId> {
         self.by.participant()
     }
 }
@@ -168,9 +170,15 @@ impl Room {
             Command::HandoverDelta { demote, promote, moderators_add, moderators_remove } => {
                 self.handover_delta(now, act, &Delta { demote, promote, moderators_add, moderators_remove })
             }
-            Command::UpdateSettings { open_mic, closed, stage_capacity } => {
-                self.update_settings(now, role, open_mic, closed, stage_capacity)
-            }
+            Command::UpdateSettings { open_mic, closed, stage_capacity, chat, chat_slow_mode_ms } => self
+                .update_settings(
+                    now,
+                    role,
+                    SettingsUpdate { open_mic, closed, stage_capacity, chat, chat_slow_mode_ms },
+                ),
+            Command::SendChat { text } => self.send_chat(now, &me?, role, &text),
+            Command::DeleteChat { message_id } => self.delete_chat(now, act, message_id),
+            Command::ChatHistory { before, limit } => self.chat_history(before, limit),
             Command::SetRoomInfo { description, pinned_link } => {
                 self.set_room_info(now, role, description, pinned_link)
             }
@@ -644,17 +652,19 @@ impl Room {
         matches!((heir, changes), (Some(heir), [(id, Role::Speaker)]) if heir == *id)
     }
 
-    fn update_settings(
-        &mut self,
-        now: Millis,
-        role: Role,
-        open_mic: Option<bool>,
-        closed: Option<bool>,
-        stage_capacity: Option<u32>,
-    ) -> Outcome {
+    fn update_settings(&mut self, now: Millis, role: Role, update: SettingsUpdate) -> Outcome {
+        let SettingsUpdate { open_mic, closed, stage_capacity, chat, chat_slow_mode_ms } = update;
         require_moderator(role)?;
-        if open_mic.is_none() && closed.is_none() && stage_capacity.is_none() {
+        if open_mic.is_none()
+            && closed.is_none()
+            && stage_capacity.is_none()
+            && chat.is_none()
+            && chat_slow_mode_ms.is_none()
+        {
             return Err(CommandError::BadRequest("nothing to update"));
+        }
+        if chat_slow_mode_ms.is_some_and(|ms| ms > Settings::MAX_CHAT_SLOW_MODE_MS) {
+            return Err(CommandError::BadRequest("chat_slow_mode_ms must be at most 3600000 (one hour)"));
         }
         if let Some(capacity) = stage_capacity {
             if capacity == 0 || capacity > self.config.max_stage_capacity {
@@ -669,6 +679,8 @@ impl Room {
             open_mic: open_mic.unwrap_or(old.open_mic),
             closed: closed.unwrap_or(old.closed),
             stage_capacity: stage_capacity.unwrap_or(old.stage_capacity),
+            chat: chat.unwrap_or(old.chat),
+            chat_slow_mode_ms: chat_slow_mode_ms.unwrap_or(old.chat_slow_mode_ms),
         };
         if new == old {
             return Ok(Reply::Done);
@@ -844,6 +856,15 @@ impl Room {
 }
 
 const DUPLICATE: &str = "duplicate participant in handover";
+
+/// The fields of an `UpdateSettings` (`None`: unchanged).
+struct SettingsUpdate {
+    open_mic: Option<bool>,
+    closed: Option<bool>,
+    stage_capacity: Option<u32>,
+    chat: Option<bool>,
+    chat_slow_mode_ms: Option<u32>,
+}
 
 /// The lists of a `HandoverDelta`.
 struct Delta {

@@ -6,6 +6,7 @@
 //! Every accepted transition runs between [`Room::begin`] (validation is finished, `seq` goes up) and
 //! [`Room::finish`] (succession, hand queue and `You` events, publish permissions, empty timer, counts).
 
+mod chat;
 mod check;
 mod commands;
 mod ops;
@@ -19,7 +20,7 @@ use crate::event::{
     StageCause, StageMember,
 };
 use crate::state::{ParticipantState, Revocation};
-use crate::types::{Counts, Millis, ParticipantId, Role, RoomConfig, RoomInfo, Settings, sat_u32};
+use crate::types::{ChatMessage, Counts, Millis, ParticipantId, Role, RoomConfig, RoomInfo, Settings, sat_u32};
 
 /// The state machine of one room. See the crate documentation for the run-loop contract and the rules.
 #[derive(Debug)]
@@ -41,6 +42,13 @@ pub struct Room {
     revocations: BTreeSet<Revocation>,
     /// Description and pinned link.
     info: RoomInfo,
+    /// The chat history by id (see the `chat` module).
+    chat: BTreeMap<u64, ChatMessage>,
+    /// The id the next chat message gets.
+    next_chat_id: u64,
+    /// The room-wide chat flood cap: tokens in thousandths, and when they were last refilled.
+    chat_tokens: u64,
+    chat_refilled_at: Millis,
 
     // Indexes, always consistent with `participants` (see `check_invariants`).
     /// `join_order → id` for every audience member.
@@ -70,6 +78,9 @@ pub struct Room {
     bans_dirty: bool,
     guests_dirty: bool,
     info_dirty: bool,
+    /// Chat messages posted and removed since the last `take_changes`.
+    chat_added: Vec<ChatMessage>,
+    chat_removed: Vec<u64>,
 }
 
 /// Bookkeeping for one accepted transition.
@@ -119,8 +130,13 @@ impl Room {
     /// A new, empty room with the settings of `config`. Its empty timer starts at `now`: unless the room is
     /// persistent, it ends if nobody joins within `empty_timeout`.
     pub fn new(name: impl Into<String>, config: RoomConfig, now: Millis) -> Self {
-        let settings =
-            Settings { open_mic: config.open_mic, closed: config.closed, stage_capacity: config.stage_capacity };
+        let settings = Settings {
+            open_mic: config.open_mic,
+            closed: config.closed,
+            stage_capacity: config.stage_capacity,
+            chat: config.chat,
+            chat_slow_mode_ms: config.chat_slow_mode_ms.min(Settings::MAX_CHAT_SLOW_MODE_MS),
+        };
         let persistent = config.persistent;
         let mut room = Self::blank(name.into(), config, settings);
         room.persistent = persistent;
@@ -150,6 +166,7 @@ impl Room {
             open_mic: setup.open_mic.unwrap_or(room.settings.open_mic),
             closed: setup.closed.unwrap_or(room.settings.closed),
             stage_capacity: setup.stage_capacity.unwrap_or(room.settings.stage_capacity),
+            ..room.settings
         };
         room.persistent = setup.persistent.unwrap_or(room.persistent);
         room.guests = setup.guests.into_iter().collect();
@@ -158,6 +175,7 @@ impl Room {
     }
 
     fn blank(name: String, config: RoomConfig, settings: Settings) -> Self {
+        let chat_tokens = u64::from(config.chat_room_burst).saturating_mul(1_000);
         Self {
             config,
             name,
@@ -172,6 +190,10 @@ impl Room {
             persistent: false,
             revocations: BTreeSet::new(),
             info: RoomInfo::default(),
+            chat: BTreeMap::new(),
+            next_chat_id: 1,
+            chat_tokens,
+            chat_refilled_at: 0,
             audience: BTreeMap::new(),
             stage: BTreeMap::new(),
             hands: BTreeMap::new(),
@@ -187,6 +209,8 @@ impl Room {
             bans_dirty: false,
             guests_dirty: false,
             info_dirty: false,
+            chat_added: Vec::new(),
+            chat_removed: Vec::new(),
         }
     }
 
@@ -395,6 +419,11 @@ impl Room {
                 self.finish(now, tx);
             }
         }
+        if self.chat_expired(now) {
+            let tx = self.begin();
+            self.trim_chat(now, self.config.chat_history.max(1));
+            self.finish(now, tx);
+        }
         if self.revocations.first().is_some_and(|r| r.until <= now) {
             let tx = self.begin();
             self.prune_revocations(now);
@@ -437,6 +466,7 @@ impl Room {
             self.invites.first().map(|i| i.0),
             self.hand_expiry.first().map(|h| h.0),
             self.revocations.first().map(|r| r.until),
+            self.chat_expiry(),
             self.counts_flush_at,
             empty_end,
         ]
@@ -556,6 +586,7 @@ impl Room {
     /// The room as `who` sees it (the hand queue only for moderators).
     pub fn snapshot_for(&self, who: &ParticipantId) -> Option<Snapshot> {
         let p = self.participants.get(who)?;
+        let (chat, chat_more) = self.chat_tail(None, self.config.chat_snapshot);
         Some(Snapshot {
             room: self.name.clone(),
             seq: self.seq,
@@ -565,6 +596,8 @@ impl Room {
             counts: self.counts(),
             you: self.your_state(p, self.hand_position(p)),
             hands: (p.role == Role::Moderator).then(|| (self.hand_summaries(), self.hands.len())),
+            chat,
+            chat_more,
         })
     }
 

@@ -25,6 +25,8 @@ impl Room {
             participants,
             bans: self.bans.iter().cloned().collect(),
             guests: self.guests.iter().cloned().collect(),
+            next_chat_id: self.next_chat_id,
+            chat: self.chat.values().cloned().collect(),
         }
     }
 
@@ -49,6 +51,9 @@ impl Room {
         room.guests = state.guests.into_iter().collect();
         room.persistent = state.persistent;
         room.info = state.info;
+        room.chat = state.chat.into_iter().map(|m| (m.id, m)).collect();
+        let past_chat = room.chat.last_key_value().map_or(1, |(id, _)| id.saturating_add(1));
+        room.next_chat_id = state.next_chat_id.max(past_chat).max(1);
         let revocations_sorted = state.revocations.is_sorted() && {
             let mut unique = state.revocations.clone();
             unique.dedup();
@@ -154,7 +159,9 @@ impl Room {
             || self.fields_dirty
             || self.bans_dirty
             || self.guests_dirty
-            || self.info_dirty;
+            || self.info_dirty
+            || !self.chat_added.is_empty()
+            || !self.chat_removed.is_empty();
         if pending || changes.base_seq != self.seq || changes.seq < changes.base_seq {
             return false;
         }
@@ -168,6 +175,15 @@ impl Room {
             self.next_order = f.next_order;
             self.persistent = f.persistent;
             self.revocations = f.revocations.iter().cloned().collect();
+            self.next_chat_id = f.next_chat_id;
+        }
+        for id in &changes.chat_removed {
+            self.chat.remove(id);
+        }
+        for m in &changes.chat_added {
+            self.chat.insert(m.id, m.clone());
+            // Another writer's messages count against the room's flood cap here too.
+            self.take_chat_token(now);
         }
         if let Some(bans) = &changes.bans {
             self.bans = bans.iter().cloned().collect();
@@ -253,7 +269,9 @@ impl Room {
             && !self.fields_dirty
             && !self.bans_dirty
             && !self.guests_dirty
-            && !self.info_dirty;
+            && !self.info_dirty
+            && self.chat_added.is_empty()
+            && self.chat_removed.is_empty();
         if nothing {
             return None;
         }
@@ -278,12 +296,20 @@ impl Room {
                 next_order: self.next_order,
                 persistent: self.persistent,
                 revocations: self.revocations.iter().cloned().collect(),
+                next_chat_id: self.next_chat_id,
             }),
             upserted,
             removed,
             bans: self.bans_dirty.then(|| self.bans.iter().cloned().collect()),
             guests: self.guests_dirty.then(|| self.guests.iter().cloned().collect()),
             info: self.info_dirty.then(|| self.info.clone()),
+            chat_added: std::mem::take(&mut self.chat_added),
+            chat_removed: {
+                let mut removed = std::mem::take(&mut self.chat_removed);
+                removed.sort_unstable();
+                removed.dedup();
+                removed
+            },
         };
         self.base_seq = self.seq;
         self.fields_dirty = false;

@@ -82,11 +82,27 @@ fn an_admin_keeps_the_rules_of_a_moderator() {
     h.refused_as(&ops(), C::RevokeModerator { target: pid("m") }, None, E::Conflict("last moderator"));
     h.refused_as(&ops(), C::MoveToAudience { target: pid("m") }, None, E::Forbidden("revoke moderator first"));
     h.ok("a", C::RaiseHand);
-    h.ok_as(&ops(), C::UpdateSettings { open_mic: None, closed: None, stage_capacity: Some(2) }, None);
+    h.ok_as(
+        &ops(),
+        C::UpdateSettings {
+            open_mic: None,
+            closed: None,
+            stage_capacity: Some(2),
+            chat: None,
+            chat_slow_mode_ms: None,
+        },
+        None,
+    );
     h.refused_as(&ops(), C::ApproveHand { target: pid("a") }, None, E::StageFull);
     h.refused_as(
         &ops(),
-        C::UpdateSettings { open_mic: None, closed: None, stage_capacity: Some(9) },
+        C::UpdateSettings {
+            open_mic: None,
+            closed: None,
+            stage_capacity: Some(9),
+            chat: None,
+            chat_slow_mode_ms: None,
+        },
         None,
         E::BadRequest("stage_capacity out of range"),
     );
@@ -226,7 +242,16 @@ fn a_persistent_room_outlives_the_empty_timeout_with_its_lists() {
     assert_eq!(h.room.poll_timeout(), None, "no empty timer");
     h.join("m", Moderator);
     h.ok("m", C::Ban { target: pid("x") });
-    h.ok("m", C::UpdateSettings { open_mic: Some(true), closed: None, stage_capacity: None });
+    h.ok(
+        "m",
+        C::UpdateSettings {
+            open_mic: Some(true),
+            closed: None,
+            stage_capacity: None,
+            chat: None,
+            chat_slow_mode_ms: None,
+        },
+    );
     h.leave("m");
     let out = h.at(1_000_000);
     assert!(!out.iter().any(|o| matches!(o, Output::Ended { .. })));
@@ -262,7 +287,10 @@ fn a_room_is_created_with_settings_persistence_and_guests() {
     };
     let room = Room::create("summit", config.clone(), 0, setup.clone()).unwrap();
     let mut h = Harness::with_room(room, config.clone());
-    assert_eq!(h.room.settings(), Settings { open_mic: true, closed: true, stage_capacity: 5 });
+    assert_eq!(
+        h.room.settings(),
+        Settings { open_mic: true, closed: true, stage_capacity: 5, chat: true, chat_slow_mode_ms: 0 }
+    );
     assert!(h.room.is_persistent());
     let stored = h.store.clone().unwrap();
     assert_eq!((stored.persistent, stored.guests.clone()), (true, vec![pid("g")]), "the first changes carry it all");

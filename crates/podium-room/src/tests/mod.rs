@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod chat;
 mod handover;
 mod info_hands;
 mod props;

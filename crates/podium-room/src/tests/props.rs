@@ -32,6 +32,13 @@ fn config() -> RoomConfig {
         revocation_ttl: 700,
         max_revocations: 2,
         hand_ttl: 300,
+        chat_history: 3,
+        chat_max_chars: 12,
+        chat_max_age: 900,
+        chat_snapshot: 2,
+        chat_page_limit: 2,
+        chat_room_per_second: 5,
+        chat_room_burst: 2,
         ..RoomConfig::default()
     }
 }
@@ -152,7 +159,7 @@ fn command() -> impl Strategy<Value = Command> {
                 moderators_remove,
             }),
         2 => (option::of(any::<bool>()), option::of(any::<bool>()), option::of(0u32..6)).prop_map(
-            |(open_mic, closed, stage_capacity)| C::UpdateSettings { open_mic, closed, stage_capacity }
+            |(open_mic, closed, stage_capacity)| C::UpdateSettings { open_mic, closed, stage_capacity, chat: None, chat_slow_mode_ms: None }
         ),
         1 => Just(C::InviteToRoom { identity: t() }),
         1 => Just(C::UninviteFromRoom { identity: t() }),
@@ -168,6 +175,18 @@ fn command() -> impl Strategy<Value = Command> {
             pinned_link,
         }),
         2 => Just(C::ClearHands),
+        3 => prop_oneof![Just("hi"), Just(" two\nlines "), Just(""), Just("tab\t"), Just("long message text")]
+            .prop_map(|t| C::SendChat { text: t.to_owned() }),
+        2 => (0u64..8).prop_map(|message_id| C::DeleteChat { message_id }),
+        1 => (option::of(0u64..8), option::of(0usize..4)).prop_map(|(before, limit)| C::ChatHistory { before, limit }),
+        1 => (option::of(any::<bool>()), option::of(prop_oneof![Just(0u32), Just(50), Just(3_600_001)]))
+            .prop_map(|(chat, chat_slow_mode_ms)| C::UpdateSettings {
+                open_mic: None,
+                closed: None,
+                stage_capacity: None,
+                chat,
+                chat_slow_mode_ms,
+            }),
     ]
 }
 
@@ -417,7 +436,7 @@ fn arbitrary_state() -> impl Strategy<Value = RoomState> {
         .prop_map(|(seq, stage_capacity, ended, empty_since, next_order, participants, bans)| RoomState {
             name: "r".into(),
             seq,
-            settings: Settings { open_mic: false, closed: false, stage_capacity },
+            settings: Settings { open_mic: false, closed: false, stage_capacity, chat: true, chat_slow_mode_ms: 0 },
             ended,
             empty_since,
             next_order,
@@ -427,6 +446,8 @@ fn arbitrary_state() -> impl Strategy<Value = RoomState> {
             persistent: false,
             revocations: vec![],
             info: RoomInfo::default(),
+            next_chat_id: 1,
+            chat: vec![],
         })
 }
 

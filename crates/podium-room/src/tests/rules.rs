@@ -77,7 +77,16 @@ fn banned_closed_and_ended_joins_are_refused() {
     let mut h = basic();
     h.ok("m", C::Ban { target: pid("z") });
     assert_eq!(h.join_as("z", Moderator, None), Err(E::Banned));
-    h.ok("m", C::UpdateSettings { open_mic: None, closed: Some(true), stage_capacity: None });
+    h.ok(
+        "m",
+        C::UpdateSettings {
+            open_mic: None,
+            closed: Some(true),
+            stage_capacity: None,
+            chat: None,
+            chat_slow_mode_ms: None,
+        },
+    );
     assert_eq!(h.join_as("stranger", Speaker, None), Err(E::NotInvited));
     h.ok("m", C::InviteToRoom { identity: pid("guest") });
     h.ok("m", C::InviteToRoom { identity: pid("guest") });
@@ -355,8 +364,26 @@ fn hand_positions_in_a_long_queue() {
 fn open_mic_promotes_at_once_while_a_seat_is_free() {
     let mut h = basic();
     h.ok("b", C::RaiseHand);
-    let out = h.ok("m", C::UpdateSettings { open_mic: Some(true), closed: None, stage_capacity: None });
-    assert_eq!(events(&out), vec![&Event::Settings(Settings { open_mic: true, closed: false, stage_capacity: 3 })]);
+    let out = h.ok(
+        "m",
+        C::UpdateSettings {
+            open_mic: Some(true),
+            closed: None,
+            stage_capacity: None,
+            chat: None,
+            chat_slow_mode_ms: None,
+        },
+    );
+    assert_eq!(
+        events(&out),
+        vec![&Event::Settings(Settings {
+            open_mic: true,
+            closed: false,
+            stage_capacity: 3,
+            chat: true,
+            chat_slow_mode_ms: 0
+        })]
+    );
     assert_eq!(h.room.hand_queue(), vec![pid("b")], "turning open mic on does not promote the queue");
     assert_eq!(h.cmd("a", C::RaiseHand), Ok(Reply::Hand { position: None, promoted: true }));
     let out = h.drain();
@@ -694,7 +721,13 @@ fn handover_to_speakers_only_triggers_succession() {
 #[test]
 fn update_settings() {
     let mut h = basic();
-    let us = |open_mic, closed, stage_capacity| C::UpdateSettings { open_mic, closed, stage_capacity };
+    let us = |open_mic, closed, stage_capacity| C::UpdateSettings {
+        open_mic,
+        closed,
+        stage_capacity,
+        chat: None,
+        chat_slow_mode_ms: None,
+    };
     h.refused("a", us(Some(true), None, None), E::Forbidden("only moderators may do this"));
     h.refused("m", us(None, None, None), E::BadRequest("nothing to update"));
     h.refused("m", us(None, None, Some(0)), E::BadRequest("stage_capacity out of range"));
@@ -711,10 +744,19 @@ fn update_settings() {
         vec![Output::Event {
             to: Recipients::Everyone,
             seq: h.room.seq(),
-            event: Event::Settings(Settings { open_mic: false, closed: true, stage_capacity: 5 })
+            event: Event::Settings(Settings {
+                open_mic: false,
+                closed: true,
+                stage_capacity: 5,
+                chat: true,
+                chat_slow_mode_ms: 0
+            })
         }]
     );
-    assert_eq!(h.room.settings(), Settings { open_mic: false, closed: true, stage_capacity: 5 });
+    assert_eq!(
+        h.room.settings(),
+        Settings { open_mic: false, closed: true, stage_capacity: 5, chat: true, chat_slow_mode_ms: 0 }
+    );
 }
 
 #[test]
