@@ -40,20 +40,27 @@ async fn demo_room_info_and_hand_expiry_in_chromium() {
     hub.stop().await;
 }
 
-/// Reactions and chat by clicking, seen in a second page (and older chat loaded by a late joiner), and the REC
-/// indicator when a moderator starts recording. `PODIUM_PARTS` (inherited by the script) may name a subset of
-/// `reactions,chat,recording`.
+/// Reactions and chat by clicking, seen in a second page, and older chat loaded by a late joiner.
 #[tokio::test]
-// Passed on scratch merges of h/sdk with each server branch alone (PODIUM_PARTS=reactions,chat with h/social,
-// PODIUM_PARTS=recording with h/rec, 6 December); remove the `ignore` once both are merged.
-#[ignore = "needs the server side of reactions, chat and recording (branches h/social and h/rec, issue #15), not merged yet"]
-async fn demo_reactions_chat_and_recording_in_chromium() {
+async fn demo_reactions_and_chat_in_chromium() {
+    social_scenario("reactions,chat").await;
+}
+
+/// The REC indicator in a listener's page when a moderator starts recording by clicking, gone when stopped.
+// Passed on a scratch merge of h/sdk with h/rec (6 December, 6 s); remove the `ignore` once h/rec is merged.
+#[tokio::test]
+#[ignore = "needs the server side of recording (branch h/rec, issue #15), not merged yet"]
+async fn demo_recording_indicator_in_chromium() {
+    social_scenario("recording").await;
+}
+
+/// Runs web/e2e/social.mjs with `PODIUM_PARTS=parts` (some of `reactions,chat,recording`).
+async fn social_scenario(parts: &str) {
     let _heavy = crate::support::HEAVY.lock().await;
     let browser = Browser::find();
-    let parts = std::env::var("PODIUM_PARTS").unwrap_or_else(|_| "reactions,chat,recording".into());
-    // Recording on, into a temp dir. The `[recording]` section is read the way the binary reads it (Config::load), so
-    // that this file compiles on a branch without the recording configuration.
-    let dir = std::env::temp_dir().join(format!("podium-web-social-{}", std::process::id()));
+    // Recording on (when a part), into a temp dir. The `[recording]` section is read the way the binary reads it
+    // (Config::load), so that this file compiles on a branch without the recording configuration.
+    let dir = std::env::temp_dir().join(format!("podium-web-social-{}-{parts}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("hub.toml");
     let recordings = dir.join("recordings").display().to_string();
@@ -63,7 +70,7 @@ async fn demo_reactions_chat_and_recording_in_chromium() {
         String::new()
     };
     std::fs::write(&file, toml).expect("write hub.toml");
-    let loaded = podium_hub::config::Config::load(Some(&file)).expect("a hub with [recording] (issue #15, h/rec)");
+    let loaded = podium_hub::config::Config::load(Some(&file)).expect("the hub's configuration");
     // Development mode, media on loopback (recording writes the SFU's audio).
     let hub = TestHub::start_with(move |c| {
         let (listen, grace) = (c.server.listen, c.server.shutdown_grace_ms);
@@ -74,7 +81,11 @@ async fn demo_reactions_chat_and_recording_in_chromium() {
     })
     .await;
     let shots = crate::support::screenshots_dir();
-    let env = [("PODIUM_HTTP", format!("http://{}", hub.addr)), ("PODIUM_SCREENSHOTS", shots.display().to_string())];
+    let env = [
+        ("PODIUM_HTTP", format!("http://{}", hub.addr)),
+        ("PODIUM_SCREENSHOTS", shots.display().to_string()),
+        ("PODIUM_PARTS", parts.to_owned()),
+    ];
     let out = browser.run("social.mjs", &env, SCENARIO_TIMEOUT).await;
     for (part, step) in [
         ("reactions", "counted"),
