@@ -18,8 +18,9 @@ RUN cargo build --release --locked -p podium \
 # Same Debian release as the build stage, so the binary finds the glibc it was linked against.
 FROM debian:${DEBIAN_RELEASE}-slim
 # curl: for the container healthcheck (GET / on the websocket port; the hub answers plain HTTP there).
+# ffmpeg: mixes recordings into replays ([recording] ffmpeg, used only with [recording] enabled).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends curl \
+ && apt-get install -y --no-install-recommends curl ffmpeg \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin podium

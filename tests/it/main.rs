@@ -18,6 +18,7 @@ mod metrics;
 mod pki;
 mod raw;
 mod reactions;
+mod recording;
 mod room_info;
 mod scenario;
 mod summit;

@@ -313,38 +313,12 @@ async fn schedule_writes_and_releases_refuse_bad_input_with_documented_codes() {
     hub.stop().await;
 }
 
-fn python() -> String {
-    std::env::var("PODIUM_PYTHON").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| {
-        let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv-media/bin/python");
-        if std::path::Path::new(venv).exists() { venv.to_owned() } else { "python3".to_owned() }
-    })
-}
-
 /// The scheduler's events reach a receiver that verifies every request with PyPI's `standardwebhooks`
 /// (`tests/webhooks/receiver.py`), in the stage's order, with ids derived from the stage's output counter.
 #[tokio::test]
 async fn scheduler_events_arrive_signed_and_in_order() {
-    use std::io::BufRead as _;
     const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/webhooks/receiver.py");
-    let mut receiver = std::process::Command::new(python())
-        .args([script, "0", KEY])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the receiver (python with standardwebhooks)");
-    let mut lines = std::io::BufReader::new(receiver.stdout.take().expect("stdout")).lines();
-    let first: Value = serde_json::from_str(&lines.next().and_then(Result::ok).unwrap_or_default())
-        .expect("the receiver needs `standardwebhooks` (tests/media/requirements.txt; PODIUM_PYTHON)");
-    let port = first["port"].as_u64().expect("port");
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
-    let sink = std::sync::Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line) {
-                sink.lock().expect("log").push(v);
-            }
-        }
-    });
+    let (port, log, mut receiver) = crate::support::webhook_receiver(KEY);
 
     let hub = TestHub::start_with(|c| {
         c.admin.keys = vec![podium_hub::config::AdminKey {

@@ -331,3 +331,33 @@ pub(crate) fn roster(stage: &Value) -> Vec<(String, String, bool)> {
 pub(crate) fn on_stage(stage: &Value, id: &str) -> Option<String> {
     roster(stage).into_iter().find(|(i, _, _)| i == id).map(|(_, role, _)| role)
 }
+
+/// Starts `tests/webhooks/receiver.py` on a free port, verifying every request with PyPI's `standardwebhooks`
+/// against `key`: its port, the requests it logged (as it prints them), and the process (kill it when done).
+pub(crate) fn webhook_receiver(key: &str) -> (u64, std::sync::Arc<std::sync::Mutex<Vec<Value>>>, std::process::Child) {
+    use std::io::BufRead as _;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/webhooks/receiver.py");
+    let python = std::env::var("PODIUM_PYTHON").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| {
+        let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv-media/bin/python");
+        if std::path::Path::new(venv).exists() { venv.to_owned() } else { "python3".to_owned() }
+    });
+    let mut receiver = std::process::Command::new(python)
+        .args([script, "0", key])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the receiver (python with standardwebhooks)");
+    let mut lines = std::io::BufReader::new(receiver.stdout.take().expect("stdout")).lines();
+    let first: Value = serde_json::from_str(&lines.next().and_then(Result::ok).unwrap_or_default())
+        .expect("the receiver needs `standardwebhooks` (tests/media/requirements.txt; PODIUM_PYTHON)");
+    let port = first["port"].as_u64().expect("port");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let sink = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                sink.lock().expect("log").push(v);
+            }
+        }
+    });
+    (port, log, receiver)
+}

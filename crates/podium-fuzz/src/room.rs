@@ -95,6 +95,8 @@ impl From<Config> for RoomConfig {
             chat_page_limit: usize::from(c.max_page % 3) + 1,
             chat_room_per_second: 2,
             chat_room_burst: 3,
+            // The top bit of `max_page` (the line above keeps it modulo 5) turns recording off for the hub.
+            recording: c.max_page & 0x80 == 0,
         }
     }
 }
@@ -160,6 +162,11 @@ enum Cmd {
         chat: Option<bool>,
         slow: Option<u16>,
     },
+    /// A good id (`true`) or a malformed one.
+    StartRecording(bool),
+    StopRecording,
+    SetRecordingOptOut(bool),
+    SetRecordable(bool),
 }
 
 /// A chat message: good, blank, too long (more than 8 characters after trimming), with a newline (allowed) or
@@ -318,6 +325,10 @@ impl From<Cmd> for Command {
                 chat,
                 chat_slow_mode_ms: slow.map(|s| u32::from(s) * 100),
             },
+            Cmd::StartRecording(good) => Self::StartRecording { id: if good { "rec_1".into() } else { "../x".into() } },
+            Cmd::StopRecording => Self::StopRecording,
+            Cmd::SetRecordingOptOut(opt_out) => Self::SetRecordingOptOut { opt_out },
+            Cmd::SetRecordable(recordable) => Self::SetRecordable { recordable },
         }
     }
 }

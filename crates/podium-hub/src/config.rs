@@ -43,6 +43,46 @@ pub struct Config {
     pub chat: ChatConfig,
     /// Reactions.
     pub reactions: ReactionsConfig,
+    /// Recording rooms and mixing their replays.
+    pub recording: RecordingConfig,
+}
+
+/// `[recording]`: recording rooms (the SFU writes each speaker's Opus packets to Ogg files) and mixing replays with
+/// ffmpeg (see `proto/PROTOCOL.md`, "Recording", and `proto/ADMIN.md`, "Recordings").
+#[derive(Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// Rooms may be recorded on this hub (a moderator or the admin API starts it). Off: `start_recording` is
+    /// refused with `forbidden`.
+    pub enabled: bool,
+    /// Where track files and replays go: `<dir>/<recording id>/` holds the tracks, `<dir>/<recording id>.ogg` the
+    /// replay and `<dir>/<recording id>.json` its description.
+    pub dir: PathBuf,
+    /// The ffmpeg binary that mixes replays.
+    pub ffmpeg: PathBuf,
+    /// Mixes running at once (more wait their turn).
+    pub max_concurrent_mixes: usize,
+    /// A mix taking longer than this is killed and reported failed (`recording.failed`), in seconds.
+    pub mix_timeout_s: u64,
+    /// The replay's Opus bitrate, in kbit/s (6-256).
+    pub bitrate_kbps: u32,
+    /// Audio packets queued from the SFU's workers to its recording writer thread; past it they are dropped and
+    /// counted (`podium_media_dropped_total{reason="record_queue_full"}`).
+    pub queue_packets: usize,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            dir: PathBuf::from("recordings"),
+            ffmpeg: PathBuf::from("/usr/bin/ffmpeg"),
+            max_concurrent_mixes: 2,
+            mix_timeout_s: 600,
+            bitrate_kbps: 64,
+            queue_packets: podium_media::DEFAULT_RECORD_QUEUE,
+        }
+    }
 }
 
 /// `[chat]`: room chat (see `proto/PROTOCOL.md`, "Chat").
@@ -552,10 +592,11 @@ impl Default for RoomDefaults {
 }
 
 impl Config {
-    /// The state machine's configuration: `[room]` and `[chat]`.
+    /// The state machine's configuration: `[room]`, `[chat]` and whether this hub records (`[recording] enabled`).
     pub fn room_config(&self) -> podium_room::RoomConfig {
         let c = &self.chat;
         podium_room::RoomConfig {
+            recording: self.recording.enabled,
             chat: c.enabled,
             chat_slow_mode_ms: c.slow_mode_ms,
             chat_max_chars: c.max_chars,
@@ -659,6 +700,8 @@ impl MediaSection {
             loudest: self.loudest,
             tcp: self.tcp,
             max_tcp_connections: self.max_tcp_connections,
+            // `[recording] queue_packets`, set where the SFU starts.
+            record_queue: podium_media::DEFAULT_RECORD_QUEUE,
         }
     }
 }
@@ -899,7 +942,17 @@ impl Config {
         self.validate_summit()?;
         self.chat.validate()?;
         self.reactions.validate()?;
+        self.validate_recording()?;
         self.turn.validate()?;
+        Ok(())
+    }
+
+    fn validate_recording(&self) -> anyhow::Result<()> {
+        let r = &self.recording;
+        anyhow::ensure!((1..=64).contains(&r.max_concurrent_mixes), "recording.max_concurrent_mixes must be 1-64");
+        anyhow::ensure!((1..=86_400).contains(&r.mix_timeout_s), "recording.mix_timeout_s must be 1-86400");
+        anyhow::ensure!((6..=256).contains(&r.bitrate_kbps), "recording.bitrate_kbps must be 6-256");
+        anyhow::ensure!((16..=1 << 20).contains(&r.queue_packets), "recording.queue_packets must be 16-1048576");
         Ok(())
     }
 

@@ -76,6 +76,9 @@ pub(crate) fn command_from_proto(
             reason,
         ),
         R::ClearHands { reason } => (C::ClearHands, reason),
+        R::StartRecording { reason } => (C::StartRecording { id: new_recording_id() }, reason),
+        R::StopRecording { reason } => (C::StopRecording, reason),
+        R::SetRecordingOptOut { opt_out } => (C::SetRecordingOptOut { opt_out }, None),
         R::InviteToRoom { identity, reason } => (C::InviteToRoom { identity: pid(&identity) }, reason),
         R::UninviteFromRoom { identity, reason } => (C::UninviteFromRoom { identity: pid(&identity) }, reason),
         R::ListAudience { after, limit } => {
@@ -83,6 +86,17 @@ pub(crate) fn command_from_proto(
         }
         R::EndRoom { reason } => (C::EndRoom, reason),
     })
+}
+
+/// A fresh recording id: `rec_` and 20 lowercase hex digits (80 random bits).
+pub(crate) fn new_recording_id() -> String {
+    format!("rec_{:020x}", rand::random::<u128>() >> 48)
+}
+
+/// The wire form of a recording in progress.
+pub(crate) fn recording(r: &room::Recording) -> proto::RecordingState {
+    let (by, by_admin) = by(&r.by);
+    proto::RecordingState { id: r.id.clone(), started_at_ms: r.started_at, by, by_admin }
 }
 
 /// An actor as the wire's `by` (a participant) and `by_admin` (an administrator).
@@ -127,6 +141,7 @@ pub(crate) fn stage_member(m: &room::StageMember) -> proto::StageMember {
         role: role_to_proto(m.role),
         muted: m.muted,
         connected: m.connected,
+        recording_opt_out: m.recording_opt_out,
     }
 }
 
@@ -175,6 +190,7 @@ pub(crate) fn you(y: &room::YourState) -> proto::YourState {
             let (by, by_admin) = by(&i.by);
             proto::Invite { by, by_admin, expires_at_ms: i.expires_at }
         }),
+        recording_opt_out: y.recording_opt_out,
     }
 }
 
@@ -188,6 +204,7 @@ pub(crate) fn snapshot(s: &room::Snapshot) -> proto::RoomSnapshot {
         seq: s.seq,
         settings: settings(&s.settings),
         info: info(&s.info),
+        recording: s.recording.as_ref().map(recording),
         stage: s.stage.iter().map(stage_member).collect(),
         counts: counts(&s.counts),
         you: you(&s.you),
@@ -275,6 +292,7 @@ fn cause(c: &room::StageCause) -> proto::StageCause {
         C::Succession(id) => P::Succession { participant: s(id) },
         C::Disconnected(id) => P::Disconnected { participant: s(id) },
         C::Reconnected(id) => P::Reconnected { participant: s(id) },
+        C::RecordingOptOut(id) => P::RecordingOptOut { participant: s(id) },
     }
 }
 
@@ -292,6 +310,7 @@ pub(crate) fn event(seq: u64, e: &room::Event) -> proto::ServerMessage {
         E::You(y) => S::You { seq, you: you(y) },
         E::Settings(s) => S::Settings { seq, settings: settings(s) },
         E::RoomInfo(i) => S::RoomInfo { seq, info: info(i) },
+        E::Recording(r) => S::Recording { seq, recording: r.as_ref().map(recording) },
         E::HandLowered(room::HandLowered::Expired) => {
             S::HandLowered { seq, cause: proto::HandLoweredCause::Expired, by: None, by_admin: None, reason: None }
         }

@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Mutex<Registry>,
     /// Webhooks and the audit log (`webhooks` module).
     pub(crate) hooks: Arc<crate::webhooks::Hooks>,
+    /// Bounds the replay mixes running at once (`[recording] max_concurrent_mixes`).
+    pub(crate) mixer: crate::recording::Mixer,
     /// What `/metrics` exports (`metrics` module).
     pub(crate) metrics: crate::metrics::Metrics,
     /// TLS on the listening socket (`[tls]`).
@@ -415,8 +417,11 @@ impl Hub {
             Persistence::Redis(_) | Persistence::Memory(_) => None,
         };
         let (media, media_events) = if config.media.enabled {
-            let (media, events) =
-                podium_media::Media::start(config.media.media_config()).context("starting the SFU")?;
+            let (media, events) = podium_media::Media::start(podium_media::MediaConfig {
+                record_queue: config.recording.queue_packets,
+                ..config.media.media_config()
+            })
+            .context("starting the SFU")?;
             info!(sockets = ?media.local_addrs(), "media plane listening");
             (Some(media), Some(events))
         } else {
@@ -436,6 +441,7 @@ impl Hub {
         let hooks = Arc::new(crate::webhooks::Hooks::new(&config.webhooks, &config.audit, &node_id, redis));
         let shared = Arc::new(Shared {
             hooks,
+            mixer: crate::recording::Mixer::new(&config.recording),
             metrics,
             tls,
             keys: TokenKeys::new(config.auth.secret().as_bytes()),

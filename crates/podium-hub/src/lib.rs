@@ -25,6 +25,7 @@ pub mod logging;
 mod media;
 mod metrics;
 mod nodes;
+mod recording;
 mod relay;
 mod room_task;
 mod summit;

@@ -562,6 +562,8 @@ impl prometheus_client::collector::Collector for Live {
             )?;
             let help = "Listeners the SFU moved to another worker to even out their room after departures";
             scalar(&mut e, "media_peers_moved", help, None, Counter, s.peers_moved)?;
+            let help = "Audio packets the SFU queued to its recording writer";
+            scalar(&mut e, "media_packets_recorded", help, None, Counter, s.record_queued)?;
             let help = "ICE-TCP connections the SFU accepted";
             scalar(&mut e, "media_tcp_connections_accepted", help, None, Counter, s.tcp_accepted)?;
             let help = "ICE-TCP connections the SFU closed at once (over media.max_tcp_connections) or for not passing ICE in time";
@@ -581,6 +583,7 @@ impl prometheus_client::collector::Collector for Live {
                 ("worker_queue_full", s.cross_worker_dropped),
                 ("worker_late", s.stale_dropped),
                 ("event_queue_full", s.events_dropped),
+                ("record_queue_full", s.record_dropped),
             ] {
                 drops.encode_family(&ReasonLabel { reason })?.encode_counter::<NoLabelSet, _, f64>(&v, None)?;
             }

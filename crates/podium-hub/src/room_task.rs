@@ -47,6 +47,7 @@ mod ice;
 mod media_events;
 mod placement;
 mod reactions;
+mod recording;
 mod stage;
 
 use placement::media_moved_epoch;
@@ -206,6 +207,8 @@ pub(crate) struct RoomTask {
     ice: ice::IceRefresh,
     /// The reactions of the window in progress.
     reactions: reactions::Window,
+    /// What this hub's SFU records for the room (`recording`).
+    recording: Option<recording::Recording>,
 }
 
 /// What must follow an announcement applied by `apply_remote`.
@@ -269,6 +272,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, name: String, generation: u64) -> RoomH
         stage: stage::Stage::default(),
         ice: ice::IceRefresh::default(),
         reactions: reactions::Window::default(),
+        recording: None,
     };
     tokio::spawn(task.run().instrument(span));
     RoomHandle { generation, inbox: tx }
@@ -381,14 +385,17 @@ impl RoomTask {
                 () = sleep_until_opt(self.reactions.due) => self.flush_reactions().await,
                 done = stage::join_opt(&mut self.stage.reconcile) => self.reconciled(done),
             }
+            self.sync_recording();
             if self.room.is_ended() || (self.shutting_down && self.inbox.is_empty()) {
                 break;
             }
             if self.is_idle() {
+                self.finish_recording();
                 self.go_idle().await;
                 return;
             }
         }
+        self.finish_recording();
         self.stop(ErrorCode::RoomEnded, "the room has ended");
         self.release_lease().await;
     }
@@ -1200,6 +1207,9 @@ impl RoomTask {
                         media.set_publish(&self.name, who.as_str(), allowed);
                     }
                 }
+                // The media hub follows the room's recording after the turn (`sync_recording`), whichever hub ran
+                // the transition.
+                room::Output::Record { .. } => {}
                 // For the audit log and webhooks (not delivered to participants).
                 room::Output::Moderated { .. } => {}
                 room::Output::Ended { reason } => {
@@ -1236,8 +1246,9 @@ impl RoomTask {
                         Announced::Publish { who: who.clone(), allowed: *allowed }
                     }
                     room::Output::Ended { .. } => Announced::Ended,
-                    // Only the hub that ran the transition reports it (audit log, webhooks).
-                    room::Output::Moderated { .. } => return None,
+                    // Only the hub that ran the transition reports it (audit log, webhooks); recording follows
+                    // the room's state (`sync_recording`).
+                    room::Output::Moderated { .. } | room::Output::Record { .. } => return None,
                 })
             })
             .collect();
@@ -1296,7 +1307,10 @@ impl RoomTask {
             let Some(snapshot) = self.room.snapshot_for(&who) else { continue };
             let frame: Utf8Bytes = proto::ServerMessage::Resync {
                 seq: snapshot.seq,
-                state: proto::RoomSnapshot { media_epoch: self.client_media_epoch(), ..convert::snapshot(&snapshot) },
+                state: Box::new(proto::RoomSnapshot {
+                    media_epoch: self.client_media_epoch(),
+                    ..convert::snapshot(&snapshot)
+                }),
             }
             .to_json()
             .into();

@@ -64,6 +64,13 @@
 //!   window, so a packet lost to a move shows. stderr gives the room's spread over the workers before and after
 //!   and the moves made.
 //!
+//! * `PODIUM_BENCH_RECORD=1` (default 0): the server records the room (`Media::start_recording` into a temporary
+//!   directory, the speaker marked with `Media::set_record`), so every packet the worker forwards is also queued to
+//!   the recording writer thread, which is pinned to the load core (its file IO is not the forwarding path's
+//!   cost). Compare the worker's CPU per forwarded packet with and without: the forwarding path's share of
+//!   recording is one `try_send` of `Arc` clones per received packet. stderr gives the packets recorded, dropped
+//!   at the queue, and the segments written.
+//!
 //! A summary table (one row per N) closes the output.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
@@ -422,6 +429,15 @@ fn server() {
     });
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     media.set_publish("bench", "speaker", true);
+    let record = env_num("PODIUM_BENCH_RECORD", 0) != 0;
+    let rec_dir = std::env::temp_dir().join(format!("podium-bench-rec-{}", std::process::id()));
+    if record {
+        for t in threads("podium-recorder") {
+            pin(t, load_core);
+        }
+        media.start_recording("bench", "bench", &rec_dir).unwrap();
+        media.set_record("bench", "speaker", true);
+    }
     std::thread::sleep(Duration::from_millis(200));
     let heap0 = heap_bytes();
     let rss0 = rss_bytes();
@@ -502,6 +518,18 @@ fn server() {
         }
     }
     let _ = child.wait();
+    if record {
+        let tracks = rt.block_on(media.stop_recording("bench"));
+        let stats = media.stats();
+        let written: u64 = tracks.as_ref().map_or(0, |t| t.segments.iter().map(|s| s.packets).sum());
+        eprintln!(
+            "N={n}: recording: {} packets queued, {} dropped at the queue, {written} written in {} segment(s)",
+            stats.record_queued,
+            stats.record_dropped,
+            tracks.map_or(0, |t| t.segments.len())
+        );
+        let _ = std::fs::remove_dir_all(&rec_dir);
+    }
     media.shutdown();
 }
 

@@ -290,6 +290,7 @@ impl FuzzWorker {
             identity: identity.clone(),
             offer: Box::new(offer),
             publish,
+            record: Arc::new(AtomicBool::new(false)),
             generation: self.generation,
             reply: tx,
         });
@@ -370,6 +371,8 @@ fn build_worker() -> std::io::Result<Built> {
         tcp: None,
         max_tcp: 0,
         registry,
+        // No writer: nothing is marked for recording here (a push would be dropped and counted).
+        recorder: crate::recording::queue(1).0,
     };
     Ok((Worker::new(init), cmd_tx, fwd_tx, ev_rx))
 }

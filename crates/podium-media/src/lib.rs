@@ -197,6 +197,7 @@ mod filler;
 pub mod fuzzing;
 mod log_limit;
 mod loudest;
+mod recording;
 mod recv;
 mod send;
 mod srtp;
@@ -206,6 +207,9 @@ mod worker;
 
 pub use filler::{FILLER_IDENTITY, FillerSource, MAX_FILLER_BYTES, MAX_FILLER_PACKET};
 pub use log_limit::LogLimiter;
+pub use recording::{
+    DEFAULT_RECORD_QUEUE, MAX_OPEN_SEGMENTS, MAX_RECORDINGS, RESYNC_SAMPLES, RecordedTracks, SEGMENT_GAP, Segment,
+};
 
 use worker::{Command, Forwarded, WorkerLink};
 
@@ -255,6 +259,9 @@ pub struct MediaConfig {
     pub tcp: bool,
     /// Most ICE-TCP connections at once (over all workers, split evenly). Default 4096.
     pub max_tcp_connections: usize,
+    /// Packets queued from the workers to the recording writer thread (`recording.rs`); past it they are dropped
+    /// and counted ([`MediaStats::record_dropped`]). Default [`DEFAULT_RECORD_QUEUE`].
+    pub record_queue: usize,
 }
 
 impl Default for MediaConfig {
@@ -271,6 +278,7 @@ impl Default for MediaConfig {
             loudest: DEFAULT_LOUDEST,
             tcp: true,
             max_tcp_connections: 4096,
+            record_queue: DEFAULT_RECORD_QUEUE,
         }
     }
 }
@@ -474,6 +482,10 @@ pub struct MediaStats {
     pub tcp_accepted: u64,
     /// ICE-TCP connections refused (over `max_tcp_connections`) or closed before passing ICE in time.
     pub tcp_refused: u64,
+    /// Audio frames queued to the recording writer.
+    pub record_queued: u64,
+    /// Audio frames of recorded publishers dropped because the recording queue was full.
+    pub record_dropped: u64,
     /// Fan-out time of received packets (all workers together).
     pub fanout: FanoutHistogram,
 }
@@ -551,6 +563,9 @@ impl Stats {
             peers_moved: g(&self.peers_moved),
             tcp_accepted: g(&self.tcp_accepted),
             tcp_refused: g(&self.tcp_refused),
+            // Filled in by `Media::stats` (the recording queue keeps its own counters).
+            record_queued: 0,
+            record_dropped: 0,
             fanout: FanoutHistogram {
                 buckets: std::array::from_fn(|i| g(&self.fanout[i])),
                 sum_us: g(&self.fanout_sum_us),
@@ -571,6 +586,8 @@ struct Inner {
     cmd_txs: Vec<SyncSender<Command>>,
     addrs: Vec<SocketAddr>,
     stats: Arc<Stats>,
+    /// The recording writer's queue (`recording.rs`).
+    recorder: recording::RecQueue,
     dir: Mutex<Directory>,
     closed: AtomicBool,
     peer_count: AtomicUsize,
@@ -598,9 +615,25 @@ struct DirMember {
     /// The worker hosting the peer and the peer's generation, once an offer created it.
     peer: Option<(usize, u64)>,
     publish: Arc<AtomicBool>,
+    /// Whether its audio goes to the room's recording ([`Media::set_record`]).
+    record: Arc<AtomicBool>,
+}
+
+impl DirMember {
+    fn new() -> Self {
+        Self { peer: None, publish: Arc::new(AtomicBool::new(false)), record: Arc::new(AtomicBool::new(false)) }
+    }
 }
 
 impl DirRoom {
+    /// The entry of `identity` (made if new), with the room's per-worker counts sized for `n` workers.
+    fn member(&mut self, identity: &str, n: usize) -> &mut DirMember {
+        if self.counts.len() != n {
+            self.counts.resize(n, 0);
+        }
+        self.members.entry(identity.to_owned()).or_insert_with(DirMember::new)
+    }
+
     fn workers(&self) -> Vec<usize> {
         self.counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, _)| i).collect()
     }
@@ -697,6 +730,8 @@ impl Media {
         }
         let links: Arc<[WorkerLink]> = links.into();
         let mut threads = Vec::with_capacity(n);
+        let (recorder, rec_rx) = recording::queue(config.record_queue);
+        threads.push(recording::spawn_writer(rec_rx)?);
         let tcp_per_worker = config.max_tcp_connections.div_ceil(n);
         for (i, ((((socket, poll), frx), crx), tcp)) in
             sockets.into_iter().zip(polls).zip(fwd_rxs).zip(cmd_rxs).zip(listeners).enumerate()
@@ -720,6 +755,7 @@ impl Media {
                 tcp,
                 max_tcp: tcp_per_worker,
                 registry,
+                recorder: recorder.clone(),
             };
             threads.push(
                 std::thread::Builder::new()
@@ -734,6 +770,7 @@ impl Media {
             cmd_txs,
             addrs,
             stats,
+            recorder,
             dir: Mutex::new(Directory::default()),
             closed: AtomicBool::new(false),
             peer_count: AtomicUsize::new(0),
@@ -759,7 +796,10 @@ impl Media {
 
     /// Counters over all workers.
     pub fn stats(&self) -> MediaStats {
-        self.inner.stats.snapshot()
+        let mut stats = self.inner.stats.snapshot();
+        stats.record_queued = self.inner.recorder.queued.load(Ordering::Relaxed);
+        stats.record_dropped = self.inner.recorder.dropped.load(Ordering::Relaxed);
+        stats
     }
 
     fn dir(&self) -> MutexGuard<'_, Directory> {
@@ -816,11 +856,9 @@ impl Media {
             if r.counts.len() != n {
                 r.counts.resize(n, 0);
             }
-            let member = r
-                .members
-                .entry(identity.to_owned())
-                .or_insert_with(|| DirMember { peer: None, publish: Arc::new(AtomicBool::new(false)) });
+            let member = r.members.entry(identity.to_owned()).or_insert_with(DirMember::new);
             let publish = member.publish.clone();
+            let record = member.record.clone();
             let (worker, generation, created) = if let Some((w, g)) = member.peer {
                 (w, g, false)
             } else {
@@ -849,6 +887,7 @@ impl Media {
                 identity: identity_arc,
                 offer: Box::new(worker::CheckedOffer { sdp: offer, mlines: shape.mlines }),
                 publish,
+                record,
                 generation,
                 reply: tx,
             };
@@ -981,14 +1020,7 @@ impl Media {
         let mut dir = self.dir();
         let n = self.inner.cmd_txs.len();
         let r = dir.rooms.entry(room.to_owned()).or_default();
-        if r.counts.len() != n {
-            r.counts.resize(n, 0);
-        }
-        let member = r
-            .members
-            .entry(identity.to_owned())
-            .or_insert_with(|| DirMember { peer: None, publish: Arc::new(AtomicBool::new(false)) });
-        let was = member.publish.swap(allowed, Ordering::AcqRel);
+        let was = r.member(identity, n).publish.swap(allowed, Ordering::AcqRel);
         if was && !allowed {
             let room_arc: Arc<str> = Arc::from(room);
             let identity_arc: Arc<str> = Arc::from(identity);
@@ -1070,6 +1102,58 @@ impl Media {
         for x in 0..self.inner.cmd_txs.len() {
             self.command(x, Command::FillerAt { room: room.clone(), at: None });
         }
+    }
+
+    /// Starts recording `room` as `id`: from now on the audio of its publishers marked with [`Media::set_record`]
+    /// is written to Ogg Opus files in `dir/id/` (created here), one per segment (see `recording.rs`). A recording
+    /// already running for the room is closed and replaced. Blocking file IO (one directory): from async code, keep
+    /// it short or call it in `spawn_blocking`.
+    pub fn start_recording(
+        &self,
+        room: &str,
+        id: &str,
+        dir: &std::path::Path,
+    ) -> Result<std::path::PathBuf, MediaError> {
+        if self.is_closed() {
+            return Err(MediaError::Unavailable);
+        }
+        let path = dir.join(id);
+        std::fs::create_dir_all(&path)?;
+        let msg = recording::RecMsg::Start { room: Arc::from(room), id: id.to_owned(), dir: path.clone() };
+        if !self.inner.recorder.control(msg) {
+            return Err(MediaError::Unavailable);
+        }
+        Ok(path)
+    }
+
+    /// Whether `identity`'s audio in `room` is written to the room's recording (while one runs). May be called
+    /// before the peer exists (remembered, like [`Media::set_publish`]); takes effect on the next packet. The hub
+    /// decides (the media plane knows no roles or opt-outs): opted-out speakers are never marked.
+    pub fn set_record(&self, room: &str, identity: &str, on: bool) {
+        let mut dir = self.dir();
+        if !on {
+            // Never makes an entry: the peer (or the whole room) may be gone already.
+            if let Some(m) = dir.rooms.get(room).and_then(|r| r.members.get(identity)) {
+                m.record.store(false, Ordering::Release);
+            }
+            return;
+        }
+        let n = self.inner.cmd_txs.len();
+        dir.rooms.entry(room.to_owned()).or_default().member(identity, n).record.store(true, Ordering::Release);
+    }
+
+    /// Stops recording `room`: closes its files (after every packet queued before this call) and returns what was
+    /// written; `None` when it was not recording. Waits at most 30 s for the writer.
+    pub async fn stop_recording(&self, room: &str) -> Option<RecordedTracks> {
+        let (tx, rx) = oneshot::channel();
+        let recorder = self.inner.recorder.clone();
+        let msg = recording::RecMsg::Stop { room: Arc::from(room), reply: tx };
+        // The send may wait while the queue is full: not on the async runtime's thread.
+        let sent = tokio::task::spawn_blocking(move || recorder.control(msg)).await.unwrap_or(false);
+        if !sent {
+            return None;
+        }
+        tokio::time::timeout(recording::STOP_TIMEOUT, rx).await.ok()?.ok().flatten()
     }
 
     /// Stops the workers. Later calls return `Unavailable`; the event stream ends.

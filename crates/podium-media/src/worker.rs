@@ -137,6 +137,7 @@ pub(crate) enum Command {
         identity: Arc<str>,
         offer: Box<CheckedOffer>,
         publish: Arc<AtomicBool>,
+        record: Arc<AtomicBool>,
         generation: u64,
         reply: oneshot::Sender<Result<String, MediaError>>,
     },
@@ -238,6 +239,8 @@ pub(crate) struct WorkerInit {
     pub(crate) max_tcp: usize,
     /// A handle on `poll`'s registry.
     pub(crate) registry: mio::Registry,
+    /// The recording writer's queue.
+    pub(crate) recorder: crate::recording::RecQueue,
 }
 
 /// A downstream slot: one server-sending audio m-line.
@@ -286,6 +289,8 @@ pub(crate) struct Peer {
     identity: Arc<str>,
     rtc: Rtc,
     publish: Arc<AtomicBool>,
+    /// Its audio goes to the room's recording (`Media::set_record`).
+    record: Arc<AtomicBool>,
     generation: u64,
     ufrag: String,
     addrs: Vec<SocketAddr>,
@@ -408,6 +413,8 @@ pub(crate) struct Worker {
     /// Reads the socket with the kernel's receive times.
     reader: crate::recv::Reader,
     loudest: usize,
+    /// The recording writer's queue.
+    recorder: crate::recording::RecQueue,
     /// Peers this worker is home to that another worker hosts (moved), by id: their datagrams go there.
     away: HashMap<u64, usize, rustc_hash::FxBuildHasher>,
     /// Rooms waiting for peers moving in.
@@ -469,6 +476,7 @@ impl Worker {
             fanout_order: Vec::new(),
             reader: crate::recv::Reader::new(),
             loudest: init.loudest,
+            recorder: init.recorder,
             away: HashMap::default(),
             arriving: HashMap::new(),
         }
@@ -734,6 +742,16 @@ impl Worker {
             self.ctx.stats.media_in.fetch_add(1, Ordering::Relaxed);
             let room = src.room.clone();
             let source = src.identity.clone();
+            if src.record.load(Ordering::Relaxed) {
+                // Arc clones into a preallocated slot of a bounded queue: never waits (full: dropped, counted).
+                self.recorder.push(crate::recording::RecPacket {
+                    room: room.clone(),
+                    identity: source.clone(),
+                    time: frame.time,
+                    at: frame.network_time,
+                    data: frame.data.clone(),
+                });
+            }
             let loud = self.rooms.get_mut(&room).is_some_and(|r| note_level(r, &source, &frame, now));
             if loud && self.filler_at.contains_key(&room) {
                 // Before this frame goes anywhere: the filler's slots must be free for it.
@@ -916,8 +934,8 @@ impl Worker {
             }
         }
         match cmd {
-            Command::Offer { room, identity, offer, publish, generation, reply } => {
-                let res = self.offer(now, room, identity, *offer, publish, generation);
+            Command::Offer { room, identity, offer, publish, record, generation, reply } => {
+                let res = self.offer(now, room, identity, *offer, (publish, record), generation);
                 let _ = reply.send(res);
             }
             Command::Answer { room, identity, answer, reply } => {
@@ -1122,7 +1140,7 @@ impl Worker {
         room: Arc<str>,
         identity: Arc<str>,
         offer: CheckedOffer,
-        publish: Arc<AtomicBool>,
+        (publish, record): (Arc<AtomicBool>, Arc<AtomicBool>),
         generation: u64,
     ) -> Result<String, MediaError> {
         let CheckedOffer { sdp: offer, mlines } = offer;
@@ -1169,6 +1187,7 @@ impl Worker {
                 }
             }
             peer.publish = publish;
+            peer.record = record;
             drain(id, peer, &mut self.ctx, now);
             tracing::debug!(room = %room, peer = %identity, "renegotiated");
             return Ok(answer.to_sdp_string());
@@ -1185,6 +1204,7 @@ impl Worker {
             identity: identity.clone(),
             rtc,
             publish,
+            record,
             generation,
             ufrag,
             addrs: Vec::new(),

@@ -241,6 +241,28 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// Moderator: start recording the room (see "Recording" in PROTOCOL.md). Everyone gets a `recording` event.
+    /// `forbidden` when recording is off on this hub or for this room (or session), `conflict` when it records.
+    StartRecording {
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Moderator: stop recording; the replay is mixed afterwards (`recording.ready` webhook). `conflict` when the
+    /// room does not record.
+    StopRecording {
+        /// Why (moderation requests only): at most 256 characters, no control characters. Carried in the
+        /// resulting events and the audit log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Anyone, about themselves: opt out of (or back into) recordings. An opted-out speaker's audio is never
+    /// written. Shown as `you.recording_opt_out` and, on stage, `recording_opt_out` on the stage member.
+    SetRecordingOptOut {
+        /// True: never record me.
+        opt_out: bool,
+    },
     /// Moderator: put an identity on the guest list of a closed room.
     InviteToRoom {
         /// The identity to admit.
@@ -328,6 +350,9 @@ impl Request {
             Self::SendChat { .. } => "send_chat",
             Self::DeleteChat { .. } => "delete_chat",
             Self::ChatHistory { .. } => "chat_history",
+            Self::StartRecording { .. } => "start_recording",
+            Self::StopRecording { .. } => "stop_recording",
+            Self::SetRecordingOptOut { .. } => "set_recording_opt_out",
             Self::InviteToRoom { .. } => "invite_to_room",
             Self::UninviteFromRoom { .. } => "uninvite_from_room",
             Self::ListAudience { .. } => "list_audience",
@@ -368,6 +393,9 @@ impl Request {
         "send_chat",
         "delete_chat",
         "chat_history",
+        "start_recording",
+        "stop_recording",
+        "set_recording_opt_out",
         "invite_to_room",
         "uninvite_from_room",
         "list_audience",

@@ -26,9 +26,9 @@ pub use decode::{DecodeError, MAX_ID_BYTES, decode_client, request_id};
 pub use error::ErrorCode;
 pub use server::{
     AudienceEntry, AudiencePage, ChatMessage, ChatPage, Counts, HandLoweredCause, HandQueue, IceServer, IceServers,
-    Invite, Limits, MediaState, MediaTrack, Participant, PinnedLink, ReactionsInfo, Reply, RoomInfo, RoomSettings,
-    RoomSnapshot, ScheduleView, ScheduledPerson, ScheduledSlot, ServerMessage, Speaking, StageCause, StageMember,
-    Welcome, YourState,
+    Invite, Limits, MediaState, MediaTrack, Participant, PinnedLink, ReactionsInfo, RecordingState, Reply, RoomInfo,
+    RoomSettings, RoomSnapshot, ScheduleView, ScheduledPerson, ScheduledSlot, ServerMessage, Speaking, StageCause,
+    StageMember, Welcome, YourState,
 };
 
 use schemars::JsonSchema;

@@ -141,6 +141,13 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// To everyone: the room started recording (`recording` is the recording) or stopped (`recording: null`).
+    Recording {
+        /// Room sequence number.
+        seq: u64,
+        /// The recording now running, or `null` when it stopped.
+        recording: Option<RecordingState>,
+    },
     /// To moderators: an invitation to the stage was accepted, declined, or expired.
     InviteAnswered {
         /// Room sequence number.
@@ -157,7 +164,7 @@ pub enum ServerMessage {
         /// Room sequence number of the snapshot.
         seq: u64,
         /// The room as this participant sees it.
-        state: RoomSnapshot,
+        state: Box<RoomSnapshot>,
     },
     /// Media: the SFU renegotiates (it needs another downstream audio slot). Answer with a `media_answer` request.
     MediaOffer {
@@ -430,6 +437,9 @@ pub struct RoomSnapshot {
     /// The room's description and pinned link; absent when it has neither.
     #[serde(default, skip_serializing_if = "RoomInfo::is_empty")]
     pub info: RoomInfo,
+    /// The recording running now; absent when the room does not record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingState>,
     /// Moderators and speakers, in the order they took the stage.
     pub stage: Vec<StageMember>,
     /// Head counts.
@@ -480,6 +490,26 @@ pub struct StageMember {
     pub muted: bool,
     /// False while their connection is down and the grace period runs.
     pub connected: bool,
+    /// True when they opted out of recordings (`set_recording_opt_out`): their audio is never written. Omitted
+    /// when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub recording_opt_out: bool,
+}
+
+/// A recording in progress (see "Recording" in PROTOCOL.md).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct RecordingState {
+    /// The recording's id (`rec_` and 20 lowercase letters and digits): the id of its replay in the admin API and
+    /// the `recording.*` webhooks.
+    pub id: String,
+    /// When it started, in milliseconds since the Unix epoch (server clock).
+    pub started_at_ms: u64,
+    /// The moderator who started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The administrator who started it (then `by` is absent). Admin names are not identities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_admin: Option<String>,
 }
 
 /// What changed the stage. `by` names the moderator who did it, when one did; `by_admin` the administrator, when
@@ -640,6 +670,12 @@ pub enum StageCause {
         /// Who.
         participant: String,
     },
+    /// A stage member opted out of recordings or back in (`set_recording_opt_out`): see their
+    /// `recording_opt_out`.
+    RecordingOptOut {
+        /// Who.
+        participant: String,
+    },
 }
 
 /// Head counts.
@@ -683,6 +719,9 @@ pub struct YourState {
     /// A pending invitation to the stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invite: Option<Invite>,
+    /// True when you opted out of recordings (`set_recording_opt_out`). Omitted when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub recording_opt_out: bool,
 }
 
 /// A pending invitation to the stage.

@@ -22,6 +22,7 @@ fn kinds_cover_every_request() {
             "approve_hand" | "invite_to_stage" | "cancel_invite" | "move_to_audience" | "mute" | "kick" | "ban"
             | "unban" | "make_moderator" | "revoke_moderator" => r#","participant":"p""#,
             "set_muted" => r#","muted":true"#,
+            "set_recording_opt_out" => r#","opt_out":true"#,
             "handover" => r#","stage":[]"#,
             "invite_to_room" | "uninvite_from_room" => r#","identity":"p""#,
             "media_offer" | "media_answer" => r#","sdp":"v=0""#,
@@ -141,4 +142,18 @@ fn chat_and_reactions_wire_shapes() {
     let m: ClientMessage =
         serde_json::from_str(r#"{"type":"chat_history","id":3,"before":17,"limit":20}"#).expect("history");
     assert_eq!(m.request, Request::ChatHistory { before: Some(17), limit: Some(20) });
+}
+
+#[test]
+fn recording_event_says_null_when_it_stops() {
+    let stopped = ServerMessage::Recording { seq: 3, recording: None };
+    assert_eq!(stopped.to_json(), r#"{"type":"recording","seq":3,"recording":null}"#);
+    let started = ServerMessage::Recording {
+        seq: 2,
+        recording: Some(RecordingState { id: "rec_1".into(), started_at_ms: 5, by: Some("m".into()), by_admin: None }),
+    };
+    assert_eq!(
+        started.to_json(),
+        r#"{"type":"recording","seq":2,"recording":{"id":"rec_1","started_at_ms":5,"by":"m"}}"#
+    );
 }

@@ -81,6 +81,18 @@ pub enum WebhookPayload {
     /// `webhooks.audience = "coalesced"`: audience joins and leaves since the previous summary.
     #[serde(rename = "audience.summary")]
     AudienceSummary(WebhookBody),
+    /// A room started recording (`recording_id`; `actor` who started it).
+    #[serde(rename = "recording.started")]
+    RecordingStarted(WebhookBody),
+    /// A room stopped recording (`recording_id`; `actor` who stopped it, absent when the room or session ended).
+    #[serde(rename = "recording.stopped")]
+    RecordingStopped(WebhookBody),
+    /// A recording's replay is mixed and stored: `recording_id`, `duration_ms`, `bytes`, `chapters`, `url`.
+    #[serde(rename = "recording.ready")]
+    RecordingReady(WebhookBody),
+    /// A recording's replay could not be made (`recording_id`, `error`); its track files are kept.
+    #[serde(rename = "recording.failed")]
+    RecordingFailed(WebhookBody),
     /// A hub drained (SIGTERM): its rooms moved to other hubs.
     #[serde(rename = "node.drained")]
     NodeDrained(WebhookBody),
@@ -161,6 +173,10 @@ pub const WEBHOOK_TYPES: &[&str] = &[
     "guest.added",
     "guest.removed",
     "audience.summary",
+    "recording.started",
+    "recording.stopped",
+    "recording.ready",
+    "recording.failed",
     "node.drained",
     "schedule.released",
     "slot.backstage_opened",
@@ -235,6 +251,24 @@ pub struct WebhookData {
     /// the audience now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<AudienceSummary>,
+    /// `recording.*`: the recording's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_id: Option<String>,
+    /// `recording.ready`: the replay's length in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// `recording.ready`: the replay file's size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// `recording.ready`: the replay's chapters (speaker turns or summit slots), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chapters: Vec<Chapter>,
+    /// `recording.ready`: where the admin API serves the replay (`/v1/admin/recordings/{id}/replay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `recording.failed`: what went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// `node.drained`: the hub's node id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
@@ -242,6 +276,15 @@ pub struct WebhookData {
     /// is then the stage's room and `seq` is absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summit: Option<SummitEvent>,
+}
+
+/// A chapter of a replay.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+pub struct Chapter {
+    /// Where it starts, in milliseconds from the start of the replay.
+    pub start_ms: u64,
+    /// The speaker's name, or the summit slot's title.
+    pub title: String,
 }
 
 /// The summit part of a scheduler event.
@@ -432,6 +475,10 @@ impl WebhookPayload {
             "guest.added" => Self::GuestAdded(body),
             "guest.removed" => Self::GuestRemoved(body),
             "audience.summary" => Self::AudienceSummary(body),
+            "recording.started" => Self::RecordingStarted(body),
+            "recording.stopped" => Self::RecordingStopped(body),
+            "recording.ready" => Self::RecordingReady(body),
+            "recording.failed" => Self::RecordingFailed(body),
             "node.drained" => Self::NodeDrained(body),
             "schedule.released" => Self::ScheduleReleased(body),
             "slot.backstage_opened" => Self::SlotBackstageOpened(body),

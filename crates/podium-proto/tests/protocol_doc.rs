@@ -169,6 +169,7 @@ fn every_object_table_matches_the_schema() {
         ("ChatMessage", "ChatMessage"),
         ("ChatPage", "ChatPage"),
         ("ReactionsInfo", "ReactionsInfo"),
+        ("RecordingState", "RecordingState"),
         ("RoomSnapshot", "RoomSnapshot"),
         ("Welcome", "Welcome"),
         ("Limits object", "Limits"),

@@ -149,6 +149,24 @@ pub enum Command {
     },
     /// Moderator: lower every raised hand at once.
     ClearHands,
+    /// Moderator: start recording, under the id `id` (made by the caller, checked by [`Recording::check_id`](crate::Recording::check_id)).
+    StartRecording {
+        /// The recording's id.
+        id: String,
+    },
+    /// Moderator: stop recording.
+    StopRecording,
+    /// Anyone, about themselves: opt out of recordings (or back in).
+    SetRecordingOptOut {
+        /// True: never record me.
+        opt_out: bool,
+    },
+    /// Administrator: allow or forbid recording the room (a summit slot with `record: false`). Forbidding stops a
+    /// running recording.
+    SetRecordable {
+        /// May the room be recorded.
+        recordable: bool,
+    },
     /// Moderator: put an identity on the closed-room guest list.
     InviteToRoom {
         /// Who.

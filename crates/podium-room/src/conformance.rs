@@ -129,6 +129,8 @@ pub struct Checker {
     replica: Option<Room>,
     /// Who may publish, built only from `Publish` outputs.
     publishing: HashSet<ParticipantId>,
+    /// Whose audio is recorded, built only from `Record` outputs.
+    recorded: HashSet<ParticipantId>,
 }
 
 impl Checker {
@@ -139,7 +141,7 @@ impl Checker {
 
     /// Checks `room`, new at time 0 (as made by [`Room::new`] or [`Room::create`] with `config`).
     pub fn with_room(room: Room, config: RoomConfig) -> Self {
-        Self { room, config, now: 0, store: None, replica: None, publishing: HashSet::new() }
+        Self { room, config, now: 0, store: None, replica: None, publishing: HashSet::new(), recorded: HashSet::new() }
     }
 
     /// The room as it is now.
@@ -242,7 +244,8 @@ impl Checker {
         let ended = self.room.is_ended();
         let r = self.room.handle_command_as(self.now, by, command.clone(), reason);
         self.check_mirrors()?;
-        let admin_only = matches!(command, Command::Revoke { .. } | Command::SetPersistent { .. });
+        let admin_only =
+            matches!(command, Command::Revoke { .. } | Command::SetPersistent { .. } | Command::SetRecordable { .. });
         let own_state = matches!(
             command,
             Command::RaiseHand
@@ -252,6 +255,7 @@ impl Checker {
                 | Command::StepDown
                 | Command::SetMuted { .. }
                 | Command::SendChat { .. }
+                | Command::SetRecordingOptOut { .. }
         );
         let parsed = match reason.map(Reason::parse).transpose() {
             Ok(parsed) => parsed.flatten(),
@@ -393,7 +397,9 @@ impl Checker {
                         }
                         Event::You(_) => matches!(to, Recipients::One(_)),
                         Event::InviteAnswered { .. } => *to == Recipients::Moderators,
-                        Event::RoomInfo(_) | Event::Chat(_) | Event::ChatDeleted { .. } => *to == Recipients::Everyone,
+                        Event::RoomInfo(_) | Event::Chat(_) | Event::ChatDeleted { .. } | Event::Recording(_) => {
+                            *to == Recipients::Everyone
+                        }
                         Event::HandLowered(cause) => {
                             ensure!(
                                 is_timeout == (*cause == HandLowered::Expired),
@@ -418,6 +424,15 @@ impl Checker {
                         self.publishing.insert(who.clone());
                     } else {
                         self.publishing.remove(who);
+                    }
+                }
+                Output::Record { who, recorded } => {
+                    let was = self.recorded.contains(who);
+                    ensure!(was != *recorded, "Record only on change ({who})");
+                    if *recorded {
+                        self.recorded.insert(who.clone());
+                    } else {
+                        self.recorded.remove(who);
                     }
                 }
                 Output::Disconnect { who, .. } => {
@@ -450,6 +465,13 @@ impl Checker {
             }
         }
         ensure!(publishing == self.publishing, "Publish outputs must track may_publish");
+        let recorded: HashSet<ParticipantId> =
+            state.participants.iter().filter(|p| room.is_recorded(&p.id)).map(|p| p.id.clone()).collect();
+        ensure!(recorded == self.recorded, "Record outputs must track is_recorded");
+        for p in &state.participants {
+            let should = room.recording().is_some() && p.role != Role::Audience && !p.recording_opt_out;
+            ensure!(room.is_recorded(&p.id) == (should && !room.is_ended()), "{}: is_recorded wrong", p.id);
+        }
 
         let queue = room.hand_queue();
         let unique: HashSet<_> = queue.iter().collect();

@@ -1,7 +1,7 @@
 //! Outputs: events with their recipients, disconnects, media permissions, the end; and the views they carry.
 
 use crate::command::Command;
-use crate::types::{Actor, ChatMessage, Counts, Millis, ParticipantId, Reason, Role, RoomInfo, Settings};
+use crate::types::{Actor, ChatMessage, Counts, Millis, ParticipantId, Reason, Recording, Role, RoomInfo, Settings};
 
 /// Something the hub must do. Drain with [`Room::poll_output`](crate::Room::poll_output) after every input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +29,15 @@ pub enum Output {
         who: ParticipantId,
         /// May they publish audio now.
         allowed: bool,
+    },
+    /// Recording permission changed: `recorded` is "the room records, they are on stage and did not opt out"
+    /// (false once that stops: the recording stopped, they left the stage or opted out, the room ended). Tell the
+    /// media plane to write (or stop writing) their audio. Emitted only when the value changes.
+    Record {
+        /// Who.
+        who: ParticipantId,
+        /// Is their audio written now.
+        recorded: bool,
     },
     /// The room is over: close every connection and drop the room.
     Ended {
@@ -140,6 +149,8 @@ pub enum Event {
         /// Why, if they said.
         reason: Option<Reason>,
     },
+    /// To everyone: the room started recording (`Some`) or stopped (`None`).
+    Recording(Option<Recording>),
     /// To moderators: an invitation to the stage was accepted, declined, or expired.
     InviteAnswered {
         /// The invited participant.
@@ -178,6 +189,8 @@ pub struct StageMember {
     pub muted: bool,
     /// False while their grace period runs.
     pub connected: bool,
+    /// Opted out of recordings.
+    pub recording_opt_out: bool,
 }
 
 /// A participant's identity and name.
@@ -279,6 +292,8 @@ pub enum StageCause {
     /// A stage member's session was taken over by a new connection (back within the grace period, or a duplicate
     /// connection; their token's name and ceiling now apply).
     Reconnected(ParticipantId),
+    /// A stage member opted out of recordings, or back in.
+    RecordingOptOut(ParticipantId),
 }
 
 /// A participant's own state.
@@ -296,6 +311,8 @@ pub struct YourState {
     pub hand_expires_at: Option<Millis>,
     /// An open invitation to the stage.
     pub invite: Option<InviteView>,
+    /// Opted out of recordings.
+    pub recording_opt_out: bool,
 }
 
 /// The room as one participant sees it.
@@ -309,6 +326,8 @@ pub struct Snapshot {
     pub settings: Settings,
     /// Description and pinned link.
     pub info: RoomInfo,
+    /// The recording in progress.
+    pub recording: Option<Recording>,
     /// The stage roster.
     pub stage: Vec<StageMember>,
     /// Current head counts.
@@ -335,8 +354,12 @@ pub struct RoomView {
     pub settings: Settings,
     /// Never ended by the empty timeout.
     pub persistent: bool,
+    /// May be recorded (not created with `record: false`, no unrecorded summit slot on).
+    pub recordable: bool,
     /// Description and pinned link.
     pub info: RoomInfo,
+    /// The recording in progress.
+    pub recording: Option<Recording>,
     /// The stage roster.
     pub stage: Vec<StageMember>,
     /// Current head counts.

@@ -151,6 +151,10 @@
 //! | `ChatHistory { before, limit }` | anyone (administrators too) | limit in `1..=chat_page_limit` (default 50, or the limit if lower) | read-only: the page of messages with id < `before`, oldest first; `next_before` the first one's id when older ones exist | `BadRequest` |
 //! | `SetRoomInfo { description, pinned_link }` | moderator | at least one given (`Some`); a description ≤ 1,000 characters without control characters other than newline, CR and tab; a link an absolute `http(s)` URL with a host, ≤ 2,048 bytes, no whitespace or control characters, its title ≤ 200 characters without control characters (empty text counts as none); differs (else no-op) | info set (`Some(None)` clears a field, `None` leaves it); `RoomInfo` (the whole info) to everyone | `Forbidden`, `BadRequest` |
 //! | `ClearHands` | moderator | a hand raised (else no-op) | every hand lowered in one transition; `HandLowered { Cleared { by, reason } }` and `You` to each raiser, one `HandQueue` to moderators | `Forbidden`, `BadRequest` (reason) |
+//! | `StartRecording { id }` | moderator | id 1-64 bytes of `[A-Za-z0-9_-]`; `config.recording` (the hub records at all) and the room recordable; not recording | recording set (`started_at` now, `by` the actor); `Recording(Some)` to everyone; `Record { recorded: true }` for every stage member not opted out | `Forbidden`, `BadRequest`, `Conflict` |
+//! | `StopRecording` | moderator | recording | recording cleared; `Recording(None)` to everyone; `Record { recorded: false }` for those recorded | `Forbidden`, `Conflict` |
+//! | `SetRecordingOptOut { opt_out }` | anyone (self; not administrators) | differs (else no-op) | flag set; `You`; `Stage` (`RecordingOptOut`) when on stage; `Record` when it changes whether they are recorded | `Forbidden` (administrator) |
+//! | `SetRecordable { recordable }` | administrator | differs (else no-op) | flag set (a room created with `RoomSetup::record` false starts unrecordable); `false` stops a running recording (`Recording(None)`) | `Forbidden` |
 //! | `InviteToRoom` / `UninviteFromRoom { identity }` | moderator | — (idempotent) | guest list changed | `Forbidden` |
 //! | `ListAudience { after, limit }` | moderator | limit in `1..=max_page` | read-only: audience in join order after the cursor; `next` is the last entry's join order, `None` on the last page | `Forbidden`, `BadRequest` |
 //! | `GetState` | anyone | — | read-only: [`Snapshot`] (hand queue for moderators only); an administrator gets [`RoomView`] | — |
@@ -169,6 +173,9 @@
 //! - **You**: one `You` to each participant whose own state (role, ceiling, mute, hand place, invitation)
 //!   changed.
 //! - **Publish**: `Publish` for everyone whose [`Room::may_publish`] changed (including `false` on leaving).
+//! - **Record**: `Record` for everyone whose [`Room::is_recorded`] changed (the room records, on stage, not opted
+//!   out; `false` on leaving the stage, opting out, the recording stopping or the room ending). The room's end
+//!   clears the recording without a `Recording` event (everyone is disconnected).
 //! - **Counts**: if the head counts differ from the last ones sent, a flush is scheduled `counts_interval` later.
 
 #![warn(missing_docs)]
@@ -189,8 +196,8 @@ pub use event::{
 pub use room::{Room, RoomSetup};
 pub use state::{Changes, Invite, ParticipantState, Revocation, RoomFields, RoomState};
 pub use types::{
-    Actor, AdminId, ChatMessage, Counts, Millis, ParticipantId, PinnedLink, Reason, Role, RoomConfig, RoomInfo,
-    Settings,
+    Actor, AdminId, ChatMessage, Counts, Millis, ParticipantId, PinnedLink, Reason, Recording, Role, RoomConfig,
+    RoomInfo, Settings,
 };
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Plain-data records of a room, for stores: the full state ([`RoomState`]) and one batch of transitions
 //! ([`Changes`]). Stores keep these and know nothing of rules.
 
-use crate::types::{Actor, ChatMessage, Millis, ParticipantId, Role, RoomInfo, Settings};
+use crate::types::{Actor, ChatMessage, Millis, ParticipantId, Recording, Role, RoomInfo, Settings};
 
 /// Everything needed to rebuild a room ([`Room::state`](crate::Room::state) /
 /// [`Room::from_state`](crate::Room::from_state)). Participants are sorted by `join_order`; bans and guests by id.
@@ -23,6 +23,11 @@ pub struct RoomState {
     pub persistent: bool,
     /// Revoked identities and token ids still in force, sorted by `(until, identity, token_id)`.
     pub revocations: Vec<Revocation>,
+    /// The recording in progress.
+    pub recording: Option<Recording>,
+    /// Whether the room may be recorded at all (false: created with `record: false`, or a summit slot that must not
+    /// be recorded is on).
+    pub recordable: bool,
     /// The description and pinned link.
     pub info: RoomInfo,
     /// Everyone present (connected or in grace), sorted by `join_order`.
@@ -68,6 +73,8 @@ pub struct ParticipantState {
     pub token_id: Option<String>,
     /// When that token was issued (the later of its `iat` and `nbf`; 0 when it had neither).
     pub issued_at: Millis,
+    /// They opted out of recordings: their audio is never written.
+    pub recording_opt_out: bool,
 }
 
 /// A revoked identity or token id: joins it matches are refused until `until`.
@@ -129,6 +136,10 @@ pub struct RoomFields {
     pub revocations: Vec<Revocation>,
     /// The id the next chat message gets.
     pub next_chat_id: u64,
+    /// The recording in progress.
+    pub recording: Option<Recording>,
+    /// Whether the room may be recorded.
+    pub recordable: bool,
 }
 
 /// What changed between two versions of a room ([`Room::take_changes`](crate::Room::take_changes)): apply to the
@@ -170,6 +181,8 @@ impl RoomState {
             self.next_order = f.next_order;
             self.persistent = f.persistent;
             self.revocations.clone_from(&f.revocations);
+            self.recording.clone_from(&f.recording);
+            self.recordable = f.recordable;
             self.next_chat_id = f.next_chat_id;
         }
         if !changes.chat_removed.is_empty() {
@@ -228,6 +241,8 @@ impl RoomState {
             next_order: fields.next_order,
             persistent: fields.persistent,
             revocations: fields.revocations.clone(),
+            recording: fields.recording.clone(),
+            recordable: fields.recordable,
             info: RoomInfo::default(),
             participants: Vec::new(),
             bans: Vec::new(),

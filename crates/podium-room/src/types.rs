@@ -205,6 +205,9 @@ pub struct RoomConfig {
     pub chat_room_per_second: u32,
     /// The room-wide flood cap's burst. Default 40.
     pub chat_room_burst: u32,
+    /// Whether this hub records rooms at all (`[recording] enabled`): without it `StartRecording` is refused
+    /// (`Forbidden`). Default false.
+    pub recording: bool,
 }
 
 impl Default for RoomConfig {
@@ -233,6 +236,7 @@ impl Default for RoomConfig {
             chat_page_limit: 100,
             chat_room_per_second: 20,
             chat_room_burst: 40,
+            recording: false,
         }
     }
 }
@@ -373,6 +377,34 @@ impl PinnedLink {
             t => t,
         };
         Ok(Self { url, title })
+    }
+}
+
+/// A recording in progress (`StartRecording`). The id comes from the caller (the room draws no random numbers):
+/// the hub makes one per recording.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Recording {
+    /// The recording's id (`rec_...`), also its replay's.
+    pub id: String,
+    /// When it started.
+    pub started_at: Millis,
+    /// Who started it.
+    pub by: Actor,
+}
+
+impl Recording {
+    /// The longest id accepted, in bytes.
+    pub const MAX_ID_BYTES: usize = 64;
+
+    /// Checks an id: 1 to [`Recording::MAX_ID_BYTES`] bytes of ASCII letters, digits, `_` and `-` (it names files).
+    pub fn check_id(id: &str) -> Result<(), crate::CommandError> {
+        if id.is_empty()
+            || id.len() > Self::MAX_ID_BYTES
+            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(crate::CommandError::BadRequest("recording id must be 1-64 letters, digits, _ or -"));
+        }
+        Ok(())
     }
 }
 

@@ -294,6 +294,7 @@ mod tests {
             invite: None,
             token_id: Some("jti-1".into()),
             issued_at: 7_000,
+            recording_opt_out: true,
         };
         let a = Announcement {
             node: "n1".into(),
@@ -321,6 +322,12 @@ mod tests {
                         at: 1,
                     }],
                     next_chat_id: 8,
+                    recording: Some(podium_room::Recording {
+                        id: "rec_1".into(),
+                        started_at: 3,
+                        by: podium_room::Actor::Participant(ParticipantId::new("ada")),
+                    }),
+                    recordable: true,
                 }),
                 upserted: vec![p],
                 removed: vec![ParticipantId::new("bob")],

@@ -5,15 +5,16 @@
 //! are omitted when `None`. Unknown fields are ignored when decoding, so a newer hub may add fields that an older one
 //! skips; removing or renaming a field needs a migration. Fields added later (`persistent`, `revocations`,
 //! `token_id`, `issued_at`, an invitation's `by_admin`, `hand_expires_at`, the settings `chat` (true) and
-//! `chat_slow_mode_ms` (0), `next_chat_id` (1)) are omitted at their default and default when missing, so records
+//! `chat_slow_mode_ms` (0), `next_chat_id` (1), `recording`, `no_record`, `recording_opt_out`) are omitted at their
+//! default and default when missing, so records
 //! written before them decode unchanged. Chat messages are records of their own (members of the room's `chat`
 //! sorted set, scored by id). The room's info (description, pinned link) is its
 //! own record (the `info` entry of `podium:{room}:meta`, written only when it changes); a room stored before it has
 //! none and loads with an empty one.
 
 use podium_room::{
-    Actor, AdminId, ChatMessage, Invite, ParticipantId, ParticipantState, PinnedLink, Revocation, Role, RoomFields,
-    RoomInfo, Settings,
+    Actor, AdminId, ChatMessage, Invite, ParticipantId, ParticipantState, PinnedLink, Recording, Revocation, Role,
+    RoomFields, RoomInfo, Settings,
 };
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,21 @@ struct FieldsRecord {
     chat_slow_mode_ms: u32,
     #[serde(default = "one", skip_serializing_if = "is_one")]
     next_chat_id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    recording: Option<RecordingRecord>,
+    /// Stored negated, so a room stored before it (no field) is recordable.
+    #[serde(default, skip_serializing_if = "is_false")]
+    no_record: bool,
+}
+
+/// The recording in progress (in the room's fields). `by` is an identity, or an admin name with `by_admin`.
+#[derive(Serialize, Deserialize)]
+struct RecordingRecord {
+    id: String,
+    started_at: u64,
+    by: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    by_admin: bool,
 }
 
 /// One chat message (a member of the `podium:{room}:chat` sorted set, scored by its id).
@@ -84,6 +100,8 @@ struct ParticipantRecord {
     token_id: Option<String>,
     #[serde(default, skip_serializing_if = "is_zero")]
     issued_at: u64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    recording_opt_out: bool,
 }
 
 /// The room's description and pinned link (the `info` entry of `podium:{room}:meta`; `{}` when both are empty).
@@ -119,21 +137,28 @@ struct InviteRecord {
     expires_at: u64,
 }
 
+/// An actor as stored: the identity or admin name, and whether it is an admin.
+fn actor_record(by: &Actor) -> (String, bool) {
+    match by {
+        Actor::Participant(id) => (id.as_str().to_owned(), false),
+        Actor::Admin(id) => (id.as_str().to_owned(), true),
+    }
+}
+
+fn actor_from_record(by: String, by_admin: bool) -> Actor {
+    if by_admin { Actor::Admin(AdminId::new(by)) } else { Actor::Participant(ParticipantId::new(by)) }
+}
+
 impl From<&Invite> for InviteRecord {
     fn from(i: &Invite) -> Self {
-        let (by, by_admin) = match &i.by {
-            Actor::Participant(id) => (id.as_str().to_owned(), false),
-            Actor::Admin(id) => (id.as_str().to_owned(), true),
-        };
+        let (by, by_admin) = actor_record(&i.by);
         Self { by, by_admin, expires_at: i.expires_at }
     }
 }
 
 impl From<InviteRecord> for Invite {
     fn from(r: InviteRecord) -> Self {
-        let by =
-            if r.by_admin { Actor::Admin(AdminId::new(r.by)) } else { Actor::Participant(ParticipantId::new(r.by)) };
-        Self { by, expires_at: r.expires_at }
+        Self { by: actor_from_record(r.by, r.by_admin), expires_at: r.expires_at }
     }
 }
 
@@ -219,6 +244,11 @@ pub(crate) fn encode_fields(f: &RoomFields) -> String {
         chat: f.settings.chat,
         chat_slow_mode_ms: f.settings.chat_slow_mode_ms,
         next_chat_id: f.next_chat_id,
+        recording: f.recording.as_ref().map(|r| {
+            let (by, by_admin) = actor_record(&r.by);
+            RecordingRecord { id: r.id.clone(), started_at: r.started_at, by, by_admin }
+        }),
+        no_record: !f.recordable,
     })
 }
 
@@ -249,6 +279,12 @@ pub(crate) fn decode_fields(text: &str) -> Result<RoomFields, String> {
             })
             .collect(),
         next_chat_id: r.next_chat_id,
+        recording: r.recording.map(|r| Recording {
+            id: r.id,
+            started_at: r.started_at,
+            by: actor_from_record(r.by, r.by_admin),
+        }),
+        recordable: !r.no_record,
     })
 }
 
@@ -302,6 +338,7 @@ pub(crate) fn encode_participant(p: &ParticipantState) -> String {
         invite: p.invite.as_ref().map(InviteRecord::from),
         token_id: p.token_id.clone(),
         issued_at: p.issued_at,
+        recording_opt_out: p.recording_opt_out,
     })
 }
 
@@ -323,6 +360,7 @@ pub(crate) fn decode_participant(id: &str, text: &str) -> Result<ParticipantStat
         invite: r.invite.map(Invite::from),
         token_id: r.token_id,
         issued_at: r.issued_at,
+        recording_opt_out: r.recording_opt_out,
     })
 }
 
@@ -352,6 +390,7 @@ mod tests {
             invite in proptest::option::of(("\\PC{0,12}", any::<bool>(), any::<u64>())),
             token_id in proptest::option::of("\\PC{0,12}"),
             issued_at: u64,
+            recording_opt_out: bool,
         ) -> ParticipantState {
             ParticipantState {
                 id: ParticipantId::new(id),
@@ -371,6 +410,7 @@ mod tests {
                 }),
                 token_id,
                 issued_at,
+                recording_opt_out,
             }
         }
     }
@@ -389,6 +429,8 @@ mod tests {
                 (proptest::option::of("\\PC{0,12}"), proptest::option::of("\\PC{0,12}"), any::<u64>(), any::<u64>()),
                 0..3,
             ),
+            recording in proptest::option::of(("\\PC{0,12}", any::<u64>(), "\\PC{0,12}", any::<bool>())),
+            recordable: bool,
         ) -> RoomFields {
             let revocations = revocations
                 .into_iter()
@@ -408,6 +450,12 @@ mod tests {
                 persistent,
                 revocations,
                 next_chat_id: next_order.max(1),
+                recording: recording.map(|(id, started_at, by, admin)| Recording {
+                    id,
+                    started_at,
+                    by: if admin { Actor::Admin(AdminId::new(by)) } else { Actor::Participant(ParticipantId::new(by)) },
+                }),
+                recordable,
             }
         }
     }
@@ -454,6 +502,7 @@ mod tests {
             hand_raised: Some(7),
             hand_expires_at: None,
             invite: None,
+            recording_opt_out: false,
             token_id: None,
             issued_at: 0,
         };

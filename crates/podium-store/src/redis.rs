@@ -1451,6 +1451,8 @@ fn decode_state(loaded: Loaded) -> Result<RoomState, String> {
         next_order: fields.next_order,
         persistent: fields.persistent,
         revocations: fields.revocations,
+        recording: fields.recording,
+        recordable: fields.recordable,
         info: codec::decode_info(&info)?,
         participants: list,
         bans: sorted(bans),

@@ -458,7 +458,10 @@ pub fn import_frab(json: &str, options: &ImportOptions) -> Result<Imported, Impo
                         people.push((id, SessionRole::Speaker));
                     }
                 }
-                let session = Session::new(code.clone(), &title, duration, people).map_err(|e| fail(e.to_string()))?;
+                let mut session =
+                    Session::new(code.clone(), &title, duration, people).map_err(|e| fail(e.to_string()))?;
+                // `do_not_record`: its slots must not be recorded (the hub refuses and stops recording then).
+                session.record = !event.do_not_record.unwrap_or(false);
                 schedule.add_session(session).map_err(|e| fail(e.to_string()))?;
                 details.sessions.insert(
                     code.clone(),

@@ -417,6 +417,20 @@ pub struct Session {
     pub state: SessionState,
     /// A series: the stage and rule its slots come from (`None`: placed one by one).
     pub recurrence: Option<Recurrence>,
+    /// Its slots may be recorded (default). `false` (an import's `do_not_record`): while one of its slots is on
+    /// stage the stage's room must not be recorded, and a recording running when it starts stops.
+    #[serde(default = "recorded", skip_serializing_if = "is_recorded")]
+    pub record: bool,
+}
+
+/// The default of [`Session::record`] (and of the slots made from it).
+pub(crate) fn recorded() -> bool {
+    true
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference.
+pub(crate) fn is_recorded(record: &bool) -> bool {
+    *record
 }
 
 impl Session {
@@ -434,6 +448,7 @@ impl Session {
             people,
             state: SessionState::Confirmed,
             recurrence: None,
+            record: true,
         };
         session.validate()?;
         Ok(session)

@@ -25,6 +25,9 @@ pub struct ReleasedSlot {
     /// iCalendar `SEQUENCE`: the number of releases, after its first, in which its start, end, stage or
     /// cancellation changed.
     pub sequence: u32,
+    /// May be recorded (its session's [`Session::record`](crate::model::Session::record); breaks: true).
+    #[serde(default = "crate::model::recorded", skip_serializing_if = "crate::model::is_recorded")]
+    pub record: bool,
 }
 
 /// A slot that moved between two releases.
@@ -170,6 +173,7 @@ impl Release {
                 title: released.title.clone(),
                 people: released.people.clone(),
                 canceled: released.canceled,
+                record: released.record,
             })
             .collect();
         slots.sort_by_key(|slot| (slot.start, slot.guid));
@@ -195,6 +199,9 @@ pub struct PlannedSlot {
     pub people: Vec<(PersonId, SessionRole)>,
     /// Canceled.
     pub canceled: bool,
+    /// May be recorded.
+    #[serde(default = "crate::model::recorded", skip_serializing_if = "crate::model::is_recorded")]
+    pub record: bool,
 }
 
 /// Everything one stage's run needs from a release.
@@ -382,10 +389,10 @@ impl Releases {
     fn publish(&self, previous: Option<&Release>) -> BTreeMap<SlotGuid, ReleasedSlot> {
         let mut slots = BTreeMap::new();
         for slot in self.wip.slots().values() {
-            let (title, people, state) = match &slot.kind {
-                SlotKind::Break { title, .. } => (title.clone(), Vec::new(), SessionState::Confirmed),
+            let (title, people, state, record) = match &slot.kind {
+                SlotKind::Break { title, .. } => (title.clone(), Vec::new(), SessionState::Confirmed, true),
                 SlotKind::Session { code, .. } => match self.wip.session(code) {
-                    Ok(session) => (session.title.clone(), session.people.clone(), session.state),
+                    Ok(session) => (session.title.clone(), session.people.clone(), session.state, session.record),
                     Err(_) => continue,
                 },
             };
@@ -397,7 +404,7 @@ impl Releases {
             if canceled && previous.is_none_or(|previous| !previous.slots.contains_key(&slot.guid)) {
                 continue;
             }
-            slots.insert(slot.guid, ReleasedSlot { slot: slot.clone(), title, people, canceled, sequence: 0 });
+            slots.insert(slot.guid, ReleasedSlot { slot: slot.clone(), title, people, canceled, sequence: 0, record });
         }
         if let Some(previous) = previous {
             for (guid, old) in &previous.slots {

@@ -97,6 +97,9 @@ pub struct SlotRun {
     pub actual_start: Option<Millis>,
     /// When it ended or was canceled.
     pub actual_end: Option<Millis>,
+    /// May be recorded (its session's `record`): the handover onto it says so.
+    #[serde(default = "crate::model::recorded", skip_serializing_if = "crate::model::is_recorded")]
+    pub record: bool,
 }
 
 /// One shift's run-time record.
@@ -132,6 +135,10 @@ pub struct Handover {
     pub moderators_add: Vec<PersonId>,
     /// Lose moderator rights.
     pub moderators_remove: Vec<PersonId>,
+    /// Whether the stage's room may be recorded from now on: the incoming session's `record` (`false` stops a
+    /// running recording); `None` (a break, or nobody incoming) leaves it as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<bool>,
 }
 
 /// What the hub must do.
@@ -744,6 +751,7 @@ impl StageRun {
                         overrun: false,
                         actual_start: None,
                         actual_end: None,
+                        record: planned.record,
                     });
                 }
                 Some(index) => {
@@ -768,6 +776,7 @@ impl StageRun {
                                 slot.title = planned.title;
                                 slot.is_break = planned.is_break;
                                 slot.people = planned.people;
+                                slot.record = planned.record;
                             }
                         }
                     }
@@ -1083,9 +1092,13 @@ impl StageRun {
             .collect();
         self.state.on_stage = incoming.iter().map(|(p, _)| p.clone()).collect();
         self.state.session_moderators = new_moderators;
+        let record = to
+            .and_then(|guid| self.state.slots.iter().find(|s| s.guid == guid))
+            .filter(|slot| !slot.is_break)
+            .map(|slot| slot.record);
         self.push_action(
             at,
-            Action::Handover(Handover { from, to, demote, promote, moderators_add, moderators_remove }),
+            Action::Handover(Handover { from, to, demote, promote, moderators_add, moderators_remove, record }),
         );
         if stop_fallback {
             if self.state.filler {

@@ -224,6 +224,8 @@ pub(crate) struct CreateRoom {
     /// The closed-room guest list to start with.
     #[serde(default)]
     pub(crate) guests: Vec<String>,
+    /// `false`: the room must never be recorded (`start_recording` is refused with `forbidden`). Default true.
+    pub(crate) record: Option<bool>,
 }
 
 /// Settings to change (absent ones stay as they are).
@@ -478,4 +480,34 @@ pub(crate) struct ProblemDoc {
     pub(crate) code: String,
     /// Seconds to wait before retrying (with 429).
     pub(crate) retry_after: Option<u64>,
+}
+
+/// A recording just started.
+#[derive(Serialize, ToSchema, Debug)]
+pub(crate) struct RecordingStarted {
+    /// The recording's id (its replay's, once mixed).
+    pub(crate) id: String,
+}
+
+/// Filters and paging of the replay list.
+#[derive(Deserialize, IntoParams, Debug, Default)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RecordingQuery {
+    /// Only this room's replays.
+    pub(crate) room: Option<String>,
+    /// The `next` of the previous page (a replay id).
+    pub(crate) after: Option<String>,
+    /// Page size, 1-100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    pub(crate) limit: Option<u32>,
+}
+
+/// A page of replays, by start time.
+#[derive(Serialize, ToSchema, Debug)]
+pub(crate) struct RecordingPage {
+    /// The replays (each as `GET /v1/admin/recordings/{id}` describes it).
+    pub(crate) recordings: Vec<crate::recording::Replay>,
+    /// Pass as `after` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next: Option<String>,
 }

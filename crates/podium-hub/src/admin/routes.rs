@@ -17,8 +17,8 @@ use utoipa_axum::routes;
 
 use super::model::{
     Action, ActionBody, ApiRole, ChatPageView, ChatQuery, CreateRoom, DeleteChat, MintToken, MintedToken, NodeList,
-    NodeView, PageQuery, ParticipantInfo, ParticipantPage, ParticipantQuery, ProblemDoc, RevokeBody, RoomInfo,
-    RoomPage, SetInfo, UpdateRoom, WhoAmI,
+    NodeView, PageQuery, ParticipantInfo, ParticipantPage, ParticipantQuery, ProblemDoc, RecordingPage, RecordingQuery,
+    RecordingStarted, RevokeBody, RoomInfo, RoomPage, SetInfo, UpdateRoom, WhoAmI,
 };
 use super::{Caller, Shared};
 use crate::auth::{self, Scope};
@@ -107,6 +107,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(clear_hands))
         .routes(routes!(chat_history))
         .routes(routes!(delete_chat))
+        .routes(routes!(start_recording, stop_recording))
+        .routes(routes!(list_recordings))
+        .routes(routes!(get_recording))
+        .routes(routes!(get_replay))
         .routes(routes!(list_participants))
         .routes(routes!(get_participant))
         .routes(routes!(act_on_participant))
@@ -316,6 +320,7 @@ async fn create_room(
         stage_capacity: body.stage_capacity,
         persistent: Some(body.persistent.unwrap_or(true)),
         guests: body.guests.iter().map(|g| ParticipantId::new(g.as_str())).collect(),
+        record: body.record,
     };
     let shared = &state.shared;
     if matches!(shared.store.load(&body.name).await, Ok(Some(s)) if !s.ended) {
@@ -419,9 +424,20 @@ async fn clear_hands(
     Path(room): Path<String>,
     body: Option<Json<ActionBody>>,
 ) -> ApiResult<StatusCode> {
+    room_action(&state, &caller, &room, room::Command::ClearHands, body).await
+}
+
+/// Runs a moderation command on a stored room (scope `moderate`) with the optional reason of `body`: 204.
+async fn room_action(
+    state: &AppState,
+    caller: &Caller,
+    room: &str,
+    cmd: room::Command,
+    body: Option<Json<ActionBody>>,
+) -> ApiResult<StatusCode> {
     caller.require(Scope::Moderate)?;
     let reason = body.and_then(|Json(b)| b.reason);
-    command(&state.shared, &caller, &room, room::Command::ClearHands, reason).await?;
+    command(&state.shared, caller, room, cmd, reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -469,6 +485,123 @@ async fn delete_chat(
     let reason = body.and_then(|Json(b)| b.reason);
     command(&state.shared, &caller, &room, room::Command::DeleteChat { message_id }, reason).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Starts recording a room (scope `moderate`), like a moderator's `start_recording`: everyone in the room gets a
+/// `recording` event. `forbidden` when this hub does not record (`[recording] enabled`) or the room must not be
+/// recorded; `conflict` when it records already.
+#[utoipa::path(post, path = "/v1/admin/rooms/{room}/recording", tag = "admin", params(("room" = String, Path)),
+    request_body(content = ActionBody, description = "Optional"),
+    responses((status = 201, description = "Started", body = RecordingStarted),
+        (status = 403, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn start_recording(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(room): Path<String>,
+    body: Option<Json<ActionBody>>,
+) -> ApiResult<Response> {
+    let id = crate::convert::new_recording_id();
+    room_action(&state, &caller, &room, room::Command::StartRecording { id: id.clone() }, body).await?;
+    Ok((StatusCode::CREATED, Json(RecordingStarted { id })).into_response())
+}
+
+/// Stops recording a room (scope `moderate`), like a moderator's `stop_recording`; the replay is mixed afterwards
+/// (`recording.ready`). `conflict` when the room does not record.
+#[utoipa::path(delete, path = "/v1/admin/rooms/{room}/recording", tag = "admin", params(("room" = String, Path)),
+    request_body(content = ActionBody, description = "Optional"),
+    responses((status = 204, description = "Stopped"),
+        (status = 403, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn stop_recording(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(room): Path<String>,
+    body: Option<Json<ActionBody>>,
+) -> ApiResult<StatusCode> {
+    room_action(&state, &caller, &room, room::Command::StopRecording, body).await
+}
+
+/// This hub's replays (scope `read`), by start time: those in its `[recording] dir` (hubs sharing the directory
+/// list each other's).
+#[utoipa::path(get, path = "/v1/admin/recordings", tag = "admin", params(RecordingQuery),
+    responses((status = 200, description = "A page of replays", body = RecordingPage),
+        (status = 400, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn list_recordings(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<RecordingQuery>,
+) -> ApiResult<Json<RecordingPage>> {
+    caller.require(Scope::Read)?;
+    let limit = page_size(q.limit)?;
+    if let Some(room) = &q.room {
+        check_room_name(room)?;
+    }
+    if q.after.as_deref().is_some_and(|a| !crate::recording::valid_id(a)) {
+        return Err(Problem::new(ErrorCode::BadRequest, "malformed cursor"));
+    }
+    let dir = state.shared.config.recording.dir.clone();
+    let (room, after) = (q.room.clone(), q.after.clone());
+    let (recordings, more) =
+        tokio::task::spawn_blocking(move || crate::recording::list(&dir, room.as_deref(), after.as_deref(), limit))
+            .await
+            .map_err(|_| Problem::new(ErrorCode::Internal, "listing the replays failed"))?;
+    let next = if more { recordings.last().map(|r| r.id.clone()) } else { None };
+    Ok(Json(RecordingPage { recordings, next }))
+}
+
+/// Describes one replay (scope `read`): `state` is `mixing`, `ready` or `failed`.
+#[utoipa::path(get, path = "/v1/admin/recordings/{id}", tag = "admin", params(("id" = String, Path)),
+    responses((status = 200, description = "The replay", body = crate::recording::Replay),
+        (status = 404, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn get_recording(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<crate::recording::Replay>> {
+    caller.require(Scope::Read)?;
+    let dir = state.shared.config.recording.dir.clone();
+    replay_of(dir, id).await.map(Json)
+}
+
+async fn replay_of(dir: std::path::PathBuf, id: String) -> ApiResult<crate::recording::Replay> {
+    if !crate::recording::valid_id(&id) {
+        return Err(Problem::new(ErrorCode::NotFound, "no such recording"));
+    }
+    tokio::task::spawn_blocking(move || crate::recording::describe(&dir, &id))
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| Problem::new(ErrorCode::NotFound, "no such recording"))
+}
+
+/// The replay file (scope `read`): Opus in Ogg (`audio/ogg`) with chapters, served with HTTP Range
+/// (`Accept-Ranges: bytes`, `206 Partial Content`). `not_found` until it is ready.
+#[utoipa::path(get, path = "/v1/admin/recordings/{id}/replay", tag = "admin", params(("id" = String, Path)),
+    responses((status = 200, description = "The replay (audio/ogg)", content_type = "audio/ogg"),
+        (status = 206, description = "A range of it", content_type = "audio/ogg"),
+        (status = 404, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn get_replay(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    request: axum::extract::Request,
+) -> ApiResult<Response> {
+    caller.require(Scope::Read)?;
+    let dir = state.shared.config.recording.dir.clone();
+    let replay = replay_of(dir.clone(), id).await?;
+    if replay.state != "ready" {
+        return Err(Problem::new(ErrorCode::NotFound, format!("the replay is not ready ({})", replay.state)));
+    }
+    let path = crate::recording::replay_path(&dir, &replay.id);
+    // `.ogg`: served as `audio/ogg`.
+    let serve = tower_http::services::ServeFile::new(path);
+    match tower::ServiceExt::oneshot(serve, request).await {
+        Ok(response) => Ok(response.map(axum::body::Body::new)),
+        Err(e) => Err(Problem::new(ErrorCode::Internal, format!("serving the replay failed: {e}"))),
+    }
 }
 
 /// Ends a room for everyone (scope `admin`); a persistent room is gone with its bans and guest list.

@@ -764,6 +764,11 @@ async fn do_action(
             rooms.command(&backstage_room(&room), command).await.map(drop).map_err(refused)
         }
         Action::Handover(h) => {
+            // A session that must not be recorded: the room becomes unrecordable (stopping a running recording)
+            // before its people take the stage; the next recordable session allows it again. A no-op when unchanged.
+            if let Some(recordable) = h.record {
+                rooms.command(&room, room::Command::SetRecordable { recordable }).await.map_err(refused)?;
+            }
             if h.demote.is_empty()
                 && h.promote.is_empty()
                 && h.moderators_add.is_empty()

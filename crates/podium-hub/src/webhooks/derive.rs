@@ -37,6 +37,8 @@ pub(crate) struct Derived {
     pub(crate) info: Option<podium_proto::RoomInfo>,
     /// `chat.message_deleted`: the message's id (its author is `participant`).
     pub(crate) message_id: Option<u64>,
+    /// `recording.started`, `recording.stopped`: the recording.
+    pub(crate) recording_id: Option<String>,
 }
 
 /// Event types that are moderation actions (audited whoever the target is).
@@ -51,6 +53,8 @@ const MODERATION: &[&str] = &[
     "room.settings_changed",
     "room.info_changed",
     "chat.message_deleted",
+    "recording.started",
+    "recording.stopped",
 ];
 
 /// Event types that are moderation actions when someone did them to another participant.
@@ -64,7 +68,16 @@ const ON_OTHERS: &[&str] = &[
 
 impl Derived {
     fn new(kind: &'static str) -> Self {
-        Self { kind, participant: None, actor: None, reason: None, settings: None, info: None, message_id: None }
+        Self {
+            kind,
+            participant: None,
+            actor: None,
+            reason: None,
+            settings: None,
+            info: None,
+            message_id: None,
+            recording_id: None,
+        }
     }
 
     /// True when the audit log records it.
@@ -242,6 +255,28 @@ pub(crate) fn derive(
         at.reason.clone_from(&reason);
     }
     out.extend(chat_deleted(before, outputs));
+    let mut recording_event = false;
+    for o in outputs {
+        if let room::Output::Event { event: room::Event::Recording(r), .. } = o {
+            recording_event = true;
+            let (kind, id) = match r {
+                Some(r) => ("recording.started", Some(r.id.clone())),
+                None => ("recording.stopped", before.recording.as_ref().map(|r| r.id.clone())),
+            };
+            let at = add(&mut out, kind, None, actor.clone());
+            at.recording_id = id;
+            at.reason.clone_from(&reason);
+        }
+    }
+    if let Some(r) = &before.recording
+        && !recording_event
+        && ended_after
+    {
+        // The room's end stops the recording without an event of its own.
+        let at = add(&mut out, "recording.stopped", None, None);
+        at.recording_id = Some(r.id.clone());
+        at.reason = Some("ended".to_owned());
+    }
     out.extend(ended(outputs));
     // The audience after: before's, less those the changes take out of it, plus those they put in.
     let in_audience = |id: &ParticipantId| find(id).is_some_and(|p| p.role == Role::Audience);

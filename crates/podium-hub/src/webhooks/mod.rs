@@ -299,6 +299,7 @@ impl Hooks {
                     author: d.message_id.and(d.participant.as_ref().map(|p| p.id.clone())),
                     message_id: d.message_id,
                     participant: d.participant,
+                    recording_id: d.recording_id,
                     ..WebhookData::default()
                 };
                 add(d.kind, data);
@@ -387,6 +388,27 @@ impl Hooks {
         }
         self.wake.notify_waiters();
         Ok(())
+    }
+
+    /// Queues a recording's `recording.ready` or `recording.failed` (`data`: its fields) on the lane of its room.
+    pub(crate) async fn recording_event(&self, room: &str, kind: &'static str, data: WebhookData) {
+        if !self.endpoints.iter().any(|e| e.wants(kind)) {
+            return;
+        }
+        let now = wall_ms();
+        let id = self.event_id();
+        let data = WebhookData { id: id.clone(), room: Some(room.to_owned()), ..data };
+        let Some(payload) = WebhookPayload::new(kind, WebhookBody { timestamp: iso8601(now), data }) else { return };
+        let e = entry(&id, kind, now, &payload.to_json());
+        match &self.redis {
+            Some(r) => {
+                if let Err(e) = r.hooks_append(room, &[e], self.config.max_queue_per_room, now).await {
+                    warn!(error = %e, kind, "queueing a recording webhook failed");
+                }
+            }
+            None => self.memory.append(room, vec![e], self.config.max_queue_per_room, self.config.memory_max_events),
+        }
+        self.wake.notify_waiters();
     }
 
     /// Queues `node.drained` for this hub (a drain started).

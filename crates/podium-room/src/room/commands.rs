@@ -9,7 +9,9 @@ use super::Room;
 use crate::command::{AudienceEntry, AudiencePage, Command, CommandError, Reply};
 use crate::event::{DisconnectReason, EndReason, Event, HandLowered, Output, Recipients, StageCause};
 use crate::state::{Invite, ParticipantState, Revocation};
-use crate::types::{Actor, AdminId, Millis, ParticipantId, PinnedLink, Reason, Role, RoomInfo, Settings, sat_usize};
+use crate::types::{
+    Actor, AdminId, Millis, ParticipantId, PinnedLink, Reason, Recording, Role, RoomInfo, Settings, sat_usize,
+};
 
 const NOT_IN_ROOM: &str = "you are not in this room";
 const NO_TARGET: &str = "no such participant in this room";
@@ -42,8 +44,12 @@ fn who_may(command: &Command) -> May {
         | Command::AcceptInvite
         | Command::DeclineInvite
         | Command::StepDown
-        | Command::SetMuted { .. } => May::Participant,
-        Command::Revoke { .. } | Command::SetPersistent { .. } | Command::HandoverDelta { .. } => May::Admin,
+        | Command::SetMuted { .. }
+        | Command::SetRecordingOptOut { .. } => May::Participant,
+        Command::Revoke { .. }
+        | Command::SetPersistent { .. }
+        | Command::HandoverDelta { .. }
+        | Command::SetRecordable { .. } => May::Admin,
         Command::ApproveHand { .. }
         | Command::InviteToStage { .. }
         | Command::CancelInvite { .. }
@@ -58,6 +64,8 @@ fn who_may(command: &Command) -> May {
         | Command::UpdateSettings { .. }
         | Command::SetRoomInfo { .. }
         | Command::ClearHands
+        | Command::StartRecording { .. }
+        | Command::StopRecording
         | Command::InviteToRoom { .. }
         | Command::UninviteFromRoom { .. }
         | Command::ListAudience { .. }
@@ -183,6 +191,10 @@ impl Room {
                 self.set_room_info(now, role, description, pinned_link)
             }
             Command::ClearHands => self.clear_hands(now, act),
+            Command::StartRecording { id } => self.start_recording(now, act, id),
+            Command::StopRecording => self.stop_recording(now, act),
+            Command::SetRecordingOptOut { opt_out } => self.set_recording_opt_out(now, &me?, opt_out),
+            Command::SetRecordable { recordable } => self.set_recordable(now, act, recordable),
             Command::InviteToRoom { identity } => self.guest_list(now, role, identity, true),
             Command::UninviteFromRoom { identity } => self.guest_list(now, role, identity, false),
             Command::ListAudience { after, limit } => self.list_audience(role, after, limit),
@@ -805,6 +817,75 @@ impl Room {
             let cause = StageCause::Revoked { id: id.clone(), by: act.by.clone(), reason: act.reason.clone() };
             self.remove_with_events(&id, cause, &mut tx);
             tx.disconnect.push(Output::Disconnect { who: id, reason: DisconnectReason::Revoked });
+        }
+        self.finish(now, tx);
+        Ok(Reply::Done)
+    }
+
+    fn start_recording(&mut self, now: Millis, act: &Act, id: String) -> Outcome {
+        require_moderator(act.role)?;
+        Recording::check_id(&id)?;
+        if !self.config.recording {
+            return Err(CommandError::Forbidden("recording is disabled on this hub"));
+        }
+        if !self.recordable {
+            return Err(CommandError::Forbidden("this room (or the session on stage) must not be recorded"));
+        }
+        if self.recording.is_some() {
+            return Err(CommandError::Conflict("the room is being recorded already"));
+        }
+        let tx = self.begin();
+        let recording = Recording { id, started_at: now, by: act.by.clone() };
+        self.recording = Some(recording.clone());
+        self.fields_dirty = true;
+        self.emit(Recipients::Everyone, Event::Recording(Some(recording)));
+        self.finish(now, tx);
+        Ok(Reply::Done)
+    }
+
+    fn stop_recording(&mut self, now: Millis, act: &Act) -> Outcome {
+        require_moderator(act.role)?;
+        if self.recording.is_none() {
+            return Err(CommandError::Conflict("the room is not being recorded"));
+        }
+        let tx = self.begin();
+        self.recording = None;
+        self.fields_dirty = true;
+        self.emit(Recipients::Everyone, Event::Recording(None));
+        self.finish(now, tx);
+        Ok(Reply::Done)
+    }
+
+    fn set_recording_opt_out(&mut self, now: Millis, from: &ParticipantId, opt_out: bool) -> Outcome {
+        let p = self.target(from)?;
+        if p.recording_opt_out == opt_out {
+            return Ok(Reply::Done);
+        }
+        let on_stage = p.role.on_stage();
+        let mut tx = self.begin();
+        if let Some(p) = self.pm(from) {
+            p.recording_opt_out = opt_out;
+        }
+        tx.you(from);
+        if on_stage {
+            self.emit_stage(StageCause::RecordingOptOut(from.clone()));
+        }
+        self.finish(now, tx);
+        Ok(Reply::Done)
+    }
+
+    fn set_recordable(&mut self, now: Millis, act: &Act, recordable: bool) -> Outcome {
+        if !act.by.is_admin() {
+            return Err(CommandError::Forbidden(ADMINS_ONLY));
+        }
+        if self.recordable == recordable {
+            return Ok(Reply::Done);
+        }
+        let tx = self.begin();
+        self.recordable = recordable;
+        self.fields_dirty = true;
+        if !recordable && self.recording.take().is_some() {
+            self.emit(Recipients::Everyone, Event::Recording(None));
         }
         self.finish(now, tx);
         Ok(Reply::Done)

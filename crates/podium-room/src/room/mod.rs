@@ -20,7 +20,9 @@ use crate::event::{
     StageCause, StageMember,
 };
 use crate::state::{ParticipantState, Revocation};
-use crate::types::{ChatMessage, Counts, Millis, ParticipantId, Role, RoomConfig, RoomInfo, Settings, sat_u32};
+use crate::types::{
+    ChatMessage, Counts, Millis, ParticipantId, Recording, Role, RoomConfig, RoomInfo, Settings, sat_u32,
+};
 
 /// The state machine of one room. See the crate documentation for the run-loop contract and the rules.
 #[derive(Debug)]
@@ -49,6 +51,10 @@ pub struct Room {
     /// The room-wide chat flood cap: tokens in thousandths, and when they were last refilled.
     chat_tokens: u64,
     chat_refilled_at: Millis,
+    /// The recording in progress.
+    recording: Option<Recording>,
+    /// May be recorded at all.
+    recordable: bool,
 
     // Indexes, always consistent with `participants` (see `check_invariants`).
     /// `join_order → id` for every audience member.
@@ -87,6 +93,7 @@ pub struct Room {
 struct Tx {
     moderators_before: Vec<ParticipantId>,
     publishing_before: Vec<ParticipantId>,
+    recorded_before: Vec<ParticipantId>,
     /// The hand queue changed (a moderator-visible change).
     hands_changed: bool,
     /// The smallest queue key removed: everyone behind it moved up and gets a `You`.
@@ -124,6 +131,8 @@ pub struct RoomSetup {
     pub persistent: Option<bool>,
     /// The closed-room guest list to start with.
     pub guests: Vec<ParticipantId>,
+    /// `Some(false)`: the room must never be recorded (`StartRecording` is refused). Default: it may be.
+    pub record: Option<bool>,
 }
 
 impl Room {
@@ -169,6 +178,7 @@ impl Room {
             ..room.settings
         };
         room.persistent = setup.persistent.unwrap_or(room.persistent);
+        room.recordable = setup.record.unwrap_or(true);
         room.guests = setup.guests.into_iter().collect();
         room.guests_dirty = !room.guests.is_empty();
         Ok(room)
@@ -194,6 +204,8 @@ impl Room {
             next_chat_id: 1,
             chat_tokens,
             chat_refilled_at: 0,
+            recording: None,
+            recordable: true,
             audience: BTreeMap::new(),
             stage: BTreeMap::new(),
             hands: BTreeMap::new(),
@@ -266,6 +278,7 @@ impl Room {
             invite: None,
             token_id: join.token_id,
             issued_at: join.issued_at,
+            recording_opt_out: false,
         };
         let summary = ParticipantSummary { id: id.clone(), name: p.name.clone() };
         match stage_since {
@@ -526,7 +539,9 @@ impl Room {
             seq: self.seq,
             settings: self.settings,
             persistent: self.persistent,
+            recordable: self.recordable,
             info: self.info.clone(),
+            recording: self.recording.clone(),
             stage: self.stage(),
             counts: self.counts(),
             hands: (self.hand_summaries(), self.hands.len()),
@@ -569,6 +584,7 @@ impl Room {
                 role: p.role,
                 muted: p.muted,
                 connected: p.connected,
+                recording_opt_out: p.recording_opt_out,
             })
             .collect()
     }
@@ -592,6 +608,7 @@ impl Room {
             seq: self.seq,
             settings: self.settings,
             info: self.info.clone(),
+            recording: self.recording.clone(),
             stage: self.stage(),
             counts: self.counts(),
             you: self.your_state(p, self.hand_position(p)),
@@ -609,6 +626,18 @@ impl Room {
     /// The description and pinned link.
     pub fn info(&self) -> &RoomInfo {
         &self.info
+    }
+
+    /// The recording in progress.
+    pub fn recording(&self) -> Option<&Recording> {
+        self.recording.as_ref()
+    }
+
+    /// Whether `who`'s audio is recorded now: the room records, they are on stage and did not opt out.
+    pub fn is_recorded(&self, who: &ParticipantId) -> bool {
+        self.recording.is_some()
+            && !self.ended
+            && self.participants.get(who).is_some_and(|p| p.role.on_stage() && !p.recording_opt_out)
     }
 
     /// The whole hand queue, oldest first.
@@ -645,6 +674,7 @@ impl Room {
         Tx {
             moderators_before: self.moderators(),
             publishing_before: self.publishing(),
+            recorded_before: self.recorded(),
             hands_changed: false,
             hands_from: None,
             you: Vec::new(),
@@ -673,6 +703,7 @@ impl Room {
         }
         self.emit_you(&tx);
         self.emit_publish(&tx);
+        self.emit_record(&tx);
         self.outputs.extend(tx.disconnect.drain(..));
         if self.participants.is_empty() {
             if self.empty_since.is_none() {
@@ -693,8 +724,10 @@ impl Room {
         self.ended = true;
         self.fields_dirty = true;
         self.counts_flush_at = None;
-        // Nobody publishes in an ended room.
+        // Nobody publishes in an ended room, and nothing is recorded.
+        self.recording = None;
         self.emit_publish(tx);
+        self.emit_record(tx);
         self.outputs.push_back(Output::Ended { reason });
     }
 
@@ -740,15 +773,30 @@ impl Room {
     }
 
     fn emit_publish(&mut self, tx: &Tx) {
-        let now_publishing = self.publishing();
-        for id in &tx.publishing_before {
-            if !now_publishing.contains(id) {
-                self.outputs.push_back(Output::Publish { who: id.clone(), allowed: false });
+        let now = self.publishing();
+        self.emit_flags(&tx.publishing_before, now, |who, allowed| Output::Publish { who, allowed });
+    }
+
+    fn emit_record(&mut self, tx: &Tx) {
+        let now = self.recorded();
+        self.emit_flags(&tx.recorded_before, now, |who, recorded| Output::Record { who, recorded });
+    }
+
+    /// One output per participant who left the set `before` (`false`) or joined it in `now` (`true`).
+    fn emit_flags(
+        &mut self,
+        before: &[ParticipantId],
+        now: Vec<ParticipantId>,
+        output: impl Fn(ParticipantId, bool) -> Output,
+    ) {
+        for id in before {
+            if !now.contains(id) {
+                self.outputs.push_back(output(id.clone(), false));
             }
         }
-        for id in now_publishing {
-            if !tx.publishing_before.contains(&id) {
-                self.outputs.push_back(Output::Publish { who: id, allowed: true });
+        for id in now {
+            if !before.contains(&id) {
+                self.outputs.push_back(output(id, true));
             }
         }
     }

@@ -174,12 +174,25 @@ impl Room {
     }
 
     pub(super) fn publishing(&self) -> Vec<ParticipantId> {
+        self.stage_where(|p| !p.muted)
+    }
+
+    /// Stage members whose audio is recorded now (see [`Room::is_recorded`]).
+    pub(super) fn recorded(&self) -> Vec<ParticipantId> {
+        if self.recording.is_none() {
+            return Vec::new();
+        }
+        self.stage_where(|p| !p.recording_opt_out)
+    }
+
+    /// Stage members (in stage order) for whom `keep` holds; none once the room ended.
+    fn stage_where(&self, keep: impl Fn(&ParticipantState) -> bool) -> Vec<ParticipantId> {
         if self.ended {
             return Vec::new();
         }
         self.stage
             .values()
-            .filter(|id| self.participants.get(*id).is_some_and(|p| p.role.on_stage() && !p.muted))
+            .filter(|id| self.participants.get(*id).is_some_and(|p| p.role.on_stage() && keep(p)))
             .cloned()
             .collect()
     }
@@ -216,6 +229,7 @@ impl Room {
             hand_position,
             hand_expires_at: p.hand_expires_at.filter(|_| p.hand_raised.is_some()),
             invite: p.invite.as_ref().map(|i| InviteView { by: i.by.clone(), expires_at: i.expires_at }),
+            recording_opt_out: p.recording_opt_out,
         }
     }
 

@@ -21,6 +21,8 @@ impl Room {
             next_order: self.next_order,
             persistent: self.persistent,
             revocations: self.revocations.iter().cloned().collect(),
+            recording: self.recording.clone(),
+            recordable: self.recordable,
             info: self.info.clone(),
             participants,
             bans: self.bans.iter().cloned().collect(),
@@ -54,6 +56,8 @@ impl Room {
         room.chat = state.chat.into_iter().map(|m| (m.id, m)).collect();
         let past_chat = room.chat.last_key_value().map_or(1, |(id, _)| id.saturating_add(1));
         room.next_chat_id = state.next_chat_id.max(past_chat).max(1);
+        room.recording = state.recording;
+        room.recordable = state.recordable;
         let revocations_sorted = state.revocations.is_sorted() && {
             let mut unique = state.revocations.clone();
             unique.dedup();
@@ -174,6 +178,8 @@ impl Room {
             self.empty_since = f.empty_since;
             self.next_order = f.next_order;
             self.persistent = f.persistent;
+            self.recording.clone_from(&f.recording);
+            self.recordable = f.recordable;
             self.revocations = f.revocations.iter().cloned().collect();
             self.next_chat_id = f.next_chat_id;
         }
@@ -297,6 +303,8 @@ impl Room {
                 persistent: self.persistent,
                 revocations: self.revocations.iter().cloned().collect(),
                 next_chat_id: self.next_chat_id,
+                recording: self.recording.clone(),
+                recordable: self.recordable,
             }),
             upserted,
             removed,

@@ -284,6 +284,7 @@ fn a_room_is_created_with_settings_persistence_and_guests() {
         stage_capacity: Some(5),
         persistent: Some(true),
         guests: vec![pid("g")],
+        record: None,
     };
     let room = Room::create("summit", config.clone(), 0, setup.clone()).unwrap();
     let mut h = Harness::with_room(room, config.clone());

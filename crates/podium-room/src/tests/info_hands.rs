@@ -236,7 +236,8 @@ fn a_hand_expires_exactly_at_its_deadline() {
                     muted: true,
                     hand_position: None,
                     hand_expires_at: None,
-                    invite: None
+                    invite: None,
+                    recording_opt_out: false
                 }
             ),
             (
@@ -247,7 +248,8 @@ fn a_hand_expires_exactly_at_its_deadline() {
                     muted: true,
                     hand_position: Some(1),
                     hand_expires_at: Some(300 + TTL),
-                    invite: None
+                    invite: None,
+                    recording_opt_out: false
                 }
             ),
         ]

@@ -11,6 +11,7 @@ mod chat;
 mod handover;
 mod info_hands;
 mod props;
+mod recording;
 mod rules;
 mod scenario;
 

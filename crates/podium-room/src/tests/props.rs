@@ -421,6 +421,7 @@ fn arbitrary_state() -> impl Strategy<Value = RoomState> {
                     invite: invite.map(|(by, expires_at)| Invite { by: act(IDS[by]), expires_at }),
                     token_id: None,
                     issued_at: 0,
+                    recording_opt_out: join_order % 3 == 0,
                 }
             },
         );
@@ -440,6 +441,8 @@ fn arbitrary_state() -> impl Strategy<Value = RoomState> {
             ended,
             empty_since,
             next_order,
+            recording: None,
+            recordable: seq % 2 == 0,
             participants,
             bans: bans.into_iter().map(|i| pid(IDS[i])).collect(),
             guests: vec![],

@@ -208,7 +208,8 @@ fn grace_expiry_removes_like_a_leave() {
                 muted: true,
                 hand_position: Some(1),
                 hand_expires_at: Some(900_000),
-                invite: None
+                invite: None,
+                recording_opt_out: false
             }
         )]
     );
@@ -441,7 +442,8 @@ fn invite_accept_decline_cancel_and_expire() {
                 muted: true,
                 hand_position: None,
                 hand_expires_at: None,
-                invite: invite.clone()
+                invite: invite.clone(),
+                recording_opt_out: false
             }
         )]
     );

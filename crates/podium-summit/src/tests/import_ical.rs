@@ -65,6 +65,8 @@ fn fixture_maps_rooms_people_sessions_and_slots() {
     let info = &imported.details.sessions[&code("M3NOPQ")];
     assert_eq!(info.track.as_deref(), Some("Community"));
     assert!(info.do_not_record);
+    assert!(!s.session(&code("M3NOPQ")).expect("imported").record, "do_not_record: its slots are not recorded");
+    assert!(s.session(&code("KQ7XRA")).expect("imported").record);
     assert_eq!(imported.version.as_deref(), Some("0.3 Lighthouse"));
     assert_eq!(import_frab(FIXTURE, &ImportOptions::default()), Ok(imported), "deterministic");
 }

@@ -39,6 +39,7 @@ fn slot(n: u128, start: Millis, end: Millis, people: &[(&str, SessionRole)]) -> 
         title: format!("slot {n}"),
         people: people.iter().map(|(p, role)| (pid(p), *role)).collect(),
         canceled: false,
+        record: true,
     }
 }
 

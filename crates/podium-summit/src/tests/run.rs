@@ -51,6 +51,7 @@ fn a_slot_goes_backstage_then_on_stage_then_off() {
                     promote: vec![pid("alice"), pid("bob"), pid("mo")],
                     moderators_add: vec![pid("alice"), pid("mo")],
                     moderators_remove: vec![],
+                    record: Some(true),
                 })
             ),
             (T0, Action::CloseBackstage { slot: guid(1) }),
@@ -71,6 +72,7 @@ fn a_slot_goes_backstage_then_on_stage_then_off() {
                 promote: vec![],
                 moderators_add: vec![],
                 moderators_remove: vec![pid("alice"), pid("mo")],
+                record: None,
             })
         )]
     );
@@ -106,8 +108,27 @@ fn back_to_back_slots_are_one_handover() {
             promote: vec![],
             moderators_add: vec![pid("bob")],
             moderators_remove: vec![pid("alice")],
+            record: Some(true),
         }
     );
+}
+
+#[test]
+fn a_session_that_must_not_be_recorded_says_so_at_its_handover() {
+    let s = stage("main");
+    let quiet = crate::PlannedSlot { record: false, ..slot(2, T0 + H, T0 + 2 * H, &[("bob", Host)]) };
+    let p = plan(s, vec![slot(1, T0, T0 + H, &[("alice", Host)]), quiet], vec![]);
+    let mut run = StageRun::new(p, T0 - H).expect("valid");
+    run.handle_timeout(T0 - 10 * M);
+    run.handle_check_in(&pid("alice"), T0 - 9 * M).expect("ok");
+    run.handle_timeout(T0);
+    assert_eq!(handovers(&mut run).iter().map(|h| h.1.record).collect::<Vec<_>>(), [Some(true)]);
+    run.handle_timeout(T0 + 50 * M);
+    run.handle_check_in(&pid("bob"), T0 + 51 * M).expect("ok");
+    run.handle_timeout(T0 + H);
+    assert_eq!(handovers(&mut run).iter().map(|h| h.1.record).collect::<Vec<_>>(), [Some(false)], "bob's session");
+    run.handle_timeout(T0 + 2 * H);
+    assert_eq!(handovers(&mut run).iter().map(|h| h.1.record).collect::<Vec<_>>(), [None], "nobody incoming");
 }
 
 #[test]
