@@ -47,9 +47,7 @@ async fn demo_reactions_and_chat_in_chromium() {
 }
 
 /// The REC indicator in a listener's page when a moderator starts recording by clicking, gone when stopped.
-// Passed on a scratch merge of h/sdk with h/rec (6 December, 6 s); remove the `ignore` once h/rec is merged.
 #[tokio::test]
-#[ignore = "needs the server side of recording (branch h/rec, issue #15), not merged yet"]
 async fn demo_recording_indicator_in_chromium() {
     social_scenario("recording").await;
 }
@@ -58,8 +56,7 @@ async fn demo_recording_indicator_in_chromium() {
 async fn social_scenario(parts: &str) {
     let _heavy = crate::support::HEAVY.lock().await;
     let browser = Browser::find();
-    // Recording on (when a part), into a temp dir. The `[recording]` section is read the way the binary reads it
-    // (Config::load), so that this file compiles on a branch without the recording configuration.
+    // Recording on (when a part), into a temp dir, the `[recording]` section read the way the binary reads it.
     let dir = std::env::temp_dir().join(format!("podium-web-social-{}-{parts}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("hub.toml");

@@ -94,7 +94,8 @@ export async function loadDemo(browser, base, { name, identity, role, room, view
   page.on("dialog", (d) => d.accept());
   const q = new URLSearchParams({ room, name, identity, role, ...extraQuery });
   await page.goto(`${base}/?${q}`);
-  await page.waitForSelector("#join-button:not([disabled])");
+  // Generous: on a loaded machine the first page of a fresh browser may take a while.
+  await page.waitForSelector("#join-button:not([disabled])", { timeout: 60_000 });
   return page;
 }
 
