@@ -27,6 +27,8 @@ mod tls;
 mod web;
 mod web_browser;
 mod web_drain;
+mod web_package;
+mod web_social;
 mod web_summit;
 mod web_tls;
 mod webrtcrs;

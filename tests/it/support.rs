@@ -293,6 +293,25 @@ impl Browser {
     }
 }
 
+/// The demo's browser tests' hub: development mode (no secret: the demo gets tokens from `/dev/token`) and the SFU on
+/// loopback with one worker.
+pub(crate) fn demo_with_media(c: &mut Config) {
+    c.auth.secret = None;
+    c.media.enabled = true;
+    c.media.bind = [127, 0, 0, 1].into();
+    c.media.port = 0;
+    c.media.workers = 1;
+}
+
+/// Where the browser tests save screenshots: `target/web-e2e` (or under `CARGO_TARGET_DIR`).
+pub(crate) fn screenshots_dir() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("web-e2e")
+}
+
 /// The stage roster of a `stage` event or snapshot as (id, role, muted) triples.
 pub(crate) fn roster(stage: &Value) -> Vec<(String, String, bool)> {
     stage

@@ -7,7 +7,6 @@
 //! Needs Node.js and `web/node_modules` (`bash tests/run` runs `npm ci` in `web/` first) and Chromium
 //! (`/usr/bin/chromium` or `PODIUM_CHROMIUM`).
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::{Browser, TestHub};
@@ -21,18 +20,8 @@ async fn demo_app_in_chromium_approve_hear_move_back() {
     let browser = Browser::find();
 
     // Development mode (no secret: the demo gets tokens from /dev/token), media on loopback.
-    let hub = TestHub::start_with(|c| {
-        c.auth.secret = None;
-        c.media.enabled = true;
-        c.media.bind = [127, 0, 0, 1].into();
-        c.media.port = 0;
-        c.media.workers = 1;
-    })
-    .await;
-
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned();
-    let shots: PathBuf =
-        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("web-e2e");
+    let hub = TestHub::start_with(crate::support::demo_with_media).await;
+    let shots = crate::support::screenshots_dir();
     let env = [("PODIUM_HTTP", format!("http://{}", hub.addr)), ("PODIUM_SCREENSHOTS", shots.display().to_string())];
     browser.run("browser.mjs", &env, SCENARIO_TIMEOUT).await;
     for shot in ["2-moderator-hand-raised.png", "3-moderator-speaker-live.png", "4-moderator-after-move.png"] {

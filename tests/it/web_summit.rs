@@ -11,7 +11,7 @@
 //! (`/usr/bin/chromium` or `PODIUM_CHROMIUM`).
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -94,11 +94,7 @@ async fn scenario(host_role: &str) {
 
     // Development mode (the demo gets tokens from /dev/token), media on loopback, and an admin key for the summit.
     let hub = TestHub::start_with(|c| {
-        c.auth.secret = None;
-        c.media.enabled = true;
-        c.media.bind = [127, 0, 0, 1].into();
-        c.media.port = 0;
-        c.media.workers = 1;
+        crate::support::demo_with_media(c);
         c.admin.keys = vec![podium_hub::config::AdminKey {
             name: "ops".into(),
             sha256: podium_hub::admin_key_hash(ADMIN_KEY),
@@ -109,8 +105,7 @@ async fn scenario(host_role: &str) {
     let http = reqwest::Client::new();
     let api = format!("http://{}/v1/admin/summits/ws1", hub.addr);
 
-    let shots: PathBuf =
-        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("web-e2e");
+    let shots = crate::support::screenshots_dir();
     let started = std::time::Instant::now();
     let mut child = std::process::Command::new("node")
         .arg(web.join("e2e/summit.mjs"))

@@ -662,15 +662,26 @@ function formatCountdown(ms) {
 }
 
 // sdk/src/state.ts
+var DEFAULT_CHAT_LIMIT = 500;
 var NOTHING = { changes: [], notices: [] };
 function clone(v) {
   return JSON.parse(JSON.stringify(v));
 }
+function attribution(msg) {
+  const out = {};
+  if (typeof msg.by === "string") out.by = msg.by;
+  if (typeof msg.by_admin === "string") out.by_admin = msg.by_admin;
+  if (typeof msg.reason === "string") out.reason = msg.reason;
+  return out;
+}
 var StateStore = class {
-  constructor() {
+  /** `chatLimit`: how many chat messages to keep at most (the newest), default {@link DEFAULT_CHAT_LIMIT}. */
+  constructor(chatLimit = DEFAULT_CHAT_LIMIT) {
+    this.chatLimit = chatLimit;
     this.current = null;
     /** Events whose seq is not greater than this are already reflected in the snapshot. */
     this.snapshotSeq = -1;
+    if (!(chatLimit >= 1)) throw new RangeError("chatLimit must be at least 1");
   }
   get state() {
     return this.current;
@@ -678,18 +689,27 @@ var StateStore = class {
   /** Replaces all state with a snapshot (the welcome's, a `resync`'s). */
   replace(snapshot) {
     const s = clone(snapshot);
+    const chat = s.chat ?? [];
+    const cut = Math.max(0, chat.length - this.chatLimit);
     this.current = {
       room: s.room,
       seq: s.seq,
       settings: s.settings,
+      info: s.info ?? {},
       stage: s.stage,
       counts: s.counts,
       you: s.you,
       hands: s.hands ?? (s.you.role === "moderator" ? { hands: [], total: 0 } : void 0),
+      chat: chat.slice(cut),
+      chatMore: s.chat_more === true || cut > 0,
+      recording: s.recording ?? null,
       media_epoch: s.media_epoch ?? 0
     };
     this.snapshotSeq = s.seq;
-    return { changes: ["state", "stage", "hands", "counts", "you", "settings"], notices: [] };
+    return {
+      changes: ["state", "stage", "hands", "counts", "you", "settings", "info", "chat", "recording"],
+      notices: []
+    };
   }
   /**
    * A snapshot the client asked for (`get_state`). Its reply may arrive after newer events; a snapshot older than
@@ -703,6 +723,24 @@ var StateStore = class {
   mediaMoved(epoch) {
     if (!this.current || this.current.media_epoch === epoch) return false;
     this.current.media_epoch = epoch;
+    return true;
+  }
+  /**
+   * Puts a `chat_history` page that was asked for with `before` = the id of the first message held (or of none) in
+   * front of the messages held: only messages older than those held are taken, and no more than the chat limit
+   * leaves room for (the newest of the page then). Returns whether `chat` changed.
+   */
+  prependChat(page) {
+    const s = this.current;
+    if (!s) return false;
+    const first = s.chat[0]?.id ?? Infinity;
+    const older = page.messages.filter((m) => m.id < first).sort((a, b) => a.id - b.id);
+    const room = Math.max(0, this.chatLimit - s.chat.length);
+    const taken = older.slice(Math.max(0, older.length - room));
+    const more = page.next_before !== void 0 || taken.length < older.length;
+    if (taken.length === 0 && more === s.chatMore) return false;
+    s.chat = [...clone(taken), ...s.chat];
+    s.chatMore = more;
     return true;
   }
   /** Applies one event; returns what changed (nothing for stale, duplicate or unknown events). */
@@ -746,6 +784,40 @@ var StateStore = class {
       case "settings":
         s.settings = clone(msg.settings);
         changes.push("settings");
+        break;
+      case "room_info":
+        s.info = clone(msg.info ?? {});
+        changes.push("info");
+        break;
+      case "hand_lowered": {
+        const lowered = { cause: msg.cause, ...attribution(msg) };
+        notices.push({ type: "hand_lowered", lowered });
+        break;
+      }
+      case "chat": {
+        const message = clone(msg.message);
+        if (s.chat.some((m) => m.id === message.id)) return NOTHING;
+        s.chat.push(message);
+        if (s.chat.length > 1 && s.chat[s.chat.length - 2].id > message.id) s.chat.sort((a, b) => a.id - b.id);
+        if (s.chat.length > this.chatLimit) {
+          s.chat.splice(0, s.chat.length - this.chatLimit);
+          s.chatMore = true;
+        }
+        changes.push("chat");
+        notices.push({ type: "chat", message });
+        break;
+      }
+      case "chat_deleted": {
+        const deleted = { message_id: msg.message_id, ...attribution(msg) };
+        const before = s.chat.length;
+        s.chat = s.chat.filter((m) => m.id !== deleted.message_id);
+        if (s.chat.length !== before) changes.push("chat");
+        notices.push({ type: "chat_deleted", deleted });
+        break;
+      }
+      case "recording":
+        s.recording = msg.recording ? clone(msg.recording) : null;
+        changes.push("recording");
         break;
       case "participant_joined":
         notices.push({ type: "participant_joined", participant: msg.participant });
@@ -799,7 +871,6 @@ var Room = class _Room extends Emitter {
   constructor(options) {
     super();
     this.options = options;
-    this.store = new StateStore();
     this.ws = null;
     this.nextId = 1;
     this.pending = /* @__PURE__ */ new Map();
@@ -823,6 +894,7 @@ var Room = class _Room extends Emitter {
     this.backstageRoom = null;
     this.backstageJoin = null;
     this.urls = hubUrls(options);
+    this.store = new StateStore(options.chatLimit);
   }
   /** The websocket URL of the hub this room is connected (or connecting) to. */
   get url() {
@@ -847,6 +919,33 @@ var Room = class _Room extends Emitter {
   }
   get settings() {
     return this.store.state?.settings;
+  }
+  /** The description and pinned link (an empty object when the room has neither; undefined before the welcome). */
+  get info() {
+    return this.store.state?.info;
+  }
+  /**
+   * When your raised hand goes down by itself, in ms since the Unix epoch on the hub's clock (`you.hand_expires_at_ms`);
+   * null while your hand is down or when the room's hands never expire.
+   */
+  get handExpiresAt() {
+    return this.store.state?.you.hand_expires_at_ms ?? null;
+  }
+  /** The chat messages known here, oldest first (see `RoomState.chat`). */
+  get chat() {
+    return this.store.state?.chat ?? [];
+  }
+  /** Older chat messages exist than the first of `chat`: `loadOlderChat()` fetches them. */
+  get chatMore() {
+    return this.store.state?.chatMore ?? false;
+  }
+  /** The recording in progress, or null. */
+  get recording() {
+    return this.store.state?.recording ?? null;
+  }
+  /** The reactions the hub accepts (`welcome.reactions`), or null when it has none. */
+  get reactionsConfig() {
+    return this.welcomeMsg?.reactions ?? null;
   }
   /** Who you are: identity and display name. */
   get participant() {
@@ -922,6 +1021,7 @@ var Room = class _Room extends Emitter {
       media: options.media === void 0 ? this.options.media : options.media,
       reconnect: this.options.reconnect,
       requestTimeoutMs: this.options.requestTimeoutMs,
+      chatLimit: this.options.chatLimit,
       socket: this.options.socket
     });
     await backstage.open();
@@ -1016,6 +1116,65 @@ var Room = class _Room extends Emitter {
   }
   updateSettings(settings) {
     return this.request("update_settings", { ...settings });
+  }
+  /**
+   * Sets or clears the description and pinned link (moderators): a field left out stays as it is, `null` (or an
+   * empty description) clears it.
+   */
+  setRoomInfo(info) {
+    return this.request("set_room_info", { ...info });
+  }
+  /** Lowers every raised hand (moderators); each raiser gets `hand_lowered` with cause `cleared`. */
+  clearHands(reason) {
+    return this.request("clear_hands", reason === void 0 ? {} : { reason });
+  }
+  /**
+   * Sends a reaction, one of `reactionsConfig.kinds`. Everyone sees the room's reactions summed per window in
+   * `reactions` events; over the hub's rate this rejects with `rate_limited` (the reaction is dropped).
+   */
+  react(reaction) {
+    return this.request("react", { reaction });
+  }
+  /**
+   * Sends a chat message; resolves with its id. Rejects with `forbidden` when chat is off, `rate_limited` in slow mode
+   * or over the room's rate, `bad_request` for empty or too long text.
+   */
+  async sendChat(text) {
+    const result = await this.request("send_chat", { text });
+    return result.message_id;
+  }
+  /** Deletes a chat message: your own, or anyone's as a moderator. */
+  deleteChat(messageId, reason) {
+    const fields = { message_id: messageId };
+    if (reason !== void 0) fields.reason = reason;
+    return this.request("delete_chat", fields);
+  }
+  /** One page of the chat's history: messages with ids below `before` (the newest when absent), oldest first. */
+  chatHistory(options = {}) {
+    return this.request("chat_history", { ...options });
+  }
+  /**
+   * Loads the page of chat messages before the first one held into `room.chat` (emits `chat_messages`); resolves with the
+   * messages added (none when there is nothing older, or `room.chat` holds `chatLimit` messages already).
+   */
+  async loadOlderChat(limit = 50) {
+    const first = this.chat[0]?.id;
+    const page = await this.chatHistory(first === void 0 ? { limit } : { before: first, limit });
+    const before = new Set(this.chat.map((m) => m.id));
+    if (this.store.prependChat(page)) this.emit("chat_messages", this.chat);
+    return this.chat.filter((m) => !before.has(m.id));
+  }
+  /** Starts recording the room (moderators); `conflict` when it records already. */
+  startRecording(reason) {
+    return this.request("start_recording", reason === void 0 ? {} : { reason });
+  }
+  /** Stops the recording (moderators); `conflict` when the room does not record. */
+  stopRecording(reason) {
+    return this.request("stop_recording", reason === void 0 ? {} : { reason });
+  }
+  /** Asks not to be recorded (or withdraws that): your audio is then never written. */
+  setRecordingOptOut(optOut) {
+    return this.request("set_recording_opt_out", { opt_out: optOut });
   }
   inviteToRoom(identity) {
     return this.request("invite_to_room", { identity });
@@ -1199,6 +1358,14 @@ var Room = class _Room extends Emitter {
         this.emit("schedule", view);
         return;
       }
+      case "reactions":
+        if (msg.counts && typeof msg.counts === "object") {
+          this.emit("reactions", {
+            counts: { ...msg.counts },
+            window_ms: typeof msg.window_ms === "number" ? msg.window_ms : 0
+          });
+        }
+        return;
       case "ice_servers":
         this.mediaSession?.setIceServers(msg);
         return;
@@ -1262,12 +1429,38 @@ var Room = class _Room extends Emitter {
         case "settings":
           this.emit("settings", s.settings);
           break;
+        case "info":
+          this.emit("info", s.info);
+          break;
+        case "chat":
+          this.emit("chat_messages", s.chat);
+          break;
+        case "recording":
+          this.emit("recording", s.recording);
+          break;
       }
     }
     for (const n of result.notices) {
-      if (n.type === "participant_joined") this.emit("participant_joined", n.participant);
-      else if (n.type === "participant_left") this.emit("participant_left", n.participant);
-      else this.emit("invite_answered", { participant: n.participant, accepted: n.accepted, expired: n.expired });
+      switch (n.type) {
+        case "participant_joined":
+          this.emit("participant_joined", n.participant);
+          break;
+        case "participant_left":
+          this.emit("participant_left", n.participant);
+          break;
+        case "invite_answered":
+          this.emit("invite_answered", { participant: n.participant, accepted: n.accepted, expired: n.expired });
+          break;
+        case "hand_lowered":
+          this.emit("hand_lowered", n.lowered);
+          break;
+        case "chat":
+          this.emit("chat", n.message);
+          break;
+        case "chat_deleted":
+          this.emit("chat_deleted", n.deleted);
+          break;
+      }
     }
   }
   onSocketClosed(ws, code, reason) {

@@ -11,7 +11,7 @@
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { demoRoomState, launchChromium, log, reportPages, until, untilHeard } from "./chromium.mjs";
+import { demoRoomState, launchChromium, log, openDemo, reportPages, until, untilHeard } from "./chromium.mjs";
 
 const base = process.env.PODIUM_HTTP;
 if (!base) throw new Error("set PODIUM_HTTP to the hub's http://host:port");
@@ -24,23 +24,7 @@ const MIN_PACKETS = 100;
 const browser = await launchChromium();
 
 const pages = [];
-async function open(name, identity, role, viewport) {
-  const context = await browser.newContext({ viewport, permissions: ["microphone"] });
-  const page = await context.newPage();
-  page.on("console", (m) => {
-    if (m.type() === "error" || m.type() === "warning") log(`[${name} console.${m.type()}] ${m.text()}`);
-  });
-  page.on("pageerror", (e) => log(`[${name} pageerror] ${e.message}`));
-  page.on("dialog", (d) => d.accept());
-  const q = new URLSearchParams({ room, name, identity, role });
-  await page.goto(`${base}/?${q}`);
-  await page.click("#join-button");
-  await page.waitForSelector("#room-view:not([hidden])", { timeout: 15_000 });
-  await page.waitForSelector("#conn-state.connected", { timeout: 15_000 });
-  pages.push({ name, page });
-  log(`${name} joined ${room} as ${role}`);
-  return page;
-}
+const open = (name, identity, role, viewport) => openDemo(browser, base, pages, { name, identity, role, room, viewport });
 
 const stats = (page) => page.evaluate(async () => (await window.demo.room.stats()) ?? {});
 

@@ -79,3 +79,36 @@ export async function until(what, fn, timeoutMs = 30_000, everyMs = 250) {
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/**
+ * Loads the demo at `base` in a new context of `browser` with the join form filled in from the query (a development
+ * token for `identity`, the token's ceiling `role`), logging the page's console errors and accepting dialogs.
+ */
+export async function loadDemo(browser, base, { name, identity, role, room, viewport, extraQuery = {} }) {
+  const context = await browser.newContext({ viewport, permissions: ["microphone"] });
+  const page = await context.newPage();
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") log(`[${name} console.${m.type()}] ${m.text()}`);
+  });
+  page.on("pageerror", (e) => log(`[${name} pageerror] ${e.message}`));
+  page.on("dialog", (d) => d.accept());
+  const q = new URLSearchParams({ room, name, identity, role, ...extraQuery });
+  await page.goto(`${base}/?${q}`);
+  // Generous: on a loaded machine the first page of a fresh browser may take a while.
+  await page.waitForSelector("#join-button:not([disabled])", { timeout: 60_000 });
+  return page;
+}
+
+/**
+ * `loadDemo`, then joins by clicking "Join room" and waits until connected; pushes `{name, page}` onto `pages` (for
+ * `reportPages`).
+ */
+export async function openDemo(browser, base, pages, options) {
+  const page = await loadDemo(browser, base, options);
+  await page.click("#join-button");
+  await page.waitForSelector("#room-view:not([hidden])", { timeout: 15_000 });
+  await page.waitForSelector("#conn-state.connected", { timeout: 15_000 });
+  pages.push({ name: options.name, page });
+  log(`${options.name} joined ${options.room} as ${options.role}`);
+  return page;
+}

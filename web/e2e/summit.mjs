@@ -16,7 +16,7 @@
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { launchChromium, log, reportPages, until } from "./chromium.mjs";
+import { launchChromium, loadDemo, log, reportPages, until } from "./chromium.mjs";
 
 const base = process.env.PODIUM_HTTP;
 if (!base) throw new Error("set PODIUM_HTTP to the hub's http://host:port");
@@ -62,16 +62,8 @@ function readProgramme() {
 
 /** Loads the demo with the join form filled in (joined later by `join`). */
 async function load(name, identity, role, extra = {}) {
-  const context = await browser.newContext({ viewport: { width: 420, height: 900 }, permissions: ["microphone"] });
-  const page = await context.newPage();
-  page.on("console", (m) => {
-    if (m.type() === "error" || m.type() === "warning") log(`[${name} console.${m.type()}] ${m.text()}`);
-  });
-  page.on("pageerror", (e) => log(`[${name} pageerror] ${e.message}`));
-  page.on("dialog", (d) => d.accept());
-  const q = new URLSearchParams({ room, name, identity, role, ...extra });
-  await page.goto(`${base}/?${q}`);
-  await page.waitForSelector("#join-button:not([disabled])");
+  const viewport = { width: 420, height: 900 };
+  const page = await loadDemo(browser, base, { name, identity, role, room, viewport, extraQuery: extra });
   pages.push({ name, page, identity, role });
   return page;
 }

@@ -1,6 +1,6 @@
 import { Emitter } from "./emitter.js";
 import { type MediaInfo, type MediaOptions, type MediaStats } from "./media.js";
-import { type AudiencePage, type Counts, type HandQueue, type Participant, type Role, type RoomSettings, type ScheduledSlot, type ScheduleView, type Speaking, type StageMember, type Welcome, type YourState } from "./protocol.js";
+import { type AudiencePage, type ChatDeleted, type ChatMessage, type ChatPage, type Counts, type HandLowered, type HandQueue, type Participant, type PinnedLink, type ReactionCounts, type ReactionsConfig, type RecordingState, type Role, type RoomInfo, type RoomSettings, type ScheduledSlot, type ScheduleView, type Speaking, type StageMember, type Welcome, type YourState } from "./protocol.js";
 import { type SlotCountdown } from "./schedule.js";
 import { type RoomState } from "./state.js";
 /** The part of the browser's WebSocket the client uses (tests pass a fake). */
@@ -47,6 +47,8 @@ export interface ConnectOptions {
     reconnect?: ReconnectOptions | false;
     /** How long a request may wait for its reply (default 15000 ms). */
     requestTimeoutMs?: number;
+    /** How many chat messages `room.chat` keeps at most, the newest (default 500). */
+    chatLimit?: number;
     /** Creates the websocket (default: the browser's WebSocket). */
     socket?: SocketFactory;
 }
@@ -86,6 +88,20 @@ export interface RoomEvents {
     counts: Counts;
     you: YourState;
     settings: RoomSettings;
+    /** The description and pinned link changed (`room_info`), or a snapshot brought them. */
+    info: RoomInfo;
+    /** The room lowered your raised hand: it expired, or a moderator cleared the hands (a `you` follows). */
+    hand_lowered: HandLowered;
+    /** The room's reactions of one window, per kind (at most one per window). */
+    reactions: ReactionCounts;
+    /** A new chat message (`room.chat` has it too). */
+    chat: ChatMessage;
+    /** `room.chat` changed: a message came, was deleted, older ones were loaded, or a snapshot replaced them. */
+    chat_messages: ChatMessage[];
+    /** A chat message was deleted (by its author, a moderator or an administrator). */
+    chat_deleted: ChatDeleted;
+    /** Recording started (the state) or stopped (null); also after a snapshot. */
+    recording: RecordingState | null;
     /** Stage members speaking now, loudest first. */
     speakers: Speaking[];
     media: MediaInfo;
@@ -143,6 +159,21 @@ export declare class Room extends Emitter<RoomEvents> {
     get counts(): Counts | undefined;
     get hands(): HandQueue | undefined;
     get settings(): RoomSettings | undefined;
+    /** The description and pinned link (an empty object when the room has neither; undefined before the welcome). */
+    get info(): RoomInfo | undefined;
+    /**
+     * When your raised hand goes down by itself, in ms since the Unix epoch on the hub's clock (`you.hand_expires_at_ms`);
+     * null while your hand is down or when the room's hands never expire.
+     */
+    get handExpiresAt(): number | null;
+    /** The chat messages known here, oldest first (see `RoomState.chat`). */
+    get chat(): ChatMessage[];
+    /** Older chat messages exist than the first of `chat`: `loadOlderChat()` fetches them. */
+    get chatMore(): boolean;
+    /** The recording in progress, or null. */
+    get recording(): RecordingState | null;
+    /** The reactions the hub accepts (`welcome.reactions`), or null when it has none. */
+    get reactionsConfig(): ReactionsConfig | null;
     /** Who you are: identity and display name. */
     get participant(): Participant | undefined;
     /** The last welcome (negotiated protocol, resume token, limits). */
@@ -207,6 +238,45 @@ export declare class Room extends Emitter<RoomEvents> {
         role: "speaker" | "moderator";
     }[]): Promise<void>;
     updateSettings(settings: Partial<RoomSettings>): Promise<void>;
+    /**
+     * Sets or clears the description and pinned link (moderators): a field left out stays as it is, `null` (or an
+     * empty description) clears it.
+     */
+    setRoomInfo(info: {
+        description?: string | null;
+        pinned_link?: PinnedLink | null;
+        reason?: string;
+    }): Promise<void>;
+    /** Lowers every raised hand (moderators); each raiser gets `hand_lowered` with cause `cleared`. */
+    clearHands(reason?: string): Promise<void>;
+    /**
+     * Sends a reaction, one of `reactionsConfig.kinds`. Everyone sees the room's reactions summed per window in
+     * `reactions` events; over the hub's rate this rejects with `rate_limited` (the reaction is dropped).
+     */
+    react(reaction: string): Promise<void>;
+    /**
+     * Sends a chat message; resolves with its id. Rejects with `forbidden` when chat is off, `rate_limited` in slow mode
+     * or over the room's rate, `bad_request` for empty or too long text.
+     */
+    sendChat(text: string): Promise<number>;
+    /** Deletes a chat message: your own, or anyone's as a moderator. */
+    deleteChat(messageId: number, reason?: string): Promise<void>;
+    /** One page of the chat's history: messages with ids below `before` (the newest when absent), oldest first. */
+    chatHistory(options?: {
+        before?: number;
+        limit?: number;
+    }): Promise<ChatPage>;
+    /**
+     * Loads the page of chat messages before the first one held into `room.chat` (emits `chat_messages`); resolves with the
+     * messages added (none when there is nothing older, or `room.chat` holds `chatLimit` messages already).
+     */
+    loadOlderChat(limit?: number): Promise<ChatMessage[]>;
+    /** Starts recording the room (moderators); `conflict` when it records already. */
+    startRecording(reason?: string): Promise<void>;
+    /** Stops the recording (moderators); `conflict` when the room does not record. */
+    stopRecording(reason?: string): Promise<void>;
+    /** Asks not to be recorded (or withdraws that): your audio is then never written. */
+    setRecordingOptOut(optOut: boolean): Promise<void>;
     inviteToRoom(identity: string): Promise<void>;
     uninviteFromRoom(identity: string): Promise<void>;
     listAudience(options?: {

@@ -13,6 +13,8 @@ export interface StageMember {
   role: "moderator" | "speaker";
   muted: boolean;
   connected: boolean;
+  /** Asked not to be recorded (`set_recording_opt_out`): their audio is never written. Omitted when false. */
+  recording_opt_out?: boolean;
 }
 
 export interface Counts {
@@ -37,7 +39,14 @@ export interface YourState {
   ceiling: Role;
   muted: boolean;
   hand_position?: number;
+  /**
+   * When your raised hand goes down by itself, in milliseconds since the Unix epoch (hub clock); absent when your
+   * hand is down or the room's hands never expire.
+   */
+  hand_expires_at_ms?: number;
   invite?: Invite;
+  /** You asked not to be recorded (`set_recording_opt_out`). Omitted when false. */
+  recording_opt_out?: boolean;
 }
 
 export interface HandQueue {
@@ -49,16 +58,102 @@ export interface RoomSettings {
   open_mic: boolean;
   closed: boolean;
   stage_capacity: number;
+  /** Chat is on (default true; absent from hubs without chat). */
+  chat?: boolean;
+  /** Slow mode: how long a non-moderator waits between chat messages, in ms (0: off). */
+  chat_slow_mode_ms?: number;
+}
+
+/** A link pinned for everyone (`set_room_info`). */
+export interface PinnedLink {
+  /** An absolute http:// or https:// URL. Open it only when the user asks. */
+  url: string;
+  /** Text to show for the link. */
+  title?: string;
+}
+
+/**
+ * The room's description and pinned link, set by moderators (`set_room_info`); an empty object means neither. The
+ * description is plain text with newlines: show it as text, never as HTML.
+ */
+export interface RoomInfo {
+  description?: string;
+  pinned_link?: PinnedLink;
+}
+
+/** One chat message (`chat` events, the snapshot's `chat`, `chat_history` pages). */
+export interface ChatMessage {
+  /** Grows within a room: a later message has a greater id. */
+  id: number;
+  from: Participant;
+  text: string;
+  /** When the hub took it, in milliseconds since the Unix epoch (hub clock). */
+  at_ms: number;
+}
+
+/** A page of `chat_history`: oldest first; `next_before` (absent when there is nothing older) pages on. */
+export interface ChatPage {
+  messages: ChatMessage[];
+  next_before?: number;
+}
+
+/** A `chat_deleted` event without its `type` and `seq`. */
+export interface ChatDeleted {
+  message_id: number;
+  /** The moderator (or author) who deleted it. */
+  by?: string;
+  /** The administrator who deleted it (admin API). */
+  by_admin?: string;
+  reason?: string;
+}
+
+/** The room is being recorded: by a moderator (`by`) or an administrator (`by_admin`). */
+export interface RecordingState {
+  id: string;
+  started_at_ms: number;
+  by?: string;
+  by_admin?: string;
+}
+
+/** The hub's reactions (`welcome.reactions`): the kinds `react` accepts, the aggregation window and the rate. */
+export interface ReactionsConfig {
+  kinds: string[];
+  window_ms: number;
+  per_second: number;
+}
+
+/** A `reactions` event: the room's reactions of one window, per kind (no seq: not room state). */
+export interface ReactionCounts {
+  counts: Record<string, number>;
+  window_ms: number;
+}
+
+/** Why the room lowered your hand (`hand_lowered`): its time ran out, or a moderator cleared every hand. */
+export interface HandLowered {
+  cause: "expired" | "cleared";
+  /** `cleared`: the moderator who cleared the hands. */
+  by?: string;
+  /** `cleared`: the administrator who did. */
+  by_admin?: string;
+  reason?: string;
 }
 
 export interface RoomSnapshot {
   room: string;
   seq: number;
   settings: RoomSettings;
+  /** The description and pinned link; absent when the room has neither. */
+  info?: RoomInfo;
   stage: StageMember[];
   counts: Counts;
   you: YourState;
   hands?: HandQueue;
+  /** The last chat messages, oldest first (absent when there are none). */
+  chat?: ChatMessage[];
+  /** Older chat messages exist: page with `chat_history`. */
+  chat_more?: boolean;
+  /** Present while the room is being recorded. */
+  recording?: RecordingState;
   /**
    * Which incarnation of the room's media this snapshot belongs to (omitted = 0 when the hub runs no media). It
    * changes whenever the room's audio moves to another hub: a peer connection negotiated under another epoch is dead.
@@ -83,6 +178,8 @@ export interface Welcome {
   state: RoomSnapshot;
   /** TURN servers and this participant's credentials for them; absent when the hub has no TURN configured. */
   ice_servers?: IceServers;
+  /** The reactions the hub accepts (absent from hubs without reactions). */
+  reactions?: ReactionsConfig;
 }
 
 /** One ICE server, shaped like WebRTC's RTCIceServer (PROTOCOL.md, "TURN"). */

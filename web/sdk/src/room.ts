@@ -9,13 +9,22 @@ import {
   FINAL_CLOSE_CODES,
   FINAL_JOIN_ERRORS,
   type AudiencePage,
+  type ChatDeleted,
+  type ChatMessage,
+  type ChatPage,
   type Counts,
+  type HandLowered,
   type HandQueue,
   type IceServers,
   type MediaTrack,
   type MediaTransportState,
   type Participant,
+  type PinnedLink,
+  type ReactionCounts,
+  type ReactionsConfig,
+  type RecordingState,
   type Role,
+  type RoomInfo,
   type RoomSettings,
   type RoomSnapshot,
   type ScheduledSlot,
@@ -79,6 +88,8 @@ export interface ConnectOptions {
   reconnect?: ReconnectOptions | false;
   /** How long a request may wait for its reply (default 15000 ms). */
   requestTimeoutMs?: number;
+  /** How many chat messages `room.chat` keeps at most, the newest (default 500). */
+  chatLimit?: number;
   /** Creates the websocket (default: the browser's WebSocket). */
   socket?: SocketFactory;
 }
@@ -124,6 +135,20 @@ export interface RoomEvents {
   counts: Counts;
   you: YourState;
   settings: RoomSettings;
+  /** The description and pinned link changed (`room_info`), or a snapshot brought them. */
+  info: RoomInfo;
+  /** The room lowered your raised hand: it expired, or a moderator cleared the hands (a `you` follows). */
+  hand_lowered: HandLowered;
+  /** The room's reactions of one window, per kind (at most one per window). */
+  reactions: ReactionCounts;
+  /** A new chat message (`room.chat` has it too). */
+  chat: ChatMessage;
+  /** `room.chat` changed: a message came, was deleted, older ones were loaded, or a snapshot replaced them. */
+  chat_messages: ChatMessage[];
+  /** A chat message was deleted (by its author, a moderator or an administrator). */
+  chat_deleted: ChatDeleted;
+  /** Recording started (the state) or stopped (null); also after a snapshot. */
+  recording: RecordingState | null;
   /** Stage members speaking now, loudest first. */
   speakers: Speaking[];
   media: MediaInfo;
@@ -164,7 +189,7 @@ function hasWebRtc(): boolean {
 }
 
 export class Room extends Emitter<RoomEvents> {
-  private readonly store = new StateStore();
+  private readonly store: StateStore;
   private ws: SocketLike | null = null;
   private nextId = 1;
   private pending = new Map<number, Pending>();
@@ -192,6 +217,7 @@ export class Room extends Emitter<RoomEvents> {
   constructor(private readonly options: ConnectOptions) {
     super();
     this.urls = hubUrls(options);
+    this.store = new StateStore(options.chatLimit);
   }
 
   /** The websocket URL of the hub this room is connected (or connecting) to. */
@@ -219,6 +245,33 @@ export class Room extends Emitter<RoomEvents> {
   }
   get settings(): RoomSettings | undefined {
     return this.store.state?.settings;
+  }
+  /** The description and pinned link (an empty object when the room has neither; undefined before the welcome). */
+  get info(): RoomInfo | undefined {
+    return this.store.state?.info;
+  }
+  /**
+   * When your raised hand goes down by itself, in ms since the Unix epoch on the hub's clock (`you.hand_expires_at_ms`);
+   * null while your hand is down or when the room's hands never expire.
+   */
+  get handExpiresAt(): number | null {
+    return this.store.state?.you.hand_expires_at_ms ?? null;
+  }
+  /** The chat messages known here, oldest first (see `RoomState.chat`). */
+  get chat(): ChatMessage[] {
+    return this.store.state?.chat ?? [];
+  }
+  /** Older chat messages exist than the first of `chat`: `loadOlderChat()` fetches them. */
+  get chatMore(): boolean {
+    return this.store.state?.chatMore ?? false;
+  }
+  /** The recording in progress, or null. */
+  get recording(): RecordingState | null {
+    return this.store.state?.recording ?? null;
+  }
+  /** The reactions the hub accepts (`welcome.reactions`), or null when it has none. */
+  get reactionsConfig(): ReactionsConfig | null {
+    return this.welcomeMsg?.reactions ?? null;
   }
   /** Who you are: identity and display name. */
   get participant(): Participant | undefined {
@@ -304,6 +357,7 @@ export class Room extends Emitter<RoomEvents> {
       media: options.media === undefined ? this.options.media : options.media,
       reconnect: this.options.reconnect,
       requestTimeoutMs: this.options.requestTimeoutMs,
+      chatLimit: this.options.chatLimit,
       socket: this.options.socket,
     });
     await backstage.open();
@@ -405,6 +459,65 @@ export class Room extends Emitter<RoomEvents> {
   }
   updateSettings(settings: Partial<RoomSettings>): Promise<void> {
     return this.request("update_settings", { ...settings }) as Promise<void>;
+  }
+  /**
+   * Sets or clears the description and pinned link (moderators): a field left out stays as it is, `null` (or an
+   * empty description) clears it.
+   */
+  setRoomInfo(info: { description?: string | null; pinned_link?: PinnedLink | null; reason?: string }): Promise<void> {
+    return this.request("set_room_info", { ...info }) as Promise<void>;
+  }
+  /** Lowers every raised hand (moderators); each raiser gets `hand_lowered` with cause `cleared`. */
+  clearHands(reason?: string): Promise<void> {
+    return this.request("clear_hands", reason === undefined ? {} : { reason }) as Promise<void>;
+  }
+  /**
+   * Sends a reaction, one of `reactionsConfig.kinds`. Everyone sees the room's reactions summed per window in
+   * `reactions` events; over the hub's rate this rejects with `rate_limited` (the reaction is dropped).
+   */
+  react(reaction: string): Promise<void> {
+    return this.request("react", { reaction }) as Promise<void>;
+  }
+  /**
+   * Sends a chat message; resolves with its id. Rejects with `forbidden` when chat is off, `rate_limited` in slow mode
+   * or over the room's rate, `bad_request` for empty or too long text.
+   */
+  async sendChat(text: string): Promise<number> {
+    const result = (await this.request("send_chat", { text })) as { message_id: number };
+    return result.message_id;
+  }
+  /** Deletes a chat message: your own, or anyone's as a moderator. */
+  deleteChat(messageId: number, reason?: string): Promise<void> {
+    const fields: Record<string, unknown> = { message_id: messageId };
+    if (reason !== undefined) fields.reason = reason;
+    return this.request("delete_chat", fields) as Promise<void>;
+  }
+  /** One page of the chat's history: messages with ids below `before` (the newest when absent), oldest first. */
+  chatHistory(options: { before?: number; limit?: number } = {}): Promise<ChatPage> {
+    return this.request("chat_history", { ...options }) as Promise<ChatPage>;
+  }
+  /**
+   * Loads the page of chat messages before the first one held into `room.chat` (emits `chat_messages`); resolves with the
+   * messages added (none when there is nothing older, or `room.chat` holds `chatLimit` messages already).
+   */
+  async loadOlderChat(limit = 50): Promise<ChatMessage[]> {
+    const first = this.chat[0]?.id;
+    const page = await this.chatHistory(first === undefined ? { limit } : { before: first, limit });
+    const before = new Set(this.chat.map((m) => m.id));
+    if (this.store.prependChat(page)) this.emit("chat_messages", this.chat);
+    return this.chat.filter((m) => !before.has(m.id));
+  }
+  /** Starts recording the room (moderators); `conflict` when it records already. */
+  startRecording(reason?: string): Promise<void> {
+    return this.request("start_recording", reason === undefined ? {} : { reason }) as Promise<void>;
+  }
+  /** Stops the recording (moderators); `conflict` when the room does not record. */
+  stopRecording(reason?: string): Promise<void> {
+    return this.request("stop_recording", reason === undefined ? {} : { reason }) as Promise<void>;
+  }
+  /** Asks not to be recorded (or withdraws that): your audio is then never written. */
+  setRecordingOptOut(optOut: boolean): Promise<void> {
+    return this.request("set_recording_opt_out", { opt_out: optOut }) as Promise<void>;
   }
   inviteToRoom(identity: string): Promise<void> {
     return this.request("invite_to_room", { identity }) as Promise<void>;
@@ -602,6 +715,15 @@ export class Room extends Emitter<RoomEvents> {
         this.emit("schedule", view);
         return;
       }
+      case "reactions":
+        // Aggregated per window by the hub; not room state (no seq).
+        if (msg.counts && typeof msg.counts === "object") {
+          this.emit("reactions", {
+            counts: { ...(msg.counts as Record<string, number>) },
+            window_ms: typeof msg.window_ms === "number" ? msg.window_ms : 0,
+          });
+        }
+        return;
       case "ice_servers":
         // Fresh TURN credentials, sent when half the lifetime of the last ones has passed.
         this.mediaSession?.setIceServers(msg as unknown as IceServers);
@@ -670,12 +792,38 @@ export class Room extends Emitter<RoomEvents> {
         case "settings":
           this.emit("settings", s.settings);
           break;
+        case "info":
+          this.emit("info", s.info);
+          break;
+        case "chat":
+          this.emit("chat_messages", s.chat);
+          break;
+        case "recording":
+          this.emit("recording", s.recording);
+          break;
       }
     }
     for (const n of result.notices) {
-      if (n.type === "participant_joined") this.emit("participant_joined", n.participant);
-      else if (n.type === "participant_left") this.emit("participant_left", n.participant);
-      else this.emit("invite_answered", { participant: n.participant, accepted: n.accepted, expired: n.expired });
+      switch (n.type) {
+        case "participant_joined":
+          this.emit("participant_joined", n.participant);
+          break;
+        case "participant_left":
+          this.emit("participant_left", n.participant);
+          break;
+        case "invite_answered":
+          this.emit("invite_answered", { participant: n.participant, accepted: n.accepted, expired: n.expired });
+          break;
+        case "hand_lowered":
+          this.emit("hand_lowered", n.lowered);
+          break;
+        case "chat":
+          this.emit("chat", n.message);
+          break;
+        case "chat_deleted":
+          this.emit("chat_deleted", n.deleted);
+          break;
+      }
     }
   }
 

@@ -1,6 +1,6 @@
 // A scriptable fake WebSocket and hub replies, for the SDK's unit tests.
 
-import type { SocketLike } from "../src/room.js";
+import { Room, type SocketLike } from "../src/room.js";
 import type { RoomSnapshot, Welcome } from "../src/protocol.js";
 
 export class FakeSocket implements SocketLike {
@@ -104,4 +104,20 @@ export function welcome(over: Partial<Welcome> = {}, state: Partial<RoomSnapshot
 /** Lets pending promise callbacks run. */
 export async function flush(): Promise<void> {
   for (let i = 0; i < 10; i++) await Promise.resolve();
+}
+
+/** Connects a Room to `url` over a fake socket (no media) and completes the join with `w`. */
+export async function joinedRoom(
+  url: string,
+  w: Welcome = welcome(),
+  extra: Partial<ConstructorParameters<typeof Room>[0]> = {},
+): Promise<{ room: Room; s: ReturnType<typeof sockets> }> {
+  const s = sockets();
+  const room = new Room({ url, token: "tok", room: "summit", media: false, socket: s.factory, ...extra });
+  const opened = room.open();
+  s.latest().open();
+  await flush();
+  s.latest().ok("join", w);
+  await opened;
+  return { room, s };
 }

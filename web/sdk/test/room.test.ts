@@ -1,21 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import { PodiumError, Room } from "../src/room.js";
-import { flush, sockets, welcome } from "./fake.js";
+import { flush, joinedRoom, sockets, welcome } from "./fake.js";
 
 const URL = "ws://hub.test/v1/ws";
 
 /** Connects a Room over a fake socket and completes the join with `w`. */
-async function joined(w = welcome(), extra: Partial<ConstructorParameters<typeof Room>[0]> = {}) {
-  const s = sockets();
-  const room = new Room({ url: URL, token: "tok", room: "summit", media: false, socket: s.factory, ...extra });
-  const opened = room.open();
-  s.latest().open();
-  await flush();
-  s.latest().ok("join", w);
-  await opened;
-  return { room, s };
-}
+const joined = (w = welcome(), extra: Partial<ConstructorParameters<typeof Room>[0]> = {}) => joinedRoom(URL, w, extra);
 
 describe("Room", () => {
   beforeEach(() => {

@@ -10,7 +10,7 @@ describe("StateStore", () => {
   it("replaces everything with a snapshot and reports every part changed", () => {
     const s = new StateStore();
     const r = s.replace(snapshot());
-    expect(r.changes).toEqual(["state", "stage", "hands", "counts", "you", "settings"]);
+    expect(r.changes).toEqual(["state", "stage", "hands", "counts", "you", "settings", "info", "chat", "recording"]);
     expect(s.state?.seq).toBe(41);
     expect(s.state?.stage).toEqual([alice]);
     expect(s.state?.hands).toBeUndefined();
