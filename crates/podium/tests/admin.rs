@@ -394,7 +394,7 @@ async fn persistent_rooms_survive_hub_and_redis_restarts_and_ad_hoc_rooms_end() 
     let expected = json!({
         "name": "keep",
         "persistent": true,
-        "settings": {"open_mic": true, "closed": true, "stage_capacity": 3},
+        "settings": {"open_mic": true, "closed": true, "stage_capacity": 3, "chat": true, "chat_slow_mode_ms": 0},
         "bans": ["troll"],
         "guests": ["gail", "gus", "mod"],
     });
