@@ -303,14 +303,6 @@ impl ChatPageView {
     }
 }
 
-/// Why a chat message is deleted.
-#[derive(Deserialize, ToSchema, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DeleteChat {
-    /// Recorded in the `chat_deleted` event, the audit log and webhooks.
-    pub(crate) reason: Option<String>,
-}
-
 /// A participant.
 #[derive(Serialize, ToSchema, Clone, Debug)]
 pub(crate) struct ParticipantInfo {

@@ -16,8 +16,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::model::{
-    Action, ActionBody, ApiRole, ChatPageView, ChatQuery, CreateRoom, DeleteChat, MintToken, MintedToken, NodeList,
-    NodeView, PageQuery, ParticipantInfo, ParticipantPage, ParticipantQuery, ProblemDoc, RecordingPage, RecordingQuery,
+    Action, ActionBody, ApiRole, ChatPageView, ChatQuery, CreateRoom, MintToken, MintedToken, NodeList, NodeView,
+    PageQuery, ParticipantInfo, ParticipantPage, ParticipantQuery, ProblemDoc, RecordingPage, RecordingQuery,
     RecordingStarted, RevokeBody, RoomInfo, RoomPage, SetInfo, UpdateRoom, WhoAmI,
 };
 use super::{Caller, Shared};
@@ -470,7 +470,7 @@ async fn chat_history(
 /// `chat_deleted` with `by_admin`; audited, and a `chat.message_deleted` webhook.
 #[utoipa::path(delete, path = "/v1/admin/rooms/{room}/chat/{message_id}", tag = "admin",
     params(("room" = String, Path), ("message_id" = u64, Path)),
-    request_body(content = DeleteChat, description = "Optional"),
+    request_body(content = ActionBody, description = "Optional"),
     responses((status = 204, description = "Done"),
         (status = 400, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "A problem (RFC 9457); `code` is the protocol error code", body = ProblemDoc, content_type = "application/problem+json"),
@@ -479,12 +479,9 @@ async fn delete_chat(
     State(state): State<AppState>,
     caller: Caller,
     Path((room, message_id)): Path<(String, u64)>,
-    body: Option<Json<DeleteChat>>,
+    body: Option<Json<ActionBody>>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Scope::Moderate)?;
-    let reason = body.and_then(|Json(b)| b.reason);
-    command(&state.shared, &caller, &room, room::Command::DeleteChat { message_id }, reason).await?;
-    Ok(StatusCode::NO_CONTENT)
+    room_action(&state, &caller, &room, room::Command::DeleteChat { message_id }, body).await
 }
 
 /// Starts recording a room (scope `moderate`), like a moderator's `start_recording`: everyone in the room gets a
