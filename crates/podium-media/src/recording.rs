@@ -237,7 +237,9 @@ impl Rec {
             self.close(seg);
         }
         if !self.open.contains_key(&p.identity) {
-            if self.open.len() >= MAX_OPEN_SEGMENTS {
+            // After a file error (a full disk, a lost directory) no new segment is tried: it would fail again, with
+            // a file and a log line per packet. The recording reports the first error.
+            if self.open.len() >= MAX_OPEN_SEGMENTS || self.error.is_some() {
                 self.dropped += 1;
                 return;
             }
@@ -267,9 +269,10 @@ impl Rec {
         }
     }
 
+    /// Notes a file error: the first is logged and reported with the recording, later ones are only counted.
     fn fail(&mut self, path: &Path, e: &std::io::Error) {
-        tracing::warn!(recording = %self.id, path = %path.display(), error = %e, "recording write failed");
         if self.error.is_none() {
+            tracing::warn!(recording = %self.id, path = %path.display(), error = %e, "recording write failed");
             self.error = Some(format!("{}: {e}", path.display()));
         }
     }
@@ -515,6 +518,32 @@ mod tests {
             check_with_ffprobe(&s.path, s.duration_ms);
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A directory that cannot take files (here: under a regular file) fails the recording once: one attempt, one
+    /// error reported, and the packets after it dropped and counted, not a file and a log line each.
+    #[test]
+    fn a_file_error_is_tried_once_and_reported() {
+        let base = tmp("unwritable");
+        let file = base.join("not-a-dir");
+        std::fs::write(&file, b"x").unwrap();
+        let mut w = Writer::default();
+        let room: Arc<str> = Arc::from("r");
+        let who: Arc<str> = Arc::from("alice");
+        w.start(room.clone(), "rec_e".into(), file.join("sub"));
+        let t0 = w.rooms[&room].started;
+        for i in 0..50u64 {
+            let at = t0 + Duration::from_millis(100 + i * 20);
+            w.packet(RecPacket { room: room.clone(), identity: who.clone(), time: i * 960, at, data: frame() });
+        }
+        assert_eq!(w.rooms[&room].next_file, 1, "one segment file attempted");
+        assert_eq!(w.rooms[&room].dropped, 50);
+        let (tx, mut rx) = oneshot::channel();
+        w.handle(RecMsg::Stop { room: room.clone(), reply: tx });
+        let rec = rx.try_recv().unwrap().unwrap();
+        assert!(rec.segments.is_empty(), "{:?}", rec.segments);
+        assert!(rec.error.as_deref().is_some_and(|e| e.contains("not-a-dir")), "{:?}", rec.error);
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     /// The file parses with a third-party reader (ffprobe, when installed) as Ogg Opus of the expected length.
