@@ -153,6 +153,10 @@ pub struct Config {
     pub media_threads: usize,
     /// Sleep between a ticked thread's polls.
     pub tick: Duration,
+    /// Against a loopback hub: give every counting listener a socket of its own instead of an address of its own
+    /// on its media thread's shared socket (see `media`); costs the generator a system call and an epoll event
+    /// per listener and tick.
+    pub socket_per_listener: bool,
     /// Loopback source addresses to spread over (against a loopback hub; 0: the default route's address only).
     pub sources: usize,
     /// One listener in this many decrypts and checks its audio (0: none).
@@ -354,15 +358,16 @@ pub fn run(config: &Config, progress: Arc<Progress>) -> anyhow::Result<Report> {
     let local_ip = local_ip_towards(hub)?;
     let fd_limit = raise_fd_limit();
     let loopback = hub.ip().is_loopback() && hub.is_ipv4();
+    let mux = loopback && config.sources > 0 && !config.socket_per_listener;
     let stop = Arc::new(AtomicBool::new(false));
     let base = Instant::now();
     let shared = || media::Shared { stop: Arc::clone(&stop), progress: Arc::clone(&progress), base };
     let mut threads = Vec::new();
-    let (precise, h) = media::spawn("podium-load-p".into(), None, shared())?;
+    let (precise, h) = media::spawn("podium-load-p".into(), None, shared(), false)?;
     threads.push((precise.clone(), h));
     let mut ticked = Vec::new();
     for t in 0..config.media_threads.max(1) {
-        let (handle, h) = media::spawn(format!("podium-load-{t}"), Some(config.tick), shared())?;
+        let (handle, h) = media::spawn(format!("podium-load-{t}"), Some(config.tick), shared(), mux)?;
         ticked.push(handle.clone());
         threads.push((handle, h));
     }

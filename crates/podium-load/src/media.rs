@@ -15,6 +15,14 @@
 //!   batch (not one more for `EAGAIN`: a short batch means the socket was drained, and mio's edge-triggered epoll
 //!   reports it again when the next datagram arrives). Buffers are allocated once per thread; counting allocates
 //!   nothing.
+//! * **One socket for a thread's counting listeners** (against a loopback hub). A ticked thread then binds one
+//!   UDP socket on `0.0.0.0` and gives each of its counting listeners a loopback address of its own on that port
+//!   (`127.2.x.y`, see [`mux_ip`]): the hub still sees one address per peer, but the thread reads all of them
+//!   with `recvmmsg` batches of [`MUX_BATCH`] from one queue, telling them apart by the destination address
+//!   (`IP_PKTINFO`), and sends from each listener's address the same way. With a socket per listener a ticked
+//!   turn costs an epoll event and a `recvmmsg` for one or two datagrams per listener; with the shared one, a
+//!   system call per 64 datagrams and no epoll event per listener, so the generator leaves the cores to the hub
+//!   it measures. Against a remote hub (one local address) every peer keeps its own socket.
 //! * **Ticked or precise.** A *ticked* thread sleeps `tick` between polls and then polls without waiting: each
 //!   turn reads everything that arrived meanwhile, and the hub's sends never wake a sleeping reader (on loopback the
 //!   receiver's wake-up would run on the sender's core). Phase times are then up to one tick late. A *precise*
@@ -27,14 +35,14 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
@@ -49,6 +57,13 @@ use crate::audio::{Check, Tone};
 pub(crate) const WAKER: Token = Token(usize::MAX);
 /// Datagrams read per `recvmmsg`.
 const BATCH: usize = 8;
+/// Datagrams read per `recvmmsg` from a thread's shared socket.
+const MUX_BATCH: usize = 64;
+/// The shared socket's receive buffer: a tick of 300,000 datagrams/s (about 1 KiB each in the kernel's count)
+/// fits with room to spare.
+const MUX_RCVBUF: usize = 32 << 20;
+/// The shared socket's token.
+const MUX: Token = Token(usize::MAX - 1);
 /// Downstream streams (slots) tracked per peer.
 pub(crate) const MAX_STREAMS: usize = 8;
 /// Commands queued per thread.
@@ -61,12 +76,27 @@ pub(crate) const DELAY_BUCKETS: usize = 100_000;
 pub(crate) struct Peer {
     pub(crate) session: usize,
     pub(crate) rtc: Rtc,
-    pub(crate) socket: UdpSocket,
+    pub(crate) socket: PeerSocket,
     pub(crate) started: Instant,
     /// Send the tone on this m-line (a speaker).
     pub(crate) send: Option<Mid>,
     /// Decrypt and check what it receives.
     pub(crate) sample: bool,
+}
+
+/// Where a peer's datagrams go through.
+pub(crate) enum PeerSocket {
+    /// A socket of its own.
+    Own(UdpSocket),
+    /// The thread's shared socket ([`Handle::mux`]), from and to this address of the peer's own.
+    Shared(SocketAddr),
+}
+
+/// The address of counting listener `id` on a thread's shared socket: 127.2.0.1 on, 250 per /24, so no address
+/// ends in 0 or 255.
+pub(crate) fn mux_ip(id: usize) -> Ipv4Addr {
+    let (hi, k) = (id / 62_500, id % 62_500);
+    Ipv4Addr::new(127, (2 + hi).min(254) as u8, (k / 250) as u8, (k % 250 + 1) as u8)
 }
 
 /// What the signaling side asks a media thread.
@@ -100,6 +130,8 @@ pub(crate) enum Cmd {
 pub(crate) struct Handle {
     pub(crate) tx: mpsc::SyncSender<Cmd>,
     pub(crate) waker: Arc<Waker>,
+    /// The port of the thread's shared socket, when it has one.
+    pub(crate) mux: Option<u16>,
 }
 
 impl Handle {
@@ -182,7 +214,8 @@ impl Seq {
 
 struct Live {
     rtc: Rtc,
-    socket: mio::net::UdpSocket,
+    /// `None`: the thread's shared socket.
+    socket: Option<mio::net::UdpSocket>,
     local: SocketAddr,
     session: usize,
     started: Instant,
@@ -230,17 +263,81 @@ pub(crate) struct Shared {
     pub(crate) base: Instant,
 }
 
-/// Starts a media thread; `tick` is `None` for a precise one.
+/// Starts a media thread; `tick` is `None` for a precise one. `mux`: give it a shared socket for its counting
+/// listeners (against a loopback hub).
 pub(crate) fn spawn(
     name: String,
     tick: Option<Duration>,
     shared: Shared,
+    mux: bool,
 ) -> anyhow::Result<(Handle, std::thread::JoinHandle<ThreadReport>)> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    // The socket here, so a failure is the caller's; its `recvmmsg` headers on the thread (they are not `Send`).
+    let mux = if mux { Some(Mux::socket()?) } else { None };
+    let port = mux.as_ref().map(|(_, port)| *port);
     let (tx, rx) = mpsc::sync_channel(COMMANDS);
-    let handle = std::thread::Builder::new().name(name).spawn(move || Thread::new(poll, rx, tick, shared).run())?;
-    Ok((Handle { tx, waker }, handle))
+    let handle =
+        std::thread::Builder::new().name(name).spawn(move || Thread::new(poll, rx, tick, shared, mux).run())?;
+    Ok((Handle { tx, waker, mux: port }, handle))
+}
+
+/// A thread's shared socket and what it needs to read it.
+struct Mux {
+    socket: mio::net::UdpSocket,
+    /// Listener address (the datagram's destination) → session.
+    by_ip: HashMap<Ipv4Addr, usize>,
+    hdrs: MultiHeaders<SockaddrStorage>,
+    bufs: Box<[[u8; 2048]; MUX_BATCH]>,
+    /// Datagrams of a batch for a peer's `Rtc` (STUN, DTLS, RTCP, a sampled peer's RTP): handled after the batch.
+    control: Vec<(usize, SocketAddr, Vec<u8>)>,
+}
+
+impl Mux {
+    /// The shared socket, bound on all addresses (so on every 127/8 address) with a port of its own, and its port.
+    fn socket() -> anyhow::Result<(UdpSocket, u16)> {
+        use nix::sys::socket::{setsockopt, sockopt};
+        let std = UdpSocket::bind("0.0.0.0:0")?;
+        std.set_nonblocking(true)?;
+        setsockopt(&std, sockopt::Ipv4PacketInfo, &true)?;
+        // Above `rmem_max` only with CAP_NET_ADMIN; otherwise the most the system allows.
+        if setsockopt(&std, sockopt::RcvBufForce, &MUX_RCVBUF).is_err() {
+            let _ = setsockopt(&std, sockopt::RcvBuf, &MUX_RCVBUF);
+        }
+        let port = std.local_addr()?.port();
+        Ok((std, port))
+    }
+
+    fn new(poll: &Poll, std: UdpSocket) -> anyhow::Result<Self> {
+        let mut socket = mio::net::UdpSocket::from_std(std);
+        poll.registry().register(&mut socket, MUX, Interest::READABLE)?;
+        Ok(Self {
+            socket,
+            by_ip: HashMap::new(),
+            hdrs: MultiHeaders::preallocate(MUX_BATCH, Some(nix::cmsg_space!(nix::libc::in_pktinfo))),
+            bufs: Box::new([[0; 2048]; MUX_BATCH]),
+            control: Vec::new(),
+        })
+    }
+
+    /// Sends `data` from `from` (one of the thread's listener addresses) to `to`.
+    fn send(&self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+        use nix::sys::socket::{ControlMessage, SockaddrIn, sendmsg};
+        let (IpAddr::V4(src), SocketAddr::V4(to)) = (from.ip(), to) else { return };
+        let info = nix::libc::in_pktinfo {
+            ipi_ifindex: 0,
+            ipi_spec_dst: nix::libc::in_addr { s_addr: u32::from(src).to_be() },
+            ipi_addr: nix::libc::in_addr { s_addr: 0 },
+        };
+        let iov = [std::io::IoSlice::new(data)];
+        let _ = sendmsg(
+            self.socket.as_raw_fd(),
+            &iov,
+            &[ControlMessage::Ipv4PacketInfo(&info)],
+            MsgFlags::MSG_DONTWAIT,
+            Some(&SockaddrIn::from(to)),
+        );
+    }
 }
 
 struct Thread {
@@ -253,10 +350,19 @@ struct Thread {
     report: ThreadReport,
     hdrs: MultiHeaders<SockaddrStorage>,
     bufs: Box<[[u8; 2048]; BATCH]>,
+    mux: Option<Mux>,
 }
 
 impl Thread {
-    fn new(poll: Poll, rx: mpsc::Receiver<Cmd>, tick: Option<Duration>, shared: Shared) -> Self {
+    fn new(
+        poll: Poll,
+        rx: mpsc::Receiver<Cmd>,
+        tick: Option<Duration>,
+        shared: Shared,
+        mux: Option<(UdpSocket, u16)>,
+    ) -> Self {
+        // Registering cannot fail short of running out of memory; its listeners would then not connect, and show.
+        let mux = mux.and_then(|(socket, _)| Mux::new(&poll, socket).ok());
         Self {
             poll,
             rx,
@@ -267,6 +373,7 @@ impl Thread {
             report: ThreadReport { delay: vec![0; DELAY_BUCKETS + 1], ..ThreadReport::default() },
             hdrs: MultiHeaders::preallocate(BATCH, None),
             bufs: Box::new([[0; 2048]; BATCH]),
+            mux,
         }
     }
 
@@ -288,8 +395,10 @@ impl Thread {
                 self.command(cmd);
             }
             for ev in &events {
-                if ev.token() != WAKER {
-                    self.readable(ev.token().0);
+                match ev.token() {
+                    WAKER => {}
+                    MUX => self.readable_mux(),
+                    t => self.readable(t.0),
                 }
             }
             self.timers_due();
@@ -306,11 +415,21 @@ impl Thread {
         match cmd {
             Cmd::Add(peer) => {
                 let Peer { session, rtc, socket, started, send, sample } = *peer;
-                let Ok(local) = socket.local_addr() else { return };
-                let mut socket = mio::net::UdpSocket::from_std(socket);
-                if self.poll.registry().register(&mut socket, Token(session), Interest::READABLE).is_err() {
-                    return;
-                }
+                let (socket, local) = match socket {
+                    PeerSocket::Own(socket) => {
+                        let Ok(local) = socket.local_addr() else { return };
+                        let mut socket = mio::net::UdpSocket::from_std(socket);
+                        if self.poll.registry().register(&mut socket, Token(session), Interest::READABLE).is_err() {
+                            return;
+                        }
+                        (Some(socket), local)
+                    }
+                    PeerSocket::Shared(local) => {
+                        let (Some(mux), IpAddr::V4(ip)) = (self.mux.as_mut(), local.ip()) else { return };
+                        mux.by_ip.insert(ip, session);
+                        (None, local)
+                    }
+                };
                 let tone = send.and_then(|mid| Tone::new().ok().map(|t| (mid, t, now)));
                 let check = if sample { Check::new().ok().map(Box::new) } else { None };
                 self.report.sampled += usize::from(check.is_some());
@@ -334,7 +453,15 @@ impl Thread {
             }
             Cmd::Remove(session) => {
                 if let Some(mut l) = self.live.remove(&session) {
-                    let _ = self.poll.registry().deregister(&mut l.socket);
+                    match (l.socket.as_mut(), self.mux.as_mut(), l.local.ip()) {
+                        (Some(socket), _, _) => {
+                            let _ = self.poll.registry().deregister(socket);
+                        }
+                        (None, Some(mux), IpAddr::V4(ip)) => {
+                            mux.by_ip.remove(&ip);
+                        }
+                        _ => {}
+                    }
                     self.report.sessions.insert(session, l.finish());
                 }
             }
@@ -398,10 +525,76 @@ impl Thread {
         }
     }
 
+    /// Reads the shared socket until it is drained: counted datagrams are counted in place, the rest handed to
+    /// their peers' `Rtc` after each batch.
+    fn readable_mux(&mut self) {
+        let Some(mut mux) = self.mux.take() else { return };
+        let fd = mux.socket.as_raw_fd();
+        loop {
+            let mut counted = 0u64;
+            let n = {
+                let Mux { hdrs, bufs, by_ip, control, .. } = &mut mux;
+                let mut iovs = bufs.each_mut().map(|b| [std::io::IoSliceMut::new(&mut b[..])]);
+                let Ok(results) = recvmmsg(fd, hdrs, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None) else { break };
+                let now = Instant::now();
+                let mut n = 0;
+                let mut meta = [(0usize, None::<SocketAddr>, None::<usize>); MUX_BATCH];
+                for m in results {
+                    let to = m.cmsgs().ok().and_then(|mut c| {
+                        c.find_map(|c| match c {
+                            ControlMessageOwned::Ipv4PacketInfo(i) => {
+                                by_ip.get(&Ipv4Addr::from(u32::from_be(i.ipi_addr.s_addr))).copied()
+                            }
+                            _ => None,
+                        })
+                    });
+                    meta[n] = (m.bytes, m.address.and_then(to_std), to);
+                    n += 1;
+                }
+                for (i, &(len, from, session)) in meta[..n].iter().enumerate() {
+                    let (Some(session), Some(from)) = (session, from) else { continue };
+                    let Some(l) = self.live.get_mut(&session) else { continue };
+                    let d = &bufs[i][..len];
+                    let rtp = len >= 12 && (128..=191).contains(&d[0]) && !(192..=223).contains(&d[1]);
+                    if l.connected && rtp && l.check.is_none() {
+                        l.count(d, now, &self.shared.progress);
+                        counted += 1;
+                    } else {
+                        control.push((session, from, d.to_vec()));
+                    }
+                }
+                n
+            };
+            self.shared.progress.packets.fetch_add(counted, Ordering::Relaxed);
+            let control = std::mem::take(&mut mux.control);
+            self.mux = Some(mux);
+            let now = Instant::now();
+            for (session, from, d) in &control {
+                let Some(mut l) = self.live.remove(session) else { continue };
+                if let Ok(r) = Receive::new(Protocol::Udp, *from, l.local, d) {
+                    let _ = l.rtc.handle_input(Input::Receive(now, r));
+                }
+                self.drive(&mut l, now);
+                self.live.insert(*session, l);
+            }
+            let Some(m) = self.mux.take() else { return };
+            mux = m;
+            mux.control = control;
+            mux.control.clear();
+            if n < MUX_BATCH {
+                break;
+            }
+        }
+        self.mux = Some(mux);
+    }
+
     /// Reads a readable socket until it is drained.
     fn readable(&mut self, session: usize) {
         let Some(mut l) = self.live.remove(&session) else { return };
-        let fd = l.socket.as_raw_fd();
+        let Some(fd) = l.socket.as_ref().map(|s| s.as_raw_fd()) else {
+            self.live.insert(session, l);
+            return;
+        };
         let mut lens = [(0usize, None::<SocketAddr>); BATCH];
         loop {
             let n = {
@@ -499,9 +692,13 @@ impl Thread {
         let next = loop {
             match l.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => break t,
-                Ok(Output::Transmit(t)) => {
-                    let _ = l.socket.send_to(&t.contents, t.destination);
-                }
+                Ok(Output::Transmit(t)) => match (&l.socket, &self.mux) {
+                    (Some(socket), _) => {
+                        let _ = socket.send_to(&t.contents, t.destination);
+                    }
+                    (None, Some(mux)) => mux.send(l.local, t.destination, &t.contents),
+                    (None, None) => {}
+                },
                 Ok(Output::Event(Event::Connected)) => {
                     if !l.connected {
                         l.connected = true;
@@ -563,6 +760,18 @@ fn to_std(a: SockaddrStorage) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listener_addresses_on_a_shared_socket_are_distinct_loopback_hosts() {
+        let mut seen = std::collections::HashSet::new();
+        for id in 0..200_000 {
+            let ip = mux_ip(id);
+            assert!(ip.is_loopback(), "{id}: {ip}");
+            let [_, b, _, d] = ip.octets();
+            assert!(b >= 2 && d != 0 && d != 255, "{id}: {ip}");
+            assert!(seen.insert(ip), "{id}: {ip} twice");
+        }
+    }
 
     #[test]
     fn sequence_numbers_wrap_and_gaps_count_as_loss() {

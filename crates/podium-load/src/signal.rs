@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{Connector, MaybeTlsStream};
 
-use crate::media::{Cmd, Handle, Peer};
+use crate::media::{Cmd, Handle, Peer, PeerSocket};
 use crate::{Auth, Progress};
 
 /// Events kept while a request awaits its reply.
@@ -219,9 +219,20 @@ pub(crate) async fn session(
         if s.speaker {
             conn.request(json!({"type": "set_muted", "muted": false})).await?;
         }
-        let socket = UdpSocket::bind(SocketAddr::new(s.source.unwrap_or(s.local_ip), 0)).context("binding UDP")?;
-        socket.set_nonblocking(true).context("nonblocking")?;
-        let local = socket.local_addr().context("local address")?;
+        // A counting listener against a loopback hub: an address of its own on its media thread's shared socket.
+        let (socket, local) = match media.mux.filter(|_| s.source.is_some() && !s.speaker && !s.sample) {
+            Some(port) => {
+                let local = SocketAddr::new(IpAddr::V4(crate::media::mux_ip(s.id)), port);
+                (PeerSocket::Shared(local), local)
+            }
+            None => {
+                let socket =
+                    UdpSocket::bind(SocketAddr::new(s.source.unwrap_or(s.local_ip), 0)).context("binding UDP")?;
+                socket.set_nonblocking(true).context("nonblocking")?;
+                let local = socket.local_addr().context("local address")?;
+                (PeerSocket::Own(socket), local)
+            }
+        };
         let mut config = RtcConfig::new();
         // A rejoin under the same identity is a new peer connection to the SFU only with a new fingerprint.
         if let Some(cert) = c.cert.as_ref().filter(|_| !s.fresh_cert) {

@@ -85,6 +85,10 @@ pub(crate) struct Loadtest {
     /// Milliseconds a counting media thread sleeps between polls (phase times are up to this late).
     #[arg(long, default_value_t = 5)]
     tick_ms: u64,
+    /// Against a loopback hub: one UDP socket per counting listener, instead of one per media thread with an
+    /// address 127.2.x.y of its own per listener (the default: a system call per 64 datagrams, not per listener).
+    #[arg(long)]
+    socket_per_listener: bool,
     /// Against a loopback hub: spread the listeners over this many source addresses 127.1.x.y (0: one).
     #[arg(long, default_value_t = 64)]
     sources: usize,
@@ -165,6 +169,7 @@ impl Loadtest {
             media_threads: self.threads,
             tick: Duration::from_millis(self.tick_ms),
             sources: self.sources,
+            socket_per_listener: self.socket_per_listener,
             sample_every: self.sample_every,
             metrics_url: self.metrics_url,
             pid: self.pid,

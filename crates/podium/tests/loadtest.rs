@@ -242,11 +242,25 @@ fn a_join_storm_against_a_tls_hub_reaches_first_audio_everywhere() {
     let hub = serve_with(&[("PODIUM_TLS__CERT", &dir.cert), ("PODIUM_TLS__KEY", &dir.key)]);
     assert!(hub.url.starts_with("wss://127.0.0.1:"), "{}", hub.url);
     let ca = ca_file.to_str().expect("utf-8 path");
-    // No --pid: the hub's figures come from its /metrics, over https:// with the same authority.
+    // No --pid: the hub's figures come from its /metrics, over https:// with the same authority. A socket per
+    // listener, as against a remote hub (the other tests use a media thread's shared socket).
     let report = loadtest_raw(
         &hub,
         "tls",
-        &["--ca-file", ca, "--listeners", "5", "--rate", "5", "--duration", "5", "--speaker", "--sample-every", "5"],
+        &[
+            "--ca-file",
+            ca,
+            "--socket-per-listener",
+            "--listeners",
+            "5",
+            "--rate",
+            "5",
+            "--duration",
+            "5",
+            "--speaker",
+            "--sample-every",
+            "5",
+        ],
     );
     assert_eq!(report["listeners"], 5);
     assert_eq!(report["failed"], 0, "{report:#}");
