@@ -71,7 +71,14 @@
 //!   recording is one `try_send` of `Arc` clones per received packet. stderr gives the packets recorded, dropped
 //!   at the queue, and the segments written.
 //!
-//! A summary table (one row per N) closes the output.
+//! * **ceiling ÷ Janus**: the bare sender's CPU per datagram (1 / its datagrams/s per core) over Janus's per
+//!   packet, the same run: the lowest Podium ÷ Janus that any server sending these datagrams through this machine's
+//!   kernel could show. Podium ÷ Janus is to be read against it.
+//! * `PODIUM_BENCH_ROUNDS=R` (default 1): each N runs Podium, the ceiling and Janus R times, alternating, and a last
+//!   table gives per N the medians, and the median of the R rounds' Podium ÷ Janus ratios (each ratio from one
+//!   round, so a drift of the machine between rounds does not mix into a ratio).
+//!
+//! A summary table (one row per N, per round) closes the output.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
@@ -294,22 +301,77 @@ fn orchestrate() {
          fan-out p50 / p99 / max | heap / listener | RSS / listener | generator CPU | other load on server core |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|");
+    let rounds = env_num("PODIUM_BENCH_ROUNDS", 1).max(1) as usize;
     let mut rows = Vec::new();
     for n in sweep.split(',').filter_map(|s| s.trim().parse::<usize>().ok()) {
-        let podium = run_role("server", n, &[]);
-        let size = podium.as_ref().and_then(|r| r.get("rtp_len")).and_then(|v| v.parse::<f64>().ok());
-        let ceiling = if ceiling_on {
-            // The size the listeners received from Podium, else 80 B payload + 12 B RTP header + 8 B header
-            // extensions (audio level, mid) + 16 B SRTP (AEAD-GCM) tag.
-            let size = size.map_or(116, |s| s.round() as usize);
-            run_role("ceiling", n, &[("PODIUM_FANOUT_SIZE", size.to_string())])
-        } else {
-            None
-        };
-        let janus = if janus_off.is_none() && n <= janus_max { run_role("janus", n, &[]) } else { None };
-        rows.push((n, podium, ceiling, janus));
+        for round in 0..rounds {
+            if rounds > 1 {
+                println!("| {n} | round {} of {rounds} | | | | | | | | | | |", round + 1);
+            }
+            let podium = run_role("server", n, &[]);
+            let size = podium.as_ref().and_then(|r| r.get("rtp_len")).and_then(|v| v.parse::<f64>().ok());
+            let ceiling = if ceiling_on {
+                // The size the listeners received from Podium, else 80 B payload + 12 B RTP header + 8 B header
+                // extensions (audio level, mid) + 16 B SRTP (AEAD-GCM) tag.
+                let size = size.map_or(116, |s| s.round() as usize);
+                run_role("ceiling", n, &[("PODIUM_FANOUT_SIZE", size.to_string())])
+            } else {
+                None
+            };
+            let janus = if janus_off.is_none() && n <= janus_max { run_role("janus", n, &[]) } else { None };
+            rows.push((n, podium, ceiling, janus));
+        }
     }
     summary(&rows, janus_off, janus_max);
+    if rounds > 1 {
+        medians(&rows, rounds);
+    }
+}
+
+/// With `PODIUM_BENCH_ROUNDS` > 1: per N, the median over the rounds of Podium's and Janus's µs/pkt and of the
+/// ratio of each round (Podium and Janus measured minutes apart on a machine whose loopback cost drifts, so each
+/// round's ratio is taken before the median).
+fn medians(rows: &[(usize, Res, Res, Res)], rounds: usize) {
+    let num = |r: &Res, k: &str| r.as_ref().and_then(|m| m.get(k)).and_then(|v| v.parse::<f64>().ok());
+    let median = |mut v: Vec<f64>| -> Option<f64> {
+        v.sort_by(f64::total_cmp);
+        (!v.is_empty())
+            .then(|| if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 })
+    };
+    let f = |v: Option<f64>, d: usize| v.map_or("-".to_owned(), |v| format!("{v:.d$}"));
+    println!();
+    println!("Medians over {rounds} rounds (each round: Podium, the ceiling, Janus, one after the other):");
+    println!(
+        "| N | Podium µs/pkt process | fraction of ceiling | Janus µs/pkt | Podium ÷ Janus (median of the rounds' \
+         ratios) | ceiling ÷ Janus | ratios |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---|");
+    for chunk in rows.chunks(rounds) {
+        let n = chunk[0].0;
+        let pod: Vec<f64> = chunk.iter().filter_map(|(_, p, _, _)| num(p, "us_proc")).collect();
+        let frac: Vec<f64> = chunk
+            .iter()
+            .filter_map(|(_, p, c, _)| num(p, "per_core").zip(num(c, "ceil_dps")).map(|(a, b)| 100.0 * a / b))
+            .collect();
+        let jan: Vec<f64> = chunk.iter().filter_map(|(_, _, _, j)| num(j, "janus_us")).collect();
+        let ratios: Vec<f64> = chunk
+            .iter()
+            .filter_map(|(_, p, _, j)| num(p, "us_proc").zip(num(j, "janus_us")).map(|(a, b)| a / b))
+            .collect();
+        let floors: Vec<f64> = chunk
+            .iter()
+            .filter_map(|(_, _, c, j)| num(c, "ceil_dps").zip(num(j, "janus_us")).map(|(d, b)| 1e6 / d / b))
+            .collect();
+        let list = ratios.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(", ");
+        println!(
+            "| {n} | {} | {} % | {} | {} | {} | {list} |",
+            f(median(pod), 2),
+            f(median(frac), 0),
+            f(median(jan), 1),
+            f(median(ratios), 3),
+            f(median(floors), 3)
+        );
+    }
 }
 
 type Res = Option<HashMap<String, String>>;
@@ -323,27 +385,31 @@ fn summary(rows: &[(usize, Res, Res, Res)], janus_off: Option<&str>, janus_max: 
     println!("process, as for Janus; ceiling and Podium's fraction use the sending threads' CPU):");
     println!(
         "| N | Podium µs/pkt worker / process | ceiling datagrams/s per core (size) | Podium fraction of ceiling | \
-         Janus µs/pkt process | Podium ÷ Janus (process) | loss Podium / Janus / ceiling | fan-out p50 / p99 | \
-         heap / RSS per listener |"
+         Janus µs/pkt process | Podium ÷ Janus (process) | ceiling ÷ Janus | loss Podium / Janus / ceiling | \
+         fan-out p50 / p99 | heap / RSS per listener |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---|---|---|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---|---|---|");
     for (n, p, c, j) in rows {
         let ceil = num(c, "ceil_dps");
         let frac = num(p, "per_core").zip(ceil).map(|(a, b)| 100.0 * a / b);
         let ratio = num(p, "us_proc").zip(num(j, "janus_us")).map(|(a, b)| a / b);
+        // The bare sender's cost per datagram over Janus's per packet: the lowest ratio any server sending these
+        // datagrams through this machine's kernel could reach in this run.
+        let floor = ceil.zip(num(j, "janus_us")).map(|(d, b)| 1e6 / d / b);
         let janus_us = match janus_off {
             Some(why) => format!("- ({why})"),
             None if *n > janus_max => format!("- (N > {janus_max})"),
             None => f(num(j, "janus_us"), 1, ""),
         };
         println!(
-            "| {n} | {} / {} | {} ({}) | {} | {janus_us} | {} | {} / {} / {} | {} / {} | {} / {} |",
+            "| {n} | {} / {} | {} ({}) | {} | {janus_us} | {} | {} | {} / {} / {} | {} / {} | {} / {} |",
             f(num(p, "us_worker"), 2, ""),
             f(num(p, "us_proc"), 2, ""),
             f(ceil, 0, ""),
             f(num(c, "size"), 0, " B"),
             f(frac, 0, " %"),
             f(ratio, 3, ""),
+            f(floor, 3, ""),
             f(num(p, "loss"), 3, " %"),
             f(num(j, "janus_loss"), 3, " %"),
             f(num(c, "ceil_loss"), 3, " %"),
@@ -832,8 +898,15 @@ impl JanusApi {
         r["data"]["id"].as_u64().expect("handle id")
     }
 
-    /// The asynchronous event answering `txn` (from the long-poll).
+    /// The asynchronous event answering `txn` (from the long-poll); a plugin error panics.
     fn wait(&mut self, txn: &str) -> Value {
+        let e = self.wait_any(txn);
+        assert!(e["plugindata"]["data"]["error"].is_null(), "Janus error for {txn}: {e}");
+        e
+    }
+
+    /// The asynchronous event answering `txn`, a plugin error included.
+    fn wait_any(&mut self, txn: &str) -> Value {
         if let Some(v) = self.pending.remove(txn) {
             return v;
         }
@@ -842,11 +915,7 @@ impl JanusApi {
             let left = until.saturating_duration_since(Instant::now());
             let e = self.events.recv_timeout(left).unwrap_or_else(|_| panic!("no Janus event for {txn}"));
             match e["transaction"].as_str() {
-                Some(t) if t == txn => {
-                    let data = &e["plugindata"]["data"];
-                    assert!(data["error"].is_null(), "Janus error for {txn}: {e}");
-                    return e;
-                }
+                Some(t) if t == txn => return e,
                 Some(t) => {
                     self.pending.insert(t.to_owned(), e);
                 }
@@ -1005,12 +1074,14 @@ fn janus_peer() {
                         json!({"request": "join", "ptype": "subscriber", "room": room, "streams": [{"feed": feed}]}),
                         None,
                     );
-                    let ev = api.wait(&txn);
+                    let ev = api.wait_any(&txn);
                     tries += 1;
                     if ev["plugindata"]["data"]["error_code"].as_u64() == Some(428) && tries < 100 {
                         std::thread::sleep(Duration::from_millis(100));
                         continue;
                     }
+                    let data = &ev["plugindata"]["data"];
+                    assert!(data["error"].is_null(), "Janus error for the subscriber {i}: {ev}");
                     break ev;
                 };
                 let offer = ev["jsep"]["sdp"].as_str().unwrap_or_else(|| panic!("no offer: {ev}"));
