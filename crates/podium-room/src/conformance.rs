@@ -92,6 +92,11 @@ pub fn check_mirrors(
     let restored = Room::from_state(state.clone(), config.clone());
     ensure!(restored.state() == state, "from_state(state()) must round-trip");
     if let Some(changes) = room.take_changes() {
+        // The joins the changes name are exactly the upserted identities the stored version does not hold.
+        let held = |id: &ParticipantId| store.as_ref().is_some_and(|s| s.participants.iter().any(|p| &p.id == id));
+        let mut joins: Vec<_> = changes.upserted.iter().filter(|p| !held(&p.id)).map(|p| p.id.clone()).collect();
+        joins.sort();
+        ensure!(changes.joined == joins, "changes.joined {:?} must be the joins {joins:?}", changes.joined);
         match replica {
             Some(replica) => {
                 ensure!(replica.apply_changes(&changes, now), "the replica follows every transition");

@@ -154,6 +154,10 @@ pub struct Changes {
     pub room: Option<RoomFields>,
     /// Participants added or changed (full records), sorted by `join_order`.
     pub upserted: Vec<ParticipantState>,
+    /// Of `upserted`, the identities that were not in the room at `base_seq` (sorted): its joins. A hint, so that
+    /// whoever applies the changes or compares them with the state at `base_seq` need not look through the whole
+    /// room for each of them; empty is always correct (the room is then searched).
+    pub joined: Vec<ParticipantId>,
     /// Participants removed, sorted.
     pub removed: Vec<ParticipantId>,
     /// The whole ban list, when it changed.
@@ -215,7 +219,10 @@ impl RoomState {
             match self.participants.binary_search_by_key(&p.join_order, |q| q.join_order) {
                 Ok(i) if self.participants[i].id == p.id => self.participants[i] = p.clone(),
                 _ => {
-                    if let Some(i) = self.participants.iter().position(|q| q.id == p.id) {
+                    // A join is not here yet; anyone else may be, under another join order (a repaired room).
+                    if changes.joined.binary_search(&p.id).is_err()
+                        && let Some(i) = self.participants.iter().position(|q| q.id == p.id)
+                    {
                         self.participants.remove(i);
                     }
                     let at = self.participants.partition_point(|q| q.join_order < p.join_order);

@@ -119,6 +119,10 @@ struct ChangesRecord {
     /// `(identity, participant record)` pairs.
     #[serde(default)]
     upserted: Vec<(String, String)>,
+    /// Of those, the joins ([`Changes::joined`]); absent from an older hub's announcement (then empty, which is
+    /// always correct).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    joined: Vec<String>,
     #[serde(default)]
     removed: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,6 +179,7 @@ impl Announcement {
             seq: c.seq,
             room: c.room.as_ref().map(codec::encode_fields),
             upserted: c.upserted.iter().map(|p| (p.id.as_str().to_owned(), codec::encode_participant(p))).collect(),
+            joined: ids(&c.joined),
             removed: ids(&c.removed),
             bans: c.bans.as_deref().map(ids),
             guests: c.guests.as_deref().map(ids),
@@ -231,6 +236,12 @@ impl Announcement {
                     .iter()
                     .map(|(id, record)| codec::decode_participant(id, record))
                     .collect::<Result<_, _>>()?,
+                joined: {
+                    // Sorted, as the room makes it (it is searched by bisection).
+                    let mut joined = to_ids(c.joined);
+                    joined.sort();
+                    joined
+                },
                 removed: to_ids(c.removed),
                 bans: c.bans.map(to_ids),
                 guests: c.guests.map(to_ids),
@@ -330,6 +341,7 @@ mod tests {
                     recordable: true,
                 }),
                 upserted: vec![p],
+                joined: vec![ParticipantId::new("ada")],
                 removed: vec![ParticipantId::new("bob")],
                 bans: Some(vec![ParticipantId::new("eve")]),
                 guests: None,

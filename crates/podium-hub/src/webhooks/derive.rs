@@ -160,20 +160,34 @@ pub(crate) fn derive(
     let guests_after = changes.guests.as_ref().unwrap_or(&before.guests);
     let actor = cause.map(|c| c.actor.clone());
     let reason = cause.and_then(|c| c.reason.clone());
+    // By identity: a look through the room, for the few who leave or are banned in one transition.
     let find = |id: &ParticipantId| before.participants.iter().find(|p| &p.id == id);
+    // An upserted participant's earlier record: none for a join (the changes say who joined), otherwise found by
+    // its join order (the room keeps it while the participant stays), by identity only if the room was repaired.
+    // A join into a room of thousands thus costs what changed, not a scan of the room.
+    let previous = |p: &room::ParticipantState| -> Option<&room::ParticipantState> {
+        if changes.joined.binary_search(&p.id).is_ok() {
+            return None;
+        }
+        match before.participants.binary_search_by_key(&p.join_order, |q| q.join_order) {
+            Ok(i) if before.participants[i].id == p.id => Some(&before.participants[i]),
+            _ => find(&p.id),
+        }
+    };
     let mut out = Vec::new();
     if created {
         let at = add(&mut out, "room.started", None, actor.clone());
         at.settings = Some(convert::settings(&settings_after));
     }
     // Joins first, then what changed for those already in.
-    for p in &changes.upserted {
-        if find(&p.id).is_none() {
+    let previous: Vec<Option<&room::ParticipantState>> = changes.upserted.iter().map(previous).collect();
+    for (p, old) in changes.upserted.iter().zip(&previous) {
+        if old.is_none() {
             add(&mut out, "participant.joined", Some(who(p, Some(p.role), None)), Some(p.id.as_str().to_owned()));
         }
     }
-    for p in &changes.upserted {
-        let Some(old) = find(&p.id) else { continue };
+    for (p, old) in changes.upserted.iter().zip(&previous) {
+        let Some(old) = *old else { continue };
         let roles = |kind| (kind, Some(who(p, Some(p.role), Some(old.role))));
         if old.role != p.role {
             let (kind, target) = match (old.role, p.role) {

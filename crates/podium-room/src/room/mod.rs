@@ -79,6 +79,9 @@ pub struct Room {
 
     // Change tracking for `take_changes`.
     base_seq: u64,
+    /// Who is in the room at `base_seq` (as the store has it): what tells a join from a change in
+    /// [`Changes::joined`], without the store's side looking through the whole room.
+    base_ids: HashSet<ParticipantId>,
     dirty: HashSet<ParticipantId>,
     fields_dirty: bool,
     bans_dirty: bool,
@@ -216,6 +219,7 @@ impl Room {
             counts_sent: None,
             counts_flush_at: None,
             base_seq: 0,
+            base_ids: HashSet::new(),
             dirty: HashSet::new(),
             fields_dirty: false,
             bans_dirty: false,

@@ -58,6 +58,8 @@ impl Room {
         room.next_chat_id = state.next_chat_id.max(past_chat).max(1);
         room.recording = state.recording;
         room.recordable = state.recordable;
+        // Everyone the stored state holds, repaired away or not: the next changes are relative to it.
+        room.base_ids = state.participants.iter().map(|p| p.id.clone()).collect();
         let revocations_sorted = state.revocations.is_sorted() && {
             let mut unique = state.revocations.clone();
             unique.dedup();
@@ -206,6 +208,10 @@ impl Room {
         for p in &changes.upserted {
             self.index(p.clone());
         }
+        for id in &changes.removed {
+            self.base_ids.remove(id);
+        }
+        self.base_ids.extend(changes.upserted.iter().map(|p| p.id.clone()));
         if self.ended {
             self.counts_flush_at = None;
         } else if self.counts_flush_at.is_none() && self.counts_sent != Some(self.counts()) {
@@ -291,6 +297,13 @@ impl Room {
         }
         upserted.sort_by_key(|p| p.join_order);
         removed.sort();
+        let mut joined: Vec<ParticipantId> =
+            upserted.iter().filter(|p| !self.base_ids.contains(&p.id)).map(|p| p.id.clone()).collect();
+        joined.sort();
+        for id in &removed {
+            self.base_ids.remove(id);
+        }
+        self.base_ids.extend(joined.iter().cloned());
         let changes = Changes {
             base_seq: self.base_seq,
             seq: self.seq,
@@ -307,6 +320,7 @@ impl Room {
                 recordable: self.recordable,
             }),
             upserted,
+            joined,
             removed,
             bans: self.bans_dirty.then(|| self.bans.iter().cloned().collect()),
             guests: self.guests_dirty.then(|| self.guests.iter().cloned().collect()),

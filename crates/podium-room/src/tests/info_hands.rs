@@ -387,3 +387,50 @@ fn clearing_many_hands_is_one_transition() {
     ));
     assert!(lowered(&h.at(10 * TTL)).is_empty(), "cleared hands do not expire later");
 }
+
+// ------------------------------------------------------------------------------------------------ joins in changes
+
+#[test]
+fn changes_name_their_joins_relative_to_the_stored_version() {
+    let config = RoomConfig { counts_interval: 0, ..small_config() };
+    let mut room = Room::new("r", config.clone(), 0);
+    for who in ["ann", "bob"] {
+        room.handle_join(0, Join::new(pid(who), who, Speaker, None)).unwrap();
+    }
+    let first = room.take_changes().unwrap();
+    assert_eq!(first.joined, vec![pid("ann"), pid("bob")]);
+    let mut stored = RoomState::created_by(&first).unwrap();
+    let mut replica = Room::from_state(stored.clone(), config.clone());
+
+    // A join and a leave: only the join is named; the store and a replica follow.
+    room.handle_join(1, Join::new(pid("cat"), "cat", Speaker, None)).unwrap();
+    room.handle_leave(1, &pid("ann"));
+    let second = room.take_changes().unwrap();
+    assert_eq!(second.joined, vec![pid("cat")]);
+    assert_eq!(second.removed, vec![pid("ann")]);
+    stored.apply(&second);
+    assert!(replica.apply_changes(&second, 1));
+
+    // The replica, now writing itself, names only its own join: `cat` came in with the changes it followed.
+    replica.handle_join(2, Join::new(pid("dan"), "dan", Speaker, None)).unwrap();
+    replica.handle_command(2, &pid("cat"), C::RaiseHand).unwrap();
+    let third = replica.take_changes().unwrap();
+    assert_eq!(third.joined, vec![pid("dan")]);
+    assert_eq!(third.upserted.len(), 2);
+    stored.apply(&third);
+    assert_eq!(stored, replica.state());
+
+    // Leaving and joining again before the changes are taken: a new join order, but `bob` was stored, so he is
+    // not a join, and applying the changes replaces his stored record instead of adding a second one.
+    let mut restored = Room::from_state(stored.clone(), config);
+    restored.handle_leave(3, &pid("bob"));
+    restored.handle_join(3, Join::new(pid("bob"), "bob", Speaker, None)).unwrap();
+    let fourth = restored.take_changes().unwrap();
+    assert!(fourth.joined.is_empty(), "{:?}", fourth.joined);
+    let old = stored.participants.iter().find(|p| p.id == pid("bob")).unwrap().join_order;
+    let new = fourth.upserted.iter().find(|p| p.id == pid("bob")).unwrap().join_order;
+    assert_ne!(old, new);
+    stored.apply(&fourth);
+    assert_eq!(stored, restored.state());
+    assert_eq!(stored.participants.iter().filter(|p| p.id == pid("bob")).count(), 1);
+}
