@@ -127,13 +127,13 @@ fn bare(id: &ParticipantId) -> WebhookParticipant {
 }
 
 /// The events of one committed transition, in a fixed order: room started, joins, stage changes (and hands),
-/// removals, bans, guests, settings, info, room ended. Also the audience size after it.
+/// removals, bans, guests, settings, info, room ended.
 pub(crate) fn derive(
     before: Option<&RoomState>,
     changes: &Changes,
     outputs: &[room::Output],
     cause: Option<&Cause>,
-) -> (Vec<Derived>, u64) {
+) -> Vec<Derived> {
     let created = changes.base_seq == 0;
     let empty;
     let before = match before {
@@ -145,7 +145,7 @@ pub(crate) fn derive(
                     &empty
                 }
                 // Not the room's first commit and nothing to compare with: only what the outputs say.
-                _ => return (ended(outputs), 0),
+                _ => return ended(outputs),
             }
         }
     };
@@ -160,27 +160,15 @@ pub(crate) fn derive(
     let guests_after = changes.guests.as_ref().unwrap_or(&before.guests);
     let actor = cause.map(|c| c.actor.clone());
     let reason = cause.and_then(|c| c.reason.clone());
-    // By identity: a look through the room, for the few who leave or are banned in one transition.
-    let find = |id: &ParticipantId| before.participants.iter().find(|p| &p.id == id);
-    // An upserted participant's earlier record: none for a join (the changes say who joined), otherwise found by
-    // its join order (the room keeps it while the participant stays), by identity only if the room was repaired.
-    // A join into a room of thousands thus costs what changed, not a scan of the room.
-    let previous = |p: &room::ParticipantState| -> Option<&room::ParticipantState> {
-        if changes.joined.binary_search(&p.id).is_ok() {
-            return None;
-        }
-        match before.participants.binary_search_by_key(&p.join_order, |q| q.join_order) {
-            Ok(i) if before.participants[i].id == p.id => Some(&before.participants[i]),
-            _ => find(&p.id),
-        }
-    };
+    let find = |id: &ParticipantId| find(before, id);
     let mut out = Vec::new();
     if created {
         let at = add(&mut out, "room.started", None, actor.clone());
         at.settings = Some(convert::settings(&settings_after));
     }
     // Joins first, then what changed for those already in.
-    let previous: Vec<Option<&room::ParticipantState>> = changes.upserted.iter().map(previous).collect();
+    let previous: Vec<Option<&room::ParticipantState>> =
+        changes.upserted.iter().map(|p| previous(before, changes, p)).collect();
     for (p, old) in changes.upserted.iter().zip(&previous) {
         if old.is_none() {
             add(&mut out, "participant.joined", Some(who(p, Some(p.role), None)), Some(p.id.as_str().to_owned()));
@@ -292,16 +280,54 @@ pub(crate) fn derive(
         at.reason = Some("ended".to_owned());
     }
     out.extend(ended(outputs));
-    // The audience after: before's, less those the changes take out of it, plus those they put in.
-    let in_audience = |id: &ParticipantId| find(id).is_some_and(|p| p.role == Role::Audience);
-    let mut audience = before.participants.iter().filter(|p| p.role == Role::Audience).count();
-    for id in changes.removed.iter().filter(|id| !changes.upserted.iter().any(|p| &p.id == *id)) {
-        audience = audience.saturating_sub(usize::from(in_audience(id)));
+    out
+}
+
+/// A participant's record in `before`, by identity: a look through the room, for the few who leave or are banned
+/// in one transition.
+fn find<'a>(before: &'a RoomState, id: &ParticipantId) -> Option<&'a room::ParticipantState> {
+    before.participants.iter().find(|p| &p.id == id)
+}
+
+/// An upserted participant's earlier record: none for a join (the changes say who joined), otherwise found by its
+/// join order (the room keeps it while the participant stays), by identity only if the room was repaired. A join
+/// into a room of thousands thus costs what changed, not a scan of the room.
+fn previous<'a>(
+    before: &'a RoomState,
+    changes: &Changes,
+    p: &room::ParticipantState,
+) -> Option<&'a room::ParticipantState> {
+    if changes.joined.binary_search(&p.id).is_ok() {
+        return None;
     }
-    for p in &changes.upserted {
-        audience = audience.saturating_sub(usize::from(in_audience(&p.id))) + usize::from(p.role == Role::Audience);
+    match before.participants.binary_search_by_key(&p.join_order, |q| q.join_order) {
+        Ok(i) if before.participants[i].id == p.id => Some(&before.participants[i]),
+        _ => find(before, &p.id),
     }
-    (out, u64::try_from(audience).unwrap_or(u64::MAX))
+}
+
+/// The audience after the transition: before's, less those the changes take out of it, plus those they put in.
+/// A pass over the room: asked only when an `audience.summary` goes out, not at every commit.
+pub(crate) fn audience_after(before: Option<&RoomState>, changes: &Changes) -> u64 {
+    let upserted = || changes.upserted.iter().filter(|p| p.role == Role::Audience).count();
+    let audience = match before {
+        // The room's first commit holds everyone; any other without a version to compare with counts nothing.
+        None if changes.base_seq == 0 => upserted(),
+        None => 0,
+        Some(before) => {
+            let in_audience = |old: Option<&room::ParticipantState>| old.is_some_and(|p| p.role == Role::Audience);
+            let mut audience = before.participants.iter().filter(|p| p.role == Role::Audience).count();
+            for id in changes.removed.iter().filter(|id| !changes.upserted.iter().any(|p| &p.id == *id)) {
+                audience = audience.saturating_sub(usize::from(in_audience(find(before, id))));
+            }
+            for p in &changes.upserted {
+                audience = audience.saturating_sub(usize::from(in_audience(previous(before, changes, p))))
+                    + usize::from(p.role == Role::Audience);
+            }
+            audience
+        }
+    };
+    u64::try_from(audience).unwrap_or(u64::MAX)
 }
 
 /// Whether the outputs tell `id` that their hand expired.
@@ -372,11 +398,16 @@ mod tests {
         let outputs: Vec<_> = std::iter::from_fn(|| room.poll_output()).collect();
         let Some(changes) = room.take_changes() else { return Vec::new() };
         let cause = actor.map(|a| Cause::websocket(&ParticipantId::new(a)));
-        let (events, _) = derive(committed.as_ref(), &changes, &outputs, cause.as_ref());
+        let events = derive(committed.as_ref(), &changes, &outputs, cause.as_ref());
+        let audience = audience_after(committed.as_ref(), &changes);
         match committed {
             Some(state) => state.apply(&changes),
             None => *committed = RoomState::created_by(&changes),
         }
+        // The audience from the changes alone is the audience of the state after them.
+        let after =
+            committed.as_ref().map_or(0, |s| s.participants.iter().filter(|p| p.role == Role::Audience).count());
+        assert_eq!(audience, after as u64, "{changes:?}");
         events
             .iter()
             .map(|d| {
@@ -473,7 +504,7 @@ mod tests {
         room.handle_command_as(2_002, &by, Command::ClearHands, cause.reason.as_deref()).expect("accepted");
         let outputs: Vec<_> = std::iter::from_fn(|| room.poll_output()).collect();
         let changes = room.take_changes().expect("changed");
-        let (events, _) = derive(committed.as_ref(), &changes, &outputs, Some(cause));
+        let events = derive(committed.as_ref(), &changes, &outputs, Some(cause));
         let seen: Vec<_> =
             events.iter().map(|d| (d.kind, d.actor.as_deref(), d.reason.as_deref(), d.audited())).collect();
         assert_eq!(seen, [("hand.lowered", Some("m"), Some("next"), true)]);

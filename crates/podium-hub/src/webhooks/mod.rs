@@ -225,7 +225,7 @@ impl Hooks {
         outputs: &[room::Output],
         cause: Option<&Cause>,
     ) -> Option<AtCommit> {
-        let (derived, audience) = derive::derive(before, changes, outputs, cause);
+        let derived = derive::derive(before, changes, outputs, cause);
         let now = wall_ms();
         let via = cause.map(|c| c.via.to_owned());
         let audit: Vec<String> = derived
@@ -306,6 +306,7 @@ impl Hooks {
             }
             let due = state.summary_at.is_none_or(|at| now.saturating_sub(at) >= self.config.audience_interval_ms);
             if self.config.audience == AudiencePolicy::Coalesced && due && state.joined + state.left > 0 {
+                let audience = derive::audience_after(before, changes);
                 let summary = AudienceSummary { joined: state.joined, left: state.left, audience };
                 add("audience.summary", WebhookData { audience: Some(summary), ..WebhookData::default() });
                 state.joined = 0;
