@@ -1,6 +1,8 @@
 //! Plain-data records of a room, for stores: the full state ([`RoomState`]) and one batch of transitions
 //! ([`Changes`]). Stores keep these and know nothing of rules.
 
+use std::collections::HashSet;
+
 use crate::types::{Actor, ChatMessage, Millis, ParticipantId, Recording, Role, RoomInfo, Settings};
 
 /// Everything needed to rebuild a room ([`Room::state`](crate::Room::state) /
@@ -142,6 +144,10 @@ pub struct RoomFields {
     pub recordable: bool,
 }
 
+/// Up to this many participants leaving in one change set are looked up one by one; more take one pass over the
+/// room.
+const FEW: usize = 8;
+
 /// What changed between two versions of a room ([`Room::take_changes`](crate::Room::take_changes)): apply to the
 /// stored state at `base_seq` to get the state at `seq`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -209,10 +215,16 @@ impl RoomState {
             self.info.clone_from(info);
         }
         // One join or leave touches one record: find it by identity or by join order, without hashing or moving
-        // every participant (a room of thousands commits many times a second).
-        for id in &changes.removed {
-            if let Some(i) = self.participants.iter().position(|p| &p.id == id) {
-                self.participants.remove(i);
+        // every participant (a room of thousands commits many times a second). Many leaving at once (a hub's
+        // listeners whose grace ran out together) take one pass, not a search and a shift each.
+        if changes.removed.len() > FEW {
+            let gone: HashSet<&ParticipantId> = changes.removed.iter().collect();
+            self.participants.retain(|p| !gone.contains(&p.id));
+        } else {
+            for id in &changes.removed {
+                if let Some(i) = self.participants.iter().position(|p| &p.id == id) {
+                    self.participants.remove(i);
+                }
             }
         }
         for p in &changes.upserted {

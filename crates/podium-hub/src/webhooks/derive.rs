@@ -209,14 +209,17 @@ pub(crate) fn derive(
             at.reason.clone_from(&reason);
         }
     }
-    let removed_why = |id: &ParticipantId| {
-        outputs.iter().find_map(|o| match o {
-            room::Output::Disconnect { who, reason } if who == id => Some(*reason),
-            _ => None,
-        })
-    };
-    for id in &changes.removed {
-        let Some(old) = find(id) else { continue };
+    // Why each was disconnected (kicked, banned, revoked; the first reason given), read once: a transition may
+    // remove thousands.
+    let mut disconnected = std::collections::HashMap::new();
+    for o in outputs {
+        if let room::Output::Disconnect { who, reason } = o {
+            disconnected.entry(who).or_insert(*reason);
+        }
+    }
+    let removed_why = |id: &ParticipantId| disconnected.get(id).copied();
+    for (id, old) in changes.removed.iter().zip(records(before, &changes.removed)) {
+        let Some(old) = old else { continue };
         let why = match removed_why(id) {
             Some(room::DisconnectReason::Kicked) => {
                 let at = add(&mut out, "participant.kicked", Some(who(old, None, Some(old.role))), actor.clone());
@@ -289,6 +292,23 @@ fn find<'a>(before: &'a RoomState, id: &ParticipantId) -> Option<&'a room::Parti
     before.participants.iter().find(|p| &p.id == id)
 }
 
+/// The records of `ids` in `before`: a look through the room for each of a few, one pass for many (a hub's
+/// listeners whose grace ran out together leave in one transition).
+fn records<'a>(before: &'a RoomState, ids: &[ParticipantId]) -> Vec<Option<&'a room::ParticipantState>> {
+    if ids.len() <= 8 {
+        return ids.iter().map(|id| find(before, id)).collect();
+    }
+    let mut at: std::collections::HashMap<&ParticipantId, usize> =
+        ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
+    let mut out = vec![None; ids.len()];
+    for p in &before.participants {
+        if let Some(i) = at.remove(&p.id) {
+            out[i] = Some(p);
+        }
+    }
+    out
+}
+
 /// An upserted participant's earlier record: none for a join (the changes say who joined), otherwise found by its
 /// join order (the room keeps it while the participant stays), by identity only if the room was repaired. A join
 /// into a room of thousands thus costs what changed, not a scan of the room.
@@ -317,8 +337,10 @@ pub(crate) fn audience_after(before: Option<&RoomState>, changes: &Changes) -> u
         Some(before) => {
             let in_audience = |old: Option<&room::ParticipantState>| old.is_some_and(|p| p.role == Role::Audience);
             let mut audience = before.participants.iter().filter(|p| p.role == Role::Audience).count();
-            for id in changes.removed.iter().filter(|id| !changes.upserted.iter().any(|p| &p.id == *id)) {
-                audience = audience.saturating_sub(usize::from(in_audience(find(before, id))));
+            for (id, old) in changes.removed.iter().zip(records(before, &changes.removed)) {
+                if !changes.upserted.iter().any(|p| &p.id == id) {
+                    audience = audience.saturating_sub(usize::from(in_audience(old)));
+                }
             }
             for p in &changes.upserted {
                 audience = audience.saturating_sub(usize::from(in_audience(previous(before, changes, p))))
@@ -408,6 +430,7 @@ mod tests {
         let after =
             committed.as_ref().map_or(0, |s| s.participants.iter().filter(|p| p.role == Role::Audience).count());
         assert_eq!(audience, after as u64, "{changes:?}");
+        assert_eq!(committed.as_ref(), Some(&room.state()), "the committed copy follows the room");
         events
             .iter()
             .map(|d| {
@@ -417,6 +440,35 @@ mod tests {
                 format!("{} {target} by {by} ({why}){}", d.kind, if d.audited() { " audited" } else { "" })
             })
             .collect()
+    }
+
+    #[test]
+    fn many_leaving_at_once_are_each_reported_with_their_reason() {
+        let mut room = Room::new("r", RoomConfig::default(), 1_000);
+        let mut c = None;
+        step(&mut room, &mut c, None, |r| join(r, 1_000, "m", Role::Moderator));
+        let ids: Vec<String> = (0..40).map(|i| format!("l{i:02}")).collect();
+        for id in &ids {
+            step(&mut room, &mut c, None, |r| join(r, 1_001, id, Role::Audience));
+        }
+        // A hub's connections drop together; a moderator kicks one of them meanwhile. Their grace runs out at once:
+        // one transition removes 39 (the store mirror and the audience count are checked by `step`).
+        for id in &ids {
+            step(&mut room, &mut c, None, |r| r.handle_disconnect(2_000, &ParticipantId::new(id.as_str())));
+        }
+        let kicked = ParticipantId::new("l07");
+        let kick = |r: &mut Room| {
+            r.handle_command(2_001, &ParticipantId::new("m"), Command::Kick { target: kicked.clone() }).expect("kick");
+        };
+        assert_eq!(
+            step(&mut room, &mut c, Some("m"), kick),
+            ["participant.kicked l07 by m (-) audited", "participant.left l07 by m (kicked)"]
+        );
+        let left = step(&mut room, &mut c, None, |r| r.handle_timeout(2_000 + RoomConfig::default().grace));
+        let expected: Vec<String> =
+            ids.iter().filter(|id| *id != "l07").map(|id| format!("participant.left {id} by - (timeout)")).collect();
+        assert_eq!(left, expected);
+        assert_eq!(c.as_ref().map(|s| s.participants.len()), Some(1));
     }
 
     #[test]
