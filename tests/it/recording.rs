@@ -320,7 +320,9 @@ async fn a_recorded_session_mixes_into_a_replay_with_both_tones_in_order_and_cha
             continue; // silence (before the first packet, or the switch)
         }
         let [p440, p660, p880] = [440.0, 660.0, 880.0].map(|hz| goertzel(w, hz, 8_000.0));
-        assert!(p880 < 0.01 * p440.max(p660), "window {i}: 880 Hz present ({p880:e} vs {p440:e}/{p660:e})");
+        // A speaker mixed in would be of the others' level; the edge of a tone (a window where it stops) spreads
+        // about 1 % of its power over nearby frequencies, 880 Hz included (seen once under CI load: 1.2 %).
+        assert!(p880 < 0.05 * p440.max(p660), "window {i}: 880 Hz present ({p880:e} vs {p440:e}/{p660:e})");
         order.push(if p440 > p660 { 440 } else { 660 });
     }
     let first_660 = order.iter().position(|hz| *hz == 660).expect("bob heard");
