@@ -273,9 +273,11 @@ pub(crate) fn spawn(
 ) -> anyhow::Result<(Handle, std::thread::JoinHandle<ThreadReport>)> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    // The socket here, so a failure is the caller's; its `recvmmsg` headers on the thread (they are not `Send`).
-    let mux = if mux { Some(Mux::socket()?) } else { None };
+    // The socket here, registered, so a failure is the caller's; its `recvmmsg` headers on the thread (they are
+    // not `Send`).
+    let mux = if mux { Some(Mux::socket(&poll)?) } else { None };
     let port = mux.as_ref().map(|(_, port)| *port);
+    let mux = mux.map(|(socket, _)| socket);
     let (tx, rx) = mpsc::sync_channel(COMMANDS);
     let handle =
         std::thread::Builder::new().name(name).spawn(move || Thread::new(poll, rx, tick, shared, mux).run())?;
@@ -294,8 +296,9 @@ struct Mux {
 }
 
 impl Mux {
-    /// The shared socket, bound on all addresses (so on every 127/8 address) with a port of its own, and its port.
-    fn socket() -> anyhow::Result<(UdpSocket, u16)> {
+    /// The shared socket, bound on all addresses (so on every 127/8 address) with a port of its own and registered
+    /// with `poll`, and its port.
+    fn socket(poll: &Poll) -> anyhow::Result<(mio::net::UdpSocket, u16)> {
         use nix::sys::socket::{setsockopt, sockopt};
         let std = UdpSocket::bind("0.0.0.0:0")?;
         std.set_nonblocking(true)?;
@@ -305,19 +308,19 @@ impl Mux {
             let _ = setsockopt(&std, sockopt::RcvBuf, &MUX_RCVBUF);
         }
         let port = std.local_addr()?.port();
-        Ok((std, port))
-    }
-
-    fn new(poll: &Poll, std: UdpSocket) -> anyhow::Result<Self> {
         let mut socket = mio::net::UdpSocket::from_std(std);
         poll.registry().register(&mut socket, MUX, Interest::READABLE)?;
-        Ok(Self {
+        Ok((socket, port))
+    }
+
+    fn new(socket: mio::net::UdpSocket) -> Self {
+        Self {
             socket,
             by_ip: HashMap::new(),
             hdrs: MultiHeaders::preallocate(MUX_BATCH, Some(nix::cmsg_space!(nix::libc::in_pktinfo))),
             bufs: Box::new([[0; 2048]; MUX_BATCH]),
             control: Vec::new(),
-        })
+        }
     }
 
     /// Sends `data` from `from` (one of the thread's listener addresses) to `to`.
@@ -359,10 +362,8 @@ impl Thread {
         rx: mpsc::Receiver<Cmd>,
         tick: Option<Duration>,
         shared: Shared,
-        mux: Option<(UdpSocket, u16)>,
+        mux: Option<mio::net::UdpSocket>,
     ) -> Self {
-        // Registering cannot fail short of running out of memory; its listeners would then not connect, and show.
-        let mux = mux.and_then(|(socket, _)| Mux::new(&poll, socket).ok());
         Self {
             poll,
             rx,
@@ -373,7 +374,7 @@ impl Thread {
             report: ThreadReport { delay: vec![0; DELAY_BUCKETS + 1], ..ThreadReport::default() },
             hdrs: MultiHeaders::preallocate(BATCH, None),
             bufs: Box::new([[0; 2048]; BATCH]),
-            mux,
+            mux: mux.map(Mux::new),
         }
     }
 

@@ -295,7 +295,9 @@ fn find<'a>(before: &'a RoomState, id: &ParticipantId) -> Option<&'a room::Parti
 /// The records of `ids` in `before`: a look through the room for each of a few, one pass for many (a hub's
 /// listeners whose grace ran out together leave in one transition).
 fn records<'a>(before: &'a RoomState, ids: &[ParticipantId]) -> Vec<Option<&'a room::ParticipantState>> {
-    if ids.len() <= 8 {
+    /// Up to this many are looked for one by one (`RoomState::apply` draws the line at the same place).
+    const FEW: usize = 8;
+    if ids.len() <= FEW {
         return ids.iter().map(|id| find(before, id)).collect();
     }
     let mut at: std::collections::HashMap<&ParticipantId, usize> =
